@@ -1,0 +1,306 @@
+//! Creating, replacing and patching identities: traits are validated by the
+//! schema, credentials and addresses are derived from them, and the result
+//! is written as one unit.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use latchkey_hash::{HashError, PasswordHasher, SecretPassword};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use super::model::{
+    AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress,
+    VerifiableAddress, Via,
+};
+use super::patch;
+use crate::schema::{SchemaError, SchemaRegistry, TraitFacts};
+use crate::store::{IdentityQuery, Store, StoreError};
+use crate::time::now;
+
+/// How a password arrives: in clear (hashed here) or already hashed (import).
+pub enum PasswordInput {
+    Plain(SecretPassword),
+    Hashed(String),
+}
+
+/// A verifiable address as an administrator states it, used to import
+/// addresses that are already verified.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressClaim {
+    pub via: Via,
+    pub value: String,
+    pub verified: bool,
+    pub status: Option<AddressStatus>,
+    pub verified_at: Option<DateTime<Utc>>,
+}
+
+/// The fields an administrator sets when creating an identity.
+#[derive(Default)]
+pub struct NewIdentity {
+    pub schema_id: Option<String>,
+    pub traits: Value,
+    pub state: Option<IdentityState>,
+    pub metadata_public: Option<Value>,
+    pub metadata_admin: Option<Value>,
+    pub external_id: Option<String>,
+    pub password: Option<PasswordInput>,
+    pub verifiable_addresses: Vec<AddressClaim>,
+}
+
+/// A wholesale replacement (PUT): metadata not given becomes null.
+pub struct IdentityUpdate {
+    pub schema_id: String,
+    pub traits: Value,
+    pub state: IdentityState,
+    pub metadata_public: Option<Value>,
+    pub metadata_admin: Option<Value>,
+    pub external_id: Option<String>,
+    pub password: Option<PasswordInput>,
+    pub verifiable_addresses: Vec<AddressClaim>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    #[error(transparent)]
+    Schema(#[from] SchemaError),
+    #[error("an identity with the same identifier already exists")]
+    Conflict,
+    #[error("identity not found")]
+    NotFound,
+    /// An imported hash is of an unknown format or too costly to verify.
+    #[error("{0}")]
+    InvalidHash(String),
+    #[error("the password is longer than 72 bytes, which bcrypt cannot hash")]
+    PasswordTooLong,
+    #[error("{0}")]
+    InvalidPatch(String),
+    #[error(transparent)]
+    Store(StoreError),
+    #[error("password hashing failed: {0}")]
+    Hashing(String),
+}
+
+impl From<StoreError> for IdentityError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(_) => IdentityError::Conflict,
+            StoreError::NotFound => IdentityError::NotFound,
+            other => IdentityError::Store(other),
+        }
+    }
+}
+
+impl From<HashError> for IdentityError {
+    fn from(e: HashError) -> Self {
+        match e {
+            HashError::PasswordTooLong => IdentityError::PasswordTooLong,
+            HashError::UnknownFormat => {
+                IdentityError::InvalidHash("The hashed password does not match any known hash format.".into())
+            }
+            HashError::CostTooHigh { .. } | HashError::Malformed(_) => {
+                IdentityError::InvalidHash(format!("The hashed password is not acceptable: {e}"))
+            }
+            other => IdentityError::Hashing(other.to_string()),
+        }
+    }
+}
+
+/// The identity use cases shared by the admin API and the self-service flows.
+#[derive(Clone)]
+pub struct IdentityManager {
+    store: Arc<dyn Store>,
+    schemas: Arc<SchemaRegistry>,
+    hasher: PasswordHasher,
+}
+
+impl IdentityManager {
+    pub fn new(store: Arc<dyn Store>, schemas: Arc<SchemaRegistry>, hasher: PasswordHasher) -> Self {
+        Self { store, schemas, hasher }
+    }
+
+    pub fn schemas(&self) -> &SchemaRegistry {
+        &self.schemas
+    }
+
+    pub async fn create(&self, new: NewIdentity) -> Result<Identity, IdentityError> {
+        let schema_id = new.schema_id.unwrap_or_else(|| self.schemas.default_id().to_string());
+        let facts = self.schemas.validate_traits(&schema_id, &new.traits)?;
+        let hashed = self.hash(new.password).await?;
+        let at = now();
+        let state = new.state.unwrap_or_default();
+        let mut identity = Identity {
+            id: Uuid::new_v4(),
+            schema_id,
+            state,
+            state_changed_at: Some(at),
+            traits: new.traits,
+            metadata_public: new.metadata_public.filter(|v| !v.is_null()),
+            metadata_admin: new.metadata_admin.filter(|v| !v.is_null()),
+            external_id: new.external_id,
+            credentials: BTreeMap::new(),
+            verifiable_addresses: Vec::new(),
+            recovery_addresses: Vec::new(),
+            created_at: at,
+            updated_at: at,
+        };
+        apply_facts(&mut identity, &facts, hashed, &new.verifiable_addresses, at);
+        self.store.create_identity(&identity).await?;
+        Ok(identity)
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Identity, IdentityError> {
+        self.store.get_identity(id).await?.ok_or(IdentityError::NotFound)
+    }
+
+    pub async fn list(&self, query: &IdentityQuery) -> Result<Vec<Identity>, IdentityError> {
+        Ok(self.store.list_identities(query).await?)
+    }
+
+    pub async fn delete(&self, id: Uuid) -> Result<(), IdentityError> {
+        if self.store.delete_identity(id).await? { Ok(()) } else { Err(IdentityError::NotFound) }
+    }
+
+    /// Replaces traits, state and metadata; credentials stay unless a new
+    /// password is given.
+    pub async fn replace(&self, id: Uuid, update: IdentityUpdate) -> Result<Identity, IdentityError> {
+        let current = self.get(id).await?;
+        self.save_update(current, update).await
+    }
+
+    /// Applies an RFC 6902 patch to the identity's JSON form.
+    pub async fn patch(&self, id: Uuid, ops: &[Value]) -> Result<Identity, IdentityError> {
+        let current = self.get(id).await?;
+        let update = patch::apply(&current, ops).map_err(IdentityError::InvalidPatch)?;
+        self.save_update(current, update).await
+    }
+
+    async fn save_update(&self, current: Identity, update: IdentityUpdate) -> Result<Identity, IdentityError> {
+        let facts = self.schemas.validate_traits(&update.schema_id, &update.traits)?;
+        let hashed = self.hash(update.password).await?;
+        let at = now();
+        let mut identity = current;
+        if identity.state != update.state {
+            identity.state = update.state;
+            identity.state_changed_at = Some(at);
+        }
+        identity.schema_id = update.schema_id;
+        identity.traits = update.traits;
+        identity.metadata_public = update.metadata_public.filter(|v| !v.is_null());
+        identity.metadata_admin = update.metadata_admin.filter(|v| !v.is_null());
+        identity.external_id = update.external_id;
+        identity.updated_at = at;
+        apply_facts(&mut identity, &facts, hashed, &update.verifiable_addresses, at);
+        self.store.update_identity(&identity).await?;
+        Ok(identity)
+    }
+
+    async fn hash(&self, password: Option<PasswordInput>) -> Result<Option<String>, IdentityError> {
+        match password {
+            None => Ok(None),
+            Some(PasswordInput::Hashed(encoded)) => {
+                latchkey_hash::validate_imported_hash(&encoded)?;
+                Ok(Some(encoded))
+            }
+            Some(PasswordInput::Plain(password)) => Ok(Some(self.hasher.hash(password).await?)),
+        }
+    }
+}
+
+/// Brings credentials and addresses in line with what the traits now say,
+/// keeping ids and verification state of addresses that did not change.
+fn apply_facts(
+    identity: &mut Identity,
+    facts: &TraitFacts,
+    hashed_password: Option<String>,
+    claims: &[AddressClaim],
+    at: DateTime<Utc>,
+) {
+    let existing = identity.credentials.remove(&CredentialType::Password);
+    let password = match (existing, hashed_password) {
+        (Some(mut c), Some(hash)) => {
+            c.config = json!({ "hashed_password": hash });
+            c.updated_at = at;
+            Some(c)
+        }
+        (None, Some(hash)) => Some(Credential {
+            id: Uuid::new_v4(),
+            kind: CredentialType::Password,
+            identifiers: Vec::new(),
+            config: json!({ "hashed_password": hash }),
+            version: 0,
+            created_at: at,
+            updated_at: at,
+        }),
+        (existing, None) => existing,
+    };
+    if let Some(mut c) = password {
+        if c.identifiers != facts.password_identifiers {
+            c.identifiers = facts.password_identifiers.clone();
+            c.updated_at = at;
+        }
+        identity.credentials.insert(CredentialType::Password, c);
+    }
+
+    let old = std::mem::take(&mut identity.verifiable_addresses);
+    identity.verifiable_addresses = facts
+        .verifiable_addresses
+        .iter()
+        .map(|a| {
+            let mut address = old
+                .iter()
+                .find(|o| o.via == a.via && o.value == a.value)
+                .cloned()
+                .unwrap_or_else(|| VerifiableAddress {
+                    id: Uuid::new_v4(),
+                    value: a.value.clone(),
+                    verified: false,
+                    via: a.via,
+                    status: AddressStatus::Pending,
+                    verified_at: None,
+                    created_at: at,
+                    updated_at: at,
+                });
+            let claim = claims.iter().find(|c| {
+                c.via == a.via && crate::schema::normalize(&c.value, c.via) == a.value
+            });
+            if let Some(claim) = claim {
+                let status = claim.status.unwrap_or(if claim.verified {
+                    AddressStatus::Completed
+                } else {
+                    address.status
+                });
+                let verified_at = match (claim.verified, claim.verified_at, address.verified_at) {
+                    (false, _, _) => None,
+                    (true, Some(t), _) | (true, None, Some(t)) => Some(t),
+                    (true, None, None) => Some(at),
+                };
+                if (claim.verified, status, verified_at) != (address.verified, address.status, address.verified_at) {
+                    address.verified = claim.verified;
+                    address.status = status;
+                    address.verified_at = verified_at;
+                    address.updated_at = at;
+                }
+            }
+            address
+        })
+        .collect();
+
+    let old = std::mem::take(&mut identity.recovery_addresses);
+    identity.recovery_addresses = facts
+        .recovery_addresses
+        .iter()
+        .map(|a| {
+            old.iter().find(|o| o.via == a.via && o.value == a.value).cloned().unwrap_or_else(|| {
+                RecoveryAddress {
+                    id: Uuid::new_v4(),
+                    value: a.value.clone(),
+                    via: a.via,
+                    created_at: at,
+                    updated_at: at,
+                }
+            })
+        })
+        .collect();
+}

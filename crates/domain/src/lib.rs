@@ -1,0 +1,12 @@
+//! Latchkey's domain: identities, identity schemas and the ports that storage
+//! implements. Nothing here knows about HTTP or SQL, so every rule can be
+//! exercised by the store contract tests and the HTTP tests alike.
+
+pub mod identity;
+pub mod schema;
+pub mod store;
+pub mod time;
+
+pub use identity::{Identity, IdentityError, IdentityManager};
+pub use schema::{SchemaError, SchemaRegistry};
+pub use store::{Store, StoreError};

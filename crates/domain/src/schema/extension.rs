@@ -1,0 +1,156 @@
+//! Reads the `ory.sh/kratos` keyword alongside a traits document, so that
+//! login identifiers and addresses are derived from traits and never entered
+//! twice.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::meta::KratosKeyword;
+use crate::identity::Via;
+
+pub(super) const KRATOS_KEYWORD: &str = "ory.sh/kratos";
+
+/// An address named by a trait, normalised.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct AddressRef {
+    pub via: Via,
+    pub value: String,
+}
+
+/// What the traits say about signing in and reaching the person.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TraitFacts {
+    pub password_identifiers: Vec<String>,
+    pub webauthn_identifiers: Vec<String>,
+    pub code_identifiers: Vec<AddressRef>,
+    pub verifiable_addresses: Vec<AddressRef>,
+    pub recovery_addresses: Vec<AddressRef>,
+}
+
+/// Lower-cases and trims, as identifiers and email addresses compare
+/// case-insensitively; phone numbers are only trimmed.
+pub fn normalize(value: &str, via: Via) -> String {
+    match via {
+        Via::Email => value.trim().to_lowercase(),
+        Via::Sms => value.trim().to_string(),
+    }
+}
+
+pub(super) fn collect(schema: &Value, traits: &Value) -> TraitFacts {
+    let mut facts = TraitFacts::default();
+    if let Some(node) = schema.pointer("/properties/traits") {
+        walk(schema, node, traits, &mut facts, 0);
+    }
+    for list in [&mut facts.password_identifiers, &mut facts.webauthn_identifiers] {
+        list.sort();
+        list.dedup();
+    }
+    for list in [
+        &mut facts.code_identifiers,
+        &mut facts.verifiable_addresses,
+        &mut facts.recovery_addresses,
+    ] {
+        list.sort();
+        list.dedup();
+    }
+    facts
+}
+
+/// Local `$ref`s are followed; the depth bound stops reference cycles.
+fn walk(root: &Value, node: &Value, value: &Value, facts: &mut TraitFacts, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    let node = match node.get("$ref").and_then(Value::as_str) {
+        Some(r) if r.starts_with('#') => match root.pointer(&r[1..]) {
+            Some(target) => target,
+            None => return,
+        },
+        _ => node,
+    };
+    if let (Some(keyword), Some(text)) = (node.get(KRATOS_KEYWORD), value.as_str()) {
+        if let Ok(keyword) = KratosKeyword::deserialize(keyword) {
+            apply(&keyword, text, facts);
+        }
+    }
+    match value {
+        Value::Object(map) => {
+            if let Some(props) = node.get("properties").and_then(Value::as_object) {
+                for (name, sub) in props {
+                    if let Some(v) = map.get(name) {
+                        walk(root, sub, v, facts, depth + 1);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = node.get("items").filter(|i| i.is_object()) {
+                for v in items {
+                    walk(root, sub, v, facts, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+fn apply(keyword: &KratosKeyword, text: &str, facts: &mut TraitFacts) {
+    let creds = &keyword.credentials;
+    if creds.password.as_ref().is_some_and(|p| p.identifier) {
+        facts.password_identifiers.push(normalize(text, Via::Email));
+    }
+    if creds.webauthn.as_ref().is_some_and(|p| p.identifier) {
+        facts.webauthn_identifiers.push(normalize(text, Via::Email));
+    }
+    if let Some(code) = creds.code.as_ref().filter(|c| c.identifier) {
+        let via = code.via.unwrap_or_default();
+        facts.code_identifiers.push(AddressRef { via, value: normalize(text, via) });
+    }
+    if let Some(v) = &keyword.verification {
+        let via = v.via.unwrap_or_default();
+        facts.verifiable_addresses.push(AddressRef { via, value: normalize(text, via) });
+    }
+    if let Some(r) = &keyword.recovery {
+        let via = r.via.unwrap_or_default();
+        facts.recovery_addresses.push(AddressRef { via, value: normalize(text, via) });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn derives_identifiers_and_addresses_from_nested_traits() {
+        let schema = json!({"properties": {"traits": {"type": "object", "properties": {
+            "email": {"type": "string", "ory.sh/kratos": {
+                "credentials": {"password": {"identifier": true}},
+                "verification": {"via": "email"}, "recovery": {"via": "email"}}},
+            "phones": {"type": "array", "items": {"$ref": "#/definitions/phone"}},
+            "name": {"type": "object", "properties": {"nick": {"type": "string",
+                "ory.sh/kratos": {"credentials": {"password": {"identifier": true}}}}}}
+        }}}, "definitions": {"phone": {"type": "string",
+            "ory.sh/kratos": {"verification": {"via": "sms"}}}}});
+        let traits = json!({"email": " Foo@Example.COM ", "phones": ["+4912345"],
+            "name": {"nick": "Neo"}});
+        let facts = collect(&schema, &traits);
+        assert_eq!(facts.password_identifiers, vec!["foo@example.com", "neo"]);
+        assert_eq!(
+            facts.verifiable_addresses,
+            vec![
+                AddressRef { via: Via::Email, value: "foo@example.com".into() },
+                AddressRef { via: Via::Sms, value: "+4912345".into() },
+            ]
+        );
+        assert_eq!(facts.recovery_addresses.len(), 1);
+    }
+
+    #[test]
+    fn ignores_missing_and_non_string_values() {
+        let schema = json!({"properties": {"traits": {"properties": {
+            "email": {"ory.sh/kratos": {"credentials": {"password": {"identifier": true}}}}}}}});
+        assert_eq!(collect(&schema, &json!({})), TraitFacts::default());
+        assert_eq!(collect(&schema, &json!({"email": 5})), TraitFacts::default());
+    }
+}

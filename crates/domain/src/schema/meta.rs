@@ -1,0 +1,191 @@
+//! The start-up check every identity schema must pass: a valid JSON Schema
+//! whose `traits` is an object with properties, with well-formed extension
+//! keywords and only verifiable formats on verification addresses.
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::extension::KRATOS_KEYWORD;
+
+const VERIFIABLE_FORMATS: [&str; 6] = ["email", "tel", "date", "time", "date-time", "no-validate"];
+
+/// The `ory.sh/kratos` keyword; unknown keys are schema mistakes worth failing on.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct KratosKeyword {
+    #[serde(default)]
+    pub credentials: CredentialsKeyword,
+    pub verification: Option<ViaKeyword>,
+    pub recovery: Option<ViaKeyword>,
+    #[allow(dead_code)]
+    pub organizations: Option<OrganizationsKeyword>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CredentialsKeyword {
+    pub password: Option<IdentifierKeyword>,
+    pub webauthn: Option<IdentifierKeyword>,
+    #[allow(dead_code)]
+    pub passkey: Option<PasskeyKeyword>,
+    #[allow(dead_code)]
+    pub totp: Option<TotpKeyword>,
+    pub code: Option<CodeKeyword>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct IdentifierKeyword {
+    #[serde(default)]
+    pub identifier: bool,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct PasskeyKeyword {
+    #[allow(dead_code)]
+    pub display_name: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TotpKeyword {
+    #[allow(dead_code)]
+    pub account_name: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct CodeKeyword {
+    #[serde(default)]
+    pub identifier: bool,
+    pub via: Option<crate::identity::Via>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ViaKeyword {
+    pub via: Option<crate::identity::Via>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct OrganizationsKeyword {
+    #[allow(dead_code)]
+    pub matcher: Option<OrgMatcher>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(super) enum OrgMatcher {
+    EmailDomain,
+}
+
+/// Returns a sentence naming what is wrong, or `Ok` when the schema is usable.
+pub(super) fn check(schema: &Value) -> Result<(), String> {
+    if let Err(e) = jsonschema::meta::validate(schema) {
+        return Err(format!("is not a valid JSON Schema: {e}"));
+    }
+    let traits = schema
+        .pointer("/properties/traits")
+        .ok_or("has no `properties.traits`")?;
+    if let Some(t) = traits.get("type") {
+        if t != "object" {
+            return Err("`properties.traits.type` must be \"object\"".into());
+        }
+    }
+    let props = traits
+        .get("properties")
+        .and_then(Value::as_object)
+        .ok_or("`properties.traits` has no `properties`")?;
+    if props.is_empty() {
+        return Err("`properties.traits.properties` must define at least one trait".into());
+    }
+    for (name, prop) in props {
+        let Some(keyword) = prop.get(KRATOS_KEYWORD) else {
+            continue;
+        };
+        if keyword.get("verification").is_some() {
+            let format = prop.get("format").and_then(Value::as_str);
+            if !format.is_some_and(|f| VERIFIABLE_FORMATS.contains(&f)) {
+                return Err(format!(
+                    "trait `{name}` is used for verification, so its `format` must be one of {}",
+                    VERIFIABLE_FORMATS.join(", ")
+                ));
+            }
+        }
+    }
+    check_keywords(schema, "#")
+}
+
+/// Every `ory.sh/kratos` keyword anywhere in the schema must parse.
+fn check_keywords(node: &Value, path: &str) -> Result<(), String> {
+    match node {
+        Value::Object(map) => {
+            for (key, value) in map {
+                let here = format!("{path}/{key}");
+                if key == KRATOS_KEYWORD {
+                    KratosKeyword::deserialize(value)
+                        .map_err(|e| format!("has an invalid `{KRATOS_KEYWORD}` at {here}: {e}"))?;
+                } else {
+                    check_keywords(value, &here)?;
+                }
+            }
+            Ok(())
+        }
+        Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, v)| check_keywords(v, &format!("{path}/{i}"))),
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn with_traits(props: Value) -> Value {
+        json!({"type": "object", "properties": {"traits": {"type": "object", "properties": props}}})
+    }
+
+    #[test]
+    fn accepts_the_quickstart_shape() {
+        let s = with_traits(json!({"email": {"type": "string", "format": "email",
+            "ory.sh/kratos": {"credentials": {"password": {"identifier": true}},
+                              "verification": {"via": "email"}, "recovery": {"via": "email"}}}}));
+        assert_eq!(check(&s), Ok(()));
+    }
+
+    #[test]
+    fn rejects_missing_traits_and_empty_properties() {
+        assert!(check(&json!({"type": "object"})).unwrap_err().contains("traits"));
+        assert!(check(&with_traits(json!({}))).unwrap_err().contains("at least one"));
+    }
+
+    #[test]
+    fn rejects_verification_without_a_verifiable_format() {
+        let s = with_traits(
+            json!({"email": {"type": "string", "ory.sh/kratos": {"verification": {"via": "email"}}}}),
+        );
+        assert!(check(&s).unwrap_err().contains("format"));
+    }
+
+    #[test]
+    fn rejects_unknown_extension_keys_and_channels() {
+        let s = with_traits(json!({"email": {"type": "string",
+            "ory.sh/kratos": {"credentials": {"password": {"identifer": true}}}}}));
+        assert!(check(&s).unwrap_err().contains("identifer"));
+        let s = with_traits(
+            json!({"email": {"type": "string", "ory.sh/kratos": {"recovery": {"via": "pigeon"}}}}),
+        );
+        assert!(check(&s).is_err());
+    }
+
+    #[test]
+    fn rejects_invalid_json_schema() {
+        let s = json!({"type": 12, "properties": {"traits": {"properties": {"a": {}}}}});
+        assert!(check(&s).unwrap_err().contains("valid JSON Schema"));
+    }
+}

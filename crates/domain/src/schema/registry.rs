@@ -1,0 +1,184 @@
+//! The configured identity schemas, loaded and checked once at start.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+
+use super::extension::{self, TraitFacts};
+use super::meta;
+
+/// One entry of `identity.schemas`.
+#[derive(Debug, Clone)]
+pub struct SchemaSource {
+    pub id: String,
+    pub url: String,
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SchemaError {
+    #[error("identity schema `{0}` could not be found")]
+    NotFound(String),
+    #[error("identity schema `{id}` at {url} could not be loaded: {reason}")]
+    Load { id: String, url: String, reason: String },
+    #[error("identity schema `{id}` {reason}")]
+    Invalid { id: String, reason: String },
+    #[error("identity.default_schema_id `{0}` names no schema in identity.schemas")]
+    UnknownDefault(String),
+    /// Traits do not satisfy the schema; `reason` names the failing field.
+    #[error("{reason}")]
+    TraitsInvalid { reason: String, pointer: String },
+}
+
+/// A loaded schema: its raw document (served by `/schemas`) and its validator.
+pub struct IdentitySchema {
+    pub id: String,
+    pub url: String,
+    pub raw: Value,
+    validator: jsonschema::Validator,
+}
+
+impl IdentitySchema {
+    /// The id as it appears in `schema_url`: base64url without padding.
+    pub fn encoded_id(&self) -> String {
+        URL_SAFE_NO_PAD.encode(self.id.as_bytes())
+    }
+}
+
+/// All configured schemas, by id, plus which one new identities default to.
+pub struct SchemaRegistry {
+    schemas: BTreeMap<String, Arc<IdentitySchema>>,
+    default_id: String,
+}
+
+impl SchemaRegistry {
+    /// Loads, checks and compiles every schema; any failure stops the start.
+    pub fn load(sources: &[SchemaSource], default_id: &str) -> Result<Self, SchemaError> {
+        let mut schemas = BTreeMap::new();
+        for source in sources {
+            let raw = read(&source.url).map_err(|reason| SchemaError::Load {
+                id: source.id.clone(),
+                url: source.url.clone(),
+                reason,
+            })?;
+            let schema = compile(&source.id, &source.url, raw)?;
+            schemas.insert(source.id.clone(), Arc::new(schema));
+        }
+        if !schemas.contains_key(default_id) {
+            return Err(SchemaError::UnknownDefault(default_id.to_string()));
+        }
+        Ok(Self { schemas, default_id: default_id.to_string() })
+    }
+
+    pub fn default_id(&self) -> &str {
+        &self.default_id
+    }
+
+    /// Looks a schema up by its id or by the base64url form used in URLs.
+    pub fn get(&self, id: &str) -> Option<&Arc<IdentitySchema>> {
+        self.schemas.get(id).or_else(|| {
+            let decoded = URL_SAFE_NO_PAD.decode(id).ok()?;
+            self.schemas.get(std::str::from_utf8(&decoded).ok()?)
+        })
+    }
+
+    pub fn all(&self) -> impl Iterator<Item = &Arc<IdentitySchema>> {
+        self.schemas.values()
+    }
+
+    /// Validates traits and returns what the extension derives from them.
+    pub fn validate_traits(&self, schema_id: &str, traits: &Value) -> Result<TraitFacts, SchemaError> {
+        let schema =
+            self.schemas.get(schema_id).ok_or_else(|| SchemaError::NotFound(schema_id.to_string()))?;
+        let document = json!({ "traits": traits });
+        if let Some(err) = schema.validator.iter_errors(&document).next() {
+            let pointer = err.instance_path().to_string();
+            return Err(SchemaError::TraitsInvalid {
+                reason: format!("I[#{}] S[#{}] {}", pointer, err.schema_path(), err),
+                pointer,
+            });
+        }
+        Ok(extension::collect(&schema.raw, traits))
+    }
+}
+
+fn compile(id: &str, url: &str, raw: Value) -> Result<IdentitySchema, SchemaError> {
+    let invalid = |reason: String| SchemaError::Invalid { id: id.to_string(), reason };
+    meta::check(&raw).map_err(invalid)?;
+    let validator = jsonschema::options()
+        .should_validate_formats(true)
+        .build(&raw)
+        .map_err(|e| invalid(format!("does not compile: {e}")))?;
+    Ok(IdentitySchema { id: id.to_string(), url: url.to_string(), raw, validator })
+}
+
+/// Reads `file://` and `base64://` URLs; remote schemas are refused so that
+/// start-up never depends on the network.
+fn read(url: &str) -> Result<Value, String> {
+    let bytes = if let Some(path) = url.strip_prefix("file://") {
+        std::fs::read(PathBuf::from(path)).map_err(|e| e.to_string())?
+    } else if let Some(data) = url.strip_prefix("base64://") {
+        STANDARD
+            .decode(data.trim())
+            .or_else(|_| URL_SAFE_NO_PAD.decode(data.trim().trim_end_matches('=')))
+            .map_err(|e| format!("invalid base64: {e}"))?
+    } else {
+        return Err("only file:// and base64:// URLs are supported".into());
+    };
+    serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn registry() -> SchemaRegistry {
+        let schema = json!({"$schema": "http://json-schema.org/draft-07/schema#",
+            "type": "object", "properties": {"traits": {"type": "object", "properties": {
+            "email": {"type": "string", "format": "email", "ory.sh/kratos": {
+                "credentials": {"password": {"identifier": true}}, "recovery": {"via": "email"}}}},
+            "required": ["email"], "additionalProperties": false}}});
+        let url = format!("base64://{}", STANDARD.encode(schema.to_string()));
+        SchemaRegistry::load(&[SchemaSource { id: "default".into(), url }], "default").unwrap()
+    }
+
+    #[test]
+    fn validates_traits_and_names_the_failing_field() {
+        let reg = registry();
+        let facts = reg.validate_traits("default", &json!({"email": "A@b.co"})).unwrap();
+        assert_eq!(facts.password_identifiers, vec!["a@b.co"]);
+        match reg.validate_traits("default", &json!({"email": "not-an-email"})) {
+            Err(SchemaError::TraitsInvalid { pointer, reason }) => {
+                assert_eq!(pointer, "/traits/email");
+                assert!(reason.contains("#/traits/email"), "{reason}");
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+        assert!(matches!(
+            reg.validate_traits("default", &json!({})),
+            Err(SchemaError::TraitsInvalid { .. })
+        ));
+        assert_eq!(
+            reg.validate_traits("other", &json!({})),
+            Err(SchemaError::NotFound("other".into()))
+        );
+    }
+
+    #[test]
+    fn finds_schemas_by_encoded_id() {
+        let reg = registry();
+        assert_eq!(reg.get("ZGVmYXVsdA").unwrap().id, "default");
+        assert!(reg.get("nope").is_none());
+    }
+
+    #[test]
+    fn refuses_unknown_default_and_remote_urls() {
+        let err = SchemaRegistry::load(&[], "default").err().unwrap();
+        assert_eq!(err, SchemaError::UnknownDefault("default".into()));
+        let src = SchemaSource { id: "x".into(), url: "https://example.com/s.json".into() };
+        assert!(matches!(SchemaRegistry::load(&[src], "x"), Err(SchemaError::Load { .. })));
+    }
+}

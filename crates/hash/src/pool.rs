@@ -1,0 +1,222 @@
+//! The async face of the crate. Hashing takes tens to hundreds of
+//! milliseconds of CPU, so [`PasswordHasher`] runs it on tokio's blocking
+//! pool, never on an async worker, and a semaphore caps how many hashes run
+//! at once so a burst of logins queues instead of starving the server.
+
+use std::sync::{Arc, OnceLock};
+
+use tokio::sync::Semaphore;
+
+use crate::{HashError, HasherConfig, SecretPassword, hash_password, verify_password};
+
+/// What the dummy hash is made from. Its value is irrelevant: a dummy
+/// verification reports `false` whatever the outcome.
+const DUMMY_PASSWORD: &[u8] = b"latchkey dummy password for unknown identifiers";
+
+/// Shared, cheaply cloneable password hasher with a concurrency limit.
+#[derive(Clone)]
+pub struct PasswordHasher {
+    config: Arc<HasherConfig>,
+    permits: Arc<Semaphore>,
+    dummy: Arc<OnceLock<Result<String, HashError>>>,
+}
+
+impl std::fmt::Debug for PasswordHasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PasswordHasher")
+            .field("config", &self.config)
+            .field("available_permits", &self.permits.available_permits())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PasswordHasher {
+    /// Creates a hasher that runs at most `max_concurrent` hashes at a time.
+    ///
+    /// The server passes the number of CPUs
+    /// (`std::thread::available_parallelism()`): each hash keeps one core
+    /// busy, so more would only add latency. `0` is treated as `1`.
+    pub fn new(cfg: HasherConfig, max_concurrent: usize) -> Self {
+        Self {
+            config: Arc::new(cfg),
+            permits: Arc::new(Semaphore::new(max_concurrent.clamp(1, Semaphore::MAX_PERMITS))),
+            dummy: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// The configuration new hashes are made with.
+    pub fn config(&self) -> &HasherConfig {
+        &self.config
+    }
+
+    /// Hashes a password with the configured algorithm (see
+    /// [`hash_password`]).
+    pub async fn hash(&self, password: SecretPassword) -> Result<String, HashError> {
+        let cfg = Arc::clone(&self.config);
+        self.run(move || hash_password(password.as_bytes(), &cfg)).await?
+    }
+
+    /// Verifies a password against a stored hash (see [`verify_password`]).
+    pub async fn verify(&self, password: SecretPassword, encoded: String) -> Result<bool, HashError> {
+        self.run(move || verify_password(password.as_bytes(), &encoded)).await?
+    }
+
+    /// Like [`verify`](Self::verify), but when there is no stored hash
+    /// (unknown identifier, or an identity without a password) it spends the
+    /// same work on a dummy hash of the configured algorithm and returns
+    /// `Ok(false)`, so response times do not reveal which identifiers exist.
+    ///
+    /// The dummy is made on first use and reused afterwards. For parity with
+    /// a real bcrypt hash, an over-long password still yields
+    /// [`HashError::PasswordTooLong`].
+    pub async fn verify_or_dummy(
+        &self,
+        password: SecretPassword,
+        encoded: Option<String>,
+    ) -> Result<bool, HashError> {
+        if let Some(encoded) = encoded {
+            return self.verify(password, encoded).await;
+        }
+        let cfg = Arc::clone(&self.config);
+        let dummy = Arc::clone(&self.dummy);
+        self.run(move || {
+            let encoded = dummy.get_or_init(|| hash_password(DUMMY_PASSWORD, &cfg)).clone()?;
+            match verify_password(password.as_bytes(), &encoded) {
+                Err(HashError::PasswordTooLong) => Err(HashError::PasswordTooLong),
+                _ => Ok(false),
+            }
+        })
+        .await?
+    }
+
+    /// Runs CPU-bound `work` on the blocking pool once a permit is free.
+    ///
+    /// The permit moves into the blocking task, so it stays taken until the
+    /// work finishes even if the caller's future is dropped halfway: a
+    /// client disconnecting cannot be used to exceed the limit.
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, HashError> {
+        let permit = Arc::clone(&self.permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| HashError::Internal("password hasher is closed".into()))?;
+        tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            work()
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(panicked = e.is_panic(), "password hashing task failed");
+            HashError::Internal("password hashing task failed".into())
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fast_argon2() -> HasherConfig {
+        HasherConfig::Argon2 {
+            memory_kib: 1024,
+            iterations: 1,
+            parallelism: 1,
+            salt_length: 16,
+            key_length: 32,
+        }
+    }
+
+    #[tokio::test]
+    async fn hash_then_verify() {
+        for cfg in [fast_argon2(), HasherConfig::Bcrypt { cost: 4 }] {
+            let hasher = PasswordHasher::new(cfg.clone(), 2);
+            assert_eq!(hasher.config(), &cfg);
+            let h = hasher.hash("s3cret pass".into()).await.unwrap();
+            assert!(hasher.verify("s3cret pass".into(), h.clone()).await.unwrap());
+            assert!(!hasher.verify("other".into(), h.clone()).await.unwrap());
+            assert!(hasher.verify_or_dummy("s3cret pass".into(), Some(h)).await.unwrap());
+        }
+    }
+
+    #[tokio::test]
+    async fn verify_or_dummy_without_hash_is_false() {
+        for cfg in [fast_argon2(), HasherConfig::Bcrypt { cost: 4 }] {
+            let hasher = PasswordHasher::new(cfg, 1);
+            // Not even the dummy's own password may get through.
+            for pw in ["anything", "latchkey dummy password for unknown identifiers"] {
+                assert!(!hasher.verify_or_dummy(pw.into(), None).await.unwrap());
+            }
+            // Made once, then reused.
+            let first = hasher.dummy.get().cloned().unwrap().unwrap();
+            hasher.verify_or_dummy("again".into(), None).await.unwrap();
+            assert_eq!(hasher.dummy.get().cloned().unwrap().unwrap(), first);
+        }
+    }
+
+    #[tokio::test]
+    async fn verify_or_dummy_keeps_bcrypt_length_error() {
+        let hasher = PasswordHasher::new(HasherConfig::Bcrypt { cost: 4 }, 1);
+        let long = SecretPassword::new("x".repeat(73));
+        assert_eq!(hasher.verify_or_dummy(long, None).await, Err(HashError::PasswordTooLong));
+    }
+
+    #[tokio::test]
+    async fn errors_pass_through() {
+        let hasher = PasswordHasher::new(fast_argon2(), 1);
+        assert_eq!(hasher.verify("pw".into(), "$md5$abc".into()).await, Err(HashError::UnknownFormat));
+        let broken = PasswordHasher::new(HasherConfig::Bcrypt { cost: 99 }, 1);
+        assert!(matches!(broken.hash("pw".into()).await, Err(HashError::Internal(_))));
+        assert!(matches!(broken.verify_or_dummy("pw".into(), None).await, Err(HashError::Internal(_))));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_verifications_share_one_permit() {
+        let hasher = PasswordHasher::new(HasherConfig::Bcrypt { cost: 4 }, 1);
+        let h = hasher.hash("pw".into()).await.unwrap();
+        let tasks: Vec<_> = (0..6)
+            .map(|i| {
+                let hasher = hasher.clone();
+                let h = h.clone();
+                tokio::spawn(async move {
+                    let pw = if i % 2 == 0 { "pw" } else { "nope" };
+                    (i, hasher.verify(pw.into(), h).await.unwrap())
+                })
+            })
+            .collect();
+        for task in tasks {
+            let (i, ok) = task.await.unwrap();
+            assert_eq!(ok, i % 2 == 0);
+        }
+        assert_eq!(hasher.permits.available_permits(), 1);
+    }
+
+    #[tokio::test]
+    async fn work_waits_for_a_permit() {
+        let hasher = PasswordHasher::new(HasherConfig::Bcrypt { cost: 4 }, 1);
+        let held = Arc::clone(&hasher.permits).acquire_owned().await.unwrap();
+
+        let waiting = tokio::spawn({
+            let hasher = hasher.clone();
+            async move { hasher.hash("pw".into()).await }
+        });
+        // While the only permit is held the task cannot finish, however long
+        // we let it run.
+        for _ in 0..20 {
+            tokio::task::yield_now().await;
+        }
+        assert!(!waiting.is_finished());
+
+        drop(held);
+        let h = waiting.await.unwrap().unwrap();
+        assert!(hasher.verify("pw".into(), h).await.unwrap());
+    }
+
+    #[test]
+    fn zero_permits_means_one() {
+        let hasher = PasswordHasher::new(fast_argon2(), 0);
+        assert_eq!(hasher.permits.available_permits(), 1);
+        assert!(format!("{hasher:?}").contains("available_permits: 1"));
+    }
+}

@@ -1,0 +1,340 @@
+//! `/admin/identities`: create, read, list, replace, patch and delete
+//! identities (WIRE.md sections 1 and 12).
+
+use std::collections::BTreeSet;
+
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use latchkey_domain::identity::{
+    AddressClaim, AddressStatus, CredentialType, IdentityState, IdentityUpdate, NewIdentity, PasswordInput,
+    Via,
+};
+use latchkey_domain::store::IdentityQuery;
+use latchkey_hash::SecretPassword;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::body::JsonBody;
+use crate::error::ApiError;
+use crate::query::QueryParams;
+use crate::state::AppState;
+use crate::views::{self, Audience, CredentialsView};
+
+const DEFAULT_PAGE_SIZE: u32 = 250;
+const MAX_PAGE_SIZE: u32 = 500;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/identities", get(list).post(create))
+        .route("/identities/{id}", get(show).put(replace).patch(patch).delete(remove))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    #[serde(default)]
+    schema_id: Option<String>,
+    traits: Value,
+    #[serde(default)]
+    credentials: Option<CredentialsBody>,
+    #[serde(default)]
+    verifiable_addresses: Option<Vec<AddressBody>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    recovery_addresses: Option<Vec<Value>>,
+    #[serde(default)]
+    metadata_public: Option<Value>,
+    #[serde(default)]
+    metadata_admin: Option<Value>,
+    #[serde(default)]
+    state: Option<IdentityState>,
+    #[serde(default)]
+    organization_id: Option<Value>,
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateBody {
+    schema_id: String,
+    traits: Value,
+    state: IdentityState,
+    #[serde(default)]
+    credentials: Option<CredentialsBody>,
+    #[serde(default)]
+    metadata_public: Option<Value>,
+    #[serde(default)]
+    metadata_admin: Option<Value>,
+    #[serde(default)]
+    external_id: Option<String>,
+}
+
+/// Credentials an administrator may set. Types Latchkey does not support yet
+/// are named so the client learns why instead of losing them silently.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CredentialsBody {
+    #[serde(default)]
+    password: Option<PasswordBody>,
+    #[serde(default)]
+    oidc: Option<Value>,
+    #[serde(default)]
+    saml: Option<Value>,
+    #[serde(default)]
+    totp: Option<Value>,
+    #[serde(default)]
+    webauthn: Option<Value>,
+    #[serde(default)]
+    passkey: Option<Value>,
+    #[serde(default)]
+    lookup_secret: Option<Value>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordBody {
+    #[serde(default)]
+    config: Option<PasswordConfigBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PasswordConfigBody {
+    #[serde(default)]
+    password: Option<String>,
+    #[serde(default)]
+    hashed_password: Option<String>,
+    #[serde(default)]
+    use_password_migration_hook: Option<bool>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AddressBody {
+    value: String,
+    #[serde(default)]
+    via: Option<Via>,
+    #[serde(default)]
+    verified: bool,
+    #[serde(default)]
+    status: Option<AddressStatus>,
+    #[serde(default)]
+    verified_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    id: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    created_at: Option<Value>,
+    #[serde(default)]
+    #[allow(dead_code)]
+    updated_at: Option<Value>,
+}
+
+impl CredentialsBody {
+    fn into_password(self) -> Result<Option<PasswordInput>, ApiError> {
+        let unsupported = [
+            ("oidc", self.oidc.is_some()),
+            ("saml", self.saml.is_some()),
+            ("totp", self.totp.is_some()),
+            ("webauthn", self.webauthn.is_some()),
+            ("passkey", self.passkey.is_some()),
+            ("lookup_secret", self.lookup_secret.is_some()),
+        ];
+        if let Some((name, _)) = unsupported.iter().find(|(_, given)| *given) {
+            return Err(ApiError::bad_request()
+                .with_reason(format!("Importing `{name}` credentials is not supported by this server yet.")));
+        }
+        let Some(config) = self.password.and_then(|p| p.config) else {
+            return Ok(None);
+        };
+        if config.use_password_migration_hook == Some(true) {
+            return Err(ApiError::bad_request()
+                .with_reason("The password migration hook is not supported by this server yet."));
+        }
+        Ok(match (config.password.filter(|p| !p.is_empty()), config.hashed_password.filter(|h| !h.is_empty())) {
+            (Some(password), _) => Some(PasswordInput::Plain(SecretPassword::new(password))),
+            (None, Some(hash)) => Some(PasswordInput::Hashed(hash)),
+            (None, None) => None,
+        })
+    }
+}
+
+fn claims(addresses: Option<Vec<AddressBody>>) -> Vec<AddressClaim> {
+    addresses
+        .unwrap_or_default()
+        .into_iter()
+        .map(|a| AddressClaim {
+            via: a.via.unwrap_or_default(),
+            value: a.value,
+            verified: a.verified,
+            status: a.status,
+            verified_at: a.verified_at,
+        })
+        .collect()
+}
+
+fn password_of(credentials: Option<CredentialsBody>) -> Result<Option<PasswordInput>, ApiError> {
+    credentials.map(CredentialsBody::into_password).transpose().map(Option::flatten)
+}
+
+fn identity_json(state: &AppState, identity: &latchkey_domain::Identity, view: &CredentialsView) -> Json<Value> {
+    Json(views::identity(identity, &state.urls, Audience::Admin, view))
+}
+
+/// Kratos answers unknown and malformed ids alike with 404.
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found("Unable to locate the resource"))
+}
+
+fn no_config() -> CredentialsView {
+    CredentialsView::Include(BTreeSet::new())
+}
+
+async fn create(State(state): State<AppState>, JsonBody(body): JsonBody<CreateBody>) -> Result<Response, ApiError> {
+    if body.organization_id.as_ref().is_some_and(|o| !o.is_null()) {
+        return Err(ApiError::bad_request().with_reason("Organizations are not supported by this server."));
+    }
+    let new = NewIdentity {
+        schema_id: body.schema_id.filter(|s| !s.is_empty()),
+        traits: body.traits,
+        state: body.state,
+        metadata_public: body.metadata_public,
+        metadata_admin: body.metadata_admin,
+        external_id: body.external_id.filter(|s| !s.is_empty()),
+        password: password_of(body.credentials)?,
+        verifiable_addresses: claims(body.verifiable_addresses),
+    };
+    let identity = state.identities.create(new).await?;
+    let location = format!("{}/identities/{}", state.urls.admin, identity.id);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::LOCATION, HeaderValue::from_str(&location).map_err(ApiError::internal)?);
+    Ok((StatusCode::CREATED, headers, identity_json(&state, &identity, &no_config())).into_response())
+}
+
+fn included_credentials(params: &QueryParams) -> Result<BTreeSet<CredentialType>, ApiError> {
+    params
+        .all("include_credential")
+        .map(|t| {
+            t.parse().map_err(|_| {
+                ApiError::bad_request().with_reason(format!("Unknown credential type `{t}` in include_credential."))
+            })
+        })
+        .collect()
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Value>, ApiError> {
+    let params = QueryParams::parse(query.as_deref());
+    let view = CredentialsView::Include(included_credentials(&params)?);
+    let identity = state.identities.get(parse_id(&id)?).await?;
+    Ok(identity_json(&state, &identity, &view))
+}
+
+async fn list(
+    State(state): State<AppState>,
+    axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let page_size = match params.first("page_size").or_else(|| params.first("per_page")) {
+        None => DEFAULT_PAGE_SIZE,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n >= 1)
+            .ok_or_else(|| ApiError::bad_request().with_reason("page_size must be a positive integer."))?
+            .min(MAX_PAGE_SIZE),
+    };
+    let after = match params.first("page_token").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => Some(
+            Uuid::parse_str(token)
+                .map_err(|_| ApiError::bad_request().with_reason("The page_token is invalid."))?,
+        ),
+    }
+    .filter(|id| !id.is_nil());
+    let ids = params
+        .all("ids")
+        .map(|id| {
+            Uuid::parse_str(id).map_err(|_| ApiError::bad_request().with_reason(format!("Invalid id `{id}` in ids.")))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if ids.len() > MAX_PAGE_SIZE as usize {
+        return Err(ApiError::bad_request().with_reason("At most 500 ids may be requested at once."));
+    }
+    let credentials_identifier =
+        params.first("credentials_identifier").filter(|s| !s.is_empty()).map(|s| s.trim().to_lowercase());
+    if credentials_identifier.is_some() && !ids.is_empty() {
+        return Err(ApiError::bad_request()
+            .with_reason("The filters ids and credentials_identifier cannot be combined."));
+    }
+    if params.first("preview_credentials_identifier_similar").is_some() {
+        return Err(ApiError::bad_request()
+            .with_reason("preview_credentials_identifier_similar is not supported by this server."));
+    }
+    let included = included_credentials(&params)?;
+    let view = if included.is_empty() && credentials_identifier.is_none() {
+        CredentialsView::Omit
+    } else {
+        CredentialsView::Include(included)
+    };
+
+    // One extra row tells whether a next page exists.
+    let query = IdentityQuery { after, limit: page_size + 1, credentials_identifier, ids };
+    let mut identities = state.identities.list(&query).await?;
+    let has_next = identities.len() > page_size as usize;
+    identities.truncate(page_size as usize);
+
+    let path = uri.path();
+    let mut links = vec![format!("<{path}?{}>; rel=\"first\"", params.paged(page_size, &Uuid::nil().to_string()))];
+    if let (true, Some(last)) = (has_next, identities.last()) {
+        links.push(format!("<{path}?{}>; rel=\"next\"", params.paged(page_size, &last.id.to_string())));
+    }
+    let body: Vec<Value> =
+        identities.iter().map(|i| views::identity(i, &state.urls, Audience::Admin, &view)).collect();
+    let mut response = Json(body).into_response();
+    response.headers_mut().insert(header::LINK, HeaderValue::from_str(&links.join(",")).map_err(ApiError::internal)?);
+    Ok(response)
+}
+
+async fn replace(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(body): JsonBody<UpdateBody>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let update = IdentityUpdate {
+        schema_id: body.schema_id,
+        traits: body.traits,
+        state: body.state,
+        metadata_public: body.metadata_public,
+        metadata_admin: body.metadata_admin,
+        external_id: body.external_id.filter(|s| !s.is_empty()),
+        password: password_of(body.credentials)?,
+        verifiable_addresses: Vec::new(),
+    };
+    let identity = state.identities.replace(id, update).await?;
+    Ok(identity_json(&state, &identity, &no_config()))
+}
+
+async fn patch(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(ops): JsonBody<Vec<Value>>,
+) -> Result<Json<Value>, ApiError> {
+    let identity = state.identities.patch(parse_id(&id)?, &ops).await?;
+    Ok(identity_json(&state, &identity, &no_config()))
+}
+
+async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    state.identities.delete(parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,22 @@
+//! The admin API, served on its own listener: identities, health and version.
+
+pub(crate) mod health;
+mod identities;
+
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .merge(identities::router())
+        .merge(health::router())
+        .route(
+            "/version",
+            get(|axum::extract::State(state): axum::extract::State<AppState>| async move {
+                Json(json!({ "version": state.version }))
+            }),
+        )
+}

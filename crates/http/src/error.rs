@@ -1,0 +1,135 @@
+//! The Kratos error envelope: `{"error": {id, code, status, reason, message,
+//! details}}` plus optional top-level siblings, with `Ory-Error-Id` mirrored
+//! in a header. Internal causes are logged, never sent.
+
+use axum::Json;
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use latchkey_domain::{IdentityError, SchemaError, StoreError};
+use serde_json::{Map, Value, json};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub id: Option<&'static str>,
+    pub message: String,
+    pub reason: Option<String>,
+    pub details: Option<Value>,
+    /// Fields that sit next to `error` (e.g. `use_flow_id`).
+    pub siblings: Map<String, Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, id: None, message: message.into(), reason: None, details: None, siblings: Map::new() }
+    }
+
+    pub fn bad_request() -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "The request was malformed or contained invalid parameters")
+    }
+
+    pub fn not_found(message: &str) -> Self {
+        Self::new(StatusCode::NOT_FOUND, message)
+    }
+
+    pub fn conflict() -> Self {
+        Self::new(StatusCode::CONFLICT, "The resource could not be created due to a conflict")
+    }
+
+    pub fn unsupported_media_type() -> Self {
+        Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "The request is using an unknown content type")
+    }
+
+    pub fn payload_too_large() -> Self {
+        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large")
+            .with_reason(format!("Request bodies are limited to {} bytes.", crate::MAX_BODY_BYTES))
+    }
+
+    pub fn method_not_allowed() -> Self {
+        Self::new(StatusCode::METHOD_NOT_ALLOWED, "The request method is not supported by this resource")
+    }
+
+    /// An opaque 500; `cause` goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "request failed");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "An internal server error occurred, please contact the system administrator",
+        )
+    }
+
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+
+    pub fn with_id(mut self, id: &'static str) -> Self {
+        self.id = Some(id);
+        self
+    }
+
+    pub fn body(&self) -> Value {
+        let mut error = Map::new();
+        if let Some(id) = self.id {
+            error.insert("id".into(), json!(id));
+        }
+        error.insert("code".into(), json!(self.status.as_u16()));
+        error.insert("status".into(), json!(self.status.canonical_reason().unwrap_or_default()));
+        if let Some(reason) = &self.reason {
+            error.insert("reason".into(), json!(reason));
+        }
+        if let Some(details) = &self.details {
+            error.insert("details".into(), details.clone());
+        }
+        error.insert("message".into(), json!(self.message));
+        let mut body = self.siblings.clone();
+        body.insert("error".into(), Value::Object(error));
+        Value::Object(body)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response = (self.status, Json(self.body())).into_response();
+        if let Some(id) = self.id {
+            response.headers_mut().insert("ory-error-id", HeaderValue::from_static(id));
+        }
+        response
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => ApiError::not_found("Unable to locate the resource"),
+            StoreError::Conflict(_) => ApiError::new(
+                StatusCode::CONFLICT,
+                "Unable to insert or update resource because a resource with that value exists already",
+            ),
+            StoreError::Backend(cause) => ApiError::internal(cause),
+        }
+    }
+}
+
+impl From<IdentityError> for ApiError {
+    fn from(e: IdentityError) -> Self {
+        match e {
+            IdentityError::Schema(SchemaError::TraitsInvalid { reason, .. }) => {
+                ApiError::bad_request().with_reason(reason)
+            }
+            IdentityError::Schema(SchemaError::NotFound(id)) => ApiError::bad_request()
+                .with_reason(format!("The identity schema `{id}` is not configured on this server.")),
+            IdentityError::Schema(other) => ApiError::internal(other),
+            IdentityError::Conflict => {
+                ApiError::conflict().with_reason("This identity conflicts with another identity that already exists.")
+            }
+            IdentityError::NotFound => ApiError::not_found("Unable to locate the resource"),
+            IdentityError::InvalidHash(reason) | IdentityError::InvalidPatch(reason) => {
+                ApiError::bad_request().with_reason(reason)
+            }
+            e @ IdentityError::PasswordTooLong => ApiError::bad_request().with_reason(e.to_string()),
+            IdentityError::Store(e) => e.into(),
+            e @ IdentityError::Hashing(_) => ApiError::internal(e),
+        }
+    }
+}

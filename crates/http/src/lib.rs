@@ -1,0 +1,57 @@
+//! Latchkey's HTTP surface: the public router (self-service, schemas,
+//! health) and the admin router (identities, health, version), speaking
+//! Ory Kratos's wire format so its SDKs and UIs work unchanged.
+
+mod admin;
+mod body;
+mod error;
+mod public;
+mod query;
+mod state;
+mod views;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{HeaderValue, Method, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+
+pub use error::ApiError;
+pub use state::{AppState, BaseUrls};
+
+/// Request bodies larger than this are refused with 413, as Kratos does.
+pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+
+/// The router served on `serve.public`.
+pub fn public_router(state: AppState) -> Router {
+    finish(public::router(), state)
+}
+
+/// The router served on `serve.admin`: every route answers with and without
+/// the `/admin` prefix.
+pub fn admin_router(state: AppState) -> Router {
+    let routes = admin::router();
+    finish(Router::new().nest("/admin", routes.clone()).merge(routes), state)
+}
+
+fn finish(router: Router<AppState>, state: AppState) -> Router {
+    router
+        .fallback(|| async { ApiError::not_found("The requested resource could not be found") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn(no_store_on_get))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Identity data must never sit in shared caches.
+async fn no_store_on_get(request: Request, next: Next) -> Response {
+    let is_get = request.method() == Method::GET;
+    let mut response = next.run(request).await;
+    if is_get {
+        response.headers_mut().insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("private, no-cache, no-store, must-revalidate"),
+        );
+    }
+    response
+}

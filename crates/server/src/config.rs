@@ -1,0 +1,524 @@
+//! Configuration the Kratos way: YAML files with Kratos's key names, later
+//! files overriding earlier ones, then environment variables named after the
+//! key path (`serve.public.port` → `SERVE_PUBLIC_PORT`). Keys for features
+//! not built yet are reported in one warning; invalid values stop the start
+//! with the key and what was expected.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("could not read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid YAML: {reason}")]
+    Yaml { path: PathBuf, reason: String },
+    #[error("invalid configuration value at `{key}`: {reason}")]
+    Invalid { key: String, reason: String },
+}
+
+fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.to_string(), reason: reason.into() }
+}
+
+/// The subset of Kratos's configuration Latchkey implements so far.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    /// Where data lives: `memory`, `sqlite://PATH` or `postgres://…`.
+    pub dsn: String,
+    /// Set by `--dev`: relaxed cookies, courier bodies shown, low bcrypt cost allowed.
+    pub dev: bool,
+    pub version: Option<String>,
+    pub serve: Serve,
+    pub log: Log,
+    pub secrets: Secrets,
+    pub hashers: Hashers,
+    pub identity: IdentityConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Serve {
+    pub public: Listener,
+    pub admin: Listener,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Listener {
+    /// Defaults to loopback: exposing a listener is a deliberate act.
+    pub host: String,
+    pub port: Option<u16>,
+    pub base_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Log {
+    pub level: String,
+    pub format: LogFormat,
+    pub leak_sensitive_values: bool,
+}
+
+impl Default for Log {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text, leak_sensitive_values: false }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+/// Secrets never implement a revealing `Debug`.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Secrets {
+    pub default: Vec<String>,
+    pub cookie: Vec<String>,
+    pub cipher: Vec<String>,
+    pub pagination: Vec<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secrets([REDACTED])")
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Hashers {
+    pub algorithm: HashAlgorithm,
+    pub argon2: Argon2,
+    pub bcrypt: Bcrypt,
+}
+
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum HashAlgorithm {
+    Argon2,
+    #[default]
+    Bcrypt,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Argon2 {
+    pub memory: String,
+    pub iterations: u32,
+    /// Unset means twice the number of CPUs, as Kratos does.
+    pub parallelism: Option<u32>,
+    pub salt_length: u32,
+    pub key_length: u32,
+    pub expected_duration: String,
+    pub expected_deviation: String,
+    pub dedicated_memory: String,
+}
+
+impl Default for Argon2 {
+    fn default() -> Self {
+        Self {
+            memory: "128MB".into(),
+            iterations: 1,
+            parallelism: None,
+            salt_length: 16,
+            key_length: 32,
+            expected_duration: "500ms".into(),
+            expected_deviation: "500ms".into(),
+            dedicated_memory: "1GB".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Bcrypt {
+    pub cost: u32,
+}
+
+impl Default for Bcrypt {
+    fn default() -> Self {
+        Self { cost: 12 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IdentityConfig {
+    pub default_schema_id: String,
+    pub schemas: Vec<SchemaEntry>,
+}
+
+impl Default for IdentityConfig {
+    fn default() -> Self {
+        Self { default_schema_id: "default".into(), schemas: Vec::new() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchemaEntry {
+    pub id: String,
+    pub url: String,
+}
+
+/// The loaded configuration plus what the loader noticed along the way.
+#[derive(Debug)]
+pub struct Loaded {
+    pub config: Config,
+    /// Keys present in the files or environment that Latchkey does not use yet.
+    pub unsupported_keys: Vec<String>,
+    /// Adjustments made to unsafe values (e.g. a raised bcrypt cost).
+    pub notices: Vec<String>,
+}
+
+/// Reads `files` in order, applies environment overrides from `env`, then
+/// `dev`, and validates the result.
+pub fn load(
+    files: &[PathBuf],
+    env: impl IntoIterator<Item = (String, String)>,
+    dev: bool,
+) -> Result<Loaded, ConfigError> {
+    let mut merged = Value::Object(Map::new());
+    for path in files {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let value: Value = if text.trim().is_empty() {
+            Value::Object(Map::new())
+        } else {
+            serde_yaml_ng::from_str(&text)
+                .map_err(|e| ConfigError::Yaml { path: path.clone(), reason: e.to_string() })?
+        };
+        let value = resolve_relative_schema_urls(value, path.parent().unwrap_or(Path::new(".")));
+        merge(&mut merged, value);
+    }
+    apply_env(&mut merged, env)?;
+    if dev {
+        merged.as_object_mut().expect("merged config is an object").insert("dev".into(), Value::Bool(true));
+    }
+
+    let mut unsupported = Vec::new();
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(merged, &mut track);
+    let config: Config = serde_ignored::deserialize(de, |path| unsupported.push(path.to_string()))
+        .map_err(|e| invalid(&track.path().to_string(), e.to_string()))?;
+    let notices = validate(&config)?;
+    let mut config = config;
+    apply_defaults(&mut config, &notices);
+    Ok(Loaded { config, unsupported_keys: unsupported, notices })
+}
+
+/// Relative `file://` schema URLs are taken relative to the config file, so
+/// a config and its schema can travel together.
+fn resolve_relative_schema_urls(mut value: Value, dir: &Path) -> Value {
+    if let Some(schemas) = value.pointer_mut("/identity/schemas").and_then(Value::as_array_mut) {
+        for entry in schemas {
+            if let Some(Value::String(url)) = entry.get_mut("url") {
+                if let Some(rest) = url.strip_prefix("file://") {
+                    if !rest.starts_with('/') {
+                        let rest = rest.strip_prefix("./").unwrap_or(rest);
+                        *url = format!("file://{}", dir.join(rest).display());
+                    }
+                }
+            }
+        }
+    }
+    value
+}
+
+/// Objects merge key by key; anything else is replaced.
+fn merge(into: &mut Value, from: Value) {
+    match (into, from) {
+        (Value::Object(a), Value::Object(b)) => {
+            for (k, v) in b {
+                match a.get_mut(&k) {
+                    Some(existing) => merge(existing, v),
+                    None => {
+                        a.insert(k, v);
+                    }
+                }
+            }
+        }
+        (slot, v) => *slot = v,
+    }
+}
+
+/// Every key path Latchkey understands, with its default, for env lookups.
+fn known_leaves() -> Vec<(String, Value)> {
+    fn walk(prefix: &str, value: &Value, out: &mut Vec<(String, Value)>) {
+        match value {
+            Value::Object(map) => {
+                for (k, v) in map {
+                    let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                    walk(&path, v, out);
+                }
+            }
+            other => out.push((prefix.to_string(), other.clone())),
+        }
+    }
+    let mut out = Vec::new();
+    let defaults = serde_json::to_value(Config::default()).expect("defaults serialise");
+    walk("", &defaults, &mut out);
+    out
+}
+
+/// `SERVE_PUBLIC_PORT=4433` sets `serve.public.port`. Values are read as the
+/// key's type: numbers and booleans parsed, lists as JSON arrays or
+/// comma-separated.
+fn apply_env(merged: &mut Value, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    let leaves = known_leaves();
+    for (name, raw) in env {
+        let Some((path, default)) = leaves.iter().find(|(p, _)| p.to_uppercase().replace('.', "_") == name) else {
+            continue;
+        };
+        let value = match default {
+            Value::Array(_) => {
+                if raw.trim_start().starts_with('[') {
+                    serde_json::from_str(&raw).map_err(|e| invalid(path, format!("expected a JSON array: {e}")))?
+                } else {
+                    Value::Array(raw.split(',').map(|s| Value::String(s.trim().to_string())).collect())
+                }
+            }
+            Value::Bool(_) => match raw.as_str() {
+                "true" | "1" => Value::Bool(true),
+                "false" | "0" => Value::Bool(false),
+                _ => return Err(invalid(path, format!("expected true or false, got `{raw}`"))),
+            },
+            Value::Number(_) | Value::Null => match raw.parse::<i64>() {
+                Ok(n) => Value::from(n),
+                Err(_) => Value::String(raw),
+            },
+            _ => Value::String(raw),
+        };
+        set_path(merged, path, value);
+    }
+    Ok(())
+}
+
+fn set_path(root: &mut Value, path: &str, value: Value) {
+    let mut node = root;
+    let mut parts = path.split('.').peekable();
+    while let Some(part) = parts.next() {
+        if !node.is_object() {
+            *node = Value::Object(Map::new());
+        }
+        let map = node.as_object_mut().expect("just made an object");
+        if parts.peek().is_none() {
+            map.insert(part.to_string(), value);
+            return;
+        }
+        node = map.entry(part.to_string()).or_insert_with(|| Value::Object(Map::new()));
+    }
+}
+
+/// Checks what serde's types cannot; returns notices for values it adjusts.
+fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
+    let mut notices = Vec::new();
+    if config.dsn.trim().is_empty() {
+        return Err(invalid("dsn", "a DSN is required, e.g. `memory`, `sqlite:///var/lib/latchkey/db.sqlite` or `postgres://user@host/db`"));
+    }
+    for (key, listener) in [("serve.public", &config.serve.public), ("serve.admin", &config.serve.admin)] {
+        if !listener.base_url.is_empty()
+            && !(listener.base_url.starts_with("http://") || listener.base_url.starts_with("https://"))
+        {
+            return Err(invalid(&format!("{key}.base_url"), "expected an http:// or https:// URL"));
+        }
+    }
+    for (i, secret) in config.secrets.cipher.iter().enumerate() {
+        if secret.chars().count() != 32 {
+            return Err(invalid(&format!("secrets.cipher.{i}"), "each cipher secret must be exactly 32 characters long"));
+        }
+    }
+    for (key, list) in [
+        ("secrets.default", &config.secrets.default),
+        ("secrets.cookie", &config.secrets.cookie),
+        ("secrets.pagination", &config.secrets.pagination),
+    ] {
+        if let Some(i) = list.iter().position(|s| s.chars().count() < 16) {
+            return Err(invalid(&format!("{key}.{i}"), "each secret must be at least 16 characters long"));
+        }
+    }
+    let b = &config.hashers.bcrypt;
+    if !(4..=31).contains(&b.cost) {
+        return Err(invalid("hashers.bcrypt.cost", "expected an integer from 4 to 31"));
+    }
+    if b.cost < 12 && !config.dev && config.hashers.algorithm == HashAlgorithm::Bcrypt {
+        notices.push(format!("hashers.bcrypt.cost {} is below 12 and was raised to 12 (allowed only with --dev)", b.cost));
+    }
+    let a = &config.hashers.argon2;
+    parse_bytes(&a.memory).ok_or_else(|| invalid("hashers.argon2.memory", "expected a size such as 128MB"))?;
+    parse_bytes(&a.dedicated_memory)
+        .ok_or_else(|| invalid("hashers.argon2.dedicated_memory", "expected a size such as 1GB"))?;
+    for (key, value) in
+        [("hashers.argon2.expected_duration", &a.expected_duration), ("hashers.argon2.expected_deviation", &a.expected_deviation)]
+    {
+        parse_duration(value).ok_or_else(|| invalid(key, "expected a duration such as 500ms"))?;
+    }
+    if a.iterations < 1 {
+        return Err(invalid("hashers.argon2.iterations", "expected an integer of at least 1"));
+    }
+    if a.parallelism == Some(0) {
+        return Err(invalid("hashers.argon2.parallelism", "expected an integer of at least 1"));
+    }
+    if a.salt_length < 16 {
+        return Err(invalid("hashers.argon2.salt_length", "expected an integer of at least 16"));
+    }
+    if a.key_length < 16 {
+        return Err(invalid("hashers.argon2.key_length", "expected an integer of at least 16"));
+    }
+    if config.identity.schemas.is_empty() {
+        return Err(invalid("identity.schemas", "at least one identity schema is required"));
+    }
+    if !config.identity.schemas.iter().any(|s| s.id == config.identity.default_schema_id) {
+        return Err(invalid(
+            "identity.default_schema_id",
+            format!("`{}` names no entry of identity.schemas", config.identity.default_schema_id),
+        ));
+    }
+    Ok(notices)
+}
+
+fn apply_defaults(config: &mut Config, notices: &[String]) {
+    if !notices.is_empty() && config.hashers.bcrypt.cost < 12 && !config.dev {
+        config.hashers.bcrypt.cost = 12;
+    }
+    for (listener, default_port) in [(&mut config.serve.public, 4433), (&mut config.serve.admin, 4434)] {
+        if listener.host.is_empty() {
+            listener.host = "127.0.0.1".into();
+        }
+        let port = *listener.port.get_or_insert(default_port);
+        if listener.base_url.is_empty() {
+            listener.base_url = format!("http://{}:{port}/", listener.host);
+        }
+    }
+}
+
+/// Sizes as Kratos writes them: `128MB`, `1GB`, `512KB` (powers of 1024).
+pub fn parse_bytes(s: &str) -> Option<u64> {
+    let digits = s.trim().chars().take_while(char::is_ascii_digit).collect::<String>();
+    let number: u64 = digits.parse().ok()?;
+    let unit = match s.trim()[digits.len()..].trim().to_ascii_uppercase().as_str() {
+        "B" | "" => 1,
+        "KB" => 1 << 10,
+        "MB" => 1 << 20,
+        "GB" => 1 << 30,
+        "TB" => 1 << 40,
+        _ => return None,
+    };
+    number.checked_mul(unit)
+}
+
+/// Go-style durations (`15m`, `1h`, `500ms`, `1h30m`).
+pub fn parse_duration(s: &str) -> Option<Duration> {
+    humantime::parse_duration(s.trim()).ok()
+}
+
+impl Config {
+    /// The DSN with any password replaced, for logs and errors.
+    pub fn redacted_dsn(&self) -> String {
+        redact_dsn(&self.dsn)
+    }
+}
+
+/// Hides the password in `scheme://user:password@host/…`.
+pub fn redact_dsn(dsn: &str) -> String {
+    let Some((scheme, rest)) = dsn.split_once("://") else {
+        return dsn.to_string();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return dsn.to_string();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => dsn.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    const MINIMAL: &str = "dsn: memory\nidentity:\n  schemas:\n    - id: default\n      url: file://./s.json\n";
+
+    #[test]
+    fn later_files_and_env_override_earlier_values() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let b = write(dir.path(), "b.yml", "serve:\n  public:\n    port: 5000\n");
+        let env = vec![
+            ("SERVE_ADMIN_PORT".to_string(), "6000".to_string()),
+            ("DSN".to_string(), "sqlite:///tmp/x.db".to_string()),
+            ("SECRETS_COOKIE".to_string(), "aaaaaaaaaaaaaaaa,bbbbbbbbbbbbbbbb".to_string()),
+            ("UNRELATED".to_string(), "x".to_string()),
+        ];
+        let loaded = load(&[a, b], env, false).unwrap();
+        let c = loaded.config;
+        assert_eq!(c.serve.public.port, Some(5000));
+        assert_eq!(c.serve.admin.port, Some(6000));
+        assert_eq!(c.dsn, "sqlite:///tmp/x.db");
+        assert_eq!(c.secrets.cookie.len(), 2);
+        assert_eq!(c.serve.public.base_url, "http://127.0.0.1:5000/");
+        let url = &c.identity.schemas[0].url;
+        assert!(url.starts_with("file:///") && url.ends_with("/s.json"), "{url}");
+    }
+
+    #[test]
+    fn unsupported_keys_are_collected_not_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", &format!("{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice: {{}}\n"));
+        let loaded = load(&[a], Vec::new(), false).unwrap();
+        assert_eq!(loaded.unsupported_keys, vec!["courier", "selfservice"]);
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let err = load(&[a.clone()], vec![("SERVE_PUBLIC_PORT".into(), "http".into())], false).unwrap_err();
+        assert!(err.to_string().contains("serve.public.port"), "{err}");
+        let b = write(dir.path(), "b.yml", "secrets:\n  cipher: [short]\n");
+        let err = load(&[a.clone(), b], Vec::new(), false).unwrap_err();
+        assert!(err.to_string().contains("secrets.cipher.0"), "{err}");
+        let c = write(dir.path(), "c.yml", "hashers:\n  algorithm: md5\n");
+        let err = load(&[a, c], Vec::new(), false).unwrap_err();
+        assert!(err.to_string().contains("hashers.algorithm"), "{err}");
+    }
+
+    #[test]
+    fn low_bcrypt_cost_is_raised_unless_dev() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", &format!("{MINIMAL}hashers:\n  bcrypt:\n    cost: 8\n"));
+        assert_eq!(load(&[a.clone()], Vec::new(), false).unwrap().config.hashers.bcrypt.cost, 12);
+        assert_eq!(load(&[a], Vec::new(), true).unwrap().config.hashers.bcrypt.cost, 8);
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_secrets() {
+        assert_eq!(redact_dsn("postgres://u:hunter2@db:5432/x"), "postgres://u:***@db:5432/x");
+        assert_eq!(redact_dsn("memory"), "memory");
+        let s = Secrets { cookie: vec!["hunter2hunter2hunter2".into()], ..Default::default() };
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn sizes_and_durations_parse() {
+        assert_eq!(parse_bytes("128MB"), Some(128 << 20));
+        assert_eq!(parse_bytes("1GB"), Some(1 << 30));
+        assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+    }
+}

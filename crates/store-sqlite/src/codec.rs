@@ -1,0 +1,60 @@
+//! Conversions between domain values and SQLite's text columns.
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use latchkey_domain::store::StoreError;
+use serde_json::Value;
+use uuid::Uuid;
+
+pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+/// Unique violations become conflicts; everything else is a backend failure.
+pub(crate) fn write_error(e: sqlx::Error) -> StoreError {
+    match &e {
+        sqlx::Error::Database(db) if db.is_unique_violation() => {
+            StoreError::Conflict(db.message().to_string())
+        }
+        _ => backend(e),
+    }
+}
+
+pub(crate) fn time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Micros, true)
+}
+
+pub(crate) fn opt_time(t: Option<DateTime<Utc>>) -> Option<String> {
+    t.map(time)
+}
+
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
+    DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(backend)
+}
+
+pub(crate) fn parse_opt_time(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
+    s.as_deref().map(parse_time).transpose()
+}
+
+pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
+    Uuid::parse_str(s).map_err(backend)
+}
+
+pub(crate) fn json(v: &Value) -> String {
+    v.to_string()
+}
+
+pub(crate) fn opt_json(v: &Option<Value>) -> Option<String> {
+    v.as_ref().map(Value::to_string)
+}
+
+pub(crate) fn parse_json(s: &str) -> Result<Value, StoreError> {
+    serde_json::from_str(s).map_err(backend)
+}
+
+pub(crate) fn parse_opt_json(s: Option<String>) -> Result<Option<Value>, StoreError> {
+    s.as_deref().map(parse_json).transpose()
+}
+
+pub(crate) fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, StoreError> {
+    s.parse().map_err(StoreError::Backend)
+}

@@ -1,0 +1,316 @@
+//! The identity port on SQLite: an identity and its credentials and
+//! addresses are written in one `BEGIN IMMEDIATE` transaction.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use latchkey_domain::identity::{Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress};
+use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use uuid::Uuid;
+
+use crate::SqliteStore;
+use crate::codec::*;
+
+const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
+     metadata_admin, external_id, created_at, updated_at";
+
+#[async_trait]
+impl IdentityStore for SqliteStore {
+    async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, \
+             metadata_admin, external_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(identity.id.to_string())
+        .bind(&identity.schema_id)
+        .bind(identity.state.as_str())
+        .bind(opt_time(identity.state_changed_at))
+        .bind(json(&identity.traits))
+        .bind(opt_json(&identity.metadata_public))
+        .bind(opt_json(&identity.metadata_admin))
+        .bind(&identity.external_id)
+        .bind(time(identity.created_at))
+        .bind(time(identity.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        insert_children(&mut tx, identity).await?;
+        tx.commit().await.map_err(write_error)
+    }
+
+    async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let id = identity.id.to_string();
+        let updated = sqlx::query(
+            "UPDATE identities SET schema_id = ?, state = ?, state_changed_at = ?, traits = ?, \
+             metadata_public = ?, metadata_admin = ?, external_id = ?, updated_at = ? WHERE id = ?",
+        )
+        .bind(&identity.schema_id)
+        .bind(identity.state.as_str())
+        .bind(opt_time(identity.state_changed_at))
+        .bind(json(&identity.traits))
+        .bind(opt_json(&identity.metadata_public))
+        .bind(opt_json(&identity.metadata_admin))
+        .bind(&identity.external_id)
+        .bind(time(identity.updated_at))
+        .bind(&id)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        for table in ["identity_credentials", "identity_verifiable_addresses", "identity_recovery_addresses"] {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE identity_id = ?")))
+                .bind(&id)
+                .execute(&mut *tx)
+                .await
+                .map_err(backend)?;
+        }
+        insert_children(&mut tx, identity).await?;
+        tx.commit().await.map_err(write_error)
+    }
+
+    async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = ?")))
+            .bind(id.to_string())
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(backend)?;
+        Ok(load(&mut conn, rows).await?.pop())
+    }
+
+    async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM identities WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_identities(&self, query: &IdentityQuery) -> Result<Vec<Identity>, StoreError> {
+        let mut sql = format!("SELECT {IDENTITY_COLUMNS} FROM identities i WHERE 1 = 1");
+        if query.after.is_some() {
+            sql.push_str(" AND i.id > ?");
+        }
+        if query.credentials_identifier.is_some() {
+            sql.push_str(
+                " AND i.id IN (SELECT identity_id FROM identity_credential_identifiers WHERE identifier = ?)",
+            );
+        }
+        if !query.ids.is_empty() {
+            sql.push_str(&format!(" AND i.id IN ({})", placeholders(query.ids.len())));
+        }
+        sql.push_str(" ORDER BY i.id LIMIT ?");
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        if let Some(after) = query.after {
+            q = q.bind(after.to_string());
+        }
+        if let Some(identifier) = &query.credentials_identifier {
+            q = q.bind(identifier.clone());
+        }
+        for id in &query.ids {
+            q = q.bind(id.to_string());
+        }
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let rows = q.bind(i64::from(query.limit)).fetch_all(&mut *conn).await.map_err(backend)?;
+        load(&mut conn, rows).await
+    }
+
+    async fn find_identity_by_identifier(
+        &self,
+        kind: CredentialType,
+        identifier: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = \
+             (SELECT identity_id FROM identity_credential_identifiers WHERE type = ? AND identifier = ?)"
+        )))
+        .bind(kind.as_str())
+        .bind(identifier)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+        Ok(load(&mut conn, rows).await?.pop())
+    }
+}
+
+fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(", ")
+}
+
+async fn insert_children(conn: &mut SqliteConnection, identity: &Identity) -> Result<(), StoreError> {
+    let identity_id = identity.id.to_string();
+    for credential in identity.credentials.values() {
+        let credential_id = credential.id.to_string();
+        sqlx::query(
+            "INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&credential_id)
+        .bind(&identity_id)
+        .bind(credential.kind.as_str())
+        .bind(json(&credential.config))
+        .bind(credential.version)
+        .bind(time(credential.created_at))
+        .bind(time(credential.updated_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(write_error)?;
+        for (position, identifier) in credential.identifiers.iter().enumerate() {
+            sqlx::query(
+                "INSERT INTO identity_credential_identifiers (credential_id, identity_id, type, identifier, position) \
+                 VALUES (?, ?, ?, ?, ?)",
+            )
+            .bind(&credential_id)
+            .bind(&identity_id)
+            .bind(credential.kind.as_str())
+            .bind(identifier)
+            .bind(position as i64)
+            .execute(&mut *conn)
+            .await
+            .map_err(write_error)?;
+        }
+    }
+    for a in &identity.verifiable_addresses {
+        sqlx::query(
+            "INSERT INTO identity_verifiable_addresses (id, identity_id, via, value, verified, status, \
+             verified_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(a.id.to_string())
+        .bind(&identity_id)
+        .bind(a.via.as_str())
+        .bind(&a.value)
+        .bind(a.verified)
+        .bind(a.status.as_str())
+        .bind(opt_time(a.verified_at))
+        .bind(time(a.created_at))
+        .bind(time(a.updated_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(write_error)?;
+    }
+    for a in &identity.recovery_addresses {
+        sqlx::query(
+            "INSERT INTO identity_recovery_addresses (id, identity_id, via, value, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(a.id.to_string())
+        .bind(&identity_id)
+        .bind(a.via.as_str())
+        .bind(&a.value)
+        .bind(time(a.created_at))
+        .bind(time(a.updated_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(write_error)?;
+    }
+    Ok(())
+}
+
+/// Turns identity rows into full aggregates with three more queries in all,
+/// however many identities there are.
+async fn load(conn: &mut SqliteConnection, rows: Vec<SqliteRow>) -> Result<Vec<Identity>, StoreError> {
+    let mut identities = rows.iter().map(identity_from_row).collect::<Result<Vec<_>, _>>()?;
+    if identities.is_empty() {
+        return Ok(identities);
+    }
+    let ids: Vec<String> = identities.iter().map(|i| i.id.to_string()).collect();
+    let index: BTreeMap<Uuid, usize> = identities.iter().enumerate().map(|(n, i)| (i.id, n)).collect();
+    let fetch = |sql: String| {
+        let mut q = sqlx::query(AssertSqlSafe(sql));
+        for id in &ids {
+            q = q.bind(id.clone());
+        }
+        q
+    };
+    let marks = placeholders(ids.len());
+
+    let rows = fetch(format!(
+        "SELECT c.id, c.identity_id, c.type, c.config, c.version, c.created_at, c.updated_at, \
+         (SELECT json_group_array(identifier) FROM (SELECT identifier FROM identity_credential_identifiers \
+          WHERE credential_id = c.id ORDER BY position)) AS identifiers \
+         FROM identity_credentials c WHERE c.identity_id IN ({marks})"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    for row in rows {
+        let owner = parse_uuid(&row.try_get::<String, _>("identity_id").map_err(backend)?)?;
+        let credential = Credential {
+            id: parse_uuid(&row.try_get::<String, _>("id").map_err(backend)?)?,
+            kind: parse_enum(&row.try_get::<String, _>("type").map_err(backend)?)?,
+            identifiers: serde_json::from_str(&row.try_get::<String, _>("identifiers").map_err(backend)?)
+                .map_err(backend)?,
+            config: parse_json(&row.try_get::<String, _>("config").map_err(backend)?)?,
+            version: row.try_get("version").map_err(backend)?,
+            created_at: parse_time(&row.try_get::<String, _>("created_at").map_err(backend)?)?,
+            updated_at: parse_time(&row.try_get::<String, _>("updated_at").map_err(backend)?)?,
+        };
+        identities[index[&owner]].credentials.insert(credential.kind, credential);
+    }
+
+    let rows = fetch(format!(
+        "SELECT id, identity_id, via, value, verified, status, verified_at, created_at, updated_at \
+         FROM identity_verifiable_addresses WHERE identity_id IN ({marks}) ORDER BY value, id"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    for row in rows {
+        let owner = parse_uuid(&row.try_get::<String, _>("identity_id").map_err(backend)?)?;
+        identities[index[&owner]].verifiable_addresses.push(VerifiableAddress {
+            id: parse_uuid(&row.try_get::<String, _>("id").map_err(backend)?)?,
+            value: row.try_get("value").map_err(backend)?,
+            verified: row.try_get("verified").map_err(backend)?,
+            via: parse_enum(&row.try_get::<String, _>("via").map_err(backend)?)?,
+            status: parse_enum(&row.try_get::<String, _>("status").map_err(backend)?)?,
+            verified_at: parse_opt_time(row.try_get("verified_at").map_err(backend)?)?,
+            created_at: parse_time(&row.try_get::<String, _>("created_at").map_err(backend)?)?,
+            updated_at: parse_time(&row.try_get::<String, _>("updated_at").map_err(backend)?)?,
+        });
+    }
+
+    let rows = fetch(format!(
+        "SELECT id, identity_id, via, value, created_at, updated_at \
+         FROM identity_recovery_addresses WHERE identity_id IN ({marks}) ORDER BY value, id"
+    ))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    for row in rows {
+        let owner = parse_uuid(&row.try_get::<String, _>("identity_id").map_err(backend)?)?;
+        identities[index[&owner]].recovery_addresses.push(RecoveryAddress {
+            id: parse_uuid(&row.try_get::<String, _>("id").map_err(backend)?)?,
+            value: row.try_get("value").map_err(backend)?,
+            via: parse_enum(&row.try_get::<String, _>("via").map_err(backend)?)?,
+            created_at: parse_time(&row.try_get::<String, _>("created_at").map_err(backend)?)?,
+            updated_at: parse_time(&row.try_get::<String, _>("updated_at").map_err(backend)?)?,
+        });
+    }
+    Ok(identities)
+}
+
+fn identity_from_row(row: &SqliteRow) -> Result<Identity, StoreError> {
+    Ok(Identity {
+        id: parse_uuid(&row.try_get::<String, _>("id").map_err(backend)?)?,
+        schema_id: row.try_get("schema_id").map_err(backend)?,
+        state: parse_enum(&row.try_get::<String, _>("state").map_err(backend)?)?,
+        state_changed_at: parse_opt_time(row.try_get("state_changed_at").map_err(backend)?)?,
+        traits: parse_json(&row.try_get::<String, _>("traits").map_err(backend)?)?,
+        metadata_public: parse_opt_json(row.try_get("metadata_public").map_err(backend)?)?,
+        metadata_admin: parse_opt_json(row.try_get("metadata_admin").map_err(backend)?)?,
+        external_id: row.try_get("external_id").map_err(backend)?,
+        credentials: BTreeMap::new(),
+        verifiable_addresses: Vec::new(),
+        recovery_addresses: Vec::new(),
+        created_at: parse_time(&row.try_get::<String, _>("created_at").map_err(backend)?)?,
+        updated_at: parse_time(&row.try_get::<String, _>("updated_at").map_err(backend)?)?,
+    })
+}

@@ -1,0 +1,147 @@
+//! Latchkey's embedded default: every storage port on one SQLite file in WAL
+//! mode (or in memory for throwaway runs).
+
+mod codec;
+mod identities;
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use latchkey_domain::store::{Database, MigrationState, StoreError};
+use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{SqlSafeStr, SqlitePool};
+
+/// Version, name and SQL of every migration, in order. The PostgreSQL store
+/// keeps the same versions and names.
+pub const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "identities", include_str!("../migrations/0001_identities.sql"))];
+
+/// The SQLite implementation of every port.
+#[derive(Clone)]
+pub struct SqliteStore {
+    pub(crate) pool: SqlitePool,
+}
+
+impl SqliteStore {
+    /// Opens `dsn`: `memory`, `sqlite::memory:`, `sqlite://PATH` or a bare path.
+    /// Query parameters other than `mode` are ignored (Kratos-style DSNs carry
+    /// Go driver flags such as `_fk=true`).
+    pub async fn connect(dsn: &str) -> Result<Self, StoreError> {
+        let pool = if is_memory(dsn) {
+            // One connection that never closes: each connection to `:memory:`
+            // would otherwise see its own empty database.
+            SqlitePoolOptions::new()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None)
+                .connect_with(base_options().in_memory(true))
+                .await
+        } else {
+            let (path, params) = split_dsn(dsn);
+            let mut options = base_options()
+                .filename(path)
+                .create_if_missing(true)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Normal);
+            if params.iter().any(|(k, v)| k == "mode" && v == "ro") {
+                options = options.read_only(true);
+            }
+            SqlitePoolOptions::new().max_connections(8).connect_with(options).await
+        }
+        .map_err(codec::backend)?;
+        Ok(Self { pool })
+    }
+
+    fn migrator() -> Migrator {
+        let migrations = MIGRATIONS
+            .iter()
+            .map(|(version, name, sql)| {
+                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
+            })
+            .collect::<Vec<_>>();
+        Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+    }
+}
+
+fn base_options() -> SqliteConnectOptions {
+    SqliteConnectOptions::new()
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5))
+}
+
+/// True for the DSNs that mean a throwaway in-memory database.
+pub fn is_memory(dsn: &str) -> bool {
+    matches!(dsn, "memory" | "sqlite::memory:" | "sqlite://:memory:" | ":memory:")
+        || dsn.contains("mode=memory")
+}
+
+/// True for DSNs this crate opens.
+pub fn handles(dsn: &str) -> bool {
+    is_memory(dsn) || dsn.starts_with("sqlite:") || dsn.starts_with("file:")
+}
+
+fn split_dsn(dsn: &str) -> (String, Vec<(String, String)>) {
+    let rest = dsn
+        .strip_prefix("sqlite://")
+        .or_else(|| dsn.strip_prefix("sqlite:"))
+        .or_else(|| dsn.strip_prefix("file:"))
+        .unwrap_or(dsn);
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let params = query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            (k.to_string(), v.to_string())
+        })
+        .collect();
+    (path.to_string(), params)
+}
+
+#[async_trait]
+impl Database for SqliteStore {
+    async fn migrate(&self) -> Result<(), StoreError> {
+        Self::migrator().run(&self.pool).await.map_err(codec::backend)
+    }
+
+    async fn migration_status(&self) -> Result<Vec<MigrationState>, StoreError> {
+        let mut conn = self.pool.acquire().await.map_err(codec::backend)?;
+        let migrator = Self::migrator();
+        conn.ensure_migrations_table(&migrator.table_name).await.map_err(codec::backend)?;
+        let applied = conn.list_applied_migrations(&migrator.table_name).await.map_err(codec::backend)?;
+        Ok(MIGRATIONS
+            .iter()
+            .map(|(version, name, _)| MigrationState {
+                version: *version,
+                description: name.to_string(),
+                applied: applied.iter().any(|a| a.version == *version),
+            })
+            .collect())
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.map_err(codec::backend)?;
+        Ok(())
+    }
+
+    async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn splits_kratos_style_dsns() {
+        assert_eq!(split_dsn("sqlite:///var/lib/db.sqlite?_fk=true").0, "/var/lib/db.sqlite");
+        assert_eq!(split_dsn("sqlite://./db.sqlite?_fk=true&mode=rwc").1.len(), 2);
+        assert_eq!(split_dsn("/tmp/x.db").0, "/tmp/x.db");
+        assert!(is_memory("memory") && is_memory("sqlite::memory:"));
+        assert!(handles("sqlite:///x") && !handles("postgres://x"));
+    }
+}
