@@ -120,9 +120,8 @@ impl From<IdentityError> for ApiError {
             IdentityError::Schema(SchemaError::NotFound(id)) => ApiError::bad_request()
                 .with_reason(format!("The identity schema `{id}` is not configured on this server.")),
             IdentityError::Schema(other) => ApiError::internal(other),
-            IdentityError::Conflict => {
-                ApiError::conflict().with_reason("This identity conflicts with another identity that already exists.")
-            }
+            IdentityError::Conflict => ApiError::conflict()
+                .with_reason("This identity conflicts with another identity that already exists."),
             IdentityError::NotFound => ApiError::not_found("Unable to locate the resource"),
             IdentityError::InvalidHash(reason) | IdentityError::InvalidPatch(reason) => {
                 ApiError::bad_request().with_reason(reason)

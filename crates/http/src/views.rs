@@ -24,7 +24,12 @@ pub enum Audience {
     Admin,
 }
 
-pub fn identity(identity: &Identity, urls: &BaseUrls, audience: Audience, credentials: &CredentialsView) -> Value {
+pub fn identity(
+    identity: &Identity,
+    urls: &BaseUrls,
+    audience: Audience,
+    credentials: &CredentialsView,
+) -> Value {
     let mut out = Map::new();
     out.insert("id".into(), json!(identity.id));
     out.insert("schema_id".into(), json!(identity.schema_id));

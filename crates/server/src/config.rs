@@ -53,6 +53,7 @@ pub struct Listener {
     /// Defaults to loopback: exposing a listener is a deliberate act.
     pub host: String,
     pub port: Option<u16>,
+    /// Where clients reach this listener; derived from the bound address when unset.
     pub base_url: String,
 }
 
@@ -181,6 +182,41 @@ pub struct Loaded {
     pub notices: Vec<String>,
 }
 
+/// Only the DSN, for `migrate`: the rest of the configuration need not be valid.
+pub fn read_dsn(
+    files: &[PathBuf],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Option<String>, ConfigError> {
+    let merged = merged_files(files)?;
+    let from_env = env.into_iter().find(|(k, _)| k == "DSN").map(|(_, v)| v);
+    Ok(from_env
+        .or_else(|| merged.get("dsn").and_then(Value::as_str).map(str::to_string))
+        .filter(|d| !d.is_empty()))
+}
+
+fn merged_files(files: &[PathBuf]) -> Result<Value, ConfigError> {
+    let mut merged = Value::Object(Map::new());
+    for path in files {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let value: Value = if text.trim().is_empty() {
+            Value::Object(Map::new())
+        } else {
+            serde_yaml_ng::from_str(&text)
+                .map_err(|e| ConfigError::Yaml { path: path.clone(), reason: e.to_string() })?
+        };
+        if !value.is_object() {
+            return Err(ConfigError::Yaml {
+                path: path.clone(),
+                reason: "the top level must be a mapping".into(),
+            });
+        }
+        let value = resolve_relative_schema_urls(value, path.parent().unwrap_or(Path::new(".")));
+        merge(&mut merged, value);
+    }
+    Ok(merged)
+}
+
 /// Reads `files` in order, applies environment overrides from `env`, then
 /// `dev`, and validates the result.
 pub fn load(
@@ -188,18 +224,7 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
     dev: bool,
 ) -> Result<Loaded, ConfigError> {
-    let mut merged = Value::Object(Map::new());
-    for path in files {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        let value: Value = if text.trim().is_empty() {
-            Value::Object(Map::new())
-        } else {
-            serde_yaml_ng::from_str(&text)
-                .map_err(|e| ConfigError::Yaml { path: path.clone(), reason: e.to_string() })?
-        };
-        let value = resolve_relative_schema_urls(value, path.parent().unwrap_or(Path::new(".")));
-        merge(&mut merged, value);
-    }
+    let mut merged = merged_files(files)?;
     apply_env(&mut merged, env)?;
     if dev {
         merged.as_object_mut().expect("merged config is an object").insert("dev".into(), Value::Bool(true));
@@ -216,16 +241,19 @@ pub fn load(
     Ok(Loaded { config, unsupported_keys: unsupported, notices })
 }
 
-/// Relative `file://` schema URLs are taken relative to the config file, so
-/// a config and its schema can travel together.
+/// Relative `file://` schema URLs are taken relative to the config file when
+/// the file is there, so a config and its schema can travel together;
+/// otherwise relative to the working directory, as Kratos does.
 fn resolve_relative_schema_urls(mut value: Value, dir: &Path) -> Value {
     if let Some(schemas) = value.pointer_mut("/identity/schemas").and_then(Value::as_array_mut) {
         for entry in schemas {
             if let Some(Value::String(url)) = entry.get_mut("url") {
                 if let Some(rest) = url.strip_prefix("file://") {
                     if !rest.starts_with('/') {
-                        let rest = rest.strip_prefix("./").unwrap_or(rest);
-                        *url = format!("file://{}", dir.join(rest).display());
+                        let beside = dir.join(rest.strip_prefix("./").unwrap_or(rest));
+                        if beside.exists() {
+                            *url = format!("file://{}", beside.display());
+                        }
                     }
                 }
             }
@@ -276,13 +304,15 @@ fn known_leaves() -> Vec<(String, Value)> {
 fn apply_env(merged: &mut Value, env: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
     let leaves = known_leaves();
     for (name, raw) in env {
-        let Some((path, default)) = leaves.iter().find(|(p, _)| p.to_uppercase().replace('.', "_") == name) else {
+        let Some((path, default)) = leaves.iter().find(|(p, _)| p.to_uppercase().replace('.', "_") == name)
+        else {
             continue;
         };
         let value = match default {
             Value::Array(_) => {
                 if raw.trim_start().starts_with('[') {
-                    serde_json::from_str(&raw).map_err(|e| invalid(path, format!("expected a JSON array: {e}")))?
+                    serde_json::from_str(&raw)
+                        .map_err(|e| invalid(path, format!("expected a JSON array: {e}")))?
                 } else {
                     Value::Array(raw.split(',').map(|s| Value::String(s.trim().to_string())).collect())
                 }
@@ -323,7 +353,10 @@ fn set_path(root: &mut Value, path: &str, value: Value) {
 fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     let mut notices = Vec::new();
     if config.dsn.trim().is_empty() {
-        return Err(invalid("dsn", "a DSN is required, e.g. `memory`, `sqlite:///var/lib/latchkey/db.sqlite` or `postgres://user@host/db`"));
+        return Err(invalid(
+            "dsn",
+            "a DSN is required, e.g. `memory`, `sqlite:///var/lib/latchkey/db.sqlite` or `postgres://user@host/db`",
+        ));
     }
     for (key, listener) in [("serve.public", &config.serve.public), ("serve.admin", &config.serve.admin)] {
         if !listener.base_url.is_empty()
@@ -334,7 +367,10 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     }
     for (i, secret) in config.secrets.cipher.iter().enumerate() {
         if secret.chars().count() != 32 {
-            return Err(invalid(&format!("secrets.cipher.{i}"), "each cipher secret must be exactly 32 characters long"));
+            return Err(invalid(
+                &format!("secrets.cipher.{i}"),
+                "each cipher secret must be exactly 32 characters long",
+            ));
         }
     }
     for (key, list) in [
@@ -351,15 +387,20 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
         return Err(invalid("hashers.bcrypt.cost", "expected an integer from 4 to 31"));
     }
     if b.cost < 12 && !config.dev && config.hashers.algorithm == HashAlgorithm::Bcrypt {
-        notices.push(format!("hashers.bcrypt.cost {} is below 12 and was raised to 12 (allowed only with --dev)", b.cost));
+        notices.push(format!(
+            "hashers.bcrypt.cost {} is below 12 and was raised to 12 (allowed only with --dev)",
+            b.cost
+        ));
     }
     let a = &config.hashers.argon2;
-    parse_bytes(&a.memory).ok_or_else(|| invalid("hashers.argon2.memory", "expected a size such as 128MB"))?;
+    parse_bytes(&a.memory)
+        .ok_or_else(|| invalid("hashers.argon2.memory", "expected a size such as 128MB"))?;
     parse_bytes(&a.dedicated_memory)
         .ok_or_else(|| invalid("hashers.argon2.dedicated_memory", "expected a size such as 1GB"))?;
-    for (key, value) in
-        [("hashers.argon2.expected_duration", &a.expected_duration), ("hashers.argon2.expected_deviation", &a.expected_deviation)]
-    {
+    for (key, value) in [
+        ("hashers.argon2.expected_duration", &a.expected_duration),
+        ("hashers.argon2.expected_deviation", &a.expected_deviation),
+    ] {
         parse_duration(value).ok_or_else(|| invalid(key, "expected a duration such as 500ms"))?;
     }
     if a.iterations < 1 {
@@ -394,10 +435,7 @@ fn apply_defaults(config: &mut Config, notices: &[String]) {
         if listener.host.is_empty() {
             listener.host = "127.0.0.1".into();
         }
-        let port = *listener.port.get_or_insert(default_port);
-        if listener.base_url.is_empty() {
-            listener.base_url = format!("http://{}:{port}/", listener.host);
-        }
+        listener.port.get_or_insert(default_port);
     }
 }
 
@@ -452,11 +490,13 @@ mod tests {
         path
     }
 
-    const MINIMAL: &str = "dsn: memory\nidentity:\n  schemas:\n    - id: default\n      url: file://./s.json\n";
+    const MINIMAL: &str =
+        "dsn: memory\nidentity:\n  schemas:\n    - id: default\n      url: file://./s.json\n";
 
     #[test]
     fn later_files_and_env_override_earlier_values() {
         let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "s.json", "{}");
         let a = write(dir.path(), "a.yml", MINIMAL);
         let b = write(dir.path(), "b.yml", "serve:\n  public:\n    port: 5000\n");
         let env = vec![
@@ -471,7 +511,6 @@ mod tests {
         assert_eq!(c.serve.admin.port, Some(6000));
         assert_eq!(c.dsn, "sqlite:///tmp/x.db");
         assert_eq!(c.secrets.cookie.len(), 2);
-        assert_eq!(c.serve.public.base_url, "http://127.0.0.1:5000/");
         let url = &c.identity.schemas[0].url;
         assert!(url.starts_with("file:///") && url.ends_with("/s.json"), "{url}");
     }
@@ -479,7 +518,11 @@ mod tests {
     #[test]
     fn unsupported_keys_are_collected_not_dropped() {
         let dir = tempfile::tempdir().unwrap();
-        let a = write(dir.path(), "a.yml", &format!("{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice: {{}}\n"));
+        let a = write(
+            dir.path(),
+            "a.yml",
+            &format!("{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice: {{}}\n"),
+        );
         let loaded = load(&[a], Vec::new(), false).unwrap();
         assert_eq!(loaded.unsupported_keys, vec!["courier", "selfservice"]);
     }

@@ -1,1 +1,5 @@
-fn main() {}
+//! `latchkey`: the identity server's command line.
+
+fn main() -> std::process::ExitCode {
+    latchkey::cli::main()
+}

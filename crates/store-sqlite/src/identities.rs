@@ -63,7 +63,8 @@ impl IdentityStore for SqliteStore {
         if updated.rows_affected() == 0 {
             return Err(StoreError::NotFound);
         }
-        for table in ["identity_credentials", "identity_verifiable_addresses", "identity_recovery_addresses"] {
+        for table in ["identity_credentials", "identity_verifiable_addresses", "identity_recovery_addresses"]
+        {
             sqlx::query(AssertSqlSafe(format!("DELETE FROM {table} WHERE identity_id = ?")))
                 .bind(&id)
                 .execute(&mut *tx)
@@ -76,11 +77,12 @@ impl IdentityStore for SqliteStore {
 
     async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = ?")))
-            .bind(id.to_string())
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(backend)?;
+        let rows =
+            sqlx::query(AssertSqlSafe(format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = ?")))
+                .bind(id.to_string())
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(backend)?;
         Ok(load(&mut conn, rows).await?.pop())
     }
 

@@ -59,7 +59,13 @@ impl SqliteStore {
         let migrations = MIGRATIONS
             .iter()
             .map(|(version, name, sql)| {
-                Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
+                Migration::new(
+                    *version,
+                    Cow::Borrowed(*name),
+                    MigrationType::Simple,
+                    sql.into_sql_str(),
+                    false,
+                )
             })
             .collect::<Vec<_>>();
         Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
@@ -67,9 +73,7 @@ impl SqliteStore {
 }
 
 fn base_options() -> SqliteConnectOptions {
-    SqliteConnectOptions::new()
-        .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(5))
+    SqliteConnectOptions::new().foreign_keys(true).busy_timeout(Duration::from_secs(5))
 }
 
 /// True for the DSNs that mean a throwaway in-memory database.

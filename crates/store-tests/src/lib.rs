@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use latchkey_domain::identity::{
-    AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress,
-    VerifiableAddress, Via,
+    AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
+    Via,
 };
 use latchkey_domain::store::{IdentityQuery, Store, StoreError};
 use latchkey_domain::time::now;
@@ -164,10 +164,8 @@ async fn list_pages_by_id_and_filters(store: &dyn Store) {
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store
-            .list_identities(&IdentityQuery { after, limit: 2, ..Default::default() })
-            .await
-            .unwrap();
+        let page =
+            store.list_identities(&IdentityQuery { after, limit: 2, ..Default::default() }).await.unwrap();
         assert!(page.len() <= 2);
         if page.is_empty() {
             break;

@@ -11,8 +11,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::model::{
-    AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress,
-    VerifiableAddress, Via,
+    AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
+    Via,
 };
 use super::patch;
 use crate::schema::{SchemaError, SchemaRegistry, TraitFacts};
@@ -176,7 +176,11 @@ impl IdentityManager {
         self.save_update(current, update).await
     }
 
-    async fn save_update(&self, current: Identity, update: IdentityUpdate) -> Result<Identity, IdentityError> {
+    async fn save_update(
+        &self,
+        current: Identity,
+        update: IdentityUpdate,
+    ) -> Result<Identity, IdentityError> {
         let facts = self.schemas.validate_traits(&update.schema_id, &update.traits)?;
         let hashed = self.hash(update.password).await?;
         let at = now();
@@ -217,23 +221,27 @@ fn apply_facts(
     claims: &[AddressClaim],
     at: DateTime<Utc>,
 ) {
+    // As in Kratos, an identifier in the traits creates the password
+    // credential (with an empty config) even before a password is set.
     let existing = identity.credentials.remove(&CredentialType::Password);
+    let wanted = hashed_password.is_some() || !facts.password_identifiers.is_empty();
     let password = match (existing, hashed_password) {
         (Some(mut c), Some(hash)) => {
             c.config = json!({ "hashed_password": hash });
             c.updated_at = at;
             Some(c)
         }
-        (None, Some(hash)) => Some(Credential {
+        (Some(c), None) => Some(c),
+        (None, hash) if wanted => Some(Credential {
             id: Uuid::new_v4(),
             kind: CredentialType::Password,
             identifiers: Vec::new(),
-            config: json!({ "hashed_password": hash }),
+            config: hash.map_or_else(|| json!({}), |h| json!({ "hashed_password": h })),
             version: 0,
             created_at: at,
             updated_at: at,
         }),
-        (existing, None) => existing,
+        (None, _) => None,
     };
     if let Some(mut c) = password {
         if c.identifiers != facts.password_identifiers {
@@ -248,35 +256,40 @@ fn apply_facts(
         .verifiable_addresses
         .iter()
         .map(|a| {
-            let mut address = old
-                .iter()
-                .find(|o| o.via == a.via && o.value == a.value)
-                .cloned()
-                .unwrap_or_else(|| VerifiableAddress {
-                    id: Uuid::new_v4(),
-                    value: a.value.clone(),
-                    verified: false,
-                    via: a.via,
-                    status: AddressStatus::Pending,
-                    verified_at: None,
-                    created_at: at,
-                    updated_at: at,
+            let mut address =
+                old.iter().find(|o| o.via == a.via && o.value == a.value).cloned().unwrap_or_else(|| {
+                    VerifiableAddress {
+                        id: Uuid::new_v4(),
+                        value: a.value.clone(),
+                        verified: false,
+                        via: a.via,
+                        status: AddressStatus::Pending,
+                        verified_at: None,
+                        created_at: at,
+                        updated_at: at,
+                    }
                 });
-            let claim = claims.iter().find(|c| {
-                c.via == a.via && crate::schema::normalize(&c.value, c.via) == a.value
-            });
+            let claim = claims
+                .iter()
+                .find(|c| c.via == a.via && crate::schema::normalize(&c.value, c.via) == a.value);
             if let Some(claim) = claim {
-                let status = claim.status.unwrap_or(if claim.verified {
+                // "completed" means verified; a claim cannot have one without the other.
+                let status = if claim.verified {
                     AddressStatus::Completed
                 } else {
-                    address.status
-                });
+                    match claim.status.unwrap_or(address.status) {
+                        AddressStatus::Completed => AddressStatus::Pending,
+                        other => other,
+                    }
+                };
                 let verified_at = match (claim.verified, claim.verified_at, address.verified_at) {
                     (false, _, _) => None,
                     (true, Some(t), _) | (true, None, Some(t)) => Some(t),
                     (true, None, None) => Some(at),
                 };
-                if (claim.verified, status, verified_at) != (address.verified, address.status, address.verified_at) {
+                if (claim.verified, status, verified_at)
+                    != (address.verified, address.status, address.verified_at)
+                {
                     address.verified = claim.verified;
                     address.status = status;
                     address.verified_at = verified_at;

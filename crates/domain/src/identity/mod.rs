@@ -5,10 +5,8 @@ mod manager;
 mod model;
 mod patch;
 
-pub use manager::{
-    AddressClaim, IdentityError, IdentityManager, IdentityUpdate, NewIdentity, PasswordInput,
-};
+pub use manager::{AddressClaim, IdentityError, IdentityManager, IdentityUpdate, NewIdentity, PasswordInput};
 pub use model::{
-    AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress,
-    VerifiableAddress, Via,
+    AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
+    Via,
 };

@@ -4,6 +4,7 @@
 
 use serde::Deserialize;
 use serde_json::Value;
+use unicode_normalization::UnicodeNormalization;
 
 use super::meta::KratosKeyword;
 use crate::identity::Via;
@@ -27,13 +28,22 @@ pub struct TraitFacts {
     pub recovery_addresses: Vec<AddressRef>,
 }
 
-/// Lower-cases and trims, as identifiers and email addresses compare
-/// case-insensitively; phone numbers are only trimmed.
+/// Canonical form of identifiers and addresses, so that lookalikes compare
+/// equal: trimmed, NFKC-normalised, invisible control and format characters
+/// removed, lower-cased (as Kratos does). Phone numbers are only trimmed and
+/// normalised.
 pub fn normalize(value: &str, via: Via) -> String {
+    let folded = value.trim().nfkc().filter(|c| !c.is_control() && !is_invisible(*c));
     match via {
-        Via::Email => value.trim().to_lowercase(),
-        Via::Sms => value.trim().to_string(),
+        Via::Email => folded.collect::<String>().to_lowercase(),
+        Via::Sms => folded.collect(),
     }
+}
+
+/// Zero-width and bidirectional marks that render as nothing but would make
+/// two identical-looking identifiers differ.
+fn is_invisible(c: char) -> bool {
+    matches!(c, '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{FEFF}')
 }
 
 pub(super) fn collect(schema: &Value, traits: &Value) -> TraitFacts {
@@ -45,11 +55,8 @@ pub(super) fn collect(schema: &Value, traits: &Value) -> TraitFacts {
         list.sort();
         list.dedup();
     }
-    for list in [
-        &mut facts.code_identifiers,
-        &mut facts.verifiable_addresses,
-        &mut facts.recovery_addresses,
-    ] {
+    for list in [&mut facts.code_identifiers, &mut facts.verifiable_addresses, &mut facts.recovery_addresses]
+    {
         list.sort();
         list.dedup();
     }
@@ -132,7 +139,7 @@ mod tests {
                 "ory.sh/kratos": {"credentials": {"password": {"identifier": true}}}}}}
         }}}, "definitions": {"phone": {"type": "string",
             "ory.sh/kratos": {"verification": {"via": "sms"}}}}});
-        let traits = json!({"email": " Foo@Example.COM ", "phones": ["+4912345"],
+        let traits = json!({"email": " Foo@Ｅxample.COM\u{200B} ", "phones": ["+4912345"],
             "name": {"nick": "Neo"}});
         let facts = collect(&schema, &traits);
         assert_eq!(facts.password_identifiers, vec!["foo@example.com", "neo"]);

@@ -86,9 +86,7 @@ pub(super) fn check(schema: &Value) -> Result<(), String> {
     if let Err(e) = jsonschema::meta::validate(schema) {
         return Err(format!("is not a valid JSON Schema: {e}"));
     }
-    let traits = schema
-        .pointer("/properties/traits")
-        .ok_or("has no `properties.traits`")?;
+    let traits = schema.pointer("/properties/traits").ok_or("has no `properties.traits`")?;
     if let Some(t) = traits.get("type") {
         if t != "object" {
             return Err("`properties.traits.type` must be \"object\"".into());
@@ -133,10 +131,9 @@ fn check_keywords(node: &Value, path: &str) -> Result<(), String> {
             }
             Ok(())
         }
-        Value::Array(items) => items
-            .iter()
-            .enumerate()
-            .try_for_each(|(i, v)| check_keywords(v, &format!("{path}/{i}"))),
+        Value::Array(items) => {
+            items.iter().enumerate().try_for_each(|(i, v)| check_keywords(v, &format!("{path}/{i}")))
+        }
         _ => Ok(()),
     }
 }

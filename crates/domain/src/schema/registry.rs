@@ -157,14 +157,8 @@ mod tests {
             }
             other => panic!("unexpected {other:?}"),
         }
-        assert!(matches!(
-            reg.validate_traits("default", &json!({})),
-            Err(SchemaError::TraitsInvalid { .. })
-        ));
-        assert_eq!(
-            reg.validate_traits("other", &json!({})),
-            Err(SchemaError::NotFound("other".into()))
-        );
+        assert!(matches!(reg.validate_traits("default", &json!({})), Err(SchemaError::TraitsInvalid { .. })));
+        assert_eq!(reg.validate_traits("other", &json!({})), Err(SchemaError::NotFound("other".into())));
     }
 
     #[test]

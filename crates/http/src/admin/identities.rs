@@ -147,8 +147,9 @@ impl CredentialsBody {
             ("lookup_secret", self.lookup_secret.is_some()),
         ];
         if let Some((name, _)) = unsupported.iter().find(|(_, given)| *given) {
-            return Err(ApiError::bad_request()
-                .with_reason(format!("Importing `{name}` credentials is not supported by this server yet.")));
+            return Err(ApiError::bad_request().with_reason(format!(
+                "Importing `{name}` credentials is not supported by this server yet."
+            )));
         }
         let Some(config) = self.password.and_then(|p| p.config) else {
             return Ok(None);
@@ -157,11 +158,16 @@ impl CredentialsBody {
             return Err(ApiError::bad_request()
                 .with_reason("The password migration hook is not supported by this server yet."));
         }
-        Ok(match (config.password.filter(|p| !p.is_empty()), config.hashed_password.filter(|h| !h.is_empty())) {
-            (Some(password), _) => Some(PasswordInput::Plain(SecretPassword::new(password))),
-            (None, Some(hash)) => Some(PasswordInput::Hashed(hash)),
-            (None, None) => None,
-        })
+        Ok(
+            match (
+                config.password.filter(|p| !p.is_empty()),
+                config.hashed_password.filter(|h| !h.is_empty()),
+            ) {
+                (Some(password), _) => Some(PasswordInput::Plain(SecretPassword::new(password))),
+                (None, Some(hash)) => Some(PasswordInput::Hashed(hash)),
+                (None, None) => None,
+            },
+        )
     }
 }
 
@@ -183,7 +189,11 @@ fn password_of(credentials: Option<CredentialsBody>) -> Result<Option<PasswordIn
     credentials.map(CredentialsBody::into_password).transpose().map(Option::flatten)
 }
 
-fn identity_json(state: &AppState, identity: &latchkey_domain::Identity, view: &CredentialsView) -> Json<Value> {
+fn identity_json(
+    state: &AppState,
+    identity: &latchkey_domain::Identity,
+    view: &CredentialsView,
+) -> Json<Value> {
     Json(views::identity(identity, &state.urls, Audience::Admin, view))
 }
 
@@ -196,7 +206,10 @@ fn no_config() -> CredentialsView {
     CredentialsView::Include(BTreeSet::new())
 }
 
-async fn create(State(state): State<AppState>, JsonBody(body): JsonBody<CreateBody>) -> Result<Response, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<CreateBody>,
+) -> Result<Response, ApiError> {
     if body.organization_id.as_ref().is_some_and(|o| !o.is_null()) {
         return Err(ApiError::bad_request().with_reason("Organizations are not supported by this server."));
     }
@@ -222,7 +235,8 @@ fn included_credentials(params: &QueryParams) -> Result<BTreeSet<CredentialType>
         .all("include_credential")
         .map(|t| {
             t.parse().map_err(|_| {
-                ApiError::bad_request().with_reason(format!("Unknown credential type `{t}` in include_credential."))
+                ApiError::bad_request()
+                    .with_reason(format!("Unknown credential type `{t}` in include_credential."))
             })
         })
         .collect()
@@ -264,7 +278,8 @@ async fn list(
     let ids = params
         .all("ids")
         .map(|id| {
-            Uuid::parse_str(id).map_err(|_| ApiError::bad_request().with_reason(format!("Invalid id `{id}` in ids.")))
+            Uuid::parse_str(id)
+                .map_err(|_| ApiError::bad_request().with_reason(format!("Invalid id `{id}` in ids.")))
         })
         .collect::<Result<Vec<_>, _>>()?;
     if ids.len() > MAX_PAGE_SIZE as usize {
@@ -294,14 +309,17 @@ async fn list(
     identities.truncate(page_size as usize);
 
     let path = uri.path();
-    let mut links = vec![format!("<{path}?{}>; rel=\"first\"", params.paged(page_size, &Uuid::nil().to_string()))];
+    let mut links =
+        vec![format!("<{path}?{}>; rel=\"first\"", params.paged(page_size, &Uuid::nil().to_string()))];
     if let (true, Some(last)) = (has_next, identities.last()) {
         links.push(format!("<{path}?{}>; rel=\"next\"", params.paged(page_size, &last.id.to_string())));
     }
     let body: Vec<Value> =
         identities.iter().map(|i| views::identity(i, &state.urls, Audience::Admin, &view)).collect();
     let mut response = Json(body).into_response();
-    response.headers_mut().insert(header::LINK, HeaderValue::from_str(&links.join(",")).map_err(ApiError::internal)?);
+    response
+        .headers_mut()
+        .insert(header::LINK, HeaderValue::from_str(&links.join(",")).map_err(ApiError::internal)?);
     Ok(response)
 }
 

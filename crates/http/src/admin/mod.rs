@@ -10,13 +10,10 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .merge(identities::router())
-        .merge(health::router())
-        .route(
-            "/version",
-            get(|axum::extract::State(state): axum::extract::State<AppState>| async move {
-                Json(json!({ "version": state.version }))
-            }),
-        )
+    Router::new().merge(identities::router()).merge(health::router()).route(
+        "/version",
+        get(|axum::extract::State(state): axum::extract::State<AppState>| async move {
+            Json(json!({ "version": state.version }))
+        }),
+    )
 }

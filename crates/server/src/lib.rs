@@ -1,0 +1,7 @@
+//! The `latchkey` binary's library: configuration, start-up and the CLI,
+//! exposed so the HTTP tests can start the whole server in-process.
+
+pub mod cli;
+pub mod config;
+pub mod startup;
+pub mod telemetry;

@@ -1,0 +1,191 @@
+//! Builds the running server from a [`Config`]: opens storage (migrating
+//! SQLite, checking PostgreSQL), loads identity schemas, binds both
+//! listeners and serves until told to stop.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use latchkey_domain::schema::SchemaSource;
+use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
+use latchkey_hash::{HasherConfig, PasswordHasher};
+use latchkey_http::{AppState, BaseUrls};
+use latchkey_store_postgres::PgStore;
+use latchkey_store_sqlite::SqliteStore;
+use tokio::net::TcpListener;
+
+use crate::config::{Config, HashAlgorithm, parse_bytes};
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("could not open the database at {dsn}: {reason}")]
+    Database { dsn: String, reason: String },
+    #[error(
+        "the database schema is not current ({0} migration(s) pending); apply them with `latchkey migrate sql -e --yes` (DSN from the environment) or `latchkey migrate sql -c CONFIG --yes`"
+    )]
+    PendingMigrations(usize),
+    #[error("unsupported DSN {0}: expected `memory`, `sqlite://PATH` or `postgres://…`")]
+    UnsupportedDsn(String),
+    #[error(transparent)]
+    Schema(#[from] latchkey_domain::SchemaError),
+    #[error("could not listen on {addr}: {source}")]
+    Bind { addr: String, source: std::io::Error },
+}
+
+/// Which backend a DSN names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub fn backend_of(dsn: &str) -> Option<Backend> {
+    if latchkey_store_sqlite::handles(dsn) {
+        Some(Backend::Sqlite)
+    } else if latchkey_store_postgres::handles(dsn) {
+        Some(Backend::Postgres)
+    } else {
+        None
+    }
+}
+
+/// Connects to the database a DSN names, without migrating.
+pub async fn open_store(dsn: &str) -> Result<(Arc<dyn Store>, Backend), StartError> {
+    let redacted = crate::config::redact_dsn(dsn);
+    let fail = |e: latchkey_domain::StoreError| StartError::Database {
+        dsn: redacted.clone(),
+        reason: e.to_string(),
+    };
+    match backend_of(dsn) {
+        Some(Backend::Sqlite) => {
+            Ok((Arc::new(SqliteStore::connect(dsn).await.map_err(fail)?), Backend::Sqlite))
+        }
+        Some(Backend::Postgres) => {
+            Ok((Arc::new(PgStore::connect(dsn).await.map_err(fail)?), Backend::Postgres))
+        }
+        None => Err(StartError::UnsupportedDsn(redacted)),
+    }
+}
+
+/// The hasher `hashers.*` describes.
+pub fn hasher_config(config: &Config) -> HasherConfig {
+    match config.hashers.algorithm {
+        HashAlgorithm::Bcrypt => HasherConfig::Bcrypt { cost: config.hashers.bcrypt.cost },
+        HashAlgorithm::Argon2 => {
+            let a = &config.hashers.argon2;
+            let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+            let memory = parse_bytes(&a.memory).unwrap_or(128 << 20) / 1024;
+            HasherConfig::Argon2 {
+                memory_kib: u32::try_from(memory).unwrap_or(u32::MAX),
+                iterations: a.iterations,
+                parallelism: a.parallelism.unwrap_or(2 * cpus),
+                salt_length: a.salt_length,
+                key_length: a.key_length,
+            }
+        }
+    }
+}
+
+/// A server with both listeners bound, ready to run.
+pub struct Application {
+    public: TcpListener,
+    admin: TcpListener,
+    state: AppState,
+    store: Arc<dyn Store>,
+}
+
+impl Application {
+    pub async fn build(config: &Config) -> Result<Self, StartError> {
+        let (store, backend) = open_store(&config.dsn).await?;
+        let db_error = |e: latchkey_domain::StoreError| StartError::Database {
+            dsn: config.redacted_dsn(),
+            reason: e.to_string(),
+        };
+        match backend {
+            // The embedded database belongs to this process: keep it current.
+            Backend::Sqlite => store.migrate().await.map_err(db_error)?,
+            // A shared database is migrated deliberately, by an operator.
+            Backend::Postgres => {
+                let pending =
+                    store.migration_status().await.map_err(db_error)?.iter().filter(|m| !m.applied).count();
+                if pending > 0 {
+                    store.close().await;
+                    return Err(StartError::PendingMigrations(pending));
+                }
+            }
+        }
+
+        let sources: Vec<SchemaSource> = config
+            .identity
+            .schemas
+            .iter()
+            .map(|s| SchemaSource { id: s.id.clone(), url: s.url.clone() })
+            .collect();
+        let schemas = Arc::new(SchemaRegistry::load(&sources, &config.identity.default_schema_id)?);
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let hasher = PasswordHasher::new(hasher_config(config), cpus);
+        let public = bind(&config.serve.public.host, config.serve.public.port.unwrap_or(4433)).await?;
+        let admin = bind(&config.serve.admin.host, config.serve.admin.port.unwrap_or(4434)).await?;
+        let urls = BaseUrls::new(
+            &base_url(&config.serve.public.base_url, &public),
+            &base_url(&config.serve.admin.base_url, &admin),
+        );
+        let state = AppState {
+            store: store.clone(),
+            identities: IdentityManager::new(store.clone(), schemas, hasher),
+            urls: Arc::new(urls),
+            version: VERSION,
+        };
+        Ok(Self { public, admin, state, store })
+    }
+
+    pub fn public_addr(&self) -> SocketAddr {
+        self.public.local_addr().expect("bound listener has an address")
+    }
+
+    pub fn admin_addr(&self) -> SocketAddr {
+        self.admin.local_addr().expect("bound listener has an address")
+    }
+
+    /// Serves both APIs until `shutdown` resolves, then lets in-flight
+    /// requests finish and closes the database.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> std::io::Result<()> {
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
+        let wait = |mut rx: tokio::sync::watch::Receiver<()>| async move {
+            let _ = rx.changed().await;
+        };
+        let public = axum::serve(self.public, latchkey_http::public_router(self.state.clone()))
+            .with_graceful_shutdown(wait(stop_rx.clone()));
+        let admin = axum::serve(self.admin, latchkey_http::admin_router(self.state))
+            .with_graceful_shutdown(wait(stop_rx));
+        tokio::spawn(async move {
+            shutdown.await;
+            let _ = stop_tx.send(());
+        });
+        let (a, b) = tokio::join!(public.into_future(), admin.into_future());
+        self.store.close().await;
+        a.and(b)
+    }
+}
+
+/// The configured base URL, or one derived from the bound address (port 0
+/// picks a free port, so only the listener knows it).
+fn base_url(configured: &str, listener: &TcpListener) -> String {
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    match listener.local_addr() {
+        Ok(addr) => format!("http://{addr}/"),
+        Err(_) => String::new(),
+    }
+}
+
+async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
+    let addr = format!("{host}:{port}");
+    TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })
+}

@@ -1,0 +1,45 @@
+//! Health, version and schema endpoints, and the admin prefix rule.
+
+use ory_kratos_client::apis::{identity_api, metadata_api};
+use serde_json::Value;
+
+use crate::helpers::{Backend, spawn_app};
+use crate::on_both_databases;
+
+on_both_databases!(health_version_and_schemas);
+
+async fn health_version_and_schemas(backend: Backend) {
+    let app = spawn_app(backend).await;
+    for base in [&app.public_url, &app.admin_url] {
+        for path in ["/health/alive", "/health/ready"] {
+            let response = app.http.get(format!("{base}{path}")).send().await.unwrap();
+            assert_eq!(response.status(), 200, "{base}{path}");
+            assert_eq!(response.headers()["cache-control"], "private, no-cache, no-store, must-revalidate");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["status"], "ok");
+        }
+    }
+    assert_eq!(metadata_api::is_ready(&app.admin).await.unwrap().status, "ok");
+    let version = metadata_api::get_version(&app.admin).await.unwrap();
+    assert_eq!(version.version, env!("CARGO_PKG_VERSION"));
+    // /version exists only on the admin port.
+    assert_eq!(app.http.get(app.public_path("/version")).send().await.unwrap().status(), 404);
+
+    // Admin routes answer with and without the /admin prefix.
+    for path in ["/identities", "/admin/identities", "/admin/health/alive"] {
+        assert_eq!(app.http.get(app.admin_path(path)).send().await.unwrap().status(), 200, "{path}");
+    }
+
+    let schemas = identity_api::list_identity_schemas(&app.public, None, None, None, None).await.unwrap();
+    assert_eq!(schemas.len(), 1);
+    assert_eq!(schemas[0].id, "default");
+    let by_id = identity_api::get_identity_schema(&app.public, "default").await.unwrap();
+    assert_eq!(by_id["properties"]["traits"]["properties"]["email"]["format"], "email");
+    let by_encoded = identity_api::get_identity_schema(&app.public, "ZGVmYXVsdA").await.unwrap();
+    assert_eq!(by_id, by_encoded);
+    let missing = app.http.get(app.public_path("/schemas/unknown")).send().await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let body: Value = missing.json().await.unwrap();
+    assert_eq!(body["error"]["reason"], "Identity schema `unknown` could not be found.");
+    app.stop().await;
+}

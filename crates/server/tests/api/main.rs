@@ -1,0 +1,11 @@
+//! HTTP-level tests: each starts the whole server on random ports, on a
+//! fresh SQLite file or a fresh PostgreSQL database, and drives it as a
+//! client would.
+
+mod helpers;
+
+mod config;
+mod errors;
+mod health;
+mod identities;
+mod startup;

@@ -1,0 +1,106 @@
+//! Start-up and shutdown: migrations on each database, graceful stops, and
+//! the real binary serving the quickstart config.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use latchkey::startup::{Application, StartError};
+use serde_json::json;
+
+use crate::helpers::{Backend, TestDatabase, spawn_app_with, test_config};
+
+#[tokio::test]
+async fn postgres_refuses_to_serve_until_migrated_by_the_cli() {
+    let (_db, dsn) = TestDatabase::new(Backend::Postgres).await;
+    match Application::build(&test_config(&dsn)).await {
+        Err(e @ StartError::PendingMigrations(_)) => assert!(e.to_string().contains("latchkey migrate sql")),
+        Err(other) => panic!("unexpected error: {other}"),
+        Ok(_) => panic!("started on an unmigrated database"),
+    }
+
+    let cli = || Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    let status = cli().args(["migrate", "sql", "status", &dsn]).output().unwrap();
+    assert!(status.status.success());
+    assert!(String::from_utf8_lossy(&status.stdout).contains("pending"));
+
+    // Without --yes and without a terminal answer, nothing is applied.
+    let refused = cli().args(["migrate", "sql", &dsn]).stdin(Stdio::null()).output().unwrap();
+    assert!(!refused.status.success());
+
+    let applied = cli().args(["migrate", "sql", "-e", "--yes"]).env("DSN", &dsn).output().unwrap();
+    assert!(applied.status.success(), "{}", String::from_utf8_lossy(&applied.stderr));
+    let status = cli().args(["migrate", "sql", "status", &dsn]).output().unwrap();
+    let listing = String::from_utf8_lossy(&status.stdout);
+    assert!(listing.contains("applied") && !listing.contains("pending"), "{listing}");
+
+    let app = Application::build(&test_config(&dsn)).await.expect("starts once migrated");
+    drop(app);
+}
+
+async fn in_flight_requests_finish_on_shutdown(backend: Backend) {
+    // A deliberately slow hasher keeps the request in flight while we stop.
+    let app = spawn_app_with(backend, |c| {
+        c.hashers.algorithm = latchkey::config::HashAlgorithm::Argon2;
+        c.hashers.argon2.memory = "32MB".into();
+        c.hashers.argon2.iterations = 6;
+        c.hashers.argon2.parallelism = Some(1);
+    })
+    .await;
+    let request = app.http.post(app.admin_path("/admin/identities")).json(&json!({
+        "traits": {"email": "slow@example.com"},
+        "credentials": {"password": {"config": {"password": "a-slow-password"}}}
+    }));
+    let in_flight = tokio::spawn(request.send());
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    app.stop().await;
+    let response = in_flight.await.unwrap().unwrap();
+    assert_eq!(response.status(), 201);
+}
+
+crate::on_both_databases!(in_flight_requests_finish_on_shutdown);
+
+#[test]
+fn the_binary_serves_the_quickstart_config_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--dev", "-c"])
+        .arg(&config)
+        .env("DSN", format!("sqlite://{}", dir.path().join("q.db").display()))
+        .env("SERVE_PUBLIC_PORT", "0")
+        .env("SERVE_ADMIN_PORT", "0")
+        .env("SERVE_PUBLIC_BASE_URL", "http://127.0.0.1:4433/")
+        .env("RUST_LOG", "info")
+        .env("NO_COLOR", "1")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = stderr.lines();
+    let ready = lines
+        .by_ref()
+        .map_while(Result::ok)
+        .find(|l| l.contains("latchkey is ready"))
+        .expect("the server reports readiness");
+    let admin = ready.split("admin=").nth(1).unwrap().split_whitespace().next().unwrap().to_string();
+    let body: serde_json::Value =
+        reqwest::blocking_get(&format!("http://{admin}/health/ready")).expect("ready answers");
+    assert_eq!(body["status"], "ok");
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "exits cleanly on SIGTERM: {status}");
+    assert!(lines.map_while(Result::ok).any(|l| l.contains("latchkey stopped")));
+}
+
+mod reqwest {
+    /// A tiny blocking GET for the process test, on its own runtime.
+    pub fn blocking_get(url: &str) -> Result<serde_json::Value, String> {
+        let rt =
+            tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(|e| e.to_string())?;
+        rt.block_on(async {
+            ::reqwest::get(url).await.map_err(|e| e.to_string())?.json().await.map_err(|e| e.to_string())
+        })
+    }
+}

@@ -1,0 +1,337 @@
+//! The identity port on PostgreSQL: an identity and its credentials and
+//! addresses are written in one transaction, and read back from one
+//! snapshot with a fixed number of queries however many identities a page
+//! holds.
+
+use std::collections::{BTreeMap, HashMap};
+
+use async_trait::async_trait;
+use latchkey_domain::identity::{Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress};
+use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError};
+use sqlx::postgres::PgRow;
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
+use uuid::Uuid;
+
+use crate::PgStore;
+use crate::codec::{backend, col, enum_col, write_error};
+
+const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
+     metadata_admin, external_id, created_at, updated_at";
+
+impl PgStore {
+    /// Reads run in a read-only repeatable-read transaction: an aggregate is
+    /// assembled from four queries, and without one snapshot a concurrent
+    /// update could be seen half applied (old credentials, new addresses).
+    /// Read-only snapshots never fail with serialization errors.
+    async fn snapshot(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+        self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(backend)
+    }
+}
+
+#[async_trait]
+impl IdentityStore for PgStore {
+    async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, \
+             metadata_admin, external_id, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(identity.id)
+        .bind(&identity.schema_id)
+        .bind(identity.state.as_str())
+        .bind(identity.state_changed_at)
+        .bind(&identity.traits)
+        .bind(&identity.metadata_public)
+        .bind(&identity.metadata_admin)
+        .bind(&identity.external_id)
+        .bind(identity.created_at)
+        .bind(identity.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        insert_children(&mut tx, identity).await?;
+        tx.commit().await.map_err(write_error)
+    }
+
+    async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // The UPDATE also locks the row, so concurrent replacements of one
+        // identity take turns instead of interleaving their children.
+        let updated = sqlx::query(
+            "UPDATE identities SET schema_id = $1, state = $2, state_changed_at = $3, traits = $4, \
+             metadata_public = $5, metadata_admin = $6, external_id = $7, updated_at = $8 WHERE id = $9",
+        )
+        .bind(&identity.schema_id)
+        .bind(identity.state.as_str())
+        .bind(identity.state_changed_at)
+        .bind(&identity.traits)
+        .bind(&identity.metadata_public)
+        .bind(&identity.metadata_admin)
+        .bind(&identity.external_id)
+        .bind(identity.updated_at)
+        .bind(identity.id)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        if updated.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        // Credential identifiers go with their credentials (ON DELETE CASCADE).
+        for sql in [
+            "DELETE FROM identity_credentials WHERE identity_id = $1",
+            "DELETE FROM identity_verifiable_addresses WHERE identity_id = $1",
+            "DELETE FROM identity_recovery_addresses WHERE identity_id = $1",
+        ] {
+            sqlx::query(sql).bind(identity.id).execute(&mut *tx).await.map_err(backend)?;
+        }
+        insert_children(&mut tx, identity).await?;
+        tx.commit().await.map_err(write_error)
+    }
+
+    async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {
+        let mut tx = self.snapshot().await?;
+        let rows =
+            sqlx::query(AssertSqlSafe(format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = $1")))
+                .bind(id)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let mut identities = load(&mut tx, rows).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(identities.pop())
+    }
+
+    async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError> {
+        let done = sqlx::query("DELETE FROM identities WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn list_identities(&self, query: &IdentityQuery) -> Result<Vec<Identity>, StoreError> {
+        // Only the filters in use appear in the SQL, so each combination gets
+        // a plan made for it; every filter takes exactly one parameter, bound
+        // below in the same order.
+        let mut filters = Vec::new();
+        if query.after.is_some() {
+            filters.push(format!("id > ${}", filters.len() + 1));
+        }
+        if query.credentials_identifier.is_some() {
+            filters.push(format!(
+                "id IN (SELECT identity_id FROM identity_credential_identifiers WHERE identifier = ${})",
+                filters.len() + 1
+            ));
+        }
+        if !query.ids.is_empty() {
+            filters.push(format!("id = ANY(${})", filters.len() + 1));
+        }
+        let limit = filters.len() + 1;
+        let filters =
+            if filters.is_empty() { String::new() } else { format!(" WHERE {}", filters.join(" AND ")) };
+        let mut q = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {IDENTITY_COLUMNS} FROM identities{filters} ORDER BY id LIMIT ${limit}"
+        )));
+        if let Some(after) = query.after {
+            q = q.bind(after);
+        }
+        if let Some(identifier) = &query.credentials_identifier {
+            q = q.bind(identifier);
+        }
+        if !query.ids.is_empty() {
+            q = q.bind(&query.ids);
+        }
+        let mut tx = self.snapshot().await?;
+        let rows = q.bind(i64::from(query.limit)).fetch_all(&mut *tx).await.map_err(backend)?;
+        let identities = load(&mut tx, rows).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(identities)
+    }
+
+    async fn find_identity_by_identifier(
+        &self,
+        kind: CredentialType,
+        identifier: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        let mut tx = self.snapshot().await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = \
+             (SELECT identity_id FROM identity_credential_identifiers WHERE type = $1 AND identifier = $2)"
+        )))
+        .bind(kind.as_str())
+        .bind(identifier)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut identities = load(&mut tx, rows).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(identities.pop())
+    }
+}
+
+async fn insert_children(conn: &mut PgConnection, identity: &Identity) -> Result<(), StoreError> {
+    for credential in identity.credentials.values() {
+        sqlx::query(
+            "INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(credential.id)
+        .bind(identity.id)
+        .bind(credential.kind.as_str())
+        .bind(&credential.config)
+        .bind(credential.version)
+        .bind(credential.created_at)
+        .bind(credential.updated_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(write_error)?;
+        if credential.identifiers.is_empty() {
+            continue;
+        }
+        // All of a credential's identifiers in one round trip, positions
+        // counted from zero as in the SQLite store.
+        sqlx::query(
+            "INSERT INTO identity_credential_identifiers (credential_id, identity_id, type, identifier, position) \
+             SELECT $1, $2, $3, t.identifier, (t.n - 1)::integer \
+             FROM unnest($4::text[]) WITH ORDINALITY AS t (identifier, n)",
+        )
+        .bind(credential.id)
+        .bind(identity.id)
+        .bind(credential.kind.as_str())
+        .bind(&credential.identifiers)
+        .execute(&mut *conn)
+        .await
+        .map_err(write_error)?;
+    }
+    for a in &identity.verifiable_addresses {
+        sqlx::query(
+            "INSERT INTO identity_verifiable_addresses (id, identity_id, via, value, verified, status, \
+             verified_at, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(a.id)
+        .bind(identity.id)
+        .bind(a.via.as_str())
+        .bind(&a.value)
+        .bind(a.verified)
+        .bind(a.status.as_str())
+        .bind(a.verified_at)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(write_error)?;
+    }
+    for a in &identity.recovery_addresses {
+        sqlx::query(
+            "INSERT INTO identity_recovery_addresses (id, identity_id, via, value, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(a.id)
+        .bind(identity.id)
+        .bind(a.via.as_str())
+        .bind(&a.value)
+        .bind(a.created_at)
+        .bind(a.updated_at)
+        .execute(&mut *conn)
+        .await
+        .map_err(write_error)?;
+    }
+    Ok(())
+}
+
+/// Turns identity rows into full aggregates with three more queries in all,
+/// however many identities there are. Addresses are ordered by value in the
+/// "C" collation, bytewise like SQLite, so both stores return them alike
+/// whatever the database's default collation.
+async fn load(conn: &mut PgConnection, rows: Vec<PgRow>) -> Result<Vec<Identity>, StoreError> {
+    let mut identities = rows.iter().map(identity_from_row).collect::<Result<Vec<_>, _>>()?;
+    if identities.is_empty() {
+        return Ok(identities);
+    }
+    let ids: Vec<Uuid> = identities.iter().map(|i| i.id).collect();
+    let index: HashMap<Uuid, usize> = ids.iter().enumerate().map(|(n, id)| (*id, n)).collect();
+    let owner = |row: &PgRow| col::<Uuid>(row, "identity_id").map(|id| index[&id]);
+
+    let rows = sqlx::query(
+        "SELECT c.id, c.identity_id, c.type, c.config, c.version, c.created_at, c.updated_at, \
+         ARRAY(SELECT i.identifier FROM identity_credential_identifiers i \
+               WHERE i.credential_id = c.id ORDER BY i.position) AS identifiers \
+         FROM identity_credentials c WHERE c.identity_id = ANY($1)",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    for row in &rows {
+        let credential = Credential {
+            id: col(row, "id")?,
+            kind: enum_col(row, "type")?,
+            identifiers: col(row, "identifiers")?,
+            config: col(row, "config")?,
+            version: col(row, "version")?,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        };
+        identities[owner(row)?].credentials.insert(credential.kind, credential);
+    }
+
+    let rows = sqlx::query(
+        "SELECT id, identity_id, via, value, verified, status, verified_at, created_at, updated_at \
+         FROM identity_verifiable_addresses WHERE identity_id = ANY($1) ORDER BY value COLLATE \"C\", id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    for row in &rows {
+        identities[owner(row)?].verifiable_addresses.push(VerifiableAddress {
+            id: col(row, "id")?,
+            value: col(row, "value")?,
+            verified: col(row, "verified")?,
+            via: enum_col(row, "via")?,
+            status: enum_col(row, "status")?,
+            verified_at: col(row, "verified_at")?,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        });
+    }
+
+    let rows = sqlx::query(
+        "SELECT id, identity_id, via, value, created_at, updated_at \
+         FROM identity_recovery_addresses WHERE identity_id = ANY($1) ORDER BY value COLLATE \"C\", id",
+    )
+    .bind(&ids)
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(backend)?;
+    for row in &rows {
+        identities[owner(row)?].recovery_addresses.push(RecoveryAddress {
+            id: col(row, "id")?,
+            value: col(row, "value")?,
+            via: enum_col(row, "via")?,
+            created_at: col(row, "created_at")?,
+            updated_at: col(row, "updated_at")?,
+        });
+    }
+    Ok(identities)
+}
+
+fn identity_from_row(row: &PgRow) -> Result<Identity, StoreError> {
+    Ok(Identity {
+        id: col(row, "id")?,
+        schema_id: col(row, "schema_id")?,
+        state: enum_col(row, "state")?,
+        state_changed_at: col(row, "state_changed_at")?,
+        traits: col(row, "traits")?,
+        metadata_public: col(row, "metadata_public")?,
+        metadata_admin: col(row, "metadata_admin")?,
+        external_id: col(row, "external_id")?,
+        credentials: BTreeMap::new(),
+        verifiable_addresses: Vec::new(),
+        recovery_addresses: Vec::new(),
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
