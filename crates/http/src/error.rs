@@ -14,6 +14,12 @@ pub struct ApiError {
     pub id: Option<&'static str>,
     pub message: String,
     pub reason: Option<String>,
+    /// Rarely set, so boxed to keep `Result<_, ApiError>` small.
+    pub extra: Option<Box<Extra>>,
+}
+
+#[derive(Debug, Default)]
+pub struct Extra {
     pub details: Option<Value>,
     /// Fields that sit next to `error` (e.g. `use_flow_id`).
     pub siblings: Map<String, Value>,
@@ -21,7 +27,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, id: None, message: message.into(), reason: None, details: None, siblings: Map::new() }
+        Self { status, id: None, message: message.into(), reason: None, extra: None }
     }
 
     pub fn bad_request() -> Self {
@@ -78,11 +84,12 @@ impl ApiError {
         if let Some(reason) = &self.reason {
             error.insert("reason".into(), json!(reason));
         }
-        if let Some(details) = &self.details {
+        let extra = self.extra.as_deref();
+        if let Some(details) = extra.and_then(|e| e.details.as_ref()) {
             error.insert("details".into(), details.clone());
         }
         error.insert("message".into(), json!(self.message));
-        let mut body = self.siblings.clone();
+        let mut body = extra.map(|e| e.siblings.clone()).unwrap_or_default();
         body.insert("error".into(), Value::Object(error));
         Value::Object(body)
     }

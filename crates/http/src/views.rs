@@ -46,10 +46,8 @@ pub fn identity(
         out.insert("recovery_addresses".into(), json!(identity.recovery_addresses));
     }
     out.insert("metadata_public".into(), identity.metadata_public.clone().unwrap_or(Value::Null));
-    if audience == Audience::Admin {
-        if let Some(meta) = &identity.metadata_admin {
-            out.insert("metadata_admin".into(), meta.clone());
-        }
+    if let (Audience::Admin, Some(meta)) = (audience, &identity.metadata_admin) {
+        out.insert("metadata_admin".into(), meta.clone());
     }
     if let CredentialsView::Include(with_config) = credentials {
         let creds: Map<String, Value> = identity

@@ -247,14 +247,13 @@ pub fn load(
 fn resolve_relative_schema_urls(mut value: Value, dir: &Path) -> Value {
     if let Some(schemas) = value.pointer_mut("/identity/schemas").and_then(Value::as_array_mut) {
         for entry in schemas {
-            if let Some(Value::String(url)) = entry.get_mut("url") {
-                if let Some(rest) = url.strip_prefix("file://") {
-                    if !rest.starts_with('/') {
-                        let beside = dir.join(rest.strip_prefix("./").unwrap_or(rest));
-                        if beside.exists() {
-                            *url = format!("file://{}", beside.display());
-                        }
-                    }
+            if let Some(Value::String(url)) = entry.get_mut("url")
+                && let Some(rest) = url.strip_prefix("file://")
+                && !rest.starts_with('/')
+            {
+                let beside = dir.join(rest.strip_prefix("./").unwrap_or(rest));
+                if beside.exists() {
+                    *url = format!("file://{}", beside.display());
                 }
             }
         }
@@ -359,9 +358,8 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
         ));
     }
     for (key, listener) in [("serve.public", &config.serve.public), ("serve.admin", &config.serve.admin)] {
-        if !listener.base_url.is_empty()
-            && !(listener.base_url.starts_with("http://") || listener.base_url.starts_with("https://"))
-        {
+        let url = &listener.base_url;
+        if !(url.is_empty() || url.starts_with("http://") || url.starts_with("https://")) {
             return Err(invalid(&format!("{key}.base_url"), "expected an http:// or https:// URL"));
         }
     }
@@ -531,7 +529,8 @@ mod tests {
     fn invalid_values_name_the_key() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(dir.path(), "a.yml", MINIMAL);
-        let err = load(&[a.clone()], vec![("SERVE_PUBLIC_PORT".into(), "http".into())], false).unwrap_err();
+        let err = load(std::slice::from_ref(&a), vec![("SERVE_PUBLIC_PORT".into(), "http".into())], false)
+            .unwrap_err();
         assert!(err.to_string().contains("serve.public.port"), "{err}");
         let b = write(dir.path(), "b.yml", "secrets:\n  cipher: [short]\n");
         let err = load(&[a.clone(), b], Vec::new(), false).unwrap_err();
@@ -545,7 +544,7 @@ mod tests {
     fn low_bcrypt_cost_is_raised_unless_dev() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(dir.path(), "a.yml", &format!("{MINIMAL}hashers:\n  bcrypt:\n    cost: 8\n"));
-        assert_eq!(load(&[a.clone()], Vec::new(), false).unwrap().config.hashers.bcrypt.cost, 12);
+        assert_eq!(load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.hashers.bcrypt.cost, 12);
         assert_eq!(load(&[a], Vec::new(), true).unwrap().config.hashers.bcrypt.cost, 8);
     }
 

@@ -30,9 +30,11 @@ CREATE TABLE identity_credential_identifiers (
     type          TEXT NOT NULL,
     identifier    TEXT NOT NULL,
     position      INTEGER NOT NULL,
-    PRIMARY KEY (type, identifier)
+    -- Identifier first: the admin list filters on the identifier alone.
+    PRIMARY KEY (identifier, type)
 );
 CREATE INDEX identity_credential_identifiers_identity ON identity_credential_identifiers (identity_id);
+CREATE INDEX identity_credential_identifiers_credential ON identity_credential_identifiers (credential_id, position);
 
 CREATE TABLE identity_verifiable_addresses (
     id          TEXT PRIMARY KEY NOT NULL,

@@ -3,6 +3,8 @@
 use chrono::{DateTime, SecondsFormat, Utc};
 use latchkey_domain::store::StoreError;
 use serde_json::Value;
+use sqlx::sqlite::{Sqlite, SqliteRow};
+use sqlx::{Decode, Row, Type};
 use uuid::Uuid;
 
 pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
@@ -31,10 +33,6 @@ pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>, StoreError> {
     DateTime::parse_from_rfc3339(s).map(|t| t.with_timezone(&Utc)).map_err(backend)
 }
 
-pub(crate) fn parse_opt_time(s: Option<String>) -> Result<Option<DateTime<Utc>>, StoreError> {
-    s.as_deref().map(parse_time).transpose()
-}
-
 pub(crate) fn parse_uuid(s: &str) -> Result<Uuid, StoreError> {
     Uuid::parse_str(s).map_err(backend)
 }
@@ -51,10 +49,41 @@ pub(crate) fn parse_json(s: &str) -> Result<Value, StoreError> {
     serde_json::from_str(s).map_err(backend)
 }
 
-pub(crate) fn parse_opt_json(s: Option<String>) -> Result<Option<Value>, StoreError> {
-    s.as_deref().map(parse_json).transpose()
-}
-
 pub(crate) fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, StoreError> {
     s.parse().map_err(StoreError::Backend)
+}
+
+/// Reads one column, mapping decode failures to a backend error.
+pub(crate) fn col<'r, T: Decode<'r, Sqlite> + Type<Sqlite>>(
+    row: &'r SqliteRow,
+    name: &str,
+) -> Result<T, StoreError> {
+    row.try_get(name).map_err(backend)
+}
+
+pub(crate) fn uuid_col(row: &SqliteRow, name: &str) -> Result<Uuid, StoreError> {
+    parse_uuid(col(row, name)?)
+}
+
+pub(crate) fn enum_col<T: std::str::FromStr<Err = String>>(
+    row: &SqliteRow,
+    name: &str,
+) -> Result<T, StoreError> {
+    parse_enum(col(row, name)?)
+}
+
+pub(crate) fn time_col(row: &SqliteRow, name: &str) -> Result<DateTime<Utc>, StoreError> {
+    parse_time(col(row, name)?)
+}
+
+pub(crate) fn opt_time_col(row: &SqliteRow, name: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+    col::<Option<&str>>(row, name)?.map(parse_time).transpose()
+}
+
+pub(crate) fn json_col(row: &SqliteRow, name: &str) -> Result<Value, StoreError> {
+    parse_json(col(row, name)?)
+}
+
+pub(crate) fn opt_json_col(row: &SqliteRow, name: &str) -> Result<Option<Value>, StoreError> {
+    col::<Option<&str>>(row, name)?.map(parse_json).transpose()
 }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use latchkey_domain::identity::{Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress};
 use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, Row, SqliteConnection};
+use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
 
 use crate::SqliteStore;
@@ -76,7 +76,8 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        // One read transaction: the four queries see one snapshot.
+        let mut conn = self.pool.begin().await.map_err(backend)?;
         let rows =
             sqlx::query(AssertSqlSafe(format!("SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = ?")))
                 .bind(id.to_string())
@@ -119,7 +120,7 @@ impl IdentityStore for SqliteStore {
         for id in &query.ids {
             q = q.bind(id.to_string());
         }
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let mut conn = self.pool.begin().await.map_err(backend)?;
         let rows = q.bind(i64::from(query.limit)).fetch_all(&mut *conn).await.map_err(backend)?;
         load(&mut conn, rows).await
     }
@@ -129,7 +130,7 @@ impl IdentityStore for SqliteStore {
         kind: CredentialType,
         identifier: &str,
     ) -> Result<Option<Identity>, StoreError> {
-        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        let mut conn = self.pool.begin().await.map_err(backend)?;
         let rows = sqlx::query(AssertSqlSafe(format!(
             "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = \
              (SELECT identity_id FROM identity_credential_identifiers WHERE type = ? AND identifier = ?)"
@@ -244,16 +245,15 @@ async fn load(conn: &mut SqliteConnection, rows: Vec<SqliteRow>) -> Result<Vec<I
     .await
     .map_err(backend)?;
     for row in rows {
-        let owner = parse_uuid(&row.try_get::<String, _>("identity_id").map_err(backend)?)?;
+        let owner = uuid_col(&row, "identity_id")?;
         let credential = Credential {
-            id: parse_uuid(&row.try_get::<String, _>("id").map_err(backend)?)?,
-            kind: parse_enum(&row.try_get::<String, _>("type").map_err(backend)?)?,
-            identifiers: serde_json::from_str(&row.try_get::<String, _>("identifiers").map_err(backend)?)
-                .map_err(backend)?,
-            config: parse_json(&row.try_get::<String, _>("config").map_err(backend)?)?,
-            version: row.try_get("version").map_err(backend)?,
-            created_at: parse_time(&row.try_get::<String, _>("created_at").map_err(backend)?)?,
-            updated_at: parse_time(&row.try_get::<String, _>("updated_at").map_err(backend)?)?,
+            id: uuid_col(&row, "id")?,
+            kind: enum_col(&row, "type")?,
+            identifiers: serde_json::from_value(json_col(&row, "identifiers")?).map_err(backend)?,
+            config: json_col(&row, "config")?,
+            version: col(&row, "version")?,
+            created_at: time_col(&row, "created_at")?,
+            updated_at: time_col(&row, "updated_at")?,
         };
         identities[index[&owner]].credentials.insert(credential.kind, credential);
     }
@@ -266,16 +266,16 @@ async fn load(conn: &mut SqliteConnection, rows: Vec<SqliteRow>) -> Result<Vec<I
     .await
     .map_err(backend)?;
     for row in rows {
-        let owner = parse_uuid(&row.try_get::<String, _>("identity_id").map_err(backend)?)?;
+        let owner = uuid_col(&row, "identity_id")?;
         identities[index[&owner]].verifiable_addresses.push(VerifiableAddress {
-            id: parse_uuid(&row.try_get::<String, _>("id").map_err(backend)?)?,
-            value: row.try_get("value").map_err(backend)?,
-            verified: row.try_get("verified").map_err(backend)?,
-            via: parse_enum(&row.try_get::<String, _>("via").map_err(backend)?)?,
-            status: parse_enum(&row.try_get::<String, _>("status").map_err(backend)?)?,
-            verified_at: parse_opt_time(row.try_get("verified_at").map_err(backend)?)?,
-            created_at: parse_time(&row.try_get::<String, _>("created_at").map_err(backend)?)?,
-            updated_at: parse_time(&row.try_get::<String, _>("updated_at").map_err(backend)?)?,
+            id: uuid_col(&row, "id")?,
+            value: col(&row, "value")?,
+            verified: col(&row, "verified")?,
+            via: enum_col(&row, "via")?,
+            status: enum_col(&row, "status")?,
+            verified_at: opt_time_col(&row, "verified_at")?,
+            created_at: time_col(&row, "created_at")?,
+            updated_at: time_col(&row, "updated_at")?,
         });
     }
 
@@ -287,13 +287,13 @@ async fn load(conn: &mut SqliteConnection, rows: Vec<SqliteRow>) -> Result<Vec<I
     .await
     .map_err(backend)?;
     for row in rows {
-        let owner = parse_uuid(&row.try_get::<String, _>("identity_id").map_err(backend)?)?;
+        let owner = uuid_col(&row, "identity_id")?;
         identities[index[&owner]].recovery_addresses.push(RecoveryAddress {
-            id: parse_uuid(&row.try_get::<String, _>("id").map_err(backend)?)?,
-            value: row.try_get("value").map_err(backend)?,
-            via: parse_enum(&row.try_get::<String, _>("via").map_err(backend)?)?,
-            created_at: parse_time(&row.try_get::<String, _>("created_at").map_err(backend)?)?,
-            updated_at: parse_time(&row.try_get::<String, _>("updated_at").map_err(backend)?)?,
+            id: uuid_col(&row, "id")?,
+            value: col(&row, "value")?,
+            via: enum_col(&row, "via")?,
+            created_at: time_col(&row, "created_at")?,
+            updated_at: time_col(&row, "updated_at")?,
         });
     }
     Ok(identities)
@@ -301,18 +301,18 @@ async fn load(conn: &mut SqliteConnection, rows: Vec<SqliteRow>) -> Result<Vec<I
 
 fn identity_from_row(row: &SqliteRow) -> Result<Identity, StoreError> {
     Ok(Identity {
-        id: parse_uuid(&row.try_get::<String, _>("id").map_err(backend)?)?,
-        schema_id: row.try_get("schema_id").map_err(backend)?,
-        state: parse_enum(&row.try_get::<String, _>("state").map_err(backend)?)?,
-        state_changed_at: parse_opt_time(row.try_get("state_changed_at").map_err(backend)?)?,
-        traits: parse_json(&row.try_get::<String, _>("traits").map_err(backend)?)?,
-        metadata_public: parse_opt_json(row.try_get("metadata_public").map_err(backend)?)?,
-        metadata_admin: parse_opt_json(row.try_get("metadata_admin").map_err(backend)?)?,
-        external_id: row.try_get("external_id").map_err(backend)?,
+        id: uuid_col(row, "id")?,
+        schema_id: col(row, "schema_id")?,
+        state: enum_col(row, "state")?,
+        state_changed_at: opt_time_col(row, "state_changed_at")?,
+        traits: json_col(row, "traits")?,
+        metadata_public: opt_json_col(row, "metadata_public")?,
+        metadata_admin: opt_json_col(row, "metadata_admin")?,
+        external_id: col(row, "external_id")?,
         credentials: BTreeMap::new(),
         verifiable_addresses: Vec::new(),
         recovery_addresses: Vec::new(),
-        created_at: parse_time(&row.try_get::<String, _>("created_at").map_err(backend)?)?,
-        updated_at: parse_time(&row.try_get::<String, _>("updated_at").map_err(backend)?)?,
+        created_at: time_col(row, "created_at")?,
+        updated_at: time_col(row, "updated_at")?,
     })
 }

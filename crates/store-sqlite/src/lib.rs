@@ -114,8 +114,17 @@ impl Database for SqliteStore {
     async fn migration_status(&self) -> Result<Vec<MigrationState>, StoreError> {
         let mut conn = self.pool.acquire().await.map_err(codec::backend)?;
         let migrator = Self::migrator();
-        conn.ensure_migrations_table(&migrator.table_name).await.map_err(codec::backend)?;
-        let applied = conn.list_applied_migrations(&migrator.table_name).await.map_err(codec::backend)?;
+        // Asking must not write: no migrations table means nothing is applied.
+        let table_exists: Option<i64> =
+            sqlx::query_scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?")
+                .bind(migrator.table_name.as_ref())
+                .fetch_optional(&mut *conn)
+                .await
+                .map_err(codec::backend)?;
+        let applied = match table_exists {
+            Some(_) => conn.list_applied_migrations(&migrator.table_name).await.map_err(codec::backend)?,
+            None => Vec::new(),
+        };
         Ok(MIGRATIONS
             .iter()
             .map(|(version, name, _)| MigrationState {

@@ -75,10 +75,10 @@ fn walk(root: &Value, node: &Value, value: &Value, facts: &mut TraitFacts, depth
         },
         _ => node,
     };
-    if let (Some(keyword), Some(text)) = (node.get(KRATOS_KEYWORD), value.as_str()) {
-        if let Ok(keyword) = KratosKeyword::deserialize(keyword) {
-            apply(&keyword, text, facts);
-        }
+    if let (Some(keyword), Some(text)) = (node.get(KRATOS_KEYWORD), value.as_str())
+        && let Ok(keyword) = KratosKeyword::deserialize(keyword)
+    {
+        apply(&keyword, text, facts);
     }
     match value {
         Value::Object(map) => {

@@ -87,10 +87,8 @@ pub(super) fn check(schema: &Value) -> Result<(), String> {
         return Err(format!("is not a valid JSON Schema: {e}"));
     }
     let traits = schema.pointer("/properties/traits").ok_or("has no `properties.traits`")?;
-    if let Some(t) = traits.get("type") {
-        if t != "object" {
-            return Err("`properties.traits.type` must be \"object\"".into());
-        }
+    if traits.get("type").is_some_and(|t| t != "object") {
+        return Err("`properties.traits.type` must be \"object\"".into());
     }
     let props = traits
         .get("properties")
