@@ -123,9 +123,9 @@ impl ScryptHash {
             return Err(HashError::Malformed("scrypt N (`ln`) must be a power of two greater than 1".into()));
         }
         let log_n = n.trailing_zeros() as u8;
-        // The length argument only matters for the crate's PHC API; the raw
-        // `scrypt()` call derives as many bytes as the output buffer holds.
-        let params = scrypt::Params::new(log_n, r, p, scrypt::Params::RECOMMENDED_LEN)
+        // The raw `scrypt()` call derives as many bytes as the output buffer
+        // holds, so no output length goes into the parameters.
+        let params = scrypt::Params::new(log_n, r, p)
             .map_err(|_| HashError::Malformed("invalid scrypt parameters".into()))?;
         Ok(Self { n, params, salt, digest })
     }

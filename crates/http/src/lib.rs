@@ -7,6 +7,7 @@ mod body;
 mod error;
 mod public;
 mod query;
+mod redirect;
 mod state;
 mod views;
 
@@ -24,13 +25,13 @@ pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
 
 /// The router served on `serve.public`.
 pub fn public_router(state: AppState) -> Router {
-    finish(public::router(), state)
+    finish(public::router().merge(redirect::admin_paths_on_public()), state)
 }
 
 /// The router served on `serve.admin`: every route answers with and without
 /// the `/admin` prefix.
 pub fn admin_router(state: AppState) -> Router {
-    let routes = admin::router();
+    let routes = admin::router().merge(redirect::public_paths_on_admin());
     finish(Router::new().nest("/admin", routes.clone()).merge(routes), state)
 }
 

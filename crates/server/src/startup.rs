@@ -189,3 +189,15 @@ async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
     let addr = format!("{host}:{port}");
     TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })
 }
+
+#[cfg(test)]
+mod tests {
+    /// Both stores must offer the same migrations, or `migrate sql status`
+    /// would mean different things per database.
+    #[test]
+    fn both_stores_have_the_same_migration_versions_and_names() {
+        let names =
+            |m: &[(i64, &str, &str)]| m.iter().map(|(v, n, _)| (*v, n.to_string())).collect::<Vec<_>>();
+        assert_eq!(names(latchkey_store_sqlite::MIGRATIONS), names(latchkey_store_postgres::MIGRATIONS));
+    }
+}

@@ -76,6 +76,9 @@ pub enum IdentityError {
     PasswordTooLong,
     #[error("{0}")]
     InvalidPatch(String),
+    /// Input no database can store as given (e.g. a NUL character).
+    #[error("{0}")]
+    InvalidInput(String),
     #[error(transparent)]
     Store(StoreError),
     #[error("password hashing failed: {0}")]
@@ -125,6 +128,7 @@ impl IdentityManager {
     }
 
     pub async fn create(&self, new: NewIdentity) -> Result<Identity, IdentityError> {
+        check_storable(&new.traits, &new.metadata_public, &new.metadata_admin, &new.external_id)?;
         let schema_id = new.schema_id.unwrap_or_else(|| self.schemas.default_id().to_string());
         let facts = self.schemas.validate_traits(&schema_id, &new.traits)?;
         let hashed = self.hash(new.password).await?;
@@ -210,6 +214,36 @@ impl IdentityManager {
             Some(PasswordInput::Plain(password)) => Ok(Some(self.hasher.hash(password).await?)),
         }
     }
+}
+
+/// PostgreSQL cannot store NUL in text or JSON; refusing it everywhere keeps
+/// both databases answering alike, with a 400 instead of a 500.
+fn check_storable(
+    traits: &Value,
+    metadata_public: &Option<Value>,
+    metadata_admin: &Option<Value>,
+    external_id: &Option<String>,
+) -> Result<(), IdentityError> {
+    fn has_nul(v: &Value) -> bool {
+        match v {
+            Value::String(s) => s.contains('\0'),
+            Value::Array(items) => items.iter().any(has_nul),
+            Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+            _ => false,
+        }
+    }
+    let fields = [
+        ("traits", Some(traits)),
+        ("metadata_public", metadata_public.as_ref()),
+        ("metadata_admin", metadata_admin.as_ref()),
+    ];
+    if let Some((name, _)) = fields.iter().find(|(_, v)| v.is_some_and(has_nul)) {
+        return Err(IdentityError::InvalidInput(format!("`{name}` must not contain NUL characters.")));
+    }
+    if external_id.as_deref().is_some_and(|e| e.contains('\0')) {
+        return Err(IdentityError::InvalidInput("`external_id` must not contain NUL characters.".into()));
+    }
+    Ok(())
 }
 
 /// Brings credentials and addresses in line with what the traits now say,

@@ -15,7 +15,7 @@ use latchkey_domain::identity::{
 use latchkey_domain::store::IdentityQuery;
 use latchkey_hash::SecretPassword;
 use serde::Deserialize;
-use serde_json::Value;
+use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::body::JsonBody;
@@ -29,7 +29,7 @@ const MAX_PAGE_SIZE: u32 = 500;
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/identities", get(list).post(create))
+        .route("/identities", get(list).post(create).patch(batch))
         .route("/identities/{id}", get(show).put(replace).patch(patch).delete(remove))
 }
 
@@ -210,6 +210,14 @@ async fn create(
     State(state): State<AppState>,
     JsonBody(body): JsonBody<CreateBody>,
 ) -> Result<Response, ApiError> {
+    let identity = create_one(&state, body).await?;
+    let location = format!("{}/identities/{}", state.urls.admin, identity.id);
+    let mut headers = HeaderMap::new();
+    headers.insert(header::LOCATION, HeaderValue::from_str(&location).map_err(ApiError::internal)?);
+    Ok((StatusCode::CREATED, headers, identity_json(&state, &identity, &no_config())).into_response())
+}
+
+async fn create_one(state: &AppState, body: CreateBody) -> Result<latchkey_domain::Identity, ApiError> {
     if body.organization_id.as_ref().is_some_and(|o| !o.is_null()) {
         return Err(ApiError::bad_request().with_reason("Organizations are not supported by this server."));
     }
@@ -223,11 +231,62 @@ async fn create(
         password: password_of(body.credentials)?,
         verifiable_addresses: claims(body.verifiable_addresses),
     };
-    let identity = state.identities.create(new).await?;
-    let location = format!("{}/identities/{}", state.urls.admin, identity.id);
-    let mut headers = HeaderMap::new();
-    headers.insert(header::LOCATION, HeaderValue::from_str(&location).map_err(ApiError::internal)?);
-    Ok((StatusCode::CREATED, headers, identity_json(&state, &identity, &no_config())).into_response())
+    Ok(state.identities.create(new).await?)
+}
+
+/// Batch import limits, as Kratos sets them: plaintext passwords cost a hash each.
+const MAX_BATCH: usize = 1000;
+const MAX_BATCH_PLAINTEXT: usize = 200;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchBody {
+    identities: Vec<BatchItem>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BatchItem {
+    #[serde(default)]
+    create: Option<CreateBody>,
+    #[serde(default)]
+    patch_id: Option<Uuid>,
+}
+
+/// `PATCH /admin/identities`: creates many identities; each succeeds or
+/// fails on its own and the answer says which.
+async fn batch(
+    State(state): State<AppState>,
+    JsonBody(body): JsonBody<BatchBody>,
+) -> Result<Json<Value>, ApiError> {
+    if body.identities.len() > MAX_BATCH {
+        return Err(
+            ApiError::bad_request().with_reason(format!("A batch holds at most {MAX_BATCH} identities."))
+        );
+    }
+    let plaintext = body
+        .identities
+        .iter()
+        .filter_map(|i| i.create.as_ref()?.credentials.as_ref()?.password.as_ref()?.config.as_ref())
+        .filter(|c| c.password.as_deref().is_some_and(|p| !p.is_empty()))
+        .count();
+    if plaintext > MAX_BATCH_PLAINTEXT {
+        return Err(ApiError::bad_request().with_reason(format!(
+            "A batch holds at most {MAX_BATCH_PLAINTEXT} identities with plaintext passwords; import hashes instead."
+        )));
+    }
+    let mut results = Vec::with_capacity(body.identities.len());
+    for item in body.identities {
+        let patch_id = item.patch_id.unwrap_or_else(Uuid::new_v4);
+        let Some(create) = item.create else {
+            continue;
+        };
+        results.push(match create_one(&state, create).await {
+            Ok(identity) => json!({"action": "create", "identity": identity.id, "patch_id": patch_id}),
+            Err(e) => json!({"action": "error", "patch_id": patch_id, "error": e.body()["error"]}),
+        });
+    }
+    Ok(Json(json!({ "identities": results })))
 }
 
 fn included_credentials(params: &QueryParams) -> Result<BTreeSet<CredentialType>, ApiError> {

@@ -9,7 +9,12 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/schemas", get(list)).route("/schemas/{id}", get(show))
+    // Kratos also serves the schemas under /admin on the public port.
+    Router::new()
+        .route("/schemas", get(list))
+        .route("/schemas/{id}", get(show))
+        .route("/admin/schemas", get(list))
+        .route("/admin/schemas/{id}", get(show))
 }
 
 async fn list(State(state): State<AppState>) -> Json<Value> {

@@ -58,6 +58,13 @@ async fn bad_requests_get_kratos_errors_and_write_nothing(backend: Backend) {
             app.http.patch(format!("{url}/{}", uuid::Uuid::new_v4())).json(&json!({"op": "x"})),
             400,
         ),
+        ("NUL in traits", app.http.post(&url).json(&json!({"traits": {"email": "a\u{0}@b.co"}})), 400),
+        (
+            "NUL in metadata",
+            app.http.post(&url).json(&json!({"traits": {"email": "a@b.co"},
+            "metadata_public": {"k": "v\u{0}"}})),
+            400,
+        ),
         ("unknown id", app.http.get(format!("{url}/{}", uuid::Uuid::new_v4())), 404),
         ("malformed id", app.http.get(format!("{url}/not-a-uuid")), 404),
         ("unknown route", app.http.get(app.admin_path("/admin/nothing-here")), 404),

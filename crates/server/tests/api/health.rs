@@ -30,6 +30,19 @@ async fn health_version_and_schemas(backend: Backend) {
         assert_eq!(app.http.get(app.admin_path(path)).send().await.unwrap().status(), 200, "{path}");
     }
 
+    // Each port sends the other's paths over with 307, keeping method and query.
+    let response = app.http.post(app.public_path("/identities?x=1")).send().await.unwrap();
+    assert_eq!(response.status(), 307);
+    assert_eq!(response.headers()["location"], format!("{}/admin/identities?x=1", app.admin_url));
+    let response = app.http.get(app.public_path("/admin/identities/abc")).send().await.unwrap();
+    assert_eq!(response.headers()["location"], format!("{}/admin/identities/abc", app.admin_url));
+    let response = app.http.get(app.admin_path("/self-service/login/api")).send().await.unwrap();
+    assert_eq!(response.status(), 307);
+    assert_eq!(response.headers()["location"], format!("{}/self-service/login/api", app.public_url));
+    let response = app.http.get(app.admin_path("/admin/schemas/default")).send().await.unwrap();
+    assert_eq!(response.headers()["location"], format!("{}/schemas/default", app.public_url));
+    assert_eq!(app.http.get(app.public_path("/admin/schemas")).send().await.unwrap().status(), 200);
+
     let schemas = identity_api::list_identity_schemas(&app.public, None, None, None, None).await.unwrap();
     assert_eq!(schemas.len(), 1);
     assert_eq!(schemas[0].id, "default");

@@ -4,9 +4,9 @@
 use ory_kratos_client::apis::Error as SdkError;
 use ory_kratos_client::apis::identity_api;
 use ory_kratos_client::models::{
-    CreateIdentityBody, IdentityWithCredentials, IdentityWithCredentialsPassword,
-    IdentityWithCredentialsPasswordConfig, JsonPatch, UpdateIdentityBody, VerifiableIdentityAddress,
-    identity::StateEnum, update_identity_body, verifiable_identity_address,
+    CreateIdentityBody, IdentityPatch, IdentityWithCredentials, IdentityWithCredentialsPassword,
+    IdentityWithCredentialsPasswordConfig, JsonPatch, PatchIdentitiesBody, UpdateIdentityBody,
+    VerifiableIdentityAddress, identity::StateEnum, update_identity_body, verifiable_identity_address,
 };
 use serde_json::{Value, json};
 
@@ -20,6 +20,7 @@ on_both_databases!(
     duplicate_identifiers_conflict_and_write_nothing,
     invalid_traits_name_the_field,
     verified_addresses_can_be_imported_and_patched,
+    batch_import_reports_each_item,
 );
 
 fn body_with_password(email: &str, password: Option<&str>, hashed: Option<&str>) -> CreateIdentityBody {
@@ -331,5 +332,44 @@ async fn verified_addresses_can_be_imported_and_patched(backend: Backend) {
     let patched = identity_api::patch_identity(&app.admin, &created.id, Some(vec![op])).await.unwrap();
     let address = &patched.verifiable_addresses.as_ref().unwrap()[0];
     assert!(address.verified && address.status == "completed" && address.verified_at.is_some());
+    app.stop().await;
+}
+
+async fn batch_import_reports_each_item(backend: Backend) {
+    let app = spawn_app(backend).await;
+    identity_api::create_identity(
+        &app.admin,
+        Some(CreateIdentityBody::new("default".into(), json!({"email": "taken@example.com"}))),
+    )
+    .await
+    .unwrap();
+    let mut patches = Vec::new();
+    for (n, email) in
+        ["new1@example.com", "taken@example.com", "not-an-email", "new2@example.com"].iter().enumerate()
+    {
+        let mut patch = IdentityPatch::new();
+        patch.create = Some(Box::new(body_with_password(email, None, None)));
+        patch.patch_id = Some(format!("00000000-0000-4000-8000-00000000000{n}"));
+        patches.push(patch);
+    }
+    let body = PatchIdentitiesBody { identities: Some(patches) };
+    let response = identity_api::batch_patch_identities(&app.admin, Some(body)).await.unwrap();
+    let results = response.identities.unwrap();
+    let actions: Vec<_> = results.iter().map(|r| r.action.unwrap()).collect();
+    use ory_kratos_client::models::identity_patch_response::ActionEnum::{Create, Error};
+    assert_eq!(actions, vec![Create, Error, Error, Create]);
+    assert_eq!(results[1].patch_id.as_deref(), Some("00000000-0000-4000-8000-000000000001"));
+    let error = results[1].error.clone().flatten().unwrap();
+    assert_eq!(error["code"], 409);
+    assert_eq!(error["reason"], "This identity conflicts with another identity that already exists.");
+    let created =
+        identity_api::get_identity(&app.admin, results[3].identity.as_ref().unwrap(), None).await.unwrap();
+    assert_eq!(created.traits.unwrap()["email"], "new2@example.com");
+    assert_eq!(count_identities(&app).await, 3);
+
+    let too_many =
+        json!({"identities": (0..1001).map(|_| json!({"create": {"traits": {}}})).collect::<Vec<_>>()});
+    let response = app.http.patch(app.admin_path("/admin/identities")).json(&too_many).send().await.unwrap();
+    assert_eq!(response.status(), 400);
     app.stop().await;
 }
