@@ -317,6 +317,13 @@ async fn list(
     axum::extract::OriginalUri(uri): axum::extract::OriginalUri,
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
+    // Offset pages are Kratos's deprecated style; serving page 1 for every
+    // `page` would loop a client forever, so say so instead.
+    if params.first("page").is_some_and(|p| !matches!(p, "" | "0" | "1")) {
+        return Err(ApiError::bad_request().with_reason(
+            "Offset pagination (page) is not supported; follow the page_token in the Link header.",
+        ));
+    }
     let page_size = match params.first("page_size").or_else(|| params.first("per_page")) {
         None => DEFAULT_PAGE_SIZE,
         Some(v) => v

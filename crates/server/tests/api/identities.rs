@@ -220,7 +220,8 @@ async fn list_pages_follow_link_headers_and_filters(backend: Backend) {
     .unwrap();
     assert_eq!(by_ids.len(), 2);
 
-    for bad in ["page_size=0", "page_size=abc", "page_token=not-a-uuid", "include_credential=magic"] {
+    for bad in ["page_size=0", "page_size=abc", "page_token=not-a-uuid", "include_credential=magic", "page=2"]
+    {
         let response =
             app.http.get(app.admin_path(&format!("/admin/identities?{bad}"))).send().await.unwrap();
         assert_eq!(response.status(), 400, "{bad}");
