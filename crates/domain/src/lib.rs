@@ -2,10 +2,15 @@
 //! implements. Nothing here knows about HTTP or SQL, so every rule can be
 //! exercised by the store contract tests and the HTTP tests alike.
 
+pub mod flow;
 pub mod identity;
+pub mod password_policy;
 pub mod schema;
+pub mod session;
 pub mod store;
+pub mod text;
 pub mod time;
+pub mod ui;
 
 pub use identity::{Identity, IdentityError, IdentityManager};
 pub use schema::{SchemaError, SchemaRegistry};

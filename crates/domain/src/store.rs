@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::flow::Flow;
 use crate::identity::{CredentialType, Identity};
+use crate::session::Session;
 
 /// What can go wrong in storage, in terms the domain can act on.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +72,49 @@ pub trait Database: Send + Sync {
     async fn close(&self);
 }
 
+#[async_trait]
+pub trait FlowStore: Send + Sync {
+    async fn create_flow(&self, flow: &Flow) -> Result<(), StoreError>;
+    async fn get_flow(&self, id: Uuid) -> Result<Option<Flow>, StoreError>;
+    /// Fails with `NotFound` when the flow is gone.
+    async fn update_flow(&self, flow: &Flow) -> Result<(), StoreError>;
+}
+
+/// Which sessions to list.
+#[derive(Debug, Clone, Default)]
+pub struct SessionQuery {
+    pub identity_id: Option<Uuid>,
+    /// `Some(true)`: only live (active and unexpired) sessions; `Some(false)`: only the others.
+    pub active: Option<bool>,
+    /// Keyset: sessions whose id sorts after this one.
+    pub after: Option<Uuid>,
+    pub offset: u64,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait SessionStore: Send + Sync {
+    async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// The hot path behind `whoami`: the session and its identity (without
+    /// credentials) in one indexed read, no writes.
+    async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError>;
+    async fn session_by_logout_token(&self, token_hash: &str) -> Result<Option<Session>, StoreError>;
+    async fn get_session(&self, id: Uuid) -> Result<Option<Session>, StoreError>;
+    async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError>;
+    async fn count_sessions(&self, query: &SessionQuery) -> Result<u64, StoreError>;
+    /// Marks a session inactive; false when there is no such session.
+    async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError>;
+    /// Marks every active session of the identity inactive except `keep`; returns how many.
+    async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError>;
+    async fn delete_sessions_of(&self, identity_id: Uuid) -> Result<u64, StoreError>;
+    /// Sets a new expiry; false when there is no such session.
+    async fn extend_session(
+        &self,
+        id: Uuid,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
+}
+
 /// Everything Latchkey persists, as one handle for wiring.
-pub trait Store: IdentityStore + Database {}
-impl<T: IdentityStore + Database> Store for T {}
+pub trait Store: IdentityStore + FlowStore + SessionStore + Database {}
+impl<T: IdentityStore + FlowStore + SessionStore + Database> Store for T {}

@@ -4,11 +4,16 @@
 
 mod admin;
 mod body;
+mod cookies;
+mod csrf;
 mod error;
+mod pagination;
 mod public;
 mod query;
 mod redirect;
+mod request;
 mod state;
+mod submit;
 mod views;
 
 use axum::Router;
@@ -18,7 +23,12 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 pub use error::ApiError;
-pub use state::{AppState, BaseUrls};
+pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
+
+/// The CSRF cookie name for a public base URL.
+pub fn csrf_cookie_name(public_base_url: &str) -> String {
+    csrf::cookie_name(public_base_url)
+}
 
 /// Request bodies larger than this are refused with 413, as Kratos does.
 pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;

@@ -1,8 +1,11 @@
-//! What every handler can reach: the domain services and the public and
-//! admin base URLs that links and redirects are built from.
+//! What every handler can reach: the domain services, the base URLs links
+//! are built from, and the browser-facing settings (UI URLs, cookies).
 
 use std::sync::Arc;
 
+use chrono::Duration;
+use latchkey_domain::flow::login::LoginService;
+use latchkey_domain::flow::registration::RegistrationService;
 use latchkey_domain::{IdentityManager, Store};
 
 /// `serve.public.base_url` and `serve.admin.base_url`, without a trailing slash.
@@ -21,10 +24,43 @@ impl BaseUrls {
     }
 }
 
+/// Cookie attributes shared by the session and CSRF cookies.
+#[derive(Debug, Clone)]
+pub struct CookieSettings {
+    /// False only in `--dev`, so cookies work over plain http.
+    pub secure: bool,
+    pub domain: Option<String>,
+    pub path: String,
+    /// `Lax`, `Strict` or `None`; forced to `Lax` when not secure.
+    pub same_site: String,
+}
+
+/// Where browsers are sent and which cookies they get.
+#[derive(Debug, Clone)]
+pub struct WebSettings {
+    pub default_browser_return_url: String,
+    /// Allowed `return_to` prefixes; never empty (defaults to our own origins).
+    pub allowed_return_urls: Vec<String>,
+    pub login_ui_url: String,
+    pub registration_ui_url: String,
+    pub error_ui_url: String,
+    pub logout_return_url: String,
+    pub cookies: CookieSettings,
+    pub session_cookie_name: String,
+    pub session_cookie_persistent: bool,
+    /// `csrf_token_<hex sha256 of the public base URL>`.
+    pub csrf_cookie_name: String,
+    pub session_lifespan: Duration,
+    pub earliest_possible_extend: Duration,
+}
+
 #[derive(Clone)]
 pub struct AppState {
     pub store: Arc<dyn Store>,
     pub identities: IdentityManager,
+    pub login: LoginService,
+    pub registration: RegistrationService,
     pub urls: Arc<BaseUrls>,
+    pub web: Arc<WebSettings>,
     pub version: &'static str,
 }

@@ -22,6 +22,7 @@ pub enum CredentialsView {
 #[derive(Clone, Copy, PartialEq, Eq)]
 pub enum Audience {
     Admin,
+    Public,
 }
 
 pub fn identity(
@@ -80,4 +81,59 @@ fn credential(c: &Credential, with_config: bool) -> Value {
 /// `<public base>/schemas/<base64url(id)>`, as Kratos links schemas.
 pub fn schema_url(urls: &BaseUrls, schema_id: &str) -> String {
     format!("{}/schemas/{}", urls.public, URL_SAFE_NO_PAD.encode(schema_id))
+}
+
+/// A flow as the SDKs read it; login carries `refresh`/`requested_aal`.
+pub fn flow(flow: &latchkey_domain::flow::Flow) -> Value {
+    use latchkey_domain::flow::FlowKind;
+    let mut out = Map::new();
+    out.insert("id".into(), json!(flow.id));
+    out.insert("type".into(), json!(flow.flow_type));
+    out.insert("expires_at".into(), json!(flow.expires_at));
+    out.insert("issued_at".into(), json!(flow.issued_at));
+    out.insert("request_url".into(), json!(flow.request_url));
+    if let Some(return_to) = &flow.return_to {
+        out.insert("return_to".into(), json!(return_to));
+    }
+    if let Some(active) = &flow.active {
+        out.insert("active".into(), json!(active));
+    }
+    out.insert("ui".into(), json!(flow.ui));
+    out.insert("state".into(), json!(flow.state));
+    if let Some(payload) = &flow.transient_payload {
+        out.insert("transient_payload".into(), payload.clone());
+    }
+    if flow.kind == FlowKind::Login {
+        out.insert("refresh".into(), json!(flow.refresh));
+        out.insert("requested_aal".into(), json!(flow.requested_aal));
+        out.insert("created_at".into(), json!(flow.created_at));
+        out.insert("updated_at".into(), json!(flow.updated_at));
+    }
+    if matches!(flow.kind, FlowKind::Login | FlowKind::Registration) {
+        out.insert("organization_id".into(), Value::Null);
+    }
+    Value::Object(out)
+}
+
+/// A session; `identity` is `None` where the caller did not ask for it.
+pub fn session(
+    session: &latchkey_domain::session::Session,
+    identity: Option<&Identity>,
+    urls: &BaseUrls,
+    audience: Audience,
+    with_devices: bool,
+) -> Value {
+    let identity_active =
+        identity.is_none_or(|i| i.state == latchkey_domain::identity::IdentityState::Active);
+    json!({
+        "id": session.id,
+        "active": session.is_live() && identity_active,
+        "expires_at": session.expires_at,
+        "authenticated_at": session.authenticated_at,
+        "authenticator_assurance_level": session.aal,
+        "authentication_methods": session.authentication_methods,
+        "issued_at": session.issued_at,
+        "identity": identity.map(|i| self::identity(i, urls, audience, &CredentialsView::Omit)),
+        "devices": if with_devices { json!(session.devices) } else { json!([]) },
+    })
 }

@@ -38,7 +38,218 @@ pub struct Config {
     pub secrets: Secrets,
     pub hashers: Hashers,
     pub identity: IdentityConfig,
+    pub selfservice: SelfService,
+    pub session: SessionConfig,
+    pub cookies: Cookies,
 }
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SelfService {
+    /// Where browsers go after a flow when nothing else says where; defaults to the public base URL.
+    pub default_browser_return_url: String,
+    /// Allowed `return_to` prefixes. Empty means only our own origins
+    /// (safer than Kratos's "anything goes" for an empty list).
+    pub allowed_return_urls: Vec<String>,
+    pub flows: Flows,
+    pub methods: Methods,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Flows {
+    pub login: LoginFlow,
+    pub registration: RegistrationFlow,
+    pub error: UiOnly,
+    pub logout: LogoutFlow,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UiOnly {
+    pub ui_url: String,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LoginFlow {
+    pub ui_url: String,
+    pub lifespan: String,
+    pub style: String,
+    pub after: After,
+}
+
+impl Default for LoginFlow {
+    fn default() -> Self {
+        Self {
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+            style: "unified".into(),
+            after: After::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RegistrationFlow {
+    pub ui_url: String,
+    pub lifespan: String,
+    pub enabled: bool,
+    /// `unified` (one step) or `profile_first` (traits, then credentials).
+    pub style: String,
+    pub enable_legacy_one_step: Option<bool>,
+    pub after: After,
+}
+
+impl Default for RegistrationFlow {
+    fn default() -> Self {
+        Self {
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+            enabled: true,
+            style: "unified".into(),
+            enable_legacy_one_step: None,
+            after: After::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LogoutFlow {
+    pub after: AfterReturn,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AfterReturn {
+    pub default_browser_return_url: String,
+}
+
+/// Hooks that run after a flow succeeds, by default and per method.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct After {
+    pub default_browser_return_url: String,
+    pub hooks: Vec<Hook>,
+    pub password: MethodAfter,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MethodAfter {
+    pub default_browser_return_url: String,
+    pub hooks: Vec<Hook>,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+pub struct Hook {
+    pub hook: String,
+    #[serde(default)]
+    pub config: Option<Value>,
+}
+
+impl After {
+    /// The password method's hooks when it has its own, else the defaults.
+    pub fn password_hooks(&self) -> impl Iterator<Item = &str> {
+        let hooks = if self.password.hooks.is_empty() { &self.hooks } else { &self.password.hooks };
+        hooks.iter().map(|h| h.hook.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Methods {
+    pub password: PasswordMethod,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PasswordMethod {
+    pub enabled: bool,
+    pub config: PasswordMethodConfig,
+}
+
+impl Default for PasswordMethod {
+    fn default() -> Self {
+        Self { enabled: true, config: PasswordMethodConfig::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct PasswordMethodConfig {
+    pub min_password_length: usize,
+    pub identifier_similarity_check_enabled: bool,
+    /// Latchkey never calls out to HaveIBeenPwned; this switches the bundled
+    /// list of common breached passwords instead.
+    pub haveibeenpwned_enabled: bool,
+}
+
+impl Default for PasswordMethodConfig {
+    fn default() -> Self {
+        Self {
+            min_password_length: 8,
+            identifier_similarity_check_enabled: true,
+            haveibeenpwned_enabled: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SessionConfig {
+    pub lifespan: String,
+    /// Unset means the lifespan: sessions may always be extended.
+    pub earliest_possible_extend: Option<String>,
+    pub cookie: SessionCookie,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self { lifespan: "24h".into(), earliest_possible_extend: None, cookie: SessionCookie::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SessionCookie {
+    pub name: String,
+    pub persistent: bool,
+    pub domain: Option<String>,
+    pub path: Option<String>,
+    pub same_site: Option<String>,
+}
+
+impl Default for SessionCookie {
+    fn default() -> Self {
+        Self {
+            name: "ory_kratos_session".into(),
+            persistent: true,
+            domain: None,
+            path: None,
+            same_site: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Cookies {
+    pub domain: Option<String>,
+    pub path: String,
+    pub same_site: String,
+}
+
+impl Default for Cookies {
+    fn default() -> Self {
+        Self { domain: None, path: "/".into(), same_site: "Lax".into() }
+    }
+}
+
+/// Hooks Latchkey runs; any other name is reported as not built yet.
+pub const SUPPORTED_HOOKS: [&str; 3] = ["session", "revoke_active_sessions", "show_verification_ui"];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
@@ -236,6 +447,19 @@ pub fn load(
     let config: Config = serde_ignored::deserialize(de, |path| unsupported.push(path.to_string()))
         .map_err(|e| invalid(&track.path().to_string(), e.to_string()))?;
     let notices = validate(&config)?;
+    if config.selfservice.flows.login.style != "unified" {
+        unsupported.push(format!("selfservice.flows.login.style={}", config.selfservice.flows.login.style));
+    }
+    for (path, after) in [
+        ("selfservice.flows.login.after", &config.selfservice.flows.login.after),
+        ("selfservice.flows.registration.after", &config.selfservice.flows.registration.after),
+    ] {
+        for (method, hooks) in [("", &after.hooks), (".password", &after.password.hooks)] {
+            for hook in hooks.iter().filter(|h| !SUPPORTED_HOOKS.contains(&h.hook.as_str())) {
+                unsupported.push(format!("{path}{method}.hooks[{}]", hook.hook));
+            }
+        }
+    }
     let mut config = config;
     apply_defaults(&mut config, &notices);
     Ok(Loaded { config, unsupported_keys: unsupported, notices })
@@ -412,6 +636,35 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     }
     if a.key_length < 16 {
         return Err(invalid("hashers.argon2.key_length", "expected an integer of at least 16"));
+    }
+    let flows = &config.selfservice.flows;
+    for (key, value) in [
+        ("selfservice.flows.login.lifespan", &flows.login.lifespan),
+        ("selfservice.flows.registration.lifespan", &flows.registration.lifespan),
+        ("session.lifespan", &config.session.lifespan),
+    ] {
+        parse_duration(value).ok_or_else(|| invalid(key, "expected a duration such as 1h or 15m"))?;
+    }
+    if let Some(extend) = &config.session.earliest_possible_extend {
+        parse_duration(extend)
+            .ok_or_else(|| invalid("session.earliest_possible_extend", "expected a duration such as 1h"))?;
+    }
+    if !matches!(flows.registration.style.as_str(), "unified" | "profile_first") {
+        return Err(invalid("selfservice.flows.registration.style", "expected `unified` or `profile_first`"));
+    }
+    if config.selfservice.methods.password.config.min_password_length < 6 {
+        return Err(invalid(
+            "selfservice.methods.password.config.min_password_length",
+            "expected at least 6",
+        ));
+    }
+    for (key, same_site) in [
+        ("cookies.same_site", Some(&config.cookies.same_site)),
+        ("session.cookie.same_site", config.session.cookie.same_site.as_ref()),
+    ] {
+        if same_site.is_some_and(|s| !matches!(s.as_str(), "Lax" | "Strict" | "None")) {
+            return Err(invalid(key, "expected Lax, Strict or None"));
+        }
     }
     if config.identity.schemas.is_empty() {
         return Err(invalid("identity.schemas", "at least one identity schema is required"));

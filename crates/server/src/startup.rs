@@ -6,15 +6,18 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use latchkey_domain::flow::login::{LoginService, LoginSettings};
+use latchkey_domain::flow::registration::{RegistrationService, RegistrationSettings};
+use latchkey_domain::password_policy::PasswordPolicy;
 use latchkey_domain::schema::SchemaSource;
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
-use latchkey_http::{AppState, BaseUrls};
+use latchkey_http::{AppState, BaseUrls, CookieSettings, WebSettings};
 use latchkey_store_postgres::PgStore;
 use latchkey_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 
-use crate::config::{Config, HashAlgorithm, parse_bytes};
+use crate::config::{Config, HashAlgorithm, parse_bytes, parse_duration};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -132,10 +135,51 @@ impl Application {
             &base_url(&config.serve.public.base_url, &public),
             &base_url(&config.serve.admin.base_url, &admin),
         );
+        let identities = IdentityManager::new(store.clone(), schemas, hasher.clone());
+        let web = web_settings(config, &urls);
+        let flows = &config.selfservice.flows;
+        let duration =
+            |s: &str| chrono::Duration::from_std(parse_duration(s).unwrap_or_default()).unwrap_or_default();
+        let login = LoginService::new(
+            store.clone(),
+            hasher,
+            LoginSettings {
+                public_base: urls.public.clone(),
+                lifespan: duration(&flows.login.lifespan),
+                session_lifespan: web.session_lifespan,
+                revoke_active_sessions: flows
+                    .login
+                    .after
+                    .password_hooks()
+                    .any(|h| h == "revoke_active_sessions"),
+            },
+        );
+        let password = &config.selfservice.methods.password.config;
+        let registration = RegistrationService::new(
+            store.clone(),
+            identities.clone(),
+            RegistrationSettings {
+                public_base: urls.public.clone(),
+                lifespan: duration(&flows.registration.lifespan),
+                session_lifespan: web.session_lifespan,
+                enabled: flows.registration.enabled,
+                two_step: flows.registration.style == "profile_first"
+                    && flows.registration.enable_legacy_one_step != Some(true),
+                issue_session: flows.registration.after.password_hooks().any(|h| h == "session"),
+                password_policy: PasswordPolicy {
+                    min_length: password.min_password_length,
+                    identifier_similarity_check: password.identifier_similarity_check_enabled,
+                    breached_check: password.haveibeenpwned_enabled,
+                },
+            },
+        );
         let state = AppState {
             store: store.clone(),
-            identities: IdentityManager::new(store.clone(), schemas, hasher),
+            identities,
+            login,
+            registration,
             urls: Arc::new(urls),
+            web: Arc::new(web),
             version: VERSION,
         };
         Ok(Self { public, admin, state, store })
@@ -159,8 +203,10 @@ impl Application {
         let wait = |mut rx: tokio::sync::watch::Receiver<()>| async move {
             let _ = rx.changed().await;
         };
-        let public = axum::serve(self.public, latchkey_http::public_router(self.state.clone()))
-            .with_graceful_shutdown(wait(stop_rx.clone()));
+        let public_router = latchkey_http::public_router(self.state.clone());
+        let public =
+            axum::serve(self.public, public_router.into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(wait(stop_rx.clone()));
         let admin = axum::serve(self.admin, latchkey_http::admin_router(self.state))
             .with_graceful_shutdown(wait(stop_rx));
         tokio::spawn(async move {
@@ -170,6 +216,60 @@ impl Application {
         let (a, b) = tokio::join!(public.into_future(), admin.into_future());
         self.store.close().await;
         a.and(b)
+    }
+}
+
+/// Browser-facing settings: UI URLs default to pages under the public base
+/// URL; `return_to` is limited to our own origins unless configured.
+fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
+    let ss = &config.selfservice;
+    let or_default = |configured: &str, fallback: String| {
+        if configured.is_empty() { fallback } else { configured.to_string() }
+    };
+    let default_return = or_default(&ss.default_browser_return_url, format!("{}/", urls.public));
+    let origin = |url: &str| -> String {
+        url.split_once("://")
+            .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
+            .unwrap_or_default()
+    };
+    let allowed_return_urls = if ss.allowed_return_urls.is_empty() {
+        vec![origin(&default_return), origin(&urls.public)]
+    } else {
+        ss.allowed_return_urls.clone()
+    };
+    let session = &config.session;
+    let lifespan =
+        chrono::Duration::from_std(parse_duration(&session.lifespan).unwrap_or_default()).unwrap_or_default();
+    let extend = session
+        .earliest_possible_extend
+        .as_deref()
+        .and_then(parse_duration)
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .unwrap_or(lifespan);
+    WebSettings {
+        login_ui_url: or_default(&ss.flows.login.ui_url, format!("{}/ui/login", urls.public)),
+        registration_ui_url: or_default(
+            &ss.flows.registration.ui_url,
+            format!("{}/ui/registration", urls.public),
+        ),
+        error_ui_url: or_default(&ss.flows.error.ui_url, format!("{}/ui/error", urls.public)),
+        logout_return_url: or_default(
+            &ss.flows.logout.after.default_browser_return_url,
+            default_return.clone(),
+        ),
+        default_browser_return_url: default_return,
+        allowed_return_urls,
+        cookies: CookieSettings {
+            secure: !config.dev,
+            domain: session.cookie.domain.clone().or_else(|| config.cookies.domain.clone()),
+            path: session.cookie.path.clone().unwrap_or_else(|| config.cookies.path.clone()),
+            same_site: session.cookie.same_site.clone().unwrap_or_else(|| config.cookies.same_site.clone()),
+        },
+        session_cookie_name: session.cookie.name.clone(),
+        session_cookie_persistent: session.cookie.persistent,
+        csrf_cookie_name: latchkey_http::csrf_cookie_name(&format!("{}/", urls.public)),
+        session_lifespan: lifespan,
+        earliest_possible_extend: extend,
     }
 }
 

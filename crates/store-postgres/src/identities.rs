@@ -318,7 +318,8 @@ async fn load(conn: &mut PgConnection, rows: Vec<PgRow>) -> Result<Vec<Identity>
     Ok(identities)
 }
 
-fn identity_from_row(row: &PgRow) -> Result<Identity, StoreError> {
+/// Reads the identity's own columns, unprefixed; the children stay empty.
+pub(crate) fn identity_from_row(row: &PgRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         id: col(row, "id")?,
         schema_id: col(row, "schema_id")?,

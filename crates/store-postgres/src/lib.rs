@@ -2,7 +2,9 @@
 //! pool, sized and tuned from the same DSN query parameters Kratos reads.
 
 mod codec;
+mod flows;
 mod identities;
+mod sessions;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -17,8 +19,10 @@ use crate::codec::backend;
 
 /// Version, name and SQL of every migration, in order: the same versions and
 /// names as the SQLite store, so `migrate status` reads alike on both.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "identities", include_str!("../migrations/0001_identities.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "identities", include_str!("../migrations/0001_identities.sql")),
+    (2, "flows_sessions", include_str!("../migrations/0002_flows_sessions.sql")),
+];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;
 

@@ -22,6 +22,16 @@ where
     F: FnOnce(String) -> Fut,
     Fut: Future<Output = ()> + Send + 'static,
 {
+    with_fresh_database_created("", &[], test).await;
+}
+
+/// As [`with_fresh_database`], with `options` added to `CREATE DATABASE` and
+/// `settings` made the database's defaults for every connection to it.
+async fn with_fresh_database_created<F, Fut>(options: &str, settings: &[(&str, &str)], test: F)
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
     let url = std::env::var("TEST_POSTGRES_URL").unwrap_or_else(|_| DEFAULT_URL.to_string());
     let connected = tokio::time::timeout(Duration::from_secs(10), PgConnection::connect(&url)).await;
     let mut admin = match connected {
@@ -30,7 +40,10 @@ where
         Err(_) => return unreachable_postgres("connection timed out"),
     };
     let name = format!("latchkey_test_{}", Uuid::new_v4().simple());
-    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name}"))).await.unwrap();
+    admin.execute(AssertSqlSafe(format!("CREATE DATABASE {name} {options}"))).await.unwrap();
+    for (key, value) in settings {
+        admin.execute(AssertSqlSafe(format!("ALTER DATABASE {name} SET {key} TO '{value}'"))).await.unwrap();
+    }
     // A task of its own, so a failed assertion comes back as a value and the
     // database is still dropped.
     let outcome = tokio::spawn(test(database_url(&url, &name))).await;
@@ -86,6 +99,29 @@ async fn postgres_store_meets_the_contract() {
         let dsn =
             with_params(&dsn, "max_conns=4&max_idle_conns=2&max_conn_lifetime=1h&max_conn_idle_time=5m");
         let store = PgStore::connect(&dsn).await.unwrap();
+        store.migrate().await.unwrap();
+        latchkey_store_tests::run_all(&store).await;
+        store.close().await;
+    })
+    .await;
+}
+
+/// Addresses are ordered bytewise and timestamps read back in UTC whatever
+/// the database's collation and time zone: here a locale collation that sorts
+/// "ada" before "Zoe", and an offset of +05:45.
+#[tokio::test]
+async fn postgres_store_meets_the_contract_under_a_locale_collation_and_time_zone() {
+    let options = "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'";
+    with_fresh_database_created(options, &[("timezone", "Asia/Kathmandu")], |dsn| async move {
+        let store = PgStore::connect(&dsn).await.unwrap();
+        let mut conn = PgConnection::connect(&dsn).await.unwrap();
+        let sorted: String =
+            sqlx::query_scalar("SELECT string_agg(v, ' ' ORDER BY v) FROM (VALUES ('ada'), ('Zoe')) t (v)")
+                .fetch_one(&mut conn)
+                .await
+                .unwrap();
+        assert_eq!(sorted, "ada Zoe", "the database must not sort bytewise for this test to mean anything");
+        conn.close().await.unwrap();
         store.migrate().await.unwrap();
         latchkey_store_tests::run_all(&store).await;
         store.close().await;

@@ -299,7 +299,7 @@ async fn load(conn: &mut SqliteConnection, rows: Vec<SqliteRow>) -> Result<Vec<I
     Ok(identities)
 }
 
-fn identity_from_row(row: &SqliteRow) -> Result<Identity, StoreError> {
+pub(crate) fn identity_from_row(row: &SqliteRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         id: uuid_col(row, "id")?,
         schema_id: col(row, "schema_id")?,

@@ -2,7 +2,9 @@
 //! mode (or in memory for throwaway runs).
 
 mod codec;
+mod flows;
 mod identities;
+mod sessions;
 
 use std::borrow::Cow;
 use std::time::Duration;
@@ -15,8 +17,10 @@ use sqlx::{SqlSafeStr, SqlitePool};
 
 /// Version, name and SQL of every migration, in order. The PostgreSQL store
 /// keeps the same versions and names.
-pub const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "identities", include_str!("../migrations/0001_identities.sql"))];
+pub const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "identities", include_str!("../migrations/0001_identities.sql")),
+    (2, "flows_sessions", include_str!("../migrations/0002_flows_sessions.sql")),
+];
 
 /// The SQLite implementation of every port.
 #[derive(Clone)]

@@ -5,12 +5,19 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
+use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
     Via,
 };
-use latchkey_domain::store::{IdentityQuery, Store, StoreError};
+use latchkey_domain::session::{
+    AuthenticationMethod, Device, LOGOUT_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, Session, hash_token,
+    random_token,
+};
+use latchkey_domain::store::{IdentityQuery, SessionQuery, Store, StoreError};
+use latchkey_domain::text;
 use latchkey_domain::time::now;
+use latchkey_domain::ui::{Group, Node};
 use serde_json::json;
 use uuid::Uuid;
 
@@ -22,6 +29,12 @@ pub async fn run_all(store: &dyn Store) {
     update_replaces_children(store).await;
     list_pages_by_id_and_filters(store).await;
     delete_cascades(store).await;
+    flow_round_trips(store).await;
+    session_by_token_joins_the_identity(store).await;
+    session_tokens_are_unique(store).await;
+    list_and_count_sessions(store).await;
+    revoke_extend_and_delete_sessions(store).await;
+    deleting_an_identity_deletes_its_sessions(store).await;
 }
 
 /// An identity with a password credential and one email address.
@@ -206,4 +219,343 @@ async fn delete_cascades(store: &dyn Store) {
     // Its identifier and addresses are free again.
     let again = Identity { id: Uuid::new_v4(), ..identity };
     store.create_identity(&again).await.unwrap();
+}
+
+async fn flow_round_trips(store: &dyn Store) {
+    let request = FlowRequest {
+        flow_type: FlowType::Browser,
+        request_url: "http://127.0.0.1:4433/self-service/login/browser?return_to=%2Fwelcome".into(),
+        return_to: Some("http://127.0.0.1:3000/welcome".into()),
+        csrf_hash: Some(hash_token("csrf-secret")),
+    };
+    let mut flow =
+        Flow::new(FlowKind::Login, &request, Duration::minutes(10), "http://127.0.0.1:4433", "choose_method");
+    flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_sign_in_with_password()));
+    flow.identity_id = Some(Uuid::new_v4());
+    // Free-form JSON must survive a jsonb column: nesting, floats, nulls, non-ASCII.
+    flow.transient_payload =
+        Some(json!({"nested": {"ratio": 1.5, "list": [1, "two", null]}, "note": "Grüße ✓"}));
+    flow.internal = json!({"traits": {"email": "flow@example.com"}});
+    store.create_flow(&flow).await.unwrap();
+    assert_eq!(store.get_flow(flow.id).await.unwrap(), Some(flow.clone()));
+    assert!(matches!(store.create_flow(&flow).await, Err(StoreError::Conflict(_))));
+
+    flow.state = "passed_challenge".into();
+    flow.active = Some("password".into());
+    flow.refresh = true;
+    flow.requested_aal = "aal2".into();
+    flow.ui.add_message(Some("csrf_token"), text::invalid_credentials());
+    flow.ui.add_message(None, text::validation_generic("something is off"));
+    flow.internal = serde_json::Value::Null;
+    flow.expires_at += Duration::minutes(5);
+    flow.updated_at = now();
+    store.update_flow(&flow).await.unwrap();
+    assert_eq!(store.get_flow(flow.id).await.unwrap(), Some(flow.clone()));
+
+    let ghost = Flow { id: Uuid::new_v4(), ..flow };
+    assert!(matches!(store.update_flow(&ghost).await, Err(StoreError::NotFound)));
+    assert!(store.get_flow(ghost.id).await.unwrap().is_none());
+}
+
+/// A fresh live session of `identity_id`, as the login flow issues it.
+fn live_session(identity_id: Uuid) -> Session {
+    let device = Device {
+        id: Uuid::new_v4(),
+        ip_address: Some("203.0.113.7".into()),
+        user_agent: Some("Mozilla/5.0 (contract test)".into()),
+        location: Some("Berlin, DE".into()),
+    };
+    latchkey_domain::session::issue(identity_id, "password", Duration::hours(1), device).session
+}
+
+/// A session whose flag is still set but whose lifetime ran out a minute ago.
+fn expired_session(identity_id: Uuid) -> Session {
+    let mut session = live_session(identity_id);
+    let at = now() - Duration::hours(2);
+    session.issued_at = at;
+    session.authenticated_at = at;
+    session.expires_at = now() - Duration::minutes(1);
+    session.authentication_methods[0].completed_at = at;
+    session.created_at = at;
+    session.updated_at = at;
+    session
+}
+
+fn revoked_session(identity_id: Uuid) -> Session {
+    Session { active: false, ..live_session(identity_id) }
+}
+
+fn session_query(identity_id: Option<Uuid>, active: Option<bool>) -> SessionQuery {
+    SessionQuery { identity_id, active, limit: 1000, ..Default::default() }
+}
+
+fn sorted_by_id(mut sessions: Vec<Session>) -> Vec<Session> {
+    sessions.sort_by_key(|s| s.id);
+    sessions
+}
+
+/// An identity with no credentials, addresses or metadata.
+fn bare_identity() -> Identity {
+    Identity {
+        credentials: BTreeMap::new(),
+        verifiable_addresses: Vec::new(),
+        recovery_addresses: Vec::new(),
+        ..sample_identity(&unique_email("bare"))
+    }
+}
+
+async fn session_by_token_joins_the_identity(store: &dyn Store) {
+    // Several addresses of each kind, in the order every loader returns them:
+    // by value, bytewise ("+" < "Z" < "a"), which a locale collation would not keep.
+    let mut identity = sample_identity(&format!("ada-{}@example.com", Uuid::new_v4().simple()));
+    let at = now();
+    identity.verifiable_addresses.push(VerifiableAddress {
+        id: Uuid::new_v4(),
+        value: format!("Zoe-{}@example.com", Uuid::new_v4().simple()),
+        verified: false,
+        via: Via::Email,
+        status: AddressStatus::Sent,
+        verified_at: None,
+        created_at: at,
+        updated_at: at,
+    });
+    let phone = format!("+4915{}", &Uuid::new_v4().as_u128().to_string()[..9]);
+    identity.verifiable_addresses.push(VerifiableAddress {
+        id: Uuid::new_v4(),
+        value: phone.clone(),
+        verified: false,
+        via: Via::Sms,
+        status: AddressStatus::Pending,
+        verified_at: None,
+        created_at: at - Duration::days(3),
+        updated_at: at,
+    });
+    identity.recovery_addresses.push(RecoveryAddress {
+        id: Uuid::new_v4(),
+        value: phone,
+        via: Via::Sms,
+        created_at: at,
+        updated_at: at,
+    });
+    identity.verifiable_addresses.sort_by(|a, b| (&a.value, a.id).cmp(&(&b.value, b.id)));
+    identity.recovery_addresses.sort_by(|a, b| (&a.value, a.id).cmp(&(&b.value, b.id)));
+    store.create_identity(&identity).await.unwrap();
+
+    let mut session = live_session(identity.id);
+    session.aal = "aal2".into();
+    session.authentication_methods.push(AuthenticationMethod {
+        method: "totp".into(),
+        aal: "aal2".into(),
+        completed_at: now(),
+    });
+    session.devices.push(Device { id: Uuid::new_v4(), ip_address: None, user_agent: None, location: None });
+    store.create_session(&session).await.unwrap();
+
+    let (found, owner) = store.session_by_token(&session.token_hash).await.unwrap().unwrap();
+    assert_eq!(found, session);
+    let expected = Identity { credentials: BTreeMap::new(), ..identity.clone() };
+    assert_eq!(owner, expected);
+    let mut loaded = store.get_identity(identity.id).await.unwrap().unwrap();
+    loaded.credentials.clear();
+    assert_eq!(owner, loaded, "whoami and the identity loader agree");
+
+    assert_eq!(
+        store.session_by_logout_token(&session.logout_token_hash).await.unwrap(),
+        Some(session.clone())
+    );
+    assert_eq!(store.get_session(session.id).await.unwrap(), Some(session.clone()));
+    // The two tokens are not interchangeable.
+    assert!(store.session_by_token(&session.logout_token_hash).await.unwrap().is_none());
+    assert!(store.session_by_logout_token(&session.token_hash).await.unwrap().is_none());
+    let unknown = hash_token(&random_token(SESSION_TOKEN_PREFIX));
+    assert!(store.session_by_token(&unknown).await.unwrap().is_none());
+    assert!(store.session_by_logout_token(&unknown).await.unwrap().is_none());
+    assert!(store.get_session(Uuid::new_v4()).await.unwrap().is_none());
+
+    // No addresses at all come back as empty lists.
+    let bare = bare_identity();
+    store.create_identity(&bare).await.unwrap();
+    let session = live_session(bare.id);
+    store.create_session(&session).await.unwrap();
+    assert_eq!(store.session_by_token(&session.token_hash).await.unwrap(), Some((session, bare)));
+
+    // The store does not judge liveness: revoked and expired sessions are
+    // found, and the caller decides.
+    let revoked = revoked_session(identity.id);
+    let expired = expired_session(identity.id);
+    for stale in [revoked, expired] {
+        store.create_session(&stale).await.unwrap();
+        let (found, _) = store.session_by_token(&stale.token_hash).await.unwrap().unwrap();
+        assert!(!found.is_live());
+        assert_eq!(found, stale);
+    }
+}
+
+async fn session_tokens_are_unique(store: &dyn Store) {
+    let identity = bare_identity();
+    store.create_identity(&identity).await.unwrap();
+    let session = live_session(identity.id);
+    store.create_session(&session).await.unwrap();
+
+    let same_token = Session {
+        id: Uuid::new_v4(),
+        logout_token_hash: hash_token(&random_token(LOGOUT_TOKEN_PREFIX)),
+        ..session.clone()
+    };
+    assert!(matches!(store.create_session(&same_token).await, Err(StoreError::Conflict(_))));
+    assert!(store.get_session(same_token.id).await.unwrap().is_none());
+
+    let same_logout_token = Session {
+        id: Uuid::new_v4(),
+        token_hash: hash_token(&random_token(SESSION_TOKEN_PREFIX)),
+        ..session.clone()
+    };
+    assert!(matches!(store.create_session(&same_logout_token).await, Err(StoreError::Conflict(_))));
+    assert!(store.get_session(same_logout_token.id).await.unwrap().is_none());
+
+    let same_id = live_session(identity.id);
+    assert!(matches!(
+        store.create_session(&Session { id: session.id, ..same_id }).await,
+        Err(StoreError::Conflict(_))
+    ));
+}
+
+async fn list_and_count_sessions(store: &dyn Store) {
+    let owner = bare_identity();
+    let other = bare_identity();
+    store.create_identity(&owner).await.unwrap();
+    store.create_identity(&other).await.unwrap();
+    let live: Vec<Session> = (0..3).map(|_| live_session(owner.id)).collect();
+    let stale = vec![expired_session(owner.id), revoked_session(owner.id)];
+    let elsewhere = live_session(other.id);
+    for session in live.iter().chain(&stale).chain([&elsewhere]) {
+        store.create_session(session).await.unwrap();
+    }
+    let all = sorted_by_id(live.iter().chain(&stale).cloned().collect());
+    let live = sorted_by_id(live);
+    let stale = sorted_by_id(stale);
+
+    let by_owner = session_query(Some(owner.id), None);
+    assert_eq!(store.list_sessions(&by_owner).await.unwrap(), all);
+    assert_eq!(store.list_sessions(&session_query(Some(owner.id), Some(true))).await.unwrap(), live);
+    assert_eq!(store.list_sessions(&session_query(Some(owner.id), Some(false))).await.unwrap(), stale);
+    assert_eq!(
+        store.list_sessions(&session_query(Some(other.id), None)).await.unwrap(),
+        vec![elsewhere.clone()]
+    );
+    assert!(store.list_sessions(&session_query(Some(Uuid::new_v4()), None)).await.unwrap().is_empty());
+
+    // Unfiltered: every identity's sessions, still in id order.
+    let everything = store.list_sessions(&session_query(None, None)).await.unwrap();
+    assert!(everything.windows(2).all(|w| w[0].id < w[1].id), "ordered by id");
+    assert!(all.iter().chain([&elsewhere]).all(|s| everything.contains(s)));
+    let live_everywhere = store.list_sessions(&session_query(None, Some(true))).await.unwrap();
+    assert!(live_everywhere.iter().all(Session::is_live));
+    assert!(live_everywhere.contains(&elsewhere) && !live_everywhere.contains(&stale[0]));
+
+    // Keyset pages of two walk the whole list once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_sessions(&SessionQuery { after, limit: 2, ..by_owner.clone() }).await.unwrap();
+        assert!(page.len() <= 2);
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        seen.extend(page);
+    }
+    assert_eq!(seen, all);
+    let after_first = SessionQuery { after: Some(all[0].id), ..session_query(Some(owner.id), Some(true)) };
+    let expected: Vec<Session> = live.iter().filter(|s| s.id > all[0].id).cloned().collect();
+    assert_eq!(store.list_sessions(&after_first).await.unwrap(), expected);
+
+    // Offset and limit.
+    let window = SessionQuery { offset: 1, limit: 2, ..by_owner.clone() };
+    assert_eq!(store.list_sessions(&window).await.unwrap(), all[1..3]);
+    let past_the_end = SessionQuery { offset: 5, ..by_owner.clone() };
+    assert!(store.list_sessions(&past_the_end).await.unwrap().is_empty());
+
+    // Counts apply the same filters and ignore offset and limit.
+    for query in [
+        by_owner.clone(),
+        session_query(Some(owner.id), Some(true)),
+        session_query(Some(owner.id), Some(false)),
+        session_query(Some(other.id), None),
+        session_query(None, None),
+        session_query(None, Some(false)),
+        after_first.clone(),
+    ] {
+        let listed = store.list_sessions(&query).await.unwrap().len() as u64;
+        assert_eq!(store.count_sessions(&query).await.unwrap(), listed, "{query:?}");
+        assert_eq!(
+            store.count_sessions(&SessionQuery { offset: 1, limit: 1, ..query.clone() }).await.unwrap(),
+            listed
+        );
+    }
+    assert_eq!(store.count_sessions(&by_owner).await.unwrap(), 5);
+}
+
+async fn revoke_extend_and_delete_sessions(store: &dyn Store) {
+    let owner = bare_identity();
+    let other = bare_identity();
+    store.create_identity(&owner).await.unwrap();
+    store.create_identity(&other).await.unwrap();
+    let live: Vec<Session> = (0..4).map(|_| live_session(owner.id)).collect();
+    let expired = expired_session(owner.id);
+    let revoked = revoked_session(owner.id);
+    let elsewhere = live_session(other.id);
+    for session in live.iter().chain([&expired, &revoked, &elsewhere]) {
+        store.create_session(session).await.unwrap();
+    }
+    let live_of = |id| session_query(Some(id), Some(true));
+
+    assert!(store.revoke_session(live[0].id).await.unwrap());
+    assert!(!store.get_session(live[0].id).await.unwrap().unwrap().active);
+    let (found, _) = store.session_by_token(&live[0].token_hash).await.unwrap().unwrap();
+    assert!(!found.active);
+    assert!(!store.revoke_session(Uuid::new_v4()).await.unwrap());
+    assert_eq!(store.count_sessions(&live_of(owner.id)).await.unwrap(), 3);
+
+    // Only live sessions are counted: the revoked ones and the expired one stay as they are.
+    assert_eq!(store.revoke_sessions_of(owner.id, Some(live[1].id)).await.unwrap(), 2);
+    assert_eq!(store.list_sessions(&live_of(owner.id)).await.unwrap(), vec![live[1].clone()]);
+    assert!(!store.get_session(live[2].id).await.unwrap().unwrap().active);
+    assert!(!store.get_session(live[3].id).await.unwrap().unwrap().active);
+    assert!(store.get_session(expired.id).await.unwrap().unwrap().active);
+    assert_eq!(store.list_sessions(&live_of(other.id)).await.unwrap(), vec![elsewhere.clone()]);
+    assert_eq!(store.revoke_sessions_of(owner.id, None).await.unwrap(), 1);
+    assert_eq!(store.count_sessions(&live_of(owner.id)).await.unwrap(), 0);
+    assert_eq!(store.revoke_sessions_of(owner.id, None).await.unwrap(), 0);
+    assert_eq!(store.revoke_sessions_of(Uuid::new_v4(), None).await.unwrap(), 0);
+
+    // Extending sets the new expiry exactly and can bring an expired session back.
+    let until = now() + Duration::hours(24);
+    assert!(store.extend_session(expired.id, until).await.unwrap());
+    let extended = store.get_session(expired.id).await.unwrap().unwrap();
+    assert_eq!(extended.expires_at, until);
+    assert!(extended.is_live());
+    assert_eq!(store.list_sessions(&live_of(owner.id)).await.unwrap(), vec![extended]);
+    assert!(!store.extend_session(Uuid::new_v4(), until).await.unwrap());
+
+    assert_eq!(store.delete_sessions_of(owner.id).await.unwrap(), 6);
+    assert_eq!(store.count_sessions(&session_query(Some(owner.id), None)).await.unwrap(), 0);
+    assert!(store.get_session(live[1].id).await.unwrap().is_none());
+    assert!(store.session_by_token(&live[1].token_hash).await.unwrap().is_none());
+    assert_eq!(store.delete_sessions_of(owner.id).await.unwrap(), 0);
+    assert_eq!(store.get_session(elsewhere.id).await.unwrap(), Some(elsewhere));
+}
+
+async fn deleting_an_identity_deletes_its_sessions(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("session-cascade"));
+    store.create_identity(&identity).await.unwrap();
+    let sessions = [live_session(identity.id), revoked_session(identity.id)];
+    for session in &sessions {
+        store.create_session(session).await.unwrap();
+    }
+    assert!(store.delete_identity(identity.id).await.unwrap());
+    for session in &sessions {
+        assert!(store.get_session(session.id).await.unwrap().is_none());
+        assert!(store.session_by_token(&session.token_hash).await.unwrap().is_none());
+        assert!(store.session_by_logout_token(&session.logout_token_hash).await.unwrap().is_none());
+    }
+    assert_eq!(store.count_sessions(&session_query(Some(identity.id), None)).await.unwrap(), 0);
 }

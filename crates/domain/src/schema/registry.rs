@@ -29,8 +29,9 @@ pub enum SchemaError {
     #[error("identity.default_schema_id `{0}` names no schema in identity.schemas")]
     UnknownDefault(String),
     /// Traits do not satisfy the schema; `reason` names the failing field.
+    /// `missing` is the absent property for `required` failures.
     #[error("{reason}")]
-    TraitsInvalid { reason: String, pointer: String },
+    TraitsInvalid { reason: String, pointer: String, missing: Option<String> },
 }
 
 /// A loaded schema: its raw document (served by `/schemas`) and its validator.
@@ -96,9 +97,16 @@ impl SchemaRegistry {
         let document = json!({ "traits": traits });
         if let Some(err) = schema.validator.iter_errors(&document).next() {
             let pointer = err.instance_path().to_string();
+            let missing = match err.kind() {
+                jsonschema::error::ValidationErrorKind::Required { property } => {
+                    property.as_str().map(str::to_string)
+                }
+                _ => None,
+            };
             return Err(SchemaError::TraitsInvalid {
                 reason: format!("I[#{}] S[#{}] {}", pointer, err.schema_path(), err),
                 pointer,
+                missing,
             });
         }
         Ok(extension::collect(&schema.raw, traits))
@@ -151,7 +159,7 @@ mod tests {
         let facts = reg.validate_traits("default", &json!({"email": "A@b.co"})).unwrap();
         assert_eq!(facts.password_identifiers, vec!["a@b.co"]);
         match reg.validate_traits("default", &json!({"email": "not-an-email"})) {
-            Err(SchemaError::TraitsInvalid { pointer, reason }) => {
+            Err(SchemaError::TraitsInvalid { pointer, reason, .. }) => {
                 assert_eq!(pointer, "/traits/email");
                 assert!(reason.contains("#/traits/email"), "{reason}");
             }

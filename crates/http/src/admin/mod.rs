@@ -1,7 +1,9 @@
-//! The admin API, served on its own listener: identities, health and version.
+//! The admin API, served on its own listener: identities, sessions, health
+//! and version.
 
 pub(crate) mod health;
 mod identities;
+mod sessions;
 
 use axum::routing::get;
 use axum::{Json, Router};
@@ -10,7 +12,7 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(identities::router()).merge(health::router()).route(
+    Router::new().merge(identities::router()).merge(sessions::router()).merge(health::router()).route(
         "/version",
         get(|axum::extract::State(state): axum::extract::State<AppState>| async move {
             Json(json!({ "version": state.version }))

@@ -1,11 +1,22 @@
 //! The public API: what browsers and apps call.
 
+pub(crate) mod flows;
+mod login;
+mod logout;
+mod registration;
 mod schemas;
+pub(crate) mod sessions;
 
 use axum::Router;
 
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(schemas::router()).merge(crate::admin::health::router())
+    Router::new()
+        .merge(schemas::router())
+        .merge(login::router())
+        .merge(registration::router())
+        .merge(sessions::router())
+        .merge(logout::router())
+        .merge(crate::admin::health::router())
 }

@@ -31,7 +31,17 @@ fn kratos_quickstart_config_loads_unchanged() {
     assert_eq!(c.serve.public.base_url, "http://127.0.0.1:4433/");
     assert_eq!(c.hashers.bcrypt.cost, 12, "cost 8 is raised outside --dev");
     assert_eq!(c.identity.default_schema_id, "default");
-    for key in ["selfservice", "courier", "ciphers", "feature_flags", "serve.public.cors"] {
+    assert_eq!(c.selfservice.flows.login.lifespan, "10m");
+    assert!(c.selfservice.flows.registration.after.password_hooks().any(|h| h == "session"));
+    for key in [
+        "courier",
+        "ciphers",
+        "feature_flags",
+        "serve.public.cors",
+        "selfservice.methods.totp",
+        "selfservice.flows.settings",
+        "selfservice.flows.recovery",
+    ] {
         assert!(loaded.unsupported_keys.iter().any(|k| k == key), "{key} in {:?}", loaded.unsupported_keys);
     }
     let dev = config::load(&[kratos_quickstart(dir.path())], Vec::new(), true).unwrap();

@@ -1,0 +1,262 @@
+//! The handful of Kratos API calls the scenarios make, over one shared
+//! client so that every worker reuses kept-alive connections the way a real
+//! app's SDK would. Failures carry the method, path, status and the start of
+//! the body: the first thing anyone wants to know when a benchmark stops.
+
+use std::fmt;
+use std::time::Duration;
+
+use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::{Client, StatusCode, Url, redirect};
+use serde::Deserialize;
+use serde_json::json;
+
+/// How much of an unexpected response body an error message quotes.
+const SNIPPET_CHARS: usize = 200;
+
+/// A request that did not end the way the scenario needs.
+#[derive(Debug)]
+pub enum CallError {
+    /// No HTTP answer at all: refused connection, reset, timeout.
+    Transport { call: &'static str, cause: String },
+    /// An answer with the wrong status.
+    Status { call: &'static str, status: StatusCode, snippet: String },
+    /// The right status with a body that lacks what the scenario needs.
+    Body { call: &'static str, problem: String },
+}
+
+impl fmt::Display for CallError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CallError::Transport { call, cause } => write!(f, "{call} failed: {cause}"),
+            CallError::Status { call, status, snippet } if snippet.is_empty() => {
+                write!(f, "{call} answered {status} with an empty body")
+            }
+            CallError::Status { call, status, snippet } => write!(f, "{call} answered {status}: {snippet}"),
+            CallError::Body { call, problem } => write!(f, "{call}: {problem}"),
+        }
+    }
+}
+
+impl std::error::Error for CallError {}
+
+/// An identity's password login.
+#[derive(Debug, Clone)]
+pub struct Credentials {
+    pub email: String,
+    pub password: String,
+}
+
+pub struct Api {
+    http: Client,
+    public: String,
+    admin: String,
+}
+
+#[derive(Deserialize)]
+struct Flow {
+    id: String,
+}
+
+#[derive(Deserialize)]
+struct WithToken {
+    session_token: Option<String>,
+}
+
+impl Api {
+    pub fn new(public: &Url, admin: &Url) -> Result<Self, reqwest::Error> {
+        let mut accept_json = reqwest::header::HeaderMap::new();
+        // Kratos decides between JSON and browser redirects by Accept; the SDKs always send this.
+        accept_json.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        let http = Client::builder()
+            .default_headers(accept_json)
+            // A proxy from the environment would measure the proxy and could carry
+            // the load off this machine despite the loopback check.
+            .no_proxy()
+            // A redirect means we called the wrong port or path; count it rather than follow it.
+            .redirect(redirect::Policy::none())
+            .tcp_nodelay(true)
+            .connect_timeout(Duration::from_secs(5))
+            // Scenarios cut requests off at their deadline; this only bounds setup calls.
+            .timeout(Duration::from_secs(60))
+            .build()?;
+        Ok(Api { http, public: base(public), admin: base(admin) })
+    }
+
+    /// `GET /health/alive` on the public port.
+    pub async fn public_alive(&self) -> Result<(), CallError> {
+        self.alive(&self.public, "GET /health/alive (public)").await
+    }
+
+    /// `GET /health/alive` on the admin port.
+    pub async fn admin_alive(&self) -> Result<(), CallError> {
+        self.alive(&self.admin, "GET /health/alive (admin)").await
+    }
+
+    async fn alive(&self, base: &str, call: &'static str) -> Result<(), CallError> {
+        let response = self.http.get(format!("{base}/health/alive")).send().await;
+        expect_ok(call, response).await.map(drop)
+    }
+
+    pub async fn whoami(&self, session_token: &str) -> Result<(), CallError> {
+        const CALL: &str = "GET /sessions/whoami";
+        let response = self
+            .http
+            .get(format!("{}/sessions/whoami", self.public))
+            .header("X-Session-Token", session_token)
+            .send()
+            .await;
+        expect_ok(CALL, response).await.map(drop)
+    }
+
+    /// A complete native login (two requests); returns the new session token.
+    pub async fn login(&self, credentials: &Credentials) -> Result<String, CallError> {
+        const CALL: &str = "POST /self-service/login";
+        let flow = self.native_flow("GET /self-service/login/api", "login").await?;
+        let body = json!({
+            "method": "password",
+            "identifier": credentials.email,
+            "password": credentials.password,
+        });
+        let response =
+            self.http.post(format!("{}/self-service/login", self.public)).query(&[("flow", &flow)]);
+        let bytes = expect_ok(CALL, response.json(&body).send().await).await?;
+        match parse::<WithToken>(CALL, bytes.as_ref())?.session_token {
+            Some(token) => Ok(token),
+            None => Err(CallError::Body { call: CALL, problem: "200 without a session_token".into() }),
+        }
+    }
+
+    /// A complete native registration (two requests). The session token is
+    /// there only when the server runs the `session` hook after registration.
+    pub async fn register(&self, credentials: &Credentials) -> Result<Option<String>, CallError> {
+        const CALL: &str = "POST /self-service/registration";
+        let flow = self.native_flow("GET /self-service/registration/api", "registration").await?;
+        let body = json!({
+            "method": "password",
+            "traits": { "email": credentials.email },
+            "password": credentials.password,
+        });
+        let response =
+            self.http.post(format!("{}/self-service/registration", self.public)).query(&[("flow", &flow)]);
+        let bytes = expect_ok(CALL, response.json(&body).send().await).await?;
+        Ok(parse::<WithToken>(CALL, bytes.as_ref())?.session_token)
+    }
+
+    async fn native_flow(&self, call: &'static str, kind: &str) -> Result<String, CallError> {
+        let response = self.http.get(format!("{}/self-service/{kind}/api", self.public)).send().await;
+        let bytes = expect_ok(call, response).await?;
+        Ok(parse::<Flow>(call, bytes.as_ref())?.id)
+    }
+}
+
+/// The base URL without its trailing slash, so paths can be appended as they
+/// are written in the API reference.
+fn base(url: &Url) -> String {
+    url.as_str().trim_end_matches('/').to_owned()
+}
+
+/// Reads the whole body (an unread body would cost the connection its
+/// keep-alive) and insists on 200.
+async fn expect_ok(
+    call: &'static str,
+    response: Result<reqwest::Response, reqwest::Error>,
+) -> Result<impl AsRef<[u8]>, CallError> {
+    let transport = |e: reqwest::Error| CallError::Transport { call, cause: error_chain(&e) };
+    let response = response.map_err(transport)?;
+    let status = response.status();
+    let bytes = response.bytes().await.map_err(transport)?;
+    if status != StatusCode::OK {
+        return Err(CallError::Status { call, status, snippet: snippet(&bytes) });
+    }
+    Ok(bytes)
+}
+
+fn parse<'a, T: Deserialize<'a>>(call: &'static str, bytes: &'a [u8]) -> Result<T, CallError> {
+    serde_json::from_slice(bytes).map_err(|e| CallError::Body {
+        call,
+        problem: format!("unexpected 200 body ({e}): {}", snippet(bytes)),
+    })
+}
+
+/// The start of a body on one line, cut on a character boundary.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let mut words = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if let Some((cut, _)) = words.char_indices().nth(SNIPPET_CHARS) {
+        words.truncate(cut);
+        words.push('…');
+    }
+    words
+}
+
+/// reqwest's own message ("error sending request for url") hides the cause
+/// that matters, such as "Connection refused", in its source chain.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !message.contains(&text) {
+            message.push_str(": ");
+            message.push_str(&text);
+        }
+        source = cause.source();
+    }
+    message
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snippets_are_one_short_line() {
+        assert_eq!(
+            snippet(b"{\n  \"error\": {\n    \"code\": 404\n  }\n}"),
+            "{ \"error\": { \"code\": 404 } }"
+        );
+        let long = "é".repeat(500);
+        let cut = snippet(long.as_bytes());
+        assert_eq!(cut.chars().count(), SNIPPET_CHARS + 1);
+        assert!(cut.ends_with('…'));
+        assert_eq!(snippet(b""), "");
+        assert_eq!(snippet(&[0xff, b'x']), "\u{fffd}x");
+    }
+
+    #[test]
+    fn status_errors_name_the_call_status_and_body() {
+        let error = CallError::Status {
+            call: "GET /self-service/login/api",
+            status: StatusCode::NOT_FOUND,
+            snippet: "{\"error\":{\"code\":404}}".into(),
+        };
+        assert_eq!(
+            error.to_string(),
+            "GET /self-service/login/api answered 404 Not Found: {\"error\":{\"code\":404}}"
+        );
+        let empty =
+            CallError::Status { call: "GET /x", status: StatusCode::BAD_GATEWAY, snippet: String::new() };
+        assert_eq!(empty.to_string(), "GET /x answered 502 Bad Gateway with an empty body");
+    }
+
+    #[test]
+    fn base_urls_lose_their_trailing_slash_only() {
+        assert_eq!(base(&Url::parse("http://127.0.0.1:4433").unwrap()), "http://127.0.0.1:4433");
+        assert_eq!(
+            base(&Url::parse("http://127.0.0.1:4433/kratos/").unwrap()),
+            "http://127.0.0.1:4433/kratos"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_closed_port_is_reported_with_its_cause() {
+        // Bind then drop to find a port nothing listens on.
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let url = Url::parse(&format!("http://127.0.0.1:{port}")).unwrap();
+        let api = Api::new(&url, &url).unwrap();
+        let error = api.public_alive().await.unwrap_err().to_string();
+        assert!(error.starts_with("GET /health/alive (public) failed: "), "{error}");
+        assert!(error.to_lowercase().contains("refused"), "{error}");
+    }
+}

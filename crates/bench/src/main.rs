@@ -1,0 +1,117 @@
+//! `latchkey-bench`: the load driver. It starts nothing itself: it drives an
+//! already running Latchkey (or Ory Kratos) server with concurrent clients for
+//! a fixed time per scenario and prints, per scenario, the rate of successful
+//! requests, p50/p99/max latency of those requests and the error count.
+//!
+//! ```text
+//! latchkey-bench --public http://127.0.0.1:4433 --admin http://127.0.0.1:4434 \
+//!     --clients 32 --duration 10s [--warmup 2s] [--scenario NAME ...] [--password-length 20]
+//! ```
+//!
+//! Scenarios, run in this order (default: all):
+//!
+//! * `health`: `GET /health/alive`, the HTTP baseline.
+//! * `whoami`: `GET /sessions/whoami` with `X-Session-Token`; setup registers
+//!   one user per client through native registration (plus a native login
+//!   when the server does not run the `session` hook after registration).
+//! * `login`: one native login (create the flow, submit the password) per
+//!   request, reported as logins/s.
+//! * `registration`: one native registration of a new `bench-<uuid>@example.com`
+//!   per request, reported as registrations/s; only 200 counts as success.
+//! * `whoami-under-login`: whoami and login clients (`--clients` of each) at
+//!   the same time, to show whether password hashing starves requests that do
+//!   not hash. Selecting it also runs plain `whoami`, its point of comparison.
+//!
+//! The end of the output is a table and the ratios `whoami/health` and
+//! `whoami under login/alone`, both from the same run. Each scenario is
+//! preceded by `--warmup` of unmeasured load; requests still in flight at the
+//! deadline are dropped, so the program always finishes on time. Targets must
+//! be loopback unless `--allow-remote` is given. The exit status is 1 when a
+//! scenario could not start (its setup or first request failed) and 2 for bad
+//! arguments or an unreachable server.
+//!
+//! The driver shares the machine with the server when both run on one host;
+//! on a small machine compare ratios between runs, not absolute rates.
+
+mod api;
+mod cli;
+mod driver;
+#[cfg(test)]
+mod fake_kratos;
+mod report;
+mod scenarios;
+mod stats;
+mod users;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::api::Api;
+use crate::cli::Cli;
+use crate::scenarios::{Bench, Settings};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Err(message) = cli.check_targets() {
+        eprintln!("latchkey-bench: {message}");
+        return ExitCode::from(2);
+    }
+    let api = match Api::new(&cli.public, &cli.admin) {
+        Ok(api) => api,
+        Err(e) => {
+            eprintln!("latchkey-bench: cannot build the HTTP client: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Both ports first: a wrong URL should fail in a second, not after the first scenario's setup.
+    for probe in [api.public_alive().await, api.admin_alive().await] {
+        if let Err(e) = probe {
+            eprintln!(
+                "latchkey-bench: {e}\n  is the server running at --public {} / --admin {}?",
+                cli.public, cli.admin
+            );
+            return ExitCode::from(2);
+        }
+    }
+
+    let plan = cli.plan();
+    let names: Vec<_> = plan.iter().map(|s| s.name()).collect();
+    println!(
+        "latchkey-bench: {} (admin {}), {} clients, {} warm-up + {} measured per scenario: {}",
+        cli.public,
+        cli.admin,
+        cli.clients,
+        humantime::format_duration(cli.warmup),
+        humantime::format_duration(cli.duration),
+        names.join(", ")
+    );
+    let settings = Settings {
+        clients: usize::from(cli.clients),
+        warmup: cli.warmup,
+        duration: cli.duration,
+        password_length: usize::from(cli.password_length),
+    };
+    let mut bench = Bench::new(api, settings);
+    let mut lines = Vec::new();
+    let mut failed = Vec::new();
+    for scenario in plan {
+        eprintln!("{} …", scenario.name());
+        match bench.run(scenario).await {
+            Ok(measured) => {
+                for line in &measured {
+                    println!("{}", report::line(line));
+                }
+                lines.extend(measured);
+            }
+            Err(why) => {
+                println!("{}: FAILED: {why}", scenario.name());
+                failed.push((scenario.name(), why));
+            }
+        }
+    }
+
+    println!("\n{}\n{}", report::table(&lines, &failed), report::ratios(&lines).trim_end());
+    if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
+}

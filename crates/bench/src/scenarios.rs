@@ -1,0 +1,235 @@
+//! What each scenario sets up and what counts as one of its requests. Every
+//! scenario first makes one request of its kind outside the measurement, so
+//! a missing endpoint or a misconfigured server stops it with the server's
+//! own answer instead of a rate of zero and a wall of identical errors.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::api::{Api, CallError, Credentials};
+use crate::cli::Scenario;
+use crate::driver::{self, Window};
+use crate::stats::Summary;
+use crate::users::{self, User};
+
+/// One measured row of the report.
+#[derive(Debug, Clone)]
+pub struct Line {
+    pub label: &'static str,
+    pub unit: &'static str,
+    pub clients: usize,
+    pub summary: Summary,
+}
+
+pub struct Settings {
+    pub clients: usize,
+    pub warmup: Duration,
+    pub duration: Duration,
+    pub password_length: usize,
+}
+
+pub struct Bench {
+    api: Arc<Api>,
+    settings: Settings,
+    /// Registered once and shared: registering hashes a password per user,
+    /// which would otherwise be paid again by every scenario that needs users.
+    /// A failure is kept too, so later scenarios report it without retrying.
+    pool: Option<Result<Arc<[User]>, String>>,
+}
+
+impl Bench {
+    pub fn new(api: Api, settings: Settings) -> Self {
+        Bench { api: Arc::new(api), settings, pool: None }
+    }
+
+    /// Runs one scenario; `Err` says why it could not start.
+    pub async fn run(&mut self, scenario: Scenario) -> Result<Vec<Line>, String> {
+        let clients = self.settings.clients;
+        let line = |label, unit, summary| Line { label, unit, clients, summary };
+        match scenario {
+            Scenario::Health => {
+                self.api.public_alive().await.map_err(|e| format!("probe: {e}"))?;
+                Ok(vec![line("health", "req/s", self.measure(self.health()).await)])
+            }
+            Scenario::Whoami => {
+                let pool = self.pool().await?;
+                Ok(vec![line("whoami", "req/s", self.measure(self.whoami(&pool)).await)])
+            }
+            Scenario::Login => {
+                let pool = self.pool().await?;
+                self.api.login(&pool[0].credentials).await.map_err(|e| format!("probe: {e}"))?;
+                Ok(vec![line("login", "logins/s", self.measure(self.login(&pool)).await)])
+            }
+            Scenario::Registration => {
+                let probe = Credentials::fresh(self.settings.password_length);
+                self.api.register(&probe).await.map_err(|e| format!("probe: {e}"))?;
+                Ok(vec![line("registration", "registrations/s", self.measure(self.registration()).await)])
+            }
+            Scenario::WhoamiUnderLogin => {
+                let pool = self.pool().await?;
+                self.api.login(&pool[0].credentials).await.map_err(|e| format!("probe: {e}"))?;
+                // One window for both groups, so they start, warm up and stop together.
+                let window = Window::starting_now(self.settings.warmup, self.settings.duration);
+                let (whoami, login) = tokio::join!(
+                    driver::run(clients, window, self.whoami(&pool)),
+                    driver::run(clients, window, self.login(&pool)),
+                );
+                Ok(vec![
+                    line("whoami (under login)", "req/s", whoami),
+                    line("login (under whoami)", "logins/s", login),
+                ])
+            }
+        }
+    }
+
+    async fn measure<F, Fut>(&self, request: F) -> Summary
+    where
+        F: Fn(usize) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), CallError>> + Send + 'static,
+    {
+        let window = Window::starting_now(self.settings.warmup, self.settings.duration);
+        driver::run(self.settings.clients, window, request).await
+    }
+
+    /// One user (and session) per client, so no two clients share a session row.
+    async fn pool(&mut self) -> Result<Arc<[User]>, String> {
+        let pool = match self.pool.take() {
+            Some(pool) => pool,
+            None => self.register_pool().await,
+        };
+        self.pool = Some(pool.clone());
+        pool
+    }
+
+    async fn register_pool(&self) -> Result<Arc<[User]>, String> {
+        let count = self.settings.clients;
+        eprintln!(
+            "  registering {count} benchmark users (password length {})…",
+            self.settings.password_length
+        );
+        let started = Instant::now();
+        let pool: Arc<[User]> = users::register_pool(&self.api, count, self.settings.password_length)
+            .await
+            .map_err(|e| format!("setup (registering users): {e}"))?
+            .into();
+        eprintln!("  registered {count} users in {:.1}s", started.elapsed().as_secs_f64());
+        self.api.whoami(&pool[0].session_token).await.map_err(|e| format!("setup (first whoami): {e}"))?;
+        Ok(pool)
+    }
+
+    fn health(&self) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+        let api = Arc::clone(&self.api);
+        move |_| {
+            let api = Arc::clone(&api);
+            Box::pin(async move { api.public_alive().await })
+        }
+    }
+
+    fn whoami(&self, pool: &Arc<[User]>) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+        let (api, pool) = (Arc::clone(&self.api), Arc::clone(pool));
+        move |client| {
+            let (api, pool) = (Arc::clone(&api), Arc::clone(&pool));
+            Box::pin(async move { api.whoami(&pool[client % pool.len()].session_token).await })
+        }
+    }
+
+    /// One request is one whole login: the flow and the submission.
+    fn login(&self, pool: &Arc<[User]>) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+        let (api, pool) = (Arc::clone(&self.api), Arc::clone(pool));
+        move |client| {
+            let (api, pool) = (Arc::clone(&api), Arc::clone(&pool));
+            Box::pin(async move { api.login(&pool[client % pool.len()].credentials).await.map(drop) })
+        }
+    }
+
+    /// One request is one whole registration of a new identity.
+    fn registration(&self) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+        let api = Arc::clone(&self.api);
+        let password_length = self.settings.password_length;
+        move |_| {
+            let api = Arc::clone(&api);
+            Box::pin(async move { api.register(&Credentials::fresh(password_length)).await.map(drop) })
+        }
+    }
+}
+
+/// Boxed so the request builders can name their return type; one allocation
+/// per request is noise next to an HTTP round trip.
+type RequestFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), CallError>> + Send>>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fake_kratos;
+
+    fn bench(url: &reqwest::Url, clients: usize) -> Bench {
+        let settings = Settings {
+            clients,
+            warmup: Duration::from_millis(50),
+            duration: Duration::from_millis(250),
+            password_length: 20,
+        };
+        Bench::new(Api::new(url, url).unwrap(), settings)
+    }
+
+    fn assert_clean(line: &Line) {
+        let s = &line.summary;
+        assert!(s.ok > 0 && s.errors == 0, "{}: {s:?}", line.label);
+        assert!(s.p50 <= s.p99 && s.p99 <= s.max, "{}: {s:?}", line.label);
+    }
+
+    #[tokio::test]
+    async fn every_scenario_runs_against_a_server_with_the_session_hook() {
+        let url = fake_kratos::start(true, true).await;
+        let mut bench = bench(&url, 3);
+        let mut labels = Vec::new();
+        for &scenario in <Scenario as clap::ValueEnum>::value_variants() {
+            for line in bench.run(scenario).await.unwrap() {
+                assert_clean(&line);
+                assert_eq!(line.clients, 3);
+                labels.push((line.label, line.unit));
+            }
+        }
+        assert_eq!(
+            labels,
+            [
+                ("health", "req/s"),
+                ("whoami", "req/s"),
+                ("login", "logins/s"),
+                ("registration", "registrations/s"),
+                ("whoami (under login)", "req/s"),
+                ("login (under whoami)", "logins/s"),
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn without_the_session_hook_users_log_in_for_their_tokens() {
+        let url = fake_kratos::start(false, true).await;
+        let mut bench = bench(&url, 2);
+        for line in bench.run(Scenario::Whoami).await.unwrap() {
+            assert_clean(&line);
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_endpoint_stops_the_scenario_with_the_servers_answer() {
+        let url = fake_kratos::start(true, false).await;
+        let mut bench = bench(&url, 2);
+        assert_eq!(bench.run(Scenario::Health).await.unwrap().len(), 1);
+        let whoami = bench.run(Scenario::Whoami).await.unwrap_err();
+        assert!(
+            whoami.starts_with(
+                "setup (registering users): GET /self-service/registration/api answered 404 Not Found"
+            ),
+            "{whoami}"
+        );
+        // The failed setup is remembered rather than repeated.
+        assert_eq!(bench.run(Scenario::Login).await.unwrap_err(), whoami);
+        let registration = bench.run(Scenario::Registration).await.unwrap_err();
+        assert!(
+            registration.starts_with("probe: GET /self-service/registration/api answered 404"),
+            "{registration}"
+        );
+    }
+}

@@ -1,0 +1,199 @@
+//! The login flow: a form asking for an identifier and a password, and the
+//! password method checking them. Unknown identifiers and wrong passwords
+//! answer alike and take the same time.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use latchkey_hash::{PasswordHasher, SecretPassword};
+use serde_json::Value;
+
+use super::{Flow, FlowError, FlowKind, FlowRequest};
+use crate::identity::{CredentialType, Identity, IdentityState};
+use crate::schema::normalize;
+use crate::session::{self, Device, IssuedSession};
+use crate::store::Store;
+use crate::text;
+use crate::ui::{Group, Input, Node};
+
+pub struct LoginSettings {
+    pub public_base: String,
+    pub lifespan: Duration,
+    pub session_lifespan: Duration,
+    /// The `revoke_active_sessions` after-login hook.
+    pub revoke_active_sessions: bool,
+}
+
+/// What a client submitted, parsed and typed by method.
+pub enum LoginSubmission {
+    Password { identifier: String, password: SecretPassword },
+}
+
+pub enum LoginOutcome {
+    /// The flow, with messages saying what was wrong.
+    Rejected(Flow),
+    Accepted {
+        flow: Box<Flow>,
+        identity: Box<Identity>,
+        issued: IssuedSession,
+    },
+}
+
+#[derive(Clone)]
+pub struct LoginService {
+    store: Arc<dyn Store>,
+    hasher: PasswordHasher,
+    settings: Arc<LoginSettings>,
+}
+
+impl LoginService {
+    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, settings: LoginSettings) -> Self {
+        Self { store, hasher, settings: Arc::new(settings) }
+    }
+
+    pub async fn create(&self, request: &FlowRequest, refresh: bool) -> Result<Flow, FlowError> {
+        let flow = self.build(request, refresh);
+        self.store.create_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    fn build(&self, request: &FlowRequest, refresh: bool) -> Flow {
+        let mut flow = Flow::new(
+            FlowKind::Login,
+            request,
+            self.settings.lifespan,
+            &self.settings.public_base,
+            "choose_method",
+        );
+        flow.refresh = refresh;
+        let identifier = Input {
+            name: "identifier",
+            input_type: "text",
+            group: Group::Default,
+            value: Some(Value::String(String::new())),
+            required: true,
+            autocomplete: None,
+            label: Some(text::label_id()),
+        };
+        flow.ui.nodes.insert(0, identifier.into_node());
+        let password = Input {
+            name: "password",
+            input_type: "password",
+            group: Group::Password,
+            value: None,
+            required: true,
+            autocomplete: Some("current-password"),
+            label: Some(text::label_password()),
+        };
+        flow.ui.nodes.push(password.into_node());
+        flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_sign_in_with_password()));
+        if refresh {
+            flow.ui.messages.push(text::label_sign_in_refresh());
+        }
+        flow
+    }
+
+    /// Checks the submission against the flow; the caller has already checked
+    /// CSRF and that the flow is of the right type.
+    pub async fn submit(
+        &self,
+        mut flow: Flow,
+        submission: LoginSubmission,
+        device: Device,
+    ) -> Result<LoginOutcome, FlowError> {
+        if flow.is_expired() {
+            return Err(self.expired(&flow).await?);
+        }
+        flow.ui.reset_messages();
+        flow.active = Some("password".into());
+        let LoginSubmission::Password { identifier, password } = submission;
+        flow.ui.set_value("identifier", Value::String(identifier.clone()));
+        if identifier.trim().is_empty() || password.is_empty() {
+            if identifier.trim().is_empty() {
+                flow.ui.add_message(Some("identifier"), text::required("identifier"));
+            }
+            if password.is_empty() {
+                flow.ui.add_message(Some("password"), text::required("password"));
+            }
+            return self.reject(flow).await;
+        }
+
+        let identity = self
+            .store
+            .find_identity_by_identifier(
+                CredentialType::Password,
+                &normalize(&identifier, crate::identity::Via::Email),
+            )
+            .await?;
+        let hash = identity
+            .as_ref()
+            .and_then(|i| i.credential(CredentialType::Password))
+            .and_then(|c| c.hashed_password())
+            .map(str::to_string);
+        // Unknown users are checked against a dummy hash, so both cost the same.
+        let verified = match self.hasher.verify_or_dummy(password.clone(), hash.clone()).await {
+            Ok(ok) => ok,
+            Err(latchkey_hash::HashError::PasswordTooLong) => false,
+            Err(e) => return Err(FlowError::Internal(e.to_string())),
+        };
+        let Some(mut identity) = identity.filter(|_| verified) else {
+            flow.ui.messages.push(text::invalid_credentials());
+            return self.reject(flow).await;
+        };
+        if identity.state != IdentityState::Active {
+            flow.ui.messages.push(text::identity_disabled());
+            return self.reject(flow).await;
+        }
+        if let Some(hash) = hash.filter(|h| latchkey_hash::needs_rehash(h, self.hasher.config())) {
+            self.upgrade_hash(&mut identity, password, &hash).await;
+        }
+
+        let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
+        self.store.create_session(&issued.session).await?;
+        if self.settings.revoke_active_sessions {
+            self.store.revoke_sessions_of(identity.id, Some(issued.session.id)).await?;
+        }
+        flow.state = "passed_challenge".into();
+        flow.updated_at = crate::time::now();
+        self.store.update_flow(&flow).await?;
+        Ok(LoginOutcome::Accepted { flow: Box::new(flow), identity: Box::new(identity), issued })
+    }
+
+    async fn reject(&self, mut flow: Flow) -> Result<LoginOutcome, FlowError> {
+        flow.updated_at = crate::time::now();
+        self.store.update_flow(&flow).await?;
+        Ok(LoginOutcome::Rejected(flow))
+    }
+
+    /// A replacement flow carrying the "expired" message.
+    async fn expired(&self, old: &Flow) -> Result<FlowError, FlowError> {
+        let request = FlowRequest {
+            flow_type: old.flow_type,
+            request_url: old.request_url.clone(),
+            return_to: old.return_to.clone(),
+            csrf_hash: old.csrf_hash.clone(),
+        };
+        let mut replacement = self.build(&request, old.refresh);
+        replacement
+            .ui
+            .messages
+            .push(text::login_flow_expired(old.expires_at, crate::time::now() - old.expires_at));
+        self.store.create_flow(&replacement).await?;
+        Ok(FlowError::Expired { expired_at: old.expires_at, replacement: Box::new(replacement) })
+    }
+
+    /// Imported or outdated hashes are replaced after a successful login;
+    /// failure only costs the upgrade, never the login.
+    async fn upgrade_hash(&self, identity: &mut Identity, password: SecretPassword, _old: &str) {
+        let Ok(new_hash) = self.hasher.hash(password).await else {
+            return;
+        };
+        if let Some(credential) = identity.credentials.get_mut(&CredentialType::Password) {
+            credential.config = serde_json::json!({ "hashed_password": new_hash });
+            credential.updated_at = crate::time::now();
+        }
+        if let Err(e) = self.store.update_identity(identity).await {
+            tracing::warn!(error = %e, "could not upgrade a password hash");
+        }
+    }
+}

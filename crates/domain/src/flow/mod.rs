@@ -1,0 +1,186 @@
+//! The flow core every self-service flow shares: identity of the flow,
+//! lifetime, where it came from and where it returns to, the form (UI
+//! container) and the state machine position. Each flow module builds on it.
+
+pub mod login;
+pub mod registration;
+
+use chrono::{DateTime, Duration, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::time::now;
+use crate::ui::{Container, Node};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FlowKind {
+    Login,
+    Registration,
+    Recovery,
+    Verification,
+    Settings,
+}
+
+impl FlowKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FlowKind::Login => "login",
+            FlowKind::Registration => "registration",
+            FlowKind::Recovery => "recovery",
+            FlowKind::Verification => "verification",
+            FlowKind::Settings => "settings",
+        }
+    }
+}
+
+/// Native apps (`api`) or browsers (`browser`, with cookies and CSRF).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FlowType {
+    Api,
+    Browser,
+}
+
+/// A self-service flow as stored. The wire shape is built by the HTTP layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Flow {
+    pub id: Uuid,
+    pub kind: FlowKind,
+    pub flow_type: FlowType,
+    pub issued_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub request_url: String,
+    pub return_to: Option<String>,
+    pub active: Option<String>,
+    pub ui: Container,
+    pub state: String,
+    /// SHA-256 of the browser's CSRF cookie secret; `None` for API flows.
+    pub csrf_hash: Option<String>,
+    /// Login: re-authenticate even with a valid session.
+    #[serde(default)]
+    pub refresh: bool,
+    #[serde(default = "aal1")]
+    pub requested_aal: String,
+    /// Settings (and refresh logins): whose flow this is.
+    #[serde(default)]
+    pub identity_id: Option<Uuid>,
+    #[serde(default)]
+    pub transient_payload: Option<Value>,
+    /// Registration two-step: the traits entered on the first screen.
+    #[serde(default)]
+    pub internal: Value,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+fn aal1() -> String {
+    "aal1".into()
+}
+
+/// What every new flow needs to know about the request that started it.
+#[derive(Debug, Clone)]
+pub struct FlowRequest {
+    pub flow_type: FlowType,
+    /// The full URL of the init request, query included.
+    pub request_url: String,
+    /// Already checked against `selfservice.allowed_return_urls`.
+    pub return_to: Option<String>,
+    /// SHA-256 of the CSRF cookie secret (browser flows).
+    pub csrf_hash: Option<String>,
+}
+
+impl Flow {
+    /// A fresh flow in `state` whose form posts to `action`.
+    pub fn new(
+        kind: FlowKind,
+        request: &FlowRequest,
+        lifespan: Duration,
+        action_base: &str,
+        state: &str,
+    ) -> Flow {
+        let id = Uuid::new_v4();
+        let at = now();
+        let mut ui = Container::new(format!("{action_base}/self-service/{}?flow={id}", kind.as_str()));
+        // Stored empty: the masked token is rendered per response, and a
+        // stored one would reveal the cookie's secret to anyone reading flows.
+        ui.nodes.push(Node::csrf(""));
+        Flow {
+            id,
+            kind,
+            flow_type: request.flow_type,
+            issued_at: at,
+            expires_at: at + lifespan,
+            request_url: request.request_url.clone(),
+            return_to: request.return_to.clone(),
+            active: None,
+            ui,
+            state: state.into(),
+            csrf_hash: request.csrf_hash.clone(),
+            refresh: false,
+            requested_aal: aal1(),
+            identity_id: None,
+            transient_payload: None,
+            internal: Value::Null,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+
+    pub fn is_expired(&self) -> bool {
+        self.expires_at <= now()
+    }
+
+    /// Puts a freshly masked CSRF token into the form before it is shown.
+    pub fn set_csrf_token(&mut self, token: &str) {
+        self.ui.set_value("csrf_token", Value::String(token.into()));
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FlowError {
+    #[error("flow not found")]
+    NotFound,
+    /// Submitted after `expires_at`; `replacement` is a fresh flow of the same kind.
+    #[error("flow expired")]
+    Expired { expired_at: DateTime<Utc>, replacement: Box<Flow> },
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// Loads a flow of `kind`; flows of another kind are as good as missing.
+pub async fn load(store: &dyn crate::store::Store, id: Uuid, kind: FlowKind) -> Result<Flow, FlowError> {
+    match store.get_flow(id).await? {
+        Some(flow) if flow.kind == kind => Ok(flow),
+        _ => Err(FlowError::NotFound),
+    }
+}
+
+/// Values shown back in the form after a failed submit; passwords never are.
+pub fn show_traits(ui: &mut Container, traits: &Value) {
+    let mut values = Vec::new();
+    crate::ui::flatten("traits", traits, &mut values);
+    for (name, value) in values {
+        ui.set_value(&name, value);
+    }
+}
+
+/// Where a schema-validation failure belongs in the form.
+pub fn place_trait_error(ui: &mut Container, error: &crate::schema::SchemaError) {
+    use crate::schema::SchemaError;
+    match error {
+        SchemaError::TraitsInvalid { pointer, missing: Some(property), .. } => {
+            let node = format!("{}.{property}", pointer.trim_start_matches('/').replace('/', "."));
+            ui.add_message(Some(&node), crate::text::required(property));
+        }
+        SchemaError::TraitsInvalid { pointer, reason, .. } => {
+            let node = pointer.trim_start_matches('/').replace('/', ".");
+            let detail = reason.rsplit("] ").next().unwrap_or(reason);
+            ui.add_message(Some(&node), crate::text::validation_generic(detail));
+        }
+        other => ui.messages.push(crate::text::validation_generic(&other.to_string())),
+    }
+}

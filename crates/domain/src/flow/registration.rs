@@ -1,0 +1,285 @@
+//! The registration flow: traits from the identity schema plus a password,
+//! in one step or (`profile_first`) two: traits first, then credentials.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use latchkey_hash::SecretPassword;
+use serde_json::{Value, json};
+
+use super::{Flow, FlowError, FlowKind, FlowRequest, place_trait_error, show_traits};
+use crate::identity::{Identity, IdentityError, IdentityManager, NewIdentity, PasswordInput};
+use crate::password_policy::PasswordPolicy;
+use crate::session::{self, Device, IssuedSession};
+use crate::store::Store;
+use crate::text;
+use crate::ui::{Group, Input, Node, trait_nodes};
+
+pub struct RegistrationSettings {
+    pub public_base: String,
+    pub lifespan: Duration,
+    pub session_lifespan: Duration,
+    pub enabled: bool,
+    /// `style: profile_first`: traits on a first screen, credentials on a second.
+    pub two_step: bool,
+    /// The `session` after-registration hook: sign the new identity in.
+    pub issue_session: bool,
+    pub password_policy: PasswordPolicy,
+}
+
+pub enum RegistrationSubmission {
+    /// Traits and password at once (works in both styles).
+    Password { traits: Value, password: SecretPassword },
+    /// Two-step screen one (`screen` `previous` goes back to it).
+    Profile { traits: Value, back: bool },
+}
+
+pub enum RegistrationOutcome {
+    Rejected(Flow),
+    /// Two-step: the traits are accepted, the flow now asks for credentials.
+    NextScreen(Flow),
+    Accepted {
+        flow: Box<Flow>,
+        identity: Box<Identity>,
+        issued: Option<IssuedSession>,
+    },
+}
+
+#[derive(Clone)]
+pub struct RegistrationService {
+    store: Arc<dyn Store>,
+    identities: IdentityManager,
+    settings: Arc<RegistrationSettings>,
+}
+
+impl RegistrationService {
+    pub fn new(store: Arc<dyn Store>, identities: IdentityManager, settings: RegistrationSettings) -> Self {
+        Self { store, identities, settings: Arc::new(settings) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    pub async fn create(&self, request: &FlowRequest) -> Result<Flow, FlowError> {
+        let flow = self.build(request);
+        self.store.create_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    fn build(&self, request: &FlowRequest) -> Flow {
+        let mut flow = Flow::new(
+            FlowKind::Registration,
+            request,
+            self.settings.lifespan,
+            &self.settings.public_base,
+            "choose_method",
+        );
+        self.first_screen(&mut flow);
+        flow
+    }
+
+    fn schema(&self) -> Value {
+        let registry = self.identities.schemas();
+        registry.get(registry.default_id()).map(|s| s.raw.clone()).unwrap_or(Value::Null)
+    }
+
+    /// Traits, then either the password form (one step) or a continue button.
+    fn first_screen(&self, flow: &mut Flow) {
+        flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
+        flow.ui.nodes.extend(trait_nodes(&self.schema(), Group::Default));
+        if self.settings.two_step {
+            flow.ui.nodes.push(Node::submit(Group::Profile, "profile", text::label_continue_registration()));
+        } else {
+            self.password_nodes(flow);
+        }
+    }
+
+    fn password_nodes(&self, flow: &mut Flow) {
+        let password = Input {
+            name: "password",
+            input_type: "password",
+            group: Group::Password,
+            value: None,
+            required: true,
+            autocomplete: Some("new-password"),
+            label: Some(text::label_password()),
+        };
+        flow.ui.nodes.push(password.into_node());
+        flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_sign_up()));
+    }
+
+    /// Screen two: the accepted traits ride along hidden; a back button returns.
+    fn credentials_screen(&self, flow: &mut Flow, traits: &Value) {
+        flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
+        let mut values = Vec::new();
+        crate::ui::flatten("traits", traits, &mut values);
+        for (name, value) in values {
+            let hidden = Input {
+                name: &name,
+                input_type: "hidden",
+                group: Group::Default,
+                value: Some(value),
+                required: false,
+                autocomplete: None,
+                label: None,
+            };
+            flow.ui.nodes.push(hidden.into_node());
+        }
+        let mut back = Node::submit(Group::Profile, "profile", text::label_back());
+        back.attributes["name"] = json!("screen");
+        back.attributes["value"] = json!("previous");
+        flow.ui.nodes.push(back);
+        self.password_nodes(flow);
+        flow.ui.messages.push(text::info_choose_credentials());
+    }
+
+    pub async fn submit(
+        &self,
+        mut flow: Flow,
+        submission: RegistrationSubmission,
+        device: Device,
+    ) -> Result<RegistrationOutcome, FlowError> {
+        if flow.is_expired() {
+            return Err(self.expired(&flow).await?);
+        }
+        flow.ui.reset_messages();
+        match submission {
+            RegistrationSubmission::Profile { traits, back } => self.submit_profile(flow, traits, back).await,
+            RegistrationSubmission::Password { traits, password } => {
+                self.submit_password(flow, traits, password, device).await
+            }
+        }
+    }
+
+    async fn submit_profile(
+        &self,
+        mut flow: Flow,
+        traits: Value,
+        back: bool,
+    ) -> Result<RegistrationOutcome, FlowError> {
+        flow.active = Some("profile".into());
+        if back || !self.settings.two_step {
+            self.first_screen(&mut flow);
+            show_traits(&mut flow.ui, &traits);
+            return self.save(flow, RegistrationOutcome::Rejected).await;
+        }
+        let schema_id = self.identities.schemas().default_id().to_string();
+        if let Err(e) = self.identities.schemas().validate_traits(&schema_id, &traits) {
+            show_traits(&mut flow.ui, &traits);
+            place_trait_error(&mut flow.ui, &e);
+            return self.save(flow, RegistrationOutcome::Rejected).await;
+        }
+        self.credentials_screen(&mut flow, &traits);
+        flow.internal = json!({ "traits": traits });
+        self.save(flow, RegistrationOutcome::NextScreen).await
+    }
+
+    async fn submit_password(
+        &self,
+        mut flow: Flow,
+        traits: Value,
+        password: SecretPassword,
+        device: Device,
+    ) -> Result<RegistrationOutcome, FlowError> {
+        flow.active = Some("password".into());
+        // Two-step clients may send the password alone on screen two.
+        let traits = match (traits, flow.internal.get("traits")) {
+            (Value::Null, Some(saved)) => saved.clone(),
+            (Value::Object(m), Some(saved)) if m.is_empty() => saved.clone(),
+            (given, _) => given,
+        };
+        show_traits(&mut flow.ui, &traits);
+        let schema_id = self.identities.schemas().default_id().to_string();
+        let facts = match self.identities.schemas().validate_traits(&schema_id, &traits) {
+            Ok(facts) => facts,
+            Err(e) => {
+                place_trait_error(&mut flow.ui, &e);
+                return self.save(flow, RegistrationOutcome::Rejected).await;
+            }
+        };
+        if facts.password_identifiers.is_empty() {
+            flow.ui.messages.push(text::missing_identifier());
+            return self.save(flow, RegistrationOutcome::Rejected).await;
+        }
+        if password.is_empty() {
+            flow.ui.add_message(Some("password"), text::required("password"));
+            return self.save(flow, RegistrationOutcome::Rejected).await;
+        }
+        if let Err(violation) =
+            self.settings.password_policy.check(password.expose(), &facts.password_identifiers)
+        {
+            let message =
+                text::password_policy(violation.message_id(), violation.text(), violation.context());
+            flow.ui.add_message(Some("password"), message);
+            return self.save(flow, RegistrationOutcome::Rejected).await;
+        }
+
+        let new = NewIdentity {
+            schema_id: Some(schema_id),
+            traits,
+            password: Some(PasswordInput::Plain(password)),
+            ..Default::default()
+        };
+        let identity = match self.identities.create(new).await {
+            Ok(identity) => identity,
+            Err(IdentityError::Conflict) => {
+                flow.ui.messages.push(text::duplicate_credentials());
+                return self.save(flow, RegistrationOutcome::Rejected).await;
+            }
+            Err(IdentityError::Schema(e)) => {
+                place_trait_error(&mut flow.ui, &e);
+                return self.save(flow, RegistrationOutcome::Rejected).await;
+            }
+            Err(IdentityError::PasswordTooLong) => {
+                let violation =
+                    crate::password_policy::PolicyViolation::TooLong { max_length: 72, actual_length: 73 };
+                flow.ui.add_message(
+                    Some("password"),
+                    text::password_policy(violation.message_id(), violation.text(), violation.context()),
+                );
+                return self.save(flow, RegistrationOutcome::Rejected).await;
+            }
+            Err(e) => return Err(FlowError::Internal(e.to_string())),
+        };
+
+        let issued = if self.settings.issue_session {
+            let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
+            self.store.create_session(&issued.session).await?;
+            Some(issued)
+        } else {
+            None
+        };
+        flow.state = "passed_challenge".into();
+        flow.internal = Value::Null;
+        flow.updated_at = crate::time::now();
+        self.store.update_flow(&flow).await?;
+        Ok(RegistrationOutcome::Accepted { flow: Box::new(flow), identity: Box::new(identity), issued })
+    }
+
+    async fn save(
+        &self,
+        mut flow: Flow,
+        outcome: fn(Flow) -> RegistrationOutcome,
+    ) -> Result<RegistrationOutcome, FlowError> {
+        flow.updated_at = crate::time::now();
+        self.store.update_flow(&flow).await?;
+        Ok(outcome(flow))
+    }
+
+    async fn expired(&self, old: &Flow) -> Result<FlowError, FlowError> {
+        let request = FlowRequest {
+            flow_type: old.flow_type,
+            request_url: old.request_url.clone(),
+            return_to: old.return_to.clone(),
+            csrf_hash: old.csrf_hash.clone(),
+        };
+        let mut replacement = self.build(&request);
+        replacement
+            .ui
+            .messages
+            .push(text::registration_flow_expired(old.expires_at, crate::time::now() - old.expires_at));
+        self.store.create_flow(&replacement).await?;
+        Ok(FlowError::Expired { expired_at: old.expires_at, replacement: Box::new(replacement) })
+    }
+}

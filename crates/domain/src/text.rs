@@ -1,0 +1,109 @@
+//! User-facing messages with the stable numeric ids Kratos clients key
+//! their translations on. The ids and context keys match Kratos; the
+//! English wording is Latchkey's own.
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageType {
+    Info,
+    Error,
+    Success,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub id: u32,
+    pub text: String,
+    #[serde(rename = "type")]
+    pub kind: MessageType,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context: Option<Value>,
+}
+
+fn info(id: u32, text: &str) -> Message {
+    Message { id, text: text.into(), kind: MessageType::Info, context: None }
+}
+
+fn error(id: u32, text: impl Into<String>, context: Option<Value>) -> Message {
+    Message { id, text: text.into(), kind: MessageType::Error, context }
+}
+
+// Labels (1010xxx login, 1040xxx registration, 1070xxx nodes).
+pub fn label_sign_in_with_password() -> Message {
+    info(1010022, "Sign in with password")
+}
+pub fn label_sign_in_refresh() -> Message {
+    info(1010003, "Please confirm this action by verifying that it is you.")
+}
+pub fn label_sign_up() -> Message {
+    info(1040001, "Sign up")
+}
+pub fn label_continue_registration() -> Message {
+    info(1040003, "Continue")
+}
+pub fn label_back() -> Message {
+    info(1040008, "Back")
+}
+pub fn info_choose_credentials() -> Message {
+    info(1040009, "Please choose a credential to authenticate yourself with.")
+}
+pub fn label_password() -> Message {
+    info(1070001, "Password")
+}
+pub fn label_id() -> Message {
+    info(1070004, "ID")
+}
+/// The label of a trait node, from the schema's `title`.
+pub fn label_trait(title: &str, name: &str) -> Message {
+    Message { context: Some(json!({"title": title, "name": name})), ..info(1070002, title) }
+}
+
+// Flow errors (40x0xxx).
+pub fn login_flow_expired(expired_at: chrono::DateTime<chrono::Utc>, ago: chrono::Duration) -> Message {
+    expired(4010001, expired_at, ago)
+}
+pub fn registration_flow_expired(
+    expired_at: chrono::DateTime<chrono::Utc>,
+    ago: chrono::Duration,
+) -> Message {
+    expired(4040001, expired_at, ago)
+}
+fn expired(id: u32, expired_at: chrono::DateTime<chrono::Utc>, ago: chrono::Duration) -> Message {
+    error(
+        id,
+        format!("This form expired {} minutes ago; please try again.", ago.num_minutes().max(0)),
+        Some(json!({"expired_at": expired_at, "expired_at_unix": expired_at.timestamp()})),
+    )
+}
+pub fn identity_disabled() -> Message {
+    error(4010011, "This account is disabled.", None)
+}
+
+// Validation (4000xxx).
+pub fn validation_generic(reason: &str) -> Message {
+    error(4000001, reason.to_string(), Some(json!({"reason": reason})))
+}
+pub fn required(property: &str) -> Message {
+    error(4000002, format!("Property {property} is missing."), Some(json!({"property": property})))
+}
+pub fn invalid_credentials() -> Message {
+    error(4000006, "The identifier or password is incorrect. Check both and try again.", None)
+}
+pub fn duplicate_credentials() -> Message {
+    error(4000007, "An account with the same identifier (email, phone, username, ...) exists already.", None)
+}
+pub fn missing_identifier() -> Message {
+    error(4000009, "Could not find any login identifiers. Did you forget to set them?", None)
+}
+pub fn password_policy(id: u32, text: String, context: Value) -> Message {
+    error(id, text, Some(context))
+}
+pub fn no_login_method() -> Message {
+    error(4010002, "No sign-in method matches this request. Did you fill out the form correctly?", None)
+}
+pub fn no_registration_method() -> Message {
+    error(4010003, "No sign-up method matches this request. Did you fill out the form correctly?", None)
+}

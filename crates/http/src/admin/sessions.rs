@@ -1,0 +1,184 @@
+//! `/admin/sessions` and `/admin/identities/{id}/sessions`: list, inspect,
+//! revoke and extend any session.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch};
+use axum::{Json, Router};
+use latchkey_domain::store::SessionQuery;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::pagination::OffsetPage;
+use crate::query::QueryParams;
+use crate::state::AppState;
+use crate::views::{self, Audience};
+
+const DEFAULT_PAGE_SIZE: u32 = 250;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sessions", get(list))
+        .route("/sessions/{id}", get(show).delete(disable))
+        .route("/sessions/{id}/extend", patch(extend))
+        .route("/identities/{id}/sessions", get(list_of_identity).delete(delete_of_identity))
+}
+
+fn parse_id(id: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(id).map_err(|_| ApiError::not_found("Unable to locate the resource"))
+}
+
+fn active_filter(params: &QueryParams) -> Result<Option<bool>, ApiError> {
+    match params.first("active") {
+        None | Some("") => Ok(None),
+        Some("true") => Ok(Some(true)),
+        Some("false") => Ok(Some(false)),
+        Some(_) => Err(ApiError::bad_request().with_reason("The active parameter must be true or false.")),
+    }
+}
+
+struct Expand {
+    identity: bool,
+    devices: bool,
+}
+
+fn expand(params: &QueryParams) -> Expand {
+    Expand {
+        identity: params.all("expand").any(|e| e == "identity"),
+        devices: params.all("expand").any(|e| e == "devices"),
+    }
+}
+
+async fn render(
+    state: &AppState,
+    session: &latchkey_domain::session::Session,
+    expand: &Expand,
+) -> Result<Value, ApiError> {
+    let identity = if expand.identity { state.store.get_identity(session.identity_id).await? } else { None };
+    Ok(views::session(session, identity.as_ref(), &state.urls, Audience::Admin, expand.devices))
+}
+
+async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let size = match params.first("page_size") {
+        None | Some("") => DEFAULT_PAGE_SIZE,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::bad_request().with_reason("page_size must be a positive integer."))?
+            .min(MAX_PAGE_SIZE),
+    };
+    let after = match params.first("page_token").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            Uuid::parse_str(t)
+                .map_err(|_| ApiError::bad_request().with_reason("The page_token is invalid."))?,
+        ),
+    };
+    let query =
+        SessionQuery { active: active_filter(&params)?, after, limit: size + 1, ..Default::default() };
+    let mut sessions = state.store.list_sessions(&query).await?;
+    let has_next = sessions.len() > size as usize;
+    sessions.truncate(size as usize);
+    let expand = expand(&params);
+    let mut body = Vec::with_capacity(sessions.len());
+    for session in &sessions {
+        body.push(render(&state, session, &expand).await?);
+    }
+    let mut links = vec![format!("<{}?{}>; rel=\"first\"", uri.path(), params.paged(size, ""))];
+    if let (true, Some(last)) = (has_next, sessions.last()) {
+        links.push(format!("<{}?{}>; rel=\"next\"", uri.path(), params.paged(size, &last.id.to_string())));
+    }
+    let mut response = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
+        response.headers_mut().insert(header::LINK, v);
+    }
+    Ok(response)
+}
+
+async fn show(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Json<Value>, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let session = state
+        .store
+        .get_session(parse_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
+    Ok(Json(render(&state, &session, &expand(&params)).await?))
+}
+
+async fn disable(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    if state.store.revoke_session(parse_id(&id)?).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("Unable to locate the resource"))
+    }
+}
+
+/// Pushes the expiry to now + lifespan, unless the session is younger than
+/// `earliest_possible_extend` allows (which saves writes, as in Kratos).
+async fn extend(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let mut session = state
+        .store
+        .get_session(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
+    let now = latchkey_domain::time::now();
+    if session.expires_at - now <= state.web.earliest_possible_extend {
+        session.expires_at = now + state.web.session_lifespan;
+        state.store.extend_session(id, session.expires_at).await?;
+    }
+    let expand = Expand { identity: true, devices: true };
+    Ok(Json(render(&state, &session, &expand).await?))
+}
+
+async fn list_of_identity(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, ApiError> {
+    let identity_id = parse_id(&id)?;
+    let identity = state
+        .store
+        .get_identity(identity_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
+    let params = QueryParams::parse(uri.query());
+    let page = OffsetPage::from_params(&params)?;
+    let query = SessionQuery {
+        identity_id: Some(identity_id),
+        active: active_filter(&params)?,
+        offset: page.offset(),
+        limit: page.size,
+        ..Default::default()
+    };
+    let sessions = state.store.list_sessions(&query).await?;
+    let total = state.store.count_sessions(&query).await?;
+    let body: Vec<Value> = sessions
+        .iter()
+        .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Admin, true))
+        .collect();
+    let mut response = Json(body).into_response();
+    page.headers(uri.path(), &params, total, response.headers_mut());
+    Ok(response)
+}
+
+async fn delete_of_identity(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let identity_id = parse_id(&id)?;
+    if state.store.get_identity(identity_id).await?.is_none() {
+        return Err(ApiError::not_found("Unable to locate the resource"));
+    }
+    state.store.delete_sessions_of(identity_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,76 @@
+//! Offset pagination (`page`/`per_page` or `page_token`/`page_size`) with
+//! `X-Total-Count` and `Link` headers, as Kratos pages `/sessions`.
+
+use axum::http::{HeaderMap, HeaderValue};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+use crate::error::ApiError;
+use crate::query::QueryParams;
+
+const DEFAULT_SIZE: u32 = 250;
+const MAX_SIZE: u32 = 1000;
+
+pub struct OffsetPage {
+    /// Zero-based page number.
+    pub number: u64,
+    pub size: u32,
+}
+
+impl OffsetPage {
+    pub fn from_params(params: &QueryParams) -> Result<Self, ApiError> {
+        let bad =
+            |what: &str| ApiError::bad_request().with_reason(format!("The {what} parameter is invalid."));
+        let size = match params.first("page_size").or_else(|| params.first("per_page")) {
+            None | Some("") => DEFAULT_SIZE,
+            Some(v) => {
+                v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| bad("page size"))?.min(MAX_SIZE)
+            }
+        };
+        let number = if let Some(token) = params.first("page_token").filter(|t| !t.is_empty()) {
+            let raw = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad("page_token"))?;
+            let value: Value = serde_json::from_slice(&raw).map_err(|_| bad("page_token"))?;
+            let offset: u64 =
+                value["offset"].as_str().and_then(|o| o.parse().ok()).ok_or_else(|| bad("page_token"))?;
+            offset / u64::from(size)
+        } else {
+            match params.first("page") {
+                None | Some("") => 0,
+                Some(v) => v.parse::<u64>().map_err(|_| bad("page"))?,
+            }
+        };
+        Ok(Self { number, size })
+    }
+
+    pub fn offset(&self) -> u64 {
+        self.number * u64::from(self.size)
+    }
+
+    fn token(offset: u64) -> String {
+        URL_SAFE_NO_PAD.encode(json!({"offset": offset.to_string(), "v": 2}).to_string())
+    }
+
+    /// `X-Total-Count` and `first`/`next`/`prev`/`last` links.
+    pub fn headers(&self, path: &str, params: &QueryParams, total: u64, headers: &mut HeaderMap) {
+        let size = u64::from(self.size);
+        let last_page = total.saturating_sub(1) / size;
+        let link = |page: u64, rel: &str| {
+            format!("<{path}?{}>; rel=\"{rel}\"", params.paged(self.size, &Self::token(page * size)))
+        };
+        let mut links = vec![link(0, "first")];
+        if self.number < last_page {
+            links.push(link(self.number + 1, "next"));
+        }
+        if self.number > 0 {
+            links.push(link(self.number - 1, "prev"));
+        }
+        links.push(link(last_page, "last"));
+        if let Ok(v) = HeaderValue::from_str(&total.to_string()) {
+            headers.insert("x-total-count", v);
+        }
+        if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
+            headers.insert(axum::http::header::LINK, v);
+        }
+    }
+}

@@ -1,0 +1,339 @@
+//! What every self-service flow endpoint shares: starting a flow from a
+//! request (return_to, CSRF cookie), answering browsers and native apps
+//! the way each expects, the CSRF and API-client checks on submit, fetching
+//! a flow by id, and the errors flows end in.
+
+use axum::Json;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowRequest, FlowType};
+use latchkey_domain::identity::{Identity, IdentityState};
+use latchkey_domain::session::{Session, hash_token};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::{ApiError, Extra};
+use crate::query::QueryParams;
+use crate::request::{cookie, cookies, session_token, wants_json};
+use crate::state::AppState;
+use crate::{cookies as set_cookie, csrf, views};
+
+/// The live session a request carries, if any.
+pub async fn current_session(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(Session, Identity)>, ApiError> {
+    let Some(token) = session_token(headers, &state.web.session_cookie_name) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .session_by_token(&hash_token(token))
+        .await?
+        .filter(|(s, i)| s.is_live() && i.state == IdentityState::Active))
+}
+
+/// `return_to` must point somewhere allowed, or open redirects follow.
+pub fn checked_return_to(state: &AppState, params: &QueryParams) -> Result<Option<String>, ApiError> {
+    let Some(return_to) = params.first("return_to").filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    if state.web.allowed_return_urls.iter().any(|allowed| url_is_under(return_to, allowed)) {
+        Ok(Some(return_to.to_string()))
+    } else {
+        Err(ApiError::bad_request()
+            .with_id("self_service_flow_return_to_forbidden")
+            .with_reason("Requested return_to URL is not allowed."))
+    }
+}
+
+/// Same scheme and host, and a path at or below the allowed one.
+fn url_is_under(candidate: &str, allowed: &str) -> bool {
+    let split = |u: &str| -> Option<(String, String)> {
+        let (scheme, rest) = u.split_once("://")?;
+        let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
+        let host = host.split(['?', '#']).next().unwrap_or_default();
+        Some((format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()), format!("/{path}")))
+    };
+    let (Some((origin, path)), Some((allowed_origin, allowed_path))) = (split(candidate), split(allowed))
+    else {
+        return false;
+    };
+    let host_ok = origin == allowed_origin
+        || allowed_origin.split_once("://*.").is_some_and(|(scheme, domain)| {
+            origin.strip_prefix(&format!("{scheme}://")).is_some_and(|h| h.ends_with(&format!(".{domain}")))
+        });
+    let allowed_path = allowed_path.trim_end_matches('/');
+    host_ok
+        && (allowed_path.is_empty() || path == allowed_path || path.starts_with(&format!("{allowed_path}/")))
+}
+
+/// A new flow's origin, plus for browsers the masked CSRF token to render
+/// and the cookie to set when the request did not carry a valid one.
+pub struct Started {
+    pub request: FlowRequest,
+    pub csrf_token: String,
+    pub set_cookie: Option<HeaderValue>,
+}
+
+pub fn flow_request(
+    state: &AppState,
+    flow_type: FlowType,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Started, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let return_to = checked_return_to(state, &params)?;
+    let request_url = format!(
+        "{}{}",
+        state.urls.public,
+        uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.to_string())
+    );
+    let (csrf_hash, csrf_token, set) = match flow_type {
+        FlowType::Api => (None, String::new(), None),
+        FlowType::Browser => {
+            let existing = cookie(headers, &state.web.csrf_cookie_name).filter(|c| csrf::is_valid_secret(c));
+            let (secret, set) = match existing {
+                Some(secret) => (secret.to_string(), None),
+                None => {
+                    let secret = csrf::new_secret();
+                    let set = set_cookie::set(
+                        &state.web.cookies,
+                        &state.web.csrf_cookie_name,
+                        &secret,
+                        Some(365 * 24 * 3600),
+                    );
+                    (secret, Some(set))
+                }
+            };
+            (Some(csrf::hash(&secret)), csrf::mask(&secret), set)
+        }
+    };
+    Ok(Started {
+        request: FlowRequest { flow_type, request_url, return_to, csrf_hash },
+        csrf_token,
+        set_cookie: set,
+    })
+}
+
+/// Answers a freshly created flow: browsers wanting HTML go to its UI.
+pub fn started(mut flow: Flow, started: Started, headers: &HeaderMap, ui_url: &str) -> Response {
+    let response = if flow.flow_type == FlowType::Browser && !wants_json(headers) {
+        see_other(&format!("{ui_url}?flow={}", flow.id))
+    } else {
+        // The cookie may be set by this very response, so use the token minted with it.
+        flow.set_csrf_token(&started.csrf_token);
+        (StatusCode::OK, Json(views::flow(&flow))).into_response()
+    };
+    with_cookie(response, started.set_cookie)
+}
+
+/// A 303 to `url`.
+pub fn see_other(url: &str) -> Response {
+    match HeaderValue::from_str(url) {
+        Ok(location) => (StatusCode::SEE_OTHER, [(header::LOCATION, location)]).into_response(),
+        Err(e) => ApiError::internal(e).into_response(),
+    }
+}
+
+pub fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Response {
+    if let Some(cookie) = cookie {
+        response.headers_mut().append(header::SET_COOKIE, cookie);
+    }
+    response
+}
+
+/// The flow as JSON with `status`; browser flows get a freshly masked token.
+pub fn flow_json(state: &AppState, mut flow: Flow, headers: &HeaderMap, status: StatusCode) -> Response {
+    if flow.flow_type == FlowType::Browser
+        && let Some(secret) =
+            cookie(headers, &state.web.csrf_cookie_name).filter(|c| csrf::is_valid_secret(c))
+    {
+        flow.set_csrf_token(&csrf::mask(secret));
+    }
+    (status, Json(views::flow(&flow))).into_response()
+}
+
+/// Browsers asking for HTML go to the flow's UI; everyone else gets JSON.
+pub fn show_flow(
+    state: &AppState,
+    flow: Flow,
+    headers: &HeaderMap,
+    status: StatusCode,
+    ui_url: &str,
+) -> Response {
+    if flow.flow_type == FlowType::Browser && !wants_json(headers) {
+        return see_other(&format!("{}?flow={}", ui_url, flow.id));
+    }
+    flow_json(state, flow, headers, status)
+}
+
+pub fn flow_id(params: &QueryParams, key: &str) -> Result<Uuid, ApiError> {
+    params.first(key).and_then(|id| Uuid::parse_str(id).ok()).ok_or_else(|| {
+        ApiError::bad_request().with_reason("The flow query parameter is missing or malformed.")
+    })
+}
+
+/// Native clients must not look like browsers: a browser on an API flow
+/// would bypass CSRF protection.
+pub fn ensure_api_client(headers: &HeaderMap) -> Result<(), ApiError> {
+    if headers.contains_key(header::ORIGIN) {
+        return Err(ApiError::bad_request().with_reason(
+            "This endpoint was called with an Origin header, which browsers send. Browsers must use the browser flow.",
+        ));
+    }
+    let browser_cookie = cookies(headers)
+        .any(|(name, _)| !(name.starts_with("__cf") || name.starts_with("_cf") || name.starts_with("cf_")));
+    if browser_cookie {
+        return Err(ApiError::bad_request().with_reason(
+            "This endpoint was called with cookies, which browsers send. Browsers must use the browser flow.",
+        ));
+    }
+    Ok(())
+}
+
+pub fn csrf_violation(reject_reason: &str) -> ApiError {
+    let mut error = ApiError::new(StatusCode::FORBIDDEN, "the request was rejected to protect you from Cross-Site-Request-Forgery")
+        .with_id("security_csrf_violation")
+        .with_reason("Please retry the flow and optionally clear your cookies. The request was rejected to protect you from Cross-Site-Request-Forgery (CSRF) which could cause account takeover, leaking personal information, and other serious security issues.");
+    error.extra = Some(Box::new(Extra {
+        details: Some(json!({
+            "docs": "https://www.ory.sh/kratos/docs/debug/csrf",
+            "hint": "Send the csrf_token field of the form along with the cookie this flow was started with.",
+            "reject_reason": reject_reason,
+        })),
+        ..Default::default()
+    }));
+    error
+}
+
+/// Browser flows must come back with the cookie they were started with and
+/// a token that unmasks to it.
+pub fn ensure_csrf(
+    state: &AppState,
+    headers: &HeaderMap,
+    flow: &Flow,
+    submitted: Option<&str>,
+) -> Result<(), ApiError> {
+    if flow.flow_type == FlowType::Api {
+        return Ok(());
+    }
+    let Some(secret) = cookie(headers, &state.web.csrf_cookie_name) else {
+        return Err(csrf_violation("The anti-CSRF cookie is missing from the request."));
+    };
+    if flow.csrf_hash.as_deref() != Some(csrf::hash(secret).as_str()) {
+        return Err(csrf_violation("The anti-CSRF cookie does not belong to this flow."));
+    }
+    match submitted {
+        None | Some("") => Err(csrf_violation("The csrf_token field was not sent.")),
+        Some(token) if csrf::verify(secret, token) => Ok(()),
+        Some(_) => Err(csrf_violation("The csrf_token does not match the anti-CSRF cookie.")),
+    }
+}
+
+/// `GET /self-service/<flow>/flows?id=`.
+pub async fn fetch(
+    state: &AppState,
+    kind: FlowKind,
+    uri: &Uri,
+    headers: &HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let id = flow_id(&params, "id")?;
+    let flow = match latchkey_domain::flow::load(state.store.as_ref(), id, kind).await {
+        Ok(flow) => flow,
+        Err(FlowError::NotFound) => {
+            return Err(ApiError::not_found("The requested resource could not be found"));
+        }
+        Err(e) => return Err(flow_failure(e)),
+    };
+    if flow.flow_type == FlowType::Browser {
+        let matches = cookie(headers, &state.web.csrf_cookie_name)
+            .is_some_and(|secret| flow.csrf_hash.as_deref() == Some(csrf::hash(secret).as_str()));
+        if !matches {
+            return Err(csrf_violation("The anti-CSRF cookie does not belong to this flow."));
+        }
+    }
+    if flow.is_expired() {
+        let init = format!(
+            "{}/self-service/{}/{}",
+            state.urls.public,
+            kind.as_str(),
+            match flow.flow_type {
+                FlowType::Api => "api",
+                FlowType::Browser => "browser",
+            }
+        );
+        let mut error = ApiError::new(StatusCode::GONE, "self-service flow expired")
+            .with_reason("The self-service flow expired; initialize a new one.");
+        if matches!(kind, FlowKind::Login | FlowKind::Registration) {
+            error = error.with_id("self_service_flow_expired");
+        }
+        let details = match flow.flow_type {
+            FlowType::Api => json!({ "api": init }),
+            FlowType::Browser => {
+                json!({ "redirect_to": init, "return_to": flow.return_to.clone().unwrap_or_default() })
+            }
+        };
+        error.extra = Some(Box::new(Extra { details: Some(details), ..Default::default() }));
+        return Err(error);
+    }
+    Ok(flow_json(state, flow, headers, StatusCode::OK))
+}
+
+/// Errors a flow submit can end in, other than a rejected form.
+pub fn flow_failure(error: FlowError) -> ApiError {
+    match error {
+        FlowError::NotFound => ApiError::not_found("The requested resource could not be found"),
+        FlowError::Expired { expired_at, replacement } => {
+            let ago = latchkey_domain::time::now() - expired_at;
+            let mut e = ApiError::new(StatusCode::GONE, "self-service flow expired")
+                .with_id("self_service_flow_expired")
+                .with_reason(format!(
+                    "The self-service flow expired {:.2} minutes ago, initialize a new one.",
+                    ago.num_milliseconds() as f64 / 60_000.0
+                ));
+            let mut siblings = serde_json::Map::new();
+            siblings.insert("use_flow_id".into(), json!(replacement.id));
+            siblings.insert("expired_at".into(), json!(expired_at));
+            siblings.insert("since".into(), json!(ago.num_nanoseconds().unwrap_or(i64::MAX)));
+            e.extra = Some(Box::new(Extra { siblings, ..Default::default() }));
+            e
+        }
+        FlowError::Store(e) => e.into(),
+        FlowError::Internal(cause) => ApiError::internal(cause),
+    }
+}
+
+/// Expired browser flows that want HTML go to the replacement's UI.
+pub fn flow_failure_response(error: FlowError, headers: &HeaderMap, ui_url: &str) -> Response {
+    if let FlowError::Expired { replacement, .. } = &error
+        && replacement.flow_type == FlowType::Browser
+        && !wants_json(headers)
+    {
+        return see_other(&format!("{ui_url}?flow={}", replacement.id));
+    }
+    flow_failure(error).into_response()
+}
+
+/// Already signed in: 400 for JSON clients, back to where they came from for browsers.
+pub fn already_signed_in(
+    state: &AppState,
+    headers: &HeaderMap,
+    flow_type: FlowType,
+    params: &QueryParams,
+) -> Response {
+    if flow_type == FlowType::Browser && !wants_json(headers) {
+        let target = checked_return_to(state, params).ok().flatten();
+        return see_other(target.as_deref().unwrap_or(&state.web.default_browser_return_url));
+    }
+    ApiError::bad_request()
+        .with_id("session_already_available")
+        .with_reason("A valid session was detected and thus this flow cannot be started. Use `?refresh=true` to sign in again.")
+        .into_response()
+}
+
+/// A submit's `method` and `csrf_token` fields.
+pub fn field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
+    body.get(name).and_then(Value::as_str)
+}

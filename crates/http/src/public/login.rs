@@ -1,0 +1,161 @@
+//! `/self-service/login/*`: start, fetch and submit login flows for native
+//! apps (`api`) and browsers.
+
+use std::net::SocketAddr;
+
+use axum::Extension;
+use axum::extract::{ConnectInfo, OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use latchkey_domain::flow::login::{LoginOutcome, LoginSubmission};
+use latchkey_domain::flow::{FlowKind, FlowType};
+use latchkey_domain::text;
+use latchkey_hash::SecretPassword;
+use serde_json::json;
+
+use super::flows::{self, field};
+use crate::error::ApiError;
+use crate::query::QueryParams;
+use crate::request::{device, wants_json};
+use crate::state::AppState;
+use crate::submit::SubmitBody;
+use crate::{cookies, views};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/self-service/login/api", get(init_api))
+        .route("/self-service/login/browser", get(init_browser))
+        .route("/self-service/login/flows", get(fetch))
+        .route("/self-service/login", get(submit).post(submit))
+}
+
+async fn init_api(
+    state: State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    init(state, uri, headers, FlowType::Api).await
+}
+
+async fn init_browser(
+    state: State<AppState>,
+    uri: OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    init(state, uri, headers, FlowType::Browser).await
+}
+
+async fn init(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    flow_type: FlowType,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let refresh = params.first("refresh") == Some("true");
+    if let Some(aal) = params.first("aal").filter(|a| !a.is_empty() && *a != "aal1") {
+        return Err(ApiError::bad_request().with_reason(format!(
+            "Authenticator assurance level `{aal}` is not available: no second factor is configured."
+        )));
+    }
+    if !refresh && flows::current_session(&state, &headers).await?.is_some() {
+        return Ok(flows::already_signed_in(&state, &headers, flow_type, &params));
+    }
+    let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
+    let flow = state.login.create(&started.request, refresh).await.map_err(flows::flow_failure)?;
+    Ok(flows::started(flow, started, &headers, &state.web.login_ui_url))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    flows::fetch(&state, FlowKind::Login, &uri, &headers).await
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    SubmitBody(body): SubmitBody,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let id = flows::flow_id(&params, "flow")?;
+    let mut flow = latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Login)
+        .await
+        .map_err(flows::flow_failure)?;
+    match flow.flow_type {
+        FlowType::Api => flows::ensure_api_client(&headers)?,
+        FlowType::Browser => flows::ensure_csrf(&state, &headers, &flow, field(&body, "csrf_token"))?,
+    }
+    if !flow.refresh && flows::current_session(&state, &headers).await?.is_some() {
+        return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
+    }
+    let submission = match field(&body, "method") {
+        Some("password") => LoginSubmission::Password {
+            identifier: field(&body, "identifier")
+                .or_else(|| field(&body, "password_identifier"))
+                .unwrap_or_default()
+                .to_string(),
+            password: SecretPassword::new(field(&body, "password").unwrap_or_default()),
+        },
+        _ => {
+            flow.ui.reset_messages();
+            flow.ui.messages.push(text::no_login_method());
+            return Ok(flows::show_flow(
+                &state,
+                flow,
+                &headers,
+                StatusCode::BAD_REQUEST,
+                &state.web.login_ui_url,
+            ));
+        }
+    };
+    flow.transient_payload = body.get("transient_payload").cloned();
+    let outcome = match state
+        .login
+        .submit(flow, submission, device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr)))
+        .await
+    {
+        Ok(outcome) => outcome,
+        Err(e) => return Ok(flows::flow_failure_response(e, &headers, &state.web.login_ui_url)),
+    };
+    let (flow, identity, issued) = match outcome {
+        LoginOutcome::Rejected(flow) => {
+            return Ok(flows::show_flow(
+                &state,
+                flow,
+                &headers,
+                StatusCode::BAD_REQUEST,
+                &state.web.login_ui_url,
+            ));
+        }
+        LoginOutcome::Accepted { flow, identity, issued } => (flow, identity, issued),
+    };
+    let session =
+        views::session(&issued.session, Some(&identity), &state.urls, views::Audience::Public, true);
+    if flow.flow_type == FlowType::Api {
+        return Ok(Json(json!({
+            "session_token": issued.token,
+            "session": session,
+            "continue_with": null,
+        }))
+        .into_response());
+    }
+    let max_age = state
+        .web
+        .session_cookie_persistent
+        .then(|| (issued.session.expires_at - latchkey_domain::time::now()).num_seconds());
+    let cookie = cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
+    let target = flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone());
+    let response = if wants_json(&headers) {
+        Json(json!({ "session": session, "continue_with": null })).into_response()
+    } else {
+        flows::see_other(&target)
+    };
+    Ok(flows::with_cookie(response, Some(cookie)))
+}

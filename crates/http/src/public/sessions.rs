@@ -1,0 +1,120 @@
+//! `/sessions/*`: who am I (the hottest path of any deployment), and the
+//! signed-in user's view of their other sessions.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, delete, get};
+use axum::{Json, Router};
+use latchkey_domain::identity::{Identity, IdentityState};
+use latchkey_domain::session::{Session, hash_token};
+use latchkey_domain::store::SessionQuery;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::pagination::OffsetPage;
+use crate::query::QueryParams;
+use crate::request::session_token;
+use crate::state::AppState;
+use crate::views::{self, Audience};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/sessions/whoami", any(whoami))
+        .route("/sessions", get(list_mine).delete(revoke_others))
+        .route("/sessions/{id}", delete(revoke_one))
+}
+
+pub fn no_session() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "The request could not be authorized")
+        .with_reason("No valid session credentials were found in the request.")
+}
+
+fn session_inactive() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "The request could not be authorized")
+        .with_id("session_inactive")
+        .with_reason("This endpoint can only be used with a valid session. Please sign in and try again.")
+}
+
+/// One indexed read, one SHA-256, no writes.
+async fn authenticate(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<(Session, Identity)>, ApiError> {
+    let Some(token) = session_token(headers, &state.web.session_cookie_name) else {
+        return Ok(None);
+    };
+    Ok(state
+        .store
+        .session_by_token(&hash_token(token))
+        .await?
+        .filter(|(s, i)| s.is_live() && i.state == IdentityState::Active))
+}
+
+async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (session, identity) = authenticate(&state, &headers).await?.ok_or_else(no_session)?;
+    let body = views::session(&session, Some(&identity), &state.urls, Audience::Public, true);
+    let mut response = Json(body).into_response();
+    if let Ok(id) = HeaderValue::from_str(&identity.id.to_string()) {
+        response.headers_mut().insert("x-kratos-authenticated-identity-id", id);
+    }
+    Ok(response)
+}
+
+async fn list_mine(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let (current, identity) = authenticate(&state, &headers).await?.ok_or_else(session_inactive)?;
+    let params = QueryParams::parse(uri.query());
+    let page = OffsetPage::from_params(&params)?;
+    let query = SessionQuery {
+        identity_id: Some(identity.id),
+        active: Some(true),
+        offset: page.offset(),
+        limit: page.size + 1,
+        ..Default::default()
+    };
+    // The current session is not "another" session.
+    let mut sessions = state.store.list_sessions(&query).await?;
+    sessions.retain(|s| s.id != current.id);
+    sessions.truncate(page.size as usize);
+    let total =
+        state.store.count_sessions(&SessionQuery { limit: 0, offset: 0, ..query }).await?.saturating_sub(1);
+    let body: Vec<_> = sessions
+        .iter()
+        .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Public, true))
+        .collect();
+    let mut response = Json(body).into_response();
+    page.headers(uri.path(), &params, total, response.headers_mut());
+    Ok(response)
+}
+
+async fn revoke_others(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    let (current, identity) = authenticate(&state, &headers).await?.ok_or_else(session_inactive)?;
+    let count = state.store.revoke_sessions_of(identity.id, Some(current.id)).await?;
+    Ok(Json(json!({ "count": count })).into_response())
+}
+
+async fn revoke_one(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    let (current, identity) = authenticate(&state, &headers).await?.ok_or_else(session_inactive)?;
+    let id = Uuid::parse_str(&id)
+        .map_err(|_| ApiError::bad_request().with_reason("The session id is malformed."))?;
+    if id == current.id {
+        return Err(ApiError::bad_request()
+            .with_reason("The current session cannot be revoked here; use the logout flow instead."));
+    }
+    match state.store.get_session(id).await? {
+        Some(session) if session.identity_id == identity.id => {
+            state.store.revoke_session(id).await?;
+            Ok(StatusCode::NO_CONTENT)
+        }
+        _ => Err(ApiError::not_found("The requested resource could not be found")),
+    }
+}

@@ -1,0 +1,141 @@
+//! Reading what a request says about its client: whether it wants JSON,
+//! its cookies, its session credentials, and the device it comes from.
+
+use std::net::SocketAddr;
+
+use axum::http::{HeaderMap, header};
+use latchkey_domain::session::Device;
+use uuid::Uuid;
+
+/// Kratos's rule: JSON when content negotiation over `text/html, text/*,
+/// */*, application/json` (in that order of preference) picks JSON, or when
+/// the body is exactly `application/json`.
+pub fn wants_json(headers: &HeaderMap) -> bool {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok());
+    if content_type == Some("application/json") {
+        return true;
+    }
+    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    const OFFERS: [&str; 4] = ["text/html", "text/*", "*/*", "application/json"];
+    let ranges: Vec<(&str, f32)> = accept
+        .split(',')
+        .map(|part| {
+            let mut pieces = part.split(';').map(str::trim);
+            let range = pieces.next().unwrap_or_default();
+            let q = pieces.find_map(|p| p.strip_prefix("q=")).and_then(|q| q.parse().ok()).unwrap_or(1.0);
+            (range, q)
+        })
+        .collect();
+    let quality = |offer: &str| {
+        let (kind, _) = offer.split_once('/').unwrap_or((offer, ""));
+        ranges
+            .iter()
+            .filter(|(range, _)| {
+                *range == offer || *range == "*/*" || range.strip_suffix("/*").is_some_and(|k| k == kind)
+            })
+            // The most specific matching range decides.
+            .max_by_key(|(range, _)| {
+                if *range == offer {
+                    2
+                } else if range.ends_with("/*") && *range != "*/*" {
+                    1
+                } else {
+                    0
+                }
+            })
+            .map_or(0.0, |(_, q)| *q)
+    };
+    let mut best = (OFFERS[0], quality(OFFERS[0]));
+    for offer in &OFFERS[1..] {
+        let q = quality(offer);
+        if q > best.1 {
+            best = (offer, q);
+        }
+    }
+    best.1 > 0.0 && best.0 == "application/json"
+}
+
+/// The value of one cookie.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    cookies(headers).find(|(k, _)| *k == name).map(|(_, v)| v)
+}
+
+pub fn cookies(headers: &HeaderMap) -> impl Iterator<Item = (&str, &str)> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+}
+
+/// The session token a request carries: `X-Session-Token`, then the session
+/// cookie, then `Authorization: Bearer`, as Kratos looks them up.
+pub fn session_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str> {
+    let header_token = headers.get("x-session-token").and_then(|v| v.to_str().ok()).filter(|t| !t.is_empty());
+    header_token.or_else(|| cookie(headers, cookie_name).filter(|t| !t.is_empty())).or_else(|| {
+        headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+    })
+}
+
+/// The device a session starts on: the client's address (the first
+/// `X-Forwarded-For` hop when a proxy sets it) and user agent.
+pub fn device(headers: &HeaderMap, peer: Option<SocketAddr>) -> Device {
+    let forwarded = headers
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(',').next())
+        .map(|v| v.trim().to_string())
+        .filter(|v| !v.is_empty());
+    Device {
+        id: Uuid::new_v4(),
+        ip_address: forwarded.or_else(|| peer.map(|p| p.ip().to_string())),
+        user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
+        location: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.append(axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(), v.parse().unwrap());
+        }
+        h
+    }
+
+    #[test]
+    fn json_is_chosen_as_kratos_chooses_it() {
+        assert!(wants_json(&headers(&[("accept", "application/json")])));
+        assert!(wants_json(&headers(&[("content-type", "application/json")])));
+        assert!(!wants_json(&headers(&[("content-type", "application/json; charset=utf-8")])));
+        assert!(!wants_json(&headers(&[("accept", "*/*")])));
+        assert!(!wants_json(&headers(&[("accept", "text/html,application/json")])));
+        assert!(wants_json(&headers(&[("accept", "text/html;q=0.5, application/json")])));
+        assert!(!wants_json(&headers(&[])));
+    }
+
+    #[test]
+    fn session_tokens_are_found_in_kratos_order() {
+        let h = headers(&[
+            ("authorization", "Bearer b"),
+            ("cookie", "a=1; ory_kratos_session=c"),
+            ("x-session-token", "x"),
+        ]);
+        assert_eq!(session_token(&h, "ory_kratos_session"), Some("x"));
+        let h = headers(&[("authorization", "Bearer b"), ("cookie", "ory_kratos_session=c")]);
+        assert_eq!(session_token(&h, "ory_kratos_session"), Some("c"));
+        let h = headers(&[("authorization", "Bearer b")]);
+        assert_eq!(session_token(&h, "ory_kratos_session"), Some("b"));
+    }
+}

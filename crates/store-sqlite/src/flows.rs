@@ -1,0 +1,51 @@
+//! The flow port on SQLite: each flow is one row holding its state as JSON.
+
+use async_trait::async_trait;
+use latchkey_domain::flow::Flow;
+use latchkey_domain::store::{FlowStore, StoreError};
+use uuid::Uuid;
+
+use crate::SqliteStore;
+use crate::codec::*;
+
+#[async_trait]
+impl FlowStore for SqliteStore {
+    async fn create_flow(&self, flow: &Flow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO selfservice_flows (id, kind, expires_at, data, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(flow.id.to_string())
+        .bind(flow.kind.as_str())
+        .bind(time(flow.expires_at))
+        .bind(serde_json::to_string(flow).map_err(backend)?)
+        .bind(time(flow.created_at))
+        .bind(time(flow.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn get_flow(&self, id: Uuid) -> Result<Option<Flow>, StoreError> {
+        let data: Option<String> = sqlx::query_scalar("SELECT data FROM selfservice_flows WHERE id = ?")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(backend)?;
+        data.map(|d| serde_json::from_str(&d).map_err(backend)).transpose()
+    }
+
+    async fn update_flow(&self, flow: &Flow) -> Result<(), StoreError> {
+        let done =
+            sqlx::query("UPDATE selfservice_flows SET expires_at = ?, data = ?, updated_at = ? WHERE id = ?")
+                .bind(time(flow.expires_at))
+                .bind(serde_json::to_string(flow).map_err(backend)?)
+                .bind(time(flow.updated_at))
+                .bind(flow.id.to_string())
+                .execute(&self.pool)
+                .await
+                .map_err(backend)?;
+        if done.rows_affected() == 0 { Err(StoreError::NotFound) } else { Ok(()) }
+    }
+}
