@@ -318,7 +318,8 @@ async fn load(conn: &mut PgConnection, rows: Vec<PgRow>) -> Result<Vec<Identity>
     Ok(identities)
 }
 
-/// Reads the identity's own columns, unprefixed; the children stay empty.
+/// Shared with the session join in `whoami`, which selects the same unprefixed
+/// columns next to its prefixed session ones.
 pub(crate) fn identity_from_row(row: &PgRow) -> Result<Identity, StoreError> {
     Ok(Identity {
         id: col(row, "id")?,

@@ -8,4 +8,5 @@ mod config;
 mod errors;
 mod health;
 mod identities;
+mod native;
 mod startup;
