@@ -4,9 +4,11 @@
 
 mod helpers;
 
+mod browser;
 mod config;
 mod errors;
 mod health;
 mod identities;
 mod native;
+mod sessions;
 mod startup;

@@ -1,0 +1,159 @@
+//! Session management: a user's own sessions, the admin session API, and
+//! the `revoke_active_sessions` login hook.
+
+use ory_kratos_client::apis::{frontend_api, identity_api};
+use serde_json::Value;
+
+use crate::helpers::{Backend, PASSWORD, login, register, spawn_app, spawn_app_with};
+use crate::on_both_databases;
+
+on_both_databases!(my_sessions, admin_sessions, login_can_revoke_other_sessions, two_step_registration);
+
+async fn my_sessions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (first, _) = register(&app, "multi@example.com", PASSWORD).await;
+    let second = login(&app, "multi@example.com", PASSWORD).await.unwrap();
+    let third = login(&app, "multi@example.com", PASSWORD).await.unwrap();
+
+    let others = frontend_api::list_my_sessions(&app.public, None, None, None, None, Some(&third), None)
+        .await
+        .unwrap();
+    assert_eq!(others.len(), 2, "the current session is not listed");
+    let response =
+        app.http.get(app.public_path("/sessions")).header("x-session-token", &third).send().await.unwrap();
+    assert_eq!(response.headers()["x-total-count"], "2");
+
+    // The current session cannot be revoked this way; another one can.
+    let current = frontend_api::to_session(&app.public, Some(&third), None, None).await.unwrap();
+    let response = app
+        .http
+        .delete(app.public_path(&format!("/sessions/{}", current.id)))
+        .header("x-session-token", &third)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let second_session = frontend_api::to_session(&app.public, Some(&second), None, None).await.unwrap();
+    frontend_api::disable_my_session(&app.public, &second_session.id, Some(&third), None).await.unwrap();
+    assert!(frontend_api::to_session(&app.public, Some(&second), None, None).await.is_err());
+
+    let revoked = frontend_api::disable_my_other_sessions(&app.public, Some(&third), None).await.unwrap();
+    assert_eq!(revoked.count, Some(1));
+    assert!(frontend_api::to_session(&app.public, Some(&first), None, None).await.is_err());
+    assert!(frontend_api::to_session(&app.public, Some(&third), None, None).await.is_ok());
+
+    // Another identity's session is not mine to revoke.
+    let (stranger, _) = register(&app, "stranger@example.com", PASSWORD).await;
+    let response = app
+        .http
+        .delete(app.public_path(&format!("/sessions/{}", current.id)))
+        .header("x-session-token", &stranger)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    assert_eq!(app.http.get(app.public_path("/sessions")).send().await.unwrap().status(), 401);
+    app.stop().await;
+}
+
+async fn admin_sessions(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (token, identity_id) = register(&app, "admin-view@example.com", PASSWORD).await;
+    login(&app, "admin-view@example.com", PASSWORD).await.unwrap();
+    let session = frontend_api::to_session(&app.public, Some(&token), None, None).await.unwrap();
+
+    let all: Vec<Value> =
+        app.http.get(app.admin_path("/admin/sessions")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0]["identity"].is_null() && all[0]["devices"] == serde_json::json!([]));
+    let expanded =
+        identity_api::get_session(&app.admin, &session.id, Some(vec!["identity".into()])).await.unwrap();
+    assert_eq!(expanded.identity.unwrap().id, identity_id);
+    let of_identity =
+        identity_api::list_identity_sessions(&app.admin, &identity_id, None, None, None, None, None)
+            .await
+            .unwrap();
+    assert_eq!(of_identity.len(), 2);
+
+    let extended = identity_api::extend_session(&app.admin, &session.id).await.unwrap();
+    assert!(extended.expires_at.unwrap() >= session.expires_at.clone().unwrap());
+
+    identity_api::disable_session(&app.admin, &session.id).await.unwrap();
+    assert!(frontend_api::to_session(&app.public, Some(&token), None, None).await.is_err());
+    let active =
+        identity_api::list_identity_sessions(&app.admin, &identity_id, None, None, None, None, Some(true))
+            .await
+            .unwrap();
+    assert_eq!(active.len(), 1);
+
+    identity_api::delete_identity_sessions(&app.admin, &identity_id).await.unwrap();
+    let left = identity_api::list_identity_sessions(&app.admin, &identity_id, None, None, None, None, None)
+        .await
+        .unwrap();
+    assert!(left.is_empty());
+    let unknown = uuid::Uuid::new_v4();
+    assert_eq!(
+        app.http.get(app.admin_path(&format!("/admin/sessions/{unknown}"))).send().await.unwrap().status(),
+        404
+    );
+    assert_eq!(
+        app.http.delete(app.admin_path(&format!("/admin/sessions/{unknown}"))).send().await.unwrap().status(),
+        404
+    );
+    app.stop().await;
+}
+
+async fn login_can_revoke_other_sessions(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.selfservice.flows.login.after.password.hooks =
+            vec![latchkey::config::Hook { hook: "revoke_active_sessions".into(), config: None }];
+    })
+    .await;
+    let (first, _) = register(&app, "single@example.com", PASSWORD).await;
+    let second = login(&app, "single@example.com", PASSWORD).await.unwrap();
+    assert!(frontend_api::to_session(&app.public, Some(&first), None, None).await.is_err());
+    assert!(frontend_api::to_session(&app.public, Some(&second), None, None).await.is_ok());
+    app.stop().await;
+}
+
+async fn two_step_registration(backend: Backend) {
+    let app =
+        spawn_app_with(backend, |c| c.selfservice.flows.registration.style = "profile_first".into()).await;
+    let flow = crate::helpers::native_flow(&app, "registration").await;
+    let names: Vec<&str> = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["attributes"]["name"].as_str().unwrap())
+        .collect();
+    assert!(!names.contains(&"password"), "screen one asks for traits only: {names:?}");
+    let url = app.public_path(&format!("/self-service/registration?flow={}", flow["id"].as_str().unwrap()));
+    let response = app
+        .http
+        .post(&url)
+        .json(&serde_json::json!({"method": "profile", "traits": {"email": "two@example.com"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400, "the next screen comes back as 400, as in Kratos");
+    let next: Value = response.json().await.unwrap();
+    assert_eq!(next["ui"]["messages"][0]["id"], 1040009);
+    let email = next["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "traits.email")
+        .unwrap();
+    assert_eq!(email["attributes"]["type"], "hidden");
+    let response = app
+        .http
+        .post(&url)
+        .json(&serde_json::json!({"method": "password", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let done: Value = response.json().await.unwrap();
+    assert_eq!(done["identity"]["traits"]["email"], "two@example.com");
+    app.stop().await;
+}
