@@ -772,10 +772,10 @@ mod tests {
         let a = write(
             dir.path(),
             "a.yml",
-            &format!("{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice: {{}}\n"),
+            &format!("{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice:\n  flows:\n    settings: {{}}\n"),
         );
         let loaded = load(&[a], Vec::new(), false).unwrap();
-        assert_eq!(loaded.unsupported_keys, vec!["courier", "selfservice"]);
+        assert_eq!(loaded.unsupported_keys, vec!["courier", "selfservice.flows.settings"]);
     }
 
     #[test]

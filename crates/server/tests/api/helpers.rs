@@ -290,8 +290,4 @@ impl Jar {
     pub fn get(&self, prefix: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.as_str())
     }
-
-    pub fn remove(&mut self, prefix: &str) {
-        self.0.retain(|k, _| !k.starts_with(prefix));
-    }
 }
