@@ -40,6 +40,10 @@ pub struct Cli {
     /// Length of the random passwords given to benchmark users (8 to 72: policy minimum to bcrypt maximum).
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u8).range(8..=72))]
     pub password_length: u8,
+    /// Also measure the hasher alone, locally, with the server's parameters:
+    /// `argon2:m=KiB,t=N,p=N` or `bcrypt:COST`.
+    #[arg(long, value_name = "SPEC")]
+    pub hasher: Option<String>,
     /// Allow --public/--admin hosts that are not loopback.
     #[arg(long)]
     pub allow_remote: bool,

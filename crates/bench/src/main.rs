@@ -30,14 +30,19 @@
 //! scenario could not start (its setup or first request failed) and 2 for bad
 //! arguments or an unreachable server.
 //!
-//! The driver shares the machine with the server when both run on one host;
-//! on a small machine compare ratios between runs, not absolute rates.
+//! Run it optimised (`cargo run --release -p latchkey-bench -- ...`): a debug
+//! build spends a whole core at a few thousand requests/s and ends up
+//! measuring itself. The driver shares the machine with the server when both
+//! run on one host; on a small machine compare ratios between runs, not
+//! absolute rates. Every run leaves its `bench-*@example.com` identities in
+//! the server's database, so point it at a throwaway one (`DSN=memory`).
 
 mod api;
 mod cli;
 mod driver;
 #[cfg(test)]
 mod fake_kratos;
+mod hasher;
 mod report;
 mod scenarios;
 mod stats;
@@ -76,6 +81,19 @@ async fn main() -> ExitCode {
         }
     }
 
+    // Measured before the server is loaded, so the two do not compete.
+    let hasher_rate = match cli.hasher.as_deref().map(hasher::parse).transpose() {
+        Ok(config) => config.map(|config| {
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let rate = hasher::measure(&config, threads, cli.duration);
+            println!("hasher alone: {rate:.1} verifications/s ({threads} threads, {config:?})");
+            rate
+        }),
+        Err(e) => {
+            eprintln!("latchkey-bench: --hasher: {e}");
+            return ExitCode::from(2);
+        }
+    };
     let plan = cli.plan();
     let names: Vec<_> = plan.iter().map(|s| s.name()).collect();
     println!(
@@ -113,5 +131,15 @@ async fn main() -> ExitCode {
     }
 
     println!("\n{}\n{}", report::table(&lines, &failed), report::ratios(&lines).trim_end());
+    if let Some(rate) = hasher_rate {
+        for line in lines.iter().filter(|l| l.label == "login" || l.label == "registration") {
+            let own = line.summary.rate();
+            println!(
+                "{:<28} {:.3}  ({own:.1} / {rate:.1} hasher alone)",
+                format!("{}/hasher", line.label),
+                own / rate
+            );
+        }
+    }
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }
 }

@@ -7,6 +7,7 @@ pub mod identity;
 pub mod password_policy;
 pub mod schema;
 pub mod session;
+pub mod session_cache;
 pub mod store;
 pub mod text;
 pub mod time;

@@ -1,11 +1,15 @@
 //! The async face of the crate. Hashing takes tens to hundreds of
-//! milliseconds of CPU, so [`PasswordHasher`] runs it on tokio's blocking
-//! pool, never on an async worker, and a semaphore caps how many hashes run
-//! at once so a burst of logins queues instead of starving the server.
+//! milliseconds of CPU, so [`PasswordHasher`] runs it on a small pool of
+//! dedicated threads, never on an async worker, and a semaphore caps how
+//! many hashes run at once so a burst of logins queues instead of starving
+//! the server. The pool's threads run at a lower OS priority (nice +10):
+//! when hashing and ordinary requests compete for the cores, the requests
+//! that do not hash win, so a login storm cannot slow down `whoami`.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, OnceLock};
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, oneshot};
 
 use crate::{HashError, HasherConfig, SecretPassword, hash_password, verify_password};
 
@@ -13,12 +17,54 @@ use crate::{HashError, HasherConfig, SecretPassword, hash_password, verify_passw
 /// verification reports `false` whatever the outcome.
 const DUMMY_PASSWORD: &[u8] = b"latchkey dummy password for unknown identifiers";
 
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Niceness of the hashing threads: low enough that request handling
+/// always gets the CPU first, not so low that hashing stalls when idle.
+const HASHING_NICENESS: i32 = 10;
+
 /// Shared, cheaply cloneable password hasher with a concurrency limit.
 #[derive(Clone)]
 pub struct PasswordHasher {
     config: Arc<HasherConfig>,
     permits: Arc<Semaphore>,
+    jobs: SyncSender<Job>,
     dummy: Arc<OnceLock<Result<String, HashError>>>,
+}
+
+/// Starts `threads` hashing threads that take jobs from one queue. They end
+/// when every [`PasswordHasher`] clone (and so the sender) is gone.
+fn start_pool(threads: usize) -> SyncSender<Job> {
+    let (jobs, queue) = sync_channel::<Job>(threads);
+    let queue = Arc::new(Mutex::new(queue));
+    for n in 0..threads {
+        let queue: Arc<Mutex<Receiver<Job>>> = Arc::clone(&queue);
+        let spawned = std::thread::Builder::new().name(format!("latchkey-hash-{n}")).spawn(move || {
+            lower_priority();
+            loop {
+                let job = match queue.lock() {
+                    Ok(queue) => queue.recv(),
+                    Err(_) => return,
+                };
+                match job {
+                    Ok(job) => job(),
+                    Err(_) => return,
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(error = %e, "could not start a password hashing thread");
+        }
+    }
+    jobs
+}
+
+/// Best effort: where the OS refuses, hashing simply keeps normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    if let Err(e) = rustix::process::setpriority_process(Some(rustix::thread::gettid()), HASHING_NICENESS) {
+        tracing::debug!(error = %e, "could not lower the priority of a hashing thread");
+    }
 }
 
 impl std::fmt::Debug for PasswordHasher {
@@ -37,9 +83,11 @@ impl PasswordHasher {
     /// (`std::thread::available_parallelism()`): each hash keeps one core
     /// busy, so more would only add latency. `0` is treated as `1`.
     pub fn new(cfg: HasherConfig, max_concurrent: usize) -> Self {
+        let threads = max_concurrent.clamp(1, 1024);
         Self {
             config: Arc::new(cfg),
-            permits: Arc::new(Semaphore::new(max_concurrent.clamp(1, Semaphore::MAX_PERMITS))),
+            permits: Arc::new(Semaphore::new(threads)),
+            jobs: start_pool(threads),
             dummy: Arc::new(OnceLock::new()),
         }
     }
@@ -89,11 +137,12 @@ impl PasswordHasher {
         .await?
     }
 
-    /// Runs CPU-bound `work` on the blocking pool once a permit is free.
+    /// Runs CPU-bound `work` on the hashing pool once a permit is free.
     ///
-    /// The permit moves into the blocking task, so it stays taken until the
-    /// work finishes even if the caller's future is dropped halfway: a
-    /// client disconnecting cannot be used to exceed the limit.
+    /// The permit moves into the job, so it stays taken until the work
+    /// finishes even if the caller's future is dropped halfway: a client
+    /// disconnecting cannot be used to exceed the limit. Holding a permit
+    /// also means the queue always has room, so sending never blocks.
     async fn run<T: Send + 'static>(
         &self,
         work: impl FnOnce() -> T + Send + 'static,
@@ -102,15 +151,20 @@ impl PasswordHasher {
             .acquire_owned()
             .await
             .map_err(|_| HashError::Internal("password hasher is closed".into()))?;
-        tokio::task::spawn_blocking(move || {
+        let (done, result) = oneshot::channel();
+        let job: Job = Box::new(move || {
             let _permit = permit;
-            work()
-        })
-        .await
-        .map_err(|e| {
-            tracing::error!(panicked = e.is_panic(), "password hashing task failed");
-            HashError::Internal("password hashing task failed".into())
-        })
+            let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            let _ = done.send(outcome.ok());
+        });
+        self.jobs.send(job).map_err(|_| HashError::Internal("password hashing pool is gone".into()))?;
+        match result.await {
+            Ok(Some(value)) => Ok(value),
+            _ => {
+                tracing::error!("password hashing task failed");
+                Err(HashError::Internal("password hashing task failed".into()))
+            }
+        }
     }
 }
 

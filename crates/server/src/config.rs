@@ -772,7 +772,9 @@ mod tests {
         let a = write(
             dir.path(),
             "a.yml",
-            &format!("{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice:\n  flows:\n    settings: {{}}\n"),
+            &format!(
+                "{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice:\n  flows:\n    settings: {{}}\n"
+            ),
         );
         let loaded = load(&[a], Vec::new(), false).unwrap();
         assert_eq!(loaded.unsupported_keys, vec!["courier", "selfservice.flows.settings"]);

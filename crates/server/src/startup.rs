@@ -5,17 +5,20 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
 use latchkey_domain::flow::registration::{RegistrationService, RegistrationSettings};
 use latchkey_domain::password_policy::PasswordPolicy;
 use latchkey_domain::schema::SchemaSource;
+use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
 use latchkey_http::{AppState, BaseUrls, CookieSettings, WebSettings};
-use latchkey_store_postgres::PgStore;
+use latchkey_store_postgres::{Invalidation, PgStore};
 use latchkey_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 
 use crate::config::{Config, HashAlgorithm, parse_bytes, parse_duration};
 
@@ -52,6 +55,44 @@ pub fn backend_of(dsn: &str) -> Option<Backend> {
     } else {
         None
     }
+}
+
+/// Connects to the database, wrapped in the `whoami` cache. On PostgreSQL,
+/// other processes' writes evict through notifications, and a shorter
+/// time-to-live bounds what a lost notification could leave stale.
+async fn open_cached_store(
+    dsn: &str,
+) -> Result<(Arc<dyn Store>, Backend, Option<JoinHandle<()>>), StartError> {
+    let redacted = crate::config::redact_dsn(dsn);
+    let fail = |e: latchkey_domain::StoreError| StartError::Database {
+        dsn: redacted.clone(),
+        reason: e.to_string(),
+    };
+    let mut listener = None;
+    let (raw, backend, cache): (Arc<dyn Store>, _, _) = match backend_of(dsn) {
+        Some(Backend::Sqlite) => {
+            // The embedded database has one writer process: this one.
+            let cache = Arc::new(SessionCache::new(100_000, Duration::from_secs(600)));
+            (Arc::new(SqliteStore::connect(dsn).await.map_err(fail)?), Backend::Sqlite, cache)
+        }
+        Some(Backend::Postgres) => {
+            let pg = PgStore::connect(dsn).await.map_err(fail)?;
+            let cache = Arc::new(SessionCache::new(100_000, Duration::from_secs(60)));
+            let evict = Arc::clone(&cache);
+            let handle = pg
+                .listen_for_invalidations(move |what| match what {
+                    Invalidation::Identity(id) => evict.evict_identity(id),
+                    Invalidation::Session(id) => evict.evict_session(id),
+                    Invalidation::All => evict.clear(),
+                })
+                .await
+                .map_err(fail)?;
+            listener = Some(handle);
+            (Arc::new(pg), Backend::Postgres, cache)
+        }
+        None => return Err(StartError::UnsupportedDsn(redacted)),
+    };
+    Ok((Arc::new(CachingStore::new(raw, cache)), backend, listener))
 }
 
 /// Connects to the database a DSN names, without migrating.
@@ -97,11 +138,22 @@ pub struct Application {
     admin: TcpListener,
     state: AppState,
     store: Arc<dyn Store>,
+    /// PostgreSQL's cache-invalidation listener; it holds a pooled connection.
+    listener: Option<AbortOnDrop>,
+}
+
+/// Stops a background task when its owner goes away, built or not run.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
-        let (store, backend) = open_store(&config.dsn).await?;
+        let (store, backend, listener) = open_cached_store(&config.dsn).await?;
         let db_error = |e: latchkey_domain::StoreError| StartError::Database {
             dsn: config.redacted_dsn(),
             reason: e.to_string(),
@@ -114,6 +166,9 @@ impl Application {
                 let pending =
                     store.migration_status().await.map_err(db_error)?.iter().filter(|m| !m.applied).count();
                 if pending > 0 {
+                    if let Some(listener) = &listener {
+                        listener.abort();
+                    }
                     store.close().await;
                     return Err(StartError::PendingMigrations(pending));
                 }
@@ -182,7 +237,7 @@ impl Application {
             web: Arc::new(web),
             version: VERSION,
         };
-        Ok(Self { public, admin, state, store })
+        Ok(Self { public, admin, state, store, listener: listener.map(AbortOnDrop) })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -214,6 +269,8 @@ impl Application {
             let _ = stop_tx.send(());
         });
         let (a, b) = tokio::join!(public.into_future(), admin.into_future());
+        // Dropping the guard aborts the listener and returns its connection.
+        drop(self.listener);
         self.store.close().await;
         a.and(b)
     }

@@ -86,7 +86,9 @@ impl IdentityStore for PgStore {
             sqlx::query(sql).bind(identity.id).execute(&mut *tx).await.map_err(backend)?;
         }
         insert_children(&mut tx, identity).await?;
-        tx.commit().await.map_err(write_error)
+        tx.commit().await.map_err(write_error)?;
+        self.notify_invalidation(format!("i:{}", identity.id)).await;
+        Ok(())
     }
 
     async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {
@@ -108,6 +110,7 @@ impl IdentityStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        self.notify_invalidation(format!("i:{id}")).await;
         Ok(done.rows_affected() > 0)
     }
 

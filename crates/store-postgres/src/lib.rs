@@ -16,6 +16,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, SqlSafeStr};
 
 use crate::codec::backend;
+use uuid::Uuid;
 
 /// Version, name and SQL of every migration, in order: the same versions and
 /// names as the SQLite store, so `migrate status` reads alike on both.
@@ -66,6 +67,69 @@ impl PgStore {
             })
             .collect::<Vec<_>>();
         Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+    }
+}
+
+/// The channel on which writes announce what `whoami` caches must forget.
+pub const INVALIDATION_CHANNEL: &str = "latchkey_session_cache";
+
+/// What another process changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Invalidation {
+    Identity(Uuid),
+    Session(Uuid),
+    /// Notifications may have been missed: forget everything.
+    All,
+}
+
+impl Invalidation {
+    fn parse(payload: &str) -> Invalidation {
+        let id = |s: &str| Uuid::parse_str(s).ok();
+        match payload.split_once(':') {
+            Some(("i", rest)) => id(rest).map_or(Invalidation::All, Invalidation::Identity),
+            Some(("s", rest)) => id(rest).map_or(Invalidation::All, Invalidation::Session),
+            _ => Invalidation::All,
+        }
+    }
+}
+
+impl PgStore {
+    /// Tells every process sharing this database (this one included) that
+    /// cached `whoami` answers about `payload` are stale. A failure is only
+    /// logged: the write it follows has already happened, and caches expire
+    /// on their own.
+    pub(crate) async fn notify_invalidation(&self, payload: String) {
+        let sent = sqlx::query("SELECT pg_notify($1, $2)")
+            .bind(INVALIDATION_CHANNEL)
+            .bind(&payload)
+            .execute(&self.pool)
+            .await;
+        if let Err(e) = sent {
+            tracing::warn!(error = %e, "could not announce a session cache invalidation");
+        }
+    }
+
+    /// Listens for invalidations and hands each to `on`; when the connection
+    /// drops (so notifications may be lost) `on` gets [`Invalidation::All`].
+    pub async fn listen_for_invalidations(
+        &self,
+        on: impl Fn(Invalidation) + Send + Sync + 'static,
+    ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(backend)?;
+        listener.listen(INVALIDATION_CHANNEL).await.map_err(backend)?;
+        Ok(tokio::spawn(async move {
+            loop {
+                match listener.try_recv().await {
+                    Ok(Some(notification)) => on(Invalidation::parse(notification.payload())),
+                    Ok(None) => on(Invalidation::All),
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session cache listener lost its connection");
+                        on(Invalidation::All);
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }))
     }
 }
 

@@ -181,6 +181,7 @@ impl SessionStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        self.notify_invalidation(format!("s:{id}")).await;
         Ok(done.rows_affected() > 0)
     }
 
@@ -197,6 +198,7 @@ impl SessionStore for PgStore {
         .execute(&self.pool)
         .await
         .map_err(backend)?;
+        self.notify_invalidation(format!("i:{identity_id}")).await;
         Ok(done.rows_affected())
     }
 
@@ -206,6 +208,7 @@ impl SessionStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        self.notify_invalidation(format!("i:{identity_id}")).await;
         Ok(done.rows_affected())
     }
 
@@ -217,6 +220,7 @@ impl SessionStore for PgStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        self.notify_invalidation(format!("s:{id}")).await;
         Ok(done.rows_affected() > 0)
     }
 }
