@@ -141,9 +141,11 @@ pub struct TestApp {
     pub admin: Configuration,
     /// The Kratos SDK pointed at the public API.
     pub public: Configuration,
+    /// Where this server keeps its data, for a second server on the same database.
+    pub dsn: String,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
-    _db: TestDatabase,
+    _db: Option<TestDatabase>,
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
@@ -159,6 +161,15 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         store.migrate().await.unwrap();
         store.close().await;
     }
+    start(dsn, Some(db), adjust).await
+}
+
+/// Another server on an existing database (the first keeps it alive).
+pub async fn spawn_app_on(dsn: &str) -> TestApp {
+    start(dsn.to_string(), None, |_| {}).await
+}
+
+async fn start(dsn: String, db: Option<TestDatabase>, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&dsn);
     adjust(&mut config);
     let app = Application::build(&config).await.expect("server starts");
@@ -175,6 +186,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         public_url,
         admin_url,
         http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        dsn,
         stop: Some(stop),
         server: Some(server),
         _db: db,

@@ -7,7 +7,13 @@ use serde_json::Value;
 use crate::helpers::{Backend, PASSWORD, login, register, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
-on_both_databases!(my_sessions, admin_sessions, login_can_revoke_other_sessions, two_step_registration);
+on_both_databases!(
+    my_sessions,
+    admin_sessions,
+    login_can_revoke_other_sessions,
+    two_step_registration,
+    deactivating_an_identity_ends_its_sessions_at_once,
+);
 
 async fn my_sessions(backend: Backend) {
     let app = spawn_app(backend).await;
@@ -155,5 +161,47 @@ async fn two_step_registration(backend: Backend) {
     assert_eq!(response.status(), 200);
     let done: Value = response.json().await.unwrap();
     assert_eq!(done["identity"]["traits"]["email"], "two@example.com");
+    app.stop().await;
+}
+
+/// Two servers share one PostgreSQL database: a session revoked through one
+/// stops working on the other at once, although the other had cached it.
+#[tokio::test]
+async fn revocation_reaches_every_server_sharing_postgres() {
+    let a = spawn_app(Backend::Postgres).await;
+    let b = crate::helpers::spawn_app_on(&a.dsn).await;
+    let (token, identity_id) = register(&a, "shared@example.com", PASSWORD).await;
+    let whoami = |app: &crate::helpers::TestApp| {
+        let request =
+            app.http.get(app.public_path("/sessions/whoami")).header("x-session-token", token.clone());
+        async move { request.send().await.unwrap().status().as_u16() }
+    };
+    assert_eq!(whoami(&b).await, 200, "b caches the session");
+    assert_eq!(whoami(&b).await, 200);
+    identity_api::delete_identity_sessions(&a.admin, &identity_id).await.unwrap();
+    // Notifications are asynchronous; allow them a moment, bounded.
+    let mut status = 200;
+    for _ in 0..50 {
+        status = whoami(&b).await;
+        if status == 401 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(status, 401);
+    b.stop().await;
+    a.stop().await;
+}
+
+async fn deactivating_an_identity_ends_its_sessions_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (token, identity_id) = register(&app, "deactivate@example.com", PASSWORD).await;
+    for _ in 0..2 {
+        assert!(frontend_api::to_session(&app.public, Some(&token), None, None).await.is_ok());
+    }
+    let mut op = ory_kratos_client::models::JsonPatch::new("replace".into(), "/state".into());
+    op.value = Some(Some(serde_json::json!("inactive")));
+    identity_api::patch_identity(&app.admin, &identity_id, Some(vec![op])).await.unwrap();
+    assert!(frontend_api::to_session(&app.public, Some(&token), None, None).await.is_err());
     app.stop().await;
 }
