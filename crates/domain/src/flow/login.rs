@@ -167,12 +167,7 @@ impl LoginService {
 
     /// A replacement flow carrying the "expired" message.
     async fn expired(&self, old: &Flow) -> Result<FlowError, FlowError> {
-        let request = FlowRequest {
-            flow_type: old.flow_type,
-            request_url: old.request_url.clone(),
-            return_to: old.return_to.clone(),
-            csrf_hash: old.csrf_hash.clone(),
-        };
+        let request = old.replacement_request();
         let mut replacement = self.build(&request, old.refresh);
         replacement
             .ui

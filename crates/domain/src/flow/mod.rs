@@ -132,6 +132,16 @@ impl Flow {
         self.expires_at <= now()
     }
 
+    /// How to start a flow that replaces this one (same client, same CSRF cookie).
+    pub fn replacement_request(&self) -> FlowRequest {
+        FlowRequest {
+            flow_type: self.flow_type,
+            request_url: self.request_url.clone(),
+            return_to: self.return_to.clone(),
+            csrf_hash: self.csrf_hash.clone(),
+        }
+    }
+
     /// Puts a freshly masked CSRF token into the form before it is shown.
     pub fn set_csrf_token(&mut self, token: &str) {
         self.ui.set_value("csrf_token", Value::String(token.into()));

@@ -268,12 +268,7 @@ impl RegistrationService {
     }
 
     async fn expired(&self, old: &Flow) -> Result<FlowError, FlowError> {
-        let request = FlowRequest {
-            flow_type: old.flow_type,
-            request_url: old.request_url.clone(),
-            return_to: old.return_to.clone(),
-            csrf_hash: old.csrf_hash.clone(),
-        };
+        let request = old.replacement_request();
         let mut replacement = self.build(&request);
         replacement
             .ui

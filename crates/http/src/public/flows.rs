@@ -18,7 +18,8 @@ use crate::request::{cookie, cookies, session_token, wants_json};
 use crate::state::AppState;
 use crate::{cookies as set_cookie, csrf, views};
 
-/// The live session a request carries, if any.
+/// The live session a request carries, if any: one SHA-256 and (on a cache
+/// miss) one indexed read, never a write — this is `whoami`'s whole cost.
 pub async fn current_session(
     state: &AppState,
     headers: &HeaderMap,
@@ -229,6 +230,24 @@ pub fn ensure_csrf(
         Some(token) if csrf::verify(secret, token) => Ok(()),
         Some(_) => Err(csrf_violation("The csrf_token does not match the anti-CSRF cookie.")),
     }
+}
+
+/// The flow a submit names, after the checks every submit shares: native
+/// clients must not look like browsers, browsers must pass CSRF.
+pub async fn load_for_submit(
+    state: &AppState,
+    params: &QueryParams,
+    headers: &HeaderMap,
+    body: &Value,
+    kind: FlowKind,
+) -> Result<Flow, ApiError> {
+    let id = flow_id(params, "flow")?;
+    let flow = latchkey_domain::flow::load(state.store.as_ref(), id, kind).await.map_err(flow_failure)?;
+    match flow.flow_type {
+        FlowType::Api => ensure_api_client(headers)?,
+        FlowType::Browser => ensure_csrf(state, headers, &flow, field(body, "csrf_token"))?,
+    }
+    Ok(flow)
 }
 
 /// `GET /self-service/<flow>/flows?id=`.

@@ -25,26 +25,16 @@ use crate::{cookies, views};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/self-service/login/api", get(init_api))
-        .route("/self-service/login/browser", get(init_browser))
+        .route(
+            "/self-service/login/api",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
+        )
+        .route(
+            "/self-service/login/browser",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
+        )
         .route("/self-service/login/flows", get(fetch))
         .route("/self-service/login", get(submit).post(submit))
-}
-
-async fn init_api(
-    state: State<AppState>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    init(state, uri, headers, FlowType::Api).await
-}
-
-async fn init_browser(
-    state: State<AppState>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    init(state, uri, headers, FlowType::Browser).await
 }
 
 async fn init(
@@ -84,14 +74,7 @@ async fn submit(
     SubmitBody(body): SubmitBody,
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
-    let id = flows::flow_id(&params, "flow")?;
-    let mut flow = latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Login)
-        .await
-        .map_err(flows::flow_failure)?;
-    match flow.flow_type {
-        FlowType::Api => flows::ensure_api_client(&headers)?,
-        FlowType::Browser => flows::ensure_csrf(&state, &headers, &flow, field(&body, "csrf_token"))?,
-    }
+    let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Login).await?;
     if !flow.refresh && flows::current_session(&state, &headers).await?.is_some() {
         return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
     }

@@ -26,8 +26,14 @@ use crate::views::{self, Audience, CredentialsView};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/self-service/registration/api", get(init_api))
-        .route("/self-service/registration/browser", get(init_browser))
+        .route(
+            "/self-service/registration/api",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
+        )
+        .route(
+            "/self-service/registration/browser",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
+        )
         .route("/self-service/registration/flows", get(fetch))
         .route("/self-service/registration", get(submit).post(submit))
 }
@@ -36,22 +42,6 @@ fn disabled() -> ApiError {
     ApiError::bad_request()
         .with_id("self_service_flow_disabled")
         .with_reason("Registration is not allowed because it was disabled.")
-}
-
-async fn init_api(
-    state: State<AppState>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    init(state, uri, headers, FlowType::Api).await
-}
-
-async fn init_browser(
-    state: State<AppState>,
-    uri: OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    init(state, uri, headers, FlowType::Browser).await
 }
 
 async fn init(
@@ -95,14 +85,7 @@ async fn submit(
         return Err(disabled());
     }
     let params = QueryParams::parse(uri.query());
-    let id = flows::flow_id(&params, "flow")?;
-    let mut flow = latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Registration)
-        .await
-        .map_err(flows::flow_failure)?;
-    match flow.flow_type {
-        FlowType::Api => flows::ensure_api_client(&headers)?,
-        FlowType::Browser => flows::ensure_csrf(&state, &headers, &flow, field(&body, "csrf_token"))?,
-    }
+    let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Registration).await?;
     if flows::current_session(&state, &headers).await?.is_some() {
         return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
     }

@@ -6,16 +6,14 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get};
 use axum::{Json, Router};
-use latchkey_domain::identity::{Identity, IdentityState};
-use latchkey_domain::session::{Session, hash_token};
 use latchkey_domain::store::SessionQuery;
 use serde_json::json;
 use uuid::Uuid;
 
+use super::flows::current_session;
 use crate::error::ApiError;
 use crate::pagination::OffsetPage;
 use crate::query::QueryParams;
-use crate::request::session_token;
 use crate::state::AppState;
 use crate::views::{self, Audience};
 
@@ -37,23 +35,8 @@ fn session_inactive() -> ApiError {
         .with_reason("This endpoint can only be used with a valid session. Please sign in and try again.")
 }
 
-/// One indexed read, one SHA-256, no writes.
-async fn authenticate(
-    state: &AppState,
-    headers: &HeaderMap,
-) -> Result<Option<(Session, Identity)>, ApiError> {
-    let Some(token) = session_token(headers, &state.web.session_cookie_name) else {
-        return Ok(None);
-    };
-    Ok(state
-        .store
-        .session_by_token(&hash_token(token))
-        .await?
-        .filter(|(s, i)| s.is_live() && i.state == IdentityState::Active))
-}
-
 async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (session, identity) = authenticate(&state, &headers).await?.ok_or_else(no_session)?;
+    let (session, identity) = current_session(&state, &headers).await?.ok_or_else(no_session)?;
     let body = views::session(&session, Some(&identity), &state.urls, Audience::Public, true);
     let mut response = Json(body).into_response();
     if let Ok(id) = HeaderValue::from_str(&identity.id.to_string()) {
@@ -67,7 +50,7 @@ async fn list_mine(
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (current, identity) = authenticate(&state, &headers).await?.ok_or_else(session_inactive)?;
+    let (current, identity) = current_session(&state, &headers).await?.ok_or_else(session_inactive)?;
     let params = QueryParams::parse(uri.query());
     let page = OffsetPage::from_params(&params)?;
     let query = SessionQuery {
@@ -93,7 +76,7 @@ async fn list_mine(
 }
 
 async fn revoke_others(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (current, identity) = authenticate(&state, &headers).await?.ok_or_else(session_inactive)?;
+    let (current, identity) = current_session(&state, &headers).await?.ok_or_else(session_inactive)?;
     let count = state.store.revoke_sessions_of(identity.id, Some(current.id)).await?;
     Ok(Json(json!({ "count": count })).into_response())
 }
@@ -103,7 +86,7 @@ async fn revoke_one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (current, identity) = authenticate(&state, &headers).await?.ok_or_else(session_inactive)?;
+    let (current, identity) = current_session(&state, &headers).await?.ok_or_else(session_inactive)?;
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::bad_request().with_reason("The session id is malformed."))?;
     if id == current.id {
