@@ -40,8 +40,6 @@
 mod api;
 mod cli;
 mod driver;
-#[cfg(test)]
-mod fake_kratos;
 mod hasher;
 mod report;
 mod scenarios;

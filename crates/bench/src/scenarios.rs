@@ -159,17 +159,80 @@ type RequestFuture = std::pin::Pin<Box<dyn Future<Output = Result<(), CallError>
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use crate::fake_kratos;
+    use latchkey::config::{Config, Hook, SchemaEntry};
+    use latchkey::startup::Application;
+    use reqwest::Url;
+    use tokio::sync::oneshot;
 
-    fn bench(url: &reqwest::Url, clients: usize) -> Bench {
-        let settings = Settings {
-            clients,
-            warmup: Duration::from_millis(50),
-            duration: Duration::from_millis(250),
-            password_length: 20,
-        };
-        Bench::new(Api::new(url, url).unwrap(), settings)
+    use super::*;
+
+    /// The real server, in-process on random loopback ports, as the server's
+    /// own HTTP tests start it. On a SQLite file rather than `memory`: the
+    /// in-memory database lives in the pool's single connection, and a request
+    /// cancelled while acquiring it (as the driver cancels requests in flight at
+    /// every deadline) can make the pool replace it with a new, empty database.
+    struct Server {
+        public: Url,
+        admin: Url,
+        stop: oneshot::Sender<()>,
+        serving: tokio::task::JoinHandle<std::io::Result<()>>,
+        /// Held so the database outlives the server.
+        _dir: tempfile::TempDir,
+    }
+
+    impl Server {
+        async fn start(adjust: impl FnOnce(&mut Config)) -> Self {
+            if std::env::var("TEST_LOG").is_ok() {
+                latchkey::telemetry::init(&latchkey::config::Log::default());
+            }
+            let dir = tempfile::tempdir().unwrap();
+            let dsn = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+            let mut config = Config { dsn, dev: true, ..Default::default() };
+            config.serve.public.host = "127.0.0.1".into();
+            config.serve.public.port = Some(0);
+            config.serve.admin.host = "127.0.0.1".into();
+            config.serve.admin.port = Some(0);
+            // The lowest cost `dev` allows: the scenarios measure the server, not bcrypt.
+            config.hashers.bcrypt.cost = 4;
+            let schema =
+                concat!(env!("CARGO_MANIFEST_DIR"), "/../../contrib/quickstart/identity.schema.json");
+            config.identity.schemas =
+                vec![SchemaEntry { id: "default".into(), url: format!("file://{schema}") }];
+            adjust(&mut config);
+            let app = Application::build(&config).await.expect("server starts");
+            let url = |addr| Url::parse(&format!("http://{addr}")).unwrap();
+            let (public, admin) = (url(app.public_addr()), url(app.admin_addr()));
+            let (stop, stopped) = oneshot::channel::<()>();
+            let serving = tokio::spawn(app.run_until_stopped(async {
+                stopped.await.ok();
+            }));
+            Server { public, admin, stop, serving, _dir: dir }
+        }
+
+        /// With Kratos's `session` hook after password registration, or without it.
+        async fn with_session_hook(on: bool) -> Self {
+            Server::start(|config| {
+                config.selfservice.flows.registration.after.password.hooks =
+                    if on { vec![Hook { hook: "session".into(), config: None }] } else { Vec::new() };
+            })
+            .await
+        }
+
+        fn bench(&self, clients: usize) -> Bench {
+            let settings = Settings {
+                clients,
+                warmup: Duration::from_millis(50),
+                duration: Duration::from_millis(250),
+                password_length: 20,
+            };
+            Bench::new(Api::new(&self.public, &self.admin).unwrap(), settings)
+        }
+
+        /// Stops gracefully and waits, so a server that fails to shut down fails the test.
+        async fn stop(self) {
+            self.stop.send(()).ok();
+            self.serving.await.unwrap().unwrap();
+        }
     }
 
     fn assert_clean(line: &Line) {
@@ -180,8 +243,8 @@ mod tests {
 
     #[tokio::test]
     async fn every_scenario_runs_against_a_server_with_the_session_hook() {
-        let url = fake_kratos::start(true, true).await;
-        let mut bench = bench(&url, 3);
+        let server = Server::with_session_hook(true).await;
+        let mut bench = server.bench(3);
         let mut labels = Vec::new();
         for &scenario in <Scenario as clap::ValueEnum>::value_variants() {
             for line in bench.run(scenario).await.unwrap() {
@@ -201,35 +264,40 @@ mod tests {
                 ("login (under whoami)", "logins/s"),
             ]
         );
+        server.stop().await;
     }
 
     #[tokio::test]
     async fn without_the_session_hook_users_log_in_for_their_tokens() {
-        let url = fake_kratos::start(false, true).await;
-        let mut bench = bench(&url, 2);
+        let server = Server::with_session_hook(false).await;
+        let mut bench = server.bench(2);
         for line in bench.run(Scenario::Whoami).await.unwrap() {
             assert_clean(&line);
         }
+        server.stop().await;
     }
 
     #[tokio::test]
-    async fn a_missing_endpoint_stops_the_scenario_with_the_servers_answer() {
-        let url = fake_kratos::start(true, false).await;
-        let mut bench = bench(&url, 2);
+    async fn a_failing_setup_stops_the_scenario_with_the_servers_answer() {
+        let server = Server::start(|config| config.selfservice.flows.registration.enabled = false).await;
+        let mut bench = server.bench(2);
         assert_eq!(bench.run(Scenario::Health).await.unwrap().len(), 1);
         let whoami = bench.run(Scenario::Whoami).await.unwrap_err();
         assert!(
             whoami.starts_with(
-                "setup (registering users): GET /self-service/registration/api answered 404 Not Found"
+                "setup (registering users): GET /self-service/registration/api answered 400 Bad Request: "
             ),
             "{whoami}"
         );
+        assert!(whoami.contains("self_service_flow_disabled"), "{whoami}");
         // The failed setup is remembered rather than repeated.
         assert_eq!(bench.run(Scenario::Login).await.unwrap_err(), whoami);
         let registration = bench.run(Scenario::Registration).await.unwrap_err();
         assert!(
-            registration.starts_with("probe: GET /self-service/registration/api answered 404"),
+            registration.starts_with("probe: GET /self-service/registration/api answered 400 Bad Request: "),
             "{registration}"
         );
+        assert!(registration.contains("self_service_flow_disabled"), "{registration}");
+        server.stop().await;
     }
 }
