@@ -167,17 +167,14 @@ mod tests {
     use super::*;
 
     /// The real server, in-process on random loopback ports, as the server's
-    /// own HTTP tests start it. On a SQLite file rather than `memory`: the
-    /// in-memory database lives in the pool's single connection, and a request
-    /// cancelled while acquiring it (as the driver cancels requests in flight at
-    /// every deadline) can make the pool replace it with a new, empty database.
+    /// own HTTP tests start it, on `dsn: memory` as the bench's docs suggest.
+    /// The driver cancels requests in flight at every deadline, which once
+    /// made the in-memory database vanish; these tests guard against that.
     struct Server {
         public: Url,
         admin: Url,
         stop: oneshot::Sender<()>,
         serving: tokio::task::JoinHandle<std::io::Result<()>>,
-        /// Held so the database outlives the server.
-        _dir: tempfile::TempDir,
     }
 
     impl Server {
@@ -185,9 +182,7 @@ mod tests {
             if std::env::var("TEST_LOG").is_ok() {
                 latchkey::telemetry::init(&latchkey::config::Log::default());
             }
-            let dir = tempfile::tempdir().unwrap();
-            let dsn = format!("sqlite://{}", dir.path().join("latchkey.db").display());
-            let mut config = Config { dsn, dev: true, ..Default::default() };
+            let mut config = Config { dsn: "memory".into(), dev: true, ..Default::default() };
             config.serve.public.host = "127.0.0.1".into();
             config.serve.public.port = Some(0);
             config.serve.admin.host = "127.0.0.1".into();
@@ -206,7 +201,7 @@ mod tests {
             let serving = tokio::spawn(app.run_until_stopped(async {
                 stopped.await.ok();
             }));
-            Server { public, admin, stop, serving, _dir: dir }
+            Server { public, admin, stop, serving }
         }
 
         /// With Kratos's `session` hook after password registration, or without it.

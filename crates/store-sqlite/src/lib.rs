@@ -7,13 +7,14 @@ mod identities;
 mod sessions;
 
 use std::borrow::Cow;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use latchkey_domain::store::{Database, MigrationState, StoreError};
 use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{SqlSafeStr, SqlitePool};
+use sqlx::{ConnectOptions, SqlSafeStr, SqliteConnection, SqlitePool};
 
 /// Version, name and SQL of every migration, in order. The PostgreSQL store
 /// keeps the same versions and names.
@@ -26,6 +27,9 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
 #[derive(Clone)]
 pub struct SqliteStore {
     pub(crate) pool: SqlitePool,
+    /// For `memory`: a connection outside the pool that keeps the shared
+    /// in-memory database alive whatever the pool does with its own.
+    _keeper: Option<Arc<Mutex<SqliteConnection>>>,
 }
 
 impl SqliteStore {
@@ -33,17 +37,24 @@ impl SqliteStore {
     /// Query parameters other than `mode` are ignored (Kratos-style DSNs carry
     /// Go driver flags such as `_fk=true`).
     pub async fn connect(dsn: &str) -> Result<Self, StoreError> {
-        let pool = if is_memory(dsn) {
-            // One connection that never closes: each connection to `:memory:`
-            // would otherwise see its own empty database.
-            SqlitePoolOptions::new()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None)
-                .connect_with(base_options().in_memory(true))
+        if is_memory(dsn) {
+            // A uniquely named shared-cache database: every pooled connection
+            // sees the same data, and it lives as long as one connection is
+            // open, which the keeper guarantees even if the pool drops its own
+            // (a cancelled request can make it do so).
+            let options = base_options()
+                .filename(format!("file:latchkey-memory-{}", uuid::Uuid::new_v4().simple()))
+                .in_memory(true)
+                .shared_cache(true);
+            let keeper = options.connect().await.map_err(codec::backend)?;
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(options)
                 .await
-        } else {
+                .map_err(codec::backend)?;
+            return Ok(Self { pool, _keeper: Some(Arc::new(Mutex::new(keeper))) });
+        }
+        let pool = {
             let (path, params) = split_dsn(dsn);
             let mut options = base_options()
                 .filename(path)
@@ -56,7 +67,7 @@ impl SqliteStore {
             SqlitePoolOptions::new().max_connections(8).connect_with(options).await
         }
         .map_err(codec::backend)?;
-        Ok(Self { pool })
+        Ok(Self { pool, _keeper: None })
     }
 
     fn migrator() -> Migrator {
