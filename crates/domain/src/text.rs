@@ -107,3 +107,15 @@ pub fn no_login_method() -> Message {
 pub fn no_registration_method() -> Message {
     error(4010003, "No sign-up method matches this request. Did you fill out the form correctly?", None)
 }
+pub fn label_save() -> Message {
+    info(1070003, "Save")
+}
+pub fn settings_saved() -> Message {
+    Message { kind: MessageType::Success, ..info(1050001, "Your changes have been saved.") }
+}
+pub fn settings_flow_expired(expired_at: chrono::DateTime<chrono::Utc>, ago: chrono::Duration) -> Message {
+    expired(4050001, expired_at, ago)
+}
+pub fn no_settings_method() -> Message {
+    error(4010004, "No settings method matches this request. Did you fill out the form correctly?", None)
+}

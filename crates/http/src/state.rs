@@ -6,6 +6,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use latchkey_domain::flow::login::LoginService;
 use latchkey_domain::flow::registration::RegistrationService;
+use latchkey_domain::flow::settings::SettingsService;
 use latchkey_domain::{IdentityManager, Store};
 
 /// `serve.public.base_url` and `serve.admin.base_url`, without a trailing slash.
@@ -43,6 +44,7 @@ pub struct WebSettings {
     pub allowed_return_urls: Vec<String>,
     pub login_ui_url: String,
     pub registration_ui_url: String,
+    pub settings_ui_url: String,
     pub error_ui_url: String,
     pub logout_return_url: String,
     pub cookies: CookieSettings,
@@ -60,6 +62,7 @@ pub struct AppState {
     pub identities: IdentityManager,
     pub login: LoginService,
     pub registration: RegistrationService,
+    pub settings: SettingsService,
     pub urls: Arc<BaseUrls>,
     pub web: Arc<WebSettings>,
     pub version: &'static str,

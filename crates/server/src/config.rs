@@ -60,6 +60,7 @@ pub struct SelfService {
 pub struct Flows {
     pub login: LoginFlow,
     pub registration: RegistrationFlow,
+    pub settings: SettingsFlow,
     pub error: UiOnly,
     pub logout: LogoutFlow,
 }
@@ -110,6 +111,30 @@ impl Default for RegistrationFlow {
             enabled: true,
             style: "unified".into(),
             enable_legacy_one_step: None,
+            after: After::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SettingsFlow {
+    pub ui_url: String,
+    pub lifespan: String,
+    /// How recent a sign-in must be to change a password or identifier.
+    pub privileged_session_max_age: String,
+    /// Only `highest_available` and `aal1` mean anything without second factors.
+    pub required_aal: String,
+    pub after: After,
+}
+
+impl Default for SettingsFlow {
+    fn default() -> Self {
+        Self {
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+            privileged_session_max_age: "1h".into(),
+            required_aal: "highest_available".into(),
             after: After::default(),
         }
     }
@@ -453,6 +478,7 @@ pub fn load(
     for (path, after) in [
         ("selfservice.flows.login.after", &config.selfservice.flows.login.after),
         ("selfservice.flows.registration.after", &config.selfservice.flows.registration.after),
+        ("selfservice.flows.settings.after", &config.selfservice.flows.settings.after),
     ] {
         for (method, hooks) in [("", &after.hooks), (".password", &after.password.hooks)] {
             for hook in hooks.iter().filter(|h| !SUPPORTED_HOOKS.contains(&h.hook.as_str())) {
@@ -641,6 +667,8 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     for (key, value) in [
         ("selfservice.flows.login.lifespan", &flows.login.lifespan),
         ("selfservice.flows.registration.lifespan", &flows.registration.lifespan),
+        ("selfservice.flows.settings.lifespan", &flows.settings.lifespan),
+        ("selfservice.flows.settings.privileged_session_max_age", &flows.settings.privileged_session_max_age),
         ("session.lifespan", &config.session.lifespan),
     ] {
         parse_duration(value).ok_or_else(|| invalid(key, "expected a duration such as 1h or 15m"))?;
@@ -648,6 +676,9 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     if let Some(extend) = &config.session.earliest_possible_extend {
         parse_duration(extend)
             .ok_or_else(|| invalid("session.earliest_possible_extend", "expected a duration such as 1h"))?;
+    }
+    if !matches!(flows.settings.required_aal.as_str(), "highest_available" | "aal1") {
+        return Err(invalid("selfservice.flows.settings.required_aal", "expected highest_available or aal1"));
     }
     if !matches!(flows.registration.style.as_str(), "unified" | "profile_first") {
         return Err(invalid("selfservice.flows.registration.style", "expected `unified` or `profile_first`"));

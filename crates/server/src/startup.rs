@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
 use latchkey_domain::flow::registration::{RegistrationService, RegistrationSettings};
+use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
 use latchkey_domain::password_policy::PasswordPolicy;
 use latchkey_domain::schema::SchemaSource;
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
@@ -210,6 +211,26 @@ impl Application {
             },
         );
         let password = &config.selfservice.methods.password.config;
+        let policy = PasswordPolicy {
+            min_length: password.min_password_length,
+            identifier_similarity_check: password.identifier_similarity_check_enabled,
+            breached_check: password.haveibeenpwned_enabled,
+        };
+        let settings = SettingsService::new(
+            store.clone(),
+            identities.clone(),
+            SettingsSettings {
+                public_base: urls.public.clone(),
+                lifespan: duration(&flows.settings.lifespan),
+                privileged_session_max_age: duration(&flows.settings.privileged_session_max_age),
+                password_policy: policy,
+                revoke_sessions_after_password: flows
+                    .settings
+                    .after
+                    .password_hooks()
+                    .any(|h| h == "revoke_active_sessions"),
+            },
+        );
         let registration = RegistrationService::new(
             store.clone(),
             identities.clone(),
@@ -221,11 +242,7 @@ impl Application {
                 two_step: flows.registration.style == "profile_first"
                     && flows.registration.enable_legacy_one_step != Some(true),
                 issue_session: flows.registration.after.password_hooks().any(|h| h == "session"),
-                password_policy: PasswordPolicy {
-                    min_length: password.min_password_length,
-                    identifier_similarity_check: password.identifier_similarity_check_enabled,
-                    breached_check: password.haveibeenpwned_enabled,
-                },
+                password_policy: policy,
             },
         );
         let state = AppState {
@@ -233,6 +250,7 @@ impl Application {
             identities,
             login,
             registration,
+            settings,
             urls: Arc::new(urls),
             web: Arc::new(web),
             version: VERSION,
@@ -309,6 +327,7 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
             &ss.flows.registration.ui_url,
             format!("{}/ui/registration", urls.public),
         ),
+        settings_ui_url: or_default(&ss.flows.settings.ui_url, format!("{}/ui/settings", urls.public)),
         error_ui_url: or_default(&ss.flows.error.ui_url, format!("{}/ui/error", urls.public)),
         logout_return_url: or_default(
             &ss.flows.logout.after.default_browser_return_url,

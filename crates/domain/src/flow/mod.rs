@@ -4,6 +4,7 @@
 
 pub mod login;
 pub mod registration;
+pub mod settings;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};

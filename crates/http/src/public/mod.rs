@@ -6,6 +6,7 @@ mod logout;
 mod registration;
 mod schemas;
 pub(crate) mod sessions;
+mod settings;
 
 use axum::Router;
 
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(login::router())
         .merge(registration::router())
         .merge(sessions::router())
+        .merge(settings::router())
         .merge(logout::router())
         .merge(crate::admin::health::router())
 }

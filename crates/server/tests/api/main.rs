@@ -11,4 +11,5 @@ mod health;
 mod identities;
 mod native;
 mod sessions;
+mod settings;
 mod startup;

@@ -1,0 +1,229 @@
+//! `/self-service/settings/*`: a signed-in identity's account settings, for
+//! native apps and browsers. Every endpoint needs the session whose
+//! identity owns the flow.
+
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use latchkey_domain::flow::settings::{SettingsOutcome, SettingsSubmission};
+use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowType};
+use latchkey_domain::identity::Identity;
+use latchkey_domain::session::Session;
+use latchkey_domain::text;
+use latchkey_hash::SecretPassword;
+use serde_json::{Value, json};
+
+use super::flows::{self, current_session, field};
+use crate::csrf;
+use crate::error::{ApiError, Extra};
+use crate::query::QueryParams;
+use crate::request::{cookie, wants_json};
+use crate::state::AppState;
+use crate::views::{self, Audience, CredentialsView};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/self-service/settings/api",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
+        )
+        .route(
+            "/self-service/settings/browser",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
+        )
+        .route("/self-service/settings/flows", get(fetch))
+        .route("/self-service/settings", get(submit).post(submit))
+}
+
+fn session_inactive() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "The request could not be authorized")
+        .with_id("session_inactive")
+        .with_reason("This endpoint can only be used with a valid session. Please sign in and try again.")
+}
+
+fn identity_mismatch() -> ApiError {
+    ApiError::new(StatusCode::FORBIDDEN, "The requested action was forbidden")
+        .with_id("security_identity_mismatch")
+        .with_reason("The settings flow belongs to another identity.")
+}
+
+/// The settings flow as the SDKs read it: the flow plus the identity it edits.
+fn body(state: &AppState, flow: &Flow, identity: &Identity, continue_with: Value) -> Value {
+    let mut out = views::flow(flow);
+    out["identity"] = views::identity(identity, &state.urls, Audience::Public, &CredentialsView::Omit);
+    out["continue_with"] = continue_with;
+    out
+}
+
+/// JSON for JSON clients (with a freshly masked CSRF token for browsers),
+/// the settings UI for browsers that want HTML.
+fn answer(
+    state: &AppState,
+    mut flow: Flow,
+    identity: &Identity,
+    headers: &HeaderMap,
+    status: StatusCode,
+) -> Response {
+    if flow.flow_type == FlowType::Browser && !wants_json(headers) {
+        return flows::see_other(&format!("{}?flow={}", state.web.settings_ui_url, flow.id));
+    }
+    if flow.flow_type == FlowType::Browser
+        && let Some(secret) =
+            cookie(headers, &state.web.csrf_cookie_name).filter(|c| csrf::is_valid_secret(c))
+    {
+        flow.set_csrf_token(&csrf::mask(secret));
+    }
+    (status, Json(body(state, &flow, identity, Value::Null))).into_response()
+}
+
+async fn init(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    flow_type: FlowType,
+) -> Result<Response, ApiError> {
+    let Some((_, identity)) = current_session(&state, &headers).await? else {
+        if flow_type == FlowType::Browser && !wants_json(&headers) {
+            return Ok(flows::see_other(&state.web.login_ui_url));
+        }
+        return Err(session_inactive());
+    };
+    let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
+    let mut flow = state.settings.create(&started.request, &identity).await.map_err(flows::flow_failure)?;
+    let response = if flow_type == FlowType::Browser && !wants_json(&headers) {
+        flows::see_other(&format!("{}?flow={}", state.web.settings_ui_url, flow.id))
+    } else {
+        flow.set_csrf_token(&started.csrf_token);
+        Json(body(&state, &flow, &identity, Value::Null)).into_response()
+    };
+    Ok(flows::with_cookie(response, started.set_cookie))
+}
+
+/// The session, and the flow only if it belongs to the session's identity.
+async fn owned_flow(
+    state: &AppState,
+    headers: &HeaderMap,
+    flow: &Flow,
+) -> Result<(Session, Identity), ApiError> {
+    let (session, identity) = current_session(state, headers).await?.ok_or_else(session_inactive)?;
+    if flow.identity_id != Some(identity.id) {
+        return Err(identity_mismatch());
+    }
+    Ok((session, identity))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let id = flows::flow_id(&params, "id")?;
+    let flow = latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Settings)
+        .await
+        .map_err(flows::flow_failure)?;
+    let (_, identity) = owned_flow(&state, &headers, &flow).await?;
+    if flow.flow_type == FlowType::Browser {
+        let matches = cookie(&headers, &state.web.csrf_cookie_name)
+            .is_some_and(|secret| flow.csrf_hash.as_deref() == Some(csrf::hash(secret).as_str()));
+        if !matches {
+            return Err(flows::csrf_violation("The anti-CSRF cookie does not belong to this flow."));
+        }
+    }
+    if flow.is_expired() {
+        return Err(ApiError::new(StatusCode::GONE, "self-service flow expired")
+            .with_reason("The self-service flow expired; initialize a new one."));
+    }
+    let mut flow = flow;
+    if flow.flow_type == FlowType::Browser
+        && let Some(secret) = cookie(&headers, &state.web.csrf_cookie_name)
+    {
+        flow.set_csrf_token(&csrf::mask(secret));
+    }
+    Ok(Json(body(&state, &flow, &identity, Value::Null)).into_response())
+}
+
+/// 403 `session_refresh_required`: sign in again, then come back to this flow.
+fn refresh_required(state: &AppState, flow: &Flow) -> ApiError {
+    let back = format!("{}/self-service/settings?flow={}", state.urls.public, flow.id);
+    let login = format!(
+        "{}/self-service/login/browser?refresh=true&return_to={}",
+        state.urls.public,
+        form_urlencoded::byte_serialize(back.as_bytes()).collect::<String>()
+    );
+    let mut error = ApiError::new(StatusCode::FORBIDDEN, "The requested action was forbidden")
+        .with_id("session_refresh_required")
+        .with_reason("The login session is too old and thus not allowed to update these fields. Please re-authenticate.");
+    let mut siblings = serde_json::Map::new();
+    siblings.insert("redirect_browser_to".into(), json!(login));
+    error.extra = Some(Box::new(Extra { details: Some(json!({ "redirect_browser_to": login })), siblings }));
+    error
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    crate::submit::SubmitBody(body_json): crate::submit::SubmitBody,
+) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let mut flow = flows::load_for_submit(&state, &params, &headers, &body_json, FlowKind::Settings).await?;
+    let (session, identity) = owned_flow(&state, &headers, &flow).await?;
+    let submission = match field(&body_json, "method") {
+        Some("password") => SettingsSubmission::Password {
+            password: SecretPassword::new(field(&body_json, "password").unwrap_or_default()),
+        },
+        Some("profile") => SettingsSubmission::Profile {
+            traits: body_json.get("traits").cloned().unwrap_or_else(|| identity.traits.clone()),
+        },
+        _ => {
+            flow.ui.reset_messages();
+            flow.ui.messages.push(text::no_settings_method());
+            return Ok(answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST));
+        }
+    };
+    flow.transient_payload = body_json.get("transient_payload").cloned();
+    let outcome = match state.settings.submit(flow, &session, submission).await {
+        Ok(outcome) => outcome,
+        Err(e @ FlowError::Expired { .. }) => {
+            return Ok(flows::flow_failure_response(e, &headers, &state.web.settings_ui_url));
+        }
+        Err(e) => return Err(flows::flow_failure(e)),
+    };
+    match outcome {
+        SettingsOutcome::Rejected(flow) => {
+            Ok(answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST))
+        }
+        SettingsOutcome::RefreshRequired(flow) => {
+            if flow.flow_type == FlowType::Browser && !wants_json(&headers) {
+                return Ok(flows::see_other(&format!(
+                    "{}/self-service/login/browser?refresh=true",
+                    state.urls.public
+                )));
+            }
+            Err(refresh_required(&state, &flow))
+        }
+        SettingsOutcome::Saved(flow, updated) => {
+            if flow.flow_type == FlowType::Api {
+                return Ok(Json(body(&state, &flow, &updated, Value::Null)).into_response());
+            }
+            let target = flow
+                .return_to
+                .clone()
+                .unwrap_or_else(|| format!("{}?flow={}", state.web.settings_ui_url, flow.id));
+            if wants_json(&headers) {
+                let continue_with =
+                    json!([{ "action": "redirect_browser_to", "redirect_browser_to": target }]);
+                let mut flow = flow;
+                if let Some(secret) = cookie(&headers, &state.web.csrf_cookie_name) {
+                    flow.set_csrf_token(&csrf::mask(secret));
+                }
+                Ok(Json(body(&state, &flow, &updated, continue_with)).into_response())
+            } else {
+                Ok(flows::see_other(&target))
+            }
+        }
+    }
+}
