@@ -153,8 +153,10 @@ impl PasswordHasher {
             .map_err(|_| HashError::Internal("password hasher is closed".into()))?;
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
-            let _permit = permit;
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+            // Free the slot before answering, so a caller that sees the
+            // result also sees the permit returned.
+            drop(permit);
             let _ = done.send(outcome.ok());
         });
         self.jobs.send(job).map_err(|_| HashError::Internal("password hashing pool is gone".into()))?;
