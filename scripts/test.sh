@@ -5,4 +5,4 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 TEST_POSTGRES_URL="$(scripts/postgres.sh)"
 export TEST_POSTGRES_URL
-exec cargo test --workspace "$@"
+exec cargo test --workspace --no-fail-fast "$@"

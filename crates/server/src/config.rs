@@ -804,11 +804,11 @@ mod tests {
             dir.path(),
             "a.yml",
             &format!(
-                "{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice:\n  flows:\n    settings: {{}}\n"
+                "{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice:\n  flows:\n    recovery: {{}}\n"
             ),
         );
         let loaded = load(&[a], Vec::new(), false).unwrap();
-        assert_eq!(loaded.unsupported_keys, vec!["courier", "selfservice.flows.settings"]);
+        assert_eq!(loaded.unsupported_keys, vec!["courier", "selfservice.flows.recovery"]);
     }
 
     #[test]

@@ -39,7 +39,7 @@ fn kratos_quickstart_config_loads_unchanged() {
         "feature_flags",
         "serve.public.cors",
         "selfservice.methods.totp",
-        "selfservice.flows.settings",
+        "selfservice.flows.verification",
         "selfservice.flows.recovery",
     ] {
         assert!(loaded.unsupported_keys.iter().any(|k| k == key), "{key} in {:?}", loaded.unsupported_keys);
