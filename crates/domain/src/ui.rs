@@ -93,6 +93,21 @@ impl Node {
         .into_node()
     }
 
+    /// The password input; `autocomplete` tells password managers whether
+    /// to offer a saved (`current-password`) or a new (`new-password`) one.
+    pub fn password(autocomplete: &str) -> Node {
+        Input {
+            name: "password",
+            input_type: "password",
+            group: Group::Password,
+            value: None,
+            required: true,
+            autocomplete: Some(autocomplete),
+            label: Some(crate::text::label_password()),
+        }
+        .into_node()
+    }
+
     /// A submit button for `method`.
     pub fn submit(group: Group, method: &str, label: Message) -> Node {
         Input {

@@ -76,16 +76,7 @@ impl LoginService {
             label: Some(text::label_id()),
         };
         flow.ui.nodes.insert(0, identifier.into_node());
-        let password = Input {
-            name: "password",
-            input_type: "password",
-            group: Group::Password,
-            value: None,
-            required: true,
-            autocomplete: Some("current-password"),
-            label: Some(text::label_password()),
-        };
-        flow.ui.nodes.push(password.into_node());
+        flow.ui.nodes.push(Node::password("current-password"));
         flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_sign_in_with_password()));
         if refresh {
             flow.ui.messages.push(text::label_sign_in_refresh());

@@ -96,16 +96,7 @@ impl RegistrationService {
     }
 
     fn password_nodes(&self, flow: &mut Flow) {
-        let password = Input {
-            name: "password",
-            input_type: "password",
-            group: Group::Password,
-            value: None,
-            required: true,
-            autocomplete: Some("new-password"),
-            label: Some(text::label_password()),
-        };
-        flow.ui.nodes.push(password.into_node());
+        flow.ui.nodes.push(Node::password("new-password"));
         flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_sign_up()));
     }
 

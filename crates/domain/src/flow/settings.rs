@@ -15,7 +15,7 @@ use crate::session::Session;
 use crate::store::Store;
 use crate::text;
 use crate::time::now;
-use crate::ui::{Group, Input, Node, trait_nodes};
+use crate::ui::{Group, Node, trait_nodes};
 
 pub struct SettingsSettings {
     pub public_base: String,
@@ -85,16 +85,7 @@ impl SettingsService {
         flow.ui.nodes.extend(profile);
         super::show_traits(&mut flow.ui, &identity.traits);
         flow.ui.nodes.push(Node::submit(Group::Profile, "profile", text::label_save()));
-        let password = Input {
-            name: "password",
-            input_type: "password",
-            group: Group::Password,
-            value: None,
-            required: true,
-            autocomplete: Some("new-password"),
-            label: Some(text::label_password()),
-        };
-        flow.ui.nodes.push(password.into_node());
+        flow.ui.nodes.push(Node::password("new-password"));
         flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_save()));
     }
 
