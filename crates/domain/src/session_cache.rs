@@ -15,12 +15,13 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
 use crate::identity::{CredentialType, Identity};
 use crate::session::Session;
 use crate::store::{
-    Database, FlowStore, IdentityQuery, IdentityStore, MigrationState, SessionQuery, SessionStore, Store,
-    StoreError,
+    Database, FlowStore, IdentityQuery, IdentityStore, MessageQuery, MigrationState, OutboxStore,
+    SessionQuery, SessionStore, Store, StoreError,
 };
 
 struct Entry {
@@ -193,6 +194,33 @@ impl IdentityStore for CachingStore {
         identifier: &str,
     ) -> Result<Option<Identity>, StoreError> {
         self.inner.find_identity_by_identifier(kind, identifier).await
+    }
+}
+
+#[async_trait]
+impl OutboxStore for CachingStore {
+    async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
+        self.inner.enqueue_message(message).await
+    }
+
+    async fn claim_messages(
+        &self,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Message>, StoreError> {
+        self.inner.claim_messages(limit, lease_until).await
+    }
+
+    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError> {
+        self.inner.record_dispatch(dispatch, status).await
+    }
+
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        self.inner.list_messages(query).await
+    }
+
+    async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError> {
+        self.inner.get_message(id).await
     }
 }
 

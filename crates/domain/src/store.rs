@@ -5,6 +5,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
 use crate::identity::{CredentialType, Identity};
 use crate::session::Session;
@@ -115,6 +116,33 @@ pub trait SessionStore: Send + Sync {
     ) -> Result<bool, StoreError>;
 }
 
+/// Which outbox messages to list, newest last (keyset by id).
+#[derive(Debug, Clone, Default)]
+pub struct MessageQuery {
+    pub status: Option<MessageStatus>,
+    pub recipient: Option<String>,
+    pub after: Option<Uuid>,
+    pub limit: u32,
+}
+
+#[async_trait]
+pub trait OutboxStore: Send + Sync {
+    async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError>;
+    /// Takes up to `limit` messages that are queued, or whose earlier claim
+    /// lapsed (a dispatcher died mid-send), marks them `processing` until
+    /// `lease_until`, and returns them. Concurrent dispatchers never get the
+    /// same message.
+    async fn claim_messages(
+        &self,
+        limit: u32,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Message>, StoreError>;
+    /// Records an attempt, counts it, and moves the message to `status`.
+    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError>;
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError>;
+    async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError>;
+}
+
 /// Everything Latchkey persists, as one handle for wiring.
-pub trait Store: IdentityStore + FlowStore + SessionStore + Database {}
-impl<T: IdentityStore + FlowStore + SessionStore + Database> Store for T {}
+pub trait Store: IdentityStore + FlowStore + SessionStore + OutboxStore + Database {}
+impl<T: IdentityStore + FlowStore + SessionStore + OutboxStore + Database> Store for T {}

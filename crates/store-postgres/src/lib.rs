@@ -2,6 +2,7 @@
 //! pool, sized and tuned from the same DSN query parameters Kratos reads.
 
 mod codec;
+mod courier;
 mod flows;
 mod identities;
 mod sessions;
@@ -23,6 +24,7 @@ use uuid::Uuid;
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "identities", include_str!("../migrations/0001_identities.sql")),
     (2, "flows_sessions", include_str!("../migrations/0002_flows_sessions.sql")),
+    (3, "courier", include_str!("../migrations/0003_courier.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

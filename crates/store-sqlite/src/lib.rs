@@ -2,6 +2,7 @@
 //! mode (or in memory for throwaway runs).
 
 mod codec;
+mod courier;
 mod flows;
 mod identities;
 mod sessions;
@@ -21,6 +22,7 @@ use sqlx::{ConnectOptions, SqlSafeStr, SqliteConnection, SqlitePool};
 pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "identities", include_str!("../migrations/0001_identities.sql")),
     (2, "flows_sessions", include_str!("../migrations/0002_flows_sessions.sql")),
+    (3, "courier", include_str!("../migrations/0003_courier.sql")),
 ];
 
 /// The SQLite implementation of every port.

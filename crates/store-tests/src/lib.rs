@@ -35,6 +35,8 @@ pub async fn run_all(store: &dyn Store) {
     list_and_count_sessions(store).await;
     revoke_extend_and_delete_sessions(store).await;
     deleting_an_identity_deletes_its_sessions(store).await;
+    outbox_claims_each_message_once(store).await;
+    outbox_records_dispatches_and_filters(store).await;
 }
 
 /// An identity with a password credential and one email address.
@@ -558,4 +560,106 @@ async fn deleting_an_identity_deletes_its_sessions(store: &dyn Store) {
         assert!(store.session_by_logout_token(&session.logout_token_hash).await.unwrap().is_none());
     }
     assert_eq!(store.count_sessions(&session_query(Some(identity.id), None)).await.unwrap(), 0);
+}
+
+fn sample_message(recipient: &str) -> latchkey_domain::courier::Message {
+    latchkey_domain::courier::Message::new(
+        recipient,
+        latchkey_domain::courier::Rendered {
+            subject: "Your code: 123456".into(),
+            text: "Use 123456.".into(),
+            html: Some("<p>Use 123456.</p>".into()),
+        },
+        "recovery_code_valid",
+    )
+}
+
+async fn outbox_claims_each_message_once(store: &dyn Store) {
+    use latchkey_domain::courier::MessageStatus;
+    // Drain whatever earlier checks left, so counts below are exact.
+    let lease = now() + Duration::minutes(5);
+    while !store.claim_messages(100, lease).await.unwrap().is_empty() {}
+
+    let first = sample_message(&unique_email("outbox-a"));
+    let second = sample_message(&unique_email("outbox-b"));
+    store.enqueue_message(&first).await.unwrap();
+    store.enqueue_message(&second).await.unwrap();
+    assert!(matches!(store.enqueue_message(&first).await, Err(StoreError::Conflict(_))));
+
+    let claimed = store.claim_messages(1, lease).await.unwrap();
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].status, MessageStatus::Processing);
+    let rest = store.claim_messages(10, lease).await.unwrap();
+    assert_eq!(rest.len(), 1, "a claimed message is not handed out again");
+    assert_ne!(rest[0].id, claimed[0].id);
+    assert!(store.claim_messages(10, lease).await.unwrap().is_empty());
+
+    // A lapsed claim (a dispatcher died mid-send) makes the message due again.
+    let lapsed = sample_message(&unique_email("outbox-c"));
+    store.enqueue_message(&lapsed).await.unwrap();
+    let taken = store.claim_messages(10, now() - Duration::seconds(1)).await.unwrap();
+    assert_eq!(taken.len(), 1);
+    let again = store.claim_messages(10, lease).await.unwrap();
+    assert_eq!(again.iter().map(|m| m.id).collect::<Vec<_>>(), vec![lapsed.id]);
+}
+
+async fn outbox_records_dispatches_and_filters(store: &dyn Store) {
+    use latchkey_domain::courier::{Dispatch, MessageStatus};
+    use latchkey_domain::store::MessageQuery;
+    let recipient = unique_email("outbox-d");
+    let message = sample_message(&recipient);
+    store.enqueue_message(&message).await.unwrap();
+    let at = now();
+    let failed = Dispatch {
+        id: Uuid::new_v4(),
+        message_id: message.id,
+        status: "failed".into(),
+        error: Some("connection refused".into()),
+        created_at: at,
+        updated_at: at,
+    };
+    store.record_dispatch(&failed, MessageStatus::Queued).await.unwrap();
+    let later = at + Duration::milliseconds(5);
+    let sent = Dispatch {
+        id: Uuid::new_v4(),
+        status: "success".into(),
+        error: None,
+        created_at: later,
+        updated_at: later,
+        ..failed.clone()
+    };
+    store.record_dispatch(&sent, MessageStatus::Sent).await.unwrap();
+
+    let (loaded, dispatches) = store.get_message(message.id).await.unwrap().unwrap();
+    assert_eq!(loaded.status, MessageStatus::Sent);
+    assert_eq!(loaded.send_count, 2);
+    assert_eq!(
+        (loaded.subject.as_str(), loaded.html_body.as_deref()),
+        ("Your code: 123456", Some("<p>Use 123456.</p>"))
+    );
+    assert_eq!(dispatches.len(), 2);
+    assert_eq!(dispatches[0].error.as_deref(), Some("connection refused"));
+    assert!(store.get_message(Uuid::new_v4()).await.unwrap().is_none());
+    let ghost = Dispatch { id: Uuid::new_v4(), message_id: Uuid::new_v4(), ..sent };
+    assert!(store.record_dispatch(&ghost, MessageStatus::Sent).await.is_err());
+
+    let by_recipient = store
+        .list_messages(&MessageQuery { recipient: Some(recipient.clone()), limit: 10, ..Default::default() })
+        .await
+        .unwrap();
+    assert_eq!(by_recipient.iter().map(|m| m.id).collect::<Vec<_>>(), vec![message.id]);
+    let sent_only = store
+        .list_messages(&MessageQuery { status: Some(MessageStatus::Sent), limit: 1000, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(
+        sent_only.iter().all(|m| m.status == MessageStatus::Sent)
+            && sent_only.iter().any(|m| m.id == message.id)
+    );
+    let page = store.list_messages(&MessageQuery { limit: 1, ..Default::default() }).await.unwrap();
+    let next = store
+        .list_messages(&MessageQuery { after: Some(page[0].id), limit: 1, ..Default::default() })
+        .await
+        .unwrap();
+    assert!(next.is_empty() || next[0].id > page[0].id);
 }

@@ -1,0 +1,111 @@
+//! The courier's model: messages waiting in the outbox, each attempt to
+//! deliver one, and the [`Mailer`] port that delivers. Messages are written
+//! in the same unit of work as whatever they announce (a code, a change), so
+//! nothing is promised that is not sent, and a dispatcher sends them later,
+//! retrying failures, so a restart or an SMTP outage loses nothing.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::time::now;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MessageStatus {
+    Queued,
+    Processing,
+    Sent,
+    Abandoned,
+}
+
+impl MessageStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MessageStatus::Queued => "queued",
+            MessageStatus::Processing => "processing",
+            MessageStatus::Sent => "sent",
+            MessageStatus::Abandoned => "abandoned",
+        }
+    }
+}
+
+impl std::str::FromStr for MessageStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "queued" => Ok(Self::Queued),
+            "processing" => Ok(Self::Processing),
+            "sent" => Ok(Self::Sent),
+            "abandoned" => Ok(Self::Abandoned),
+            other => Err(format!("unknown message status `{other}`")),
+        }
+    }
+}
+
+/// One email in the outbox.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Message {
+    pub id: Uuid,
+    pub status: MessageStatus,
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub html_body: Option<String>,
+    /// `recovery_code_valid`, `verification_code_invalid`, ...
+    pub template_type: String,
+    pub send_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Message {
+    pub fn new(recipient: &str, rendered: Rendered, template_type: &str) -> Message {
+        let at = now();
+        Message {
+            id: Uuid::new_v4(),
+            status: MessageStatus::Queued,
+            recipient: recipient.to_string(),
+            subject: rendered.subject,
+            body: rendered.text,
+            html_body: rendered.html,
+            template_type: template_type.to_string(),
+            send_count: 0,
+            created_at: at,
+            updated_at: at,
+        }
+    }
+}
+
+/// A rendered template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Rendered {
+    pub subject: String,
+    pub text: String,
+    pub html: Option<String>,
+}
+
+/// One delivery attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dispatch {
+    pub id: Uuid,
+    pub message_id: Uuid,
+    /// `success` or `failed`.
+    pub status: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Why a delivery failed; the text is for operators, never for end users.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{0}")]
+pub struct MailError(pub String);
+
+/// Delivers one message (SMTP in production).
+#[async_trait]
+pub trait Mailer: Send + Sync {
+    async fn send(&self, message: &Message) -> Result<(), MailError>;
+}

@@ -1,0 +1,162 @@
+//! The outbox port on PostgreSQL. Claims use `FOR UPDATE SKIP LOCKED`, so
+//! any number of dispatchers (in `serve` processes or `courier watch`)
+//! share the queue without taking the same message twice.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use latchkey_domain::courier::{Dispatch, Message, MessageStatus};
+use latchkey_domain::store::{MessageQuery, OutboxStore, StoreError};
+use sqlx::postgres::PgRow;
+use sqlx::{Postgres, QueryBuilder};
+use uuid::Uuid;
+
+use crate::PgStore;
+use crate::codec::{backend, col, enum_col, write_error};
+
+const COLUMNS: &str =
+    "id, status, recipient, subject, body, html_body, template_type, send_count, created_at, updated_at";
+
+fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
+    Ok(Message {
+        id: col(row, "id")?,
+        status: enum_col(row, "status")?,
+        recipient: col(row, "recipient")?,
+        subject: col(row, "subject")?,
+        body: col(row, "body")?,
+        html_body: col(row, "html_body")?,
+        template_type: col(row, "template_type")?,
+        send_count: col(row, "send_count")?,
+        created_at: col(row, "created_at")?,
+        updated_at: col(row, "updated_at")?,
+    })
+}
+
+#[async_trait]
+impl OutboxStore for PgStore {
+    async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, template_type, \
+             send_count, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(message.id)
+        .bind(message.status.as_str())
+        .bind(&message.recipient)
+        .bind(&message.subject)
+        .bind(&message.body)
+        .bind(&message.html_body)
+        .bind(&message.template_type)
+        .bind(message.send_count)
+        .bind(message.created_at)
+        .bind(message.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn claim_messages(
+        &self,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Message>, StoreError> {
+        let now = latchkey_domain::time::now();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE courier_messages SET status = 'processing', lease_until = $1, updated_at = $2 \
+             WHERE id IN (SELECT id FROM courier_messages WHERE status = 'queued' \
+                OR (status = 'processing' AND lease_until < $2) \
+                ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
+             RETURNING {COLUMNS}"
+        )))
+        .bind(lease_until)
+        .bind(now)
+        .bind(i64::from(limit))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut claimed = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        claimed.sort_by_key(|m| (m.created_at, m.id));
+        Ok(claimed)
+    }
+
+    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO courier_dispatches (id, message_id, status, error, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(dispatch.id)
+        .bind(dispatch.message_id)
+        .bind(&dispatch.status)
+        .bind(&dispatch.error)
+        .bind(dispatch.created_at)
+        .bind(dispatch.updated_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        let done = sqlx::query(
+            "UPDATE courier_messages SET status = $1, send_count = send_count + 1, lease_until = NULL, \
+             updated_at = $2 WHERE id = $3",
+        )
+        .bind(status.as_str())
+        .bind(dispatch.updated_at)
+        .bind(dispatch.message_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        let mut sql =
+            QueryBuilder::<Postgres>::new(format!("SELECT {COLUMNS} FROM courier_messages WHERE 1 = 1"));
+        if let Some(status) = query.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(recipient) = &query.recipient {
+            sql.push(" AND recipient = ").push_bind(recipient.clone());
+        }
+        if let Some(after) = query.after {
+            sql.push(" AND id > ").push_bind(after);
+        }
+        sql.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM courier_messages WHERE id = $1")))
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT id, message_id, status, error, created_at, updated_at FROM courier_dispatches \
+             WHERE message_id = $1 ORDER BY created_at, id",
+        )
+        .bind(id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let dispatches = rows
+            .iter()
+            .map(|r| {
+                Ok(Dispatch {
+                    id: col(r, "id")?,
+                    message_id: col(r, "message_id")?,
+                    status: col(r, "status")?,
+                    error: col(r, "error")?,
+                    created_at: col(r, "created_at")?,
+                    updated_at: col(r, "updated_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((message_from_row(&row)?, dispatches)))
+    }
+}

@@ -1,0 +1,172 @@
+//! The outbox port on SQLite. Claims run in a `BEGIN IMMEDIATE`
+//! transaction, which SQLite serialises, so two dispatchers never take the
+//! same message.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use latchkey_domain::courier::{Dispatch, Message, MessageStatus};
+use latchkey_domain::store::{MessageQuery, OutboxStore, StoreError};
+use sqlx::sqlite::SqliteRow;
+use sqlx::{QueryBuilder, Sqlite};
+use uuid::Uuid;
+
+use crate::SqliteStore;
+use crate::codec::*;
+
+const COLUMNS: &str =
+    "id, status, recipient, subject, body, html_body, template_type, send_count, created_at, updated_at";
+
+fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
+    Ok(Message {
+        id: uuid_col(row, "id")?,
+        status: enum_col(row, "status")?,
+        recipient: col(row, "recipient")?,
+        subject: col(row, "subject")?,
+        body: col(row, "body")?,
+        html_body: col(row, "html_body")?,
+        template_type: col(row, "template_type")?,
+        send_count: col(row, "send_count")?,
+        created_at: time_col(row, "created_at")?,
+        updated_at: time_col(row, "updated_at")?,
+    })
+}
+
+#[async_trait]
+impl OutboxStore for SqliteStore {
+    async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, template_type, \
+             send_count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(message.id.to_string())
+        .bind(message.status.as_str())
+        .bind(&message.recipient)
+        .bind(&message.subject)
+        .bind(&message.body)
+        .bind(&message.html_body)
+        .bind(&message.template_type)
+        .bind(message.send_count)
+        .bind(time(message.created_at))
+        .bind(time(message.updated_at))
+        .execute(&self.pool)
+        .await
+        .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn claim_messages(
+        &self,
+        limit: u32,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<Message>, StoreError> {
+        let now = time(latchkey_domain::time::now());
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {COLUMNS} FROM courier_messages WHERE status = 'queued' \
+             OR (status = 'processing' AND lease_until < ?) ORDER BY created_at, id LIMIT ?"
+        )))
+        .bind(&now)
+        .bind(i64::from(limit))
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut claimed = rows.iter().map(message_from_row).collect::<Result<Vec<_>, _>>()?;
+        for message in &mut claimed {
+            sqlx::query(
+                "UPDATE courier_messages SET status = 'processing', lease_until = ?, updated_at = ? WHERE id = ?",
+            )
+            .bind(time(lease_until))
+            .bind(&now)
+            .bind(message.id.to_string())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+            message.status = MessageStatus::Processing;
+        }
+        tx.commit().await.map_err(backend)?;
+        Ok(claimed)
+    }
+
+    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        sqlx::query(
+            "INSERT INTO courier_dispatches (id, message_id, status, error, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(dispatch.id.to_string())
+        .bind(dispatch.message_id.to_string())
+        .bind(&dispatch.status)
+        .bind(&dispatch.error)
+        .bind(time(dispatch.created_at))
+        .bind(time(dispatch.updated_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        let done = sqlx::query(
+            "UPDATE courier_messages SET status = ?, send_count = send_count + 1, lease_until = NULL, \
+             updated_at = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(time(dispatch.updated_at))
+        .bind(dispatch.message_id.to_string())
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound);
+        }
+        tx.commit().await.map_err(backend)
+    }
+
+    async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
+        let mut sql =
+            QueryBuilder::<Sqlite>::new(format!("SELECT {COLUMNS} FROM courier_messages WHERE 1 = 1"));
+        if let Some(status) = query.status {
+            sql.push(" AND status = ").push_bind(status.as_str());
+        }
+        if let Some(recipient) = &query.recipient {
+            sql.push(" AND recipient = ").push_bind(recipient.clone());
+        }
+        if let Some(after) = query.after {
+            sql.push(" AND id > ").push_bind(after.to_string());
+        }
+        sql.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+        let rows = sql.build().fetch_all(&self.pool).await.map_err(backend)?;
+        rows.iter().map(message_from_row).collect()
+    }
+
+    async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {COLUMNS} FROM courier_messages WHERE id = ?")))
+                .bind(id.to_string())
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(backend)?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let rows = sqlx::query(
+            "SELECT id, message_id, status, error, created_at, updated_at FROM courier_dispatches \
+             WHERE message_id = ? ORDER BY created_at, id",
+        )
+        .bind(id.to_string())
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let dispatches = rows
+            .iter()
+            .map(|r| {
+                Ok(Dispatch {
+                    id: uuid_col(r, "id")?,
+                    message_id: uuid_col(r, "message_id")?,
+                    status: col(r, "status")?,
+                    error: col(r, "error")?,
+                    created_at: time_col(r, "created_at")?,
+                    updated_at: time_col(r, "updated_at")?,
+                })
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        Ok(Some((message_from_row(&row)?, dispatches)))
+    }
+}
