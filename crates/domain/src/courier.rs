@@ -109,3 +109,80 @@ pub struct MailError(pub String);
 pub trait Mailer: Send + Sync {
     async fn send(&self, message: &Message) -> Result<(), MailError>;
 }
+
+/// Sends what is due in the outbox: claims a batch, delivers each message,
+/// records the attempt. A failed message is retried on a later round until
+/// it has been tried `max_attempts` times, then abandoned.
+#[derive(Clone)]
+pub struct Dispatcher {
+    store: std::sync::Arc<dyn crate::store::Store>,
+    mailer: std::sync::Arc<dyn Mailer>,
+    max_attempts: i32,
+    /// How long a claim holds before another dispatcher may retry the message.
+    lease: chrono::Duration,
+    batch: u32,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: std::sync::Arc<dyn crate::store::Store>,
+        mailer: std::sync::Arc<dyn Mailer>,
+        max_attempts: i32,
+    ) -> Self {
+        Self {
+            store,
+            mailer,
+            max_attempts: max_attempts.max(1),
+            lease: chrono::Duration::minutes(5),
+            batch: 32,
+        }
+    }
+
+    /// One round; returns how many messages were attempted.
+    pub async fn dispatch_due(&self) -> Result<usize, crate::store::StoreError> {
+        let claimed = self.store.claim_messages(self.batch, now() + self.lease).await?;
+        for message in &claimed {
+            let result = self.mailer.send(message).await;
+            let at = now();
+            let (status, error) = match &result {
+                Ok(()) => (MessageStatus::Sent, None),
+                Err(e) if message.send_count + 1 >= self.max_attempts => {
+                    (MessageStatus::Abandoned, Some(e.0.clone()))
+                }
+                Err(e) => (MessageStatus::Queued, Some(e.0.clone())),
+            };
+            if let Some(error) = &error {
+                tracing::warn!(message_id = %message.id, attempt = message.send_count + 1, %error, "email delivery failed");
+            }
+            let dispatch = Dispatch {
+                id: Uuid::new_v4(),
+                message_id: message.id,
+                status: if result.is_ok() { "success".into() } else { "failed".into() },
+                error,
+                created_at: at,
+                updated_at: at,
+            };
+            self.store.record_dispatch(&dispatch, status).await?;
+        }
+        Ok(claimed.len())
+    }
+
+    /// Dispatches every `interval` (sooner while there is a backlog) until `stop` resolves.
+    pub async fn run(&self, interval: std::time::Duration, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let busy = match self.dispatch_due().await {
+                Ok(n) => n as u32 == self.batch,
+                Err(e) => {
+                    tracing::error!(error = %e, "the courier could not read the outbox");
+                    false
+                }
+            };
+            let pause = if busy { std::time::Duration::ZERO } else { interval };
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}

@@ -54,6 +54,8 @@ pub struct WebSettings {
     pub csrf_cookie_name: String,
     pub session_lifespan: Duration,
     pub earliest_possible_extend: Duration,
+    /// `--dev`: courier bodies are shown, cookies work without TLS.
+    pub dev: bool,
 }
 
 #[derive(Clone)]

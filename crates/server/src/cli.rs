@@ -37,6 +37,9 @@ enum Command {
     /// Manage the database schema.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Run the email courier on its own (serve already runs one when SMTP is configured).
+    #[command(subcommand)]
+    Courier(CourierCommand),
     /// Print the version.
     Version,
 }
@@ -50,12 +53,26 @@ struct ServeArgs {
     /// Never use in production.
     #[arg(long)]
     dev: bool,
-    /// Also run the email courier in this process (the courier arrives with the recovery flow).
+    /// Accepted for compatibility with Kratos: `serve` always runs the courier when
+    /// `courier.smtp.connection_uri` is set.
     #[arg(long)]
     watch_courier: bool,
     /// Accepted for compatibility with Kratos; Latchkey sends no telemetry.
     #[arg(long, hide = true)]
     sqa_opt_out: bool,
+}
+
+#[derive(Subcommand)]
+enum CourierCommand {
+    /// Send queued emails until stopped (SIGINT/SIGTERM); several watchers may share a PostgreSQL database.
+    Watch {
+        /// Config file(s), as for `serve`.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// Development mode, as for `serve`.
+        #[arg(long)]
+        dev: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +141,7 @@ pub fn main() -> ExitCode {
                 Some(SqlAction::Up { target, yes }) => migrate_up(target, yes || args.yes).await,
                 Some(SqlAction::Status { target }) => migrate_status(target).await,
             },
+            Command::Courier(CourierCommand::Watch { config, dev }) => courier_watch(config, dev).await,
             Command::Version => {
                 println!("latchkey {VERSION}");
                 Ok(())
@@ -155,9 +173,6 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if loaded.config.dev {
         tracing::warn!("running in --dev mode: do not use it in production");
     }
-    if args.watch_courier {
-        tracing::info!("--watch-courier: no courier is built yet, so there is nothing to send");
-    }
     let config = loaded.config;
     tracing::info!(dsn = %config.redacted_dsn(), "opening the database");
     let app = Application::build(&config).await.map_err(|e| e.to_string())?;
@@ -172,27 +187,51 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// SIGINT or SIGTERM: stop accepting, let in-flight requests finish.
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
+async fn courier_watch(files: Vec<PathBuf>, dev: bool) -> Result<(), String> {
+    let loaded = config::load(&files, std::env::vars(), dev).map_err(|e| e.to_string())?;
+    crate::telemetry::init(&loaded.config.log);
+    let (store, _) = startup::open_store(&loaded.config.dsn).await.map_err(|e| e.to_string())?;
+    let Some(dispatcher) = startup::dispatcher(&loaded.config, store.clone()).map_err(|e| e.to_string())?
+    else {
+        store.close().await;
+        return Err("courier.smtp.connection_uri is not set: there is nowhere to send to".into());
     };
+    tracing::info!("the courier is watching the outbox");
+    dispatcher.run(std::time::Duration::from_secs(1), shutdown_signal()).await;
+    store.close().await;
+    Ok(())
+}
+
+/// SIGINT or SIGTERM: stop accepting, let in-flight requests finish. The
+/// handlers are installed at once, not when the future is first polled, so
+/// a signal that arrives early still ends the process gracefully.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    #[cfg(unix)]
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
+    async move {
+        #[cfg(unix)]
+        {
+            let wait = |signal: Option<tokio::signal::unix::Signal>| async move {
+                match signal {
+                    Some(mut s) => {
+                        s.recv().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                () = wait(terminate) => {},
+                () = wait(interrupt) => {},
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
+        #[cfg(not(unix))]
+        {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+        tracing::info!("shutting down: finishing in-flight work");
     }
-    tracing::info!("shutting down: finishing in-flight requests");
 }
 
 fn resolve_dsn(target: &Target) -> Result<String, String> {

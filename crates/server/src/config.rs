@@ -41,6 +41,63 @@ pub struct Config {
     pub selfservice: SelfService,
     pub session: SessionConfig,
     pub cookies: Cookies,
+    pub courier: CourierConfig,
+}
+
+/// `courier.*`: how queued emails leave.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CourierConfig {
+    /// Only `smtp` is built.
+    pub delivery_strategy: String,
+    pub smtp: SmtpSettings,
+    /// Attempts per message before it is abandoned.
+    pub message_retries: i32,
+    /// A directory of template overrides laid out as Kratos's.
+    pub template_override_path: Option<String>,
+}
+
+impl Default for CourierConfig {
+    fn default() -> Self {
+        Self {
+            delivery_strategy: "smtp".into(),
+            smtp: SmtpSettings::default(),
+            message_retries: 5,
+            template_override_path: None,
+        }
+    }
+}
+
+/// `courier.smtp`; the connection URI may hold a password, so Debug hides it.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    pub connection_uri: String,
+    pub from_address: String,
+    pub from_name: Option<String>,
+    pub headers: std::collections::BTreeMap<String, String>,
+    pub local_name: Option<String>,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            connection_uri: String::new(),
+            from_address: "no-reply@localhost".into(),
+            from_name: None,
+            headers: Default::default(),
+            local_name: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmtpSettings")
+            .field("connection_uri", &redact_dsn(&self.connection_uri))
+            .field("from_address", &self.from_address)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -697,6 +754,12 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
             return Err(invalid(key, "expected Lax, Strict or None"));
         }
     }
+    if config.courier.delivery_strategy != "smtp" {
+        return Err(invalid("courier.delivery_strategy", "only `smtp` is supported"));
+    }
+    if config.courier.message_retries < 1 {
+        return Err(invalid("courier.message_retries", "expected at least 1"));
+    }
     if config.identity.schemas.is_empty() {
         return Err(invalid("identity.schemas", "at least one identity schema is required"));
     }
@@ -803,12 +866,10 @@ mod tests {
         let a = write(
             dir.path(),
             "a.yml",
-            &format!(
-                "{MINIMAL}courier:\n  smtp:\n    connection_uri: smtp://x\nselfservice:\n  flows:\n    recovery: {{}}\n"
-            ),
+            &format!("{MINIMAL}courier:\n  channels: []\nselfservice:\n  flows:\n    recovery: {{}}\n"),
         );
         let loaded = load(&[a], Vec::new(), false).unwrap();
-        assert_eq!(loaded.unsupported_keys, vec!["courier", "selfservice.flows.recovery"]);
+        assert_eq!(loaded.unsupported_keys, vec!["courier.channels", "selfservice.flows.recovery"]);
     }
 
     #[test]

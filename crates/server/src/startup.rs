@@ -7,6 +7,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use latchkey_courier::{SmtpConfig, SmtpMailer};
+use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
 use latchkey_domain::flow::registration::{RegistrationService, RegistrationSettings};
 use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
@@ -37,6 +39,8 @@ pub enum StartError {
     UnsupportedDsn(String),
     #[error(transparent)]
     Schema(#[from] latchkey_domain::SchemaError),
+    #[error("courier.smtp: {0}")]
+    Courier(String),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -133,6 +137,23 @@ pub fn hasher_config(config: &Config) -> HasherConfig {
     }
 }
 
+/// The courier's dispatcher, when `courier.smtp.connection_uri` is set.
+pub fn dispatcher(config: &Config, store: Arc<dyn Store>) -> Result<Option<Dispatcher>, StartError> {
+    let smtp = &config.courier.smtp;
+    if smtp.connection_uri.is_empty() {
+        return Ok(None);
+    }
+    let mailer = SmtpMailer::new(SmtpConfig {
+        connection_uri: smtp.connection_uri.clone(),
+        from_address: smtp.from_address.clone(),
+        from_name: smtp.from_name.clone(),
+        headers: smtp.headers.clone(),
+        local_name: smtp.local_name.clone(),
+    })
+    .map_err(StartError::Courier)?;
+    Ok(Some(Dispatcher::new(store, Arc::new(mailer), config.courier.message_retries)))
+}
+
 /// A server with both listeners bound, ready to run.
 pub struct Application {
     public: TcpListener,
@@ -141,6 +162,7 @@ pub struct Application {
     store: Arc<dyn Store>,
     /// PostgreSQL's cache-invalidation listener; it holds a pooled connection.
     listener: Option<AbortOnDrop>,
+    courier: Option<Dispatcher>,
 }
 
 /// Stops a background task when its owner goes away, built or not run.
@@ -255,7 +277,13 @@ impl Application {
             web: Arc::new(web),
             version: VERSION,
         };
-        Ok(Self { public, admin, state, store, listener: listener.map(AbortOnDrop) })
+        let courier = dispatcher(config, store.clone())?;
+        if courier.is_none() {
+            tracing::warn!(
+                "courier.smtp.connection_uri is not set: emails stay queued until a courier sends them"
+            );
+        }
+        Ok(Self { public, admin, state, store, listener: listener.map(AbortOnDrop), courier })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -269,7 +297,7 @@ impl Application {
     /// Serves both APIs until `shutdown` resolves, then lets in-flight
     /// requests finish and closes the database.
     pub async fn run_until_stopped(
-        self,
+        mut self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
@@ -280,6 +308,11 @@ impl Application {
         let public =
             axum::serve(self.public, public_router.into_make_service_with_connect_info::<SocketAddr>())
                 .with_graceful_shutdown(wait(stop_rx.clone()));
+        // The courier stops with the listeners; a send in progress finishes first.
+        let courier = self.courier.take().map(|dispatcher| {
+            let stop = wait(stop_rx.clone());
+            tokio::spawn(async move { dispatcher.run(std::time::Duration::from_secs(1), stop).await })
+        });
         let admin = axum::serve(self.admin, latchkey_http::admin_router(self.state))
             .with_graceful_shutdown(wait(stop_rx));
         tokio::spawn(async move {
@@ -287,6 +320,9 @@ impl Application {
             let _ = stop_tx.send(());
         });
         let (a, b) = tokio::join!(public.into_future(), admin.into_future());
+        if let Some(courier) = courier {
+            let _ = courier.await;
+        }
         // Dropping the guard aborts the listener and returns its connection.
         drop(self.listener);
         self.store.close().await;
@@ -346,6 +382,7 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         csrf_cookie_name: latchkey_http::csrf_cookie_name(&format!("{}/", urls.public)),
         session_lifespan: lifespan,
         earliest_possible_extend: extend,
+        dev: config.dev,
     }
 }
 

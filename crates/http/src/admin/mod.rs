@@ -1,6 +1,7 @@
 //! The admin API, served on its own listener: identities, sessions, health
 //! and version.
 
+mod courier;
 pub(crate) mod health;
 mod identities;
 mod sessions;
@@ -12,10 +13,15 @@ use serde_json::json;
 use crate::state::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(identities::router()).merge(sessions::router()).merge(health::router()).route(
-        "/version",
-        get(|axum::extract::State(state): axum::extract::State<AppState>| async move {
-            Json(json!({ "version": state.version }))
-        }),
-    )
+    Router::new()
+        .merge(courier::router())
+        .merge(identities::router())
+        .merge(sessions::router())
+        .merge(health::router())
+        .route(
+            "/version",
+            get(|axum::extract::State(state): axum::extract::State<AppState>| async move {
+                Json(json!({ "version": state.version }))
+            }),
+        )
 }

@@ -33,8 +33,8 @@ fn kratos_quickstart_config_loads_unchanged() {
     assert_eq!(c.identity.default_schema_id, "default");
     assert_eq!(c.selfservice.flows.login.lifespan, "10m");
     assert!(c.selfservice.flows.registration.after.password_hooks().any(|h| h == "session"));
+    assert_eq!(c.courier.smtp.connection_uri, "smtps://test:test@mailslurper:1025/?skip_ssl_verify=true");
     for key in [
-        "courier",
         "ciphers",
         "feature_flags",
         "serve.public.cors",

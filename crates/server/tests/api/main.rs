@@ -6,6 +6,7 @@ mod helpers;
 
 mod browser;
 mod config;
+mod courier;
 mod errors;
 mod health;
 mod identities;

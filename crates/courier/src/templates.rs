@@ -1,0 +1,495 @@
+//! Email templates: the built-in wording for every message Latchkey sends,
+//! operator overrides read from Kratos's `courier.template_override_path`
+//! layout, and a deliberately small renderer. Only Go-template field
+//! references (`{{ .Name }}`, `{{ .Identity.traits.email }}`, with optional
+//! `{{-`/`-}}` trimming) are understood; anything richer is refused when the
+//! templates are loaded, so a typo stops the start instead of mailing users a
+//! half-rendered message. Values substituted into HTML are escaped.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use latchkey_domain::courier::Rendered;
+use serde_json::{Map, Value};
+
+/// File names of one template's parts inside its override directory, as
+/// Kratos names them.
+const SUBJECT_FILE: &str = "email.subject.gotmpl";
+const TEXT_FILE: &str = "email.body.plaintext.gotmpl";
+const HTML_FILE: &str = "email.body.gotmpl";
+
+/// Every template type Latchkey sends, with the directory Kratos uses for it
+/// under the override path (`None` for Latchkey's own types).
+const TYPES: &[(&str, Option<&str>)] = &[
+    ("recovery_code_valid", Some("recovery_code/valid")),
+    ("recovery_code_invalid", Some("recovery_code/invalid")),
+    ("verification_code_valid", Some("verification_code/valid")),
+    ("verification_code_invalid", Some("verification_code/invalid")),
+    ("password_changed", None),
+];
+
+/// The compiled templates for every message type, ready to render.
+#[derive(Debug, Clone)]
+pub struct Templates {
+    by_type: BTreeMap<&'static str, EmailTemplate>,
+}
+
+#[derive(Debug, Clone)]
+struct EmailTemplate {
+    subject: Template,
+    text: Template,
+    html: Option<Template>,
+}
+
+impl Templates {
+    /// The built-in templates only.
+    pub fn builtin() -> Templates {
+        let by_type = TYPES
+            .iter()
+            .map(|(name, _)| {
+                let (subject, text, html_body) = builtin_source(name);
+                let template = EmailTemplate {
+                    subject: compile_builtin(subject),
+                    text: compile_builtin(text),
+                    html: Some(compile_builtin(&html_page(html_body))),
+                };
+                (*name, template)
+            })
+            .collect();
+        Templates { by_type }
+    }
+
+    /// The built-in templates, with each part replaced by an override file
+    /// where one exists under `override_path`.
+    ///
+    /// For a template type such as `recovery_code_valid` the files are looked
+    /// up in `<override_path>/recovery_code_valid/` and then in Kratos's
+    /// directory for it, `<override_path>/recovery_code/valid/`; the first
+    /// found wins. Parts are `email.subject.gotmpl`,
+    /// `email.body.plaintext.gotmpl` and `email.body.gotmpl` (HTML); a missing
+    /// part keeps the built-in one. An override path that is not a directory,
+    /// an unreadable file or an unsupported template construct is an error
+    /// naming the file.
+    pub fn load(override_path: Option<&Path>) -> Result<Templates, String> {
+        let mut templates = Templates::builtin();
+        let Some(root) = override_path else {
+            return Ok(templates);
+        };
+        if !root.is_dir() {
+            return Err(format!("template override path {} is not a directory", root.display()));
+        }
+        for (name, kratos_dir) in TYPES {
+            let dirs: Vec<_> =
+                std::iter::once(root.join(name)).chain(kratos_dir.map(|dir| root.join(dir))).collect();
+            let find = |file: &str| -> Result<Option<Template>, String> {
+                for dir in &dirs {
+                    let path = dir.join(file);
+                    if !path.is_file() {
+                        continue;
+                    }
+                    let source = std::fs::read_to_string(&path)
+                        .map_err(|e| format!("cannot read email template {}: {e}", path.display()))?;
+                    let template = Template::compile(&source)
+                        .map_err(|e| format!("email template {}: {e}", path.display()))?;
+                    tracing::debug!(path = %path.display(), "loaded email template override");
+                    return Ok(Some(template));
+                }
+                Ok(None)
+            };
+            let entry = templates.by_type.get_mut(name).expect("every type has a built-in template");
+            if let Some(subject) = find(SUBJECT_FILE)? {
+                entry.subject = subject;
+            }
+            if let Some(text) = find(TEXT_FILE)? {
+                entry.text = text;
+            }
+            if let Some(html) = find(HTML_FILE)? {
+                entry.html = Some(html);
+            }
+        }
+        Ok(templates)
+    }
+
+    /// The template types these templates can render.
+    pub fn types(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.by_type.keys().copied()
+    }
+
+    /// Renders `template_type` with `data` (e.g. `{"To": ..., "RecoveryCode": ...}`).
+    ///
+    /// Fields missing from `data` render as empty text. The subject is
+    /// folded onto one line, since a line break cannot live in a header.
+    pub fn render(&self, template_type: &str, data: &Map<String, Value>) -> Result<Rendered, String> {
+        let template = self
+            .by_type
+            .get(template_type)
+            .ok_or_else(|| format!("unknown email template type `{template_type}`"))?;
+        let subject = template.subject.render(data, false);
+        let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
+        Ok(Rendered {
+            subject,
+            text: template.text.render(data, false),
+            html: template.html.as_ref().map(|html| html.render(data, true)),
+        })
+    }
+}
+
+impl Default for Templates {
+    fn default() -> Self {
+        Templates::builtin()
+    }
+}
+
+fn compile_builtin(source: &str) -> Template {
+    Template::compile(source).expect("built-in templates compile")
+}
+
+/// A compiled template: literal text and field references in order.
+#[derive(Debug, Clone, PartialEq)]
+struct Template {
+    parts: Vec<Part>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+enum Part {
+    Literal(String),
+    /// A dotted path into the data, `["Identity", "traits", "email"]`.
+    Field(Vec<String>),
+}
+
+impl Template {
+    fn compile(source: &str) -> Result<Template, String> {
+        let mut parts = Vec::new();
+        let mut rest = source;
+        let mut trim_next = false;
+        while let Some(start) = rest.find("{{") {
+            let mut literal = &rest[..start];
+            if trim_next {
+                literal = literal.trim_start();
+            }
+            let after = &rest[start + 2..];
+            let end = after.find("}}").ok_or_else(|| {
+                format!("`{{{{` without a closing `}}}}` at line {}", line_of(source, rest, start))
+            })?;
+            let mut action = &after[..end];
+            // Go only treats `{{-` and `-}}` as trim markers when a space
+            // separates them from the action, so `{{-3}}` stays a number.
+            if let Some(stripped) = action.strip_prefix("- ") {
+                literal = literal.trim_end();
+                action = stripped;
+            }
+            trim_next = false;
+            if let Some(stripped) = action.strip_suffix(" -") {
+                trim_next = true;
+                action = stripped;
+            }
+            push_literal(&mut parts, literal);
+            parts.push(Part::Field(parse_field(action.trim()).map_err(|e| {
+                format!("{e} in `{{{{{action}}}}}` at line {}", line_of(source, rest, start))
+            })?));
+            rest = &after[end + 2..];
+        }
+        let literal = if trim_next { rest.trim_start() } else { rest };
+        push_literal(&mut parts, literal);
+        Ok(Template { parts })
+    }
+
+    fn render(&self, data: &Map<String, Value>, html: bool) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                Part::Literal(text) => out.push_str(text),
+                Part::Field(path) => {
+                    let value = lookup(data, path);
+                    if html {
+                        escape_html(&value, &mut out);
+                    } else {
+                        out.push_str(&value);
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+fn push_literal(parts: &mut Vec<Part>, literal: &str) {
+    if !literal.is_empty() {
+        parts.push(Part::Literal(literal.to_string()));
+    }
+}
+
+/// The 1-based line of `rest[offset]` within `source`, for error messages.
+fn line_of(source: &str, rest: &str, offset: usize) -> usize {
+    let consumed = source.len() - rest.len() + offset;
+    source[..consumed].matches('\n').count() + 1
+}
+
+fn parse_field(action: &str) -> Result<Vec<String>, String> {
+    let Some(path) = action.strip_prefix('.') else {
+        return Err("only field references like `{{ .Name }}` are supported".to_string());
+    };
+    let segments: Vec<String> = path.split('.').map(str::to_string).collect();
+    let valid =
+        |s: &String| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+    if segments.iter().all(valid) {
+        Ok(segments)
+    } else {
+        Err("only field references like `{{ .Name }}` are supported".to_string())
+    }
+}
+
+fn lookup(data: &Map<String, Value>, path: &[String]) -> String {
+    let Some((first, rest)) = path.split_first() else {
+        return String::new();
+    };
+    let mut value = data.get(first);
+    for segment in rest {
+        value = value.and_then(|v| v.get(segment));
+    }
+    match value {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+fn escape_html(value: &str, out: &mut String) {
+    for c in value.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&#34;"),
+            '\'' => out.push_str("&#39;"),
+            c => {
+                let _ = out.write_char(c);
+            }
+        }
+    }
+}
+
+/// Subject, plain text and HTML body (without the page around it) of a
+/// built-in template.
+fn builtin_source(template_type: &str) -> (&'static str, &'static str, &'static str) {
+    match template_type {
+        "recovery_code_valid" => (
+            "{{ .RecoveryCode }} is your account recovery code",
+            "Hello,\n\n\
+             We received a request to recover the account for {{ .To }}.\n\
+             Enter this code to continue:\n\n\
+             {{ .RecoveryCode }}\n\n\
+             The code expires in {{ .ExpiresInMinutes }} minutes.\n\n\
+             If you did not ask to recover your account, you can ignore this email. Nothing has changed.\n",
+            "<p>Hello,</p>\n\
+                 <p>We received a request to recover the account for {{ .To }}. Enter this code to continue:</p>\n\
+                 <p style=\"font-size: 24px; font-weight: bold; letter-spacing: 4px;\">{{ .RecoveryCode }}</p>\n\
+                 <p>The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
+                 <p>If you did not ask to recover your account, you can ignore this email. Nothing has changed.</p>\n",
+        ),
+        "recovery_code_invalid" => (
+            "Account recovery request",
+            "Hello,\n\n\
+             We received a request to recover an account for {{ .To }}, but no account uses this address.\n\n\
+             If it was you, you may have signed up with a different email address; try that one instead.\n\
+             If it was not you, you can ignore this email.\n",
+            "<p>Hello,</p>\n\
+                 <p>We received a request to recover an account for {{ .To }}, but no account uses this address.</p>\n\
+                 <p>If it was you, you may have signed up with a different email address; try that one instead. \
+                 If it was not you, you can ignore this email.</p>\n",
+        ),
+        "verification_code_valid" => (
+            "{{ .VerificationCode }} is your verification code",
+            "Hello,\n\n\
+             Enter this code to confirm that {{ .To }} is your email address:\n\n\
+             {{ .VerificationCode }}\n\n\
+             The code expires in {{ .ExpiresInMinutes }} minutes.\n\n\
+             If you did not ask for this code, you can ignore this email.\n",
+            "<p>Hello,</p>\n\
+                 <p>Enter this code to confirm that {{ .To }} is your email address:</p>\n\
+                 <p style=\"font-size: 24px; font-weight: bold; letter-spacing: 4px;\">{{ .VerificationCode }}</p>\n\
+                 <p>The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
+                 <p>If you did not ask for this code, you can ignore this email.</p>\n",
+        ),
+        "verification_code_invalid" => (
+            "Email verification request",
+            "Hello,\n\n\
+             We received a request to verify {{ .To }}, but no account uses this address.\n\n\
+             If it was you, you may have signed up with a different email address; try that one instead.\n\
+             If it was not you, you can ignore this email.\n",
+            "<p>Hello,</p>\n\
+                 <p>We received a request to verify {{ .To }}, but no account uses this address.</p>\n\
+                 <p>If it was you, you may have signed up with a different email address; try that one instead. \
+                 If it was not you, you can ignore this email.</p>\n",
+        ),
+        "password_changed" => (
+            "Your password was changed",
+            "Hello,\n\n\
+             The password of the account for {{ .To }} was just changed.\n\n\
+             If you made this change, there is nothing more to do.\n\
+             If you did not, recover your account now to choose a new password, and review its settings.\n",
+            "<p>Hello,</p>\n\
+                 <p>The password of the account for {{ .To }} was just changed.</p>\n\
+                 <p>If you made this change, there is nothing more to do. If you did not, recover your account \
+                 now to choose a new password, and review its settings.</p>\n",
+        ),
+        other => unreachable!("no built-in template for `{other}`"),
+    }
+}
+
+/// Wraps a built-in HTML body in a minimal document; the charset matters
+/// because some clients otherwise guess Latin-1 for non-ASCII names.
+fn html_page(body: &str) -> String {
+    format!(
+        "<!DOCTYPE html>\n<html>\n<head><meta charset=\"utf-8\"></head>\n\
+         <body style=\"font-family: sans-serif; line-height: 1.5;\">\n{body}</body>\n</html>\n"
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn data(value: Value) -> Map<String, Value> {
+        match value {
+            Value::Object(map) => map,
+            _ => panic!("test data must be an object"),
+        }
+    }
+
+    fn temp_dir(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("latchkey-courier-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn substitutes_fields_whitespace_tolerant() {
+        let t = Template::compile("a{{.X}}b{{ .X }}c{{   .Y\t}}d{{ .Missing }}e").unwrap();
+        let d = data(json!({"X": "1", "Y": 2}));
+        assert_eq!(t.render(&d, false), "a1b1c2de");
+    }
+
+    #[test]
+    fn nested_fields_and_trim_markers() {
+        let t = Template::compile("Hi  {{- .Identity.traits.name -}}  !{{ .Identity.nope }}").unwrap();
+        let d = data(json!({"Identity": {"traits": {"name": "Ada"}}}));
+        assert_eq!(t.render(&d, false), "HiAda!");
+    }
+
+    #[test]
+    fn rejects_unsupported_actions() {
+        assert!(Template::compile("{{ if .X }}y{{ end }}").unwrap_err().contains("only field references"));
+        assert!(Template::compile("{{ .X | upper }}").is_err());
+        assert!(Template::compile("line\n{{ .X").unwrap_err().contains("line 2"));
+    }
+
+    #[test]
+    fn html_escapes_values_but_text_does_not() {
+        let templates = Templates::builtin();
+        let d = data(json!({"To": "<b>\"a&b'</b>@example.com", "RecoveryCode": "123456"}));
+        let r = templates.render("recovery_code_valid", &d).unwrap();
+        let html = r.html.unwrap();
+        assert!(html.contains("&lt;b&gt;&#34;a&amp;b&#39;&lt;/b&gt;@example.com"), "{html}");
+        assert!(!html.contains("<b>"));
+        assert!(r.text.contains("<b>\"a&b'</b>@example.com"));
+    }
+
+    #[test]
+    fn builtin_templates_render_every_type() {
+        let templates = Templates::builtin();
+        let d = data(json!({
+            "To": "ada@example.com", "RecoveryCode": "482913", "VerificationCode": "771203",
+            "ExpiresInMinutes": 15
+        }));
+        for name in [
+            "recovery_code_valid",
+            "recovery_code_invalid",
+            "verification_code_valid",
+            "verification_code_invalid",
+            "password_changed",
+        ] {
+            let r = templates.render(name, &d).unwrap();
+            assert!(!r.subject.is_empty() && !r.subject.contains('\n'), "{name}");
+            assert!(r.text.contains("ada@example.com"), "{name}");
+            assert!(r.html.unwrap().contains("ada@example.com"), "{name}");
+        }
+        let r = templates.render("recovery_code_valid", &d).unwrap();
+        assert!(r.subject.contains("482913") && r.text.contains("482913") && r.text.contains("15 minutes"));
+        let r = templates.render("verification_code_valid", &d).unwrap();
+        assert!(r.subject.contains("771203") && r.text.contains("771203"));
+        assert_eq!(templates.types().count(), 5);
+        assert!(templates.render("nope", &d).unwrap_err().contains("nope"));
+    }
+
+    #[test]
+    fn subject_is_folded_onto_one_line() {
+        let t = Templates::builtin();
+        let r = t.render("recovery_code_valid", &data(json!({"RecoveryCode": "1\r\nBcc: x@y"}))).unwrap();
+        assert_eq!(r.subject, "1 Bcc: x@y is your account recovery code");
+    }
+
+    #[test]
+    fn overrides_from_both_layouts_and_fallback() {
+        let dir = temp_dir("overrides");
+        // Latchkey's flat layout for one type ...
+        std::fs::create_dir_all(dir.join("password_changed")).unwrap();
+        std::fs::write(dir.join("password_changed").join(SUBJECT_FILE), "Changed for {{ .To }}").unwrap();
+        // ... and Kratos's nested layout for another, body parts only.
+        let kratos = dir.join("recovery_code").join("valid");
+        std::fs::create_dir_all(&kratos).unwrap();
+        std::fs::write(kratos.join(TEXT_FILE), "Code: {{ .RecoveryCode }}").unwrap();
+        std::fs::write(kratos.join(HTML_FILE), "<i>{{ .RecoveryCode }}</i>").unwrap();
+
+        let templates = Templates::load(Some(&dir)).unwrap();
+        let d = data(json!({"To": "ada@example.com", "RecoveryCode": "<1>"}));
+
+        let r = templates.render("password_changed", &d).unwrap();
+        assert_eq!(r.subject, "Changed for ada@example.com");
+        assert_eq!(r.text, Templates::builtin().render("password_changed", &d).unwrap().text);
+
+        let r = templates.render("recovery_code_valid", &d).unwrap();
+        assert_eq!(r.text, "Code: <1>");
+        assert_eq!(r.html.as_deref(), Some("<i>&lt;1&gt;</i>"));
+        assert_eq!(r.subject, "<1> is your account recovery code");
+
+        let builtin = Templates::builtin();
+        for name in ["recovery_code_invalid", "verification_code_valid", "verification_code_invalid"] {
+            assert_eq!(templates.render(name, &d).unwrap(), builtin.render(name, &d).unwrap());
+        }
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn flat_layout_wins_over_kratos_layout() {
+        let dir = temp_dir("precedence");
+        for sub in ["verification_code_valid", "verification_code/valid"] {
+            std::fs::create_dir_all(dir.join(sub)).unwrap();
+            std::fs::write(dir.join(sub).join(SUBJECT_FILE), format!("{sub} {{{{ .VerificationCode }}}}"))
+                .unwrap();
+        }
+        let r = Templates::load(Some(&dir))
+            .unwrap()
+            .render("verification_code_valid", &data(json!({"VerificationCode": "9"})))
+            .unwrap();
+        assert_eq!(r.subject, "verification_code_valid 9");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn load_errors_name_the_problem() {
+        assert!(Templates::load(None).is_ok());
+        let missing = std::env::temp_dir().join("latchkey-courier-does-not-exist");
+        assert!(Templates::load(Some(&missing)).unwrap_err().contains("not a directory"));
+
+        let dir = temp_dir("broken");
+        std::fs::create_dir_all(dir.join("recovery_code/invalid")).unwrap();
+        std::fs::write(dir.join("recovery_code/invalid").join(TEXT_FILE), "{{ range .X }}").unwrap();
+        let err = Templates::load(Some(&dir)).unwrap_err();
+        assert!(err.contains(TEXT_FILE) && err.contains("only field references"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,99 @@
+//! `/admin/courier/messages`: what the courier sent, is sending, or gave
+//! up on. Subjects and bodies carry codes, so they are shown only in `--dev`.
+
+use axum::extract::{OriginalUri, Path, State};
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use latchkey_domain::courier::{Dispatch, Message};
+use latchkey_domain::store::MessageQuery;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::query::QueryParams;
+use crate::state::AppState;
+
+const REDACTED: &str = "<redacted-unless-dev-mode>";
+const DEFAULT_PAGE_SIZE: u32 = 250;
+const MAX_PAGE_SIZE: u32 = 1000;
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/courier/messages", get(list)).route("/courier/messages/{id}", get(show))
+}
+
+fn message(state: &AppState, m: &Message, dispatches: Option<&[Dispatch]>) -> Value {
+    let (subject, body) =
+        if state.web.dev { (m.subject.as_str(), m.body.as_str()) } else { (REDACTED, REDACTED) };
+    let mut out = json!({
+        "id": m.id,
+        "status": m.status,
+        "type": "email",
+        "recipient": m.recipient,
+        "subject": subject,
+        "body": body,
+        "template_type": m.template_type,
+        "channel": null,
+        "send_count": m.send_count,
+        "created_at": m.created_at,
+        "updated_at": m.updated_at,
+    });
+    if let Some(dispatches) = dispatches {
+        out["dispatches"] = json!(dispatches);
+    }
+    out
+}
+
+async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> Result<Response, ApiError> {
+    let params = QueryParams::parse(uri.query());
+    let size = match params.first("page_size") {
+        None | Some("") => DEFAULT_PAGE_SIZE,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| ApiError::bad_request().with_reason("page_size must be a positive integer."))?
+            .min(MAX_PAGE_SIZE),
+    };
+    let after = match params.first("page_token").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(t) => Some(
+            Uuid::parse_str(t)
+                .map_err(|_| ApiError::bad_request().with_reason("The page_token is invalid."))?,
+        ),
+    };
+    let status = match params.first("status").filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(s.parse().map_err(|e: String| ApiError::bad_request().with_reason(e))?),
+    };
+    let query = MessageQuery {
+        status,
+        recipient: params.first("recipient").filter(|r| !r.is_empty()).map(str::to_string),
+        after,
+        limit: size + 1,
+    };
+    let mut messages = state.store.list_messages(&query).await?;
+    let has_next = messages.len() > size as usize;
+    messages.truncate(size as usize);
+    let mut links = vec![format!("<{}?{}>; rel=\"first\"", uri.path(), params.paged(size, ""))];
+    if let (true, Some(last)) = (has_next, messages.last()) {
+        links.push(format!("<{}?{}>; rel=\"next\"", uri.path(), params.paged(size, &last.id.to_string())));
+    }
+    let body: Vec<Value> = messages.iter().map(|m| message(&state, m, None)).collect();
+    let mut response = Json(body).into_response();
+    if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
+        response.headers_mut().insert(header::LINK, v);
+    }
+    Ok(response)
+}
+
+async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+    let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("Unable to locate the resource"))?;
+    let (m, dispatches) = state
+        .store
+        .get_message(id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
+    Ok(Json(message(&state, &m, Some(&dispatches))))
+}
