@@ -89,6 +89,8 @@ pub struct SessionQuery {
     pub active: Option<bool>,
     /// Keyset: sessions whose id sorts after this one.
     pub after: Option<Uuid>,
+    /// Leave this session out (the caller's own, when listing "other" sessions).
+    pub exclude: Option<Uuid>,
     pub offset: u64,
     pub limit: u32,
 }

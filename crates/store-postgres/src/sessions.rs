@@ -90,6 +90,9 @@ fn push_filters(sql: &mut QueryBuilder<Postgres>, query: &SessionQuery, now: Dat
         }
         None => {}
     }
+    if let Some(exclude) = query.exclude {
+        sql.push(" AND s.id != ").push_bind(exclude);
+    }
     if let Some(after) = query.after {
         sql.push(" AND s.id > ").push_bind(after);
     }

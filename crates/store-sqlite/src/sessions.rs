@@ -63,6 +63,9 @@ fn push_filters(sql: &mut QueryBuilder<Sqlite>, query: &SessionQuery, now: &str)
         }
         None => {}
     }
+    if let Some(exclude) = query.exclude {
+        sql.push(" AND s.id != ").push_bind(exclude.to_string());
+    }
     if let Some(after) = query.after {
         sql.push(" AND s.id > ").push_bind(after.to_string());
     }

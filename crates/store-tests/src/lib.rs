@@ -476,6 +476,10 @@ async fn list_and_count_sessions(store: &dyn Store) {
     let past_the_end = SessionQuery { offset: 5, ..by_owner.clone() };
     assert!(store.list_sessions(&past_the_end).await.unwrap().is_empty());
 
+    // One session left out, as when listing a user's "other" sessions.
+    let without_first = SessionQuery { exclude: Some(all[0].id), ..by_owner.clone() };
+    assert_eq!(store.list_sessions(&without_first).await.unwrap(), all[1..]);
+
     // Counts apply the same filters and ignore offset and limit.
     for query in [
         by_owner.clone(),
@@ -485,6 +489,7 @@ async fn list_and_count_sessions(store: &dyn Store) {
         session_query(None, None),
         session_query(None, Some(false)),
         after_first.clone(),
+        without_first.clone(),
     ] {
         let listed = store.list_sessions(&query).await.unwrap().len() as u64;
         assert_eq!(store.count_sessions(&query).await.unwrap(), listed, "{query:?}");

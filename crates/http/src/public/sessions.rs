@@ -56,16 +56,13 @@ async fn list_mine(
     let query = SessionQuery {
         identity_id: Some(identity.id),
         active: Some(true),
+        exclude: Some(current.id),
         offset: page.offset(),
-        limit: page.size + 1,
+        limit: page.size,
         ..Default::default()
     };
-    // The current session is not "another" session.
-    let mut sessions = state.store.list_sessions(&query).await?;
-    sessions.retain(|s| s.id != current.id);
-    sessions.truncate(page.size as usize);
-    let total =
-        state.store.count_sessions(&SessionQuery { limit: 0, offset: 0, ..query }).await?.saturating_sub(1);
+    let sessions = state.store.list_sessions(&query).await?;
+    let total = state.store.count_sessions(&query).await?;
     let body: Vec<_> = sessions
         .iter()
         .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Public, true))
