@@ -74,3 +74,53 @@ impl OffsetPage {
         }
     }
 }
+
+/// Keyset pagination (`page_size`/`page_token`, the token being the last id
+/// of the previous page) with `first`/`next` links, as Kratos pages
+/// identities, admin sessions and courier messages.
+pub struct KeysetPage {
+    pub size: u32,
+    pub after: Option<uuid::Uuid>,
+}
+
+impl KeysetPage {
+    pub fn from_params(params: &QueryParams, default: u32, max: u32) -> Result<Self, ApiError> {
+        let size = match params.first("page_size").or_else(|| params.first("per_page")) {
+            None | Some("") => default,
+            Some(v) => v
+                .parse::<u32>()
+                .ok()
+                .filter(|n| *n >= 1)
+                .ok_or_else(|| ApiError::bad_request().with_reason("page_size must be a positive integer."))?
+                .min(max),
+        };
+        let after = match params.first("page_token").filter(|t| !t.is_empty()) {
+            None => None,
+            Some(token) => Some(
+                uuid::Uuid::parse_str(token)
+                    .map_err(|_| ApiError::bad_request().with_reason("The page_token is invalid."))?,
+            ),
+        }
+        .filter(|id| !id.is_nil());
+        Ok(Self { size, after })
+    }
+
+    /// The `Link` header: `first` always, `next` when a further page exists
+    /// (the caller fetched one row more than `size` to find out).
+    pub fn link(
+        &self,
+        path: &str,
+        params: &QueryParams,
+        last: Option<uuid::Uuid>,
+        has_next: bool,
+    ) -> Option<HeaderValue> {
+        let mut links = vec![format!(
+            "<{path}?{}>; rel=\"first\"",
+            params.paged(self.size, &uuid::Uuid::nil().to_string())
+        )];
+        if let (true, Some(last)) = (has_next, last) {
+            links.push(format!("<{path}?{}>; rel=\"next\"", params.paged(self.size, &last.to_string())));
+        }
+        HeaderValue::from_str(&links.join(",")).ok()
+    }
+}

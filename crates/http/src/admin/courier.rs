@@ -2,7 +2,7 @@
 //! up on. Subjects and bodies carry codes, so they are shown only in `--dev`.
 
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderValue, header};
+use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::error::ApiError;
+use crate::pagination::KeysetPage;
 use crate::query::QueryParams;
 use crate::state::AppState;
 
@@ -47,22 +48,7 @@ fn message(state: &AppState, m: &Message, dispatches: Option<&[Dispatch]>) -> Va
 
 async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
-    let size = match params.first("page_size") {
-        None | Some("") => DEFAULT_PAGE_SIZE,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ApiError::bad_request().with_reason("page_size must be a positive integer."))?
-            .min(MAX_PAGE_SIZE),
-    };
-    let after = match params.first("page_token").filter(|t| !t.is_empty()) {
-        None => None,
-        Some(t) => Some(
-            Uuid::parse_str(t)
-                .map_err(|_| ApiError::bad_request().with_reason("The page_token is invalid."))?,
-        ),
-    };
+    let page = KeysetPage::from_params(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let status = match params.first("status").filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => Some(s.parse().map_err(|e: String| ApiError::bad_request().with_reason(e))?),
@@ -70,20 +56,16 @@ async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> R
     let query = MessageQuery {
         status,
         recipient: params.first("recipient").filter(|r| !r.is_empty()).map(str::to_string),
-        after,
-        limit: size + 1,
+        after: page.after,
+        limit: page.size + 1,
     };
     let mut messages = state.store.list_messages(&query).await?;
-    let has_next = messages.len() > size as usize;
-    messages.truncate(size as usize);
-    let mut links = vec![format!("<{}?{}>; rel=\"first\"", uri.path(), params.paged(size, ""))];
-    if let (true, Some(last)) = (has_next, messages.last()) {
-        links.push(format!("<{}?{}>; rel=\"next\"", uri.path(), params.paged(size, &last.id.to_string())));
-    }
+    let has_next = messages.len() > page.size as usize;
+    messages.truncate(page.size as usize);
     let body: Vec<Value> = messages.iter().map(|m| message(&state, m, None)).collect();
     let mut response = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
-        response.headers_mut().insert(header::LINK, v);
+    if let Some(link) = page.link(uri.path(), &params, messages.last().map(|m| m.id), has_next) {
+        response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
 }

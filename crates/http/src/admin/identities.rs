@@ -20,6 +20,7 @@ use uuid::Uuid;
 
 use crate::body::JsonBody;
 use crate::error::ApiError;
+use crate::pagination::KeysetPage;
 use crate::query::QueryParams;
 use crate::state::AppState;
 use crate::views::{self, Audience, CredentialsView};
@@ -324,23 +325,7 @@ async fn list(
             "Offset pagination (page) is not supported; follow the page_token in the Link header.",
         ));
     }
-    let page_size = match params.first("page_size").or_else(|| params.first("per_page")) {
-        None => DEFAULT_PAGE_SIZE,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n >= 1)
-            .ok_or_else(|| ApiError::bad_request().with_reason("page_size must be a positive integer."))?
-            .min(MAX_PAGE_SIZE),
-    };
-    let after = match params.first("page_token").filter(|t| !t.is_empty()) {
-        None => None,
-        Some(token) => Some(
-            Uuid::parse_str(token)
-                .map_err(|_| ApiError::bad_request().with_reason("The page_token is invalid."))?,
-        ),
-    }
-    .filter(|id| !id.is_nil());
+    let page = KeysetPage::from_params(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let ids = params
         .all("ids")
         .map(|id| {
@@ -369,23 +354,17 @@ async fn list(
     };
 
     // One extra row tells whether a next page exists.
-    let query = IdentityQuery { after, limit: page_size + 1, credentials_identifier, ids };
+    let query = IdentityQuery { after: page.after, limit: page.size + 1, credentials_identifier, ids };
     let mut identities = state.identities.list(&query).await?;
-    let has_next = identities.len() > page_size as usize;
-    identities.truncate(page_size as usize);
+    let has_next = identities.len() > page.size as usize;
+    identities.truncate(page.size as usize);
 
-    let path = uri.path();
-    let mut links =
-        vec![format!("<{path}?{}>; rel=\"first\"", params.paged(page_size, &Uuid::nil().to_string()))];
-    if let (true, Some(last)) = (has_next, identities.last()) {
-        links.push(format!("<{path}?{}>; rel=\"next\"", params.paged(page_size, &last.id.to_string())));
-    }
     let body: Vec<Value> =
         identities.iter().map(|i| views::identity(i, &state.urls, Audience::Admin, &view)).collect();
     let mut response = Json(body).into_response();
-    response
-        .headers_mut()
-        .insert(header::LINK, HeaderValue::from_str(&links.join(",")).map_err(ApiError::internal)?);
+    if let Some(link) = page.link(uri.path(), &params, identities.last().map(|i| i.id), has_next) {
+        response.headers_mut().insert(header::LINK, link);
+    }
     Ok(response)
 }
 

@@ -2,7 +2,7 @@
 //! revoke and extend any session.
 
 use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderValue, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
@@ -11,7 +11,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::pagination::OffsetPage;
+use crate::pagination::{KeysetPage, OffsetPage};
 use crate::query::QueryParams;
 use crate::state::AppState;
 use crate::views::{self, Audience};
@@ -63,39 +63,24 @@ async fn render(
 
 async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
-    let size = match params.first("page_size") {
-        None | Some("") => DEFAULT_PAGE_SIZE,
-        Some(v) => v
-            .parse::<u32>()
-            .ok()
-            .filter(|n| *n > 0)
-            .ok_or_else(|| ApiError::bad_request().with_reason("page_size must be a positive integer."))?
-            .min(MAX_PAGE_SIZE),
+    let page = KeysetPage::from_params(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let query = SessionQuery {
+        active: active_filter(&params)?,
+        after: page.after,
+        limit: page.size + 1,
+        ..Default::default()
     };
-    let after = match params.first("page_token").filter(|t| !t.is_empty()) {
-        None => None,
-        Some(t) => Some(
-            Uuid::parse_str(t)
-                .map_err(|_| ApiError::bad_request().with_reason("The page_token is invalid."))?,
-        ),
-    };
-    let query =
-        SessionQuery { active: active_filter(&params)?, after, limit: size + 1, ..Default::default() };
     let mut sessions = state.store.list_sessions(&query).await?;
-    let has_next = sessions.len() > size as usize;
-    sessions.truncate(size as usize);
+    let has_next = sessions.len() > page.size as usize;
+    sessions.truncate(page.size as usize);
     let expand = expand(&params);
     let mut body = Vec::with_capacity(sessions.len());
     for session in &sessions {
         body.push(render(&state, session, &expand).await?);
     }
-    let mut links = vec![format!("<{}?{}>; rel=\"first\"", uri.path(), params.paged(size, ""))];
-    if let (true, Some(last)) = (has_next, sessions.last()) {
-        links.push(format!("<{}?{}>; rel=\"next\"", uri.path(), params.paged(size, &last.id.to_string())));
-    }
     let mut response = Json(body).into_response();
-    if let Ok(v) = HeaderValue::from_str(&links.join(",")) {
-        response.headers_mut().insert(header::LINK, v);
+    if let Some(link) = page.link(uri.path(), &params, sessions.last().map(|s| s.id), has_next) {
+        response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
 }
