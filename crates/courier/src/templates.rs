@@ -347,6 +347,16 @@ fn html_page(body: &str) -> String {
     )
 }
 
+impl latchkey_domain::courier::Renderer for Templates {
+    fn render(
+        &self,
+        template_type: &str,
+        data: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<latchkey_domain::courier::Rendered, String> {
+        Templates::render(self, template_type, data)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -186,3 +186,13 @@ impl Dispatcher {
         }
     }
 }
+
+/// Turns a template type and its data into an email (templates live with
+/// the courier; flows only name what to send).
+pub trait Renderer: Send + Sync {
+    fn render(
+        &self,
+        template_type: &str,
+        data: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<Rendered, String>;
+}

@@ -21,7 +21,7 @@ use crate::identity::{CredentialType, Identity};
 use crate::session::Session;
 use crate::store::{
     Database, FlowStore, IdentityQuery, IdentityStore, MessageQuery, MigrationState, OutboxStore,
-    SessionQuery, SessionStore, Store, StoreError,
+    RecoveryCode, RecoveryStore, SessionQuery, SessionStore, Store, StoreError,
 };
 
 struct Entry {
@@ -221,6 +221,45 @@ impl OutboxStore for CachingStore {
 
     async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError> {
         self.inner.get_message(id).await
+    }
+}
+
+#[async_trait]
+impl RecoveryStore for CachingStore {
+    async fn create_recovery_code(
+        &self,
+        code: &RecoveryCode,
+        message: Option<&Message>,
+    ) -> Result<(), StoreError> {
+        self.inner.create_recovery_code(code, message).await
+    }
+
+    async fn live_recovery_codes(
+        &self,
+        flow_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<RecoveryCode>, StoreError> {
+        self.inner.live_recovery_codes(flow_id, now).await
+    }
+
+    async fn use_recovery_code(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.use_recovery_code(id, at).await
+    }
+
+    async fn record_recovery_failure(&self, address: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        self.inner.record_recovery_failure(address, at).await
+    }
+
+    async fn count_recovery_failures(&self, address: &str, since: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.count_recovery_failures(address, since).await
+    }
+
+    async fn identity_by_recovery_address(
+        &self,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.inner.identity_by_recovery_address(via, value).await
     }
 }
 

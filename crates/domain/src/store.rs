@@ -145,6 +145,61 @@ pub trait OutboxStore: Send + Sync {
     async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError>;
 }
 
+/// A one-time recovery code as stored: only its keyed hash, never the code.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RecoveryCode {
+    pub id: Uuid,
+    pub flow_id: Uuid,
+    /// The identity the code recovers; `None` for codes sent to unknown addresses.
+    pub identity_id: Option<Uuid>,
+    /// The normalised address the code was sent to.
+    pub address: String,
+    /// Hex HMAC-SHA256 of the code.
+    pub code_hmac: String,
+    pub expires_at: chrono::DateTime<chrono::Utc>,
+    pub used_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+}
+
+#[async_trait]
+pub trait RecoveryStore: Send + Sync {
+    /// Stores a code and, in the same transaction, the message announcing it.
+    async fn create_recovery_code(
+        &self,
+        code: &RecoveryCode,
+        message: Option<&Message>,
+    ) -> Result<(), StoreError>;
+    /// The flow's codes that are neither used nor expired at `now`.
+    async fn live_recovery_codes(
+        &self,
+        flow_id: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<RecoveryCode>, StoreError>;
+    /// Marks a code used; false when it already was (codes work once, even under races).
+    async fn use_recovery_code(
+        &self,
+        id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Counts a wrong code against an address, across flows.
+    async fn record_recovery_failure(
+        &self,
+        address: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(), StoreError>;
+    async fn count_recovery_failures(
+        &self,
+        address: &str,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
+    /// The identity owning a recovery address (normalised value).
+    async fn identity_by_recovery_address(
+        &self,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError>;
+}
+
 /// Everything Latchkey persists, as one handle for wiring.
-pub trait Store: IdentityStore + FlowStore + SessionStore + OutboxStore + Database {}
-impl<T: IdentityStore + FlowStore + SessionStore + OutboxStore + Database> Store for T {}
+pub trait Store: IdentityStore + FlowStore + SessionStore + OutboxStore + RecoveryStore + Database {}
+impl<T: IdentityStore + FlowStore + SessionStore + OutboxStore + RecoveryStore + Database> Store for T {}

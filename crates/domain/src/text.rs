@@ -119,3 +119,40 @@ pub fn settings_flow_expired(expired_at: chrono::DateTime<chrono::Utc>, ago: chr
 pub fn no_settings_method() -> Message {
     error(4010004, "No settings method matches this request. Did you fill out the form correctly?", None)
 }
+pub fn label_email() -> Message {
+    info(1070007, "Email")
+}
+pub fn label_continue() -> Message {
+    info(1070009, "Continue")
+}
+pub fn label_resend_code() -> Message {
+    info(1070008, "Resend code")
+}
+pub fn label_recovery_code() -> Message {
+    info(1070010, "Recovery code")
+}
+pub fn recovery_code_sent() -> Message {
+    info(
+        1060003,
+        "If that address belongs to an account, an email with a recovery code is on its way. Enter the code below.",
+    )
+}
+pub fn recovery_code_invalid() -> Message {
+    error(4060006, "The recovery code is invalid or has already been used. Please try again.", None)
+}
+pub fn recovery_flow_expired(expired_at: chrono::DateTime<chrono::Utc>, ago: chrono::Duration) -> Message {
+    expired(4060005, expired_at, ago)
+}
+pub fn no_recovery_method() -> Message {
+    error(4010005, "No recovery method matches this request. Did you fill out the form correctly?", None)
+}
+pub fn recovered(privileged_until: chrono::DateTime<chrono::Utc>) -> Message {
+    Message {
+        kind: MessageType::Success,
+        context: Some(json!({
+            "privileged_session_expires_at": privileged_until,
+            "privileged_session_expires_at_unix": privileged_until.timestamp(),
+        })),
+        ..info(1060001, "You recovered your account. Please change your password now.")
+    }
+}

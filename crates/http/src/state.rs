@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use chrono::Duration;
 use latchkey_domain::flow::login::LoginService;
+use latchkey_domain::flow::recovery::RecoveryService;
 use latchkey_domain::flow::registration::RegistrationService;
 use latchkey_domain::flow::settings::SettingsService;
 use latchkey_domain::{IdentityManager, Store};
@@ -45,6 +46,9 @@ pub struct WebSettings {
     pub login_ui_url: String,
     pub registration_ui_url: String,
     pub settings_ui_url: String,
+    pub recovery_ui_url: String,
+    /// How long an admin-issued recovery code lives unless the request says otherwise.
+    pub recovery_code_lifespan: Duration,
     pub error_ui_url: String,
     pub logout_return_url: String,
     pub cookies: CookieSettings,
@@ -65,6 +69,7 @@ pub struct AppState {
     pub login: LoginService,
     pub registration: RegistrationService,
     pub settings: SettingsService,
+    pub recovery: RecoveryService,
     pub urls: Arc<BaseUrls>,
     pub web: Arc<WebSettings>,
     pub version: &'static str,

@@ -118,6 +118,7 @@ pub struct Flows {
     pub login: LoginFlow,
     pub registration: RegistrationFlow,
     pub settings: SettingsFlow,
+    pub recovery: RecoveryFlow,
     pub error: UiOnly,
     pub logout: LogoutFlow,
 }
@@ -240,10 +241,74 @@ impl After {
     }
 }
 
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RecoveryFlow {
+    pub enabled: bool,
+    pub ui_url: String,
+    pub lifespan: String,
+    /// Only `code` is built.
+    #[serde(rename = "use")]
+    pub method: String,
+    /// Tell unknown addresses that someone tried to recover them.
+    pub notify_unknown_recipients: bool,
+    pub after: After,
+}
+
+impl Default for RecoveryFlow {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+            method: "code".into(),
+            notify_unknown_recipients: false,
+            after: After::default(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Methods {
     pub password: PasswordMethod,
+    pub code: CodeMethod,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CodeMethod {
+    pub enabled: bool,
+    pub config: CodeMethodConfig,
+}
+
+impl Default for CodeMethod {
+    fn default() -> Self {
+        Self { enabled: true, config: CodeMethodConfig::default() }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CodeMethodConfig {
+    /// How long a code works; shorter than Kratos's 1h by default.
+    pub lifespan: String,
+    /// Code attempts per flow.
+    pub max_submissions: u64,
+    /// Latchkey's own: wrong codes per address, across flows, within the window.
+    pub max_failures_per_address: u64,
+    pub failure_window: String,
+}
+
+impl Default for CodeMethodConfig {
+    fn default() -> Self {
+        Self {
+            lifespan: "15m".into(),
+            max_submissions: 5,
+            max_failures_per_address: 10,
+            failure_window: "1h".into(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -536,6 +601,7 @@ pub fn load(
         ("selfservice.flows.login.after", &config.selfservice.flows.login.after),
         ("selfservice.flows.registration.after", &config.selfservice.flows.registration.after),
         ("selfservice.flows.settings.after", &config.selfservice.flows.settings.after),
+        ("selfservice.flows.recovery.after", &config.selfservice.flows.recovery.after),
     ] {
         for (method, hooks) in [("", &after.hooks), (".password", &after.password.hooks)] {
             for hook in hooks.iter().filter(|h| !SUPPORTED_HOOKS.contains(&h.hook.as_str())) {
@@ -725,6 +791,12 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
         ("selfservice.flows.login.lifespan", &flows.login.lifespan),
         ("selfservice.flows.registration.lifespan", &flows.registration.lifespan),
         ("selfservice.flows.settings.lifespan", &flows.settings.lifespan),
+        ("selfservice.flows.recovery.lifespan", &flows.recovery.lifespan),
+        ("selfservice.methods.code.config.lifespan", &config.selfservice.methods.code.config.lifespan),
+        (
+            "selfservice.methods.code.config.failure_window",
+            &config.selfservice.methods.code.config.failure_window,
+        ),
         ("selfservice.flows.settings.privileged_session_max_age", &flows.settings.privileged_session_max_age),
         ("session.lifespan", &config.session.lifespan),
     ] {
@@ -753,6 +825,9 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
         if same_site.is_some_and(|s| !matches!(s.as_str(), "Lax" | "Strict" | "None")) {
             return Err(invalid(key, "expected Lax, Strict or None"));
         }
+    }
+    if flows.recovery.method != "code" {
+        return Err(invalid("selfservice.flows.recovery.use", "only `code` is supported"));
     }
     if config.courier.delivery_strategy != "smtp" {
         return Err(invalid("courier.delivery_strategy", "only `smtp` is supported"));
@@ -866,10 +941,10 @@ mod tests {
         let a = write(
             dir.path(),
             "a.yml",
-            &format!("{MINIMAL}courier:\n  channels: []\nselfservice:\n  flows:\n    recovery: {{}}\n"),
+            &format!("{MINIMAL}courier:\n  channels: []\nselfservice:\n  flows:\n    verification: {{}}\n"),
         );
         let loaded = load(&[a], Vec::new(), false).unwrap();
-        assert_eq!(loaded.unsupported_keys, vec!["courier.channels", "selfservice.flows.recovery"]);
+        assert_eq!(loaded.unsupported_keys, vec!["courier.channels", "selfservice.flows.verification"]);
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::time::Duration;
 use latchkey_courier::{SmtpConfig, SmtpMailer};
 use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
+use latchkey_domain::flow::recovery::{RecoveryService, RecoverySettings};
 use latchkey_domain::flow::registration::{RegistrationService, RegistrationSettings};
 use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
 use latchkey_domain::password_policy::PasswordPolicy;
@@ -267,12 +268,37 @@ impl Application {
                 password_policy: policy,
             },
         );
+        let code = &config.selfservice.methods.code.config;
+        let templates = latchkey_courier::Templates::load(
+            config.courier.template_override_path.as_deref().map(std::path::Path::new),
+        )
+        .map_err(StartError::Courier)?;
+        let recovery = RecoveryService::new(
+            store.clone(),
+            identities.clone(),
+            Arc::new(templates),
+            settings.clone(),
+            RecoverySettings {
+                public_base: urls.public.clone(),
+                enabled: flows.recovery.enabled && config.selfservice.methods.code.enabled,
+                lifespan: duration(&flows.recovery.lifespan),
+                code_lifespan: duration(&code.lifespan),
+                max_submissions: code.max_submissions,
+                address_failure_limit: code.max_failures_per_address,
+                address_failure_window: duration(&code.failure_window),
+                notify_unknown_recipients: flows.recovery.notify_unknown_recipients,
+                secrets: code_secrets(config),
+                session_lifespan: web.session_lifespan,
+                privileged_session_max_age: duration(&flows.settings.privileged_session_max_age),
+            },
+        );
         let state = AppState {
             store: store.clone(),
             identities,
             login,
             registration,
             settings,
+            recovery,
             urls: Arc::new(urls),
             web: Arc::new(web),
             version: VERSION,
@@ -330,6 +356,18 @@ impl Application {
     }
 }
 
+/// Keys for one-time codes: `secrets.cookie`, else `secrets.default`, else a
+/// random key for this process (codes then die with it; a warning says so).
+fn code_secrets(config: &Config) -> Vec<String> {
+    let configured =
+        if config.secrets.cookie.is_empty() { &config.secrets.default } else { &config.secrets.cookie };
+    if !configured.is_empty() {
+        return configured.clone();
+    }
+    tracing::warn!("secrets.cookie is not set: recovery codes use a random key and stop working on restart");
+    vec![latchkey_domain::session::random_token("")]
+}
+
 /// Browser-facing settings: UI URLs default to pages under the public base
 /// URL; `return_to` is limited to our own origins unless configured.
 fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
@@ -364,6 +402,11 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
             format!("{}/ui/registration", urls.public),
         ),
         settings_ui_url: or_default(&ss.flows.settings.ui_url, format!("{}/ui/settings", urls.public)),
+        recovery_ui_url: or_default(&ss.flows.recovery.ui_url, format!("{}/ui/recovery", urls.public)),
+        recovery_code_lifespan: chrono::Duration::from_std(
+            parse_duration(&ss.methods.code.config.lifespan).unwrap_or_default(),
+        )
+        .unwrap_or_default(),
         error_ui_url: or_default(&ss.flows.error.ui_url, format!("{}/ui/error", urls.public)),
         logout_return_url: or_default(
             &ss.flows.logout.after.default_browser_return_url,

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use latchkey_domain::courier::{Dispatch, Message, MessageStatus};
 use latchkey_domain::store::{MessageQuery, OutboxStore, StoreError};
 use sqlx::postgres::PgRow;
-use sqlx::{Postgres, QueryBuilder};
+use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::PgStore;
@@ -31,27 +31,34 @@ fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
     })
 }
 
+/// Queues `message` on `conn`, which may be a transaction that writes
+/// other rows with it (a recovery code and the message announcing it).
+pub(crate) async fn insert_message(conn: &mut PgConnection, message: &Message) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, template_type, \
+         send_count, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(message.id)
+    .bind(message.status.as_str())
+    .bind(&message.recipient)
+    .bind(&message.subject)
+    .bind(&message.body)
+    .bind(&message.html_body)
+    .bind(&message.template_type)
+    .bind(message.send_count)
+    .bind(message.created_at)
+    .bind(message.updated_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl OutboxStore for PgStore {
     async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, template_type, \
-             send_count, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(message.id)
-        .bind(message.status.as_str())
-        .bind(&message.recipient)
-        .bind(&message.subject)
-        .bind(&message.body)
-        .bind(&message.html_body)
-        .bind(&message.template_type)
-        .bind(message.send_count)
-        .bind(message.created_at)
-        .bind(message.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(write_error)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_message(&mut conn, message).await
     }
 
     async fn claim_messages(

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::PgStore;
 use crate::codec::{backend, col, enum_col, write_error};
 
-const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
+pub(crate) const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
      metadata_admin, external_id, created_at, updated_at";
 
 impl PgStore {
@@ -23,7 +23,7 @@ impl PgStore {
     /// assembled from four queries, and without one snapshot a concurrent
     /// update could be seen half applied (old credentials, new addresses).
     /// Read-only snapshots never fail with serialization errors.
-    async fn snapshot(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
+    pub(crate) async fn snapshot(&self) -> Result<Transaction<'static, Postgres>, StoreError> {
         self.pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await.map_err(backend)
     }
 }
@@ -248,7 +248,7 @@ async fn insert_children(conn: &mut PgConnection, identity: &Identity) -> Result
 /// however many identities there are. Addresses are ordered by value in the
 /// "C" collation, bytewise like SQLite, so both stores return them alike
 /// whatever the database's default collation.
-async fn load(conn: &mut PgConnection, rows: Vec<PgRow>) -> Result<Vec<Identity>, StoreError> {
+pub(crate) async fn load(conn: &mut PgConnection, rows: Vec<PgRow>) -> Result<Vec<Identity>, StoreError> {
     let mut identities = rows.iter().map(identity_from_row).collect::<Result<Vec<_>, _>>()?;
     if identities.is_empty() {
         return Ok(identities);

@@ -5,6 +5,7 @@ mod codec;
 mod courier;
 mod flows;
 mod identities;
+mod recovery;
 mod sessions;
 
 use std::borrow::Cow;
@@ -25,6 +26,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "identities", include_str!("../migrations/0001_identities.sql")),
     (2, "flows_sessions", include_str!("../migrations/0002_flows_sessions.sql")),
     (3, "courier", include_str!("../migrations/0003_courier.sql")),
+    (4, "recovery", include_str!("../migrations/0004_recovery.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use latchkey_domain::courier::{Dispatch, Message, MessageStatus};
 use latchkey_domain::store::{MessageQuery, OutboxStore, StoreError};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::SqliteStore;
@@ -31,27 +31,34 @@ fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
     })
 }
 
+/// Queues `message` on `conn`, which may be a transaction that writes
+/// other rows with it (a recovery code and the message announcing it).
+pub(crate) async fn insert_message(conn: &mut SqliteConnection, message: &Message) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, template_type, \
+         send_count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(message.id.to_string())
+    .bind(message.status.as_str())
+    .bind(&message.recipient)
+    .bind(&message.subject)
+    .bind(&message.body)
+    .bind(&message.html_body)
+    .bind(&message.template_type)
+    .bind(message.send_count)
+    .bind(time(message.created_at))
+    .bind(time(message.updated_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl OutboxStore for SqliteStore {
     async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, template_type, \
-             send_count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(message.id.to_string())
-        .bind(message.status.as_str())
-        .bind(&message.recipient)
-        .bind(&message.subject)
-        .bind(&message.body)
-        .bind(&message.html_body)
-        .bind(&message.template_type)
-        .bind(message.send_count)
-        .bind(time(message.created_at))
-        .bind(time(message.updated_at))
-        .execute(&self.pool)
-        .await
-        .map_err(write_error)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_message(&mut conn, message).await
     }
 
     async fn claim_messages(

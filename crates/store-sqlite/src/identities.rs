@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::SqliteStore;
 use crate::codec::*;
 
-const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
+pub(crate) const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
      metadata_admin, external_id, created_at, updated_at";
 
 #[async_trait]
@@ -219,7 +219,10 @@ async fn insert_children(conn: &mut SqliteConnection, identity: &Identity) -> Re
 
 /// Turns identity rows into full aggregates with three more queries in all,
 /// however many identities there are.
-async fn load(conn: &mut SqliteConnection, rows: Vec<SqliteRow>) -> Result<Vec<Identity>, StoreError> {
+pub(crate) async fn load(
+    conn: &mut SqliteConnection,
+    rows: Vec<SqliteRow>,
+) -> Result<Vec<Identity>, StoreError> {
     let mut identities = rows.iter().map(identity_from_row).collect::<Result<Vec<_>, _>>()?;
     if identities.is_empty() {
         return Ok(identities);

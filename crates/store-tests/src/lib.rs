@@ -14,7 +14,7 @@ use latchkey_domain::session::{
     AuthenticationMethod, Device, LOGOUT_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, Session, hash_token,
     random_token,
 };
-use latchkey_domain::store::{IdentityQuery, SessionQuery, Store, StoreError};
+use latchkey_domain::store::{IdentityQuery, RecoveryCode, SessionQuery, Store, StoreError};
 use latchkey_domain::text;
 use latchkey_domain::time::now;
 use latchkey_domain::ui::{Group, Node};
@@ -37,6 +37,12 @@ pub async fn run_all(store: &dyn Store) {
     deleting_an_identity_deletes_its_sessions(store).await;
     outbox_claims_each_message_once(store).await;
     outbox_records_dispatches_and_filters(store).await;
+    recovery_code_and_message_are_one_unit(store).await;
+    live_recovery_codes_exclude_used_and_expired(store).await;
+    recovery_codes_work_once(store).await;
+    recovery_failures_count_per_address_and_window(store).await;
+    identity_found_by_recovery_address(store).await;
+    deleting_an_identity_deletes_its_recovery_codes(store).await;
 }
 
 /// An identity with a password credential and one email address.
@@ -667,4 +673,147 @@ async fn outbox_records_dispatches_and_filters(store: &dyn Store) {
         .await
         .unwrap();
     assert!(next.is_empty() || next[0].id > page[0].id);
+}
+
+fn recovery_code(flow_id: Uuid, identity_id: Option<Uuid>, address: &str) -> RecoveryCode {
+    let at = now();
+    RecoveryCode {
+        id: Uuid::new_v4(),
+        flow_id,
+        identity_id,
+        address: address.into(),
+        code_hmac: format!("{:064x}", Uuid::new_v4().as_u128()),
+        expires_at: at + Duration::minutes(15),
+        used_at: None,
+        created_at: at,
+    }
+}
+
+async fn recovery_code_and_message_are_one_unit(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("recovery-unit"));
+    store.create_identity(&identity).await.unwrap();
+    let address = identity.recovery_addresses[0].value.clone();
+    let flow_id = Uuid::new_v4();
+    let code = recovery_code(flow_id, Some(identity.id), &address);
+    let message = sample_message(&address);
+    store.create_recovery_code(&code, Some(&message)).await.unwrap();
+    let (stored, _) =
+        store.get_message(message.id).await.unwrap().expect("the message is written with the code");
+    assert_eq!(stored.recipient, address);
+    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap(), vec![code.clone()]);
+
+    // A duplicate code id fails the unit: its message is not written either.
+    let orphan = sample_message(&address);
+    let again = RecoveryCode { code_hmac: "other".into(), ..code.clone() };
+    assert!(matches!(store.create_recovery_code(&again, Some(&orphan)).await, Err(StoreError::Conflict(_))));
+    assert!(store.get_message(orphan.id).await.unwrap().is_none());
+
+    // A duplicate message fails the unit too, after the code was inserted:
+    // the code is rolled back.
+    let unsent = RecoveryCode {
+        created_at: code.created_at + Duration::milliseconds(1),
+        ..recovery_code(flow_id, Some(identity.id), &address)
+    };
+    assert!(matches!(
+        store.create_recovery_code(&unsent, Some(&message)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap(), vec![code.clone()]);
+
+    // No message, and no identity (an unknown address): the code alone.
+    let unknown = recovery_code(flow_id, None, &unique_email("recovery-unknown"));
+    let unknown = RecoveryCode { created_at: code.created_at + Duration::milliseconds(2), ..unknown };
+    store.create_recovery_code(&unknown, None).await.unwrap();
+    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap(), vec![code, unknown]);
+}
+
+async fn live_recovery_codes_exclude_used_and_expired(store: &dyn Store) {
+    let address = unique_email("recovery-live");
+    let flow_id = Uuid::new_v4();
+    let at = now();
+    let first =
+        RecoveryCode { created_at: at - Duration::seconds(3), ..recovery_code(flow_id, None, &address) };
+    let used =
+        RecoveryCode { created_at: at - Duration::seconds(2), ..recovery_code(flow_id, None, &address) };
+    let expired = RecoveryCode {
+        created_at: at - Duration::minutes(20),
+        expires_at: at - Duration::seconds(1),
+        ..recovery_code(flow_id, None, &address)
+    };
+    let already = RecoveryCode { used_at: Some(at), ..recovery_code(flow_id, None, &address) };
+    let last =
+        RecoveryCode { created_at: at - Duration::seconds(1), ..recovery_code(flow_id, None, &address) };
+    let elsewhere = recovery_code(Uuid::new_v4(), None, &address);
+    // Written out of order: the result is ordered by creation.
+    for code in [&last, &used, &expired, &already, &first, &elsewhere] {
+        store.create_recovery_code(code, None).await.unwrap();
+    }
+    assert!(store.use_recovery_code(used.id, at).await.unwrap());
+    assert_eq!(store.live_recovery_codes(flow_id, at).await.unwrap(), vec![first.clone(), last.clone()]);
+    // Expiry is strict: a code is dead at its `expires_at`.
+    assert_eq!(store.live_recovery_codes(flow_id, first.expires_at).await.unwrap(), vec![last.clone()]);
+    assert!(store.live_recovery_codes(flow_id, at + Duration::hours(1)).await.unwrap().is_empty());
+    // Before its expiry an expired-now code was live.
+    let earlier = expired.expires_at - Duration::seconds(1);
+    let ids: Vec<_> =
+        store.live_recovery_codes(flow_id, earlier).await.unwrap().into_iter().map(|c| c.id).collect();
+    assert_eq!(ids, vec![expired.id, first.id, last.id]);
+    assert!(store.live_recovery_codes(Uuid::new_v4(), at).await.unwrap().is_empty());
+}
+
+async fn recovery_codes_work_once(store: &dyn Store) {
+    let flow_id = Uuid::new_v4();
+    let code = recovery_code(flow_id, None, &unique_email("recovery-once"));
+    store.create_recovery_code(&code, None).await.unwrap();
+    let at = now();
+    assert!(store.use_recovery_code(code.id, at).await.unwrap());
+    assert!(!store.use_recovery_code(code.id, at + Duration::seconds(1)).await.unwrap());
+    assert!(!store.use_recovery_code(Uuid::new_v4(), at).await.unwrap(), "an unknown code is not usable");
+    assert!(store.live_recovery_codes(flow_id, at).await.unwrap().is_empty());
+}
+
+async fn recovery_failures_count_per_address_and_window(store: &dyn Store) {
+    let address = unique_email("recovery-failures");
+    let other = unique_email("recovery-failures-other");
+    let at = now();
+    assert_eq!(store.count_recovery_failures(&address, at - Duration::hours(1)).await.unwrap(), 0);
+    store.record_recovery_failure(&address, at - Duration::minutes(30)).await.unwrap();
+    store.record_recovery_failure(&address, at - Duration::minutes(5)).await.unwrap();
+    store.record_recovery_failure(&address, at).await.unwrap();
+    store.record_recovery_failure(&address, at).await.unwrap();
+    store.record_recovery_failure(&other, at).await.unwrap();
+    assert_eq!(store.count_recovery_failures(&address, at - Duration::hours(1)).await.unwrap(), 4);
+    // The window includes its start.
+    assert_eq!(store.count_recovery_failures(&address, at - Duration::minutes(5)).await.unwrap(), 3);
+    assert_eq!(store.count_recovery_failures(&address, at).await.unwrap(), 2);
+    assert_eq!(store.count_recovery_failures(&address, at + Duration::microseconds(1)).await.unwrap(), 0);
+    assert_eq!(store.count_recovery_failures(&other, at - Duration::hours(1)).await.unwrap(), 1);
+}
+
+async fn identity_found_by_recovery_address(store: &dyn Store) {
+    let email = unique_email("recovery-owner");
+    let identity = sample_identity(&email);
+    store.create_identity(&identity).await.unwrap();
+    let found = store.identity_by_recovery_address("email", &email).await.unwrap().expect("found by address");
+    assert_eq!(found, identity, "the whole identity, with credentials and addresses");
+    assert!(store.identity_by_recovery_address("email", &unique_email("nobody")).await.unwrap().is_none());
+    assert!(store.identity_by_recovery_address("sms", &email).await.unwrap().is_none());
+}
+
+async fn deleting_an_identity_deletes_its_recovery_codes(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("recovery-cascade"));
+    store.create_identity(&identity).await.unwrap();
+    let address = identity.recovery_addresses[0].value.clone();
+    let flow_id = Uuid::new_v4();
+    let owned = recovery_code(flow_id, Some(identity.id), &address);
+    let unowned = RecoveryCode {
+        created_at: owned.created_at + Duration::milliseconds(1),
+        ..recovery_code(flow_id, None, &address)
+    };
+    store.create_recovery_code(&owned, None).await.unwrap();
+    store.create_recovery_code(&unowned, None).await.unwrap();
+    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap().len(), 2);
+    assert!(store.delete_identity(identity.id).await.unwrap());
+    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap(), vec![unowned]);
+    assert!(store.identity_by_recovery_address("email", &address).await.unwrap().is_none());
 }

@@ -3,6 +3,7 @@
 //! container) and the state machine position. Each flow module builds on it.
 
 pub mod login;
+pub mod recovery;
 pub mod registration;
 pub mod settings;
 

@@ -4,6 +4,7 @@
 mod courier;
 pub(crate) mod health;
 mod identities;
+mod recovery;
 mod sessions;
 
 use axum::routing::get;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(courier::router())
         .merge(identities::router())
         .merge(sessions::router())
+        .merge(recovery::router())
         .merge(health::router())
         .route(
             "/version",

@@ -3,6 +3,7 @@
 pub(crate) mod flows;
 mod login;
 mod logout;
+mod recovery;
 mod registration;
 mod schemas;
 pub(crate) mod sessions;
@@ -19,6 +20,7 @@ pub fn router() -> Router<AppState> {
         .merge(registration::router())
         .merge(sessions::router())
         .merge(settings::router())
+        .merge(recovery::router())
         .merge(logout::router())
         .merge(crate::admin::health::router())
 }

@@ -40,7 +40,6 @@ fn kratos_quickstart_config_loads_unchanged() {
         "serve.public.cors",
         "selfservice.methods.totp",
         "selfservice.flows.verification",
-        "selfservice.flows.recovery",
     ] {
         assert!(loaded.unsupported_keys.iter().any(|k| k == key), "{key} in {:?}", loaded.unsupported_keys);
     }

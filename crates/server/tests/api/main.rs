@@ -11,6 +11,7 @@ mod errors;
 mod health;
 mod identities;
 mod native;
+mod recovery;
 mod sessions;
 mod settings;
 mod startup;

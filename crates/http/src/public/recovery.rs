@@ -1,0 +1,158 @@
+//! `/self-service/recovery/*`: account recovery by emailed code, for native
+//! apps and browsers. Success signs the user in and hands over a settings
+//! flow (`continue_with`) to choose a new password.
+
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json, Router};
+use latchkey_domain::flow::recovery::{RecoveryOutcome, RecoverySubmission};
+use latchkey_domain::flow::{FlowKind, FlowType};
+use latchkey_domain::text;
+use serde_json::json;
+
+use super::flows::{self, field};
+use crate::error::{ApiError, Extra};
+use crate::query::QueryParams;
+use crate::request::{device, wants_json};
+use crate::state::AppState;
+use crate::submit::SubmitBody;
+use crate::{cookies, views};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/self-service/recovery/api",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
+        )
+        .route(
+            "/self-service/recovery/browser",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
+        )
+        .route("/self-service/recovery/flows", get(fetch))
+        .route("/self-service/recovery", get(submit).post(submit))
+}
+
+fn disabled() -> ApiError {
+    ApiError::bad_request()
+        .with_id("self_service_flow_disabled")
+        .with_reason("Recovery is not allowed because it was disabled.")
+}
+
+async fn init(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    flow_type: FlowType,
+) -> Result<Response, ApiError> {
+    if !state.recovery.enabled() {
+        return Err(disabled());
+    }
+    let params = QueryParams::parse(uri.query());
+    if flows::current_session(&state, &headers).await?.is_some() {
+        return Ok(flows::already_signed_in(&state, &headers, flow_type, &params));
+    }
+    let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
+    let flow = state.recovery.create(&started.request).await.map_err(flows::flow_failure)?;
+    Ok(flows::started(flow, started, &headers, &state.web.recovery_ui_url))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    flows::fetch(&state, FlowKind::Recovery, &uri, &headers).await
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    SubmitBody(body): SubmitBody,
+) -> Result<Response, ApiError> {
+    if !state.recovery.enabled() {
+        return Err(disabled());
+    }
+    let params = QueryParams::parse(uri.query());
+    let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Recovery).await?;
+    let ui_url = state.web.recovery_ui_url.clone();
+    // Once a code was sent, a body with `email` is a resend and one without
+    // is a code attempt, whatever `method` says.
+    let submission = match (flow.state.as_str(), field(&body, "email"), field(&body, "method")) {
+        ("sent_email", Some(email), _) => RecoverySubmission::SendCode { email: email.to_string() },
+        ("sent_email", None, _) => {
+            RecoverySubmission::Code { code: field(&body, "code").unwrap_or_default().to_string() }
+        }
+        ("choose_method", email, Some("code")) => {
+            if flows::current_session(&state, &headers).await?.is_some() {
+                return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
+            }
+            RecoverySubmission::SendCode { email: email.unwrap_or_default().to_string() }
+        }
+        _ => {
+            flow.ui.reset_messages();
+            flow.ui.messages.push(text::no_recovery_method());
+            return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
+        }
+    };
+    flow.transient_payload = body.get("transient_payload").cloned();
+    let device = device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr));
+    let outcome = match state.recovery.submit(flow, submission, device).await {
+        Ok(outcome) => outcome,
+        Err(e) => return Ok(flows::flow_failure_response(e, &headers, &ui_url)),
+    };
+    match outcome {
+        RecoveryOutcome::Updated(flow) => {
+            Ok(flows::show_flow(&state, flow, &headers, StatusCode::OK, &ui_url))
+        }
+        RecoveryOutcome::Rejected(flow) => {
+            Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url))
+        }
+        RecoveryOutcome::Replaced { replacement, reason } => {
+            if replacement.flow_type == FlowType::Browser && !wants_json(&headers) {
+                return Ok(flows::see_other(&format!("{ui_url}?flow={}", replacement.id)));
+            }
+            let mut error = ApiError::bad_request().with_reason(reason);
+            error.extra = Some(Box::new(Extra {
+                details: Some(json!({
+                    "continue_with": [{ "action": "show_recovery_ui", "flow": { "id": replacement.id } }],
+                })),
+                ..Default::default()
+            }));
+            Err(error)
+        }
+        RecoveryOutcome::Recovered { flow, issued, settings_flow } => {
+            let settings_url = format!("{}?flow={}", state.web.settings_ui_url, settings_flow.id);
+            let show_settings = json!({
+                "action": "show_settings_ui",
+                "flow": { "id": settings_flow.id, "url": settings_url },
+            });
+            let mut body = views::flow(&flow);
+            if flow.flow_type == FlowType::Api {
+                body["continue_with"] = json!([
+                    { "action": "set_ory_session_token", "ory_session_token": issued.token },
+                    show_settings,
+                ]);
+                return Ok(Json(body).into_response());
+            }
+            let max_age = state
+                .web
+                .session_cookie_persistent
+                .then(|| (issued.session.expires_at - latchkey_domain::time::now()).num_seconds());
+            let cookie =
+                cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
+            let response = if wants_json(&headers) {
+                body["continue_with"] = json!([show_settings]);
+                Json(body).into_response()
+            } else {
+                flows::see_other(&settings_url)
+            };
+            Ok(flows::with_cookie(response, Some(cookie)))
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The journey our users asked for first: a native app recovers an account
+//! by emailed code, the code arriving over real SMTP, then sets a new
+//! password in the settings flow it is handed.
+
+use std::time::Duration;
+
+use latchkey_courier::test_smtp::{Received, start_server};
+use ory_kratos_client::apis::{frontend_api, identity_api};
+use ory_kratos_client::models::CreateIdentityBody;
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, PASSWORD, TestApp, login, native_flow, spawn_app_with};
+use crate::on_both_databases;
+
+on_both_databases!(
+    native_recovery_journey,
+    wrong_codes_and_limits,
+    unknown_addresses_look_the_same,
+    admin_issued_codes
+);
+
+async fn app_with_mail(
+    backend: Backend,
+    adjust: impl FnOnce(&mut latchkey::config::Config),
+) -> (TestApp, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    let (port, received) = start_server(false);
+    let app = spawn_app_with(backend, |c| {
+        c.courier.smtp.connection_uri = format!("smtp://127.0.0.1:{port}/?disable_starttls=true");
+        c.selfservice.flows.recovery.enabled = true;
+        c.secrets.cookie = vec!["a-test-secret-of-enough-length".into()];
+        adjust(c);
+    })
+    .await;
+    (app, received)
+}
+
+async fn create_identity(app: &TestApp, email: &str) -> String {
+    let body = CreateIdentityBody::new("default".into(), json!({ "email": email }));
+    let mut body = body;
+    body.credentials = Some(Box::new(ory_kratos_client::models::IdentityWithCredentials {
+        password: Some(Box::new(ory_kratos_client::models::IdentityWithCredentialsPassword {
+            config: Some(Box::new(ory_kratos_client::models::IdentityWithCredentialsPasswordConfig {
+                password: Some(PASSWORD.into()),
+                ..Default::default()
+            })),
+        })),
+        ..Default::default()
+    }));
+    identity_api::create_identity(&app.admin, Some(body)).await.unwrap().id
+}
+
+async fn post(app: &TestApp, flow: &Value, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/recovery?flow={}", flow["id"].as_str().unwrap())))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+/// Waits for the code mailed to `to` (bounded) and reads it from the body.
+async fn code_for(received: &std::sync::Mutex<Vec<Received>>, to: &str, nth: usize) -> String {
+    for _ in 0..200 {
+        let mails: Vec<Received> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.to.iter().any(|t| t.contains(to)))
+            .cloned()
+            .collect();
+        if let Some(mail) = mails.get(nth) {
+            let text = String::from_utf8_lossy(&mail.data).replace("=\r\n", "");
+            let subject = text.lines().find(|l| l.starts_with("Subject:")).unwrap().to_string();
+            return subject
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|w| w.len() == 6)
+                .expect("a code in the subject")
+                .into();
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no email for {to}");
+}
+
+fn names(flow: &Value) -> Vec<String> {
+    flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["attributes"]["name"].as_str().unwrap().to_string())
+        .collect()
+}
+
+async fn native_recovery_journey(backend: Backend) {
+    let (app, received) = app_with_mail(backend, |_| {}).await;
+    let identity_id = create_identity(&app, "journey@example.com").await;
+
+    // 1. The flow asks for an address.
+    let flow = native_flow(&app, "recovery").await;
+    assert_eq!(flow["state"], "choose_method");
+    assert_eq!(names(&flow), ["csrf_token", "email", "method"]);
+    let email = &flow["ui"]["nodes"][1];
+    assert_eq!(
+        (email["attributes"]["type"].as_str(), email["attributes"]["required"].as_bool()),
+        (Some("email"), Some(true))
+    );
+    assert_eq!(flow["ui"]["nodes"][2]["attributes"]["value"], "code");
+
+    // 2. A code is mailed; the flow asks for it.
+    let (status, sent) = post(&app, &flow, json!({"method": "code", "email": "Journey@Example.com"})).await;
+    assert_eq!(status, 200);
+    assert_eq!(sent["state"], "sent_email");
+    assert_eq!(sent["ui"]["messages"][0]["id"], 1060003);
+    assert!(names(&sent).contains(&"code".to_string()));
+    let code = code_for(&received, "journey@example.com", 0).await;
+
+    // 3. The code signs the user in and hands over a settings flow.
+    let (status, done) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "passed_challenge");
+    let token = done["continue_with"][0]["ory_session_token"].as_str().unwrap().to_string();
+    assert_eq!(done["continue_with"][0]["action"], "set_ory_session_token");
+    assert_eq!(done["continue_with"][1]["action"], "show_settings_ui");
+    let settings_id = done["continue_with"][1]["flow"]["id"].as_str().unwrap().to_string();
+    let session = frontend_api::to_session(&app.public, Some(&token), None, None).await.unwrap();
+    assert_eq!(session.identity.as_ref().unwrap().id, identity_id);
+    let method = serde_json::to_value(&session.authentication_methods).unwrap()[0]["method"].clone();
+    assert_eq!(method, "code_recovery");
+    // The address is proven by the code.
+    let identity = identity_api::get_identity(&app.admin, &identity_id, None).await.unwrap();
+    assert!(identity.verifiable_addresses.unwrap()[0].verified);
+    // The code works once.
+    let (_, again) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    assert!(again.get("continue_with").is_none_or(Value::is_null));
+
+    // 4. The settings flow sets the new password, which then signs in.
+    let settings: Value = app
+        .http
+        .get(app.public_path(&format!("/self-service/settings/flows?id={settings_id}")))
+        .header("x-session-token", &token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settings["ui"]["messages"][0]["id"], 1060001);
+    let new_password = "recovered-and-renewed-passphrase";
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/settings?flow={settings_id}")))
+        .header("x-session-token", &token)
+        .json(&json!({"method": "password", "password": new_password}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(login(&app, "journey@example.com", new_password).await.is_ok());
+    assert!(login(&app, "journey@example.com", PASSWORD).await.is_err());
+    app.stop().await;
+}
+
+async fn wrong_codes_and_limits(backend: Backend) {
+    let (app, received) =
+        app_with_mail(backend, |c| c.selfservice.methods.code.config.max_failures_per_address = 7).await;
+    create_identity(&app, "guess@example.com").await;
+    let flow = native_flow(&app, "recovery").await;
+    post(&app, &flow, json!({"method": "code", "email": "guess@example.com"})).await;
+    let code = code_for(&received, "guess@example.com", 0).await;
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    for _ in 0..5 {
+        let (status, body) = post(&app, &flow, json!({"method": "code", "code": wrong})).await;
+        assert_eq!(status, 200);
+        assert_eq!(body["ui"]["messages"][0]["id"], 4060006);
+        assert_eq!(body["state"], "sent_email");
+    }
+    // The sixth attempt is refused even with the right code; a new flow is offered.
+    let (status, body) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["details"]["continue_with"][0]["action"], "show_recovery_ui");
+
+    // Across flows: two more failures reach the per-address limit of 7;
+    // after that even a right code is refused with the usual answer.
+    let flow = native_flow(&app, "recovery").await;
+    post(&app, &flow, json!({"method": "code", "email": "guess@example.com"})).await;
+    let code = code_for(&received, "guess@example.com", 1).await;
+    for _ in 0..2 {
+        post(&app, &flow, json!({"method": "code", "code": wrong})).await;
+    }
+    let (status, body) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 200);
+    assert_eq!(body["ui"]["messages"][0]["id"], 4060006, "the address is locked out for now");
+    app.stop().await;
+}
+
+async fn unknown_addresses_look_the_same(backend: Backend) {
+    let (app, received) = app_with_mail(backend, |_| {}).await;
+    create_identity(&app, "known@example.com").await;
+    let mut answers = Vec::new();
+    for email in ["known@example.com", "stranger@example.com"] {
+        let flow = native_flow(&app, "recovery").await;
+        let (status, mut body) = post(&app, &flow, json!({"method": "code", "email": email})).await;
+        // Only ids, times and the echoed address may differ.
+        for key in ["id", "expires_at", "issued_at", "request_url"] {
+            body[key] = Value::Null;
+        }
+        body["ui"]["action"] = Value::Null;
+        for node in body["ui"]["nodes"].as_array_mut().unwrap() {
+            if node["attributes"]["name"] == "email" {
+                node["attributes"]["value"] = Value::Null;
+            }
+        }
+        answers.push((status, body));
+    }
+    assert_eq!(answers[0], answers[1]);
+    code_for(&received, "known@example.com", 0).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        received.lock().unwrap().iter().all(|r| !r.to.iter().any(|t| t.contains("stranger"))),
+        "no mail to unknown addresses by default"
+    );
+    app.stop().await;
+}
+
+async fn admin_issued_codes(backend: Backend) {
+    let (app, _) = app_with_mail(backend, |_| {}).await;
+    let identity_id = create_identity(&app, "support@example.com").await;
+    let response = app
+        .http
+        .post(app.admin_path("/admin/recovery/code"))
+        .json(&json!({"identity_id": identity_id, "flow_type": "api"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let issued: Value = response.json().await.unwrap();
+    let code = issued["recovery_code"].as_str().unwrap();
+    assert_eq!(code.len(), 6);
+    let flow_id = issued["recovery_link"].as_str().unwrap().split("flow=").nth(1).unwrap().to_string();
+    let flow = json!({ "id": flow_id });
+    let (status, done) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["continue_with"][0]["action"], "set_ory_session_token");
+    let unknown = app
+        .http
+        .post(app.admin_path("/admin/recovery/code"))
+        .json(&json!({"identity_id": uuid::Uuid::new_v4()}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(unknown.status(), 404);
+    let bad = app
+        .http
+        .post(app.admin_path("/admin/recovery/code"))
+        .json(&json!({"identity_id": identity_id, "expires_in": "-5m"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), 400);
+    app.stop().await;
+}
