@@ -23,7 +23,7 @@ cleanup() {
   rm -rf "$dir"
 }
 DSN="$dsn" SERVE_PUBLIC_PORT=14433 SERVE_ADMIN_PORT=14434 LOG_LEVEL=warn \
-  target/release/latchkey serve -c contrib/quickstart/latchkey.yml >"$dir/server.log" 2>&1 &
+  target/release/latchkey serve -c contrib/quickstart/latchkey.yml ${LATCHKEY_BENCH_DEV:+--dev} >"$dir/server.log" 2>&1 &
 pid=$!
 trap cleanup EXIT
 until curl -fsS http://127.0.0.1:14434/health/ready >/dev/null 2>&1; do sleep 0.05; done

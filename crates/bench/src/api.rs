@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, HeaderValue};
+use reqwest::header::{ACCEPT, HeaderValue, LINK};
 use reqwest::{Client, StatusCode, Url, redirect};
 use serde::Deserialize;
 use serde_json::json;
@@ -56,6 +56,19 @@ pub struct Api {
 #[derive(Deserialize)]
 struct Flow {
     id: String,
+}
+
+#[derive(Deserialize)]
+struct WithState {
+    state: Option<String>,
+}
+
+/// One email in the server's outbox, as the admin courier API shows it.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CourierMessage {
+    pub id: String,
+    pub subject: String,
+    pub created_at: String,
 }
 
 #[derive(Deserialize)]
@@ -143,6 +156,99 @@ impl Api {
         Ok(parse::<WithToken>(CALL, bytes.as_ref())?.session_token)
     }
 
+    /// Creates a native recovery flow and asks for a code for `email`; returns the flow id.
+    pub async fn recovery_send(&self, email: &str) -> Result<String, CallError> {
+        const CALL: &str = "POST /self-service/recovery (email)";
+        let flow = self.native_flow("GET /self-service/recovery/api", "recovery").await?;
+        let body = json!({ "method": "code", "email": email });
+        let response =
+            self.http.post(format!("{}/self-service/recovery", self.public)).query(&[("flow", &flow)]);
+        let bytes = expect_ok(CALL, response.json(&body).send().await).await?;
+        let state = parse::<WithState>(CALL, bytes.as_ref())?.state;
+        if state.as_deref() != Some("sent_email") {
+            return Err(CallError::Body {
+                call: CALL,
+                problem: format!("state {state:?} instead of \"sent_email\": {}", snippet(bytes.as_ref())),
+            });
+        }
+        Ok(flow)
+    }
+
+    /// Submits the emailed code; returns the recovery session's token and
+    /// the id of the settings flow it continues with.
+    pub async fn recovery_code(&self, flow: &str, code: &str) -> Result<(String, String), CallError> {
+        const CALL: &str = "POST /self-service/recovery (code)";
+        let body = json!({ "method": "code", "code": code });
+        let response =
+            self.http.post(format!("{}/self-service/recovery", self.public)).query(&[("flow", flow)]);
+        let bytes = expect_ok(CALL, response.json(&body).send().await).await?;
+        let done = parse::<serde_json::Value>(CALL, bytes.as_ref())?;
+        let token = done["continue_with"][0]["ory_session_token"].as_str();
+        let settings = done["continue_with"][1]["flow"]["id"].as_str();
+        match (token, settings) {
+            (Some(token), Some(settings)) => Ok((token.to_owned(), settings.to_owned())),
+            _ => Err(CallError::Body {
+                call: CALL,
+                problem: format!(
+                    "200 without a session token and settings flow in continue_with: {}",
+                    snippet(bytes.as_ref())
+                ),
+            }),
+        }
+    }
+
+    /// Sets a new password in a settings flow, as the session `session_token`.
+    pub async fn settings_password(
+        &self,
+        flow: &str,
+        session_token: &str,
+        password: &str,
+    ) -> Result<(), CallError> {
+        const CALL: &str = "POST /self-service/settings";
+        let body = json!({ "method": "password", "password": password });
+        let response = self
+            .http
+            .post(format!("{}/self-service/settings", self.public))
+            .query(&[("flow", flow)])
+            .header("X-Session-Token", session_token)
+            .json(&body)
+            .send()
+            .await;
+        let bytes = expect_ok(CALL, response).await?;
+        let state = parse::<WithState>(CALL, bytes.as_ref())?.state;
+        if state.as_deref() != Some("success") {
+            return Err(CallError::Body {
+                call: CALL,
+                problem: format!("state {state:?} instead of \"success\": {}", snippet(bytes.as_ref())),
+            });
+        }
+        Ok(())
+    }
+
+    /// Every courier message to `recipient`, following the `Link: rel="next"` pages.
+    pub async fn courier_messages(&self, recipient: &str) -> Result<Vec<CourierMessage>, CallError> {
+        const CALL: &str = "GET /admin/courier/messages";
+        let url = format!("{}/admin/courier/messages", self.admin);
+        let mut query =
+            vec![("recipient".to_owned(), recipient.to_owned()), ("page_size".into(), "1000".into())];
+        let mut messages = Vec::new();
+        // Bounded, so a server that keeps linking the same page cannot loop us forever.
+        for _ in 0..100 {
+            let response = self.http.get(&url).query(&query).send().await;
+            let response =
+                response.map_err(|e| CallError::Transport { call: CALL, cause: error_chain(&e) })?;
+            let next =
+                response.headers().get_all(LINK).iter().find_map(|v| next_page_query(v.to_str().ok()?));
+            let bytes = expect_ok(CALL, Ok(response)).await?;
+            messages.extend(parse::<Vec<CourierMessage>>(CALL, bytes.as_ref())?);
+            match next {
+                Some(next) => query = next,
+                None => return Ok(messages),
+            }
+        }
+        Err(CallError::Body { call: CALL, problem: "more than 100 pages of messages".into() })
+    }
+
     async fn native_flow(&self, call: &'static str, kind: &str) -> Result<String, CallError> {
         let response = self.http.get(format!("{}/self-service/{kind}/api", self.public)).send().await;
         let bytes = expect_ok(call, response).await?;
@@ -188,6 +294,22 @@ fn snippet(body: &[u8]) -> String {
         words.push('…');
     }
     words
+}
+
+/// The query of the `rel="next"` link in a `Link` header, as pairs, so it
+/// is applied to the admin base URL we were given rather than to the path the
+/// server saw (which may lack a proxy's prefix).
+fn next_page_query(header: &str) -> Option<Vec<(String, String)>> {
+    header.split(',').find_map(|link| {
+        let (target, params) = link.split_once(';')?;
+        if !params.split(';').any(|p| matches!(p.trim(), "rel=\"next\"" | "rel=next")) {
+            return None;
+        }
+        let target = target.trim().strip_prefix('<')?.strip_suffix('>')?;
+        // Relative or absolute: only the query is kept.
+        let url = Url::parse("http://next.invalid/").ok()?.join(target).ok()?;
+        Some(url.query_pairs().into_owned().collect())
+    })
 }
 
 /// reqwest's own message ("error sending request for url") hides the cause
@@ -247,6 +369,17 @@ mod tests {
             base(&Url::parse("http://127.0.0.1:4433/kratos/").unwrap()),
             "http://127.0.0.1:4433/kratos"
         );
+    }
+
+    #[test]
+    fn the_next_link_gives_its_query() {
+        let header = "</admin/courier/messages?recipient=a%40b.c&page_size=2&page_token=00000000-0000-0000-0000-000000000000>; rel=\"first\",\
+            </admin/courier/messages?recipient=a%40b.c&page_size=2&page_token=abc>; rel=\"next\"";
+        let next = next_page_query(header).unwrap();
+        let pairs: Vec<_> = next.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        assert_eq!(pairs, [("recipient", "a@b.c"), ("page_size", "2"), ("page_token", "abc")]);
+        assert_eq!(next_page_query("</x?page_token=nil>; rel=\"first\""), None);
+        assert_eq!(next_page_query(""), None);
     }
 
     #[tokio::test]

@@ -14,9 +14,12 @@ use reqwest::Url;
     version,
     about = "Drive a running Latchkey (or Ory Kratos) server with concurrent clients and report \
 throughput and latency per scenario",
-    after_help = "Scenarios run in this order: health, whoami, login, registration, whoami-under-login. \
-Without --scenario all of them run. whoami-under-login also runs plain whoami, because it reports \
-its rate relative to whoami alone."
+    after_help = "Scenarios run in this order: health, whoami, login, registration, whoami-under-login, \
+journey-recovery. Without --scenario all of them run except journey-recovery, which changes the \
+benchmark users' passwords (and, with a revoke_active_sessions settings hook, ends their sessions) \
+and runs only when named. It needs a server started with --dev (so the admin courier API shows the \
+codes) and recovery enabled. whoami-under-login also runs plain whoami, because it reports its rate \
+relative to whoami alone."
 )]
 pub struct Cli {
     /// Base URL of the public API.
@@ -34,7 +37,7 @@ pub struct Cli {
     /// Unmeasured load before each scenario's measured time, to fill connection pools and caches.
     #[arg(long, value_name = "TIME", default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Scenario to run; repeat or list several. Default: all.
+    /// Scenario to run; repeat or list several. Default: all but journey-recovery.
     #[arg(long = "scenario", value_name = "NAME", value_enum, num_args = 1..)]
     pub scenarios: Vec<Scenario>,
     /// Length of the random passwords given to benchmark users (8 to 72: policy minimum to bcrypt maximum).
@@ -63,6 +66,9 @@ pub enum Scenario {
     Registration,
     /// whoami and login at the same time, to see whether hashing starves cheap requests.
     WhoamiUnderLogin,
+    /// Native account recovery by emailed code, then a new password; needs a
+    /// server with --dev and recovery enabled. Not run by default: it changes the users' passwords.
+    JourneyRecovery,
 }
 
 impl Scenario {
@@ -73,7 +79,13 @@ impl Scenario {
             Scenario::Login => "login",
             Scenario::Registration => "registration",
             Scenario::WhoamiUnderLogin => "whoami-under-login",
+            Scenario::JourneyRecovery => "journey-recovery",
         }
+    }
+
+    /// Whether it runs when no --scenario is given: not when it changes the benchmark users.
+    pub fn is_default(self) -> bool {
+        self != Scenario::JourneyRecovery
     }
 }
 
@@ -100,8 +112,11 @@ impl Cli {
 }
 
 fn plan(requested: &[Scenario]) -> Vec<Scenario> {
-    let mut plan =
-        if requested.is_empty() { Scenario::value_variants().to_vec() } else { requested.to_vec() };
+    let mut plan = if requested.is_empty() {
+        Scenario::value_variants().iter().copied().filter(|s| s.is_default()).collect()
+    } else {
+        requested.to_vec()
+    };
     if plan.contains(&Scenario::WhoamiUnderLogin) {
         plan.push(Scenario::Whoami);
     }
@@ -260,5 +275,7 @@ mod tests {
         let parsed =
             cli(&["--scenario", "registration", "health", "--scenario", "whoami-under-login"]).unwrap();
         assert_eq!(parsed.plan(), vec![Health, Whoami, Registration, WhoamiUnderLogin]);
+        assert_eq!(plan(&[JourneyRecovery, Login]), vec![Login, JourneyRecovery]);
+        assert_eq!(cli(&["--scenario", "journey-recovery"]).unwrap().plan(), vec![JourneyRecovery]);
     }
 }

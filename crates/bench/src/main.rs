@@ -8,7 +8,7 @@
 //!     --clients 32 --duration 10s [--warmup 2s] [--scenario NAME ...] [--password-length 20]
 //! ```
 //!
-//! Scenarios, run in this order (default: all):
+//! Scenarios, run in this order (default: all but `journey-recovery`):
 //!
 //! * `health`: `GET /health/alive`, the HTTP baseline.
 //! * `whoami`: `GET /sessions/whoami` with `X-Session-Token`; setup registers
@@ -21,9 +21,21 @@
 //! * `whoami-under-login`: whoami and login clients (`--clients` of each) at
 //!   the same time, to show whether password hashing starves requests that do
 //!   not hash. Selecting it also runs plain `whoami`, its point of comparison.
+//! * `journey-recovery` (only when asked for: it changes the users'
+//!   passwords): one complete native account recovery per request, reported
+//!   as journeys/s: create the flow, ask for a code by email, read the code
+//!   from `GET /admin/courier/messages?recipient=` (subjects are shown only
+//!   when the server runs with `--dev`; emails may stay queued without SMTP),
+//!   submit it, and set a new random password in the settings flow it hands
+//!   over. Each client recovers its own user. The server must have recovery
+//!   enabled (the quickstart does). A settings hook such as the quickstart's
+//!   `revoke_active_sessions` ends the users' sessions, so run it last or
+//!   alone. Every journey leaves an email in the outbox, and the listing the
+//!   code is read from grows with them over a long run.
 //!
 //! The end of the output is a table and the ratios `whoami/health` and
-//! `whoami under login/alone`, both from the same run. Each scenario is
+//! `whoami under login/alone`, both from the same run; with `--hasher`, also
+//! `login/hasher`, `registration/hasher` and `journey/hasher` (one hash each). Each scenario is
 //! preceded by `--warmup` of unmeasured load; requests still in flight at the
 //! deadline are dropped, so the program always finishes on time. Targets must
 //! be loopback unless `--allow-remote` is given. The exit status is 1 when a
@@ -41,6 +53,7 @@ mod api;
 mod cli;
 mod driver;
 mod hasher;
+mod recovery;
 mod report;
 mod scenarios;
 mod stats;
@@ -130,13 +143,18 @@ async fn main() -> ExitCode {
 
     println!("\n{}\n{}", report::table(&lines, &failed), report::ratios(&lines).trim_end());
     if let Some(rate) = hasher_rate {
-        for line in lines.iter().filter(|l| l.label == "login" || l.label == "registration") {
-            let own = line.summary.rate();
-            println!(
-                "{:<28} {:.3}  ({own:.1} / {rate:.1} hasher alone)",
-                format!("{}/hasher", line.label),
-                own / rate
-            );
+        // Each of these hashes one password per request (a journey: the new password).
+        for (label, name) in
+            [("login", "login"), ("registration", "registration"), ("journey-recovery", "journey")]
+        {
+            for line in lines.iter().filter(|l| l.label == label) {
+                let own = line.summary.rate();
+                println!(
+                    "{:<28} {:.3}  ({own:.1} / {rate:.1} hasher alone)",
+                    format!("{name}/hasher"),
+                    own / rate
+                );
+            }
         }
     }
     if failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::api::{Api, CallError, Credentials};
 use crate::cli::Scenario;
 use crate::driver::{self, Window};
+use crate::recovery::{self, LastCode};
 use crate::stats::Summary;
 use crate::users::{self, User};
 
@@ -57,7 +58,7 @@ impl Bench {
             }
             Scenario::Login => {
                 let pool = self.pool().await?;
-                self.api.login(&pool[0].credentials).await.map_err(|e| format!("probe: {e}"))?;
+                self.api.login(&pool[0].credentials().await).await.map_err(|e| format!("probe: {e}"))?;
                 Ok(vec![line("login", "logins/s", self.measure(self.login(&pool)).await)])
             }
             Scenario::Registration => {
@@ -67,7 +68,7 @@ impl Bench {
             }
             Scenario::WhoamiUnderLogin => {
                 let pool = self.pool().await?;
-                self.api.login(&pool[0].credentials).await.map_err(|e| format!("probe: {e}"))?;
+                self.api.login(&pool[0].credentials().await).await.map_err(|e| format!("probe: {e}"))?;
                 // One window for both groups, so they start, warm up and stop together.
                 let window = Window::starting_now(self.settings.warmup, self.settings.duration);
                 let (whoami, login) = tokio::join!(
@@ -78,6 +79,15 @@ impl Bench {
                     line("whoami (under login)", "req/s", whoami),
                     line("login (under whoami)", "logins/s", login),
                 ])
+            }
+            Scenario::JourneyRecovery => {
+                let pool = self.pool().await?;
+                let last: Arc<[LastCode]> = pool.iter().map(|_| LastCode::default()).collect();
+                recovery::journey(&self.api, &pool[0], &last[0], self.settings.password_length)
+                    .await
+                    .map_err(|e| format!("probe: {e}"))?;
+                let journeys = self.measure(self.journey_recovery(&pool, &last)).await;
+                Ok(vec![line("journey-recovery", "journeys/s", journeys)])
             }
         }
     }
@@ -138,7 +148,28 @@ impl Bench {
         let (api, pool) = (Arc::clone(&self.api), Arc::clone(pool));
         move |client| {
             let (api, pool) = (Arc::clone(&api), Arc::clone(&pool));
-            Box::pin(async move { api.login(&pool[client % pool.len()].credentials).await.map(drop) })
+            Box::pin(async move {
+                let credentials = pool[client % pool.len()].credentials().await;
+                api.login(&credentials).await.map(drop)
+            })
+        }
+    }
+
+    /// One request is one whole recovery journey, for the client's own user,
+    /// ending with a new password.
+    fn journey_recovery(
+        &self,
+        pool: &Arc<[User]>,
+        last: &Arc<[LastCode]>,
+    ) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+        let (api, pool, last) = (Arc::clone(&self.api), Arc::clone(pool), Arc::clone(last));
+        let password_length = self.settings.password_length;
+        move |client| {
+            let (api, pool, last) = (Arc::clone(&api), Arc::clone(&pool), Arc::clone(&last));
+            Box::pin(async move {
+                let index = client % pool.len();
+                recovery::journey(&api, &pool[index], &last[index], password_length).await
+            })
         }
     }
 
@@ -213,6 +244,18 @@ mod tests {
             .await
         }
 
+        /// Recovery enabled, as the quickstart has it, with the session hook.
+        async fn with_recovery() -> Self {
+            Server::start(|config| {
+                config.dev = true;
+                config.selfservice.flows.recovery.enabled = true;
+                config.secrets.cookie = vec!["a-test-secret-of-enough-length".into()];
+                config.selfservice.flows.registration.after.password.hooks =
+                    vec![Hook { hook: "session".into(), config: None }];
+            })
+            .await
+        }
+
         fn bench(&self, clients: usize) -> Bench {
             let settings = Settings {
                 clients,
@@ -241,7 +284,8 @@ mod tests {
         let server = Server::with_session_hook(true).await;
         let mut bench = server.bench(3);
         let mut labels = Vec::new();
-        for &scenario in <Scenario as clap::ValueEnum>::value_variants() {
+        let defaults = <Scenario as clap::ValueEnum>::value_variants().iter().filter(|s| s.is_default());
+        for &scenario in defaults {
             for line in bench.run(scenario).await.unwrap() {
                 assert_clean(&line);
                 assert_eq!(line.clients, 3);
@@ -259,6 +303,38 @@ mod tests {
                 ("login (under whoami)", "logins/s"),
             ]
         );
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn recovery_journeys_run_end_to_end_and_leave_the_new_passwords() {
+        let server = Server::with_recovery().await;
+        let mut bench = server.bench(2);
+        let journeys = bench.run(Scenario::JourneyRecovery).await.unwrap();
+        assert_eq!(journeys.len(), 1);
+        assert_eq!((journeys[0].label, journeys[0].unit), ("journey-recovery", "journeys/s"));
+        assert_clean(&journeys[0]);
+        // Logins with the stored passwords: the ones the journeys set last.
+        for line in bench.run(Scenario::Login).await.unwrap() {
+            assert_clean(&line);
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn without_dev_mode_the_journey_asks_for_it() {
+        let server = Server::start(|config| {
+            config.dev = false;
+            config.selfservice.flows.recovery.enabled = true;
+            config.secrets.cookie = vec!["a-test-secret-of-enough-length".into()];
+            config.selfservice.flows.registration.after.password.hooks =
+                vec![Hook { hook: "session".into(), config: None }];
+        })
+        .await;
+        let mut bench = server.bench(1);
+        let error = bench.run(Scenario::JourneyRecovery).await.unwrap_err();
+        assert!(error.starts_with("probe: GET /admin/courier/messages: "), "{error}");
+        assert!(error.contains("start the server with --dev"), "{error}");
         server.stop().await;
     }
 

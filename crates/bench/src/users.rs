@@ -16,11 +16,26 @@ const SETUP_CONCURRENCY: usize = 4;
 
 const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
 
-/// A registered identity and one of its session tokens.
-#[derive(Debug, Clone)]
+/// A registered identity and one of its session tokens. The password can
+/// change (the recovery journey sets a new one), so it sits behind a lock
+/// that a password change holds until the server has answered.
+#[derive(Debug)]
 pub struct User {
-    pub credentials: Credentials,
+    pub email: String,
+    pub password: Arc<tokio::sync::Mutex<String>>,
     pub session_token: String,
+}
+
+impl User {
+    fn new(credentials: Credentials, session_token: String) -> Self {
+        let Credentials { email, password } = credentials;
+        User { email, password: Arc::new(tokio::sync::Mutex::new(password)), session_token }
+    }
+
+    /// The current email and password; waits for a password change in flight.
+    pub async fn credentials(&self) -> Credentials {
+        Credentials { email: self.email.clone(), password: self.password.lock().await.clone() }
+    }
 }
 
 impl Credentials {
@@ -88,7 +103,7 @@ async fn register_one(api: &Api, password_length: usize) -> Result<User, CallErr
         Some(token) => token,
         None => api.login(&credentials).await?,
     };
-    Ok(User { credentials, session_token })
+    Ok(User::new(credentials, session_token))
 }
 
 #[cfg(test)]

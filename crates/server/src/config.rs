@@ -42,6 +42,16 @@ pub struct Config {
     pub session: SessionConfig,
     pub cookies: Cookies,
     pub courier: CourierConfig,
+    pub feature_flags: FeatureFlags,
+}
+
+/// Kratos's feature flags that Latchkey understands. Latchkey always
+/// behaves as with `use_continue_with_transitions: true`; the key is
+/// accepted so Kratos configs load without a warning.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct FeatureFlags {
+    pub use_continue_with_transitions: bool,
 }
 
 /// `courier.*`: how queued emails leave.

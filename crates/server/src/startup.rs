@@ -239,9 +239,16 @@ impl Application {
             identifier_similarity_check: password.identifier_similarity_check_enabled,
             breached_check: password.haveibeenpwned_enabled,
         };
+        let templates: Arc<dyn latchkey_domain::courier::Renderer> = Arc::new(
+            latchkey_courier::Templates::load(
+                config.courier.template_override_path.as_deref().map(std::path::Path::new),
+            )
+            .map_err(StartError::Courier)?,
+        );
         let settings = SettingsService::new(
             store.clone(),
             identities.clone(),
+            templates.clone(),
             SettingsSettings {
                 public_base: urls.public.clone(),
                 lifespan: duration(&flows.settings.lifespan),
@@ -269,14 +276,10 @@ impl Application {
             },
         );
         let code = &config.selfservice.methods.code.config;
-        let templates = latchkey_courier::Templates::load(
-            config.courier.template_override_path.as_deref().map(std::path::Path::new),
-        )
-        .map_err(StartError::Courier)?;
         let recovery = RecoveryService::new(
             store.clone(),
             identities.clone(),
-            Arc::new(templates),
+            templates.clone(),
             settings.clone(),
             RecoverySettings {
                 public_base: urls.public.clone(),

@@ -9,6 +9,7 @@ use latchkey_hash::SecretPassword;
 use serde_json::Value;
 
 use super::{Flow, FlowError, FlowKind, FlowRequest, place_trait_error};
+use crate::courier::{Message, Renderer};
 use crate::identity::{Identity, IdentityError, IdentityManager, IdentityUpdate, PasswordInput};
 use crate::password_policy::PasswordPolicy;
 use crate::session::Session;
@@ -43,12 +44,47 @@ pub enum SettingsOutcome {
 pub struct SettingsService {
     store: Arc<dyn Store>,
     identities: IdentityManager,
+    renderer: Arc<dyn Renderer>,
     settings: Arc<SettingsSettings>,
 }
 
 impl SettingsService {
-    pub fn new(store: Arc<dyn Store>, identities: IdentityManager, settings: SettingsSettings) -> Self {
-        Self { store, identities, settings: Arc::new(settings) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        identities: IdentityManager,
+        renderer: Arc<dyn Renderer>,
+        settings: SettingsSettings,
+    ) -> Self {
+        Self { store, identities, renderer, settings: Arc::new(settings) }
+    }
+
+    /// Tells the account's email address that its password changed, so an
+    /// owner who did not do it learns of it. Failure to queue is logged only:
+    /// the change itself has happened.
+    async fn notify_password_changed(&self, identity: &Identity) {
+        let to = identity
+            .recovery_addresses
+            .iter()
+            .map(|a| &a.value)
+            .chain(identity.verifiable_addresses.iter().map(|a| &a.value))
+            .find(|v| v.contains('@'));
+        let Some(to) = to else {
+            return;
+        };
+        let mut data = serde_json::Map::new();
+        data.insert("To".into(), serde_json::json!(to));
+        data.insert("Identity".into(), serde_json::json!({ "id": identity.id, "traits": identity.traits }));
+        let queued = match self.renderer.render("password_changed", &data) {
+            Ok(rendered) => self
+                .store
+                .enqueue_message(&Message::new(to, rendered, "password_changed"))
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e),
+        };
+        if let Err(e) = queued {
+            tracing::warn!(error = %e, "could not queue the password-changed email");
+        }
     }
 
     pub async fn create(&self, request: &FlowRequest, identity: &Identity) -> Result<Flow, FlowError> {
@@ -180,8 +216,11 @@ impl SettingsService {
             }
             Err(e) => return Err(FlowError::Internal(e.to_string())),
         };
-        if method == "password" && self.settings.revoke_sessions_after_password {
-            self.store.revoke_sessions_of(updated.id, Some(session.id)).await?;
+        if method == "password" {
+            if self.settings.revoke_sessions_after_password {
+                self.store.revoke_sessions_of(updated.id, Some(session.id)).await?;
+            }
+            self.notify_password_changed(&updated).await;
         }
         self.form(&mut flow, &updated);
         flow.state = "success".into();
