@@ -29,6 +29,25 @@ const TYPES: &[(&str, Option<&str>)] = &[
     ("password_changed", None),
 ];
 
+/// Reads a template given as `file://PATH` or `base64://DATA`; remote URLs
+/// are refused so that start-up never depends on the network.
+fn fetch(url: &str) -> Result<String, String> {
+    if let Some(path) = url.strip_prefix("file://") {
+        return std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
+    }
+    if let Some(data) = url.strip_prefix("base64://") {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(data.trim())
+            .or_else(|_| {
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(data.trim().trim_end_matches('='))
+            })
+            .map_err(|e| format!("invalid base64: {e}"))?;
+        return String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string());
+    }
+    Err("only file:// and base64:// template URLs are supported".into())
+}
+
 /// The compiled templates for every message type, ready to render.
 #[derive(Debug, Clone)]
 pub struct Templates {
@@ -109,6 +128,54 @@ impl Templates {
             }
         }
         Ok(templates)
+    }
+
+    /// Applies `courier.templates` from the configuration: for a Kratos
+    /// name such as `recovery_code` and a variant (`valid`/`invalid`), any of
+    /// `email.subject`, `email.body.plaintext` and `email.body.html` given as
+    /// a `file://` or `base64://` URL replaces that part. Applied after the
+    /// override path, so configuration wins.
+    pub fn with_config(mut self, config: &Value) -> Result<Templates, String> {
+        let Some(groups) = config.as_object() else {
+            return if config.is_null() {
+                Ok(self)
+            } else {
+                Err("courier.templates must be a mapping".into())
+            };
+        };
+        for (group, variants) in groups {
+            for (variant, parts) in variants.as_object().into_iter().flatten() {
+                let key = format!("courier.templates.{group}.{variant}");
+                let name = format!("{group}_{variant}");
+                let entry = self
+                    .by_type
+                    .iter_mut()
+                    .find(|(t, _)| **t == name)
+                    .map(|(_, e)| e)
+                    .ok_or_else(|| format!("{key}: Latchkey has no `{name}` email"))?;
+                let email = parts.get("email").unwrap_or(&Value::Null);
+                let load = |pointer: &str| -> Result<Option<Template>, String> {
+                    let Some(url) = email.pointer(pointer).and_then(Value::as_str) else {
+                        return Ok(None);
+                    };
+                    let source =
+                        fetch(url).map_err(|e| format!("{key}.email{}: {e}", pointer.replace('/', ".")))?;
+                    Template::compile(&source)
+                        .map(Some)
+                        .map_err(|e| format!("{key}.email{}: {e}", pointer.replace('/', ".")))
+                };
+                if let Some(subject) = load("/subject")? {
+                    entry.subject = subject;
+                }
+                if let Some(text) = load("/body/plaintext")? {
+                    entry.text = text;
+                }
+                if let Some(html) = load("/body/html")? {
+                    entry.html = Some(html);
+                }
+            }
+        }
+        Ok(self)
     }
 
     /// The template types these templates can render.
@@ -354,6 +421,29 @@ impl latchkey_domain::courier::Renderer for Templates {
         data: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<latchkey_domain::courier::Rendered, String> {
         Templates::render(self, template_type, data)
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn configured_parts_replace_built_in_ones() {
+        use base64::Engine;
+        let subject = base64::engine::general_purpose::STANDARD.encode("Code {{ .RecoveryCode }} inside");
+        let config =
+            json!({"recovery_code": {"valid": {"email": {"subject": format!("base64://{subject}")}}}});
+        let templates = Templates::builtin().with_config(&config).unwrap();
+        let data = json!({"RecoveryCode": "123456", "To": "a@b.co"});
+        let rendered = templates.render("recovery_code_valid", data.as_object().unwrap()).unwrap();
+        assert_eq!(rendered.subject, "Code 123456 inside");
+        assert!(rendered.text.contains("123456"), "the body stays built in");
+        let unknown = json!({"carrier_pigeon": {"valid": {"email": {}}}});
+        assert!(Templates::builtin().with_config(&unknown).unwrap_err().contains("carrier_pigeon"));
+        let remote = json!({"recovery_code": {"valid": {"email": {"subject": "https://example.com/s"}}}});
+        assert!(Templates::builtin().with_config(&remote).is_err());
     }
 }
 

@@ -65,6 +65,8 @@ pub struct CourierConfig {
     pub message_retries: i32,
     /// A directory of template overrides laid out as Kratos's.
     pub template_override_path: Option<String>,
+    /// Per-template overrides: `<name>.<valid|invalid>.email.{subject, body.plaintext, body.html}` URLs.
+    pub templates: Value,
 }
 
 impl Default for CourierConfig {
@@ -74,6 +76,7 @@ impl Default for CourierConfig {
             smtp: SmtpSettings::default(),
             message_retries: 5,
             template_override_path: None,
+            templates: Value::Null,
         }
     }
 }

@@ -243,6 +243,7 @@ impl Application {
             latchkey_courier::Templates::load(
                 config.courier.template_override_path.as_deref().map(std::path::Path::new),
             )
+            .and_then(|t| t.with_config(&config.courier.templates))
             .map_err(StartError::Courier)?,
         );
         let settings = SettingsService::new(

@@ -75,6 +75,12 @@ pub struct RecoveryService {
 
 type HmacSha256 = Hmac<Sha256>;
 
+/// Whether `code` hashes to `stored` under any configured secret, so codes
+/// issued before a key rotation keep working; compared in constant time.
+fn code_matches(secrets: &[String], code: &str, stored: &str) -> bool {
+    secrets.iter().any(|s| RecoveryService::hmac(s, code).as_bytes().ct_eq(stored.as_bytes()).into())
+}
+
 impl RecoveryService {
     pub fn new(
         store: Arc<dyn Store>,
@@ -159,7 +165,7 @@ impl RecoveryService {
     }
 
     fn matches(&self, code: &str, stored: &str) -> bool {
-        self.settings.secrets.iter().any(|s| Self::hmac(s, code).as_bytes().ct_eq(stored.as_bytes()).into())
+        code_matches(&self.settings.secrets, code, stored)
     }
 
     fn new_code() -> String {
@@ -384,5 +390,25 @@ impl RecoveryService {
         flow.updated_at = now();
         self.store.update_flow(&flow).await?;
         Ok(outcome(flow))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_keyed_hashes_that_survive_key_rotation() {
+        let old = "the-old-secret-0123456789".to_string();
+        let new = "the-new-secret-0123456789".to_string();
+        let stored = RecoveryService::hmac(&old, "123456");
+        assert_eq!(stored.len(), 64);
+        assert!(!stored.contains("123456"));
+        // After rotation the new secret signs, the old one still verifies.
+        assert!(code_matches(&[new.clone(), old.clone()], "123456", &stored));
+        assert!(!code_matches(std::slice::from_ref(&new), "123456", &stored));
+        assert!(!code_matches(&[new, old], "654321", &stored));
+        let code = RecoveryService::new_code();
+        assert!(code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()));
     }
 }

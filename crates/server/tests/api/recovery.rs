@@ -19,6 +19,7 @@ on_both_databases!(
     admin_issued_codes,
     browser_recovery_with_csrf,
     expired_codes_and_resends,
+    unknown_addresses_are_told_when_configured,
 );
 
 async fn app_with_mail(
@@ -209,7 +210,12 @@ async fn wrong_codes_and_limits(backend: Backend) {
 }
 
 async fn unknown_addresses_look_the_same(backend: Backend) {
-    let (app, received) = app_with_mail(backend, |_| {}).await;
+    // A configured subject (per-template config) also shows the template reaches the mail.
+    let (app, received) = app_with_mail(backend, |c| {
+        c.courier.templates = json!({"recovery_code": {"valid": {"email": {
+            "subject": "base64://WW91ciBjb2RlOiB7eyAuUmVjb3ZlcnlDb2RlIH19"}}}});
+    })
+    .await;
     create_identity(&app, "known@example.com").await;
     let mut answers = Vec::new();
     for email in ["known@example.com", "stranger@example.com"] {
@@ -229,6 +235,12 @@ async fn unknown_addresses_look_the_same(backend: Backend) {
     }
     assert_eq!(answers[0], answers[1]);
     code_for(&received, "known@example.com", 0).await;
+    let mail =
+        received.lock().unwrap().iter().find(|r| r.to.iter().any(|t| t.contains("known"))).cloned().unwrap();
+    assert!(
+        String::from_utf8_lossy(&mail.data).contains("Subject: Your code: "),
+        "the configured subject is used"
+    );
     tokio::time::sleep(Duration::from_millis(1500)).await;
     assert!(
         received.lock().unwrap().iter().all(|r| !r.to.iter().any(|t| t.contains("stranger"))),
@@ -363,4 +375,35 @@ async fn expired_codes_and_resends(backend: Backend) {
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["state"], "passed_challenge");
     app.stop().await;
+}
+
+async fn unknown_addresses_are_told_when_configured(backend: Backend) {
+    let (app, received) =
+        app_with_mail(backend, |c| c.selfservice.flows.recovery.notify_unknown_recipients = true).await;
+    let flow = native_flow(&app, "recovery").await;
+    let (status, _) = post(&app, &flow, json!({"method": "code", "email": "nobody@example.com"})).await;
+    assert_eq!(status, 200);
+    code_for_any(&received, "nobody@example.com").await;
+    let outbox: Vec<Value> = app
+        .http
+        .get(app.admin_path("/admin/courier/messages?recipient=nobody@example.com"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(outbox[0]["template_type"], "recovery_code_invalid");
+    app.stop().await;
+}
+
+/// Waits until any mail reaches `to` (bounded).
+async fn code_for_any(received: &std::sync::Mutex<Vec<Received>>, to: &str) {
+    for _ in 0..200 {
+        if received.lock().unwrap().iter().any(|r| r.to.iter().any(|t| t.contains(to))) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no email for {to}");
 }
