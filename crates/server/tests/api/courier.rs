@@ -130,7 +130,8 @@ async fn mail_waits_out_an_smtp_outage(backend: Backend) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert_eq!(body["dispatches"][0]["status"], "failed", "{body}");
-    assert_eq!(body["status"], "queued");
+    // Back in the queue (or already claimed for the next attempt), not abandoned.
+    assert!(matches!(body["status"].as_str(), Some("queued" | "processing")), "{body}");
     assert_eq!(body["subject"], "<redacted-unless-dev-mode>", "bodies are hidden outside --dev");
 
     // The server comes up on the same port; the message goes out once.
