@@ -135,7 +135,8 @@ async fn native_recovery_journey(backend: Backend) {
     let identity = identity_api::get_identity(&app.admin, &identity_id, None).await.unwrap();
     assert!(identity.verifiable_addresses.unwrap()[0].verified);
     // The code works once.
-    let (_, again) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    let (status, again) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 400, "a finished flow takes no more codes: {again}");
     assert!(again.get("continue_with").is_none_or(Value::is_null));
 
     // 4. The settings flow sets the new password, which then signs in.
