@@ -17,11 +17,11 @@ use uuid::Uuid;
 
 use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
-use crate::identity::{CredentialType, Identity};
+use crate::identity::{AddressStatus, CredentialType, Identity};
 use crate::session::Session;
 use crate::store::{
-    Database, FlowStore, IdentityQuery, IdentityStore, MessageQuery, MigrationState, OutboxStore,
-    RecoveryCode, RecoveryStore, SessionQuery, SessionStore, Store, StoreError,
+    CodePurpose, CodeStore, Database, FlowStore, IdentityQuery, IdentityStore, MessageQuery, MigrationState,
+    OneTimeCode, OutboxStore, SessionQuery, SessionStore, Store, StoreError,
 };
 
 struct Entry {
@@ -195,6 +195,20 @@ impl IdentityStore for CachingStore {
     ) -> Result<Option<Identity>, StoreError> {
         self.inner.find_identity_by_identifier(kind, identifier).await
     }
+
+    async fn set_address_status(
+        &self,
+        identity_id: Uuid,
+        address_id: Uuid,
+        status: AddressStatus,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // whoami shows addresses, so this is an identity write like any other.
+        self.cache.evict_identity(identity_id);
+        let result = self.inner.set_address_status(identity_id, address_id, status, at).await;
+        self.cache.evict_identity(identity_id);
+        result
+    }
 }
 
 #[async_trait]
@@ -225,33 +239,35 @@ impl OutboxStore for CachingStore {
 }
 
 #[async_trait]
-impl RecoveryStore for CachingStore {
-    async fn create_recovery_code(
+impl CodeStore for CachingStore {
+    async fn create_code(&self, code: &OneTimeCode, message: Option<&Message>) -> Result<(), StoreError> {
+        self.inner.create_code(code, message).await
+    }
+
+    async fn live_codes(&self, flow_id: Uuid, now: DateTime<Utc>) -> Result<Vec<OneTimeCode>, StoreError> {
+        self.inner.live_codes(flow_id, now).await
+    }
+
+    async fn use_code(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        self.inner.use_code(id, at).await
+    }
+
+    async fn record_code_failure(
         &self,
-        code: &RecoveryCode,
-        message: Option<&Message>,
+        purpose: CodePurpose,
+        address: &str,
+        at: DateTime<Utc>,
     ) -> Result<(), StoreError> {
-        self.inner.create_recovery_code(code, message).await
+        self.inner.record_code_failure(purpose, address, at).await
     }
 
-    async fn live_recovery_codes(
+    async fn count_code_failures(
         &self,
-        flow_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> Result<Vec<RecoveryCode>, StoreError> {
-        self.inner.live_recovery_codes(flow_id, now).await
-    }
-
-    async fn use_recovery_code(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.inner.use_recovery_code(id, at).await
-    }
-
-    async fn record_recovery_failure(&self, address: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.inner.record_recovery_failure(address, at).await
-    }
-
-    async fn count_recovery_failures(&self, address: &str, since: DateTime<Utc>) -> Result<u64, StoreError> {
-        self.inner.count_recovery_failures(address, since).await
+        purpose: CodePurpose,
+        address: &str,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_code_failures(purpose, address, since).await
     }
 
     async fn identity_by_recovery_address(
@@ -260,6 +276,14 @@ impl RecoveryStore for CachingStore {
         value: &str,
     ) -> Result<Option<Identity>, StoreError> {
         self.inner.identity_by_recovery_address(via, value).await
+    }
+
+    async fn identity_by_verifiable_address(
+        &self,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.inner.identity_by_verifiable_address(via, value).await
     }
 }
 

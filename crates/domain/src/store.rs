@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
-use crate::identity::{CredentialType, Identity};
+use crate::identity::{AddressStatus, CredentialType, Identity};
 use crate::session::Session;
 
 /// What can go wrong in storage, in terms the domain can act on.
@@ -58,6 +58,17 @@ pub trait IdentityStore: Send + Sync {
         kind: CredentialType,
         identifier: &str,
     ) -> Result<Option<Identity>, StoreError>;
+    /// Moves one verifiable address along its lifecycle without touching the
+    /// rest of the identity: `verified` follows from `Completed`, and
+    /// `verified_at` is kept only while verified. False when there is no
+    /// such address on that identity.
+    async fn set_address_status(
+        &self,
+        identity_id: Uuid,
+        address_id: Uuid,
+        status: AddressStatus,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Schema management and health, shared by every backend.
@@ -145,12 +156,42 @@ pub trait OutboxStore: Send + Sync {
     async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError>;
 }
 
-/// A one-time recovery code as stored: only its keyed hash, never the code.
+/// What a one-time code is for; wrong guesses are counted per purpose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CodePurpose {
+    Recovery,
+    Verification,
+}
+
+impl CodePurpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CodePurpose::Recovery => "recovery",
+            CodePurpose::Verification => "verification",
+        }
+    }
+}
+
+impl std::str::FromStr for CodePurpose {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "recovery" => Ok(CodePurpose::Recovery),
+            "verification" => Ok(CodePurpose::Verification),
+            other => Err(format!("unknown code purpose `{other}`")),
+        }
+    }
+}
+
+/// A one-time code (recovery or verification) as stored: only its keyed
+/// hash, never the code.
 #[derive(Debug, Clone, PartialEq)]
-pub struct RecoveryCode {
+pub struct OneTimeCode {
     pub id: Uuid,
     pub flow_id: Uuid,
-    /// The identity the code recovers; `None` for codes sent to unknown addresses.
+    pub purpose: CodePurpose,
+    /// The identity the code proves; `None` for codes sent to unknown addresses.
     pub identity_id: Option<Uuid>,
     /// The normalised address the code was sent to.
     pub address: String,
@@ -162,33 +203,28 @@ pub struct RecoveryCode {
 }
 
 #[async_trait]
-pub trait RecoveryStore: Send + Sync {
-    /// Stores a code and, in the same transaction, the message announcing it.
-    async fn create_recovery_code(
-        &self,
-        code: &RecoveryCode,
-        message: Option<&Message>,
-    ) -> Result<(), StoreError>;
+pub trait CodeStore: Send + Sync {
+    /// Stores a code and, in the same transaction, the message announcing it;
+    /// the flow's earlier unused codes are deleted (a resend retires them).
+    async fn create_code(&self, code: &OneTimeCode, message: Option<&Message>) -> Result<(), StoreError>;
     /// The flow's codes that are neither used nor expired at `now`.
-    async fn live_recovery_codes(
+    async fn live_codes(
         &self,
         flow_id: Uuid,
         now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Vec<RecoveryCode>, StoreError>;
+    ) -> Result<Vec<OneTimeCode>, StoreError>;
     /// Marks a code used; false when it already was (codes work once, even under races).
-    async fn use_recovery_code(
-        &self,
-        id: Uuid,
-        at: chrono::DateTime<chrono::Utc>,
-    ) -> Result<bool, StoreError>;
+    async fn use_code(&self, id: Uuid, at: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError>;
     /// Counts a wrong code against an address, across flows.
-    async fn record_recovery_failure(
+    async fn record_code_failure(
         &self,
+        purpose: CodePurpose,
         address: &str,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<(), StoreError>;
-    async fn count_recovery_failures(
+    async fn count_code_failures(
         &self,
+        purpose: CodePurpose,
         address: &str,
         since: chrono::DateTime<chrono::Utc>,
     ) -> Result<u64, StoreError>;
@@ -198,8 +234,14 @@ pub trait RecoveryStore: Send + Sync {
         via: &str,
         value: &str,
     ) -> Result<Option<Identity>, StoreError>;
+    /// The identity owning a verifiable address (normalised value).
+    async fn identity_by_verifiable_address(
+        &self,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError>;
 }
 
 /// Everything Latchkey persists, as one handle for wiring.
-pub trait Store: IdentityStore + FlowStore + SessionStore + OutboxStore + RecoveryStore + Database {}
-impl<T: IdentityStore + FlowStore + SessionStore + OutboxStore + RecoveryStore + Database> Store for T {}
+pub trait Store: IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + Database {}
+impl<T: IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + Database> Store for T {}

@@ -156,3 +156,39 @@ pub fn recovered(privileged_until: chrono::DateTime<chrono::Utc>) -> Message {
         ..info(1060001, "You recovered your account. Please change your password now.")
     }
 }
+
+// Verification (1080xxx, 4070xxx).
+pub fn label_verification_code() -> Message {
+    info(1070011, "Verification code")
+}
+pub fn verification_code_sent() -> Message {
+    info(
+        1080003,
+        "If that address belongs to an account, an email with a verification code is on its way. Enter the code below.",
+    )
+}
+pub fn verified() -> Message {
+    Message { kind: MessageType::Success, ..info(1080002, "Your email address is now verified.") }
+}
+pub fn verification_code_invalid() -> Message {
+    error(4070006, "The verification code is invalid or has already been used. Please try again.", None)
+}
+pub fn verification_flow_expired(
+    expired_at: chrono::DateTime<chrono::Utc>,
+    ago: chrono::Duration,
+) -> Message {
+    expired(4070005, expired_at, ago)
+}
+pub fn verification_already_done() -> Message {
+    error(
+        4070002,
+        "This address was already verified with this form; there is nothing left to do here.",
+        None,
+    )
+}
+pub fn no_verification_method() -> Message {
+    error(4010006, "No verification method matches this request. Did you fill out the form correctly?", None)
+}
+pub fn address_not_verified() -> Message {
+    error(4000010, "This account is not active yet: please verify your email address first.", None)
+}

@@ -18,7 +18,7 @@ pub enum Group {
     Link,
 }
 
-/// One form element. Only inputs and text nodes are produced so far.
+/// One form element: inputs, text and links are produced so far.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     #[serde(rename = "type")]
@@ -106,6 +106,17 @@ impl Node {
             label: Some(crate::text::label_password()),
         }
         .into_node()
+    }
+
+    /// A link (`a` node), such as the way onwards after a finished flow.
+    pub fn anchor(group: Group, id: &str, href: &str, title: Message) -> Node {
+        Node {
+            kind: "a".into(),
+            group,
+            attributes: json!({ "id": id, "href": href, "title": title, "node_type": "a" }),
+            messages: Vec::new(),
+            meta: Meta { label: Some(title) },
+        }
     }
 
     /// A submit button for `method`.

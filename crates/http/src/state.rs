@@ -8,6 +8,7 @@ use latchkey_domain::flow::login::LoginService;
 use latchkey_domain::flow::recovery::RecoveryService;
 use latchkey_domain::flow::registration::RegistrationService;
 use latchkey_domain::flow::settings::SettingsService;
+use latchkey_domain::flow::verification::VerificationService;
 use latchkey_domain::{IdentityManager, Store};
 
 /// `serve.public.base_url` and `serve.admin.base_url`, without a trailing slash.
@@ -47,6 +48,14 @@ pub struct WebSettings {
     pub registration_ui_url: String,
     pub settings_ui_url: String,
     pub recovery_ui_url: String,
+    pub verification_ui_url: String,
+    /// Where a finished verification flow sends the user (its `ui.action`).
+    pub verification_return_url: String,
+    /// The `show_verification_ui` hook after registration (or the legacy flag):
+    /// `continue_with` names the verification flow a code went out in.
+    pub registration_shows_verification: bool,
+    /// The same hook after a settings change.
+    pub settings_shows_verification: bool,
     /// How long an admin-issued recovery code lives unless the request says otherwise.
     pub recovery_code_lifespan: Duration,
     pub error_ui_url: String,
@@ -70,6 +79,7 @@ pub struct AppState {
     pub registration: RegistrationService,
     pub settings: SettingsService,
     pub recovery: RecoveryService,
+    pub verification: VerificationService,
     pub urls: Arc<BaseUrls>,
     pub web: Arc<WebSettings>,
     pub version: &'static str,

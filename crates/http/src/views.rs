@@ -137,3 +137,16 @@ pub fn session(
         "devices": if with_devices { json!(session.devices) } else { json!([]) },
     })
 }
+
+/// The `continue_with` item naming the verification flow a code went out
+/// in; only browser flows get a UI `url`.
+pub fn show_verification_ui(verification: &latchkey_domain::flow::Flow, ui_url: &str) -> Value {
+    let mut flow = json!({
+        "id": verification.id,
+        "verifiable_address": latchkey_domain::flow::code::flow_address(verification),
+    });
+    if verification.flow_type == latchkey_domain::flow::FlowType::Browser {
+        flow["url"] = json!(format!("{ui_url}?flow={}", verification.id));
+    }
+    json!({ "action": "show_verification_ui", "flow": flow })
+}

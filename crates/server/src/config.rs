@@ -52,6 +52,12 @@ pub struct Config {
 #[serde(default)]
 pub struct FeatureFlags {
     pub use_continue_with_transitions: bool,
+    /// `require_verified_address` answers with a form error (4000010)
+    /// instead of sending a code and pointing at a verification flow.
+    pub legacy_require_verified_login_error: bool,
+    /// Registration's `continue_with` shows the verification flow even
+    /// without the `show_verification_ui` hook.
+    pub legacy_continue_with_verification_ui: bool,
 }
 
 /// `courier.*`: how queued emails leave.
@@ -132,6 +138,7 @@ pub struct Flows {
     pub registration: RegistrationFlow,
     pub settings: SettingsFlow,
     pub recovery: RecoveryFlow,
+    pub verification: VerificationFlow,
     pub error: UiOnly,
     pub logout: LogoutFlow,
 }
@@ -230,6 +237,8 @@ pub struct After {
     pub default_browser_return_url: String,
     pub hooks: Vec<Hook>,
     pub password: MethodAfter,
+    /// Settings only: after a traits change.
+    pub profile: MethodAfter,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -252,6 +261,12 @@ impl After {
         let hooks = if self.password.hooks.is_empty() { &self.hooks } else { &self.password.hooks };
         hooks.iter().map(|h| h.hook.as_str())
     }
+
+    /// The profile method's hooks when it has its own, else the defaults.
+    pub fn profile_hooks(&self) -> impl Iterator<Item = &str> {
+        let hooks = if self.profile.hooks.is_empty() { &self.hooks } else { &self.profile.hooks };
+        hooks.iter().map(|h| h.hook.as_str())
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -269,6 +284,33 @@ pub struct RecoveryFlow {
 }
 
 impl Default for RecoveryFlow {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            ui_url: String::new(),
+            lifespan: "1h".into(),
+            method: "code".into(),
+            notify_unknown_recipients: false,
+            after: After::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct VerificationFlow {
+    pub enabled: bool,
+    pub ui_url: String,
+    pub lifespan: String,
+    /// Only `code` is built.
+    #[serde(rename = "use")]
+    pub method: String,
+    /// Tell unknown addresses that someone tried to verify them.
+    pub notify_unknown_recipients: bool,
+    pub after: After,
+}
+
+impl Default for VerificationFlow {
     fn default() -> Self {
         Self {
             enabled: false,
@@ -409,7 +451,8 @@ impl Default for Cookies {
 }
 
 /// Hooks Latchkey runs; any other name is reported as not built yet.
-pub const SUPPORTED_HOOKS: [&str; 3] = ["session", "revoke_active_sessions", "show_verification_ui"];
+pub const SUPPORTED_HOOKS: [&str; 5] =
+    ["session", "revoke_active_sessions", "show_verification_ui", "verification", "require_verified_address"];
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
@@ -615,8 +658,11 @@ pub fn load(
         ("selfservice.flows.registration.after", &config.selfservice.flows.registration.after),
         ("selfservice.flows.settings.after", &config.selfservice.flows.settings.after),
         ("selfservice.flows.recovery.after", &config.selfservice.flows.recovery.after),
+        ("selfservice.flows.verification.after", &config.selfservice.flows.verification.after),
     ] {
-        for (method, hooks) in [("", &after.hooks), (".password", &after.password.hooks)] {
+        for (method, hooks) in
+            [("", &after.hooks), (".password", &after.password.hooks), (".profile", &after.profile.hooks)]
+        {
             for hook in hooks.iter().filter(|h| !SUPPORTED_HOOKS.contains(&h.hook.as_str())) {
                 unsupported.push(format!("{path}{method}.hooks[{}]", hook.hook));
             }
@@ -805,6 +851,7 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
         ("selfservice.flows.registration.lifespan", &flows.registration.lifespan),
         ("selfservice.flows.settings.lifespan", &flows.settings.lifespan),
         ("selfservice.flows.recovery.lifespan", &flows.recovery.lifespan),
+        ("selfservice.flows.verification.lifespan", &flows.verification.lifespan),
         ("selfservice.methods.code.config.lifespan", &config.selfservice.methods.code.config.lifespan),
         (
             "selfservice.methods.code.config.failure_window",
@@ -841,6 +888,9 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     }
     if flows.recovery.method != "code" {
         return Err(invalid("selfservice.flows.recovery.use", "only `code` is supported"));
+    }
+    if flows.verification.method != "code" {
+        return Err(invalid("selfservice.flows.verification.use", "only `code` is supported"));
     }
     if config.courier.delivery_strategy != "smtp" {
         return Err(invalid("courier.delivery_strategy", "only `smtp` is supported"));
@@ -954,10 +1004,10 @@ mod tests {
         let a = write(
             dir.path(),
             "a.yml",
-            &format!("{MINIMAL}courier:\n  channels: []\nselfservice:\n  flows:\n    verification: {{}}\n"),
+            &format!("{MINIMAL}courier:\n  channels: []\nselfservice:\n  flows:\n    verification:\n      ttl: 1h\n"),
         );
         let loaded = load(&[a], Vec::new(), false).unwrap();
-        assert_eq!(loaded.unsupported_keys, vec!["courier.channels", "selfservice.flows.verification"]);
+        assert_eq!(loaded.unsupported_keys, vec!["courier.channels", "selfservice.flows.verification.ttl"]);
     }
 
     #[test]

@@ -9,10 +9,13 @@ use std::time::Duration;
 
 use latchkey_courier::{SmtpConfig, SmtpMailer};
 use latchkey_domain::courier::Dispatcher;
+use latchkey_domain::flow::code::CodeSettings;
+use latchkey_domain::flow::login::RequireVerified;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
 use latchkey_domain::flow::recovery::{RecoveryService, RecoverySettings};
 use latchkey_domain::flow::registration::{RegistrationService, RegistrationSettings};
 use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
+use latchkey_domain::flow::verification::{VerificationService, VerificationSettings};
 use latchkey_domain::password_policy::PasswordPolicy;
 use latchkey_domain::schema::SchemaSource;
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
@@ -219,9 +222,38 @@ impl Application {
         let flows = &config.selfservice.flows;
         let duration =
             |s: &str| chrono::Duration::from_std(parse_duration(s).unwrap_or_default()).unwrap_or_default();
+        let code = &config.selfservice.methods.code.config;
+        let codes = Arc::new(CodeSettings {
+            secrets: code_secrets(config),
+            lifespan: duration(&code.lifespan),
+            max_submissions: code.max_submissions,
+            address_failure_limit: code.max_failures_per_address,
+            address_failure_window: duration(&code.failure_window),
+        });
+        let templates: Arc<dyn latchkey_domain::courier::Renderer> = Arc::new(
+            latchkey_courier::Templates::load(
+                config.courier.template_override_path.as_deref().map(std::path::Path::new),
+            )
+            .and_then(|t| t.with_config(&config.courier.templates))
+            .map_err(StartError::Courier)?,
+        );
+        let verification = VerificationService::new(
+            store.clone(),
+            templates.clone(),
+            VerificationSettings {
+                public_base: urls.public.clone(),
+                enabled: flows.verification.enabled && config.selfservice.methods.code.enabled,
+                lifespan: duration(&flows.verification.lifespan),
+                codes: codes.clone(),
+                notify_unknown_recipients: flows.verification.notify_unknown_recipients,
+                return_url: web.verification_return_url.clone(),
+            },
+        );
+        let require_verified = flows.login.after.password_hooks().any(|h| h == "require_verified_address");
         let login = LoginService::new(
             store.clone(),
             hasher,
+            verification.clone(),
             LoginSettings {
                 public_base: urls.public.clone(),
                 lifespan: duration(&flows.login.lifespan),
@@ -231,6 +263,13 @@ impl Application {
                     .after
                     .password_hooks()
                     .any(|h| h == "revoke_active_sessions"),
+                require_verified_address: match require_verified {
+                    false => RequireVerified::Off,
+                    true if config.feature_flags.legacy_require_verified_login_error => {
+                        RequireVerified::FormError
+                    }
+                    true => RequireVerified::SendCode,
+                },
             },
         );
         let password = &config.selfservice.methods.password.config;
@@ -239,17 +278,11 @@ impl Application {
             identifier_similarity_check: password.identifier_similarity_check_enabled,
             breached_check: password.haveibeenpwned_enabled,
         };
-        let templates: Arc<dyn latchkey_domain::courier::Renderer> = Arc::new(
-            latchkey_courier::Templates::load(
-                config.courier.template_override_path.as_deref().map(std::path::Path::new),
-            )
-            .and_then(|t| t.with_config(&config.courier.templates))
-            .map_err(StartError::Courier)?,
-        );
         let settings = SettingsService::new(
             store.clone(),
             identities.clone(),
             templates.clone(),
+            verification.clone(),
             SettingsSettings {
                 public_base: urls.public.clone(),
                 lifespan: duration(&flows.settings.lifespan),
@@ -265,6 +298,7 @@ impl Application {
         let registration = RegistrationService::new(
             store.clone(),
             identities.clone(),
+            verification.clone(),
             RegistrationSettings {
                 public_base: urls.public.clone(),
                 lifespan: duration(&flows.registration.lifespan),
@@ -276,7 +310,6 @@ impl Application {
                 password_policy: policy,
             },
         );
-        let code = &config.selfservice.methods.code.config;
         let recovery = RecoveryService::new(
             store.clone(),
             identities.clone(),
@@ -286,12 +319,8 @@ impl Application {
                 public_base: urls.public.clone(),
                 enabled: flows.recovery.enabled && config.selfservice.methods.code.enabled,
                 lifespan: duration(&flows.recovery.lifespan),
-                code_lifespan: duration(&code.lifespan),
-                max_submissions: code.max_submissions,
-                address_failure_limit: code.max_failures_per_address,
-                address_failure_window: duration(&code.failure_window),
+                codes,
                 notify_unknown_recipients: flows.recovery.notify_unknown_recipients,
-                secrets: code_secrets(config),
                 session_lifespan: web.session_lifespan,
                 privileged_session_max_age: duration(&flows.settings.privileged_session_max_age),
             },
@@ -303,6 +332,7 @@ impl Application {
             registration,
             settings,
             recovery,
+            verification,
             urls: Arc::new(urls),
             web: Arc::new(web),
             version: VERSION,
@@ -368,7 +398,9 @@ fn code_secrets(config: &Config) -> Vec<String> {
     if !configured.is_empty() {
         return configured.clone();
     }
-    tracing::warn!("secrets.cookie is not set: recovery codes use a random key and stop working on restart");
+    tracing::warn!(
+        "secrets.cookie is not set: recovery and verification codes use a random key and stop working on restart"
+    );
     vec![latchkey_domain::session::random_token("")]
 }
 
@@ -407,6 +439,22 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         ),
         settings_ui_url: or_default(&ss.flows.settings.ui_url, format!("{}/ui/settings", urls.public)),
         recovery_ui_url: or_default(&ss.flows.recovery.ui_url, format!("{}/ui/recovery", urls.public)),
+        verification_ui_url: or_default(
+            &ss.flows.verification.ui_url,
+            format!("{}/ui/verification", urls.public),
+        ),
+        verification_return_url: or_default(
+            &ss.flows.verification.after.default_browser_return_url,
+            default_return.clone(),
+        ),
+        registration_shows_verification: config.feature_flags.legacy_continue_with_verification_ui
+            || ss.flows.registration.after.password_hooks().any(|h| h == "show_verification_ui"),
+        settings_shows_verification: ss
+            .flows
+            .settings
+            .after
+            .profile_hooks()
+            .any(|h| h == "show_verification_ui"),
         recovery_code_lifespan: chrono::Duration::from_std(
             parse_duration(&ss.methods.code.config.lifespan).unwrap_or_default(),
         )

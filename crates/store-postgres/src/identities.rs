@@ -6,7 +6,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
-use latchkey_domain::identity::{Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress};
+use chrono::{DateTime, Utc};
+use latchkey_domain::identity::{
+    AddressStatus, Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress,
+};
 use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
@@ -171,6 +174,36 @@ impl IdentityStore for PgStore {
         let mut identities = load(&mut tx, rows).await?;
         tx.commit().await.map_err(backend)?;
         Ok(identities.pop())
+    }
+
+    async fn set_address_status(
+        &self,
+        identity_id: Uuid,
+        address_id: Uuid,
+        status: AddressStatus,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One statement, so no transaction: `verified` follows the status and
+        // a re-verified address keeps the time it was first verified.
+        let done = sqlx::query(
+            "UPDATE identity_verifiable_addresses SET verified = $1, status = $2, \
+             verified_at = CASE WHEN $1 THEN COALESCE(verified_at, $3) ELSE NULL END, updated_at = $3 \
+             WHERE id = $4 AND identity_id = $5",
+        )
+        .bind(status == AddressStatus::Completed)
+        .bind(status.as_str())
+        .bind(at)
+        .bind(address_id)
+        .bind(identity_id)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // whoami shows addresses: cached answers about this identity are stale.
+        self.notify_invalidation(format!("i:{identity_id}")).await;
+        Ok(true)
     }
 }
 

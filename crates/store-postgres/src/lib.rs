@@ -2,10 +2,10 @@
 //! pool, sized and tuned from the same DSN query parameters Kratos reads.
 
 mod codec;
+mod codes;
 mod courier;
 mod flows;
 mod identities;
-mod recovery;
 mod sessions;
 
 use std::borrow::Cow;
@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "flows_sessions", include_str!("../migrations/0002_flows_sessions.sql")),
     (3, "courier", include_str!("../migrations/0003_courier.sql")),
     (4, "recovery", include_str!("../migrations/0004_recovery.sql")),
+    (5, "one_time_codes", include_str!("../migrations/0005_one_time_codes.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

@@ -5,12 +5,15 @@
 //! `LATCHKEY_SKIP_POSTGRES=1` turns that into a skip, so CI cannot pass
 //! without PostgreSQL by accident.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 
-use latchkey_domain::store::{Database, IdentityStore, StoreError};
-use latchkey_store_postgres::{MIGRATIONS, PgStore};
-use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection};
+use latchkey_domain::store::{CodePurpose, CodeStore, Database, IdentityStore, OneTimeCode, StoreError};
+use latchkey_domain::time::now;
+use latchkey_store_postgres::{Invalidation, MIGRATIONS, PgStore};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{AssertSqlSafe, Connection, Executor, PgConnection, SqlSafeStr};
 use uuid::Uuid;
 
 const DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -175,6 +178,127 @@ async fn concurrent_creates_of_one_identifier_let_exactly_one_through() {
             }
         }
         assert_eq!(created, 1);
+        store.close().await;
+    })
+    .await;
+}
+
+/// Moving an address's status changes what whoami shows, so every process's
+/// cache hears about the identity, as it does for a whole-identity update;
+/// a status change that matched nothing announces nothing.
+#[tokio::test]
+async fn setting_an_address_status_announces_an_identity_invalidation() {
+    with_fresh_database(|dsn| async move {
+        let store = PgStore::connect(&dsn).await.unwrap();
+        store.migrate().await.unwrap();
+        let identity =
+            latchkey_store_tests::sample_identity(&format!("notify-{}@example.com", Uuid::new_v4()));
+        store.create_identity(&identity).await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = store
+            .listen_for_invalidations(move |what| {
+                let _ = tx.send(what);
+            })
+            .await
+            .unwrap();
+
+        let address = identity.verifiable_addresses[0].id;
+        let status = latchkey_domain::identity::AddressStatus::Sent;
+        assert!(!store.set_address_status(Uuid::new_v4(), address, status, now()).await.unwrap());
+        assert!(store.set_address_status(identity.id, address, status, now()).await.unwrap());
+        let heard = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        assert_eq!(heard, Some(Invalidation::Identity(identity.id)));
+        listener.abort();
+        store.close().await;
+    })
+    .await;
+}
+
+/// A migrator that knows only the first `count` migrations, as an older
+/// build would.
+fn migrator_up_to(count: usize) -> Migrator {
+    let migrations = MIGRATIONS[..count]
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
+        })
+        .collect::<Vec<_>>();
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+/// Recovery codes and failures written before codes had a purpose keep
+/// working after the upgrade, as recovery ones.
+#[tokio::test]
+async fn recovery_codes_survive_the_one_time_codes_migration() {
+    with_fresh_database(|dsn| async move {
+        // A pool, not a connection: `Migrator::run` on `&mut PgConnection` is not
+        // `Send` enough for the spawned test.
+        let raw = sqlx::PgPool::connect(&dsn).await.unwrap();
+        let before = MIGRATIONS.iter().position(|(_, name, _)| *name == "one_time_codes").unwrap();
+        migrator_up_to(before).run(&raw).await.unwrap();
+
+        let store = PgStore::connect(&dsn).await.unwrap();
+        let identity =
+            latchkey_store_tests::sample_identity(&format!("upgrade-{}@example.com", Uuid::new_v4()));
+        store.create_identity(&identity).await.unwrap();
+        let address = identity.recovery_addresses[0].value.clone();
+        let at = now();
+        let code = OneTimeCode {
+            id: Uuid::new_v4(),
+            flow_id: Uuid::new_v4(),
+            purpose: CodePurpose::Recovery,
+            identity_id: Some(identity.id),
+            address: address.clone(),
+            code_hmac: "ab".repeat(32),
+            expires_at: at + chrono::Duration::minutes(15),
+            used_at: None,
+            created_at: at,
+        };
+        sqlx::query(
+            "INSERT INTO recovery_codes (id, flow_id, identity_id, address, code_hmac, expires_at, used_at, \
+             created_at) VALUES ($1, $2, $3, $4, $5, $6, NULL, $7)",
+        )
+        .bind(code.id)
+        .bind(code.flow_id)
+        .bind(identity.id)
+        .bind(&address)
+        .bind(&code.code_hmac)
+        .bind(code.expires_at)
+        .bind(code.created_at)
+        .execute(&raw)
+        .await
+        .unwrap();
+        for _ in 0..2 {
+            sqlx::query("INSERT INTO recovery_failures (id, address, at) VALUES ($1, $2, $3)")
+                .bind(Uuid::new_v4())
+                .bind(&address)
+                .bind(at)
+                .execute(&raw)
+                .await
+                .unwrap();
+        }
+
+        store.migrate().await.unwrap();
+        assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied));
+        assert_eq!(store.live_codes(code.flow_id, at).await.unwrap(), vec![code.clone()]);
+        let since = at - chrono::Duration::hours(1);
+        assert_eq!(store.count_code_failures(CodePurpose::Recovery, &address, since).await.unwrap(), 2);
+        assert_eq!(store.count_code_failures(CodePurpose::Verification, &address, since).await.unwrap(), 0);
+        assert!(store.use_code(code.id, at).await.unwrap());
+        assert!(!store.use_code(code.id, at).await.unwrap());
+
+        let indexes: Vec<String> = sqlx::query_scalar(
+            "SELECT indexname::text FROM pg_indexes \
+             WHERE tablename IN ('one_time_codes', 'code_failures') ORDER BY indexname",
+        )
+        .fetch_all(&raw)
+        .await
+        .unwrap();
+        assert_eq!(
+            indexes,
+            ["code_failures_address", "code_failures_pkey", "one_time_codes_flow", "one_time_codes_pkey"]
+        );
+        raw.close().await;
         store.close().await;
     })
     .await;

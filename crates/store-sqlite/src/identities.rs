@@ -4,7 +4,10 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use latchkey_domain::identity::{Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress};
+use chrono::{DateTime, Utc};
+use latchkey_domain::identity::{
+    AddressStatus, Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress,
+};
 use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, SqliteConnection};
@@ -141,6 +144,34 @@ impl IdentityStore for SqliteStore {
         .await
         .map_err(backend)?;
         Ok(load(&mut conn, rows).await?.pop())
+    }
+
+    async fn set_address_status(
+        &self,
+        identity_id: Uuid,
+        address_id: Uuid,
+        status: AddressStatus,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One statement, so no transaction: `verified` follows the status and
+        // a re-verified address keeps the time it was first verified.
+        let verified = status == AddressStatus::Completed;
+        let done = sqlx::query(
+            "UPDATE identity_verifiable_addresses SET verified = ?, status = ?, \
+             verified_at = CASE WHEN ? THEN COALESCE(verified_at, ?) ELSE NULL END, updated_at = ? \
+             WHERE id = ? AND identity_id = ?",
+        )
+        .bind(verified)
+        .bind(status.as_str())
+        .bind(verified)
+        .bind(time(at))
+        .bind(time(at))
+        .bind(address_id.to_string())
+        .bind(identity_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
     }
 }
 

@@ -2,10 +2,10 @@
 //! mode (or in memory for throwaway runs).
 
 mod codec;
+mod codes;
 mod courier;
 mod flows;
 mod identities;
-mod recovery;
 mod sessions;
 
 use std::borrow::Cow;
@@ -25,6 +25,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (2, "flows_sessions", include_str!("../migrations/0002_flows_sessions.sql")),
     (3, "courier", include_str!("../migrations/0003_courier.sql")),
     (4, "recovery", include_str!("../migrations/0004_recovery.sql")),
+    (5, "one_time_codes", include_str!("../migrations/0005_one_time_codes.sql")),
 ];
 
 /// The SQLite implementation of every port.

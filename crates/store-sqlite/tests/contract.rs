@@ -1,7 +1,15 @@
-//! The shared storage contract on a fresh SQLite file and on `memory`.
+//! The shared storage contract on a fresh SQLite file and on `memory`, and
+//! upgrades that must keep existing rows.
 
-use latchkey_domain::store::Database;
-use latchkey_store_sqlite::SqliteStore;
+use std::borrow::Cow;
+
+use chrono::Duration;
+use latchkey_domain::store::{CodePurpose, CodeStore, Database, IdentityStore, OneTimeCode};
+use latchkey_domain::time::now;
+use latchkey_store_sqlite::{MIGRATIONS, SqliteStore};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::{Connection, SqlSafeStr, SqliteConnection};
+use uuid::Uuid;
 
 #[tokio::test]
 async fn sqlite_file_store_meets_the_contract() {
@@ -17,4 +25,89 @@ async fn sqlite_memory_store_meets_the_contract() {
     let store = SqliteStore::connect("memory").await.unwrap();
     store.migrate().await.unwrap();
     latchkey_store_tests::run_all(&store).await;
+}
+
+/// A migrator that knows only the first `count` migrations, as an older
+/// build would.
+fn migrator_up_to(count: usize) -> Migrator {
+    let migrations = MIGRATIONS[..count]
+        .iter()
+        .map(|(version, name, sql)| {
+            Migration::new(*version, Cow::Borrowed(*name), MigrationType::Simple, sql.into_sql_str(), false)
+        })
+        .collect::<Vec<_>>();
+    Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+}
+
+/// Recovery codes and failures written before codes had a purpose keep
+/// working after the upgrade, as recovery ones.
+#[tokio::test]
+async fn recovery_codes_survive_the_one_time_codes_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+    let dsn = format!("sqlite://{}", path.display());
+    let mut conn = SqliteConnection::connect(&format!("{dsn}?mode=rwc")).await.unwrap();
+    let before = MIGRATIONS.iter().position(|(_, name, _)| *name == "one_time_codes").unwrap();
+    migrator_up_to(before).run(&mut conn).await.unwrap();
+
+    let store = SqliteStore::connect(&dsn).await.unwrap();
+    let identity = latchkey_store_tests::sample_identity(&format!("upgrade-{}@example.com", Uuid::new_v4()));
+    store.create_identity(&identity).await.unwrap();
+    let address = identity.recovery_addresses[0].value.clone();
+    let at = now();
+    let code = OneTimeCode {
+        id: Uuid::new_v4(),
+        flow_id: Uuid::new_v4(),
+        purpose: CodePurpose::Recovery,
+        identity_id: Some(identity.id),
+        address: address.clone(),
+        code_hmac: "ab".repeat(32),
+        expires_at: at + Duration::minutes(15),
+        used_at: None,
+        created_at: at,
+    };
+    let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    sqlx::query(
+        "INSERT INTO recovery_codes (id, flow_id, identity_id, address, code_hmac, expires_at, used_at, \
+         created_at) VALUES (?, ?, ?, ?, ?, ?, NULL, ?)",
+    )
+    .bind(code.id.to_string())
+    .bind(code.flow_id.to_string())
+    .bind(identity.id.to_string())
+    .bind(&address)
+    .bind(&code.code_hmac)
+    .bind(time(code.expires_at))
+    .bind(time(code.created_at))
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    for _ in 0..2 {
+        sqlx::query("INSERT INTO recovery_failures (id, address, at) VALUES (?, ?, ?)")
+            .bind(Uuid::new_v4().to_string())
+            .bind(&address)
+            .bind(time(at))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    store.migrate().await.unwrap();
+    assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied));
+    assert_eq!(store.live_codes(code.flow_id, at).await.unwrap(), vec![code.clone()]);
+    let since = at - Duration::hours(1);
+    assert_eq!(store.count_code_failures(CodePurpose::Recovery, &address, since).await.unwrap(), 2);
+    assert_eq!(store.count_code_failures(CodePurpose::Verification, &address, since).await.unwrap(), 0);
+    assert!(store.use_code(code.id, at).await.unwrap());
+    assert!(!store.use_code(code.id, at).await.unwrap());
+
+    let indexes: Vec<String> = sqlx::query_scalar(
+        "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name IN ('one_time_codes', 'code_failures') \
+         AND sql IS NOT NULL ORDER BY name",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(indexes, ["code_failures_address", "one_time_codes_flow"]);
+    conn.close().await.unwrap();
+    store.close().await;
 }

@@ -14,7 +14,7 @@ use latchkey_domain::session::{
     AuthenticationMethod, Device, LOGOUT_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, Session, hash_token,
     random_token,
 };
-use latchkey_domain::store::{IdentityQuery, RecoveryCode, SessionQuery, Store, StoreError};
+use latchkey_domain::store::{CodePurpose, IdentityQuery, OneTimeCode, SessionQuery, Store, StoreError};
 use latchkey_domain::text;
 use latchkey_domain::time::now;
 use latchkey_domain::ui::{Group, Node};
@@ -37,12 +37,17 @@ pub async fn run_all(store: &dyn Store) {
     deleting_an_identity_deletes_its_sessions(store).await;
     outbox_claims_each_message_once(store).await;
     outbox_records_dispatches_and_filters(store).await;
-    recovery_code_and_message_are_one_unit(store).await;
-    live_recovery_codes_exclude_used_and_expired(store).await;
-    recovery_codes_work_once(store).await;
-    recovery_failures_count_per_address_and_window(store).await;
+    code_and_message_are_one_unit(store).await;
+    code_purpose_round_trips(store).await;
+    creating_a_code_retires_the_flows_earlier_unused_codes(store).await;
+    live_codes_exclude_used_and_expired(store).await;
+    codes_work_once(store).await;
+    code_failures_count_per_address_and_window(store).await;
+    code_failures_count_per_purpose(store).await;
     identity_found_by_recovery_address(store).await;
-    deleting_an_identity_deletes_its_recovery_codes(store).await;
+    identity_found_by_verifiable_address(store).await;
+    deleting_an_identity_deletes_its_codes(store).await;
+    set_address_status_moves_one_address(store).await;
 }
 
 /// An identity with a password credential and one email address.
@@ -675,11 +680,17 @@ async fn outbox_records_dispatches_and_filters(store: &dyn Store) {
     assert!(next.is_empty() || next[0].id > page[0].id);
 }
 
-fn recovery_code(flow_id: Uuid, identity_id: Option<Uuid>, address: &str) -> RecoveryCode {
+fn one_time_code(
+    purpose: CodePurpose,
+    flow_id: Uuid,
+    identity_id: Option<Uuid>,
+    address: &str,
+) -> OneTimeCode {
     let at = now();
-    RecoveryCode {
+    OneTimeCode {
         id: Uuid::new_v4(),
         flow_id,
+        purpose,
         identity_id,
         address: address.into(),
         code_hmac: format!("{:064x}", Uuid::new_v4().as_u128()),
@@ -689,105 +700,190 @@ fn recovery_code(flow_id: Uuid, identity_id: Option<Uuid>, address: &str) -> Rec
     }
 }
 
-async fn recovery_code_and_message_are_one_unit(store: &dyn Store) {
-    let identity = sample_identity(&unique_email("recovery-unit"));
+fn recovery_code(flow_id: Uuid, identity_id: Option<Uuid>, address: &str) -> OneTimeCode {
+    one_time_code(CodePurpose::Recovery, flow_id, identity_id, address)
+}
+
+async fn code_and_message_are_one_unit(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("code-unit"));
     store.create_identity(&identity).await.unwrap();
     let address = identity.recovery_addresses[0].value.clone();
     let flow_id = Uuid::new_v4();
     let code = recovery_code(flow_id, Some(identity.id), &address);
     let message = sample_message(&address);
-    store.create_recovery_code(&code, Some(&message)).await.unwrap();
+    store.create_code(&code, Some(&message)).await.unwrap();
     let (stored, _) =
         store.get_message(message.id).await.unwrap().expect("the message is written with the code");
     assert_eq!(stored.recipient, address);
-    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap(), vec![code.clone()]);
+    assert_eq!(store.live_codes(flow_id, now()).await.unwrap(), vec![code.clone()]);
 
-    // A duplicate code id fails the unit: its message is not written either.
+    // A duplicate code id fails the unit: its message is not written either,
+    // and the code it clashed with is not retired.
     let orphan = sample_message(&address);
-    let again = RecoveryCode { code_hmac: "other".into(), ..code.clone() };
-    assert!(matches!(store.create_recovery_code(&again, Some(&orphan)).await, Err(StoreError::Conflict(_))));
+    let again = OneTimeCode { code_hmac: "other".into(), ..code.clone() };
+    assert!(matches!(store.create_code(&again, Some(&orphan)).await, Err(StoreError::Conflict(_))));
     assert!(store.get_message(orphan.id).await.unwrap().is_none());
+    assert_eq!(store.live_codes(flow_id, now()).await.unwrap(), vec![code.clone()]);
 
-    // A duplicate message fails the unit too, after the code was inserted:
-    // the code is rolled back.
-    let unsent = RecoveryCode {
+    // A duplicate message fails the unit too, after the code was inserted and
+    // the earlier one retired: both are rolled back.
+    let unsent = OneTimeCode {
         created_at: code.created_at + Duration::milliseconds(1),
         ..recovery_code(flow_id, Some(identity.id), &address)
     };
-    assert!(matches!(
-        store.create_recovery_code(&unsent, Some(&message)).await,
-        Err(StoreError::Conflict(_))
-    ));
-    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap(), vec![code.clone()]);
+    assert!(matches!(store.create_code(&unsent, Some(&message)).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.live_codes(flow_id, now()).await.unwrap(), vec![code.clone()]);
 
     // No message, and no identity (an unknown address): the code alone.
-    let unknown = recovery_code(flow_id, None, &unique_email("recovery-unknown"));
-    let unknown = RecoveryCode { created_at: code.created_at + Duration::milliseconds(2), ..unknown };
-    store.create_recovery_code(&unknown, None).await.unwrap();
-    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap(), vec![code, unknown]);
+    let unknown = recovery_code(flow_id, None, &unique_email("code-unknown"));
+    let unknown = OneTimeCode { created_at: code.created_at + Duration::milliseconds(2), ..unknown };
+    store.create_code(&unknown, None).await.unwrap();
+    assert_eq!(store.live_codes(flow_id, now()).await.unwrap(), vec![unknown]);
 }
 
-async fn live_recovery_codes_exclude_used_and_expired(store: &dyn Store) {
-    let address = unique_email("recovery-live");
+async fn code_purpose_round_trips(store: &dyn Store) {
+    for purpose in [CodePurpose::Recovery, CodePurpose::Verification] {
+        assert_eq!(purpose.as_str().parse::<CodePurpose>(), Ok(purpose));
+        let identity = sample_identity(&unique_email(purpose.as_str()));
+        store.create_identity(&identity).await.unwrap();
+        let flow_id = Uuid::new_v4();
+        let code =
+            one_time_code(purpose, flow_id, Some(identity.id), &identity.verifiable_addresses[0].value);
+        store.create_code(&code, Some(&sample_message(&code.address))).await.unwrap();
+        assert_eq!(store.live_codes(flow_id, now()).await.unwrap(), vec![code]);
+    }
+    assert!("login".parse::<CodePurpose>().is_err());
+}
+
+async fn creating_a_code_retires_the_flows_earlier_unused_codes(store: &dyn Store) {
+    let address = unique_email("code-resend");
     let flow_id = Uuid::new_v4();
     let at = now();
-    let first =
-        RecoveryCode { created_at: at - Duration::seconds(3), ..recovery_code(flow_id, None, &address) };
-    let used =
-        RecoveryCode { created_at: at - Duration::seconds(2), ..recovery_code(flow_id, None, &address) };
-    let expired = RecoveryCode {
+    let first = OneTimeCode {
+        created_at: at - Duration::seconds(3),
+        ..one_time_code(CodePurpose::Verification, flow_id, None, &address)
+    };
+    let used = OneTimeCode {
+        created_at: at - Duration::seconds(2),
+        ..one_time_code(CodePurpose::Verification, flow_id, None, &address)
+    };
+    let other_flow = one_time_code(CodePurpose::Verification, Uuid::new_v4(), None, &address);
+    store.create_code(&other_flow, None).await.unwrap();
+    store.create_code(&first, None).await.unwrap();
+    // Each code retires the unused one before it: only the newest is live.
+    store.create_code(&used, None).await.unwrap();
+    assert_eq!(store.live_codes(flow_id, at).await.unwrap(), vec![used.clone()]);
+    assert!(!store.use_code(first.id, at).await.unwrap(), "a retired code is gone");
+    assert!(store.use_code(used.id, at).await.unwrap());
+
+    let resent = OneTimeCode {
+        created_at: at - Duration::seconds(1),
+        ..one_time_code(CodePurpose::Verification, flow_id, None, &address)
+    };
+    let message = sample_message(&address);
+    store.create_code(&resent, Some(&message)).await.unwrap();
+    assert_eq!(store.live_codes(flow_id, at).await.unwrap(), vec![resent.clone()]);
+    assert!(store.get_message(message.id).await.unwrap().is_some());
+    // Unused codes of other flows, even to the same address, are not retired.
+    assert_eq!(store.live_codes(other_flow.flow_id, at).await.unwrap(), vec![other_flow.clone()]);
+
+    // An expired code is retired too, so it never piles up.
+    let flow_id = Uuid::new_v4();
+    let expired = OneTimeCode {
+        created_at: at - Duration::minutes(20),
+        expires_at: at - Duration::minutes(5),
+        ..recovery_code(flow_id, None, &address)
+    };
+    store.create_code(&expired, None).await.unwrap();
+    let fresh = recovery_code(flow_id, None, &address);
+    store.create_code(&fresh, None).await.unwrap();
+    assert_eq!(
+        store.live_codes(flow_id, expired.expires_at - Duration::minutes(1)).await.unwrap(),
+        vec![fresh]
+    );
+}
+
+async fn live_codes_exclude_used_and_expired(store: &dyn Store) {
+    let address = unique_email("code-live");
+    let at = now();
+
+    // Expiry is strict: a code is dead at its `expires_at`, and live before.
+    let flow_id = Uuid::new_v4();
+    let expired = OneTimeCode {
         created_at: at - Duration::minutes(20),
         expires_at: at - Duration::seconds(1),
         ..recovery_code(flow_id, None, &address)
     };
-    let already = RecoveryCode { used_at: Some(at), ..recovery_code(flow_id, None, &address) };
-    let last =
-        RecoveryCode { created_at: at - Duration::seconds(1), ..recovery_code(flow_id, None, &address) };
-    let elsewhere = recovery_code(Uuid::new_v4(), None, &address);
-    // Written out of order: the result is ordered by creation.
-    for code in [&last, &used, &expired, &already, &first, &elsewhere] {
-        store.create_recovery_code(code, None).await.unwrap();
-    }
-    assert!(store.use_recovery_code(used.id, at).await.unwrap());
-    assert_eq!(store.live_recovery_codes(flow_id, at).await.unwrap(), vec![first.clone(), last.clone()]);
-    // Expiry is strict: a code is dead at its `expires_at`.
-    assert_eq!(store.live_recovery_codes(flow_id, first.expires_at).await.unwrap(), vec![last.clone()]);
-    assert!(store.live_recovery_codes(flow_id, at + Duration::hours(1)).await.unwrap().is_empty());
-    // Before its expiry an expired-now code was live.
-    let earlier = expired.expires_at - Duration::seconds(1);
-    let ids: Vec<_> =
-        store.live_recovery_codes(flow_id, earlier).await.unwrap().into_iter().map(|c| c.id).collect();
-    assert_eq!(ids, vec![expired.id, first.id, last.id]);
-    assert!(store.live_recovery_codes(Uuid::new_v4(), at).await.unwrap().is_empty());
-}
+    store.create_code(&expired, None).await.unwrap();
+    assert!(store.live_codes(flow_id, at).await.unwrap().is_empty());
+    assert!(store.live_codes(flow_id, expired.expires_at).await.unwrap().is_empty());
+    let earlier = expired.expires_at - Duration::microseconds(1);
+    assert_eq!(store.live_codes(flow_id, earlier).await.unwrap(), vec![expired]);
 
-async fn recovery_codes_work_once(store: &dyn Store) {
+    // A used code is not live, whether it was used later or stored used.
     let flow_id = Uuid::new_v4();
-    let code = recovery_code(flow_id, None, &unique_email("recovery-once"));
-    store.create_recovery_code(&code, None).await.unwrap();
-    let at = now();
-    assert!(store.use_recovery_code(code.id, at).await.unwrap());
-    assert!(!store.use_recovery_code(code.id, at + Duration::seconds(1)).await.unwrap());
-    assert!(!store.use_recovery_code(Uuid::new_v4(), at).await.unwrap(), "an unknown code is not usable");
-    assert!(store.live_recovery_codes(flow_id, at).await.unwrap().is_empty());
+    let code = recovery_code(flow_id, None, &address);
+    store.create_code(&code, None).await.unwrap();
+    assert_eq!(store.live_codes(flow_id, at).await.unwrap(), vec![code.clone()]);
+    assert!(store.use_code(code.id, at).await.unwrap());
+    assert!(store.live_codes(flow_id, at).await.unwrap().is_empty());
+    let flow_id = Uuid::new_v4();
+    let already = OneTimeCode { used_at: Some(at), ..recovery_code(flow_id, None, &address) };
+    store.create_code(&already, None).await.unwrap();
+    assert!(store.live_codes(flow_id, at).await.unwrap().is_empty());
+    assert!(!store.use_code(already.id, at).await.unwrap());
+
+    assert!(store.live_codes(Uuid::new_v4(), at).await.unwrap().is_empty());
 }
 
-async fn recovery_failures_count_per_address_and_window(store: &dyn Store) {
-    let address = unique_email("recovery-failures");
-    let other = unique_email("recovery-failures-other");
+async fn codes_work_once(store: &dyn Store) {
+    let flow_id = Uuid::new_v4();
+    let code = recovery_code(flow_id, None, &unique_email("code-once"));
+    store.create_code(&code, None).await.unwrap();
     let at = now();
-    assert_eq!(store.count_recovery_failures(&address, at - Duration::hours(1)).await.unwrap(), 0);
-    store.record_recovery_failure(&address, at - Duration::minutes(30)).await.unwrap();
-    store.record_recovery_failure(&address, at - Duration::minutes(5)).await.unwrap();
-    store.record_recovery_failure(&address, at).await.unwrap();
-    store.record_recovery_failure(&address, at).await.unwrap();
-    store.record_recovery_failure(&other, at).await.unwrap();
-    assert_eq!(store.count_recovery_failures(&address, at - Duration::hours(1)).await.unwrap(), 4);
+    assert!(store.use_code(code.id, at).await.unwrap());
+    assert!(!store.use_code(code.id, at + Duration::seconds(1)).await.unwrap());
+    assert!(!store.use_code(Uuid::new_v4(), at).await.unwrap(), "an unknown code is not usable");
+    assert!(store.live_codes(flow_id, at).await.unwrap().is_empty());
+}
+
+async fn code_failures_count_per_address_and_window(store: &dyn Store) {
+    let purpose = CodePurpose::Recovery;
+    let address = unique_email("code-failures");
+    let other = unique_email("code-failures-other");
+    let at = now();
+    assert_eq!(store.count_code_failures(purpose, &address, at - Duration::hours(1)).await.unwrap(), 0);
+    store.record_code_failure(purpose, &address, at - Duration::minutes(30)).await.unwrap();
+    store.record_code_failure(purpose, &address, at - Duration::minutes(5)).await.unwrap();
+    store.record_code_failure(purpose, &address, at).await.unwrap();
+    store.record_code_failure(purpose, &address, at).await.unwrap();
+    store.record_code_failure(purpose, &other, at).await.unwrap();
+    assert_eq!(store.count_code_failures(purpose, &address, at - Duration::hours(1)).await.unwrap(), 4);
     // The window includes its start.
-    assert_eq!(store.count_recovery_failures(&address, at - Duration::minutes(5)).await.unwrap(), 3);
-    assert_eq!(store.count_recovery_failures(&address, at).await.unwrap(), 2);
-    assert_eq!(store.count_recovery_failures(&address, at + Duration::microseconds(1)).await.unwrap(), 0);
-    assert_eq!(store.count_recovery_failures(&other, at - Duration::hours(1)).await.unwrap(), 1);
+    assert_eq!(store.count_code_failures(purpose, &address, at - Duration::minutes(5)).await.unwrap(), 3);
+    assert_eq!(store.count_code_failures(purpose, &address, at).await.unwrap(), 2);
+    assert_eq!(
+        store.count_code_failures(purpose, &address, at + Duration::microseconds(1)).await.unwrap(),
+        0
+    );
+    assert_eq!(store.count_code_failures(purpose, &other, at - Duration::hours(1)).await.unwrap(), 1);
+}
+
+async fn code_failures_count_per_purpose(store: &dyn Store) {
+    let address = unique_email("code-failures-purpose");
+    let at = now();
+    let since = at - Duration::hours(1);
+    store.record_code_failure(CodePurpose::Recovery, &address, at).await.unwrap();
+    store.record_code_failure(CodePurpose::Recovery, &address, at).await.unwrap();
+    assert_eq!(store.count_code_failures(CodePurpose::Recovery, &address, since).await.unwrap(), 2);
+    assert_eq!(
+        store.count_code_failures(CodePurpose::Verification, &address, since).await.unwrap(),
+        0,
+        "recovery failures do not count against verification"
+    );
+    store.record_code_failure(CodePurpose::Verification, &address, at).await.unwrap();
+    assert_eq!(store.count_code_failures(CodePurpose::Verification, &address, since).await.unwrap(), 1);
+    assert_eq!(store.count_code_failures(CodePurpose::Recovery, &address, since).await.unwrap(), 2);
 }
 
 async fn identity_found_by_recovery_address(store: &dyn Store) {
@@ -800,20 +896,109 @@ async fn identity_found_by_recovery_address(store: &dyn Store) {
     assert!(store.identity_by_recovery_address("sms", &email).await.unwrap().is_none());
 }
 
-async fn deleting_an_identity_deletes_its_recovery_codes(store: &dyn Store) {
-    let identity = sample_identity(&unique_email("recovery-cascade"));
+async fn identity_found_by_verifiable_address(store: &dyn Store) {
+    // Different verifiable and recovery addresses, so each lookup is seen to
+    // read its own table.
+    let verifiable = unique_email("verifiable-owner");
+    let recovery = unique_email("verifiable-owner-recovery");
+    let mut identity = sample_identity(&verifiable);
+    identity.recovery_addresses[0].value = recovery.clone();
+    store.create_identity(&identity).await.unwrap();
+    let found =
+        store.identity_by_verifiable_address("email", &verifiable).await.unwrap().expect("found by address");
+    assert_eq!(found, identity, "the whole identity, with credentials and addresses");
+    assert!(store.identity_by_verifiable_address("email", &unique_email("nobody")).await.unwrap().is_none());
+    assert!(store.identity_by_verifiable_address("sms", &verifiable).await.unwrap().is_none());
+    assert!(store.identity_by_verifiable_address("email", &recovery).await.unwrap().is_none());
+    assert!(store.identity_by_recovery_address("email", &verifiable).await.unwrap().is_none());
+}
+
+async fn deleting_an_identity_deletes_its_codes(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("code-cascade"));
     store.create_identity(&identity).await.unwrap();
     let address = identity.recovery_addresses[0].value.clone();
-    let flow_id = Uuid::new_v4();
-    let owned = recovery_code(flow_id, Some(identity.id), &address);
-    let unowned = RecoveryCode {
-        created_at: owned.created_at + Duration::milliseconds(1),
-        ..recovery_code(flow_id, None, &address)
-    };
-    store.create_recovery_code(&owned, None).await.unwrap();
-    store.create_recovery_code(&unowned, None).await.unwrap();
-    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap().len(), 2);
+    let owned = recovery_code(Uuid::new_v4(), Some(identity.id), &address);
+    let verifying = one_time_code(CodePurpose::Verification, Uuid::new_v4(), Some(identity.id), &address);
+    let unowned = recovery_code(Uuid::new_v4(), None, &address);
+    for code in [&owned, &verifying, &unowned] {
+        store.create_code(code, None).await.unwrap();
+        assert_eq!(store.live_codes(code.flow_id, now()).await.unwrap(), vec![code.clone()]);
+    }
     assert!(store.delete_identity(identity.id).await.unwrap());
-    assert_eq!(store.live_recovery_codes(flow_id, now()).await.unwrap(), vec![unowned]);
+    assert!(store.live_codes(owned.flow_id, now()).await.unwrap().is_empty());
+    assert!(store.live_codes(verifying.flow_id, now()).await.unwrap().is_empty());
+    assert_eq!(store.live_codes(unowned.flow_id, now()).await.unwrap(), vec![unowned]);
     assert!(store.identity_by_recovery_address("email", &address).await.unwrap().is_none());
+    assert!(store.identity_by_verifiable_address("email", &address).await.unwrap().is_none());
+}
+
+async fn set_address_status_moves_one_address(store: &dyn Store) {
+    // A verified address and an unverified one, in the order the loaders return them.
+    let mut identity = sample_identity(&unique_email("status-a"));
+    let at = now();
+    identity.verifiable_addresses.push(VerifiableAddress {
+        id: Uuid::new_v4(),
+        value: unique_email("status-b"),
+        verified: false,
+        via: Via::Email,
+        status: AddressStatus::Sent,
+        verified_at: None,
+        created_at: at - Duration::days(1),
+        updated_at: at - Duration::days(1),
+    });
+    store.create_identity(&identity).await.unwrap();
+    let other = sample_identity(&unique_email("status-other"));
+    store.create_identity(&other).await.unwrap();
+    let verified_id = identity.verifiable_addresses[0].id;
+    let unverified_id = identity.verifiable_addresses[1].id;
+    let first_verified_at = identity.verifiable_addresses[0].verified_at;
+    assert!(first_verified_at.is_some());
+
+    // Completing sets `verified` and `verified_at`, and nothing else changes.
+    let t1 = at + Duration::seconds(1);
+    assert!(
+        store.set_address_status(identity.id, unverified_id, AddressStatus::Completed, t1).await.unwrap()
+    );
+    let address = &mut identity.verifiable_addresses[1];
+    (address.verified, address.status, address.verified_at, address.updated_at) =
+        (true, AddressStatus::Completed, Some(t1), t1);
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+
+    // Completing again keeps the first verification time.
+    let t2 = at + Duration::seconds(2);
+    assert!(
+        store.set_address_status(identity.id, unverified_id, AddressStatus::Completed, t2).await.unwrap()
+    );
+    assert!(store.set_address_status(identity.id, verified_id, AddressStatus::Completed, t2).await.unwrap());
+    identity.verifiable_addresses[1].updated_at = t2;
+    identity.verifiable_addresses[0].updated_at = t2;
+    assert_eq!(identity.verifiable_addresses[0].verified_at, first_verified_at);
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+
+    // Any other status clears both.
+    for (n, status) in [AddressStatus::Sent, AddressStatus::Pending].into_iter().enumerate() {
+        let t = at + Duration::seconds(3 + n as i64);
+        assert!(store.set_address_status(identity.id, verified_id, status, t).await.unwrap());
+        let address = &mut identity.verifiable_addresses[0];
+        (address.verified, address.status, address.verified_at, address.updated_at) =
+            (false, status, None, t);
+        assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+    }
+
+    // Another identity's address, an unknown address or an unknown identity:
+    // nothing to move, and nothing moves.
+    let foreign = other.verifiable_addresses[0].id;
+    let later = at + Duration::seconds(10);
+    assert!(!store.set_address_status(identity.id, foreign, AddressStatus::Pending, later).await.unwrap());
+    assert!(
+        !store.set_address_status(identity.id, Uuid::new_v4(), AddressStatus::Sent, later).await.unwrap()
+    );
+    assert!(
+        !store
+            .set_address_status(Uuid::new_v4(), verified_id, AddressStatus::Completed, later)
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.get_identity(other.id).await.unwrap().unwrap(), other);
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
 }

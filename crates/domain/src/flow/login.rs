@@ -8,6 +8,7 @@ use chrono::Duration;
 use latchkey_hash::{PasswordHasher, SecretPassword};
 use serde_json::Value;
 
+use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowKind, FlowRequest};
 use crate::identity::{CredentialType, Identity, IdentityState};
 use crate::schema::normalize;
@@ -22,6 +23,19 @@ pub struct LoginSettings {
     pub session_lifespan: Duration,
     /// The `revoke_active_sessions` after-login hook.
     pub revoke_active_sessions: bool,
+    /// The `require_verified_address` after-login hook.
+    pub require_verified_address: RequireVerified,
+}
+
+/// How the `require_verified_address` hook refuses an identity with no
+/// verified address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RequireVerified {
+    Off,
+    /// Send a code and point the client at the verification flow.
+    SendCode,
+    /// Only say so on the form (`feature_flags.legacy_require_verified_login_error`).
+    FormError,
 }
 
 /// What a client submitted, parsed and typed by method.
@@ -37,18 +51,30 @@ pub enum LoginOutcome {
         identity: Box<Identity>,
         issued: IssuedSession,
     },
+    /// The credentials were right but no address is verified yet: no
+    /// session; a code went out in `verification`.
+    Unverified {
+        flow: Box<Flow>,
+        verification: Box<Flow>,
+    },
 }
 
 #[derive(Clone)]
 pub struct LoginService {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
+    verification: VerificationService,
     settings: Arc<LoginSettings>,
 }
 
 impl LoginService {
-    pub fn new(store: Arc<dyn Store>, hasher: PasswordHasher, settings: LoginSettings) -> Self {
-        Self { store, hasher, settings: Arc::new(settings) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        hasher: PasswordHasher,
+        verification: VerificationService,
+        settings: LoginSettings,
+    ) -> Self {
+        Self { store, hasher, verification, settings: Arc::new(settings) }
     }
 
     pub async fn create(&self, request: &FlowRequest, refresh: bool) -> Result<Flow, FlowError> {
@@ -138,6 +164,11 @@ impl LoginService {
         if let Some(hash) = hash.filter(|h| latchkey_hash::needs_rehash(h, self.hasher.config())) {
             self.upgrade_hash(&mut identity, password, &hash).await;
         }
+        if self.settings.require_verified_address != RequireVerified::Off
+            && !identity.verifiable_addresses.iter().any(|a| a.verified)
+        {
+            return self.refuse_unverified(flow, &identity).await;
+        }
 
         let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
         self.store.create_session(&issued.session).await?;
@@ -148,6 +179,37 @@ impl LoginService {
         flow.updated_at = crate::time::now();
         self.store.update_flow(&flow).await?;
         Ok(LoginOutcome::Accepted { flow: Box::new(flow), identity: Box::new(identity), issued })
+    }
+
+    async fn refuse_unverified(
+        &self,
+        mut flow: Flow,
+        identity: &Identity,
+    ) -> Result<LoginOutcome, FlowError> {
+        if identity.verifiable_addresses.is_empty() {
+            return Err(FlowError::Internal(
+                "require_verified_address is on, but the identity schema gives this identity no verifiable \
+                 address"
+                    .into(),
+            ));
+        }
+        let verification = match self.settings.require_verified_address {
+            RequireVerified::SendCode => {
+                self.verification.send_for_identity(&flow, identity, AddressPick::Unverified).await?
+            }
+            _ => None,
+        };
+        match verification {
+            Some(verification) => {
+                flow.updated_at = crate::time::now();
+                self.store.update_flow(&flow).await?;
+                Ok(LoginOutcome::Unverified { flow: Box::new(flow), verification: Box::new(verification) })
+            }
+            None => {
+                flow.ui.messages.push(text::address_not_verified());
+                self.reject(flow).await
+            }
+        }
     }
 
     async fn reject(&self, mut flow: Flow) -> Result<LoginOutcome, FlowError> {

@@ -2,10 +2,12 @@
 //! lifetime, where it came from and where it returns to, the form (UI
 //! container) and the state machine position. Each flow module builds on it.
 
+pub mod code;
 pub mod login;
 pub mod recovery;
 pub mod registration;
 pub mod settings;
+pub mod verification;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};

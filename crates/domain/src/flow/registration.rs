@@ -7,6 +7,7 @@ use chrono::Duration;
 use latchkey_hash::SecretPassword;
 use serde_json::{Value, json};
 
+use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowKind, FlowRequest, place_trait_error, show_traits};
 use crate::identity::{Identity, IdentityError, IdentityManager, NewIdentity, PasswordInput};
 use crate::password_policy::PasswordPolicy;
@@ -42,6 +43,8 @@ pub enum RegistrationOutcome {
         flow: Box<Flow>,
         identity: Box<Identity>,
         issued: Option<IssuedSession>,
+        /// The `verification` hook's flow, when a code went out.
+        verification: Option<Box<Flow>>,
     },
 }
 
@@ -49,12 +52,18 @@ pub enum RegistrationOutcome {
 pub struct RegistrationService {
     store: Arc<dyn Store>,
     identities: IdentityManager,
+    verification: VerificationService,
     settings: Arc<RegistrationSettings>,
 }
 
 impl RegistrationService {
-    pub fn new(store: Arc<dyn Store>, identities: IdentityManager, settings: RegistrationSettings) -> Self {
-        Self { store, identities, settings: Arc::new(settings) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        identities: IdentityManager,
+        verification: VerificationService,
+        settings: RegistrationSettings,
+    ) -> Self {
+        Self { store, identities, verification, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -234,6 +243,18 @@ impl RegistrationService {
             Err(e) => return Err(FlowError::Internal(e.to_string())),
         };
 
+        // As in Kratos, the verification hook runs first whenever verification is on.
+        let verification = self
+            .verification
+            .send_for_identity(&flow, &identity, AddressPick::Unverified)
+            .await?
+            .map(Box::new);
+        let identity = match verification {
+            Some(_) => {
+                self.identities.get(identity.id).await.map_err(|e| FlowError::Internal(e.to_string()))?
+            }
+            None => identity,
+        };
         let issued = if self.settings.issue_session {
             let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
             self.store.create_session(&issued.session).await?;
@@ -245,7 +266,12 @@ impl RegistrationService {
         flow.internal = Value::Null;
         flow.updated_at = crate::time::now();
         self.store.update_flow(&flow).await?;
-        Ok(RegistrationOutcome::Accepted { flow: Box::new(flow), identity: Box::new(identity), issued })
+        Ok(RegistrationOutcome::Accepted {
+            flow: Box::new(flow),
+            identity: Box::new(identity),
+            issued,
+            verification,
+        })
     }
 
     async fn save(

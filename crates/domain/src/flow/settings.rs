@@ -8,6 +8,7 @@ use chrono::Duration;
 use latchkey_hash::SecretPassword;
 use serde_json::Value;
 
+use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowKind, FlowRequest, place_trait_error};
 use crate::courier::{Message, Renderer};
 use crate::identity::{Identity, IdentityError, IdentityManager, IdentityUpdate, PasswordInput};
@@ -35,7 +36,12 @@ pub enum SettingsSubmission {
 
 pub enum SettingsOutcome {
     Rejected(Flow),
-    Saved(Flow, Box<Identity>),
+    /// Saved; a changed address got a code in the verification flow.
+    Saved {
+        flow: Flow,
+        identity: Box<Identity>,
+        verification: Option<Box<Flow>>,
+    },
     /// The session is too old for this change; sign in again first.
     RefreshRequired(Flow),
 }
@@ -45,6 +51,7 @@ pub struct SettingsService {
     store: Arc<dyn Store>,
     identities: IdentityManager,
     renderer: Arc<dyn Renderer>,
+    verification: VerificationService,
     settings: Arc<SettingsSettings>,
 }
 
@@ -53,9 +60,10 @@ impl SettingsService {
         store: Arc<dyn Store>,
         identities: IdentityManager,
         renderer: Arc<dyn Renderer>,
+        verification: VerificationService,
         settings: SettingsSettings,
     ) -> Self {
-        Self { store, identities, renderer, settings: Arc::new(settings) }
+        Self { store, identities, renderer, verification, settings: Arc::new(settings) }
     }
 
     /// Tells the account's email address that its password changed, so an
@@ -222,12 +230,21 @@ impl SettingsService {
             }
             self.notify_password_changed(&updated).await;
         }
+        // A new or changed address starts unverified; prove it with a code.
+        let verification =
+            self.verification.send_for_identity(&flow, &updated, AddressPick::Pending).await?.map(Box::new);
+        let updated = match verification {
+            Some(_) => {
+                self.identities.get(updated.id).await.map_err(|e| FlowError::Internal(e.to_string()))?
+            }
+            None => updated,
+        };
         self.form(&mut flow, &updated);
         flow.state = "success".into();
         flow.ui.messages.push(text::settings_saved());
         flow.updated_at = now();
         self.store.update_flow(&flow).await?;
-        Ok(SettingsOutcome::Saved(flow, Box::new(updated)))
+        Ok(SettingsOutcome::Saved { flow, identity: Box::new(updated), verification })
     }
 
     async fn save(

@@ -16,7 +16,7 @@ use latchkey_hash::SecretPassword;
 use serde_json::json;
 
 use super::flows::{self, field};
-use crate::error::ApiError;
+use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
 use crate::request::{device, wants_json};
 use crate::state::AppState;
@@ -118,6 +118,24 @@ async fn submit(
             ));
         }
         LoginOutcome::Accepted { flow, identity, issued } => (flow, identity, issued),
+        LoginOutcome::Unverified { verification, .. } => {
+            let url = format!("{}?flow={}", state.web.verification_ui_url, verification.id);
+            if verification.flow_type == FlowType::Browser && !wants_json(&headers) {
+                return Ok(flows::see_other(&url));
+            }
+            let mut item = views::show_verification_ui(&verification, &state.web.verification_ui_url);
+            item["flow"]["url"] = json!(url);
+            let mut error = ApiError::new(StatusCode::FORBIDDEN, "your email or phone address is not yet verified")
+                .with_id("session_verified_address_required")
+                .with_reason(
+                    "Your account's email or phone address are not verified yet. Please check your email or phone inbox or re-request verification.",
+                );
+            error.extra = Some(Box::new(Extra {
+                details: Some(json!({ "continue_with": [item] })),
+                ..Default::default()
+            }));
+            return Err(error);
+        }
     };
     let session =
         views::session(&issued.session, Some(&identity), &state.urls, views::Audience::Public, true);

@@ -8,6 +8,7 @@ mod registration;
 mod schemas;
 pub(crate) mod sessions;
 mod settings;
+mod verification;
 
 use axum::Router;
 
@@ -21,6 +22,7 @@ pub fn router() -> Router<AppState> {
         .merge(sessions::router())
         .merge(settings::router())
         .merge(recovery::router())
+        .merge(verification::router())
         .merge(logout::router())
         .merge(crate::admin::health::router())
 }

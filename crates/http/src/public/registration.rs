@@ -114,13 +114,19 @@ async fn submit(
         Ok(outcome) => outcome,
         Err(e) => return Ok(flows::flow_failure_response(e, &headers, &ui_url)),
     };
-    let (flow, identity, issued) = match outcome {
+    let accepted = match outcome {
         // Kratos answers the next two-step screen with 400 as well.
         RegistrationOutcome::Rejected(flow) | RegistrationOutcome::NextScreen(flow) => {
             return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
         }
-        RegistrationOutcome::Accepted { flow, identity, issued } => (flow, identity, issued),
+        RegistrationOutcome::Accepted { flow, identity, issued, verification } => {
+            (flow, identity, issued, verification)
+        }
     };
+    let (flow, identity, issued, verification) = accepted;
+    let show_verification = verification
+        .filter(|_| state.web.registration_shows_verification)
+        .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
 
     let identity_json = views::identity(&identity, &state.urls, Audience::Public, &CredentialsView::Omit);
     let session_json = issued
@@ -134,9 +140,16 @@ async fn submit(
             body["continue_with"] =
                 json!([{ "action": "set_ory_session_token", "ory_session_token": issued.token }]);
         }
+        if let (Some(item), Some(items)) = (show_verification, body["continue_with"].as_array_mut()) {
+            items.push(item);
+        }
         return Ok(Json(body).into_response());
     }
-    let target = flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone());
+    // Browsers shown the verification UI go there instead of `return_to`.
+    let target = match show_verification.as_ref().and_then(|item| item["flow"]["url"].as_str()) {
+        Some(url) => url.to_string(),
+        None => flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone()),
+    };
     let cookie = issued.as_ref().map(|i| {
         let max_age = state
             .web
@@ -149,6 +162,9 @@ async fn submit(
             "identity": identity_json,
             "continue_with": [{ "action": "redirect_browser_to", "redirect_browser_to": target }],
         });
+        if let (Some(item), Some(items)) = (show_verification, body["continue_with"].as_array_mut()) {
+            items.insert(0, item);
+        }
         if let Some(session) = session_json {
             body["session"] = session;
         }

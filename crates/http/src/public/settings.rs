@@ -205,17 +205,23 @@ async fn submit(
             }
             Err(refresh_required(&state, &flow))
         }
-        SettingsOutcome::Saved(flow, updated) => {
+        SettingsOutcome::Saved { flow, identity: updated, verification } => {
+            let show_verification = verification
+                .filter(|_| state.web.settings_shows_verification)
+                .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
             if flow.flow_type == FlowType::Api {
-                return Ok(Json(body(&state, &flow, &updated, Value::Null)).into_response());
+                let continue_with = show_verification.map_or(Value::Null, |item| json!([item]));
+                return Ok(Json(body(&state, &flow, &updated, continue_with)).into_response());
             }
             let target = flow
                 .return_to
                 .clone()
                 .unwrap_or_else(|| format!("{}?flow={}", state.web.settings_ui_url, flow.id));
             if wants_json(&headers) {
-                let continue_with =
-                    json!([{ "action": "redirect_browser_to", "redirect_browser_to": target }]);
+                let mut continue_with =
+                    vec![json!({ "action": "redirect_browser_to", "redirect_browser_to": target })];
+                continue_with.extend(show_verification);
+                let continue_with = Value::Array(continue_with);
                 let mut flow = flow;
                 if let Some(secret) = cookie(&headers, &state.web.csrf_cookie_name) {
                     flow.set_csrf_token(&csrf::mask(secret));

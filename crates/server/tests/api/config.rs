@@ -34,8 +34,11 @@ fn kratos_quickstart_config_loads_unchanged() {
     assert_eq!(c.selfservice.flows.login.lifespan, "10m");
     assert!(c.selfservice.flows.registration.after.password_hooks().any(|h| h == "session"));
     assert_eq!(c.courier.smtp.connection_uri, "smtps://test:test@mailslurper:1025/?skip_ssl_verify=true");
-    for key in ["ciphers", "serve.public.cors", "selfservice.methods.totp", "selfservice.flows.verification"]
-    {
+    let verification = &c.selfservice.flows.verification;
+    assert!(verification.enabled);
+    assert!(verification.ui_url.ends_with("/verification"), "{}", verification.ui_url);
+    assert!(!verification.after.default_browser_return_url.is_empty());
+    for key in ["ciphers", "serve.public.cors", "selfservice.methods.totp"] {
         assert!(loaded.unsupported_keys.iter().any(|k| k == key), "{key} in {:?}", loaded.unsupported_keys);
     }
     let dev = config::load(&[kratos_quickstart(dir.path())], Vec::new(), true).unwrap();

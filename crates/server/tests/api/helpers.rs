@@ -5,7 +5,11 @@ use std::sync::LazyLock;
 
 use latchkey::config::{Config, Hook, SchemaEntry};
 use latchkey::startup::Application;
+use latchkey_courier::test_smtp::{Received, start_server};
 use ory_kratos_client::apis::configuration::Configuration;
+use ory_kratos_client::apis::identity_api;
+use ory_kratos_client::models::CreateIdentityBody;
+use serde_json::{Value, json};
 use tokio::sync::oneshot;
 
 #[derive(Debug, Clone, Copy)]
@@ -302,4 +306,69 @@ impl Jar {
     pub fn get(&self, prefix: &str) -> Option<&str> {
         self.0.iter().find(|(k, _)| k.starts_with(prefix)).map(|(_, v)| v.as_str())
     }
+}
+
+/// A server whose courier mails a real SMTP server on loopback; returns what it received.
+pub async fn spawn_app_with_mail(
+    backend: Backend,
+    adjust: impl FnOnce(&mut Config),
+) -> (TestApp, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
+    let (port, received) = start_server(false);
+    let app = spawn_app_with(backend, |c| {
+        c.courier.smtp.connection_uri = format!("smtp://127.0.0.1:{port}/?disable_starttls=true");
+        c.secrets.cookie = vec!["a-test-secret-of-enough-length".into()];
+        adjust(c);
+    })
+    .await;
+    (app, received)
+}
+
+/// Creates an identity with an email trait and [`PASSWORD`] through the admin API.
+pub async fn create_identity(app: &TestApp, email: &str) -> String {
+    let body = CreateIdentityBody::new("default".into(), json!({ "email": email }));
+    let mut body = body;
+    body.credentials = Some(Box::new(ory_kratos_client::models::IdentityWithCredentials {
+        password: Some(Box::new(ory_kratos_client::models::IdentityWithCredentialsPassword {
+            config: Some(Box::new(ory_kratos_client::models::IdentityWithCredentialsPasswordConfig {
+                password: Some(PASSWORD.into()),
+                ..Default::default()
+            })),
+        })),
+        ..Default::default()
+    }));
+    identity_api::create_identity(&app.admin, Some(body)).await.unwrap().id
+}
+
+/// Waits for the code mailed to `to` (bounded) and reads it from the body.
+pub async fn code_for(received: &std::sync::Mutex<Vec<Received>>, to: &str, nth: usize) -> String {
+    for _ in 0..200 {
+        let mails: Vec<Received> = received
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.to.iter().any(|t| t.contains(to)))
+            .cloned()
+            .collect();
+        if let Some(mail) = mails.get(nth) {
+            let text = String::from_utf8_lossy(&mail.data).replace("=\r\n", "");
+            let subject = text.lines().find(|l| l.starts_with("Subject:")).unwrap().to_string();
+            return subject
+                .split(|c: char| !c.is_ascii_digit())
+                .find(|w| w.len() == 6)
+                .expect("a code in the subject")
+                .into();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    panic!("no email for {to}");
+}
+
+/// The names of a flow's nodes, in order.
+pub fn names(flow: &Value) -> Vec<String> {
+    flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| n["attributes"]["name"].as_str().unwrap().to_string())
+        .collect()
 }

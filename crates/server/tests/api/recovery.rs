@@ -2,14 +2,16 @@
 //! by emailed code, the code arriving over real SMTP, then sets a new
 //! password in the settings flow it is handed.
 
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use latchkey_courier::test_smtp::{Received, start_server};
+use latchkey_courier::test_smtp::Received;
 use ory_kratos_client::apis::{frontend_api, identity_api};
-use ory_kratos_client::models::CreateIdentityBody;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, login, native_flow, spawn_app_with};
+use crate::helpers::{
+    Backend, PASSWORD, TestApp, code_for, create_identity, login, names, native_flow, spawn_app_with_mail,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -25,31 +27,12 @@ on_both_databases!(
 async fn app_with_mail(
     backend: Backend,
     adjust: impl FnOnce(&mut latchkey::config::Config),
-) -> (TestApp, std::sync::Arc<std::sync::Mutex<Vec<Received>>>) {
-    let (port, received) = start_server(false);
-    let app = spawn_app_with(backend, |c| {
-        c.courier.smtp.connection_uri = format!("smtp://127.0.0.1:{port}/?disable_starttls=true");
+) -> (TestApp, Arc<Mutex<Vec<Received>>>) {
+    spawn_app_with_mail(backend, |c| {
         c.selfservice.flows.recovery.enabled = true;
-        c.secrets.cookie = vec!["a-test-secret-of-enough-length".into()];
         adjust(c);
     })
-    .await;
-    (app, received)
-}
-
-async fn create_identity(app: &TestApp, email: &str) -> String {
-    let body = CreateIdentityBody::new("default".into(), json!({ "email": email }));
-    let mut body = body;
-    body.credentials = Some(Box::new(ory_kratos_client::models::IdentityWithCredentials {
-        password: Some(Box::new(ory_kratos_client::models::IdentityWithCredentialsPassword {
-            config: Some(Box::new(ory_kratos_client::models::IdentityWithCredentialsPasswordConfig {
-                password: Some(PASSWORD.into()),
-                ..Default::default()
-            })),
-        })),
-        ..Default::default()
-    }));
-    identity_api::create_identity(&app.admin, Some(body)).await.unwrap().id
+    .await
 }
 
 async fn post(app: &TestApp, flow: &Value, body: Value) -> (u16, Value) {
@@ -61,39 +44,6 @@ async fn post(app: &TestApp, flow: &Value, body: Value) -> (u16, Value) {
         .await
         .unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
-}
-
-/// Waits for the code mailed to `to` (bounded) and reads it from the body.
-async fn code_for(received: &std::sync::Mutex<Vec<Received>>, to: &str, nth: usize) -> String {
-    for _ in 0..200 {
-        let mails: Vec<Received> = received
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|r| r.to.iter().any(|t| t.contains(to)))
-            .cloned()
-            .collect();
-        if let Some(mail) = mails.get(nth) {
-            let text = String::from_utf8_lossy(&mail.data).replace("=\r\n", "");
-            let subject = text.lines().find(|l| l.starts_with("Subject:")).unwrap().to_string();
-            return subject
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|w| w.len() == 6)
-                .expect("a code in the subject")
-                .into();
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!("no email for {to}");
-}
-
-fn names(flow: &Value) -> Vec<String> {
-    flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["attributes"]["name"].as_str().unwrap().to_string())
-        .collect()
 }
 
 async fn native_recovery_journey(backend: Backend) {

@@ -1,0 +1,222 @@
+//! One-time codes sent by email, shared by recovery and verification: how
+//! a code is made and stored (only a keyed hash), the form that asks for it,
+//! and the checks a submitted code passes (attempts per flow, wrong guesses
+//! per address across flows, constant-time comparison).
+
+use chrono::Duration;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value, json};
+use sha2::Sha256;
+use subtle::ConstantTimeEq;
+use uuid::Uuid;
+
+use super::{Flow, FlowError};
+use crate::courier::{Message, Renderer};
+use crate::store::{CodePurpose, OneTimeCode, Store};
+use crate::text;
+use crate::time::now;
+use crate::ui::{Group, Input, Node};
+
+/// How codes are signed, how long they live and how many guesses they allow.
+pub struct CodeSettings {
+    /// The first signs codes; every one verifies (rotation).
+    pub secrets: Vec<String>,
+    pub lifespan: Duration,
+    /// Code attempts per flow; the next one replaces the flow.
+    pub max_submissions: u64,
+    /// Wrong codes per address across flows within `address_failure_window`.
+    pub address_failure_limit: u64,
+    pub address_failure_window: Duration,
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// Hex HMAC-SHA256 of `code` under `secret`.
+pub(crate) fn hmac(secret: &str, code: &str) -> String {
+    let mut mac = HmacSha256::new_from_slice(secret.as_bytes()).expect("HMAC takes keys of any length");
+    mac.update(code.as_bytes());
+    mac.finalize().into_bytes().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `code` hashes to `stored` under any configured secret, so codes
+/// issued before a key rotation keep working; compared in constant time.
+fn matches(secrets: &[String], code: &str, stored: &str) -> bool {
+    secrets.iter().any(|s| hmac(s, code).as_bytes().ct_eq(stored.as_bytes()).into())
+}
+
+/// Six uniformly random decimal digits.
+pub(crate) fn new_code() -> String {
+    // Rejection sampling over 20 bits keeps all 10^6 codes equally likely.
+    loop {
+        let mut bytes = [0u8; 4];
+        getrandom::fill(&mut bytes).expect("the OS random source is available");
+        let n = u32::from_le_bytes(bytes) & 0xF_FFFF;
+        if n < 1_000_000 {
+            return format!("{n:06}");
+        }
+    }
+}
+
+impl CodeSettings {
+    /// A fresh code for `flow`, and the row that stores its hash.
+    pub(crate) fn issue(
+        &self,
+        flow_id: Uuid,
+        purpose: CodePurpose,
+        identity_id: Option<Uuid>,
+        address: &str,
+        lifespan: Option<Duration>,
+    ) -> (String, OneTimeCode) {
+        let code = new_code();
+        let at = now();
+        let stored = OneTimeCode {
+            id: Uuid::new_v4(),
+            flow_id,
+            purpose,
+            identity_id,
+            address: address.to_string(),
+            code_hmac: hmac(&self.secrets[0], &code),
+            expires_at: at + lifespan.unwrap_or(self.lifespan),
+            used_at: None,
+            created_at: at,
+        };
+        (code, stored)
+    }
+
+    /// Checks a submitted code against the flow's live codes. The attempt is
+    /// counted on the flow before checking, so a correct guess past the limit
+    /// is refused too; the caller saves the flow.
+    pub(crate) async fn check(
+        &self,
+        store: &dyn Store,
+        purpose: CodePurpose,
+        flow: &mut Flow,
+        submitted: &str,
+    ) -> Result<CodeCheck, FlowError> {
+        let address = flow_address(flow);
+        let submit_count = flow.internal.get("submit_count").and_then(Value::as_u64).unwrap_or(0) + 1;
+        flow.internal["submit_count"] = json!(submit_count);
+        if submit_count > self.max_submissions {
+            return Ok(CodeCheck::TooManyAttempts);
+        }
+        let since = now() - self.address_failure_window;
+        let blocked = !address.is_empty()
+            && store.count_code_failures(purpose, &address, since).await? >= self.address_failure_limit;
+        let live = store.live_codes(flow.id, now()).await?;
+        let found = live
+            .into_iter()
+            .find(|c| c.identity_id.is_some() && matches(&self.secrets, submitted.trim(), &c.code_hmac));
+        let Some(found) = found.filter(|_| !blocked) else {
+            if !address.is_empty() {
+                store.record_code_failure(purpose, &address, now()).await?;
+            }
+            return Ok(CodeCheck::Wrong);
+        };
+        if !store.use_code(found.id, now()).await? {
+            return Ok(CodeCheck::AlreadyUsed);
+        }
+        Ok(CodeCheck::Right(found))
+    }
+}
+
+pub(crate) enum CodeCheck {
+    Right(OneTimeCode),
+    Wrong,
+    TooManyAttempts,
+    AlreadyUsed,
+}
+
+/// The email announcing a code (or that the address is unknown).
+pub(crate) fn render(
+    renderer: &dyn Renderer,
+    to: &str,
+    template: &str,
+    data: &Map<String, Value>,
+) -> Result<Message, FlowError> {
+    let rendered = renderer.render(template, data).map_err(FlowError::Internal)?;
+    Ok(Message::new(to, rendered, template))
+}
+
+/// The address a code flow sent its code to, kept with the attempt count.
+pub fn flow_address(flow: &Flow) -> String {
+    flow.internal.get("address").and_then(Value::as_str).unwrap_or_default().to_string()
+}
+
+/// Remembers where the code went; attempts carry over across resends.
+pub(crate) fn remember_address(flow: &mut Flow, address: &str) {
+    let submit_count = flow.internal.get("submit_count").and_then(Value::as_u64).unwrap_or(0);
+    let admin = flow.internal.get("admin").cloned();
+    flow.internal = json!({ "address": address, "submit_count": submit_count });
+    if let Some(admin) = admin {
+        flow.internal["admin"] = admin;
+    }
+}
+
+/// The form once a code is on its way: the code input, the submit button,
+/// and a button that sends `email` again.
+pub(crate) fn code_form(flow: &mut Flow, code_label: text::Message, email: &str) {
+    flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
+    let mut code = Input {
+        name: "code",
+        input_type: "text",
+        group: Group::Code,
+        value: None,
+        required: true,
+        autocomplete: Some("one-time-code"),
+        label: Some(code_label),
+    }
+    .into_node();
+    code.attributes["pattern"] = json!("[0-9]+");
+    code.attributes["maxlength"] = json!(6);
+    flow.ui.nodes.push(code);
+    let hidden = Input {
+        name: "method",
+        input_type: "hidden",
+        group: Group::Code,
+        value: Some(json!("code")),
+        required: false,
+        autocomplete: None,
+        label: None,
+    };
+    flow.ui.nodes.push(hidden.into_node());
+    flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_continue()));
+    let mut resend = Node::submit(Group::Code, "code", text::label_resend_code());
+    resend.attributes["name"] = json!("email");
+    resend.attributes["value"] = json!(email);
+    flow.ui.nodes.push(resend);
+}
+
+/// The form that asks for an address to send a code to.
+pub(crate) fn email_form(flow: &mut Flow) {
+    let email = Input {
+        name: "email",
+        input_type: "email",
+        group: Group::Code,
+        value: None,
+        required: true,
+        autocomplete: Some("email"),
+        label: Some(text::label_email()),
+    };
+    flow.ui.nodes.push(email.into_node());
+    flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_continue()));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_keyed_hashes_that_survive_key_rotation() {
+        let old = "the-old-secret-0123456789".to_string();
+        let new = "the-new-secret-0123456789".to_string();
+        let stored = hmac(&old, "123456");
+        assert_eq!(stored.len(), 64);
+        assert!(!stored.contains("123456"));
+        // After rotation the new secret signs, the old one still verifies.
+        assert!(matches(&[new.clone(), old.clone()], "123456", &stored));
+        assert!(!matches(std::slice::from_ref(&new), "123456", &stored));
+        assert!(!matches(&[new, old], "654321", &stored));
+        let code = new_code();
+        assert!(code.len() == 6 && code.chars().all(|c| c.is_ascii_digit()));
+    }
+}

@@ -1,0 +1,333 @@
+//! Email verification by code: someone names an address (or a hook does,
+//! after registration, a settings change or a refused login), a six-digit
+//! code goes to it, and returning the code marks the address verified.
+//! Unknown addresses are answered exactly like known ones, and wrong guesses
+//! are limited per flow and per address across flows.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use serde_json::{Map, Value, json};
+
+use super::code::{self, CodeCheck, CodeSettings};
+use super::{Flow, FlowError, FlowKind, FlowRequest};
+use crate::courier::Renderer;
+use crate::identity::{AddressStatus, Identity, VerifiableAddress, Via};
+use crate::schema::normalize;
+use crate::store::{CodePurpose, Store};
+use crate::text;
+use crate::time::now;
+use crate::ui::{Container, Group, Node};
+
+pub struct VerificationSettings {
+    pub public_base: String,
+    pub enabled: bool,
+    pub lifespan: Duration,
+    pub codes: Arc<CodeSettings>,
+    pub notify_unknown_recipients: bool,
+    /// Where a verified user continues when the flow has no `return_to`.
+    pub return_url: String,
+}
+
+pub enum VerificationSubmission {
+    SendCode { email: String },
+    Code { code: String },
+}
+
+pub enum VerificationOutcome {
+    /// 200 with the flow: a code was sent, or a code was wrong.
+    Updated(Flow),
+    /// 400 with the flow: the input was unusable.
+    Rejected(Flow),
+    /// The flow cannot go on (too many attempts, already finished): use this one.
+    Replaced { replacement: Box<Flow>, reason: &'static str },
+    /// The address is verified; the flow is in `passed_challenge`.
+    Verified(Flow),
+}
+
+/// Which of an identity's addresses a hook sends a code to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AddressPick {
+    /// The first one not verified yet (after registration, on a refused login).
+    Unverified,
+    /// The first one nobody sent a code to yet (after a settings change).
+    Pending,
+}
+
+#[derive(Clone)]
+pub struct VerificationService {
+    store: Arc<dyn Store>,
+    renderer: Arc<dyn Renderer>,
+    settings: Arc<VerificationSettings>,
+}
+
+const RETRY_REASON: &str = "An error occurred, please retry the flow.";
+
+impl VerificationService {
+    pub fn new(store: Arc<dyn Store>, renderer: Arc<dyn Renderer>, settings: VerificationSettings) -> Self {
+        Self { store, renderer, settings: Arc::new(settings) }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.settings.enabled
+    }
+
+    pub async fn create(&self, request: &FlowRequest) -> Result<Flow, FlowError> {
+        let flow = self.build(request);
+        self.store.create_flow(&flow).await?;
+        Ok(flow)
+    }
+
+    fn build(&self, request: &FlowRequest) -> Flow {
+        let mut flow = Flow::new(
+            FlowKind::Verification,
+            request,
+            self.settings.lifespan,
+            &self.settings.public_base,
+            "choose_method",
+        );
+        flow.active = Some("code".into());
+        strip_api_csrf(&mut flow);
+        code::email_form(&mut flow);
+        flow
+    }
+
+    pub async fn submit(
+        &self,
+        mut flow: Flow,
+        submission: VerificationSubmission,
+    ) -> Result<VerificationOutcome, FlowError> {
+        if flow.is_expired() {
+            let mut replacement = self.build(&flow.replacement_request());
+            replacement
+                .ui
+                .messages
+                .push(text::verification_flow_expired(flow.expires_at, now() - flow.expires_at));
+            self.store.create_flow(&replacement).await?;
+            return Err(FlowError::Expired {
+                expired_at: flow.expires_at,
+                replacement: Box::new(replacement),
+            });
+        }
+        if flow.state == "passed_challenge" {
+            return self
+                .replace(
+                    flow,
+                    text::verification_already_done(),
+                    "An error occurred, please use the new flow.",
+                )
+                .await;
+        }
+        flow.ui.reset_messages();
+        match submission {
+            VerificationSubmission::SendCode { email } => self.send_code(flow, email).await,
+            VerificationSubmission::Code { code } => self.check_code(flow, code).await,
+        }
+    }
+
+    /// Puts a code from an emailed link into the form, so the user only has
+    /// to confirm it.
+    pub async fn prefill(&self, mut flow: Flow, code: &str) -> Result<Flow, FlowError> {
+        if let Some(node) = flow.ui.node_mut("code") {
+            node.attributes["value"] = json!(code);
+            flow.updated_at = now();
+            self.store.update_flow(&flow).await?;
+        }
+        Ok(flow)
+    }
+
+    async fn send_code(&self, mut flow: Flow, email: String) -> Result<VerificationOutcome, FlowError> {
+        let address = normalize(&email, Via::Email);
+        if address.is_empty() {
+            flow.ui.upsert(email_node_with(&email));
+            flow.ui.add_message(Some("email"), text::required("email"));
+            flow.updated_at = now();
+            self.store.update_flow(&flow).await?;
+            return Ok(VerificationOutcome::Rejected(flow));
+        }
+        let identity = self.store.identity_by_verifiable_address(Via::Email.as_str(), &address).await?;
+        let target = identity.as_ref().and_then(|i| {
+            let a = i.verifiable_addresses.iter().find(|a| a.via == Via::Email && a.value == address)?;
+            Some((i, a))
+        });
+        self.send_to(&mut flow, &address, target).await?;
+        flow.ui.messages.push(text::verification_code_sent());
+        flow.updated_at = now();
+        self.store.update_flow(&flow).await?;
+        Ok(VerificationOutcome::Updated(flow))
+    }
+
+    /// Stores a fresh code for the flow (retiring earlier ones) with the
+    /// email announcing it, and moves the flow to `sent_email`. Unknown
+    /// addresses get a code too (one that verifies nothing), so both paths
+    /// do the same work.
+    async fn send_to(
+        &self,
+        flow: &mut Flow,
+        address: &str,
+        target: Option<(&Identity, &VerifiableAddress)>,
+    ) -> Result<(), FlowError> {
+        let (code, stored) = self.settings.codes.issue(
+            flow.id,
+            CodePurpose::Verification,
+            target.map(|(i, _)| i.id),
+            address,
+            None,
+        );
+        let mut data = Map::new();
+        data.insert("To".into(), json!(address));
+        data.insert("RequestURL".into(), json!(flow.request_url));
+        if let Some(payload) = &flow.transient_payload {
+            data.insert("TransientPayload".into(), payload.clone());
+        }
+        let message = match target {
+            Some((identity, _)) => {
+                let link = format!(
+                    "{}/self-service/verification?flow={}&code={code}",
+                    self.settings.public_base, flow.id
+                );
+                data.insert("VerificationCode".into(), json!(code));
+                data.insert("VerificationURL".into(), json!(link));
+                data.insert("ExpiresInMinutes".into(), json!(self.settings.codes.lifespan.num_minutes()));
+                data.insert("Identity".into(), json!({ "id": identity.id, "traits": identity.traits }));
+                Some(code::render(self.renderer.as_ref(), address, "verification_code_valid", &data)?)
+            }
+            None if self.settings.notify_unknown_recipients => {
+                Some(code::render(self.renderer.as_ref(), address, "verification_code_invalid", &data)?)
+            }
+            None => None,
+        };
+        self.store.create_code(&stored, message.as_ref()).await?;
+        if let Some((identity, a)) = target
+            && !a.verified
+            && a.status == AddressStatus::Pending
+        {
+            self.store.set_address_status(identity.id, a.id, AddressStatus::Sent, now()).await?;
+        }
+        code::remember_address(flow, address);
+        flow.state = "sent_email".into();
+        code::code_form(flow, text::label_verification_code(), address);
+        Ok(())
+    }
+
+    async fn check_code(&self, mut flow: Flow, code: String) -> Result<VerificationOutcome, FlowError> {
+        let check = self
+            .settings
+            .codes
+            .check(self.store.as_ref(), CodePurpose::Verification, &mut flow, &code)
+            .await?;
+        let found = match check {
+            CodeCheck::Right(found) => found,
+            CodeCheck::Wrong => return self.wrong_code(flow).await,
+            CodeCheck::TooManyAttempts => {
+                let message = text::validation_generic(
+                    "The request was submitted too often. Please request another code.",
+                );
+                return self.replace(flow, message, RETRY_REASON).await;
+            }
+            CodeCheck::AlreadyUsed => {
+                let message =
+                    text::validation_generic("The code was already used. Please request another code.");
+                return self.replace(flow, message, RETRY_REASON).await;
+            }
+        };
+        let identity_id = found.identity_id.expect("only codes with an identity match");
+        let identity = self.store.get_identity(identity_id).await?;
+        // The address may have left the identity since the code was sent.
+        let address = identity.as_ref().and_then(|i| {
+            i.verifiable_addresses.iter().find(|a| a.via == Via::Email && a.value == found.address)
+        });
+        let Some(address) = address else {
+            return self.wrong_code(flow).await;
+        };
+        self.store.set_address_status(identity_id, address.id, AddressStatus::Completed, now()).await?;
+
+        let continue_to = flow.return_to.clone().unwrap_or_else(|| self.settings.return_url.clone());
+        flow.state = "passed_challenge".into();
+        flow.ui = Container::new(continue_to.clone());
+        flow.ui.method = "GET".into();
+        flow.ui.nodes.push(Node::anchor(Group::Code, "continue", &continue_to, text::label_continue()));
+        flow.ui.messages.push(text::verified());
+        flow.updated_at = now();
+        self.store.update_flow(&flow).await?;
+        Ok(VerificationOutcome::Verified(flow))
+    }
+
+    async fn wrong_code(&self, mut flow: Flow) -> Result<VerificationOutcome, FlowError> {
+        flow.ui.messages.push(text::verification_code_invalid());
+        flow.updated_at = now();
+        self.store.update_flow(&flow).await?;
+        Ok(VerificationOutcome::Updated(flow))
+    }
+
+    /// The `verification` hook: after `origin` (registration, settings or a
+    /// refused login) changed or checked `identity`, sends a code to the
+    /// first address `pick` selects, in a new flow of the same type.
+    pub async fn send_for_identity(
+        &self,
+        origin: &Flow,
+        identity: &Identity,
+        pick: AddressPick,
+    ) -> Result<Option<Flow>, FlowError> {
+        if !self.settings.enabled {
+            return Ok(None);
+        }
+        let address = identity.verifiable_addresses.iter().find(|a| {
+            !a.value.is_empty()
+                && match pick {
+                    AddressPick::Unverified => !a.verified,
+                    AddressPick::Pending => !a.verified && a.status == AddressStatus::Pending,
+                }
+        });
+        let Some(address) = address else {
+            return Ok(None);
+        };
+        let mut flow = self.build(&origin.replacement_request());
+        flow.transient_payload = origin.transient_payload.clone();
+        self.store.create_flow(&flow).await?;
+        self.send_to(&mut flow, &address.value, Some((identity, address))).await?;
+        flow.ui.messages.push(text::verification_code_sent());
+        flow.updated_at = now();
+        self.store.update_flow(&flow).await?;
+        Ok(Some(flow))
+    }
+
+    async fn replace(
+        &self,
+        mut old: Flow,
+        message: text::Message,
+        reason: &'static str,
+    ) -> Result<VerificationOutcome, FlowError> {
+        let mut replacement = self.build(&old.replacement_request());
+        replacement.ui.messages.push(message);
+        self.store.create_flow(&replacement).await?;
+        // The old flow is spent.
+        old.expires_at = now();
+        old.updated_at = now();
+        self.store.update_flow(&old).await?;
+        Ok(VerificationOutcome::Replaced { replacement: Box::new(replacement), reason })
+    }
+}
+
+/// Verification forms carry a CSRF token only for browsers.
+fn strip_api_csrf(flow: &mut Flow) {
+    if flow.flow_type == super::FlowType::Api {
+        flow.ui.nodes.retain(|n| n.name() != Some("csrf_token"));
+    }
+}
+
+/// The email input again, showing what was typed.
+fn email_node_with(value: &str) -> Node {
+    let mut node = crate::ui::Input {
+        name: "email",
+        input_type: "email",
+        group: Group::Code,
+        value: None,
+        required: true,
+        autocomplete: Some("email"),
+        label: Some(text::label_email()),
+    }
+    .into_node();
+    node.attributes["value"] = Value::String(value.into());
+    node
+}

@@ -1,0 +1,155 @@
+//! `/self-service/verification/*`: proving an email address by code, for
+//! native apps and browsers. Hooks elsewhere (registration, settings, a
+//! refused login) start these flows too; this module answers them.
+
+use axum::Router;
+use axum::extract::{OriginalUri, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+use axum::routing::get;
+use latchkey_domain::flow::verification::{VerificationOutcome, VerificationSubmission};
+use latchkey_domain::flow::{FlowError, FlowKind, FlowType};
+use latchkey_domain::text;
+use serde_json::json;
+
+use super::flows::{self, field};
+use crate::error::{ApiError, Extra};
+use crate::query::QueryParams;
+use crate::request::wants_json;
+use crate::state::AppState;
+use crate::submit::SubmitBody;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/self-service/verification/api",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
+        )
+        .route(
+            "/self-service/verification/browser",
+            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
+        )
+        .route("/self-service/verification/flows", get(fetch))
+        .route("/self-service/verification", get(follow_link).post(submit))
+}
+
+fn disabled() -> ApiError {
+    ApiError::bad_request()
+        .with_id("self_service_flow_disabled")
+        .with_reason("Verification is not allowed because it was disabled.")
+}
+
+/// Unlike recovery, verification is for signed-in users too.
+async fn init(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    flow_type: FlowType,
+) -> Result<Response, ApiError> {
+    if !state.verification.enabled() {
+        return Err(disabled());
+    }
+    let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
+    let flow = state.verification.create(&started.request).await.map_err(flows::flow_failure)?;
+    Ok(flows::started(flow, started, &headers, &state.web.verification_ui_url))
+}
+
+async fn fetch(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    flows::fetch(&state, FlowKind::Verification, &uri, &headers).await
+}
+
+/// `GET /self-service/verification?flow=&code=`: the link in the email.
+/// The code goes into the form and the browser to the UI, where the user
+/// confirms it; a GET never spends a code.
+async fn follow_link(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+) -> Result<Response, ApiError> {
+    if !state.verification.enabled() {
+        return Err(disabled());
+    }
+    let params = QueryParams::parse(uri.query());
+    let id = flows::flow_id(&params, "flow")?;
+    let flow = latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Verification)
+        .await
+        .map_err(flows::flow_failure)?;
+    let flow = match params.first("code").filter(|c| !c.is_empty()) {
+        Some(code) if flow.state == "sent_email" && !flow.is_expired() => {
+            state.verification.prefill(flow, code).await.map_err(flows::flow_failure)?
+        }
+        _ => flow,
+    };
+    Ok(flows::see_other(&format!("{}?flow={}", state.web.verification_ui_url, flow.id)))
+}
+
+async fn submit(
+    State(state): State<AppState>,
+    OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
+    SubmitBody(body): SubmitBody,
+) -> Result<Response, ApiError> {
+    if !state.verification.enabled() {
+        return Err(disabled());
+    }
+    let params = QueryParams::parse(uri.query());
+    let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Verification).await?;
+    let ui_url = state.web.verification_ui_url.clone();
+    // As Kratos: a code without `method` is still a code, and a code wins
+    // over an `email` sent alongside it; neither asks for the email again.
+    let code = field(&body, "code").filter(|c| !c.is_empty());
+    let submission = match (field(&body, "method").or(code.map(|_| "code")), code) {
+        (Some("code"), Some(code)) => VerificationSubmission::Code { code: code.to_string() },
+        (Some("code"), None) => {
+            VerificationSubmission::SendCode { email: field(&body, "email").unwrap_or_default().to_string() }
+        }
+        _ => {
+            flow.ui.reset_messages();
+            flow.ui.messages.push(text::no_verification_method());
+            return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
+        }
+    };
+    flow.transient_payload = body.get("transient_payload").cloned();
+    let outcome = match state.verification.submit(flow, submission).await {
+        Ok(outcome) => outcome,
+        Err(FlowError::Expired { replacement, .. }) => {
+            // As Kratos: JSON clients are sent to the replacement flow itself.
+            if replacement.flow_type == FlowType::Browser && !wants_json(&headers) {
+                return Ok(flows::see_other(&format!("{ui_url}?flow={}", replacement.id)));
+            }
+            return Ok(flows::see_other(&format!(
+                "{}/self-service/verification/flows?id={}",
+                state.urls.public, replacement.id
+            )));
+        }
+        Err(e) => return Ok(flows::flow_failure_response(e, &headers, &ui_url)),
+    };
+    match outcome {
+        VerificationOutcome::Updated(flow) | VerificationOutcome::Verified(flow) => {
+            Ok(flows::show_flow(&state, flow, &headers, StatusCode::OK, &ui_url))
+        }
+        VerificationOutcome::Rejected(flow) => {
+            Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url))
+        }
+        VerificationOutcome::Replaced { replacement, reason } => {
+            if replacement.flow_type == FlowType::Browser && !wants_json(&headers) {
+                return Ok(flows::see_other(&format!("{ui_url}?flow={}", replacement.id)));
+            }
+            Err(flow_replaced(replacement.id, reason))
+        }
+    }
+}
+
+/// 410 `self_service_flow_replaced`: carry on with `use_flow_id`.
+fn flow_replaced(id: uuid::Uuid, reason: &str) -> ApiError {
+    let mut error = ApiError::new(StatusCode::GONE, "self-service flow replaced")
+        .with_id("self_service_flow_replaced")
+        .with_reason(reason);
+    let mut siblings = serde_json::Map::new();
+    siblings.insert("use_flow_id".into(), json!(id));
+    error.extra = Some(Box::new(Extra { siblings, ..Default::default() }));
+    error
+}

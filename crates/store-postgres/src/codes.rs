@@ -1,0 +1,169 @@
+//! One-time codes (recovery and verification) on PostgreSQL, and the
+//! address lookups that decide whom a code is for. A code, the retirement of
+//! its flow's earlier unused codes and the message announcing it are written
+//! in one transaction; using a code is a conditional update, so of two racing
+//! uses exactly one wins (the loser re-checks `used_at IS NULL` after the
+//! winner commits and matches nothing).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use latchkey_domain::courier::Message;
+use latchkey_domain::identity::Identity;
+use latchkey_domain::store::{CodePurpose, CodeStore, OneTimeCode, StoreError};
+use sqlx::AssertSqlSafe;
+use sqlx::postgres::PgRow;
+use uuid::Uuid;
+
+use crate::PgStore;
+use crate::codec::{backend, col, enum_col, write_error};
+use crate::courier::insert_message;
+use crate::identities::{IDENTITY_COLUMNS, load};
+
+fn code_from_row(row: &PgRow) -> Result<OneTimeCode, StoreError> {
+    Ok(OneTimeCode {
+        id: col(row, "id")?,
+        flow_id: col(row, "flow_id")?,
+        purpose: enum_col(row, "purpose")?,
+        identity_id: col(row, "identity_id")?,
+        address: col(row, "address")?,
+        code_hmac: col(row, "code_hmac")?,
+        expires_at: col(row, "expires_at")?,
+        used_at: col(row, "used_at")?,
+        created_at: col(row, "created_at")?,
+    })
+}
+
+impl PgStore {
+    /// The identity owning the address `via`/`value` in `table`, read from
+    /// one snapshot.
+    async fn identity_by_address(
+        &self,
+        table: &str,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        let mut tx = self.snapshot().await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = \
+             (SELECT identity_id FROM {table} WHERE via = $1 AND value = $2)"
+        )))
+        .bind(via)
+        .bind(value)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(backend)?;
+        let mut identities = load(&mut tx, rows).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(identities.pop())
+    }
+}
+
+#[async_trait]
+impl CodeStore for PgStore {
+    async fn create_code(&self, code: &OneTimeCode, message: Option<&Message>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Inserted first, so a clashing id fails before anything is retired.
+        sqlx::query(
+            "INSERT INTO one_time_codes (id, flow_id, purpose, identity_id, address, code_hmac, expires_at, \
+             used_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(code.id)
+        .bind(code.flow_id)
+        .bind(code.purpose.as_str())
+        .bind(code.identity_id)
+        .bind(&code.address)
+        .bind(&code.code_hmac)
+        .bind(code.expires_at)
+        .bind(code.used_at)
+        .bind(code.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        // A resend retires the codes sent before it; used ones stay as a record.
+        sqlx::query("DELETE FROM one_time_codes WHERE flow_id = $1 AND used_at IS NULL AND id <> $2")
+            .bind(code.flow_id)
+            .bind(code.id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if let Some(message) = message {
+            insert_message(&mut tx, message).await?;
+        }
+        tx.commit().await.map_err(write_error)
+    }
+
+    async fn live_codes(&self, flow_id: Uuid, now: DateTime<Utc>) -> Result<Vec<OneTimeCode>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, flow_id, purpose, identity_id, address, code_hmac, expires_at, used_at, created_at \
+             FROM one_time_codes WHERE flow_id = $1 AND used_at IS NULL AND expires_at > $2 \
+             ORDER BY created_at, id",
+        )
+        .bind(flow_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(code_from_row).collect()
+    }
+
+    async fn use_code(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE one_time_codes SET used_at = $1 WHERE id = $2 AND used_at IS NULL")
+            .bind(at)
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_code_failure(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO code_failures (id, purpose, address, at) VALUES ($1, $2, $3, $4)")
+            .bind(Uuid::new_v4())
+            .bind(purpose.as_str())
+            .bind(address)
+            .bind(at)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn count_code_failures(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM code_failures WHERE purpose = $1 AND address = $2 AND at >= $3",
+        )
+        .bind(purpose.as_str())
+        .bind(address)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        u64::try_from(count).map_err(backend)
+    }
+
+    async fn identity_by_recovery_address(
+        &self,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.identity_by_address("identity_recovery_addresses", via, value).await
+    }
+
+    async fn identity_by_verifiable_address(
+        &self,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.identity_by_address("identity_verifiable_addresses", via, value).await
+    }
+}

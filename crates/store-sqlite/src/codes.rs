@@ -1,0 +1,168 @@
+//! One-time codes (recovery and verification) on SQLite, and the address
+//! lookups that decide whom a code is for. A code, the retirement of its
+//! flow's earlier unused codes and the message announcing it are written in
+//! one `BEGIN IMMEDIATE` transaction; using a code is a conditional update,
+//! so of two racing uses exactly one wins.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use latchkey_domain::courier::Message;
+use latchkey_domain::identity::Identity;
+use latchkey_domain::store::{CodePurpose, CodeStore, OneTimeCode, StoreError};
+use sqlx::AssertSqlSafe;
+use sqlx::sqlite::SqliteRow;
+use uuid::Uuid;
+
+use crate::SqliteStore;
+use crate::codec::*;
+use crate::courier::insert_message;
+use crate::identities::{IDENTITY_COLUMNS, load};
+
+fn code_from_row(row: &SqliteRow) -> Result<OneTimeCode, StoreError> {
+    Ok(OneTimeCode {
+        id: uuid_col(row, "id")?,
+        flow_id: uuid_col(row, "flow_id")?,
+        purpose: enum_col(row, "purpose")?,
+        identity_id: col::<Option<&str>>(row, "identity_id")?.map(parse_uuid).transpose()?,
+        address: col(row, "address")?,
+        code_hmac: col(row, "code_hmac")?,
+        expires_at: time_col(row, "expires_at")?,
+        used_at: opt_time_col(row, "used_at")?,
+        created_at: time_col(row, "created_at")?,
+    })
+}
+
+impl SqliteStore {
+    /// The identity owning the address `via`/`value` in `table`, read in one
+    /// transaction so the identity and its children come from one snapshot.
+    async fn identity_by_address(
+        &self,
+        table: &str,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        let mut conn = self.pool.begin().await.map_err(backend)?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = \
+             (SELECT identity_id FROM {table} WHERE via = ? AND value = ?)"
+        )))
+        .bind(via)
+        .bind(value)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+        Ok(load(&mut conn, rows).await?.pop())
+    }
+}
+
+#[async_trait]
+impl CodeStore for SqliteStore {
+    async fn create_code(&self, code: &OneTimeCode, message: Option<&Message>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let id = code.id.to_string();
+        let flow_id = code.flow_id.to_string();
+        // Inserted first, so a clashing id fails before anything is retired.
+        sqlx::query(
+            "INSERT INTO one_time_codes (id, flow_id, purpose, identity_id, address, code_hmac, expires_at, \
+             used_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&id)
+        .bind(&flow_id)
+        .bind(code.purpose.as_str())
+        .bind(code.identity_id.map(|id| id.to_string()))
+        .bind(&code.address)
+        .bind(&code.code_hmac)
+        .bind(time(code.expires_at))
+        .bind(opt_time(code.used_at))
+        .bind(time(code.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(write_error)?;
+        // A resend retires the codes sent before it; used ones stay as a record.
+        sqlx::query("DELETE FROM one_time_codes WHERE flow_id = ? AND used_at IS NULL AND id <> ?")
+            .bind(&flow_id)
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if let Some(message) = message {
+            insert_message(&mut tx, message).await?;
+        }
+        tx.commit().await.map_err(write_error)
+    }
+
+    async fn live_codes(&self, flow_id: Uuid, now: DateTime<Utc>) -> Result<Vec<OneTimeCode>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, flow_id, purpose, identity_id, address, code_hmac, expires_at, used_at, created_at \
+             FROM one_time_codes WHERE flow_id = ? AND used_at IS NULL AND expires_at > ? \
+             ORDER BY created_at, id",
+        )
+        .bind(flow_id.to_string())
+        .bind(time(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter().map(code_from_row).collect()
+    }
+
+    async fn use_code(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE one_time_codes SET used_at = ? WHERE id = ? AND used_at IS NULL")
+            .bind(time(at))
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn record_code_failure(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        at: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO code_failures (id, purpose, address, at) VALUES (?, ?, ?, ?)")
+            .bind(Uuid::new_v4().to_string())
+            .bind(purpose.as_str())
+            .bind(address)
+            .bind(time(at))
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
+    }
+
+    async fn count_code_failures(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM code_failures WHERE purpose = ? AND address = ? AND at >= ?",
+        )
+        .bind(purpose.as_str())
+        .bind(address)
+        .bind(time(since))
+        .fetch_one(&self.pool)
+        .await
+        .map_err(backend)?;
+        u64::try_from(count).map_err(backend)
+    }
+
+    async fn identity_by_recovery_address(
+        &self,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.identity_by_address("identity_recovery_addresses", via, value).await
+    }
+
+    async fn identity_by_verifiable_address(
+        &self,
+        via: &str,
+        value: &str,
+    ) -> Result<Option<Identity>, StoreError> {
+        self.identity_by_address("identity_verifiable_addresses", via, value).await
+    }
+}
