@@ -371,11 +371,13 @@ fn builtin_source(template_type: &str) -> (&'static str, &'static str, &'static 
             "Hello,\n\n\
              Enter this code to confirm that {{ .To }} is your email address:\n\n\
              {{ .VerificationCode }}\n\n\
+             Or open this link: {{ .VerificationURL }}\n\n\
              The code expires in {{ .ExpiresInMinutes }} minutes.\n\n\
              If you did not ask for this code, you can ignore this email.\n",
             "<p>Hello,</p>\n\
                  <p>Enter this code to confirm that {{ .To }} is your email address:</p>\n\
                  <p style=\"font-size: 24px; font-weight: bold; letter-spacing: 4px;\">{{ .VerificationCode }}</p>\n\
+                 <p>Or <a href=\"{{ .VerificationURL }}\">open this link</a>.</p>\n\
                  <p>The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
                  <p>If you did not ask for this code, you can ignore this email.</p>\n",
         ),

@@ -1004,7 +1004,9 @@ mod tests {
         let a = write(
             dir.path(),
             "a.yml",
-            &format!("{MINIMAL}courier:\n  channels: []\nselfservice:\n  flows:\n    verification:\n      ttl: 1h\n"),
+            &format!(
+                "{MINIMAL}courier:\n  channels: []\nselfservice:\n  flows:\n    verification:\n      ttl: 1h\n"
+            ),
         );
         let loaded = load(&[a], Vec::new(), false).unwrap();
         assert_eq!(loaded.unsupported_keys, vec!["courier.channels", "selfservice.flows.verification.ttl"]);

@@ -15,3 +15,4 @@ mod recovery;
 mod sessions;
 mod settings;
 mod startup;
+mod verification;
