@@ -29,6 +29,9 @@ struct Cli {
 enum Command {
     /// Run the public API (default 127.0.0.1:4433) and the admin API (default 127.0.0.1:4434).
     ///
+    /// Self-service flows: login, registration, settings, recovery and verification (the last two
+    /// when `selfservice.flows.<name>.enabled` is true; codes go out through the courier).
+    ///
     /// On SQLite (and `dsn: memory`) pending database migrations are applied at start.
     /// On PostgreSQL the server refuses to start until `latchkey migrate sql` has been run.
     /// Every config key can be overridden by an environment variable named after its path,

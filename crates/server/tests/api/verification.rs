@@ -79,7 +79,12 @@ async fn mails_to(received: &Mutex<Vec<Received>>, to: &str) -> usize {
 }
 
 async fn native_verification_journey(backend: Backend) {
-    let (app, received) = app_with_mail(backend, |_| {}).await;
+    // The verification templates take overrides as the recovery ones do.
+    let (app, received) = app_with_mail(backend, |c| {
+        c.courier.templates = json!({"verification_code": {"valid": {"email": {
+            "subject": "base64://Q29uZmlybSB5b3VyIGFkZHJlc3M6IHt7IC5WZXJpZmljYXRpb25Db2RlIH19"}}}});
+    })
+    .await;
     let identity_id = create_identity(&app, "verify-me@example.com").await;
     let before = address(&app, &identity_id).await;
     assert_eq!((before.verified, before.status.as_str()), (false, "pending"));
@@ -109,6 +114,8 @@ async fn native_verification_journey(backend: Backend) {
     assert_eq!(sent["ui"]["nodes"][3]["attributes"]["value"], "verify-me@example.com");
     assert_eq!(address(&app, &identity_id).await.status, "sent");
     let code = code_for(&received, "verify-me@example.com", 0).await;
+    let mail = received.lock().unwrap()[0].data.clone();
+    assert!(String::from_utf8_lossy(&mail).contains(&format!("Subject: Confirm your address: {code}")));
 
     // A wrong code is answered on the flow.
     let wrong = if code == "000000" { "111111" } else { "000000" };
