@@ -263,6 +263,7 @@ impl Application {
                     .after
                     .password_hooks()
                     .any(|h| h == "revoke_active_sessions"),
+                send_verification: flows.login.after.password_hooks().any(|h| h == "verification"),
                 require_verified_address: match require_verified {
                     false => RequireVerified::Off,
                     true if config.feature_flags.legacy_require_verified_login_error => {
@@ -449,6 +450,7 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         ),
         registration_shows_verification: config.feature_flags.legacy_continue_with_verification_ui
             || ss.flows.registration.after.password_hooks().any(|h| h == "show_verification_ui"),
+        login_shows_verification: ss.flows.login.after.password_hooks().any(|h| h == "show_verification_ui"),
         settings_shows_verification: ss
             .flows
             .settings

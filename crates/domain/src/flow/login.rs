@@ -25,6 +25,8 @@ pub struct LoginSettings {
     pub revoke_active_sessions: bool,
     /// The `require_verified_address` after-login hook.
     pub require_verified_address: RequireVerified,
+    /// The `verification` after-login hook: mail a code to an unverified address.
+    pub send_verification: bool,
 }
 
 /// How the `require_verified_address` hook refuses an identity with no
@@ -50,13 +52,12 @@ pub enum LoginOutcome {
         flow: Box<Flow>,
         identity: Box<Identity>,
         issued: IssuedSession,
+        /// The `verification` hook's flow, when a code went out.
+        verification: Option<Box<Flow>>,
     },
     /// The credentials were right but no address is verified yet: no
     /// session; a code went out in `verification`.
-    Unverified {
-        flow: Box<Flow>,
-        verification: Box<Flow>,
-    },
+    Unverified { flow: Box<Flow>, verification: Box<Flow> },
 }
 
 #[derive(Clone)]
@@ -178,7 +179,20 @@ impl LoginService {
         flow.state = "passed_challenge".into();
         flow.updated_at = crate::time::now();
         self.store.update_flow(&flow).await?;
-        Ok(LoginOutcome::Accepted { flow: Box::new(flow), identity: Box::new(identity), issued })
+        let verification = match self.settings.send_verification {
+            true => self
+                .verification
+                .send_for_identity(&flow, &identity, AddressPick::Unverified)
+                .await?
+                .map(Box::new),
+            false => None,
+        };
+        Ok(LoginOutcome::Accepted {
+            flow: Box::new(flow),
+            identity: Box::new(identity),
+            issued,
+            verification,
+        })
     }
 
     async fn refuse_unverified(

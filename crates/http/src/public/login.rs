@@ -13,7 +13,7 @@ use latchkey_domain::flow::login::{LoginOutcome, LoginSubmission};
 use latchkey_domain::flow::{FlowKind, FlowType};
 use latchkey_domain::text;
 use latchkey_hash::SecretPassword;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::flows::{self, field};
 use crate::error::{ApiError, Extra};
@@ -107,7 +107,7 @@ async fn submit(
         Ok(outcome) => outcome,
         Err(e) => return Ok(flows::flow_failure_response(e, &headers, &state.web.login_ui_url)),
     };
-    let (flow, identity, issued) = match outcome {
+    let (flow, identity, issued, verification) = match outcome {
         LoginOutcome::Rejected(flow) => {
             return Ok(flows::show_flow(
                 &state,
@@ -117,7 +117,9 @@ async fn submit(
                 &state.web.login_ui_url,
             ));
         }
-        LoginOutcome::Accepted { flow, identity, issued } => (flow, identity, issued),
+        LoginOutcome::Accepted { flow, identity, issued, verification } => {
+            (flow, identity, issued, verification)
+        }
         LoginOutcome::Unverified { verification, .. } => {
             let url = format!("{}?flow={}", state.web.verification_ui_url, verification.id);
             if verification.flow_type == FlowType::Browser && !wants_json(&headers) {
@@ -139,11 +141,16 @@ async fn submit(
     };
     let session =
         views::session(&issued.session, Some(&identity), &state.urls, views::Audience::Public, true);
+    // `null` unless the show_verification_ui hook names a flow a code went out in.
+    let show_verification = verification
+        .filter(|_| state.web.login_shows_verification)
+        .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
+    let continue_with = show_verification.as_ref().map_or(Value::Null, |item| json!([item]));
     if flow.flow_type == FlowType::Api {
         return Ok(Json(json!({
             "session_token": issued.token,
             "session": session,
-            "continue_with": null,
+            "continue_with": continue_with,
         }))
         .into_response());
     }
@@ -152,9 +159,12 @@ async fn submit(
         .session_cookie_persistent
         .then(|| (issued.session.expires_at - latchkey_domain::time::now()).num_seconds());
     let cookie = cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
-    let target = flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone());
+    let target = match show_verification.as_ref().and_then(|item| item["flow"]["url"].as_str()) {
+        Some(url) => url.to_string(),
+        None => flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone()),
+    };
     let response = if wants_json(&headers) {
-        Json(json!({ "session": session, "continue_with": null })).into_response()
+        Json(json!({ "session": session, "continue_with": continue_with })).into_response()
     } else {
         flows::see_other(&target)
     };

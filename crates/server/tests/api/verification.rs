@@ -30,6 +30,8 @@ on_both_databases!(
     wrong_codes_and_limits,
     unknown_addresses_look_the_same,
     expired_and_finished_flows_are_replaced,
+    browsers_are_sent_to_verification,
+    login_hooks_can_send_a_code,
 );
 
 const RETURN_URL: &str = "http://127.0.0.1:4455/verified";
@@ -530,5 +532,123 @@ async fn expired_and_finished_flows_are_replaced(backend: Backend) {
     assert_eq!(status, 410, "{body}");
     assert_eq!(body["error"]["id"], "self_service_flow_replaced");
     assert!(body["use_flow_id"].is_string());
+    app.stop().await;
+}
+
+/// A browser flow as a single-page app starts it: JSON, with the CSRF cookie in `jar`.
+async fn spa_flow(app: &TestApp, jar: &mut Jar, kind: &str) -> (Value, String) {
+    let response = app
+        .http
+        .get(app.public_path(&format!("/self-service/{kind}/browser")))
+        .header("accept", "application/json")
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    jar.store(&response);
+    let flow: Value = response.json().await.unwrap();
+    let csrf =
+        flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["name"] == "csrf_token");
+    let csrf = csrf.unwrap()["attributes"]["value"].as_str().unwrap().to_string();
+    (flow, csrf)
+}
+
+async fn browsers_are_sent_to_verification(backend: Backend) {
+    let (app, received) = app_with_mail(backend, |c| {
+        c.selfservice.flows.registration.after.password.hooks =
+            vec![hook("session"), hook("show_verification_ui")];
+        c.selfservice.flows.login.after.password.hooks = vec![hook("require_verified_address")];
+    })
+    .await;
+    // A single-page app registering: continue_with shows the verification UI and redirects there.
+    let mut jar = Jar::default();
+    let (flow, csrf) = spa_flow(&app, &mut jar, "registration").await;
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/registration?flow={}", id(&flow))))
+        .header("accept", "application/json")
+        .header("cookie", jar.header())
+        .json(&json!({"method": "password", "traits": {"email": "spa-v@example.com"}, "password": PASSWORD, "csrf_token": csrf}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let done: Value = response.json().await.unwrap();
+    let items = done["continue_with"].as_array().unwrap();
+    assert_eq!(items[0]["action"], "show_verification_ui", "{done}");
+    let url = items[0]["flow"]["url"].as_str().unwrap();
+    assert!(url.starts_with("http://127.0.0.1:4455/verification?flow="), "{url}");
+    assert_eq!(
+        (items[1]["action"].as_str(), items[1]["redirect_browser_to"].as_str()),
+        (Some("redirect_browser_to"), Some(url))
+    );
+    // The browser's own CSRF cookie opens the verification flow it is sent to.
+    let verification_id = items[0]["flow"]["id"].as_str().unwrap();
+    let shown = app
+        .http
+        .get(app.public_path(&format!("/self-service/verification/flows?id={verification_id}")))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(shown.status(), 200);
+    let shown: Value = shown.json().await.unwrap();
+    assert_eq!((shown["type"].as_str(), shown["state"].as_str()), (Some("browser"), Some("sent_email")));
+    code_for(&received, "spa-v@example.com", 0).await;
+
+    // A server-rendered login by an unverified user lands on the verification UI, without a session.
+    let mut jar = Jar::default();
+    let (flow, csrf) = spa_flow(&app, &mut jar, "login").await;
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/login?flow={}", id(&flow))))
+        .header("cookie", jar.header())
+        .form(&[
+            ("method", "password"),
+            ("identifier", "spa-v@example.com"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap();
+    assert!(location.starts_with("http://127.0.0.1:4455/verification?flow="), "{location}");
+    jar.store(&response);
+    assert!(jar.get("ory_kratos_session").is_none());
+    code_for(&received, "spa-v@example.com", 1).await;
+    app.stop().await;
+}
+
+async fn login_hooks_can_send_a_code(backend: Backend) {
+    let (app, received) = app_with_mail(backend, |c| {
+        c.selfservice.flows.login.after.password.hooks =
+            vec![hook("verification"), hook("show_verification_ui")];
+    })
+    .await;
+    let identity_id = create_identity(&app, "login-v@example.com").await;
+    let flow = native_flow(&app, "login").await;
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/login?flow={}", id(&flow))))
+        .json(&json!({"method": "password", "identifier": "login-v@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let done: Value = response.json().await.unwrap();
+    assert!(done["session_token"].is_string(), "the login itself succeeds");
+    let item = &done["continue_with"][0];
+    assert_eq!(item["action"], "show_verification_ui", "{done}");
+    let code = code_for(&received, "login-v@example.com", 0).await;
+    let (status, _) =
+        post(&app, item["flow"]["id"].as_str().unwrap(), json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 200);
+    assert!(address(&app, &identity_id).await.verified);
+    // Verified now: the next login sends nothing and names no flow.
+    let token = login(&app, "login-v@example.com", PASSWORD).await.unwrap();
+    assert!(token.starts_with("ory_st_"));
+    assert_eq!(mails_to(&received, "login-v@example.com").await, 1);
     app.stop().await;
 }
