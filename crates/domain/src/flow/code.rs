@@ -188,17 +188,22 @@ pub(crate) fn code_form(flow: &mut Flow, code_label: text::Message, email: &str)
 
 /// The form that asks for an address to send a code to.
 pub(crate) fn email_form(flow: &mut Flow) {
-    let email = Input {
+    flow.ui.nodes.push(email_input(None));
+    flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_continue()));
+}
+
+/// The address input, showing `value` (what was typed) when given.
+pub(crate) fn email_input(value: Option<&str>) -> Node {
+    Input {
         name: "email",
         input_type: "email",
         group: Group::Code,
-        value: None,
+        value: value.map(|v| Value::String(v.into())),
         required: true,
         autocomplete: Some("email"),
         label: Some(text::label_email()),
-    };
-    flow.ui.nodes.push(email.into_node());
-    flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_continue()));
+    }
+    .into_node()
 }
 
 #[cfg(test)]

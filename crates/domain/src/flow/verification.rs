@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, json};
 
 use super::code::{self, CodeCheck, CodeSettings};
 use super::{Flow, FlowError, FlowKind, FlowRequest};
@@ -139,7 +139,7 @@ impl VerificationService {
     async fn send_code(&self, mut flow: Flow, email: String) -> Result<VerificationOutcome, FlowError> {
         let address = normalize(&email, Via::Email);
         if address.is_empty() {
-            flow.ui.upsert(email_node_with(&email));
+            flow.ui.upsert(code::email_input(Some(&email)));
             flow.ui.add_message(Some("email"), text::required("email"));
             flow.updated_at = now();
             self.store.update_flow(&flow).await?;
@@ -314,20 +314,4 @@ fn strip_api_csrf(flow: &mut Flow) {
     if flow.flow_type == super::FlowType::Api {
         flow.ui.nodes.retain(|n| n.name() != Some("csrf_token"));
     }
-}
-
-/// The email input again, showing what was typed.
-fn email_node_with(value: &str) -> Node {
-    let mut node = crate::ui::Input {
-        name: "email",
-        input_type: "email",
-        group: Group::Code,
-        value: None,
-        required: true,
-        autocomplete: Some("email"),
-        label: Some(text::label_email()),
-    }
-    .into_node();
-    node.attributes["value"] = Value::String(value.into());
-    node
 }

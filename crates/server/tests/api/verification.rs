@@ -70,6 +70,17 @@ async fn address(app: &TestApp, identity_id: &str) -> VerifiableIdentityAddress 
     identity.verifiable_addresses.unwrap().remove(0)
 }
 
+/// `GET /self-service/verification/flows?id=`, with the browser's cookies if any.
+async fn fetch(app: &TestApp, flow_id: &str, cookies: Option<&str>) -> (u16, Value) {
+    let mut request =
+        app.http.get(app.public_path(&format!("/self-service/verification/flows?id={flow_id}")));
+    if let Some(cookies) = cookies {
+        request = request.header("cookie", cookies);
+    }
+    let response = request.send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 fn id(flow: &Value) -> &str {
     flow["id"].as_str().unwrap()
 }
@@ -140,15 +151,7 @@ async fn native_verification_journey(backend: Backend) {
     assert!(after.verified_at.is_some());
 
     // Fetching the flow shows the same result.
-    let fetched: Value = app
-        .http
-        .get(app.public_path(&format!("/self-service/verification/flows?id={}", id(&flow))))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, fetched) = fetch(&app, id(&flow), None).await;
     assert_eq!(fetched["state"], "passed_challenge");
     app.stop().await;
 }
@@ -200,16 +203,7 @@ async fn browser_verification_and_email_links(backend: Backend) {
     assert_eq!(link.status(), 303);
     let location = link.headers()["location"].to_str().unwrap().to_string();
     assert_eq!(location, format!("http://127.0.0.1:4455/verification?flow={}", id(&flow)));
-    let prefilled: Value = app
-        .http
-        .get(app.public_path(&format!("/self-service/verification/flows?id={}", id(&flow))))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, prefilled) = fetch(&app, id(&flow), Some(&jar.header())).await;
     let code_node =
         prefilled["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["name"] == "code");
     assert_eq!(code_node.unwrap()["attributes"]["value"], code.as_str());
@@ -260,15 +254,7 @@ async fn registration_shows_the_verification_flow(backend: Backend) {
 
     // The named flow waits for the code that was mailed.
     let verification_id = items[1]["flow"]["id"].as_str().unwrap();
-    let flow: Value = app
-        .http
-        .get(app.public_path(&format!("/self-service/verification/flows?id={verification_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, flow) = fetch(&app, verification_id, None).await;
     assert_eq!((flow["state"].as_str(), flow["type"].as_str()), (Some("sent_email"), Some("api")));
     assert_eq!(flow["ui"]["messages"][0]["id"], 1080003);
     let code = code_for(&received, "new-user@example.com", 0).await;
@@ -422,15 +408,7 @@ async fn wrong_codes_and_limits(backend: Backend) {
     let replacement = body["use_flow_id"].as_str().unwrap().to_string();
     assert_ne!(replacement, id(&flow));
     assert!(!address(&app, &identity_id).await.verified);
-    let fresh: Value = app
-        .http
-        .get(app.public_path(&format!("/self-service/verification/flows?id={replacement}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, fresh) = fetch(&app, &replacement, None).await;
     assert_eq!(
         (fresh["state"].as_str(), fresh["ui"]["messages"][0]["id"].as_u64()),
         (Some("choose_method"), Some(4000001))
@@ -584,15 +562,8 @@ async fn browsers_are_sent_to_verification(backend: Backend) {
     );
     // The browser's own CSRF cookie opens the verification flow it is sent to.
     let verification_id = items[0]["flow"]["id"].as_str().unwrap();
-    let shown = app
-        .http
-        .get(app.public_path(&format!("/self-service/verification/flows?id={verification_id}")))
-        .header("cookie", jar.header())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(shown.status(), 200);
-    let shown: Value = shown.json().await.unwrap();
+    let (status, shown) = fetch(&app, verification_id, Some(&jar.header())).await;
+    assert_eq!(status, 200);
     assert_eq!((shown["type"].as_str(), shown["state"].as_str()), (Some("browser"), Some("sent_email")));
     code_for(&received, "spa-v@example.com", 0).await;
 
