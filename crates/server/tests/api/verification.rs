@@ -503,7 +503,14 @@ async fn expired_and_finished_flows_are_replaced(backend: Backend) {
     create_identity(&app, "twice-v@example.com").await;
     let flow = native_flow(&app, "verification").await;
     post(&app, id(&flow), json!({"method": "code", "email": "twice-v@example.com"})).await;
-    let code = code_for(&received, "twice-v@example.com", 0).await;
+    let first = code_for(&received, "twice-v@example.com", 0).await;
+    // A resend retires the code sent before it.
+    post(&app, id(&flow), json!({"method": "code", "email": "twice-v@example.com"})).await;
+    let code = code_for(&received, "twice-v@example.com", 1).await;
+    if first != code {
+        let (status, body) = post(&app, id(&flow), json!({"method": "code", "code": first})).await;
+        assert_eq!((status, body["ui"]["messages"][0]["id"].as_u64()), (200, Some(4070006)));
+    }
     let (status, _) = post(&app, id(&flow), json!({"method": "code", "code": code})).await;
     assert_eq!(status, 200);
     let (status, body) = post(&app, id(&flow), json!({"method": "code", "code": code})).await;
