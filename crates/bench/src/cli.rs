@@ -15,11 +15,12 @@ use reqwest::Url;
     about = "Drive a running Latchkey (or Ory Kratos) server with concurrent clients and report \
 throughput and latency per scenario",
     after_help = "Scenarios run in this order: health, whoami, login, registration, whoami-under-login, \
-journey-recovery. Without --scenario all of them run except journey-recovery, which changes the \
-benchmark users' passwords (and, with a revoke_active_sessions settings hook, ends their sessions) \
-and runs only when named. It needs a server started with --dev (so the admin courier API shows the \
-codes) and recovery enabled. whoami-under-login also runs plain whoami, because it reports its rate \
-relative to whoami alone."
+journey-recovery, journey-verification. Without --scenario all of them run except the two journeys, \
+which run only when named: journey-recovery changes the benchmark users' passwords (and, with a \
+revoke_active_sessions settings hook, ends their sessions), and journey-verification verifies their \
+addresses. Both need a server started with --dev (so the admin courier API shows the codes), \
+journey-recovery with recovery enabled and journey-verification with verification enabled. \
+whoami-under-login also runs plain whoami, because it reports its rate relative to whoami alone."
 )]
 pub struct Cli {
     /// Base URL of the public API.
@@ -37,7 +38,7 @@ pub struct Cli {
     /// Unmeasured load before each scenario's measured time, to fill connection pools and caches.
     #[arg(long, value_name = "TIME", default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Scenario to run; repeat or list several. Default: all but journey-recovery.
+    /// Scenario to run; repeat or list several. Default: all but journey-recovery and journey-verification.
     #[arg(long = "scenario", value_name = "NAME", value_enum, num_args = 1..)]
     pub scenarios: Vec<Scenario>,
     /// Length of the random passwords given to benchmark users (8 to 72: policy minimum to bcrypt maximum).
@@ -69,6 +70,9 @@ pub enum Scenario {
     /// Native account recovery by emailed code, then a new password; needs a
     /// server with --dev and recovery enabled. Not run by default: it changes the users' passwords.
     JourneyRecovery,
+    /// Native email verification by emailed code; needs a server with --dev
+    /// and verification enabled. Not run by default: it verifies the users' addresses.
+    JourneyVerification,
 }
 
 impl Scenario {
@@ -80,12 +84,14 @@ impl Scenario {
             Scenario::Registration => "registration",
             Scenario::WhoamiUnderLogin => "whoami-under-login",
             Scenario::JourneyRecovery => "journey-recovery",
+            Scenario::JourneyVerification => "journey-verification",
         }
     }
 
-    /// Whether it runs when no --scenario is given: not when it changes the benchmark users.
+    /// Whether it runs when no --scenario is given: not when it changes the
+    /// benchmark users or needs a server in --dev.
     pub fn is_default(self) -> bool {
-        self != Scenario::JourneyRecovery
+        !matches!(self, Scenario::JourneyRecovery | Scenario::JourneyVerification)
     }
 }
 
@@ -277,5 +283,13 @@ mod tests {
         assert_eq!(parsed.plan(), vec![Health, Whoami, Registration, WhoamiUnderLogin]);
         assert_eq!(plan(&[JourneyRecovery, Login]), vec![Login, JourneyRecovery]);
         assert_eq!(cli(&["--scenario", "journey-recovery"]).unwrap().plan(), vec![JourneyRecovery]);
+        assert_eq!(
+            plan(&[JourneyVerification, JourneyRecovery, Health]),
+            vec![Health, JourneyRecovery, JourneyVerification]
+        );
+        assert_eq!(
+            cli(&["--scenario", "journey-verification", "health"]).unwrap().plan(),
+            vec![Health, JourneyVerification]
+        );
     }
 }

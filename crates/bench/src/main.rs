@@ -8,7 +8,7 @@
 //!     --clients 32 --duration 10s [--warmup 2s] [--scenario NAME ...] [--password-length 20]
 //! ```
 //!
-//! Scenarios, run in this order (default: all but `journey-recovery`):
+//! Scenarios, run in this order (default: all but the two `journey-*`):
 //!
 //! * `health`: `GET /health/alive`, the HTTP baseline.
 //! * `whoami`: `GET /sessions/whoami` with `X-Session-Token`; setup registers
@@ -32,6 +32,13 @@
 //!   `revoke_active_sessions` ends the users' sessions, so run it last or
 //!   alone. Every journey leaves an email in the outbox, and the listing the
 //!   code is read from grows with them over a long run.
+//! * `journey-verification` (only when asked for: it verifies the users'
+//!   addresses and needs `--dev` too): one complete native email verification
+//!   per request, reported as journeys/s: create the flow, ask for a code for
+//!   the client's own user's address, read it from the outbox as above, and
+//!   submit it. The server must have verification enabled (the quickstart
+//!   does). It hashes nothing, so it shows the flow and outbox machinery
+//!   without the hasher; its emails pile up in the outbox like recovery's.
 //!
 //! The end of the output is a table and the ratios `whoami/health` and
 //! `whoami under login/alone`, both from the same run; with `--hasher`, also
@@ -53,11 +60,13 @@ mod api;
 mod cli;
 mod driver;
 mod hasher;
+mod mailbox;
 mod recovery;
 mod report;
 mod scenarios;
 mod stats;
 mod users;
+mod verification;
 
 use std::process::ExitCode;
 

@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use crate::api::{Api, CallError, Credentials};
 use crate::cli::Scenario;
 use crate::driver::{self, Window};
-use crate::recovery::{self, LastCode};
+use crate::mailbox::LastCode;
+use crate::recovery;
 use crate::stats::Summary;
 use crate::users::{self, User};
+use crate::verification;
 
 /// One measured row of the report.
 #[derive(Debug, Clone)]
@@ -88,6 +90,15 @@ impl Bench {
                     .map_err(|e| format!("probe: {e}"))?;
                 let journeys = self.measure(self.journey_recovery(&pool, &last)).await;
                 Ok(vec![line("journey-recovery", "journeys/s", journeys)])
+            }
+            Scenario::JourneyVerification => {
+                let pool = self.pool().await?;
+                let last: Arc<[LastCode]> = pool.iter().map(|_| LastCode::default()).collect();
+                verification::journey(&self.api, &pool[0], &last[0])
+                    .await
+                    .map_err(|e| format!("probe: {e}"))?;
+                let journeys = self.measure(self.journey_verification(&pool, &last)).await;
+                Ok(vec![line("journey-verification", "journeys/s", journeys)])
             }
         }
     }
@@ -173,6 +184,23 @@ impl Bench {
         }
     }
 
+    /// One request is one whole verification journey, for the client's own
+    /// user's address.
+    fn journey_verification(
+        &self,
+        pool: &Arc<[User]>,
+        last: &Arc<[LastCode]>,
+    ) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+        let (api, pool, last) = (Arc::clone(&self.api), Arc::clone(pool), Arc::clone(last));
+        move |client| {
+            let (api, pool, last) = (Arc::clone(&api), Arc::clone(&pool), Arc::clone(&last));
+            Box::pin(async move {
+                let index = client % pool.len();
+                verification::journey(&api, &pool[index], &last[index]).await
+            })
+        }
+    }
+
     /// One request is one whole registration of a new identity.
     fn registration(&self) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
         let api = Arc::clone(&self.api);
@@ -247,13 +275,36 @@ mod tests {
         /// Recovery enabled, as the quickstart has it, with the session hook.
         async fn with_recovery() -> Self {
             Server::start(|config| {
-                config.dev = true;
+                journey_config(config, true);
                 config.selfservice.flows.recovery.enabled = true;
-                config.secrets.cookie = vec!["a-test-secret-of-enough-length".into()];
-                config.selfservice.flows.registration.after.password.hooks =
-                    vec![Hook { hook: "session".into(), config: None }];
             })
             .await
+        }
+
+        /// Verification enabled, as the quickstart has it, with the session hook.
+        async fn with_verification() -> Self {
+            Server::start(|config| {
+                journey_config(config, true);
+                config.selfservice.flows.verification.enabled = true;
+            })
+            .await
+        }
+
+        /// Whether the admin API lists `email`'s identity with its (first) address verified.
+        async fn address_verified(&self, email: &str) -> bool {
+            let url = self.admin.join("admin/identities").unwrap();
+            let response = reqwest::Client::new()
+                .get(url)
+                .query(&[("credentials_identifier", email)])
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
+            let identities: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(identities.as_array().map(Vec::len), Some(1), "{identities}");
+            let address = &identities[0]["verifiable_addresses"][0];
+            assert_eq!(address["value"], email, "{identities}");
+            address["verified"].as_bool().unwrap_or_else(|| panic!("no verified flag: {identities}"))
         }
 
         fn bench(&self, clients: usize) -> Bench {
@@ -271,6 +322,15 @@ mod tests {
             self.stop.send(()).ok();
             self.serving.await.unwrap().unwrap();
         }
+    }
+
+    /// What both journeys need besides their flow: `--dev` when `dev` (so
+    /// the outbox shows the codes), a cookie secret, and the session hook.
+    fn journey_config(config: &mut Config, dev: bool) {
+        config.dev = dev;
+        config.secrets.cookie = vec!["a-test-secret-of-enough-length".into()];
+        config.selfservice.flows.registration.after.password.hooks =
+            vec![Hook { hook: "session".into(), config: None }];
     }
 
     fn assert_clean(line: &Line) {
@@ -322,19 +382,40 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn without_dev_mode_the_journey_asks_for_it() {
+    async fn verification_journeys_run_end_to_end_and_leave_the_addresses_verified() {
+        let server = Server::with_verification().await;
+        let mut bench = server.bench(2);
+        // Registered first, so the test sees the addresses before any journey:
+        // the registration hook only sends them a code.
+        let users = bench.pool().await.unwrap();
+        for user in users.iter() {
+            assert!(!server.address_verified(&user.email).await, "{} before", user.email);
+        }
+        let journeys = bench.run(Scenario::JourneyVerification).await.unwrap();
+        assert_eq!(journeys.len(), 1);
+        assert_eq!((journeys[0].label, journeys[0].unit), ("journey-verification", "journeys/s"));
+        assert_clean(&journeys[0]);
+        assert!(journeys[0].summary.rate() > 0.0, "{:?}", journeys[0].summary);
+        for user in users.iter() {
+            assert!(server.address_verified(&user.email).await, "{} after", user.email);
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn without_dev_mode_the_journeys_ask_for_it() {
         let server = Server::start(|config| {
-            config.dev = false;
+            journey_config(config, false);
             config.selfservice.flows.recovery.enabled = true;
-            config.secrets.cookie = vec!["a-test-secret-of-enough-length".into()];
-            config.selfservice.flows.registration.after.password.hooks =
-                vec![Hook { hook: "session".into(), config: None }];
+            config.selfservice.flows.verification.enabled = true;
         })
         .await;
         let mut bench = server.bench(1);
-        let error = bench.run(Scenario::JourneyRecovery).await.unwrap_err();
-        assert!(error.starts_with("probe: GET /admin/courier/messages: "), "{error}");
-        assert!(error.contains("start the server with --dev"), "{error}");
+        for journey in [Scenario::JourneyRecovery, Scenario::JourneyVerification] {
+            let error = bench.run(journey).await.unwrap_err();
+            assert!(error.starts_with("probe: GET /admin/courier/messages: "), "{error}");
+            assert!(error.contains("start the server with --dev to run the journey scenarios"), "{error}");
+        }
         server.stop().await;
     }
 

@@ -1,0 +1,123 @@
+//! Reads the emailed codes the journey scenarios need from the outbox, through the admin courier API.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use crate::api::{Api, CallError, CourierMessage};
+
+/// What the admin API shows instead of subjects and bodies outside `--dev`.
+const REDACTED: &str = "<redacted-unless-dev-mode>";
+/// The message is written in the same transaction as the code, so it is
+/// there at once; the wait only covers a server that queues it later.
+const CODE_WAIT: Duration = Duration::from_secs(2);
+const CODE_POLL: Duration = Duration::from_millis(10);
+const CALL: &str = "GET /admin/courier/messages";
+
+/// The per-client memory of a journey: the courier message whose code the
+/// client used last, so a slow outbox cannot hand it the previous code.
+#[derive(Debug, Default)]
+pub struct LastCode(Mutex<Option<String>>);
+
+/// Polls the outbox for the newest code for `email` that is not the last one
+/// used, remembers its message in `last` and returns the code.
+pub async fn wait_for_code(api: &Api, email: &str, last: &LastCode) -> Result<String, CallError> {
+    let give_up = Instant::now() + CODE_WAIT;
+    loop {
+        let messages = api.courier_messages(email).await?;
+        if messages.iter().any(|m| m.subject == REDACTED) {
+            return Err(CallError::Body {
+                call: CALL,
+                problem: format!(
+                    "subjects read {REDACTED}, so the emailed code cannot be read; \
+                     start the server with --dev to run the journey scenarios"
+                ),
+            });
+        }
+        {
+            // Checked and taken under one lock; it is never held across an await.
+            let mut previous = last.0.lock().expect("last code lock");
+            if let Some((message, code)) =
+                newest_code(&messages).filter(|(id, _)| Some(id) != previous.as_ref())
+            {
+                *previous = Some(message);
+                return Ok(code);
+            }
+        }
+        if Instant::now() >= give_up {
+            return Err(CallError::Body {
+                call: CALL,
+                problem: format!(
+                    "no new message with a 6-digit code in its subject for {email} after {}s \
+                     ({} messages to that address)",
+                    CODE_WAIT.as_secs(),
+                    messages.len()
+                ),
+            });
+        }
+        tokio::time::sleep(CODE_POLL).await;
+    }
+}
+
+/// The id and code of the newest message whose subject holds a 6-digit number.
+fn newest_code(messages: &[CourierMessage]) -> Option<(String, String)> {
+    messages
+        .iter()
+        .filter_map(|m| Some((m, six_digits(&m.subject)?)))
+        .max_by(|(a, _), (b, _)| timestamp_key(&a.created_at).cmp(&timestamp_key(&b.created_at)))
+        .map(|(m, code)| (m.id.clone(), code.to_owned()))
+}
+
+/// The first run of exactly six ASCII digits.
+fn six_digits(text: &str) -> Option<&str> {
+    text.split(|c: char| !c.is_ascii_digit()).find(|run| run.len() == 6)
+}
+
+/// RFC 3339 timestamps compare as text except for the fraction, which may
+/// have any number of digits (`…:05Z` is later than `…:04.9Z` but sorts
+/// before it): compare the seconds, then the fraction padded to nine digits.
+/// All are UTC (`Z`) as the server writes them.
+fn timestamp_key(at: &str) -> (&str, String) {
+    let at = at.trim_end_matches('Z');
+    let (seconds, fraction) = at.split_once('.').unwrap_or((at, ""));
+    (seconds, format!("{fraction:0<9}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message(id: &str, subject: &str, created_at: &str) -> CourierMessage {
+        CourierMessage { id: id.into(), subject: subject.into(), created_at: created_at.into() }
+    }
+
+    #[test]
+    fn codes_are_six_digit_runs() {
+        assert_eq!(six_digits("123456 is your account recovery code"), Some("123456"));
+        assert_eq!(six_digits("654321 is your verification code"), Some("654321"));
+        assert_eq!(six_digits("Code: 012345."), Some("012345"));
+        assert_eq!(six_digits("1234567 and 12345"), None);
+        assert_eq!(six_digits(REDACTED), None);
+    }
+
+    #[test]
+    fn the_newest_message_with_a_code_wins() {
+        let messages = [
+            message("a", "111111 is your account recovery code", "2025-01-01T10:00:04.9Z"),
+            message("b", "222222 is your verification code", "2025-01-01T10:00:05Z"),
+            message("c", "Please verify your address", "2025-01-01T10:00:06Z"),
+            message("d", "333333 is your account recovery code", "2025-01-01T10:00:04.95Z"),
+        ];
+        assert_eq!(newest_code(&messages), Some(("b".into(), "222222".into())));
+        assert_eq!(newest_code(&messages[2..3]), None);
+        assert_eq!(newest_code(&[]), None);
+    }
+
+    #[test]
+    fn fractions_of_any_length_compare_by_value() {
+        assert!(timestamp_key("2025-01-01T10:00:04.5Z") > timestamp_key("2025-01-01T10:00:04.123456789Z"));
+        assert!(timestamp_key("2025-01-01T10:00:05Z") > timestamp_key("2025-01-01T10:00:04.999Z"));
+        assert_eq!(timestamp_key("2025-01-01T10:00:05.1Z"), timestamp_key("2025-01-01T10:00:05.100Z"));
+    }
+}
