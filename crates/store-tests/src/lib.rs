@@ -239,6 +239,7 @@ async fn flow_round_trips(store: &dyn Store) {
         flow_type: FlowType::Browser,
         request_url: "http://127.0.0.1:4433/self-service/login/browser?return_to=%2Fwelcome".into(),
         return_to: Some("http://127.0.0.1:3000/welcome".into()),
+        after_verification_return_to: Some("http://127.0.0.1:3000/verified".into()),
         csrf_hash: Some(hash_token("csrf-secret")),
     };
     let mut flow =

@@ -57,6 +57,10 @@ pub struct Flow {
     pub expires_at: DateTime<Utc>,
     pub request_url: String,
     pub return_to: Option<String>,
+    /// Where verification flows that this flow's hooks start return to
+    /// (`after_verification_return_to`), when not `return_to`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub after_verification_return_to: Option<String>,
     pub active: Option<String>,
     pub ui: Container,
     pub state: String,
@@ -91,6 +95,8 @@ pub struct FlowRequest {
     pub request_url: String,
     /// Already checked against `selfservice.allowed_return_urls`.
     pub return_to: Option<String>,
+    /// Checked likewise.
+    pub after_verification_return_to: Option<String>,
     /// SHA-256 of the CSRF cookie secret (browser flows).
     pub csrf_hash: Option<String>,
 }
@@ -118,6 +124,7 @@ impl Flow {
             expires_at: at + lifespan,
             request_url: request.request_url.clone(),
             return_to: request.return_to.clone(),
+            after_verification_return_to: request.after_verification_return_to.clone(),
             active: None,
             ui,
             state: state.into(),
@@ -142,6 +149,7 @@ impl Flow {
             flow_type: self.flow_type,
             request_url: self.request_url.clone(),
             return_to: self.return_to.clone(),
+            after_verification_return_to: self.after_verification_return_to.clone(),
             csrf_hash: self.csrf_hash.clone(),
         }
     }

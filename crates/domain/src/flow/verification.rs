@@ -282,7 +282,11 @@ impl VerificationService {
         let Some(address) = address else {
             return Ok(None);
         };
-        let mut flow = self.build(&origin.replacement_request());
+        let mut request = origin.replacement_request();
+        if let Some(after) = request.after_verification_return_to.take() {
+            request.return_to = Some(after);
+        }
+        let mut flow = self.build(&request);
         flow.transient_payload = origin.transient_payload.clone();
         self.store.create_flow(&flow).await?;
         self.send_to(&mut flow, &address.value, Some((identity, address))).await?;

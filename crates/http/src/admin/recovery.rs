@@ -58,6 +58,7 @@ async fn create_code(
             }
         ),
         return_to: None,
+        after_verification_return_to: None,
         // Administrators hand the code over; there is no browser cookie to bind to.
         csrf_hash: None,
     };

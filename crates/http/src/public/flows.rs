@@ -36,7 +36,11 @@ pub async fn current_session(
 
 /// `return_to` must point somewhere allowed, or open redirects follow.
 pub fn checked_return_to(state: &AppState, params: &QueryParams) -> Result<Option<String>, ApiError> {
-    let Some(return_to) = params.first("return_to").filter(|r| !r.is_empty()) else {
+    checked_url_param(state, params, "return_to")
+}
+
+fn checked_url_param(state: &AppState, params: &QueryParams, key: &str) -> Result<Option<String>, ApiError> {
+    let Some(return_to) = params.first(key).filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
     if state.web.allowed_return_urls.iter().any(|allowed| url_is_under(return_to, allowed)) {
@@ -85,6 +89,7 @@ pub fn flow_request(
 ) -> Result<Started, ApiError> {
     let params = QueryParams::parse(uri.query());
     let return_to = checked_return_to(state, &params)?;
+    let after_verification_return_to = checked_url_param(state, &params, "after_verification_return_to")?;
     let request_url = format!(
         "{}{}",
         state.urls.public,
@@ -111,7 +116,7 @@ pub fn flow_request(
         }
     };
     Ok(Started {
-        request: FlowRequest { flow_type, request_url, return_to, csrf_hash },
+        request: FlowRequest { flow_type, request_url, return_to, after_verification_return_to, csrf_hash },
         csrf_token,
         set_cookie: set,
     })

@@ -55,13 +55,11 @@ async fn app_with_mail(
 }
 
 async fn post(app: &TestApp, flow_id: &str, body: Value) -> (u16, Value) {
-    let response = app
-        .http
-        .post(app.public_path(&format!("/self-service/verification?flow={flow_id}")))
-        .json(&body)
-        .send()
-        .await
-        .unwrap();
+    post_to(app, &format!("/self-service/verification?flow={flow_id}"), body).await
+}
+
+async fn post_to(app: &TestApp, path: &str, body: Value) -> (u16, Value) {
+    let response = app.http.post(app.public_path(path)).json(&body).send().await.unwrap();
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
@@ -240,7 +238,27 @@ async fn registration_shows_the_verification_flow(backend: Backend) {
             vec![hook("session"), hook("show_verification_ui")];
     })
     .await;
-    let done = submit_registration(&app, json!({ "email": "new-user@example.com" }), PASSWORD).await;
+    // `after_verification_return_to` must be an allowed URL, like `return_to`.
+    let init = "/self-service/registration/api?after_verification_return_to=";
+    let refused =
+        app.http.get(app.public_path(&format!("{init}https://evil.example/"))).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    let flow: Value = app
+        .http
+        .get(app.public_path(&format!("{init}http://127.0.0.1:4455/after-verification")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (status, done) = post_to(
+        &app,
+        &format!("/self-service/registration?flow={}", id(&flow)),
+        json!({"method": "password", "traits": {"email": "new-user@example.com"}, "password": PASSWORD}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
     let items = done["continue_with"].as_array().unwrap();
     assert_eq!(items[0]["action"], "set_ory_session_token");
     assert_eq!(items[1]["action"], "show_verification_ui");
@@ -260,6 +278,7 @@ async fn registration_shows_the_verification_flow(backend: Backend) {
     let code = code_for(&received, "new-user@example.com", 0).await;
     let (status, verified) = post(&app, verification_id, json!({"method": "code", "code": code})).await;
     assert_eq!((status, verified["state"].as_str()), (200, Some("passed_challenge")));
+    assert_eq!(verified["ui"]["action"], "http://127.0.0.1:4455/after-verification");
     let identity_id = done["identity"]["id"].as_str().unwrap();
     assert!(address(&app, identity_id).await.verified);
 
@@ -387,6 +406,17 @@ async fn login_requires_a_verified_address(backend: Backend) {
     let refused = login(&legacy, "legacy@example.com", PASSWORD).await.unwrap_err();
     assert_eq!(refused["ui"]["messages"][0]["id"], 4000010, "{refused}");
     legacy.stop().await;
+
+    // With verification off there is no flow to point at: the form says so.
+    let (off, _) = app_with_mail(backend, |c| {
+        c.selfservice.flows.login.after.password.hooks = vec![hook("require_verified_address")];
+        c.selfservice.flows.verification.enabled = false;
+    })
+    .await;
+    create_identity(&off, "nowhere@example.com").await;
+    let refused = login(&off, "nowhere@example.com", PASSWORD).await.unwrap_err();
+    assert_eq!(refused["ui"]["messages"][0]["id"], 4000010, "{refused}");
+    off.stop().await;
 }
 
 async fn wrong_codes_and_limits(backend: Backend) {
