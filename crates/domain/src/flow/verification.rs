@@ -126,13 +126,22 @@ impl VerificationService {
     }
 
     /// Puts a code from an emailed link into the form, so the user only has
-    /// to confirm it.
-    pub async fn prefill(&self, mut flow: Flow, code: &str) -> Result<Flow, FlowError> {
+    /// to confirm it; a browser flow moves to the browser that opened the
+    /// link (`csrf_hash`).
+    pub async fn prefill(
+        &self,
+        mut flow: Flow,
+        code: &str,
+        csrf_hash: Option<String>,
+    ) -> Result<Flow, FlowError> {
         if let Some(node) = flow.ui.node_mut("code") {
             node.attributes["value"] = json!(code);
-            flow.updated_at = now();
-            self.store.update_flow(&flow).await?;
         }
+        if csrf_hash.is_some() {
+            flow.csrf_hash = csrf_hash;
+        }
+        flow.updated_at = now();
+        self.store.update_flow(&flow).await?;
         Ok(flow)
     }
 

@@ -98,21 +98,8 @@ pub fn flow_request(
     let (csrf_hash, csrf_token, set) = match flow_type {
         FlowType::Api => (None, String::new(), None),
         FlowType::Browser => {
-            let existing = cookie(headers, &state.web.csrf_cookie_name).filter(|c| csrf::is_valid_secret(c));
-            let (secret, set) = match existing {
-                Some(secret) => (secret.to_string(), None),
-                None => {
-                    let secret = csrf::new_secret();
-                    let set = set_cookie::set(
-                        &state.web.cookies,
-                        &state.web.csrf_cookie_name,
-                        &secret,
-                        Some(365 * 24 * 3600),
-                    );
-                    (secret, Some(set))
-                }
-            };
-            (Some(csrf::hash(&secret)), csrf::mask(&secret), set)
+            let binding = browser_csrf(state, headers);
+            (Some(binding.hash), binding.token, binding.set_cookie)
         }
     };
     Ok(Started {
@@ -120,6 +107,33 @@ pub fn flow_request(
         csrf_token,
         set_cookie: set,
     })
+}
+
+/// A browser's CSRF secret as a flow stores it (`hash`) and shows it
+/// (`token`, masked), minting one (and the cookie carrying it) when the
+/// request has none.
+pub struct CsrfBinding {
+    pub hash: String,
+    pub token: String,
+    pub set_cookie: Option<HeaderValue>,
+}
+
+pub fn browser_csrf(state: &AppState, headers: &HeaderMap) -> CsrfBinding {
+    let existing = cookie(headers, &state.web.csrf_cookie_name).filter(|c| csrf::is_valid_secret(c));
+    let (secret, set_cookie) = match existing {
+        Some(secret) => (secret.to_string(), None),
+        None => {
+            let secret = csrf::new_secret();
+            let set = set_cookie::set(
+                &state.web.cookies,
+                &state.web.csrf_cookie_name,
+                &secret,
+                Some(365 * 24 * 3600),
+            );
+            (secret, Some(set))
+        }
+    };
+    CsrfBinding { hash: csrf::hash(&secret), token: csrf::mask(&secret), set_cookie }
 }
 
 /// Answers a freshly created flow: browsers wanting HTML go to its UI.

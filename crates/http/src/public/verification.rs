@@ -64,10 +64,13 @@ async fn fetch(
 
 /// `GET /self-service/verification?flow=&code=`: the link in the email.
 /// The code goes into the form and the browser to the UI, where the user
-/// confirms it; a GET never spends a code.
+/// confirms it; a GET never spends a code. The link may open in another
+/// browser than the one that started the flow, so a browser flow is bound
+/// to this browser's CSRF cookie: whoever holds the link holds the code.
 async fn follow_link(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !state.verification.enabled() {
         return Err(disabled());
@@ -77,13 +80,20 @@ async fn follow_link(
     let flow = latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Verification)
         .await
         .map_err(flows::flow_failure)?;
-    let flow = match params.first("code").filter(|c| !c.is_empty()) {
-        Some(code) if flow.state == "sent_email" && !flow.is_expired() => {
-            state.verification.prefill(flow, code).await.map_err(flows::flow_failure)?
-        }
-        _ => flow,
+    let location = format!("{}?flow={}", state.web.verification_ui_url, flow.id);
+    let code = params.first("code").filter(|c| !c.is_empty());
+    let Some(code) = code.filter(|_| flow.state == "sent_email" && !flow.is_expired()) else {
+        return Ok(flows::see_other(&location));
     };
-    Ok(flows::see_other(&format!("{}?flow={}", state.web.verification_ui_url, flow.id)))
+    let (csrf_hash, set_cookie) = match flow.flow_type {
+        FlowType::Api => (None, None),
+        FlowType::Browser => {
+            let binding = flows::browser_csrf(&state, &headers);
+            (Some(binding.hash), binding.set_cookie)
+        }
+    };
+    state.verification.prefill(flow, code, csrf_hash).await.map_err(flows::flow_failure)?;
+    Ok(flows::with_cookie(flows::see_other(&location), set_cookie))
 }
 
 async fn submit(

@@ -192,29 +192,40 @@ async fn browser_verification_and_email_links(backend: Backend) {
     let text = String::from_utf8_lossy(&mail).replace("=\r\n", "").replace("=3D", "=");
     let emailed = format!("/self-service/verification?flow={}&code={code}", id(&flow));
     assert!(text.contains(&emailed), "the email carries the link: {text}");
-    let link = app
+    // It opens on another device: that browser gets its own CSRF cookie, and the flow moves to it.
+    let mut phone = Jar::default();
+    let link = app.http.get(app.public_path(&emailed)).send().await.unwrap();
+    assert_eq!(link.status(), 303);
+    phone.store(&link);
+    let location = link.headers()["location"].to_str().unwrap().to_string();
+    assert_eq!(location, format!("http://127.0.0.1:4455/verification?flow={}", id(&flow)));
+    let (status, prefilled) = fetch(&app, id(&flow), Some(&phone.header())).await;
+    assert_eq!(status, 200);
+    let node = |flow: &Value, name: &str| {
+        flow["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["name"] == name).cloned()
+    };
+    assert_eq!(node(&prefilled, "code").unwrap()["attributes"]["value"], code.as_str());
+    assert!(!address(&app, &identity_id).await.verified, "following a link spends nothing");
+    let (status, _) = fetch(&app, id(&flow), Some(&jar.header())).await;
+    assert_eq!(status, 403, "the first browser no longer holds the flow");
+
+    // Submitting it verifies; the flow continues to its own return_to.
+    let phone_csrf = node(&prefilled, "csrf_token").unwrap()["attributes"]["value"].clone();
+    let done = app
         .http
-        .get(app.public_path(&format!("/self-service/verification?flow={}&code={code}", id(&flow))))
+        .post(&url)
+        .header("accept", "application/json")
+        .header("cookie", phone.header())
+        .json(&json!({"method": "code", "code": code, "csrf_token": phone_csrf}))
         .send()
         .await
         .unwrap();
-    assert_eq!(link.status(), 303);
-    let location = link.headers()["location"].to_str().unwrap().to_string();
-    assert_eq!(location, format!("http://127.0.0.1:4455/verification?flow={}", id(&flow)));
-    let (_, prefilled) = fetch(&app, id(&flow), Some(&jar.header())).await;
-    let code_node =
-        prefilled["ui"]["nodes"].as_array().unwrap().iter().find(|n| n["attributes"]["name"] == "code");
-    assert_eq!(code_node.unwrap()["attributes"]["value"], code.as_str());
-    assert!(!address(&app, &identity_id).await.verified, "following a link spends nothing");
-
-    // Submitting it verifies; the flow continues to its own return_to.
-    let done = send(json!({"method": "code", "code": code, "csrf_token": csrf})).await;
     assert_eq!(done.status(), 200);
     let done: Value = done.json().await.unwrap();
     assert_eq!(done["ui"]["action"], "http://127.0.0.1:4455/after");
     assert!(address(&app, &identity_id).await.verified);
 
-    // A plain HTML form post is answered with a redirect to the UI.
+    // Browsers asking for HTML are sent to the UI.
     let response = app
         .http
         .get(app.public_path("/self-service/verification/browser"))
