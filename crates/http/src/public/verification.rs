@@ -109,7 +109,7 @@ async fn submit(
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Verification).await?;
     let ui_url = state.web.verification_ui_url.clone();
     // As Kratos: a code without `method` is still a code, and a code wins
-    // over an `email` sent alongside it; neither asks for the email again.
+    // over an `email` sent alongside it; with neither, the form asks for the email.
     let code = field(&body, "code").filter(|c| !c.is_empty());
     let submission = match (field(&body, "method").or(code.map(|_| "code")), code) {
         (Some("code"), Some(code)) => VerificationSubmission::Code { code: code.to_string() },
