@@ -57,7 +57,7 @@ pub enum LoginOutcome {
     },
     /// The credentials were right but no address is verified yet: no
     /// session; a code went out in `verification`.
-    Unverified { flow: Box<Flow>, verification: Box<Flow> },
+    Unverified { verification: Box<Flow> },
 }
 
 #[derive(Clone)]
@@ -168,7 +168,7 @@ impl LoginService {
         if self.settings.require_verified_address != RequireVerified::Off
             && !identity.verifiable_addresses.iter().any(|a| a.verified)
         {
-            return self.refuse_unverified(flow, &identity).await;
+            return self.refuse_unverified(flow, &mut identity).await;
         }
 
         let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
@@ -182,7 +182,7 @@ impl LoginService {
         let verification = match self.settings.send_verification {
             true => self
                 .verification
-                .send_for_identity(&flow, &identity, AddressPick::Unverified)
+                .send_for_identity(&flow, &mut identity, AddressPick::Unverified)
                 .await?
                 .map(Box::new),
             false => None,
@@ -198,7 +198,7 @@ impl LoginService {
     async fn refuse_unverified(
         &self,
         mut flow: Flow,
-        identity: &Identity,
+        identity: &mut Identity,
     ) -> Result<LoginOutcome, FlowError> {
         if identity.verifiable_addresses.is_empty() {
             return Err(FlowError::Internal(
@@ -214,11 +214,7 @@ impl LoginService {
             _ => None,
         };
         match verification {
-            Some(verification) => {
-                flow.updated_at = crate::time::now();
-                self.store.update_flow(&flow).await?;
-                Ok(LoginOutcome::Unverified { flow: Box::new(flow), verification: Box::new(verification) })
-            }
+            Some(verification) => Ok(LoginOutcome::Unverified { verification: Box::new(verification) }),
             None => {
                 flow.ui.messages.push(text::address_not_verified());
                 self.reject(flow).await

@@ -221,7 +221,7 @@ impl RegistrationService {
             password: Some(PasswordInput::Plain(password)),
             ..Default::default()
         };
-        let identity = match self.identities.create(new).await {
+        let mut identity = match self.identities.create(new).await {
             Ok(identity) => identity,
             Err(IdentityError::Conflict) => {
                 flow.ui.messages.push(text::duplicate_credentials());
@@ -246,15 +246,9 @@ impl RegistrationService {
         // As in Kratos, the verification hook runs first whenever verification is on.
         let verification = self
             .verification
-            .send_for_identity(&flow, &identity, AddressPick::Unverified)
+            .send_for_identity(&flow, &mut identity, AddressPick::Unverified)
             .await?
             .map(Box::new);
-        let identity = match verification {
-            Some(_) => {
-                self.identities.get(identity.id).await.map_err(|e| FlowError::Internal(e.to_string()))?
-            }
-            None => identity,
-        };
         let issued = if self.settings.issue_session {
             let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
             self.store.create_session(&issued.session).await?;

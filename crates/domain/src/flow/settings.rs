@@ -212,7 +212,7 @@ impl SettingsService {
             password: password.map(PasswordInput::Plain),
             verifiable_addresses: Vec::new(),
         };
-        let updated = match self.identities.replace(identity.id, update).await {
+        let mut updated = match self.identities.replace(identity.id, update).await {
             Ok(updated) => updated,
             Err(IdentityError::Conflict) => {
                 flow.ui.messages.push(text::duplicate_credentials());
@@ -231,14 +231,11 @@ impl SettingsService {
             self.notify_password_changed(&updated).await;
         }
         // A new or changed address starts unverified; prove it with a code.
-        let verification =
-            self.verification.send_for_identity(&flow, &updated, AddressPick::Pending).await?.map(Box::new);
-        let updated = match verification {
-            Some(_) => {
-                self.identities.get(updated.id).await.map_err(|e| FlowError::Internal(e.to_string()))?
-            }
-            None => updated,
-        };
+        let verification = self
+            .verification
+            .send_for_identity(&flow, &mut updated, AddressPick::Pending)
+            .await?
+            .map(Box::new);
         self.form(&mut flow, &updated);
         flow.state = "success".into();
         flow.ui.messages.push(text::settings_saved());

@@ -159,23 +159,23 @@ impl VerificationService {
             let a = i.verifiable_addresses.iter().find(|a| a.via == Via::Email && a.value == address)?;
             Some((i, a))
         });
-        self.send_to(&mut flow, &address, target).await?;
-        flow.ui.messages.push(text::verification_code_sent());
+        self.store_code(&flow, &address, target).await?;
+        show_code_form(&mut flow, &address);
         flow.updated_at = now();
         self.store.update_flow(&flow).await?;
         Ok(VerificationOutcome::Updated(flow))
     }
 
     /// Stores a fresh code for the flow (retiring earlier ones) with the
-    /// email announcing it, and moves the flow to `sent_email`. Unknown
-    /// addresses get a code too (one that verifies nothing), so both paths
-    /// do the same work.
-    async fn send_to(
+    /// email announcing it; unknown addresses get a code too (one that
+    /// verifies nothing), so both paths do the same work. True when a
+    /// `pending` address moved to `sent`.
+    async fn store_code(
         &self,
-        flow: &mut Flow,
+        flow: &Flow,
         address: &str,
         target: Option<(&Identity, &VerifiableAddress)>,
-    ) -> Result<(), FlowError> {
+    ) -> Result<bool, FlowError> {
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Verification,
@@ -207,16 +207,13 @@ impl VerificationService {
             None => None,
         };
         self.store.create_code(&stored, message.as_ref()).await?;
-        if let Some((identity, a)) = target
-            && !a.verified
-            && a.status == AddressStatus::Pending
-        {
-            self.store.set_address_status(identity.id, a.id, AddressStatus::Sent, now()).await?;
+        match target {
+            Some((identity, a)) if !a.verified && a.status == AddressStatus::Pending => {
+                self.store.set_address_status(identity.id, a.id, AddressStatus::Sent, now()).await?;
+                Ok(true)
+            }
+            _ => Ok(false),
         }
-        code::remember_address(flow, address);
-        flow.state = "sent_email".into();
-        code::code_form(flow, text::label_verification_code(), address);
-        Ok(())
     }
 
     async fn check_code(&self, mut flow: Flow, code: String) -> Result<VerificationOutcome, FlowError> {
@@ -275,20 +272,20 @@ impl VerificationService {
     pub async fn send_for_identity(
         &self,
         origin: &Flow,
-        identity: &Identity,
+        identity: &mut Identity,
         pick: AddressPick,
     ) -> Result<Option<Flow>, FlowError> {
         if !self.settings.enabled {
             return Ok(None);
         }
-        let address = identity.verifiable_addresses.iter().find(|a| {
+        let index = identity.verifiable_addresses.iter().position(|a| {
             !a.value.is_empty()
                 && match pick {
                     AddressPick::Unverified => !a.verified,
                     AddressPick::Pending => !a.verified && a.status == AddressStatus::Pending,
                 }
         });
-        let Some(address) = address else {
+        let Some(index) = index else {
             return Ok(None);
         };
         let mut request = origin.replacement_request();
@@ -297,11 +294,16 @@ impl VerificationService {
         }
         let mut flow = self.build(&request);
         flow.transient_payload = origin.transient_payload.clone();
+        let value = identity.verifiable_addresses[index].value.clone();
+        show_code_form(&mut flow, &value);
         self.store.create_flow(&flow).await?;
-        self.send_to(&mut flow, &address.value, Some((identity, address))).await?;
-        flow.ui.messages.push(text::verification_code_sent());
-        flow.updated_at = now();
-        self.store.update_flow(&flow).await?;
+        let target = (&*identity, &identity.verifiable_addresses[index]);
+        if self.store_code(&flow, &value, Some(target)).await? {
+            // Keep the caller's copy in step with the row.
+            let address = &mut identity.verifiable_addresses[index];
+            address.status = AddressStatus::Sent;
+            address.updated_at = now();
+        }
         Ok(Some(flow))
     }
 
@@ -320,6 +322,14 @@ impl VerificationService {
         self.store.update_flow(&old).await?;
         Ok(VerificationOutcome::Replaced { replacement: Box::new(replacement), reason })
     }
+}
+
+/// The flow once a code is on its way to `address`.
+fn show_code_form(flow: &mut Flow, address: &str) {
+    code::remember_address(flow, address);
+    flow.state = "sent_email".into();
+    code::code_form(flow, text::label_verification_code(), address);
+    flow.ui.messages.push(text::verification_code_sent());
 }
 
 /// Verification forms carry a CSRF token only for browsers.

@@ -354,6 +354,15 @@ pub fn flow_failure_response(error: FlowError, headers: &HeaderMap, ui_url: &str
     flow_failure(error).into_response()
 }
 
+/// Where a browser goes after signing in or up: the verification UI when a
+/// `show_verification_ui` item names one, else `return_to`, else the default.
+pub fn after_success(state: &AppState, flow: &Flow, show_verification: Option<&Value>) -> String {
+    match show_verification.and_then(|item| item["flow"]["url"].as_str()) {
+        Some(url) => url.to_string(),
+        None => flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone()),
+    }
+}
+
 /// Already signed in: 400 for JSON clients, back to where they came from for browsers.
 pub fn already_signed_in(
     state: &AppState,

@@ -120,7 +120,7 @@ async fn submit(
         LoginOutcome::Accepted { flow, identity, issued, verification } => {
             (flow, identity, issued, verification)
         }
-        LoginOutcome::Unverified { verification, .. } => {
+        LoginOutcome::Unverified { verification } => {
             let url = format!("{}?flow={}", state.web.verification_ui_url, verification.id);
             if verification.flow_type == FlowType::Browser && !wants_json(&headers) {
                 return Ok(flows::see_other(&url));
@@ -159,10 +159,7 @@ async fn submit(
         .session_cookie_persistent
         .then(|| (issued.session.expires_at - latchkey_domain::time::now()).num_seconds());
     let cookie = cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
-    let target = match show_verification.as_ref().and_then(|item| item["flow"]["url"].as_str()) {
-        Some(url) => url.to_string(),
-        None => flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone()),
-    };
+    let target = flows::after_success(&state, &flow, show_verification.as_ref());
     let response = if wants_json(&headers) {
         Json(json!({ "session": session, "continue_with": continue_with })).into_response()
     } else {

@@ -114,7 +114,7 @@ async fn submit(
         Ok(outcome) => outcome,
         Err(e) => return Ok(flows::flow_failure_response(e, &headers, &ui_url)),
     };
-    let accepted = match outcome {
+    let (flow, identity, issued, verification) = match outcome {
         // Kratos answers the next two-step screen with 400 as well.
         RegistrationOutcome::Rejected(flow) | RegistrationOutcome::NextScreen(flow) => {
             return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
@@ -123,7 +123,6 @@ async fn submit(
             (flow, identity, issued, verification)
         }
     };
-    let (flow, identity, issued, verification) = accepted;
     let show_verification = verification
         .filter(|_| state.web.registration_shows_verification)
         .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
@@ -145,11 +144,7 @@ async fn submit(
         }
         return Ok(Json(body).into_response());
     }
-    // Browsers shown the verification UI go there instead of `return_to`.
-    let target = match show_verification.as_ref().and_then(|item| item["flow"]["url"].as_str()) {
-        Some(url) => url.to_string(),
-        None => flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone()),
-    };
+    let target = flows::after_success(&state, &flow, show_verification.as_ref());
     let cookie = issued.as_ref().map(|i| {
         let max_age = state
             .web
