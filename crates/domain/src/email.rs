@@ -63,7 +63,8 @@ mod tests {
 
     #[test]
     fn addresses_are_checked_for_shape_and_header_safety() {
-        for good in ["a@b.co", "foo.@docomo.ne.jp", "x+tag@example.com", "jürgen@bücher.de", "a@localhost"] {
+        for good in ["a@b.co", "foo.@docomo.ne.jp", "x+tag@example.com", "jürgen@bücher.de", "a@localhost"]
+        {
             assert!(is_email_address(good), "{good}");
         }
         for bad in [

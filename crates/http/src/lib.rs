@@ -17,8 +17,8 @@ mod state;
 mod submit;
 mod views;
 
-use axum::Router;
 use axum::Extension;
+use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};

@@ -152,10 +152,7 @@ mod tests {
         assert_eq!(parse_submit_body("application/json", deep.as_bytes()).unwrap_err().status, 400);
         assert_eq!(parse_submit_body("application/json", b"[1]").unwrap_err().status, 400);
         assert_eq!(parse_submit_body("", b"").unwrap(), serde_json::json!({}));
-        assert_eq!(
-            parse_submit_body("Application/JSON; charset=utf-8", br#"{"a":1}"#).unwrap()["a"],
-            1
-        );
+        assert_eq!(parse_submit_body("Application/JSON; charset=utf-8", br#"{"a":1}"#).unwrap()["a"], 1);
         assert_eq!(parse_submit_body("text/plain", b"x").unwrap_err().status, 415);
     }
 }

@@ -1042,6 +1042,27 @@ mod tests {
     }
 
     #[test]
+    fn serve_limits_have_safe_defaults_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "s.json", "{}");
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let limits = load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.serve.limits;
+        assert_eq!((limits.header_read_timeout.as_str(), limits.max_connections), ("10s", 1024));
+        let env = vec![("SERVE_LIMITS_IDLE_TIMEOUT".to_string(), "2s".to_string())];
+        let loaded = load(std::slice::from_ref(&a), env, false).unwrap();
+        assert_eq!(loaded.config.serve.limits.idle_timeout, "2s");
+        for (name, value, key) in [
+            ("SERVE_LIMITS_MAX_CONNECTIONS", "0", "serve.limits.max_connections"),
+            ("SERVE_LIMITS_HEADER_READ_TIMEOUT", "0s", "serve.limits.header_read_timeout"),
+            ("SERVE_LIMITS_BODY_READ_TIMEOUT", "soon", "serve.limits.body_read_timeout"),
+        ] {
+            let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn unsupported_keys_are_collected_not_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(

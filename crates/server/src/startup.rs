@@ -385,7 +385,7 @@ impl Application {
             let _ = rx.changed().await;
         };
         let body_timeout = axum::Extension(latchkey_http::BodyReadTimeout(self.body_read_timeout));
-        let public_router = latchkey_http::public_router(self.state.clone()).layer(body_timeout.clone());
+        let public_router = latchkey_http::public_router(self.state.clone()).layer(body_timeout);
         let admin_router = latchkey_http::admin_router(self.state).layer(body_timeout);
         let public = crate::serve::serve(self.public, public_router, self.limits, stop_rx.clone());
         // The courier stops with the listeners; a send in progress finishes first.

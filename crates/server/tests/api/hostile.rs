@@ -162,14 +162,18 @@ async fn transient_payload_must_be_a_small_object(backend: Backend) {
     let flow = native_flow(&app, "registration").await;
     let url = app.public_path(&format!("/self-service/registration?flow={}", flow["id"].as_str().unwrap()));
     let form = |payload: &str| {
-        format!("method=password&traits.email=form%40example.com&password={}&{payload}", crate::helpers::PASSWORD)
+        format!(
+            "method=password&traits.email=form%40example.com&password={}&{payload}",
+            crate::helpers::PASSWORD
+        )
     };
     let flat = app.http.post(&url).header("content-type", FORM).body(form("transient_payload=x")).send();
     assert_eq!(refused(flat.await.unwrap()).await.0, 400);
     let nested = app.http.post(&url).header("content-type", FORM).body(form("transient_payload.a=x")).send();
     assert_eq!(nested.await.unwrap().status(), 200);
     // Registration still works as before.
-    let done = submit_registration(&app, json!({"email": "other@example.com"}), crate::helpers::PASSWORD).await;
+    let done =
+        submit_registration(&app, json!({"email": "other@example.com"}), crate::helpers::PASSWORD).await;
     assert!(done["identity"]["id"].is_string());
     app.stop().await;
 }
@@ -182,14 +186,16 @@ async fn long_query_strings_and_cookies_are_refused(backend: Backend) {
     assert_eq!(refused(app.http.get(&long).send().await.unwrap()).await.0, 414);
     let many = format!("{login}?{}", (0..600).map(|i| format!("p{i}=1")).collect::<Vec<_>>().join("&"));
     assert_eq!(refused(app.http.get(&many).send().await.unwrap()).await.0, 400);
-    let admin_long = app.admin_path(&format!("/admin/identities?credentials_identifier={}", "a".repeat(40 * 1024)));
+    let admin_long =
+        app.admin_path(&format!("/admin/identities?credentials_identifier={}", "a".repeat(40 * 1024)));
     assert_eq!(refused(app.http.get(&admin_long).send().await.unwrap()).await.0, 414);
 
     let big_cookie = format!("a={}", "c".repeat(20 * 1024));
     let response = app.http.get(&login).header("cookie", big_cookie).send().await.unwrap();
     assert_eq!(refused(response).await.0, 431);
     let crowded = (0..100).map(|i| format!("c{i}=1")).collect::<Vec<_>>().join("; ");
-    let response = app.http.get(app.public_path("/sessions/whoami")).header("cookie", crowded).send().await.unwrap();
+    let response =
+        app.http.get(app.public_path("/sessions/whoami")).header("cookie", crowded).send().await.unwrap();
     assert_eq!(refused(response).await.0, 431);
     // A head beyond what the connection buffers is refused before routing.
     let huge = format!("a={}", "h".repeat(100 * 1024));

@@ -44,14 +44,18 @@ async fn malformed_addresses_are_refused_and_never_mailed(backend: Backend) {
     for kind in ["recovery", "verification"] {
         let flow = native_flow(&app, kind).await;
 
-        let (status, text) = post(&app, kind, &flow, json!({"method": "code", "email": "not-an-email"})).await;
+        let (status, text) =
+            post(&app, kind, &flow, json!({"method": "code", "email": "not-an-email"})).await;
         assert_eq!(status, 400, "{kind}: {text}");
         let answer: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(answer["id"], flow["id"], "the flow comes back");
         assert_eq!(answer["state"], "choose_method");
         let messages = email_messages(&answer);
         assert_eq!(messages.len(), 1, "{answer}");
-        assert_eq!((messages[0]["id"].as_u64(), messages[0]["type"].as_str()), (Some(4000040), Some("error")));
+        assert_eq!(
+            (messages[0]["id"].as_u64(), messages[0]["type"].as_str()),
+            (Some(4000040), Some("error"))
+        );
         assert_eq!(messages[0]["context"]["value"], "not-an-email");
 
         let (status, text) = post(&app, kind, &flow, json!({"method": "code", "email": header_break})).await;
@@ -69,7 +73,8 @@ async fn malformed_addresses_are_refused_and_never_mailed(backend: Backend) {
         assert!(!text.contains(&"a".repeat(321)), "the oversized value is echoed");
 
         // A well-formed address still works on the same flow.
-        let (status, text) = post(&app, kind, &flow, json!({"method": "code", "email": "ok@example.com"})).await;
+        let (status, text) =
+            post(&app, kind, &flow, json!({"method": "code", "email": "ok@example.com"})).await;
         assert_eq!(status, 200, "{kind}: {text}");
     }
 
@@ -110,7 +115,8 @@ async fn flow_ids_that_are_not_uuids_are_not_found(backend: Backend) {
             assert_eq!(body["error"]["code"], 404);
             assert_eq!(body["error"]["message"], "Unable to locate the resource");
         }
-        let missing = app.http.get(app.public_path(&format!("/self-service/{kind}/flows"))).send().await.unwrap();
+        let missing =
+            app.http.get(app.public_path(&format!("/self-service/{kind}/flows"))).send().await.unwrap();
         assert_eq!(missing.status(), 404, "{kind} without id");
     }
     app.stop().await;
@@ -120,7 +126,9 @@ fn assert_no_nulls(value: &Value, path: &str) {
     match value {
         Value::Null => panic!("`{path}` is null"),
         Value::Object(map) => map.iter().for_each(|(k, v)| assert_no_nulls(v, &format!("{path}.{k}"))),
-        Value::Array(items) => items.iter().enumerate().for_each(|(i, v)| assert_no_nulls(v, &format!("{path}[{i}]"))),
+        Value::Array(items) => {
+            items.iter().enumerate().for_each(|(i, v)| assert_no_nulls(v, &format!("{path}[{i}]")))
+        }
         _ => {}
     }
 }
@@ -130,8 +138,12 @@ async fn empty_fields_are_left_out(backend: Backend) {
     let (token, _) = register(&app, "empty@example.com", PASSWORD).await;
 
     // A settings flow without anything to continue with has no `continue_with`.
-    let response =
-        app.http.get(app.public_path("/self-service/settings/api")).header("x-session-token", &token).send().await;
+    let response = app
+        .http
+        .get(app.public_path("/self-service/settings/api"))
+        .header("x-session-token", &token)
+        .send()
+        .await;
     let flow: Value = response.unwrap().json().await.unwrap();
     assert!(flow.get("continue_with").is_none(), "{flow}");
     let (status, text) = post_settings(&app, &flow, &token).await;
@@ -170,8 +182,15 @@ async fn empty_fields_are_left_out(backend: Backend) {
         assert_no_nulls(&session["devices"], "devices");
     }
     let id = sessions[0]["id"].as_str().unwrap();
-    let one: Value =
-        app.http.get(app.admin_path(&format!("/admin/sessions/{id}"))).send().await.unwrap().json().await.unwrap();
+    let one: Value = app
+        .http
+        .get(app.admin_path(&format!("/admin/sessions/{id}")))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert!(one.get("identity").is_none(), "{one}");
     let expanded: Value = app
         .http
