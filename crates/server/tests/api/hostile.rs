@@ -201,6 +201,12 @@ async fn long_query_strings_and_cookies_are_refused(backend: Backend) {
     let huge = format!("a={}", "h".repeat(100 * 1024));
     let response = app.http.get(&login).header("x-filler", huge).send().await.unwrap();
     assert_eq!(response.status(), 431);
+    // So are more than 100 headers.
+    let mut crowded = app.http.get(&login);
+    for i in 0..150 {
+        crowded = crowded.header(format!("x-h{i}"), "1");
+    }
+    assert_eq!(crowded.send().await.unwrap().status(), 431);
     still_answers(&app).await;
     app.stop().await;
 }
