@@ -3,6 +3,7 @@
 //! exercised by the store contract tests and the HTTP tests alike.
 
 pub mod courier;
+pub mod email;
 pub mod flow;
 pub mod identity;
 pub mod password_policy;

@@ -89,6 +89,17 @@ pub fn validation_generic(reason: &str) -> Message {
 pub fn required(property: &str) -> Message {
     error(4000002, format!("Property {property} is missing."), Some(json!({"property": property})))
 }
+pub fn max_length(max: usize, actual: usize) -> Message {
+    error(
+        4000017,
+        format!("The value is {actual} characters long; at most {max} are allowed."),
+        Some(json!({"max_length": max, "actual_length": actual})),
+    )
+}
+/// `value` is what the user typed, already stripped of control characters.
+pub fn invalid_email(value: &str) -> Message {
+    error(4000040, "Please enter a valid email address.", Some(json!({"value": value})))
+}
 pub fn invalid_credentials() -> Message {
     error(4000006, "The identifier or password is incorrect. Check both and try again.", None)
 }

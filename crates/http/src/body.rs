@@ -1,13 +1,13 @@
-//! Request-body extraction with Kratos's answers: JSON only, at most
-//! [`crate::MAX_BODY_BYTES`], unknown fields rejected, every failure a 4xx
-//! in the error envelope.
+//! Request-body extraction with Kratos's answers: JSON only, within the
+//! router's size limit and [`crate::limits::MAX_JSON_DEPTH`], unknown fields
+//! rejected, every failure a 4xx in the error envelope.
 
-use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::limits::{check_json_depth, read_body};
 
 /// A JSON body decoded into `T`; `T` decides strictness via `deny_unknown_fields`.
 pub struct JsonBody<T>(pub T);
@@ -20,17 +20,13 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
             let essence = content_type.to_str().unwrap_or_default().split(';').next().unwrap_or_default();
             let essence = essence.trim().to_ascii_lowercase();
             if essence != "application/json" && !essence.ends_with("+json") {
+                let shown: String = essence.chars().take(64).collect();
                 return Err(ApiError::unsupported_media_type()
-                    .with_reason(format!("Expected `application/json`, got `{essence}`.")));
+                    .with_reason(format!("Expected `application/json`, got `{shown}`.")));
             }
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::payload_too_large()
-            } else {
-                ApiError::bad_request().with_reason("The request body could not be read.")
-            }
-        })?;
+        let bytes = read_body(req, state).await?;
+        check_json_depth(&bytes)?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             ApiError::bad_request().with_reason(format!("Unable to decode the request body as JSON: {e}"))
         })

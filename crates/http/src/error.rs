@@ -46,9 +46,9 @@ impl ApiError {
         Self::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, "The request is using an unknown content type")
     }
 
-    pub fn payload_too_large() -> Self {
+    pub fn payload_too_large(limit: usize) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large")
-            .with_reason(format!("Request bodies are limited to {} bytes.", crate::MAX_BODY_BYTES))
+            .with_reason(format!("Request bodies are limited to {limit} bytes."))
     }
 
     pub fn method_not_allowed() -> Self {

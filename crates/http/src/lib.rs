@@ -7,6 +7,7 @@ mod body;
 mod cookies;
 mod csrf;
 mod error;
+mod limits;
 mod pagination;
 mod public;
 mod query;
@@ -16,6 +17,7 @@ mod state;
 mod submit;
 mod views;
 
+use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
 use axum::http::{HeaderValue, Method, header};
@@ -23,6 +25,10 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 pub use error::ApiError;
+pub use limits::{
+    BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT, MAX_ADMIN_BODY_BYTES, MAX_COOKIE_BYTES, MAX_JSON_DEPTH,
+    MAX_PUBLIC_BODY_BYTES, MAX_QUERY_BYTES,
+};
 pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
 
 /// The CSRF cookie name for a public base URL.
@@ -30,27 +36,34 @@ pub fn csrf_cookie_name(public_base_url: &str) -> String {
     csrf::cookie_name(public_base_url)
 }
 
-/// Request bodies larger than this are refused with 413, as Kratos does.
-pub const MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+/// Admin request bodies larger than this are refused with 413; the public
+/// API allows [`MAX_PUBLIC_BODY_BYTES`].
+pub const MAX_BODY_BYTES: usize = MAX_ADMIN_BODY_BYTES;
+
+/// The self-service submit-body parser, for fuzzing.
+#[doc(hidden)]
+pub use submit::parse_submit_body;
 
 /// The router served on `serve.public`.
 pub fn public_router(state: AppState) -> Router {
-    finish(public::router().merge(redirect::admin_paths_on_public()), state)
+    finish(public::router().merge(redirect::admin_paths_on_public()), state, MAX_PUBLIC_BODY_BYTES)
 }
 
 /// The router served on `serve.admin`: every route answers with and without
 /// the `/admin` prefix.
 pub fn admin_router(state: AppState) -> Router {
     let routes = admin::router().merge(redirect::public_paths_on_admin());
-    finish(Router::new().nest("/admin", routes.clone()).merge(routes), state)
+    finish(Router::new().nest("/admin", routes.clone()).merge(routes), state, MAX_ADMIN_BODY_BYTES)
 }
 
-fn finish(router: Router<AppState>, state: AppState) -> Router {
+fn finish(router: Router<AppState>, state: AppState, body_limit: usize) -> Router {
     router
         .fallback(|| async { ApiError::not_found("The requested resource could not be found") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn(no_store_on_get))
-        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn(limits::bounded_request))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(Extension(limits::BodyLimit(body_limit)))
         .with_state(state)
 }
 

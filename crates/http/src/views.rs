@@ -125,7 +125,7 @@ pub fn session(
 ) -> Value {
     let identity_active =
         identity.is_none_or(|i| i.state == latchkey_domain::identity::IdentityState::Active);
-    json!({
+    let mut out = json!({
         "id": session.id,
         "active": session.is_live() && identity_active,
         "expires_at": session.expires_at,
@@ -133,9 +133,13 @@ pub fn session(
         "authenticator_assurance_level": session.aal,
         "authentication_methods": session.authentication_methods,
         "issued_at": session.issued_at,
-        "identity": identity.map(|i| self::identity(i, urls, audience, &CredentialsView::Omit)),
         "devices": if with_devices { json!(session.devices) } else { json!([]) },
-    })
+    });
+    // Not expanded: the key is left out (the schema has no `null` identity).
+    if let Some(identity) = identity {
+        out["identity"] = self::identity(identity, urls, audience, &CredentialsView::Omit);
+    }
+    out
 }
 
 /// The `continue_with` item naming the verification flow a code went out

@@ -36,6 +36,9 @@ enum Command {
     /// On PostgreSQL the server refuses to start until `latchkey migrate sql` has been run.
     /// Every config key can be overridden by an environment variable named after its path,
     /// upper-cased with `_`: DSN, SERVE_PUBLIC_PORT, SERVE_ADMIN_PORT, SECRETS_COOKIE, ...
+    ///
+    /// Slow and idle clients are cut off by `serve.limits`: header_read_timeout (10s),
+    /// body_read_timeout (30s), idle_timeout (10s) and max_connections (1024 per listener).
     Serve(ServeArgs),
     /// Manage the database schema.
     #[command(subcommand)]

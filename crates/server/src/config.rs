@@ -459,6 +459,36 @@ pub const SUPPORTED_HOOKS: [&str; 5] =
 pub struct Serve {
     pub public: Listener,
     pub admin: Listener,
+    pub limits: ServeLimits,
+}
+
+/// Latchkey's own keys (Kratos has none): how long a client may take and
+/// how many connections each listener serves at once, so slow or idle
+/// clients cannot pin memory, tasks or file descriptors.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ServeLimits {
+    /// A connection waiting for a request head (a new or a kept-alive one)
+    /// is closed when the whole head has not arrived within this time.
+    pub header_read_timeout: String,
+    /// A request body must arrive within this time, or the answer is 408.
+    pub body_read_timeout: String,
+    /// A kept-alive connection with no request in flight is closed after
+    /// this long (or after `header_read_timeout`, whichever is shorter).
+    pub idle_timeout: String,
+    /// Connections served at once per listener; more wait to be accepted.
+    pub max_connections: u32,
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        Self {
+            header_read_timeout: "10s".into(),
+            body_read_timeout: "30s".into(),
+            idle_timeout: "10s".into(),
+            max_connections: 1024,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
@@ -795,6 +825,19 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
             return Err(invalid(&format!("{key}.base_url"), "expected an http:// or https:// URL"));
         }
     }
+    let limits = &config.serve.limits;
+    for (key, value) in [
+        ("serve.limits.header_read_timeout", &limits.header_read_timeout),
+        ("serve.limits.body_read_timeout", &limits.body_read_timeout),
+        ("serve.limits.idle_timeout", &limits.idle_timeout),
+    ] {
+        if parse_duration(value).is_none_or(|d| d.is_zero()) {
+            return Err(invalid(key, "expected a positive duration such as 10s"));
+        }
+    }
+    if limits.max_connections == 0 {
+        return Err(invalid("serve.limits.max_connections", "expected an integer of at least 1"));
+    }
     for (i, secret) in config.secrets.cipher.iter().enumerate() {
         if secret.chars().count() != 32 {
             return Err(invalid(
@@ -996,6 +1039,27 @@ mod tests {
         assert_eq!(c.secrets.cookie.len(), 2);
         let url = &c.identity.schemas[0].url;
         assert!(url.starts_with("file:///") && url.ends_with("/s.json"), "{url}");
+    }
+
+    #[test]
+    fn serve_limits_have_safe_defaults_and_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "s.json", "{}");
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let limits = load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.serve.limits;
+        assert_eq!((limits.header_read_timeout.as_str(), limits.max_connections), ("10s", 1024));
+        let env = vec![("SERVE_LIMITS_IDLE_TIMEOUT".to_string(), "2s".to_string())];
+        let loaded = load(std::slice::from_ref(&a), env, false).unwrap();
+        assert_eq!(loaded.config.serve.limits.idle_timeout, "2s");
+        for (name, value, key) in [
+            ("SERVE_LIMITS_MAX_CONNECTIONS", "0", "serve.limits.max_connections"),
+            ("SERVE_LIMITS_HEADER_READ_TIMEOUT", "0s", "serve.limits.header_read_timeout"),
+            ("SERVE_LIMITS_BODY_READ_TIMEOUT", "soon", "serve.limits.body_read_timeout"),
+        ] {
+            let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

@@ -167,6 +167,8 @@ pub struct Application {
     /// PostgreSQL's cache-invalidation listener; it holds a pooled connection.
     listener: Option<AbortOnDrop>,
     courier: Option<Dispatcher>,
+    limits: crate::serve::Limits,
+    body_read_timeout: Duration,
 }
 
 /// Stops a background task when its owner goes away, built or not run.
@@ -344,7 +346,24 @@ impl Application {
                 "courier.smtp.connection_uri is not set: emails stay queued until a courier sends them"
             );
         }
-        Ok(Self { public, admin, state, store, listener: listener.map(AbortOnDrop), courier })
+        let serve_limits = &config.serve.limits;
+        let limit = |s: &str, fallback: u64| parse_duration(s).unwrap_or(Duration::from_secs(fallback));
+        let limits = crate::serve::Limits {
+            header_read_timeout: limit(&serve_limits.header_read_timeout, 10),
+            idle_timeout: limit(&serve_limits.idle_timeout, 10),
+            max_connections: serve_limits.max_connections.max(1),
+        };
+        let body_read_timeout = limit(&serve_limits.body_read_timeout, 30);
+        Ok(Self {
+            public,
+            admin,
+            state,
+            store,
+            listener: listener.map(AbortOnDrop),
+            courier,
+            limits,
+            body_read_timeout,
+        })
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -365,29 +384,28 @@ impl Application {
         let wait = |mut rx: tokio::sync::watch::Receiver<()>| async move {
             let _ = rx.changed().await;
         };
-        let public_router = latchkey_http::public_router(self.state.clone());
-        let public =
-            axum::serve(self.public, public_router.into_make_service_with_connect_info::<SocketAddr>())
-                .with_graceful_shutdown(wait(stop_rx.clone()));
+        let body_timeout = axum::Extension(latchkey_http::BodyReadTimeout(self.body_read_timeout));
+        let public_router = latchkey_http::public_router(self.state.clone()).layer(body_timeout);
+        let admin_router = latchkey_http::admin_router(self.state).layer(body_timeout);
+        let public = crate::serve::serve(self.public, public_router, self.limits, stop_rx.clone());
         // The courier stops with the listeners; a send in progress finishes first.
         let courier = self.courier.take().map(|dispatcher| {
             let stop = wait(stop_rx.clone());
             tokio::spawn(async move { dispatcher.run(std::time::Duration::from_secs(1), stop).await })
         });
-        let admin = axum::serve(self.admin, latchkey_http::admin_router(self.state))
-            .with_graceful_shutdown(wait(stop_rx));
+        let admin = crate::serve::serve(self.admin, admin_router, self.limits, stop_rx);
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(());
         });
-        let (a, b) = tokio::join!(public.into_future(), admin.into_future());
+        tokio::join!(public, admin);
         if let Some(courier) = courier {
             let _ = courier.await;
         }
         // Dropping the guard aborts the listener and returns its connection.
         drop(self.listener);
         self.store.close().await;
-        a.and(b)
+        Ok(())
     }
 }
 

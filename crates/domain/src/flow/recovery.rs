@@ -154,6 +154,14 @@ impl RecoveryService {
             flow.ui.add_message(Some("email"), text::required("email"));
             return self.save(flow, RecoveryOutcome::Rejected).await;
         }
+        if let Some(problem) = crate::email::problem(&email) {
+            // The first form shows back what was typed; a resend keeps its address.
+            if flow.state == "choose_method" {
+                flow.ui.set_value("email", json!(crate::email::printable(&email)));
+            }
+            flow.ui.add_message(Some("email"), problem);
+            return self.save(flow, RecoveryOutcome::Rejected).await;
+        }
         let identity = self.store.identity_by_recovery_address(Via::Email.as_str(), &address).await?;
         // Unknown addresses store a code too (one that recovers nothing), so
         // both paths do the same work and take the same time.

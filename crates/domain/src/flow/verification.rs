@@ -154,6 +154,13 @@ impl VerificationService {
             self.store.update_flow(&flow).await?;
             return Ok(VerificationOutcome::Rejected(flow));
         }
+        if let Some(problem) = crate::email::problem(&email) {
+            flow.ui.upsert(code::email_input(Some(&crate::email::printable(&email))));
+            flow.ui.add_message(Some("email"), problem);
+            flow.updated_at = now();
+            self.store.update_flow(&flow).await?;
+            return Ok(VerificationOutcome::Rejected(flow));
+        }
         let identity = self.store.identity_by_verifiable_address(Via::Email.as_str(), &address).await?;
         let target = identity.as_ref().and_then(|i| {
             let a = i.verifiable_addresses.iter().find(|a| a.via == Via::Email && a.value == address)?;

@@ -35,7 +35,8 @@ fn message(state: &AppState, m: &Message, dispatches: Option<&[Dispatch]>) -> Va
         "subject": subject,
         "body": body,
         "template_type": m.template_type,
-        "channel": null,
+        // Latchkey's courier sends email only.
+        "channel": "email",
         "send_count": m.send_count,
         "created_at": m.created_at,
         "updated_at": m.updated_at,

@@ -194,6 +194,16 @@ pub fn flow_id(params: &QueryParams, key: &str) -> Result<Uuid, ApiError> {
     })
 }
 
+/// The `id` of `GET /self-service/<flow>/flows`: like Kratos, an id that is
+/// missing or not a UUID names no flow, so the answer is 404, not 400.
+pub fn fetch_id(params: &QueryParams) -> Result<Uuid, ApiError> {
+    params.first("id").and_then(|id| Uuid::parse_str(id).ok()).ok_or_else(flow_not_found)
+}
+
+pub fn flow_not_found() -> ApiError {
+    ApiError::not_found("Unable to locate the resource")
+}
+
 /// Native clients must not look like browsers: a browser on an API flow
 /// would bypass CSRF protection.
 pub fn ensure_api_client(headers: &HeaderMap) -> Result<(), ApiError> {
@@ -277,12 +287,10 @@ pub async fn fetch(
     headers: &HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
-    let id = flow_id(&params, "id")?;
+    let id = fetch_id(&params)?;
     let flow = match latchkey_domain::flow::load(state.store.as_ref(), id, kind).await {
         Ok(flow) => flow,
-        Err(FlowError::NotFound) => {
-            return Err(ApiError::not_found("The requested resource could not be found"));
-        }
+        Err(FlowError::NotFound) => return Err(flow_not_found()),
         Err(e) => return Err(flow_failure(e)),
     };
     if flow.flow_type == FlowType::Browser {

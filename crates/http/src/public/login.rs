@@ -98,7 +98,7 @@ async fn submit(
             ));
         }
     };
-    flow.transient_payload = body.get("transient_payload").cloned();
+    flow.transient_payload = crate::submit::transient_payload(&body)?;
     let outcome = match state
         .login
         .submit(flow, submission, device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr)))

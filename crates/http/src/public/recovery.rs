@@ -100,7 +100,7 @@ async fn submit(
             return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
         }
     };
-    flow.transient_payload = body.get("transient_payload").cloned();
+    flow.transient_payload = crate::submit::transient_payload(&body)?;
     let device = device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr));
     let outcome = match state.recovery.submit(flow, submission, device).await {
         Ok(outcome) => outcome,

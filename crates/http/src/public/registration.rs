@@ -105,7 +105,7 @@ async fn submit(
             return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
         }
     };
-    flow.transient_payload = body.get("transient_payload").cloned();
+    flow.transient_payload = crate::submit::transient_payload(&body)?;
     let outcome = match state
         .registration
         .submit(flow, submission, device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr)))

@@ -53,7 +53,10 @@ fn identity_mismatch() -> ApiError {
 fn body(state: &AppState, flow: &Flow, identity: &Identity, continue_with: Value) -> Value {
     let mut out = views::flow(flow);
     out["identity"] = views::identity(identity, &state.urls, Audience::Public, &CredentialsView::Omit);
-    out["continue_with"] = continue_with;
+    // Kratos omits an empty `continue_with` (`omitempty`), never `null`.
+    if continue_with.as_array().is_some_and(|items| !items.is_empty()) {
+        out["continue_with"] = continue_with;
+    }
     out
 }
 
@@ -120,10 +123,11 @@ async fn fetch(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
-    let id = flows::flow_id(&params, "id")?;
-    let flow = latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Settings)
-        .await
-        .map_err(flows::flow_failure)?;
+    let id = flows::fetch_id(&params)?;
+    let flow = match latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Settings).await {
+        Err(FlowError::NotFound) => return Err(flows::flow_not_found()),
+        other => other.map_err(flows::flow_failure)?,
+    };
     let (_, identity) = owned_flow(&state, &headers, &flow).await?;
     if flow.flow_type == FlowType::Browser {
         let matches = cookie(&headers, &state.web.csrf_cookie_name)
@@ -184,7 +188,7 @@ async fn submit(
             return Ok(answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST));
         }
     };
-    flow.transient_payload = body_json.get("transient_payload").cloned();
+    flow.transient_payload = crate::submit::transient_payload(&body_json)?;
     let outcome = match state.settings.submit(flow, &session, submission).await {
         Ok(outcome) => outcome,
         Err(e @ FlowError::Expired { .. }) => {
