@@ -12,6 +12,7 @@ mod health;
 mod identities;
 mod native;
 mod recovery;
+mod review_findings;
 mod sessions;
 mod settings;
 mod startup;
