@@ -147,6 +147,22 @@ async fn answer(
             }));
             Err(error)
         }
+        RecoveryOutcome::IdentityDisabled { replacement, identity_id } => {
+            if replacement.flow_type == FlowType::Browser && !wants_json(headers) {
+                return Ok(flows::see_other(&format!("{ui_url}?flow={}", replacement.id)));
+            }
+            let mut error = ApiError::bad_request().with_id("identity_disabled");
+            error.message = "identity is disabled".into();
+            error.reason = Some("This account was disabled.".into());
+            error.extra = Some(Box::new(Extra {
+                details: Some(json!({
+                    "identity_id": identity_id,
+                    "continue_with": [{ "action": "show_recovery_ui", "flow": { "id": replacement.id } }],
+                })),
+                ..Default::default()
+            }));
+            Err(error)
+        }
         RecoveryOutcome::Recovered { flow, issued, settings_flow } => {
             let settings_url = format!("{}?flow={}", state.web.settings_ui_url, settings_flow.id);
             let show_settings = json!({

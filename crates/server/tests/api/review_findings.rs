@@ -16,6 +16,7 @@ use crate::on_both_databases;
 on_both_databases!(
     verification_links_with_wrong_codes_change_nothing,
     admin_issued_codes_work_without_cookies,
+    deactivated_identities_are_not_recovered,
 );
 
 const VERIFICATION_UI: &str = "http://127.0.0.1:4455/verification";
