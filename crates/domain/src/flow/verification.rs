@@ -136,11 +136,8 @@ impl VerificationService {
         code: &str,
         csrf_hash: Option<String>,
     ) -> Result<bool, FlowError> {
-        let check = self
-            .settings
-            .codes
-            .find(self.store.as_ref(), CodePurpose::Verification, &mut flow, code)
-            .await?;
+        let check =
+            self.settings.codes.find(self.store.as_ref(), CodePurpose::Verification, &mut flow, code).await?;
         let right = matches!(check, CodeCheck::Right(_));
         if right {
             if let Some(node) = flow.ui.node_mut("code") {

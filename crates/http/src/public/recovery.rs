@@ -128,9 +128,7 @@ async fn answer(
         Err(e) => return Ok(flows::flow_failure_response(e, headers, &ui_url)),
     };
     match outcome {
-        RecoveryOutcome::Updated(flow) => {
-            Ok(flows::show_flow(state, flow, headers, StatusCode::OK, &ui_url))
-        }
+        RecoveryOutcome::Updated(flow) => Ok(flows::show_flow(state, flow, headers, StatusCode::OK, &ui_url)),
         RecoveryOutcome::Rejected(flow) => {
             Ok(flows::show_flow(state, flow, headers, StatusCode::BAD_REQUEST, &ui_url))
         }

@@ -105,11 +105,8 @@ fn dsn_passwords_with_delimiters_never_reach_the_output() {
             .output()
             .unwrap();
         assert!(!output.status.success(), "the database does not exist");
-        let all = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
+        let all =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
         assert!(all.contains("127.0.0.1:5432/latchkey_does_not_exist"), "the DSN is named: {all}");
         for secret in secrets {
             assert!(!all.contains(secret), "{secret} leaked: {all}");

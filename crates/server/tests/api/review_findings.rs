@@ -9,7 +9,8 @@ use latchkey_courier::test_smtp::Received;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Jar, TestApp, code_for, create_identity, native_flow, spawn_app_with_mail,
+    Backend, Jar, PASSWORD, TestApp, code_for, create_identity, native_flow, register, spawn_app_with,
+    spawn_app_with_mail,
 };
 use crate::on_both_databases;
 
@@ -17,6 +18,7 @@ on_both_databases!(
     verification_links_with_wrong_codes_change_nothing,
     admin_issued_codes_work_without_cookies,
     deactivated_identities_are_not_recovered,
+    overflowing_numbers_are_refused,
 );
 
 const VERIFICATION_UI: &str = "http://127.0.0.1:4455/verification";
@@ -166,9 +168,7 @@ async fn issue_code(app: &TestApp, body: Value) -> Value {
 }
 
 fn flow_of(issued: &Value) -> String {
-    let link = issued["recovery_link"].as_str().unwrap();
-    assert!(link.starts_with(&format!("{RECOVERY_UI}?flow=")), "{link}");
-    link.split("flow=").nth(1).unwrap().to_string()
+    issued["recovery_link"].as_str().unwrap().split("flow=").nth(1).unwrap().to_string()
 }
 
 async fn admin_issued_codes_work_without_cookies(backend: Backend) {
@@ -179,6 +179,7 @@ async fn admin_issued_codes_work_without_cookies(backend: Backend) {
     // the flow could be bound to, yet can read and submit it.
     let issued = issue_code(&app, json!({ "identity_id": identity_id })).await;
     let flow_id = flow_of(&issued);
+    assert_eq!(issued["recovery_link"], format!("{RECOVERY_UI}?flow={flow_id}"));
     let (status, flow) = fetch_flow(&app, "recovery", &flow_id, None).await;
     assert_eq!(status, 200, "{flow}");
     assert_eq!((flow["type"].as_str(), flow["state"].as_str()), (Some("browser"), Some("sent_email")));
@@ -325,5 +326,85 @@ async fn deactivated_identities_are_not_recovered(backend: Backend) {
         "no session cookie: {cookies:?}"
     );
     assert_eq!(sessions_of(&app, &identity_id).await, 0);
+    app.stop().await;
+}
+
+/// A 400 in the Kratos error envelope.
+async fn assert_bad_request(response: reqwest::Response, what: &str) {
+    assert_eq!(response.status(), 400, "{what}");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(
+        (body["error"]["code"].as_u64(), body["error"]["status"].as_str()),
+        (Some(400), Some("Bad Request"))
+    );
+    assert!(body["error"]["reason"].as_str().is_some_and(|r| !r.is_empty()), "{what}: {body}");
+}
+
+async fn overflowing_numbers_are_refused(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    let (token, identity_id) = register(&app, "numbers@example.com", PASSWORD).await;
+
+    // Admin recovery codes: lifespans past Go's limit (about 292 years) are
+    // refused, like Kratos's; the limit itself is a date both databases keep.
+    for expires_in in ["99999999999h", "2562048h", "18446744073709551616ns", "9223372036s999ms", "-1h", "0s"]
+    {
+        let response = app
+            .http
+            .post(app.admin_path("/admin/recovery/code"))
+            .json(&json!({ "identity_id": identity_id, "expires_in": expires_in }))
+            .send()
+            .await
+            .unwrap();
+        assert_bad_request(response, expires_in).await;
+    }
+    let issued = issue_code(&app, json!({ "identity_id": identity_id, "expires_in": "2562047h" })).await;
+    let expires_at = issued["expires_at"].as_str().unwrap();
+    assert!(expires_at.starts_with("23"), "{expires_at}");
+    let (status, flow) = fetch_flow(&app, "recovery", &flow_of(&issued), None).await;
+    assert_eq!((status, flow["expires_at"].as_str()), (200, Some(expires_at)));
+
+    // Page sizes, page numbers and page tokens that overflow.
+    // `{"offset":"18446744073709551615","v":2}`, base64url.
+    let huge_offset = "eyJvZmZzZXQiOiIxODQ0Njc0NDA3MzcwOTU1MTYxNSIsInYiOjJ9";
+    let offset_lists =
+        [app.admin_path(&format!("/admin/identities/{identity_id}/sessions")), app.public_path("/sessions")];
+    let keyset_lists = [
+        app.admin_path("/admin/identities"),
+        app.admin_path("/admin/sessions"),
+        app.admin_path("/admin/courier/messages"),
+    ];
+    let mut cases = Vec::new();
+    for list in offset_lists.iter().chain(&keyset_lists) {
+        for query in
+            ["page_size=18446744073709551616", "page_size=-1", "page_size=0", "page_token=%00garbage%FF"]
+        {
+            cases.push(format!("{list}?{query}"));
+        }
+    }
+    for list in &offset_lists {
+        for query in [
+            format!("page={}", u64::MAX),
+            "page=18446744073709551616".into(),
+            format!("page={}&page_size=1000", u64::MAX / 1000),
+            format!("page_token={huge_offset}"),
+        ] {
+            cases.push(format!("{list}?{query}"));
+        }
+    }
+    for url in &cases {
+        let response = app.http.get(url).header("x-session-token", &token).send().await.unwrap();
+        assert_bad_request(response, url).await;
+    }
+    // Sane values still page.
+    let response = app
+        .http
+        .get(app.public_path("/sessions?page=0&page_size=1000"))
+        .header("x-session-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let health = app.http.get(app.public_path("/health/alive")).send().await.unwrap();
+    assert_eq!(health.status(), 200, "the server is still up");
     app.stop().await;
 }
