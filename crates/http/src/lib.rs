@@ -4,6 +4,7 @@
 
 mod admin;
 mod body;
+mod client_ip;
 mod cookies;
 mod csrf;
 mod error;
@@ -22,6 +23,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+pub use client_ip::{Network, TrustedProxies};
 pub use error::ApiError;
 pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
 

@@ -469,6 +469,12 @@ pub struct Listener {
     pub port: Option<u16>,
     /// Where clients reach this listener; derived from the bound address when unset.
     pub base_url: String,
+    /// Proxies (addresses or CIDR networks, e.g. `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` is believed for the client address recorded on
+    /// sessions. Empty (the default) trusts none: the peer's address is
+    /// recorded. Kratos has no such key (it believes the header from
+    /// anyone); only `serve.public` starts sessions, so only it uses this.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -795,6 +801,12 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
             return Err(invalid(&format!("{key}.base_url"), "expected an http:// or https:// URL"));
         }
     }
+    for (key, listener) in [("serve.public", &config.serve.public), ("serve.admin", &config.serve.admin)] {
+        for (i, network) in listener.trusted_proxies.iter().enumerate() {
+            latchkey_http::Network::parse(network)
+                .map_err(|reason| invalid(&format!("{key}.trusted_proxies.{i}"), reason))?;
+        }
+    }
     for (i, secret) in config.secrets.cipher.iter().enumerate() {
         if secret.chars().count() != 32 {
             return Err(invalid(
@@ -1080,6 +1092,21 @@ mod tests {
         let c = write(dir.path(), "c.yml", "hashers:\n  algorithm: md5\n");
         let err = load(&[a, c], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("hashers.algorithm"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_by_default_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let loaded = load(std::slice::from_ref(&a), Vec::new(), false).unwrap();
+        assert!(loaded.config.serve.public.trusted_proxies.is_empty());
+        let env = vec![("SERVE_PUBLIC_TRUSTED_PROXIES".into(), "127.0.0.1, 10.0.0.0/8,fd00::/8".into())];
+        let loaded = load(std::slice::from_ref(&a), env, false).unwrap();
+        assert_eq!(loaded.config.serve.public.trusted_proxies, ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]);
+        let b =
+            write(dir.path(), "b.yml", "serve:\n  public:\n    trusted_proxies: [10.0.0.1, 10.0.0.0/40]\n");
+        let err = load(&[a, b], Vec::new(), false).unwrap_err();
+        assert!(err.to_string().contains("serve.public.trusted_proxies.1"), "{err}");
     }
 
     #[test]

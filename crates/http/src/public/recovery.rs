@@ -122,7 +122,7 @@ async fn answer(
         }
     };
     flow.transient_payload = body.get("transient_payload").cloned();
-    let device = device(headers, peer.map(|Extension(ConnectInfo(addr))| addr));
+    let device = device(headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies);
     let outcome = match state.recovery.submit(flow, submission, device).await {
         Ok(outcome) => outcome,
         Err(e) => return Ok(flows::flow_failure_response(e, headers, &ui_url)),

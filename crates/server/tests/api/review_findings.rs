@@ -19,6 +19,7 @@ on_both_databases!(
     admin_issued_codes_work_without_cookies,
     deactivated_identities_are_not_recovered,
     overflowing_numbers_are_refused,
+    forwarded_for_counts_only_from_trusted_proxies,
 );
 
 const VERIFICATION_UI: &str = "http://127.0.0.1:4455/verification";
@@ -406,5 +407,68 @@ async fn overflowing_numbers_are_refused(backend: Backend) {
     assert_eq!(response.status(), 200);
     let health = app.http.get(app.public_path("/health/alive")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the server is still up");
+    app.stop().await;
+}
+
+/// Signs in natively with `forwarded` as `X-Forwarded-For`; returns the
+/// address recorded on the new session's device.
+async fn login_from(app: &TestApp, email: &str, forwarded: &str) -> Value {
+    let flow = native_flow(app, "login").await;
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/login?flow={}", id(&flow))))
+        .header("x-forwarded-for", forwarded)
+        .json(&json!({"method": "password", "identifier": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    let whoami: Value = app
+        .http
+        .get(app.public_path("/sessions/whoami"))
+        .header("x-session-token", body["session_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    whoami["devices"][0]["ip_address"].clone()
+}
+
+async fn forwarded_for_counts_only_from_trusted_proxies(backend: Backend) {
+    // By default no proxy is trusted: a forged header is ignored and the
+    // peer's own address (loopback, in tests) is recorded.
+    let app = spawn_app_with(backend, |_| {}).await;
+    create_identity(&app, "forwarded@example.com").await;
+    assert_eq!(login_from(&app, "forwarded@example.com", "198.51.100.1").await, "127.0.0.1");
+    assert_eq!(login_from(&app, "forwarded@example.com", "not an address").await, "127.0.0.1");
+    // Registration records the same.
+    let flow = native_flow(&app, "registration").await;
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/registration?flow={}", id(&flow))))
+        .header("x-forwarded-for", "198.51.100.1")
+        .json(&json!({"method": "password", "traits": {"email": "forwarded-too@example.com"}, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["session"]["devices"][0]["ip_address"], "127.0.0.1", "{body}");
+    app.stop().await;
+
+    // Behind a trusted proxy: the right-most address that is not a trusted proxy.
+    let app = spawn_app_with(backend, |c| {
+        c.serve.public.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
+    })
+    .await;
+    create_identity(&app, "proxied@example.com").await;
+    let recorded = login_from(&app, "proxied@example.com", "198.51.100.1, 203.0.113.7, 10.1.2.3").await;
+    assert_eq!(recorded, "203.0.113.7");
+    // Without the header it is the proxy's own address; garbage is never recorded.
+    assert_eq!(login_from(&app, "proxied@example.com", "").await, "127.0.0.1");
+    assert_eq!(login_from(&app, "proxied@example.com", "203.0.113.7, <script>").await, "127.0.0.1");
     app.stop().await;
 }
