@@ -949,9 +949,11 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     number.checked_mul(unit)
 }
 
-/// Go-style durations (`15m`, `1h`, `500ms`, `1h30m`).
+/// Go-style durations (`15m`, `1h`, `500ms`, `1h30m`), at most Go's limit
+/// (about 292 years), as Kratos reads them: a longer one would overflow the
+/// dates computed from it (a session's expiry at every login).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    humantime::parse_duration(s.trim()).ok()
+    humantime::parse_duration(s.trim()).ok().filter(|d| *d <= Duration::from_nanos(i64::MAX as u64))
 }
 
 impl Config {
@@ -1090,8 +1092,12 @@ mod tests {
         let err = load(&[a.clone(), b], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("secrets.cipher.0"), "{err}");
         let c = write(dir.path(), "c.yml", "hashers:\n  algorithm: md5\n");
-        let err = load(&[a, c], Vec::new(), false).unwrap_err();
+        let err = load(&[a.clone(), c], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("hashers.algorithm"), "{err}");
+        // A lifespan past Go's limit would overflow every expiry computed from it.
+        let d = write(dir.path(), "d.yml", "session:\n  lifespan: 99999999999h\n");
+        let err = load(&[a, d], Vec::new(), false).unwrap_err();
+        assert!(err.to_string().contains("session.lifespan"), "{err}");
     }
 
     #[test]
@@ -1167,5 +1173,7 @@ mod tests {
         assert_eq!(parse_bytes("1GB"), Some(1 << 30));
         assert_eq!(parse_bytes("lots"), None);
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2562047h"), Some(Duration::from_secs(2_562_047 * 3600)));
+        assert_eq!(parse_duration("99999999999h"), None);
     }
 }
