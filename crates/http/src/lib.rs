@@ -4,6 +4,7 @@
 
 mod admin;
 mod body;
+mod client_ip;
 mod cookies;
 mod csrf;
 mod error;
@@ -24,6 +25,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+pub use client_ip::{Network, TrustedProxies};
 pub use error::ApiError;
 pub use limits::{
     BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT, MAX_ADMIN_BODY_BYTES, MAX_COOKIE_BYTES, MAX_JSON_DEPTH,

@@ -28,21 +28,31 @@ impl OffsetPage {
                 v.parse::<u32>().ok().filter(|n| *n > 0).ok_or_else(|| bad("page size"))?.min(MAX_SIZE)
             }
         };
-        let number = if let Some(token) = params.first("page_token").filter(|t| !t.is_empty()) {
+        let (number, what) = if let Some(token) = params.first("page_token").filter(|t| !t.is_empty()) {
             let raw = URL_SAFE_NO_PAD.decode(token.trim_end_matches('=')).map_err(|_| bad("page_token"))?;
             let value: Value = serde_json::from_slice(&raw).map_err(|_| bad("page_token"))?;
             let offset: u64 =
                 value["offset"].as_str().and_then(|o| o.parse().ok()).ok_or_else(|| bad("page_token"))?;
-            offset / u64::from(size)
+            (offset / u64::from(size), "page_token")
         } else {
             match params.first("page") {
-                None | Some("") => 0,
-                Some(v) => v.parse::<u64>().map_err(|_| bad("page"))?,
+                None | Some("") => (0, "page"),
+                Some(v) => (v.parse::<u64>().map_err(|_| bad("page"))?, "page"),
             }
         };
+        // The offset goes to the database as a signed 64-bit number, and
+        // the links add a page to it.
+        let fits = number
+            .checked_add(1)
+            .and_then(|n| n.checked_mul(u64::from(size)))
+            .is_some_and(|end| end <= i64::MAX as u64);
+        if !fits {
+            return Err(bad(what));
+        }
         Ok(Self { number, size })
     }
 
+    /// Fits an `i64` (checked in `from_params`).
     pub fn offset(&self) -> u64 {
         self.number * u64::from(self.size)
     }
@@ -122,5 +132,56 @@ impl KeysetPage {
             links.push(format!("<{path}?{}>; rel=\"next\"", params.paged(self.size, &last.to_string())));
         }
         HeaderValue::from_str(&links.join(",")).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn offset_page(query: &str) -> Result<OffsetPage, u16> {
+        OffsetPage::from_params(&QueryParams::parse(Some(query))).map_err(|e| e.status.as_u16())
+    }
+
+    fn token(offset: &str) -> String {
+        URL_SAFE_NO_PAD.encode(json!({ "offset": offset, "v": 2 }).to_string())
+    }
+
+    #[test]
+    fn offsets_that_overflow_are_refused() {
+        let page = offset_page("page=3&per_page=10").unwrap();
+        assert_eq!((page.number, page.offset()), (3, 30));
+        // The largest page whose end still fits an i64 is accepted.
+        let last = (i64::MAX as u64) / 1000 - 1;
+        assert_eq!(offset_page(&format!("page={last}&page_size=1000")).unwrap().offset(), last * 1000);
+        for query in [
+            format!("page={}&page_size=1000", last + 1),
+            format!("page={}", u64::MAX),
+            "page=18446744073709551616".into(),
+            "page=-1".into(),
+            "page_size=18446744073709551616".into(),
+            "page_size=-1".into(),
+            "page_size=0".into(),
+            format!("page_token={}", token(&u64::MAX.to_string())),
+            format!("page_token={}", token("-5")),
+            "page_token=%%%garbage".into(),
+            format!("page_token={}", URL_SAFE_NO_PAD.encode("not json")),
+        ] {
+            assert_eq!(offset_page(&query).err(), Some(400), "{query}");
+        }
+        // Links for the last acceptable page are built without overflow.
+        let page = offset_page(&format!("page={last}&page_size=1000")).unwrap();
+        let mut headers = HeaderMap::new();
+        page.headers("/sessions", &QueryParams::parse(None), u64::MAX, &mut headers);
+        assert!(headers["link"].to_str().unwrap().contains("rel=\"next\""));
+    }
+
+    #[test]
+    fn keyset_pages_refuse_bad_sizes_and_tokens() {
+        let parse = |q: &str| KeysetPage::from_params(&QueryParams::parse(Some(q)), 250, 1000);
+        assert_eq!(parse("page_size=5000").unwrap().size, 1000);
+        for query in ["page_size=18446744073709551616", "page_size=-1", "page_size=0", "page_token=zzz"] {
+            assert_eq!(parse(query).err().map(|e| e.status.as_u16()), Some(400), "{query}");
+        }
     }
 }

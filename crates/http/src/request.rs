@@ -7,6 +7,8 @@ use axum::http::{HeaderMap, header};
 use latchkey_domain::session::Device;
 use uuid::Uuid;
 
+use crate::client_ip::TrustedProxies;
+
 /// Kratos's rule: JSON when content negotiation over `text/html, text/*,
 /// */*, application/json` (in that order of preference) picks JSON, or when
 /// the body is exactly `application/json`.
@@ -85,18 +87,12 @@ pub fn session_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'
     })
 }
 
-/// The device a session starts on: the client's address (the first
-/// `X-Forwarded-For` hop when a proxy sets it) and user agent.
-pub fn device(headers: &HeaderMap, peer: Option<SocketAddr>) -> Device {
-    let forwarded = headers
-        .get("x-forwarded-for")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(',').next())
-        .map(|v| v.trim().to_string())
-        .filter(|v| !v.is_empty());
+/// The device a session starts on: the client's address (see
+/// [`TrustedProxies::client_ip`]) and user agent.
+pub fn device(headers: &HeaderMap, peer: Option<SocketAddr>, proxies: &TrustedProxies) -> Device {
     Device {
         id: Uuid::new_v4(),
-        ip_address: forwarded.or_else(|| peer.map(|p| p.ip().to_string())),
+        ip_address: proxies.client_ip(headers, peer).map(|ip| ip.to_string()),
         user_agent: headers.get(header::USER_AGENT).and_then(|v| v.to_str().ok()).map(str::to_string),
         location: None,
     }

@@ -69,6 +69,8 @@ pub struct WebSettings {
     pub csrf_cookie_name: String,
     pub session_lifespan: Duration,
     pub earliest_possible_extend: Duration,
+    /// `serve.public.trusted_proxies`: peers whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: crate::client_ip::TrustedProxies,
     /// `--dev`: courier bodies are shown, cookies work without TLS.
     pub dev: bool,
 }

@@ -499,6 +499,12 @@ pub struct Listener {
     pub port: Option<u16>,
     /// Where clients reach this listener; derived from the bound address when unset.
     pub base_url: String,
+    /// Proxies (addresses or CIDR networks, e.g. `10.0.0.0/8`) whose
+    /// `X-Forwarded-For` is believed for the client address recorded on
+    /// sessions. Empty (the default) trusts none: the peer's address is
+    /// recorded. Kratos has no such key (it believes the header from
+    /// anyone); only `serve.public` starts sessions, so only it uses this.
+    pub trusted_proxies: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -838,6 +844,12 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     if limits.max_connections == 0 {
         return Err(invalid("serve.limits.max_connections", "expected an integer of at least 1"));
     }
+    for (key, listener) in [("serve.public", &config.serve.public), ("serve.admin", &config.serve.admin)] {
+        for (i, network) in listener.trusted_proxies.iter().enumerate() {
+            latchkey_http::Network::parse(network)
+                .map_err(|reason| invalid(&format!("{key}.trusted_proxies.{i}"), reason))?;
+        }
+    }
     for (i, secret) in config.secrets.cipher.iter().enumerate() {
         if secret.chars().count() != 32 {
             return Err(invalid(
@@ -980,9 +992,11 @@ pub fn parse_bytes(s: &str) -> Option<u64> {
     number.checked_mul(unit)
 }
 
-/// Go-style durations (`15m`, `1h`, `500ms`, `1h30m`).
+/// Go-style durations (`15m`, `1h`, `500ms`, `1h30m`), at most Go's limit
+/// (about 292 years), as Kratos reads them: a longer one would overflow the
+/// dates computed from it (a session's expiry at every login).
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    humantime::parse_duration(s.trim()).ok()
+    humantime::parse_duration(s.trim()).ok().filter(|d| *d <= Duration::from_nanos(i64::MAX as u64))
 }
 
 impl Config {
@@ -992,18 +1006,73 @@ impl Config {
     }
 }
 
-/// Hides the password in `scheme://user:password@host/…`.
+/// Hides every password a DSN can carry, for logs and errors: the one in
+/// `scheme://user:password@host/…` (which may itself hold `@`, `:` or `/`:
+/// the host starts after the last `@`) and the value of any `password=`
+/// parameter, in a query string or a `key=value` DSN. When in doubt it hides
+/// too much rather than too little.
 pub fn redact_dsn(dsn: &str) -> String {
-    let Some((scheme, rest)) = dsn.split_once("://") else {
-        return dsn.to_string();
-    };
-    let Some((userinfo, host)) = rest.split_once('@') else {
-        return dsn.to_string();
-    };
-    match userinfo.split_once(':') {
-        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+    let redacted = match dsn.split_once("://") {
+        Some((scheme, rest)) => match rest.rsplit_once('@') {
+            Some((userinfo, host)) => match userinfo.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+                None => dsn.to_string(),
+            },
+            None => dsn.to_string(),
+        },
         None => dsn.to_string(),
+    };
+    redact_password_params(&redacted)
+}
+
+/// Keys whose values are secrets wherever they appear as `key=value`.
+const SECRET_KEYS: [&str; 4] = ["password", "sslpassword", "pass", "pwd"];
+
+/// Replaces the value of every `password=` (and the like) parameter. A value
+/// runs until the next separator (`&`, `;` or whitespace) that starts
+/// another `key=` (after its closing quote, if quoted), so a password
+/// holding a bare `&` is hidden whole.
+fn redact_password_params(dsn: &str) -> String {
+    let bytes = dsn.as_bytes();
+    let is_separator = |b: u8| matches!(b, b'?' | b'&' | b';') || b.is_ascii_whitespace();
+    let starts_param = |at: usize| {
+        let name = dsn[at..].bytes().take_while(|b| b.is_ascii_alphanumeric() || *b == b'_').count();
+        name > 0 && bytes.get(at + name) == Some(&b'=')
+    };
+    let mut out = String::with_capacity(dsn.len());
+    let mut i = 0;
+    while i < dsn.len() {
+        let at_key = i == 0 || is_separator(bytes[i - 1]);
+        let key = at_key
+            .then(|| {
+                SECRET_KEYS.iter().find(|k| {
+                    dsn.get(i..i + k.len() + 1)
+                        .is_some_and(|s| s[..k.len()].eq_ignore_ascii_case(k) && s.ends_with('='))
+                })
+            })
+            .flatten();
+        let Some(key) = key else {
+            let c = dsn[i..].chars().next().expect("i is on a char boundary");
+            out.push(c);
+            i += c.len_utf8();
+            continue;
+        };
+        let value_start = i + key.len() + 1;
+        // A quoted value (`password='a b'`) runs to its closing quote.
+        let unquoted_from = match bytes.get(value_start) {
+            Some(&quote @ (b'\'' | b'"')) => (value_start + 1..dsn.len())
+                .find(|&j| bytes[j] == quote && bytes[j - 1] != b'\\')
+                .map_or(dsn.len(), |j| j + 1),
+            _ => value_start,
+        };
+        let value_end = (unquoted_from..dsn.len())
+            .find(|&j| is_separator(bytes[j]) && bytes[j] != b'?' && starts_param(j + 1))
+            .unwrap_or(dsn.len());
+        out.push_str(&dsn[i..value_start]);
+        out.push_str("***");
+        i = value_end;
     }
+    out
 }
 
 #[cfg(test)]
@@ -1087,8 +1156,27 @@ mod tests {
         let err = load(&[a.clone(), b], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("secrets.cipher.0"), "{err}");
         let c = write(dir.path(), "c.yml", "hashers:\n  algorithm: md5\n");
-        let err = load(&[a, c], Vec::new(), false).unwrap_err();
+        let err = load(&[a.clone(), c], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("hashers.algorithm"), "{err}");
+        // A lifespan past Go's limit would overflow every expiry computed from it.
+        let d = write(dir.path(), "d.yml", "session:\n  lifespan: 99999999999h\n");
+        let err = load(&[a, d], Vec::new(), false).unwrap_err();
+        assert!(err.to_string().contains("session.lifespan"), "{err}");
+    }
+
+    #[test]
+    fn trusted_proxies_are_none_by_default_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let loaded = load(std::slice::from_ref(&a), Vec::new(), false).unwrap();
+        assert!(loaded.config.serve.public.trusted_proxies.is_empty());
+        let env = vec![("SERVE_PUBLIC_TRUSTED_PROXIES".into(), "127.0.0.1, 10.0.0.0/8,fd00::/8".into())];
+        let loaded = load(std::slice::from_ref(&a), env, false).unwrap();
+        assert_eq!(loaded.config.serve.public.trusted_proxies, ["127.0.0.1", "10.0.0.0/8", "fd00::/8"]);
+        let b =
+            write(dir.path(), "b.yml", "serve:\n  public:\n    trusted_proxies: [10.0.0.1, 10.0.0.0/40]\n");
+        let err = load(&[a, b], Vec::new(), false).unwrap_err();
+        assert!(err.to_string().contains("serve.public.trusted_proxies.1"), "{err}");
     }
 
     #[test]
@@ -1103,8 +1191,44 @@ mod tests {
     fn errors_and_debug_never_show_secrets() {
         assert_eq!(redact_dsn("postgres://u:hunter2@db:5432/x"), "postgres://u:***@db:5432/x");
         assert_eq!(redact_dsn("memory"), "memory");
+        assert_eq!(redact_dsn("sqlite:///var/lib/x.db?_fk=true"), "sqlite:///var/lib/x.db?_fk=true");
+        assert_eq!(redact_dsn("postgres://u@db/x"), "postgres://u@db/x");
         let s = Secrets { cookie: vec!["hunter2hunter2hunter2".into()], ..Default::default() };
         assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn dsn_passwords_are_hidden_whole() {
+        // Passwords holding the characters that delimit a URL.
+        for (dsn, expected) in [
+            ("postgres://u:p@ss@db:5432/x", "postgres://u:***@db:5432/x"),
+            ("postgres://u:a:b/c@d@db/x?sslmode=disable", "postgres://u:***@db/x?sslmode=disable"),
+            ("postgres://u:s3cr%40t@db/x", "postgres://u:***@db/x"),
+            ("smtps://mailer:hunter2@smtp.example.com:465/", "smtps://mailer:***@smtp.example.com:465/"),
+        ] {
+            assert_eq!(redact_dsn(dsn), expected);
+        }
+        // `password=` parameters, wherever they are and whatever they hold.
+        for (dsn, expected) in [
+            ("postgres://u@db/x?password=hunter2", "postgres://u@db/x?password=***"),
+            (
+                "postgres://db/x?sslmode=disable&Password=a&b@c/d&max_conns=5",
+                "postgres://db/x?sslmode=disable&Password=***&max_conns=5",
+            ),
+            ("postgres://u:one@db/x?password=two", "postgres://u:***@db/x?password=***"),
+            ("host=db user=u password='a b=c' dbname=x", "host=db user=u password=*** dbname=x"),
+            (r#"password="x\" y=z" host=db"#, "password=*** host=db"),
+            ("postgres://db/x?sslpassword=k&pwd=p", "postgres://db/x?sslpassword=***&pwd=***"),
+        ] {
+            assert_eq!(redact_dsn(dsn), expected);
+        }
+        // Keys that merely end in `password` are not secrets by that name.
+        assert_eq!(redact_dsn("postgres://db/x?nopassword=1"), "postgres://db/x?nopassword=1");
+        for secret in ["p@ss", "hunter2", "a:b/c@d", "s3cr", "a&b=c"] {
+            for dsn in [format!("postgres://u:{secret}@db/x"), format!("postgres://db/x?password={secret}")] {
+                assert!(!redact_dsn(&dsn).contains(secret), "{dsn}");
+            }
+        }
     }
 
     #[test]
@@ -1113,5 +1237,7 @@ mod tests {
         assert_eq!(parse_bytes("1GB"), Some(1 << 30));
         assert_eq!(parse_bytes("lots"), None);
         assert_eq!(parse_duration("15m"), Some(Duration::from_secs(900)));
+        assert_eq!(parse_duration("2562047h"), Some(Duration::from_secs(2_562_047 * 3600)));
+        assert_eq!(parse_duration("99999999999h"), None);
     }
 }

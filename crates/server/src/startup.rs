@@ -21,7 +21,7 @@ use latchkey_domain::schema::SchemaSource;
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
-use latchkey_http::{AppState, BaseUrls, CookieSettings, WebSettings};
+use latchkey_http::{AppState, BaseUrls, CookieSettings, Network, TrustedProxies, WebSettings};
 use latchkey_store_postgres::{Invalidation, PgStore};
 use latchkey_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -486,6 +486,10 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         ),
         default_browser_return_url: default_return,
         allowed_return_urls,
+        // Checked when the configuration was loaded.
+        trusted_proxies: TrustedProxies::new(
+            config.serve.public.trusted_proxies.iter().filter_map(|n| Network::parse(n).ok()).collect(),
+        ),
         cookies: CookieSettings {
             secure: !config.dev,
             domain: session.cookie.domain.clone().or_else(|| config.cookies.domain.clone()),

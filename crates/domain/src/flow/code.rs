@@ -83,10 +83,29 @@ impl CodeSettings {
         (code, stored)
     }
 
-    /// Checks a submitted code against the flow's live codes. The attempt is
-    /// counted on the flow before checking, so a correct guess past the limit
-    /// is refused too; the caller saves the flow.
+    /// Checks a submitted code against the flow's live codes and spends it
+    /// when it is right. The attempt is counted on the flow before checking,
+    /// so a correct guess past the limit is refused too; the caller saves the flow.
     pub(crate) async fn check(
+        &self,
+        store: &dyn Store,
+        purpose: CodePurpose,
+        flow: &mut Flow,
+        submitted: &str,
+    ) -> Result<CodeCheck, FlowError> {
+        let check = self.find(store, purpose, flow, submitted).await?;
+        if let CodeCheck::Right(found) = &check
+            && !store.use_code(found.id, now()).await?
+        {
+            return Ok(CodeCheck::AlreadyUsed);
+        }
+        Ok(check)
+    }
+
+    /// [`check`](Self::check) without spending the code: the attempt counts
+    /// all the same (per flow and per address), so looking is no cheaper
+    /// a way to guess than submitting.
+    pub(crate) async fn find(
         &self,
         store: &dyn Store,
         purpose: CodePurpose,
@@ -112,9 +131,6 @@ impl CodeSettings {
             }
             return Ok(CodeCheck::Wrong);
         };
-        if !store.use_code(found.id, now()).await? {
-            return Ok(CodeCheck::AlreadyUsed);
-        }
         Ok(CodeCheck::Right(found))
     }
 }

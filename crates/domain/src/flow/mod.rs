@@ -154,6 +154,13 @@ impl Flow {
         }
     }
 
+    /// Made by an administrator (`POST /admin/recovery/code`): the person
+    /// handed the code has no cookie the flow could be bound to, so the
+    /// flow is submitted without the CSRF check, as Kratos does.
+    pub fn admin_issued(&self) -> bool {
+        self.internal.get("admin").and_then(Value::as_bool) == Some(true)
+    }
+
     /// Puts a freshly masked CSRF token into the form before it is shown.
     pub fn set_csrf_token(&mut self, token: &str) {
         self.ui.set_value("csrf_token", Value::String(token.into()));

@@ -13,7 +13,7 @@ use super::code::{self, CodeCheck, CodeSettings};
 use super::settings::SettingsService;
 use super::{Flow, FlowError, FlowKind, FlowRequest};
 use crate::courier::Renderer;
-use crate::identity::{AddressStatus, Identity, IdentityManager, Via};
+use crate::identity::{AddressStatus, Identity, IdentityManager, IdentityState, Via};
 use crate::schema::normalize;
 use crate::session::{self, Device, IssuedSession};
 use crate::store::{CodePurpose, Store};
@@ -50,6 +50,12 @@ pub enum RecoveryOutcome {
         flow: Box<Flow>,
         issued: IssuedSession,
         settings_flow: Box<Flow>,
+    },
+    /// The code was right but the identity is deactivated: no session, the
+    /// code is spent, and the user starts again with `replacement`.
+    IdentityDisabled {
+        replacement: Box<Flow>,
+        identity_id: uuid::Uuid,
     },
 }
 
@@ -223,8 +229,14 @@ impl RecoveryService {
         let identity_id = found.identity_id.expect("only codes with an identity match");
         let mut identity =
             self.identities.get(identity_id).await.map_err(|e| FlowError::Internal(e.to_string()))?;
+        // As Kratos: a deactivated identity gets no session; the flow is
+        // replaced by one that says so.
+        if identity.state != IdentityState::Active {
+            let replacement = self.start_over(flow, text::identity_disabled()).await?;
+            return Ok(RecoveryOutcome::IdentityDisabled { replacement, identity_id });
+        }
         // Getting the code proves the address; admin-issued codes prove nothing.
-        if flow.internal.get("admin").is_none() {
+        if !flow.admin_issued() {
             let unverified =
                 identity.verifiable_addresses.iter_mut().find(|a| a.value == found.address && !a.verified);
             if let Some(address) = unverified {
@@ -257,15 +269,20 @@ impl RecoveryService {
         })
     }
 
-    async fn replace(&self, mut old: Flow, reason: &'static str) -> Result<RecoveryOutcome, FlowError> {
+    async fn replace(&self, old: Flow, reason: &'static str) -> Result<RecoveryOutcome, FlowError> {
+        let replacement = self.start_over(old, text::validation_generic(reason)).await?;
+        Ok(RecoveryOutcome::Replaced { replacement, reason })
+    }
+
+    /// A fresh flow showing `message`, with `old` spent.
+    async fn start_over(&self, mut old: Flow, message: text::Message) -> Result<Box<Flow>, FlowError> {
         let mut replacement = self.build(&old.replacement_request());
-        replacement.ui.messages.push(text::validation_generic(reason));
+        replacement.ui.messages.push(message);
         self.store.create_flow(&replacement).await?;
-        // The old flow is spent.
         old.expires_at = now();
         old.updated_at = now();
         self.store.update_flow(&old).await?;
-        Ok(RecoveryOutcome::Replaced { replacement: Box::new(replacement), reason })
+        Ok(Box::new(replacement))
     }
 
     async fn save(

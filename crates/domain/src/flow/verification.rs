@@ -126,23 +126,31 @@ impl VerificationService {
     }
 
     /// Puts a code from an emailed link into the form, so the user only has
-    /// to confirm it; a browser flow moves to the browser that opened the
-    /// link (`csrf_hash`).
+    /// to confirm it, and moves a browser flow to the browser that opened
+    /// the link (`csrf_hash`). Only a right code does either: the attempt is
+    /// counted like a submitted one, but the code is not spent. True when
+    /// the code was right.
     pub async fn prefill(
         &self,
         mut flow: Flow,
         code: &str,
         csrf_hash: Option<String>,
-    ) -> Result<Flow, FlowError> {
-        if let Some(node) = flow.ui.node_mut("code") {
-            node.attributes["value"] = json!(code);
+    ) -> Result<bool, FlowError> {
+        let check =
+            self.settings.codes.find(self.store.as_ref(), CodePurpose::Verification, &mut flow, code).await?;
+        let right = matches!(check, CodeCheck::Right(_));
+        if right {
+            if let Some(node) = flow.ui.node_mut("code") {
+                node.attributes["value"] = json!(code.trim());
+            }
+            if csrf_hash.is_some() {
+                flow.csrf_hash = csrf_hash;
+            }
         }
-        if csrf_hash.is_some() {
-            flow.csrf_hash = csrf_hash;
-        }
+        // The counted attempt is kept either way.
         flow.updated_at = now();
         self.store.update_flow(&flow).await?;
-        Ok(flow)
+        Ok(right)
     }
 
     async fn send_code(&self, mut flow: Flow, email: String) -> Result<VerificationOutcome, FlowError> {

@@ -34,13 +34,7 @@ async fn create_code(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let lifespan = match body.expires_in.as_deref() {
         None | Some("") => state.web.recovery_code_lifespan,
-        Some(text) => humantime::parse_duration(text)
-            .ok()
-            .and_then(|d| chrono::Duration::from_std(d).ok())
-            .filter(|d| *d > chrono::Duration::zero())
-            .ok_or_else(|| {
-                ApiError::bad_request().with_reason("expires_in must be a positive duration such as 1h.")
-            })?,
+        Some(text) => expires_in(text)?,
     };
     let identity = state.store.get_identity(body.identity_id).await?.ok_or_else(|| {
         ApiError::not_found("The requested resource could not be found")
@@ -75,4 +69,41 @@ async fn create_code(
             "expires_at": flow.expires_at,
         })),
     ))
+}
+
+/// Go's `time.ParseDuration` (which Kratos uses) stops at about 292 years;
+/// so do we, which keeps every expiry a date both databases store.
+const MAX_EXPIRES_IN: std::time::Duration = std::time::Duration::from_nanos(i64::MAX as u64);
+
+/// A positive duration such as `1h` or `90m`, at most [`MAX_EXPIRES_IN`].
+fn expires_in(text: &str) -> Result<chrono::Duration, ApiError> {
+    let parsed = humantime::parse_duration(text)
+        .ok()
+        .filter(|d| *d <= MAX_EXPIRES_IN)
+        .and_then(|d| chrono::Duration::from_std(d).ok())
+        .ok_or_else(|| {
+            ApiError::bad_request().with_reason(
+                r#"Unable to parse "expires_in" as a duration string (e.g. "1h", "1m30s", "500ms")."#,
+            )
+        })?;
+    if parsed <= chrono::Duration::zero() {
+        return Err(
+            ApiError::bad_request().with_reason(r#"Value from "expires_in" must result to a future time."#)
+        );
+    }
+    Ok(parsed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_in_is_bounded() {
+        assert_eq!(expires_in("1h").unwrap(), chrono::Duration::hours(1));
+        assert_eq!(expires_in("2562047h").unwrap(), chrono::Duration::hours(2_562_047));
+        for bad in ["2562048h", "99999999999h", "18446744073709551616s", "-5m", "0s", "soon", "1h garbage"] {
+            assert_eq!(expires_in(bad).unwrap_err().status, 400, "{bad}");
+        }
+    }
 }

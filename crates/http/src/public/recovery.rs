@@ -80,46 +80,81 @@ async fn submit(
     }
     let params = QueryParams::parse(uri.query());
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Recovery).await?;
+    // An admin-issued browser flow is bound to no browser: bind it to this
+    // one, so the settings flow recovery hands over (and any replacement
+    // flow) is usable here, as Kratos mints a CSRF cookie at this point.
+    let mut minted = None;
+    if flow.flow_type == FlowType::Browser && flow.admin_issued() {
+        let binding = flows::browser_csrf(&state, &headers);
+        flow.csrf_hash = Some(binding.hash);
+        minted = binding.set_cookie;
+    }
+    let response = answer(&state, &params, peer, &headers, &body, flow).await;
+    Ok(flows::with_cookie(response.unwrap_or_else(IntoResponse::into_response), minted))
+}
+
+async fn answer(
+    state: &AppState,
+    params: &QueryParams,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+    body: &serde_json::Value,
+    mut flow: latchkey_domain::flow::Flow,
+) -> Result<Response, ApiError> {
     let ui_url = state.web.recovery_ui_url.clone();
     // Once a code was sent, a body with `email` is a resend and one without
     // is a code attempt, whatever `method` says.
-    let submission = match (flow.state.as_str(), field(&body, "email"), field(&body, "method")) {
+    let submission = match (flow.state.as_str(), field(body, "email"), field(body, "method")) {
         ("sent_email", Some(email), _) => RecoverySubmission::SendCode { email: email.to_string() },
         ("sent_email", None, _) => {
-            RecoverySubmission::Code { code: field(&body, "code").unwrap_or_default().to_string() }
+            RecoverySubmission::Code { code: field(body, "code").unwrap_or_default().to_string() }
         }
         ("choose_method", email, Some("code")) => {
-            if flows::current_session(&state, &headers).await?.is_some() {
-                return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
+            if flows::current_session(state, headers).await?.is_some() {
+                return Ok(flows::already_signed_in(state, headers, flow.flow_type, params));
             }
             RecoverySubmission::SendCode { email: email.unwrap_or_default().to_string() }
         }
         _ => {
             flow.ui.reset_messages();
             flow.ui.messages.push(text::no_recovery_method());
-            return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
+            return Ok(flows::show_flow(state, flow, headers, StatusCode::BAD_REQUEST, &ui_url));
         }
     };
-    flow.transient_payload = crate::submit::transient_payload(&body)?;
-    let device = device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr));
+    flow.transient_payload = crate::submit::transient_payload(body)?;
+    let device = device(headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies);
     let outcome = match state.recovery.submit(flow, submission, device).await {
         Ok(outcome) => outcome,
-        Err(e) => return Ok(flows::flow_failure_response(e, &headers, &ui_url)),
+        Err(e) => return Ok(flows::flow_failure_response(e, headers, &ui_url)),
     };
     match outcome {
-        RecoveryOutcome::Updated(flow) => {
-            Ok(flows::show_flow(&state, flow, &headers, StatusCode::OK, &ui_url))
-        }
+        RecoveryOutcome::Updated(flow) => Ok(flows::show_flow(state, flow, headers, StatusCode::OK, &ui_url)),
         RecoveryOutcome::Rejected(flow) => {
-            Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url))
+            Ok(flows::show_flow(state, flow, headers, StatusCode::BAD_REQUEST, &ui_url))
         }
         RecoveryOutcome::Replaced { replacement, reason } => {
-            if replacement.flow_type == FlowType::Browser && !wants_json(&headers) {
+            if replacement.flow_type == FlowType::Browser && !wants_json(headers) {
                 return Ok(flows::see_other(&format!("{ui_url}?flow={}", replacement.id)));
             }
             let mut error = ApiError::bad_request().with_reason(reason);
             error.extra = Some(Box::new(Extra {
                 details: Some(json!({
+                    "continue_with": [{ "action": "show_recovery_ui", "flow": { "id": replacement.id } }],
+                })),
+                ..Default::default()
+            }));
+            Err(error)
+        }
+        RecoveryOutcome::IdentityDisabled { replacement, identity_id } => {
+            if replacement.flow_type == FlowType::Browser && !wants_json(headers) {
+                return Ok(flows::see_other(&format!("{ui_url}?flow={}", replacement.id)));
+            }
+            let mut error = ApiError::bad_request().with_id("identity_disabled");
+            error.message = "identity is disabled".into();
+            error.reason = Some("This account was disabled.".into());
+            error.extra = Some(Box::new(Extra {
+                details: Some(json!({
+                    "identity_id": identity_id,
                     "continue_with": [{ "action": "show_recovery_ui", "flow": { "id": replacement.id } }],
                 })),
                 ..Default::default()
@@ -146,7 +181,7 @@ async fn submit(
                 .then(|| (issued.session.expires_at - latchkey_domain::time::now()).num_seconds());
             let cookie =
                 cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
-            let response = if wants_json(&headers) {
+            let response = if wants_json(headers) {
                 body["continue_with"] = json!([show_settings]);
                 Json(body).into_response()
             } else {

@@ -108,7 +108,11 @@ async fn submit(
     flow.transient_payload = crate::submit::transient_payload(&body)?;
     let outcome = match state
         .registration
-        .submit(flow, submission, device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr)))
+        .submit(
+            flow,
+            submission,
+            device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies),
+        )
         .await
     {
         Ok(outcome) => outcome,

@@ -67,6 +67,8 @@ async fn fetch(
 /// confirms it; a GET never spends a code. The link may open in another
 /// browser than the one that started the flow, so a browser flow is bound
 /// to this browser's CSRF cookie: whoever holds the link holds the code.
+/// A wrong code changes nothing but the flow's attempt count (unlike
+/// Kratos, which rebinds on any code: a forged link could steal the flow).
 async fn follow_link(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
@@ -92,8 +94,10 @@ async fn follow_link(
             (Some(binding.hash), binding.set_cookie)
         }
     };
-    state.verification.prefill(flow, code, csrf_hash).await.map_err(flows::flow_failure)?;
-    Ok(flows::with_cookie(flows::see_other(&location), set_cookie))
+    let right = state.verification.prefill(flow, code, csrf_hash).await.map_err(flows::flow_failure)?;
+    // A wrong code leaves the flow with the browser that holds it, so the
+    // cookie minted for the binding is not handed out either.
+    Ok(flows::with_cookie(flows::see_other(&location), set_cookie.filter(|_| right)))
 }
 
 async fn submit(

@@ -85,6 +85,36 @@ fn secrets_never_reach_the_output() {
 }
 
 #[test]
+fn dsn_passwords_with_delimiters_never_reach_the_output() {
+    let dir = tempfile::tempdir().unwrap();
+    for (dsn, secrets) in [
+        (
+            "postgres://postgres:hun@ter2:db/pw@127.0.0.1:5432/latchkey_does_not_exist",
+            &["hun@ter2", "ter2:db", "db/pw"][..],
+        ),
+        (
+            "postgres://postgres@127.0.0.1:5432/latchkey_does_not_exist?sslmode=disable&password=hunter2-query",
+            &["hunter2-query"][..],
+        ),
+    ] {
+        let output = latchkey()
+            .args(["serve", "-c"])
+            .arg(kratos_quickstart(dir.path()))
+            .env("DSN", dsn)
+            .env("LOG_LEVEL", "trace")
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "the database does not exist");
+        let all =
+            format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr));
+        assert!(all.contains("127.0.0.1:5432/latchkey_does_not_exist"), "the DSN is named: {all}");
+        for secret in secrets {
+            assert!(!all.contains(secret), "{secret} leaked: {all}");
+        }
+    }
+}
+
+#[test]
 fn help_explains_the_commands() {
     let output = latchkey().arg("--help").output().unwrap();
     let help = String::from_utf8_lossy(&output.stdout);

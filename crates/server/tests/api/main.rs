@@ -14,6 +14,7 @@ mod identities;
 mod native;
 mod recovery;
 mod refused;
+mod review_findings;
 mod sessions;
 mod settings;
 mod startup;
