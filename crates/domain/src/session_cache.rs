@@ -252,6 +252,25 @@ impl CodeStore for CachingStore {
         self.inner.use_code(id, at).await
     }
 
+    async fn count_code_attempt(&self, flow_id: Uuid) -> Result<u64, StoreError> {
+        self.inner.count_code_attempt(flow_id).await
+    }
+
+    async fn count_address_attempt(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_address_attempt(purpose, address, id, at, since).await
+    }
+
+    async fn forget_address_attempt(&self, id: Uuid) -> Result<(), StoreError> {
+        self.inner.forget_address_attempt(id).await
+    }
+
     async fn record_code_failure(
         &self,
         purpose: CodePurpose,

@@ -215,6 +215,29 @@ pub trait CodeStore: Send + Sync {
     ) -> Result<Vec<OneTimeCode>, StoreError>;
     /// Marks a code used; false when it already was (codes work once, even under races).
     async fn use_code(&self, id: Uuid, at: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError>;
+    /// Counts one more code attempt on the flow and returns the count, this
+    /// attempt included, from one atomic statement: of N concurrent callers
+    /// each gets a different number, so at most `limit` see one `<= limit`.
+    /// Kept apart from the flow document (which `update_flow` writes whole),
+    /// and never reset, so attempts carry over across resends. Fails with
+    /// `NotFound` when the flow is gone.
+    async fn count_code_attempt(&self, flow_id: Uuid) -> Result<u64, StoreError>;
+    /// Counts an attempt against an address across flows before its code is
+    /// compared: records it under `id` (a wrong guess, unless taken back with
+    /// [`CodeStore::forget_address_attempt`]) and returns how many were
+    /// recorded for the purpose and address since `since`, this one
+    /// included. Concurrent callers for one address are serialised, so each
+    /// sees every attempt counted before it.
+    async fn count_address_attempt(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Takes back an attempt that turned out to be a right code.
+    async fn forget_address_attempt(&self, id: Uuid) -> Result<(), StoreError>;
     /// Counts a wrong code against an address, across flows.
     async fn record_code_failure(
         &self,

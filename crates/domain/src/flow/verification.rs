@@ -217,11 +217,8 @@ impl VerificationService {
     }
 
     async fn check_code(&self, mut flow: Flow, code: String) -> Result<VerificationOutcome, FlowError> {
-        let check = self
-            .settings
-            .codes
-            .check(self.store.as_ref(), CodePurpose::Verification, &mut flow, &code)
-            .await?;
+        let check =
+            self.settings.codes.check(self.store.as_ref(), CodePurpose::Verification, &flow, &code).await?;
         let found = match check {
             CodeCheck::Right(found) => found,
             CodeCheck::Wrong => return self.wrong_code(flow).await,

@@ -5,6 +5,7 @@
 mod helpers;
 
 mod browser;
+mod code_races;
 mod config;
 mod courier;
 mod errors;
