@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
+use futures_util::future::join_all;
 use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
@@ -44,6 +45,8 @@ pub async fn run_all(store: &dyn Store) {
     codes_work_once(store).await;
     code_failures_count_per_address_and_window(store).await;
     code_failures_count_per_purpose(store).await;
+    code_attempts_count_atomically_per_flow(store).await;
+    address_attempts_count_atomically(store).await;
     identity_found_by_recovery_address(store).await;
     identity_found_by_verifiable_address(store).await;
     deleting_an_identity_deletes_its_codes(store).await;
@@ -885,6 +888,63 @@ async fn code_failures_count_per_purpose(store: &dyn Store) {
     store.record_code_failure(CodePurpose::Verification, &address, at).await.unwrap();
     assert_eq!(store.count_code_failures(CodePurpose::Verification, &address, since).await.unwrap(), 1);
     assert_eq!(store.count_code_failures(CodePurpose::Recovery, &address, since).await.unwrap(), 2);
+}
+
+async fn code_attempts_count_atomically_per_flow(store: &dyn Store) {
+    let request = FlowRequest {
+        flow_type: FlowType::Api,
+        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
+        return_to: None,
+        after_verification_return_to: None,
+        csrf_hash: None,
+    };
+    let new_flow = || {
+        Flow::new(FlowKind::Recovery, &request, Duration::minutes(10), "http://127.0.0.1:4433", "sent_email")
+    };
+    let flow = new_flow();
+    store.create_flow(&flow).await.unwrap();
+    // Many at once: each gets its own number, none is lost.
+    let counts = join_all((0..40).map(|_| store.count_code_attempt(flow.id))).await;
+    let mut counts: Vec<u64> = counts.into_iter().map(Result::unwrap).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=40).collect::<Vec<u64>>());
+    // Writing back a copy of the flow read before those attempts keeps them.
+    store.update_flow(&flow).await.unwrap();
+    assert_eq!(store.count_code_attempt(flow.id).await.unwrap(), 41);
+    // Counts are per flow.
+    let other = new_flow();
+    store.create_flow(&other).await.unwrap();
+    assert_eq!(store.count_code_attempt(other.id).await.unwrap(), 1);
+    assert!(matches!(store.count_code_attempt(Uuid::new_v4()).await, Err(StoreError::NotFound)));
+}
+
+async fn address_attempts_count_atomically(store: &dyn Store) {
+    let purpose = CodePurpose::Verification;
+    let address = unique_email("address-attempts");
+    let at = now();
+    let since = at - Duration::hours(1);
+    // An old failure outside the window does not count.
+    store.record_code_failure(purpose, &address, since - Duration::seconds(1)).await.unwrap();
+    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    let counts =
+        join_all(ids.iter().map(|id| store.count_address_attempt(purpose, &address, *id, at, since))).await;
+    let mut counts: Vec<u64> = counts.into_iter().map(Result::unwrap).collect();
+    counts.sort_unstable();
+    // Each concurrent attempt saw every one counted before it, so exactly
+    // `limit` of them could see a count within any limit.
+    assert_eq!(counts, (1..=30).collect::<Vec<u64>>());
+    // Counted attempts are failures until taken back.
+    assert_eq!(store.count_code_failures(purpose, &address, since).await.unwrap(), 30);
+    store.forget_address_attempt(ids[0]).await.unwrap();
+    assert_eq!(store.count_code_failures(purpose, &address, since).await.unwrap(), 29);
+    assert_eq!(store.count_address_attempt(purpose, &address, Uuid::new_v4(), at, since).await.unwrap(), 30);
+    // Forgetting an unknown attempt is harmless.
+    store.forget_address_attempt(Uuid::new_v4()).await.unwrap();
+    // Other purposes and addresses are counted apart.
+    let recovery = store.count_address_attempt(CodePurpose::Recovery, &address, Uuid::new_v4(), at, since);
+    assert_eq!(recovery.await.unwrap(), 1);
+    let elsewhere = unique_email("address-attempts-other");
+    assert_eq!(store.count_address_attempt(purpose, &elsewhere, Uuid::new_v4(), at, since).await.unwrap(), 1);
 }
 
 async fn identity_found_by_recovery_address(store: &dyn Store) {
