@@ -196,6 +196,21 @@ impl IdentityStore for CachingStore {
         self.inner.find_identity_by_identifier(kind, identifier).await
     }
 
+    async fn replace_password_hash(
+        &self,
+        identity_id: Uuid,
+        verified: &str,
+        new_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // An identity write like any other: cached answers about it go.
+        self.cache.evict_identity(identity_id);
+        let result = self.inner.replace_password_hash(identity_id, verified, new_hash, at).await;
+        // Again after the write: a lookup racing it may have cached the old row.
+        self.cache.evict_identity(identity_id);
+        result
+    }
+
     async fn set_address_status(
         &self,
         identity_id: Uuid,

@@ -58,6 +58,19 @@ pub trait IdentityStore: Send + Sync {
         kind: CredentialType,
         identifier: &str,
     ) -> Result<Option<Identity>, StoreError>;
+    /// Replaces the identity's password hash with `new_hash`, but only while
+    /// the stored one is still `verified` (compare-and-swap), and touches
+    /// nothing else: a login upgrading the hash it just checked can never
+    /// undo a password change, a deactivation or any other write made since
+    /// it read the identity. False when the hash changed meanwhile or there
+    /// is no password credential.
+    async fn replace_password_hash(
+        &self,
+        identity_id: Uuid,
+        verified: &str,
+        new_hash: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
     /// Moves one verifiable address along its lifecycle without touching the
     /// rest of the identity: `verified` follows from `Completed`, and
     /// `verified_at` is kept only while verified. False when there is no

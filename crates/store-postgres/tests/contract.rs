@@ -363,3 +363,37 @@ async fn code_attempts_survive_the_code_attempts_migration() {
     })
     .await;
 }
+
+/// A login's hash upgrade is an identity write: every process's cache hears
+/// about it; a swap that found the hash changed announces nothing.
+#[tokio::test]
+async fn replacing_a_password_hash_announces_an_identity_invalidation() {
+    with_fresh_database(|dsn| async move {
+        let store = PgStore::connect(&dsn).await.unwrap();
+        store.migrate().await.unwrap();
+        let identity =
+            latchkey_store_tests::sample_identity(&format!("rehash-{}@example.com", Uuid::new_v4()));
+        store.create_identity(&identity).await.unwrap();
+        let stored = identity.credentials.values().next().unwrap().hashed_password().unwrap().to_string();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = store
+            .listen_for_invalidations(move |what| {
+                let _ = tx.send(what);
+            })
+            .await
+            .unwrap();
+
+        assert!(
+            !store
+                .replace_password_hash(identity.id, "$2a$04$not-the-stored-one", "$2a$05$x", now())
+                .await
+                .unwrap()
+        );
+        assert!(store.replace_password_hash(identity.id, &stored, "$2a$05$upgraded", now()).await.unwrap());
+        let heard = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        assert_eq!(heard, Some(Invalidation::Identity(identity.id)), "the failed swap sent nothing first");
+        listener.abort();
+        store.close().await;
+    })
+    .await;
+}

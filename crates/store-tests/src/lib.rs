@@ -51,6 +51,7 @@ pub async fn run_all(store: &dyn Store) {
     identity_found_by_verifiable_address(store).await;
     deleting_an_identity_deletes_its_codes(store).await;
     set_address_status_moves_one_address(store).await;
+    password_hash_is_swapped_only_while_unchanged(store).await;
 }
 
 /// An identity with a password credential and one email address.
@@ -1062,4 +1063,54 @@ async fn set_address_status_moves_one_address(store: &dyn Store) {
     );
     assert_eq!(store.get_identity(other.id).await.unwrap().unwrap(), other);
     assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+}
+
+async fn password_hash_is_swapped_only_while_unchanged(store: &dyn Store) {
+    let mut identity = sample_identity(&unique_email("rehash"));
+    let old = "$2a$04$olderhasholderhasholderhasholderhasholderhasholderhas".to_string();
+    let credential = identity.credentials.get_mut(&CredentialType::Password).unwrap();
+    // Other keys of the config stay as they are.
+    credential.config = json!({"hashed_password": old, "use_password_migration_hook": false});
+    store.create_identity(&identity).await.unwrap();
+    // Another identity with the very same hash is not touched.
+    let mut twin = sample_identity(&unique_email("rehash-twin"));
+    twin.credentials.get_mut(&CredentialType::Password).unwrap().config = json!({"hashed_password": old});
+    store.create_identity(&twin).await.unwrap();
+
+    // A hash that is not the stored one swaps nothing.
+    let at = now() + Duration::seconds(1);
+    assert!(
+        !store.replace_password_hash(identity.id, "$2a$04$someotherhash", "$argon2id$new", at).await.unwrap()
+    );
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+
+    // The verified hash is swapped: only that credential's hash and time change.
+    let new = "$argon2id$v=19$m=1024,t=1,p=2$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U";
+    assert!(store.replace_password_hash(identity.id, &old, new, at).await.unwrap());
+    let credential = identity.credentials.get_mut(&CredentialType::Password).unwrap();
+    credential.config = json!({"hashed_password": new, "use_password_migration_hook": false});
+    credential.updated_at = at;
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+    assert_eq!(store.get_identity(twin.id).await.unwrap().unwrap(), twin);
+    // Swapping from the old hash again is a no-op: it is not stored any more.
+    assert!(!store.replace_password_hash(identity.id, &old, "$argon2id$again", at).await.unwrap());
+
+    // A login that verified `new`, then an admin who deactivated the identity
+    // and set another password before the login's swap: the admin's write stands.
+    let mut changed = identity.clone();
+    changed.state = IdentityState::Inactive;
+    changed.traits = json!({"email": identity.traits["email"], "name": "changed by an admin"});
+    let credential = changed.credentials.get_mut(&CredentialType::Password).unwrap();
+    credential.config =
+        json!({"hashed_password": "$2a$04$setbyanadminsetbyanadminsetbyanadminsetbyanadminset"});
+    store.update_identity(&changed).await.unwrap();
+    assert!(!store.replace_password_hash(identity.id, new, "$argon2id$stale", at).await.unwrap());
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), changed);
+
+    // No password credential, or no identity: nothing to swap.
+    let mut passwordless = sample_identity(&unique_email("rehash-none"));
+    passwordless.credentials.clear();
+    store.create_identity(&passwordless).await.unwrap();
+    assert!(!store.replace_password_hash(passwordless.id, &old, new, at).await.unwrap());
+    assert!(!store.replace_password_hash(Uuid::new_v4(), &old, new, at).await.unwrap());
 }
