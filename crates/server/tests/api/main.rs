@@ -13,6 +13,7 @@ mod health;
 mod identities;
 mod native;
 mod recovery;
+mod rehash;
 mod sessions;
 mod settings;
 mod startup;
