@@ -196,6 +196,21 @@ impl IdentityStore for CachingStore {
         self.inner.find_identity_by_identifier(kind, identifier).await
     }
 
+    async fn replace_password_hash(
+        &self,
+        identity_id: Uuid,
+        verified: &str,
+        new_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // An identity write like any other: cached answers about it go.
+        self.cache.evict_identity(identity_id);
+        let result = self.inner.replace_password_hash(identity_id, verified, new_hash, at).await;
+        // Again after the write: a lookup racing it may have cached the old row.
+        self.cache.evict_identity(identity_id);
+        result
+    }
+
     async fn set_address_status(
         &self,
         identity_id: Uuid,
@@ -250,6 +265,25 @@ impl CodeStore for CachingStore {
 
     async fn use_code(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
         self.inner.use_code(id, at).await
+    }
+
+    async fn count_code_attempt(&self, flow_id: Uuid) -> Result<u64, StoreError> {
+        self.inner.count_code_attempt(flow_id).await
+    }
+
+    async fn count_address_attempt(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        self.inner.count_address_attempt(purpose, address, id, at, since).await
+    }
+
+    async fn forget_address_attempt(&self, id: Uuid) -> Result<(), StoreError> {
+        self.inner.forget_address_attempt(id).await
     }
 
     async fn record_code_failure(

@@ -58,6 +58,19 @@ pub trait IdentityStore: Send + Sync {
         kind: CredentialType,
         identifier: &str,
     ) -> Result<Option<Identity>, StoreError>;
+    /// Replaces the identity's password hash with `new_hash`, but only while
+    /// the stored one is still `verified` (compare-and-swap), and touches
+    /// nothing else: a login upgrading the hash it just checked can never
+    /// undo a password change, a deactivation or any other write made since
+    /// it read the identity. False when the hash changed meanwhile or there
+    /// is no password credential.
+    async fn replace_password_hash(
+        &self,
+        identity_id: Uuid,
+        verified: &str,
+        new_hash: &str,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
     /// Moves one verifiable address along its lifecycle without touching the
     /// rest of the identity: `verified` follows from `Completed`, and
     /// `verified_at` is kept only while verified. False when there is no
@@ -215,6 +228,29 @@ pub trait CodeStore: Send + Sync {
     ) -> Result<Vec<OneTimeCode>, StoreError>;
     /// Marks a code used; false when it already was (codes work once, even under races).
     async fn use_code(&self, id: Uuid, at: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError>;
+    /// Counts one more code attempt on the flow and returns the count, this
+    /// attempt included, from one atomic statement: of N concurrent callers
+    /// each gets a different number, so at most `limit` see one `<= limit`.
+    /// Kept apart from the flow document (which `update_flow` writes whole),
+    /// and never reset, so attempts carry over across resends. Fails with
+    /// `NotFound` when the flow is gone.
+    async fn count_code_attempt(&self, flow_id: Uuid) -> Result<u64, StoreError>;
+    /// Counts an attempt against an address across flows before its code is
+    /// compared: records it under `id` (a wrong guess, unless taken back with
+    /// [`CodeStore::forget_address_attempt`]) and returns how many were
+    /// recorded for the purpose and address since `since`, this one
+    /// included. Concurrent callers for one address are serialised, so each
+    /// sees every attempt counted before it.
+    async fn count_address_attempt(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+        since: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Takes back an attempt that turned out to be a right code.
+    async fn forget_address_attempt(&self, id: Uuid) -> Result<(), StoreError>;
     /// Counts a wrong code against an address, across flows.
     async fn record_code_failure(
         &self,

@@ -111,12 +111,15 @@ impl Argon2Hash {
         check_limit(self.params.p_cost().into(), MAX_PARALLELISM.into(), "argon2 parallelism")
     }
 
-    /// True when this is exactly what `hash` would produce for these settings.
+    /// True when `hash` would produce this with these settings, whatever
+    /// its lanes: parallelism follows the host's CPU count by default, so
+    /// comparing it would rewrite every hash whenever the server moved to a
+    /// machine of another size, for no gain in strength (the memory and
+    /// passes, which set the cost, are compared).
     pub(crate) fn matches(
         &self,
         memory_kib: u32,
         iterations: u32,
-        parallelism: u32,
         salt_length: u32,
         key_length: u32,
     ) -> bool {
@@ -124,7 +127,6 @@ impl Argon2Hash {
             && self.version == Version::V0x13
             && self.params.m_cost() == memory_kib
             && self.params.t_cost() == iterations
-            && self.params.p_cost() == parallelism
             && self.salt.len() == salt_length as usize
             && self.digest.len() == key_length as usize
     }

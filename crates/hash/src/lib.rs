@@ -147,14 +147,17 @@ pub fn validate_imported_hash(encoded: &str) -> Result<(), HashError> {
 }
 
 /// Whether a stored hash should be replaced after the next successful login
-/// because it was not made with exactly the configured algorithm and
-/// parameters. Unparseable hashes also report `true`.
+/// because it was not made with the configured algorithm and parameters.
+/// Parameters that depend on the host rather than on the wanted strength
+/// (argon2 parallelism, by default derived from the CPU count) are left out,
+/// so moving to another machine does not rewrite every hash. Unparseable
+/// hashes also report `true`.
 pub fn needs_rehash(encoded: &str, cfg: &HasherConfig) -> bool {
     match (parse(encoded), cfg) {
         (
             Ok(Parsed::Argon2(h)),
-            HasherConfig::Argon2 { memory_kib, iterations, parallelism, salt_length, key_length },
-        ) => !h.matches(*memory_kib, *iterations, *parallelism, *salt_length, *key_length),
+            HasherConfig::Argon2 { memory_kib, iterations, salt_length, key_length, .. },
+        ) => !h.matches(*memory_kib, *iterations, *salt_length, *key_length),
         (Ok(Parsed::Bcrypt(h)), HasherConfig::Bcrypt { cost }) => h.cost() != *cost,
         _ => true,
     }
@@ -532,8 +535,8 @@ mod tests {
             HasherConfig::Argon2 {
                 memory_kib: 1024,
                 iterations: 1,
-                parallelism: 1,
-                salt_length: 16,
+                parallelism: 2,
+                salt_length: 32,
                 key_length: 32,
             },
             HasherConfig::Argon2 {
@@ -561,6 +564,33 @@ mod tests {
         // A `$2b$` hash with the configured cost is already fine.
         let as_2b = own_bcrypt.replacen("$2a$", "$2b$", 1);
         assert!(!needs_rehash(&as_2b, &bcrypt4));
+    }
+
+    #[test]
+    fn parallelism_alone_never_asks_for_a_rehash() {
+        // Made on a host with two lanes' worth of CPUs, checked on hosts of
+        // one and of 64: the hash stays, and still verifies everywhere.
+        let made = fast_argon2();
+        let own = hash_password(PW, &made).unwrap();
+        assert!(own.contains(",p=2$"), "{own}");
+        for lanes in [1, 3, 64] {
+            let HasherConfig::Argon2 { memory_kib, iterations, salt_length, key_length, .. } = made else {
+                unreachable!("fast_argon2 is argon2")
+            };
+            let host =
+                HasherConfig::Argon2 { memory_kib, iterations, parallelism: lanes, salt_length, key_length };
+            assert!(!needs_rehash(&own, &host), "p={lanes}");
+            // A real change of cost on that host still upgrades.
+            let stronger = HasherConfig::Argon2 {
+                memory_kib: memory_kib * 2,
+                iterations,
+                parallelism: lanes,
+                salt_length,
+                key_length,
+            };
+            assert!(needs_rehash(&own, &stronger), "p={lanes}");
+        }
+        assert!(verify_password(PW, &own).unwrap());
     }
 
     #[test]

@@ -116,6 +116,75 @@ impl CodeStore for PgStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn count_code_attempt(&self, flow_id: Uuid) -> Result<u64, StoreError> {
+        // A concurrent update of the same row waits for its lock and then
+        // re-reads the committed row (READ COMMITTED re-checks the newest
+        // version), so no increment is lost and each caller gets its own number.
+        let count: Option<i64> = sqlx::query_scalar(
+            "UPDATE selfservice_flows SET code_attempts = code_attempts + 1 WHERE id = $1 \
+             RETURNING code_attempts",
+        )
+        .bind(flow_id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        u64::try_from(count.ok_or(StoreError::NotFound)?).map_err(backend)
+    }
+
+    async fn count_address_attempt(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // Under READ COMMITTED two transactions would not see each other's
+        // uncommitted inserts, so both could count below the limit. A
+        // transaction-scoped advisory lock on (purpose, address) makes them
+        // take turns: the count runs after every earlier attempt committed
+        // (each statement takes a fresh snapshot), so the k-th sees the k-1
+        // before it and only `limit` of them see a count within the limit.
+        // A hash collision only makes two addresses wait for each other.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        sqlx::query(
+            "SELECT pg_advisory_xact_lock(hashtextextended('latchkey code attempts ' || $1 || ' ' || $2, 0))",
+        )
+        .bind(purpose.as_str())
+        .bind(address)
+        .execute(&mut *tx)
+        .await
+        .map_err(backend)?;
+        sqlx::query("INSERT INTO code_failures (id, purpose, address, at) VALUES ($1, $2, $3, $4)")
+            .bind(id)
+            .bind(purpose.as_str())
+            .bind(address)
+            .bind(at)
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM code_failures WHERE purpose = $1 AND address = $2 AND at >= $3",
+        )
+        .bind(purpose.as_str())
+        .bind(address)
+        .bind(since)
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(write_error)?;
+        u64::try_from(count).map_err(backend)
+    }
+
+    async fn forget_address_attempt(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM code_failures WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn record_code_failure(
         &self,
         purpose: CodePurpose,

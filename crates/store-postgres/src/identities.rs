@@ -176,6 +176,36 @@ impl IdentityStore for PgStore {
         Ok(identities.pop())
     }
 
+    async fn replace_password_hash(
+        &self,
+        identity_id: Uuid,
+        verified: &str,
+        new_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One conditional statement: a concurrent write to the row makes this
+        // one wait and then re-check the condition against the committed
+        // row, so a hash changed meanwhile is never overwritten. The rest of
+        // the credential's config is kept.
+        let done = sqlx::query(
+            "UPDATE identity_credentials SET config = jsonb_set(config, '{hashed_password}', to_jsonb($1::text)), \
+             updated_at = $2 WHERE identity_id = $3 AND type = $4 AND config ->> 'hashed_password' = $5",
+        )
+        .bind(new_hash)
+        .bind(at)
+        .bind(identity_id)
+        .bind(CredentialType::Password.as_str())
+        .bind(verified)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        self.notify_invalidation(format!("i:{identity_id}")).await;
+        Ok(true)
+    }
+
     async fn set_address_status(
         &self,
         identity_id: Uuid,

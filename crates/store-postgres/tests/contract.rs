@@ -9,7 +9,9 @@ use std::borrow::Cow;
 use std::future::Future;
 use std::time::Duration;
 
-use latchkey_domain::store::{CodePurpose, CodeStore, Database, IdentityStore, OneTimeCode, StoreError};
+use latchkey_domain::store::{
+    CodePurpose, CodeStore, Database, FlowStore, IdentityStore, OneTimeCode, StoreError,
+};
 use latchkey_domain::time::now;
 use latchkey_store_postgres::{Invalidation, MIGRATIONS, PgStore};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -313,4 +315,85 @@ fn database_urls_keep_server_and_query() {
     );
     assert_eq!(database_url("postgresql://h:5433", "x"), "postgresql://h:5433/x");
     assert_eq!(with_params("postgres://h/x?a=1", "b=2"), "postgres://h/x?a=1&b=2");
+}
+
+/// A recovery flow as stored by a build that kept its attempt count in the
+/// flow document.
+fn flow_with_submit_count(count: Option<u64>) -> latchkey_domain::flow::Flow {
+    use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
+    let request = FlowRequest {
+        flow_type: FlowType::Api,
+        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
+        return_to: None,
+        after_verification_return_to: None,
+        csrf_hash: None,
+    };
+    let lifespan = chrono::Duration::minutes(10);
+    let mut flow = Flow::new(FlowKind::Recovery, &request, lifespan, "http://127.0.0.1:4433", "sent_email");
+    // Built from text: this crate has no JSON macro of its own.
+    flow.internal = match count {
+        Some(count) => format!(r#"{{"address": "a@example.com", "submit_count": {count}}}"#),
+        None => r#"{"address": "a@example.com"}"#.to_string(),
+    }
+    .parse()
+    .unwrap();
+    flow
+}
+
+/// Flows in flight keep the attempts their document counted once the count
+/// moves to a column of its own.
+#[tokio::test]
+async fn code_attempts_survive_the_code_attempts_migration() {
+    with_fresh_database(|dsn| async move {
+        let raw = sqlx::PgPool::connect(&dsn).await.unwrap();
+        let before = MIGRATIONS.iter().position(|(_, name, _)| *name == "code_attempts").unwrap();
+        migrator_up_to(before).run(&raw).await.unwrap();
+        raw.close().await;
+
+        let store = PgStore::connect(&dsn).await.unwrap();
+        let (counted, fresh) = (flow_with_submit_count(Some(3)), flow_with_submit_count(None));
+        store.create_flow(&counted).await.unwrap();
+        store.create_flow(&fresh).await.unwrap();
+        store.migrate().await.unwrap();
+        assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied));
+        assert_eq!(store.count_code_attempt(counted.id).await.unwrap(), 4);
+        assert_eq!(store.count_code_attempt(fresh.id).await.unwrap(), 1);
+        assert_eq!(store.get_flow(counted.id).await.unwrap(), Some(counted));
+        store.close().await;
+    })
+    .await;
+}
+
+/// A login's hash upgrade is an identity write: every process's cache hears
+/// about it; a swap that found the hash changed announces nothing.
+#[tokio::test]
+async fn replacing_a_password_hash_announces_an_identity_invalidation() {
+    with_fresh_database(|dsn| async move {
+        let store = PgStore::connect(&dsn).await.unwrap();
+        store.migrate().await.unwrap();
+        let identity =
+            latchkey_store_tests::sample_identity(&format!("rehash-{}@example.com", Uuid::new_v4()));
+        store.create_identity(&identity).await.unwrap();
+        let stored = identity.credentials.values().next().unwrap().hashed_password().unwrap().to_string();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = store
+            .listen_for_invalidations(move |what| {
+                let _ = tx.send(what);
+            })
+            .await
+            .unwrap();
+
+        assert!(
+            !store
+                .replace_password_hash(identity.id, "$2a$04$not-the-stored-one", "$2a$05$x", now())
+                .await
+                .unwrap()
+        );
+        assert!(store.replace_password_hash(identity.id, &stored, "$2a$05$upgraded", now()).await.unwrap());
+        let heard = tokio::time::timeout(Duration::from_secs(5), rx.recv()).await.unwrap();
+        assert_eq!(heard, Some(Invalidation::Identity(identity.id)), "the failed swap sent nothing first");
+        listener.abort();
+        store.close().await;
+    })
+    .await;
 }

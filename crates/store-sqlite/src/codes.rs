@@ -115,6 +115,62 @@ impl CodeStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
+    async fn count_code_attempt(&self, flow_id: Uuid) -> Result<u64, StoreError> {
+        // One statement under SQLite's single write lock: increments never interleave.
+        let count: Option<i64> = sqlx::query_scalar(
+            "UPDATE selfservice_flows SET code_attempts = code_attempts + 1 WHERE id = ? \
+             RETURNING code_attempts",
+        )
+        .bind(flow_id.to_string())
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(backend)?;
+        u64::try_from(count.ok_or(StoreError::NotFound)?).map_err(backend)
+    }
+
+    async fn count_address_attempt(
+        &self,
+        purpose: CodePurpose,
+        address: &str,
+        id: Uuid,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        // `BEGIN IMMEDIATE` takes the database's one write lock before the
+        // insert and holds it through the count, so concurrent attempts are
+        // counted one after another: the k-th sees the k-1 before it, and
+        // only `limit` of them can see a count within the limit.
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        sqlx::query("INSERT INTO code_failures (id, purpose, address, at) VALUES (?, ?, ?, ?)")
+            .bind(id.to_string())
+            .bind(purpose.as_str())
+            .bind(address)
+            .bind(time(at))
+            .execute(&mut *tx)
+            .await
+            .map_err(write_error)?;
+        let count: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM code_failures WHERE purpose = ? AND address = ? AND at >= ?",
+        )
+        .bind(purpose.as_str())
+        .bind(address)
+        .bind(time(since))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(backend)?;
+        tx.commit().await.map_err(write_error)?;
+        u64::try_from(count).map_err(backend)
+    }
+
+    async fn forget_address_attempt(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("DELETE FROM code_failures WHERE id = ?")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(backend)?;
+        Ok(())
+    }
+
     async fn record_code_failure(
         &self,
         purpose: CodePurpose,

@@ -146,6 +146,31 @@ impl IdentityStore for SqliteStore {
         Ok(load(&mut conn, rows).await?.pop())
     }
 
+    async fn replace_password_hash(
+        &self,
+        identity_id: Uuid,
+        verified: &str,
+        new_hash: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One conditional statement under the write lock: the hash is
+        // swapped only if it is still the verified one, and the rest of the
+        // credential's config is kept.
+        let done = sqlx::query(
+            "UPDATE identity_credentials SET config = json_set(config, '$.hashed_password', ?), updated_at = ? \
+             WHERE identity_id = ? AND type = ? AND json_extract(config, '$.hashed_password') = ?",
+        )
+        .bind(new_hash)
+        .bind(time(at))
+        .bind(identity_id.to_string())
+        .bind(CredentialType::Password.as_str())
+        .bind(verified)
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
     async fn set_address_status(
         &self,
         identity_id: Uuid,

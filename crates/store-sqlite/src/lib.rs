@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (3, "courier", include_str!("../migrations/0003_courier.sql")),
     (4, "recovery", include_str!("../migrations/0004_recovery.sql")),
     (5, "one_time_codes", include_str!("../migrations/0005_one_time_codes.sql")),
+    (6, "code_attempts", include_str!("../migrations/0006_code_attempts.sql")),
 ];
 
 /// The SQLite implementation of every port.

@@ -4,7 +4,7 @@
 use std::borrow::Cow;
 
 use chrono::Duration;
-use latchkey_domain::store::{CodePurpose, CodeStore, Database, IdentityStore, OneTimeCode};
+use latchkey_domain::store::{CodePurpose, CodeStore, Database, FlowStore, IdentityStore, OneTimeCode};
 use latchkey_domain::time::now;
 use latchkey_store_sqlite::{MIGRATIONS, SqliteStore};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
@@ -109,5 +109,48 @@ async fn recovery_codes_survive_the_one_time_codes_migration() {
     .unwrap();
     assert_eq!(indexes, ["code_failures_address", "one_time_codes_flow"]);
     conn.close().await.unwrap();
+    store.close().await;
+}
+
+/// A recovery flow as stored by a build that kept its attempt count in the
+/// flow document.
+fn flow_with_submit_count(count: Option<u64>) -> latchkey_domain::flow::Flow {
+    use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
+    let request = FlowRequest {
+        flow_type: FlowType::Api,
+        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
+        return_to: None,
+        after_verification_return_to: None,
+        csrf_hash: None,
+    };
+    let mut flow =
+        Flow::new(FlowKind::Recovery, &request, Duration::minutes(10), "http://127.0.0.1:4433", "sent_email");
+    flow.internal = match count {
+        Some(count) => serde_json::json!({ "address": "a@example.com", "submit_count": count }),
+        None => serde_json::json!({ "address": "a@example.com" }),
+    };
+    flow
+}
+
+/// Flows in flight keep the attempts their document counted once the count
+/// moves to a column of its own.
+#[tokio::test]
+async fn code_attempts_survive_the_code_attempts_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut conn = SqliteConnection::connect(&format!("{dsn}?mode=rwc")).await.unwrap();
+    let before = MIGRATIONS.iter().position(|(_, name, _)| *name == "code_attempts").unwrap();
+    migrator_up_to(before).run(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::connect(&dsn).await.unwrap();
+    let (counted, fresh) = (flow_with_submit_count(Some(3)), flow_with_submit_count(None));
+    store.create_flow(&counted).await.unwrap();
+    store.create_flow(&fresh).await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied));
+    assert_eq!(store.count_code_attempt(counted.id).await.unwrap(), 4);
+    assert_eq!(store.count_code_attempt(fresh.id).await.unwrap(), 1);
+    assert_eq!(store.get_flow(counted.id).await.unwrap(), Some(counted));
     store.close().await;
 }

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use chrono::Duration;
+use futures_util::future::join_all;
 use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
@@ -44,10 +45,13 @@ pub async fn run_all(store: &dyn Store) {
     codes_work_once(store).await;
     code_failures_count_per_address_and_window(store).await;
     code_failures_count_per_purpose(store).await;
+    code_attempts_count_atomically_per_flow(store).await;
+    address_attempts_count_atomically(store).await;
     identity_found_by_recovery_address(store).await;
     identity_found_by_verifiable_address(store).await;
     deleting_an_identity_deletes_its_codes(store).await;
     set_address_status_moves_one_address(store).await;
+    password_hash_is_swapped_only_while_unchanged(store).await;
 }
 
 /// An identity with a password credential and one email address.
@@ -887,6 +891,63 @@ async fn code_failures_count_per_purpose(store: &dyn Store) {
     assert_eq!(store.count_code_failures(CodePurpose::Recovery, &address, since).await.unwrap(), 2);
 }
 
+async fn code_attempts_count_atomically_per_flow(store: &dyn Store) {
+    let request = FlowRequest {
+        flow_type: FlowType::Api,
+        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
+        return_to: None,
+        after_verification_return_to: None,
+        csrf_hash: None,
+    };
+    let new_flow = || {
+        Flow::new(FlowKind::Recovery, &request, Duration::minutes(10), "http://127.0.0.1:4433", "sent_email")
+    };
+    let flow = new_flow();
+    store.create_flow(&flow).await.unwrap();
+    // Many at once: each gets its own number, none is lost.
+    let counts = join_all((0..40).map(|_| store.count_code_attempt(flow.id))).await;
+    let mut counts: Vec<u64> = counts.into_iter().map(Result::unwrap).collect();
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=40).collect::<Vec<u64>>());
+    // Writing back a copy of the flow read before those attempts keeps them.
+    store.update_flow(&flow).await.unwrap();
+    assert_eq!(store.count_code_attempt(flow.id).await.unwrap(), 41);
+    // Counts are per flow.
+    let other = new_flow();
+    store.create_flow(&other).await.unwrap();
+    assert_eq!(store.count_code_attempt(other.id).await.unwrap(), 1);
+    assert!(matches!(store.count_code_attempt(Uuid::new_v4()).await, Err(StoreError::NotFound)));
+}
+
+async fn address_attempts_count_atomically(store: &dyn Store) {
+    let purpose = CodePurpose::Verification;
+    let address = unique_email("address-attempts");
+    let at = now();
+    let since = at - Duration::hours(1);
+    // An old failure outside the window does not count.
+    store.record_code_failure(purpose, &address, since - Duration::seconds(1)).await.unwrap();
+    let ids: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    let counts =
+        join_all(ids.iter().map(|id| store.count_address_attempt(purpose, &address, *id, at, since))).await;
+    let mut counts: Vec<u64> = counts.into_iter().map(Result::unwrap).collect();
+    counts.sort_unstable();
+    // Each concurrent attempt saw every one counted before it, so exactly
+    // `limit` of them could see a count within any limit.
+    assert_eq!(counts, (1..=30).collect::<Vec<u64>>());
+    // Counted attempts are failures until taken back.
+    assert_eq!(store.count_code_failures(purpose, &address, since).await.unwrap(), 30);
+    store.forget_address_attempt(ids[0]).await.unwrap();
+    assert_eq!(store.count_code_failures(purpose, &address, since).await.unwrap(), 29);
+    assert_eq!(store.count_address_attempt(purpose, &address, Uuid::new_v4(), at, since).await.unwrap(), 30);
+    // Forgetting an unknown attempt is harmless.
+    store.forget_address_attempt(Uuid::new_v4()).await.unwrap();
+    // Other purposes and addresses are counted apart.
+    let recovery = store.count_address_attempt(CodePurpose::Recovery, &address, Uuid::new_v4(), at, since);
+    assert_eq!(recovery.await.unwrap(), 1);
+    let elsewhere = unique_email("address-attempts-other");
+    assert_eq!(store.count_address_attempt(purpose, &elsewhere, Uuid::new_v4(), at, since).await.unwrap(), 1);
+}
+
 async fn identity_found_by_recovery_address(store: &dyn Store) {
     let email = unique_email("recovery-owner");
     let identity = sample_identity(&email);
@@ -1002,4 +1063,54 @@ async fn set_address_status_moves_one_address(store: &dyn Store) {
     );
     assert_eq!(store.get_identity(other.id).await.unwrap().unwrap(), other);
     assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+}
+
+async fn password_hash_is_swapped_only_while_unchanged(store: &dyn Store) {
+    let mut identity = sample_identity(&unique_email("rehash"));
+    let old = "$2a$04$olderhasholderhasholderhasholderhasholderhasholderhas".to_string();
+    let credential = identity.credentials.get_mut(&CredentialType::Password).unwrap();
+    // Other keys of the config stay as they are.
+    credential.config = json!({"hashed_password": old, "use_password_migration_hook": false});
+    store.create_identity(&identity).await.unwrap();
+    // Another identity with the very same hash is not touched.
+    let mut twin = sample_identity(&unique_email("rehash-twin"));
+    twin.credentials.get_mut(&CredentialType::Password).unwrap().config = json!({"hashed_password": old});
+    store.create_identity(&twin).await.unwrap();
+
+    // A hash that is not the stored one swaps nothing.
+    let at = now() + Duration::seconds(1);
+    assert!(
+        !store.replace_password_hash(identity.id, "$2a$04$someotherhash", "$argon2id$new", at).await.unwrap()
+    );
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+
+    // The verified hash is swapped: only that credential's hash and time change.
+    let new = "$argon2id$v=19$m=1024,t=1,p=2$c2FsdHNhbHRzYWx0c2FsdA$a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2V5a2U";
+    assert!(store.replace_password_hash(identity.id, &old, new, at).await.unwrap());
+    let credential = identity.credentials.get_mut(&CredentialType::Password).unwrap();
+    credential.config = json!({"hashed_password": new, "use_password_migration_hook": false});
+    credential.updated_at = at;
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+    assert_eq!(store.get_identity(twin.id).await.unwrap().unwrap(), twin);
+    // Swapping from the old hash again is a no-op: it is not stored any more.
+    assert!(!store.replace_password_hash(identity.id, &old, "$argon2id$again", at).await.unwrap());
+
+    // A login that verified `new`, then an admin who deactivated the identity
+    // and set another password before the login's swap: the admin's write stands.
+    let mut changed = identity.clone();
+    changed.state = IdentityState::Inactive;
+    changed.traits = json!({"email": identity.traits["email"], "name": "changed by an admin"});
+    let credential = changed.credentials.get_mut(&CredentialType::Password).unwrap();
+    credential.config =
+        json!({"hashed_password": "$2a$04$setbyanadminsetbyanadminsetbyanadminsetbyanadminset"});
+    store.update_identity(&changed).await.unwrap();
+    assert!(!store.replace_password_hash(identity.id, new, "$argon2id$stale", at).await.unwrap());
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), changed);
+
+    // No password credential, or no identity: nothing to swap.
+    let mut passwordless = sample_identity(&unique_email("rehash-none"));
+    passwordless.credentials.clear();
+    store.create_identity(&passwordless).await.unwrap();
+    assert!(!store.replace_password_hash(passwordless.id, &old, new, at).await.unwrap());
+    assert!(!store.replace_password_hash(Uuid::new_v4(), &old, new, at).await.unwrap());
 }

@@ -1,7 +1,8 @@
 //! One-time codes sent by email, shared by recovery and verification: how
 //! a code is made and stored (only a keyed hash), the form that asks for it,
 //! and the checks a submitted code passes (attempts per flow, wrong guesses
-//! per address across flows, constant-time comparison).
+//! per address across flows, both counted atomically in the store before the
+//! comparison; constant-time comparison).
 
 use chrono::Duration;
 use hmac::{Hmac, KeyInit, Mac};
@@ -84,13 +85,12 @@ impl CodeSettings {
     }
 
     /// Checks a submitted code against the flow's live codes and spends it
-    /// when it is right. The attempt is counted on the flow before checking,
-    /// so a correct guess past the limit is refused too; the caller saves the flow.
+    /// when it is right.
     pub(crate) async fn check(
         &self,
         store: &dyn Store,
         purpose: CodePurpose,
-        flow: &mut Flow,
+        flow: &Flow,
         submitted: &str,
     ) -> Result<CodeCheck, FlowError> {
         let check = self.find(store, purpose, flow, submitted).await?;
@@ -102,35 +102,45 @@ impl CodeSettings {
         Ok(check)
     }
 
-    /// [`check`](Self::check) without spending the code: the attempt counts
-    /// all the same (per flow and per address), so looking is no cheaper
-    /// a way to guess than submitting.
+    /// [`check`](Self::check) without spending the code. Every limit is
+    /// counted in the database before the code is compared, one atomic step
+    /// each, so parallel requests cannot all slip under it: the attempt on
+    /// the flow (a correct guess past the limit is refused too), then the
+    /// attempt against the address across flows, which a right code takes
+    /// back since only wrong guesses count there. Looking is therefore no
+    /// cheaper a way to guess than submitting.
     pub(crate) async fn find(
         &self,
         store: &dyn Store,
         purpose: CodePurpose,
-        flow: &mut Flow,
+        flow: &Flow,
         submitted: &str,
     ) -> Result<CodeCheck, FlowError> {
-        let address = flow_address(flow);
-        let submit_count = flow.internal.get("submit_count").and_then(Value::as_u64).unwrap_or(0) + 1;
-        flow.internal["submit_count"] = json!(submit_count);
-        if submit_count > self.max_submissions {
+        if store.count_code_attempt(flow.id).await? > self.max_submissions {
             return Ok(CodeCheck::TooManyAttempts);
         }
-        let since = now() - self.address_failure_window;
-        let blocked = !address.is_empty()
-            && store.count_code_failures(purpose, &address, since).await? >= self.address_failure_limit;
+        let address = flow_address(flow);
+        let attempt = match address.is_empty() {
+            true => None,
+            false => {
+                let id = Uuid::new_v4();
+                let since = now() - self.address_failure_window;
+                let count = store.count_address_attempt(purpose, &address, id, now(), since).await?;
+                Some((id, count))
+            }
+        };
+        let blocked = attempt.is_some_and(|(_, count)| count > self.address_failure_limit);
         let live = store.live_codes(flow.id, now()).await?;
         let found = live
             .into_iter()
             .find(|c| c.identity_id.is_some() && matches(&self.secrets, submitted.trim(), &c.code_hmac));
+        // A wrong or blocked code leaves its attempt counted as a failure.
         let Some(found) = found.filter(|_| !blocked) else {
-            if !address.is_empty() {
-                store.record_code_failure(purpose, &address, now()).await?;
-            }
             return Ok(CodeCheck::Wrong);
         };
+        if let Some((id, _)) = attempt {
+            store.forget_address_attempt(id).await?;
+        }
         Ok(CodeCheck::Right(found))
     }
 }
@@ -153,16 +163,16 @@ pub(crate) fn render(
     Ok(Message::new(to, rendered, template))
 }
 
-/// The address a code flow sent its code to, kept with the attempt count.
+/// The address a code flow sent its code to.
 pub fn flow_address(flow: &Flow) -> String {
     flow.internal.get("address").and_then(Value::as_str).unwrap_or_default().to_string()
 }
 
-/// Remembers where the code went; attempts carry over across resends.
+/// Remembers where the code went. Attempts carry over across resends: the
+/// store counts them per flow and never resets the count.
 pub(crate) fn remember_address(flow: &mut Flow, address: &str) {
-    let submit_count = flow.internal.get("submit_count").and_then(Value::as_u64).unwrap_or(0);
     let admin = flow.internal.get("admin").cloned();
-    flow.internal = json!({ "address": address, "submit_count": submit_count });
+    flow.internal = json!({ "address": address });
     if let Some(admin) = admin {
         flow.internal["admin"] = admin;
     }

@@ -241,17 +241,28 @@ impl LoginService {
     }
 
     /// Imported or outdated hashes are replaced after a successful login;
-    /// failure only costs the upgrade, never the login.
-    async fn upgrade_hash(&self, identity: &mut Identity, password: SecretPassword, _old: &str) {
+    /// failure only costs the upgrade, never the login. Only the hash is
+    /// written, and only if it is still `old`, the one just verified: the
+    /// identity was read before the (possibly queued) check, and writing
+    /// that copy back could undo a deactivation or a password change made
+    /// in between.
+    async fn upgrade_hash(&self, identity: &mut Identity, password: SecretPassword, old: &str) {
         let Ok(new_hash) = self.hasher.hash(password).await else {
             return;
         };
-        if let Some(credential) = identity.credentials.get_mut(&CredentialType::Password) {
-            credential.config = serde_json::json!({ "hashed_password": new_hash });
-            credential.updated_at = crate::time::now();
-        }
-        if let Err(e) = self.store.update_identity(identity).await {
-            tracing::warn!(error = %e, "could not upgrade a password hash");
+        let at = crate::time::now();
+        match self.store.replace_password_hash(identity.id, old, &new_hash, at).await {
+            Ok(true) => {
+                // Keep the caller's copy in step with the row.
+                if let Some(credential) = identity.credentials.get_mut(&CredentialType::Password)
+                    && let Some(config) = credential.config.as_object_mut()
+                {
+                    config.insert("hashed_password".into(), serde_json::Value::String(new_hash));
+                    credential.updated_at = at;
+                }
+            }
+            Ok(false) => tracing::debug!("the password hash changed during login; not upgraded"),
+            Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
         }
     }
 }

@@ -141,7 +141,7 @@ impl RecoveryService {
         let address = identity.recovery_addresses.first().map(|a| a.value.clone()).unwrap_or_default();
         code::code_form(&mut flow, text::label_recovery_code(), &address);
         flow.ui.nodes.retain(|n| n.name() != Some("csrf_token") && n.name() != Some("email"));
-        flow.internal = json!({ "address": address, "submit_count": 0, "admin": true });
+        flow.internal = json!({ "address": address, "admin": true });
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Recovery,
@@ -209,7 +209,7 @@ impl RecoveryService {
         let found = match self
             .settings
             .codes
-            .check(self.store.as_ref(), CodePurpose::Recovery, &mut flow, &code)
+            .check(self.store.as_ref(), CodePurpose::Recovery, &flow, &code)
             .await?
         {
             CodeCheck::Right(found) => found,

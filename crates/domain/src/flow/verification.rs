@@ -136,21 +136,22 @@ impl VerificationService {
         code: &str,
         csrf_hash: Option<String>,
     ) -> Result<bool, FlowError> {
+        // The attempt is counted in the store either way; a wrong code
+        // leaves the flow itself untouched.
         let check =
-            self.settings.codes.find(self.store.as_ref(), CodePurpose::Verification, &mut flow, code).await?;
-        let right = matches!(check, CodeCheck::Right(_));
-        if right {
-            if let Some(node) = flow.ui.node_mut("code") {
-                node.attributes["value"] = json!(code.trim());
-            }
-            if csrf_hash.is_some() {
-                flow.csrf_hash = csrf_hash;
-            }
+            self.settings.codes.find(self.store.as_ref(), CodePurpose::Verification, &flow, code).await?;
+        if !matches!(check, CodeCheck::Right(_)) {
+            return Ok(false);
         }
-        // The counted attempt is kept either way.
+        if let Some(node) = flow.ui.node_mut("code") {
+            node.attributes["value"] = json!(code.trim());
+        }
+        if csrf_hash.is_some() {
+            flow.csrf_hash = csrf_hash;
+        }
         flow.updated_at = now();
         self.store.update_flow(&flow).await?;
-        Ok(right)
+        Ok(true)
     }
 
     async fn send_code(&self, mut flow: Flow, email: String) -> Result<VerificationOutcome, FlowError> {
@@ -232,11 +233,8 @@ impl VerificationService {
     }
 
     async fn check_code(&self, mut flow: Flow, code: String) -> Result<VerificationOutcome, FlowError> {
-        let check = self
-            .settings
-            .codes
-            .check(self.store.as_ref(), CodePurpose::Verification, &mut flow, &code)
-            .await?;
+        let check =
+            self.settings.codes.check(self.store.as_ref(), CodePurpose::Verification, &flow, &code).await?;
         let found = match check {
             CodeCheck::Right(found) => found,
             CodeCheck::Wrong => return self.wrong_code(flow).await,

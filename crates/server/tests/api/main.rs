@@ -5,6 +5,7 @@
 mod helpers;
 
 mod browser;
+mod code_races;
 mod config;
 mod courier;
 mod errors;
@@ -15,6 +16,7 @@ mod native;
 mod recovery;
 mod refused;
 mod review_findings;
+mod rehash;
 mod sessions;
 mod settings;
 mod startup;
