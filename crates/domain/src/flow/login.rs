@@ -154,7 +154,16 @@ impl LoginService {
             Err(latchkey_hash::HashError::PasswordTooLong) => false,
             Err(e) => return Err(FlowError::Internal(e.to_string())),
         };
-        let Some(mut identity) = identity.filter(|_| verified) else {
+        let Some(identity) = identity.filter(|_| verified) else {
+            flow.ui.messages.push(text::invalid_credentials());
+            return self.reject(flow).await;
+        };
+        // The check may have queued for a hasher: act on the identity as it
+        // is now, so a deactivation or password change made meanwhile stands.
+        let fresh = self.store.get_identity(identity.id).await?.filter(|fresh| {
+            fresh.credential(CredentialType::Password).and_then(|c| c.hashed_password()) == hash.as_deref()
+        });
+        let Some(mut identity) = fresh else {
             flow.ui.messages.push(text::invalid_credentials());
             return self.reject(flow).await;
         };

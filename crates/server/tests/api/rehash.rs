@@ -12,7 +12,11 @@ use serde_json::{Value, json};
 use crate::helpers::{Backend, TestApp, login, spawn_app_with};
 use crate::on_both_databases;
 
-on_both_databases!(rehash_changes_only_the_hash, rehash_never_undoes_a_concurrent_admin_change);
+on_both_databases!(
+    rehash_changes_only_the_hash,
+    rehash_never_undoes_a_concurrent_admin_change,
+    a_change_made_while_the_password_is_checked_refuses_the_login,
+);
 
 const OLD_PASSWORD: &str = "imported-passphrase-1";
 const ADMIN_PASSWORD: &str = "set-by-an-admin-passphrase";
@@ -168,6 +172,58 @@ async fn rehash_never_undoes_a_concurrent_admin_change(backend: Backend) {
             }
         }
         assert!(raced, "{change:?}: the admin's write never landed during a login's rehash");
+    }
+    app.stop().await;
+}
+
+/// Creates an identity whose password the server hashes with its own (slow) settings.
+async fn create(app: &TestApp, email: &str) -> String {
+    let body = json!({
+        "schema_id": "default",
+        "traits": {"email": email, "name": {"first": "Ada", "last": "Lovelace"}},
+        "credentials": {"password": {"config": {"password": OLD_PASSWORD}}},
+    });
+    let response = app.http.post(app.admin_path("/admin/identities")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 201);
+    response.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string()
+}
+
+async fn a_change_made_while_the_password_is_checked_refuses_the_login(backend: Backend) {
+    // The stored hash is slow to verify, so the admin's write lands after the
+    // login read the identity and before its password check ends; the login
+    // must then act on the identity as it is, not as it was read.
+    let app = spawn_app_with(backend, |c| argon2(c, "64MB", 12)).await;
+    for change in [AdminChange::Deactivate, AdminChange::SetPassword] {
+        let mut raced = false;
+        for attempt in 0..4 {
+            let email = format!("check-{change:?}-{attempt}@example.com").to_lowercase();
+            let id = create(&app, &email).await;
+            let started = Instant::now();
+            let (login_result, admin_done) =
+                tokio::join!(async { login(&app, &email, OLD_PASSWORD).await.map(|_| ()) }, async {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    apply(&app, &id, change, &email).await;
+                    Instant::now()
+                },);
+            let login_done = Instant::now();
+            // Only a login still verifying when the admin's write returned counts.
+            if admin_done - started < Duration::from_millis(400) && login_done > admin_done {
+                assert!(login_result.is_err(), "{change:?}: the login must not pass on the identity it read");
+                let sessions = app
+                    .http
+                    .get(app.admin_path(&format!("/admin/identities/{id}/sessions")))
+                    .send()
+                    .await
+                    .unwrap()
+                    .json::<Value>()
+                    .await
+                    .unwrap();
+                assert_eq!(sessions, json!([]), "{change:?}: no session was issued");
+                raced = true;
+                break;
+            }
+        }
+        assert!(raced, "{change:?}: the admin's write never landed during a password check");
     }
     app.stop().await;
 }
