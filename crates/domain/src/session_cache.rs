@@ -88,7 +88,9 @@ impl SessionCache {
             // Crude but bounded: a full cache starts over rather than track recency.
             entries.by_token.clear();
         }
-        entries.by_token.insert(token_hash.to_string(), Entry { hit: Arc::new(hit), cached_at: Instant::now() });
+        entries
+            .by_token
+            .insert(token_hash.to_string(), Entry { hit: Arc::new(hit), cached_at: Instant::now() });
         true
     }
 

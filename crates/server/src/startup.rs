@@ -93,6 +93,8 @@ async fn open_cached_store(
                     Invalidation::Identity(id) => evict.evict_identity(id),
                     Invalidation::Session(id) => evict.evict_session(id),
                     Invalidation::All => evict.clear(),
+                    Invalidation::Lost => evict.suspend(),
+                    Invalidation::Listening => evict.resume(),
                 })
                 .await
                 .map_err(fail)?;

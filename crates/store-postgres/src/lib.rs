@@ -83,8 +83,13 @@ pub const INVALIDATION_CHANNEL: &str = "latchkey_session_cache";
 pub enum Invalidation {
     Identity(Uuid),
     Session(Uuid),
-    /// Notifications may have been missed: forget everything.
+    /// A notification that could not be understood: forget everything.
     All,
+    /// The listening connection dropped, so notifications may be missed until
+    /// [`Invalidation::Listening`]: forget everything and cache nothing.
+    Lost,
+    /// Listening again after [`Invalidation::Lost`].
+    Listening,
 }
 
 impl Invalidation {
@@ -114,27 +119,53 @@ impl PgStore {
         }
     }
 
-    /// Listens for invalidations and hands each to `on`; when the connection
-    /// drops (so notifications may be lost) `on` gets [`Invalidation::All`].
+    /// Listens for invalidations and hands each to `on`. When the connection
+    /// drops, `on` gets [`Invalidation::Lost`] at once, and
+    /// [`Invalidation::Listening`] once a new connection listens again; the
+    /// listener reconnects on its own, every second until it succeeds.
     pub async fn listen_for_invalidations(
         &self,
         on: impl Fn(Invalidation) + Send + Sync + 'static,
     ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(backend)?;
-        listener.listen(INVALIDATION_CHANNEL).await.map_err(backend)?;
+        let mut listener = self.invalidation_listener().await.map_err(backend)?;
+        let store = self.clone();
         Ok(tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(notification)) => on(Invalidation::parse(notification.payload())),
-                    Ok(None) => on(Invalidation::All),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "session cache listener lost its connection");
-                        on(Invalidation::All);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    // Told before reconnecting, so nothing is cached in between.
+                    lost => {
+                        let error =
+                            lost.err().map_or_else(|| "connection closed".to_string(), |e| e.to_string());
+                        tracing::warn!(%error, "session cache listener lost its connection; caching is off until it is back");
+                        on(Invalidation::Lost);
+                        listener = store.relisten().await;
+                        on(Invalidation::Listening);
                     }
                 }
             }
         }))
+    }
+
+    /// A connection listening on [`INVALIDATION_CHANNEL`] that reports a drop
+    /// instead of reconnecting behind the caller's back.
+    async fn invalidation_listener(&self) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.eager_reconnect(false);
+        listener.listen(INVALIDATION_CHANNEL).await?;
+        Ok(listener)
+    }
+
+    async fn relisten(&self) -> sqlx::postgres::PgListener {
+        loop {
+            match self.invalidation_listener().await {
+                Ok(listener) => return listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "session cache listener could not reconnect");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 }
 
