@@ -12,6 +12,7 @@ mod health;
 mod identities;
 mod native;
 mod recovery;
+mod revocation;
 mod sessions;
 mod settings;
 mod startup;
