@@ -12,9 +12,27 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PASSWORD, TestApp, login, register, spawn_app, spawn_app_on, spawn_app_with};
-use crate::on_both_databases;
 
-on_both_databases!(
+/// As `on_both_databases!`, on a multi-threaded runtime: lookups and the
+/// revocation must really run at the same time for the race to show.
+macro_rules! on_both_databases_threaded {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn sqlite() {
+                    super::$scenario($crate::helpers::Backend::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn postgres() {
+                    super::$scenario($crate::helpers::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}
+
+on_both_databases_threaded!(
     native_logout_sticks_under_whoami_load,
     admin_session_revocation_sticks_under_whoami_load,
     admin_deactivation_sticks_under_whoami_load,
@@ -22,7 +40,7 @@ on_both_databases!(
 );
 
 /// Concurrent `whoami` callers.
-const TASKS: usize = 8;
+const TASKS: usize = 16;
 /// `whoami` calls each caller makes after the revocation returned.
 const AFTER: usize = 30;
 /// How long another server sharing PostgreSQL may take to hear of a
@@ -76,8 +94,13 @@ async fn hammer_while(app: &TestApp, token: &str, revoke: impl Future<Output = (
 }
 
 async fn session_id(app: &TestApp, token: &str) -> String {
-    let response =
-        app.http.get(app.public_path("/sessions/whoami")).header("x-session-token", token).send().await.unwrap();
+    let response = app
+        .http
+        .get(app.public_path("/sessions/whoami"))
+        .header("x-session-token", token)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     let session: Value = response.json().await.unwrap();
     session["id"].as_str().unwrap().to_string()
@@ -170,7 +193,7 @@ async fn password_change_revocation_sticks_under_whoami_load(backend: Backend) {
 /// Two servers share one PostgreSQL database; `b` is hammered (so it caches
 /// the session) while `a` revokes. `b` refuses the token within
 /// [`ELSEWHERE`], and from then on every time.
-#[tokio::test]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn revocation_on_one_server_sticks_on_another_sharing_postgres() {
     let a = spawn_app(Backend::Postgres).await;
     let b = spawn_app_on(&a.dsn).await;
