@@ -67,8 +67,9 @@ pub fn backend_of(dsn: &str) -> Option<Backend> {
 }
 
 /// Connects to the database, wrapped in the `whoami` cache. On PostgreSQL,
-/// other processes' writes evict through notifications, and a shorter
-/// time-to-live bounds what a lost notification could leave stale.
+/// other processes' writes evict through notifications, the cache is off
+/// while the listener reconnects, and a shorter time-to-live (the bound the
+/// README documents) limits what a lost notification could leave stale.
 async fn open_cached_store(
     dsn: &str,
 ) -> Result<(Arc<dyn Store>, Backend, Option<JoinHandle<()>>), StartError> {
