@@ -12,6 +12,7 @@ mod public;
 mod query;
 mod redirect;
 mod request;
+mod return_to;
 mod state;
 mod submit;
 mod views;

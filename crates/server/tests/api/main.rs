@@ -12,6 +12,7 @@ mod health;
 mod identities;
 mod native;
 mod recovery;
+mod return_to;
 mod revocation;
 mod sessions;
 mod settings;
