@@ -103,20 +103,33 @@ impl Invalidation {
     }
 }
 
+/// Tells every process sharing this database (this one included), once the
+/// transaction `conn` is in commits, that cached `whoami` answers about
+/// `payload` are stale.
+pub(crate) async fn announce(conn: &mut sqlx::PgConnection, payload: String) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(INVALIDATION_CHANNEL)
+        .bind(payload)
+        .execute(conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
 impl PgStore {
-    /// Tells every process sharing this database (this one included) that
-    /// cached `whoami` answers about `payload` are stale. A failure is only
-    /// logged: the write it follows has already happened, and caches expire
-    /// on their own.
-    pub(crate) async fn notify_invalidation(&self, payload: String) {
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(INVALIDATION_CHANNEL)
-            .bind(&payload)
-            .execute(&self.pool)
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "could not announce a session cache invalidation");
-        }
+    /// Runs one write and announces `payload` in the same transaction, so
+    /// that PostgreSQL delivers the notification exactly when the write
+    /// commits: no write goes unannounced, no announcement precedes its write.
+    pub(crate) async fn execute_announced(
+        &self,
+        write: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        payload: String,
+    ) -> Result<sqlx::postgres::PgQueryResult, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = write.execute(&mut *tx).await.map_err(backend)?;
+        announce(&mut tx, payload).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done)
     }
 
     /// Listens for invalidations and hands each to `on`. When the connection
