@@ -24,6 +24,7 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 pub use error::ApiError;
+pub use return_to::usable as allowed_return_url_is_usable;
 pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
 
 /// The CSRF cookie name for a public base URL.

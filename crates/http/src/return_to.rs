@@ -46,6 +46,12 @@ pub fn check(raw: &str, base: &Url, allowed: &[String]) -> Result<Url, Refused> 
     if covered { Ok(target) } else { Err(Refused::NotAllowed) }
 }
 
+/// Whether an allow-list entry can allow anything: a URL whose host is
+/// exact or a wildcard no broader than `*.example.com`.
+pub fn usable(entry: &str) -> bool {
+    Allowed::parse(entry).is_some()
+}
+
 /// `scheme:` and what follows, when `raw` starts with a scheme.
 fn split_scheme(raw: &str) -> Option<(&str, &str)> {
     let (scheme, rest) = raw.split_once(':')?;
@@ -286,6 +292,16 @@ mod tests {
             for raw in ["https://evil.com/", "https://a.example.com/", "https://a.b.example.com/"] {
                 assert!(check(raw, &base, &allowed).is_err(), "{entry} allowed {raw}");
             }
+        }
+    }
+
+    #[test]
+    fn allow_list_entries_are_judged_usable_or_not() {
+        assert!(allowed().iter().all(|entry| usable(entry)));
+        for entry in
+            ["https://*", "https://*.com", "https://a.*.example.com", "https://*example.com", "/path", ""]
+        {
+            assert!(!usable(entry), "{entry}");
         }
     }
 

@@ -421,6 +421,12 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
             .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
             .unwrap_or_default()
     };
+    for entry in ss.allowed_return_urls.iter().filter(|e| !latchkey_http::allowed_return_url_is_usable(e)) {
+        tracing::warn!(
+            entry = entry.as_str(),
+            "ignoring a selfservice.allowed_return_urls entry: not a URL, or a wildcard broader than *.example.com"
+        );
+    }
     let allowed_return_urls = if ss.allowed_return_urls.is_empty() {
         vec![origin(&default_return), origin(&urls.public)]
     } else {
