@@ -3,7 +3,7 @@
 //! cost. [`CachingStore`] wraps any [`Store`]: hits skip the database, and
 //! every write that could change a cached answer (revoking, extending or
 //! deleting sessions; updating or deleting identities) evicts before and
-//! after it, in this process. Other processes sharing a database evict through
+//! after it, in this process, and nothing is cached while it runs. Other processes sharing a database evict through
 //! [`SessionCache`]'s methods (PostgreSQL notifications drive them), and a
 //! short time-to-live bounds staleness should a notification be lost.
 //!
@@ -42,6 +42,10 @@ struct Entries {
     /// Set while evictions from other processes may be missed (the
     /// notification listener lost its connection): nothing is cached then.
     suspended: bool,
+    /// Local writes under way ([`Writing`] guards alive): nothing is cached
+    /// then, so no entry a write is changing exists between its commit and
+    /// its return.
+    writes: usize,
 }
 
 /// The cache generation a lookup saw before it read the database; see
@@ -58,7 +62,7 @@ pub struct SessionCache {
 
 impl SessionCache {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        let entries = Entries { by_token: HashMap::new(), generation: 0, suspended: false };
+        let entries = Entries { by_token: HashMap::new(), generation: 0, suspended: false, writes: 0 };
         Self { entries: RwLock::new(entries), capacity, ttl }
     }
 
@@ -76,12 +80,12 @@ impl SessionCache {
 
     /// Caches a row read from the database after `ticket` was taken, unless
     /// an eviction happened since (the row may predate the write it
-    /// announced). Returns whether the row was cached.
+    /// announced) or a write is under way. Returns whether the row was cached.
     pub fn put(&self, ticket: Ticket, token_hash: &str, hit: (Session, Identity)) -> bool {
         let Ok(mut entries) = self.entries.write() else {
             return false;
         };
-        if entries.suspended || entries.generation != ticket.0 {
+        if entries.suspended || entries.writes > 0 || entries.generation != ticket.0 {
             return false;
         }
         if entries.by_token.len() >= self.capacity {
@@ -92,6 +96,19 @@ impl SessionCache {
             .by_token
             .insert(token_hash.to_string(), Entry { hit: Arc::new(hit), cached_at: Instant::now() });
         true
+    }
+
+    /// Marks a local write to `scope` as under way until the guard drops:
+    /// evicts what it may change now and again when it ends, and caches
+    /// nothing meanwhile. A `whoami` that starts after the write committed
+    /// therefore reads the database, even before the write has returned.
+    pub fn writing(&self, scope: Scope) -> Writing<'_> {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.writes += 1;
+            entries.generation += 1;
+            entries.by_token.retain(|_, e| !scope.covers(e));
+        }
+        Writing { cache: self, scope }
     }
 
     fn evict(&self, keep: impl Fn(&Entry) -> bool) {
@@ -132,6 +149,40 @@ impl SessionCache {
             entries.generation += 1;
             entries.by_token.clear();
             entries.suspended = suspended;
+        }
+    }
+}
+
+/// What a write may change.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    Session(Uuid),
+    Identity(Uuid),
+}
+
+impl Scope {
+    fn covers(&self, entry: &Entry) -> bool {
+        match *self {
+            Scope::Session(id) => entry.hit.0.id == id,
+            Scope::Identity(id) => entry.hit.1.id == id,
+        }
+    }
+}
+
+/// A local write under way; see [`SessionCache::writing`]. Dropping it, also
+/// when the write fails or its caller gives up, ends the write.
+pub struct Writing<'a> {
+    cache: &'a SessionCache,
+    scope: Scope,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut entries) = self.cache.entries.write() {
+            entries.writes = entries.writes.saturating_sub(1);
+            // Lookups that read before the commit must not cache what they read.
+            entries.generation += 1;
+            entries.by_token.retain(|_, e| !self.scope.covers(e));
         }
     }
 }
@@ -183,39 +234,23 @@ impl SessionStore for CachingStore {
     }
 
     async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.cache.evict_session(id);
-        let result = self.inner.revoke_session(id).await;
-        // Again after the write: drops what a lookup cached meanwhile and stops
-        // any still reading from caching a row that may predate the write.
-        self.cache.evict_session(id);
-        result
+        let _writing = self.cache.writing(Scope::Session(id));
+        self.inner.revoke_session(id).await
     }
 
     async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError> {
-        self.cache.evict_identity(identity_id);
-        let result = self.inner.revoke_sessions_of(identity_id, keep).await;
-        // Again after the write: drops what a lookup cached meanwhile and stops
-        // any still reading from caching a row that may predate the write.
-        self.cache.evict_identity(identity_id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.revoke_sessions_of(identity_id, keep).await
     }
 
     async fn delete_sessions_of(&self, identity_id: Uuid) -> Result<u64, StoreError> {
-        self.cache.evict_identity(identity_id);
-        let result = self.inner.delete_sessions_of(identity_id).await;
-        // Again after the write: drops what a lookup cached meanwhile and stops
-        // any still reading from caching a row that may predate the write.
-        self.cache.evict_identity(identity_id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.delete_sessions_of(identity_id).await
     }
 
     async fn extend_session(&self, id: Uuid, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.cache.evict_session(id);
-        let result = self.inner.extend_session(id, expires_at).await;
-        // Again after the write: drops what a lookup cached meanwhile and stops
-        // any still reading from caching a row that may predate the write.
-        self.cache.evict_session(id);
-        result
+        let _writing = self.cache.writing(Scope::Session(id));
+        self.inner.extend_session(id, expires_at).await
     }
 }
 
@@ -226,12 +261,8 @@ impl IdentityStore for CachingStore {
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError> {
-        self.cache.evict_identity(identity.id);
-        let result = self.inner.update_identity(identity).await;
-        // Again after the write: drops what a lookup cached meanwhile and stops
-        // any still reading from caching a row that may predate the write.
-        self.cache.evict_identity(identity.id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(identity.id));
+        self.inner.update_identity(identity).await
     }
 
     async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {
@@ -239,12 +270,8 @@ impl IdentityStore for CachingStore {
     }
 
     async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.cache.evict_identity(id);
-        let result = self.inner.delete_identity(id).await;
-        // Again after the write: drops what a lookup cached meanwhile and stops
-        // any still reading from caching a row that may predate the write.
-        self.cache.evict_identity(id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(id));
+        self.inner.delete_identity(id).await
     }
 
     async fn list_identities(&self, query: &IdentityQuery) -> Result<Vec<Identity>, StoreError> {
@@ -267,10 +294,8 @@ impl IdentityStore for CachingStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         // whoami shows addresses, so this is an identity write like any other.
-        self.cache.evict_identity(identity_id);
-        let result = self.inner.set_address_status(identity_id, address_id, status, at).await;
-        self.cache.evict_identity(identity_id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.set_address_status(identity_id, address_id, status, at).await
     }
 }
 
@@ -518,6 +543,42 @@ mod tests {
         assert!(cache.lookup("a").is_err(), "resuming starts from empty");
         let t = ticket(&cache, "b");
         assert!(cache.put(t, "b", hit(Uuid::new_v4())));
+    }
+
+    #[test]
+    fn nothing_is_cached_while_a_write_is_under_way() {
+        let cache = cache();
+        let row = hit(Uuid::new_v4());
+        let t = ticket(&cache, "a");
+        assert!(cache.put(t, "a", row.clone()));
+        let writing = cache.writing(Scope::Session(row.0.id));
+        assert!(cache.lookup("a").is_err(), "the write's session is evicted when it starts");
+        // A lookup during the write may read the row before or after the
+        // commit: it is not cached, neither now nor once the write is done.
+        let during = ticket(&cache, "a");
+        assert!(!cache.put(during, "a", row.clone()));
+        drop(writing);
+        assert!(!cache.put(during, "a", row.clone()));
+        let after = ticket(&cache, "a");
+        assert!(cache.put(after, "a", row));
+    }
+
+    #[test]
+    fn a_write_evicts_only_its_scope_and_hits_go_on_meanwhile() {
+        let cache = cache();
+        let (one, two) = (hit(Uuid::new_v4()), hit(Uuid::new_v4()));
+        let t = ticket(&cache, "one");
+        assert!(cache.put(t, "one", one.clone()));
+        assert!(cache.put(t, "two", two.clone()));
+        {
+            let _writing = cache.writing(Scope::Identity(one.1.id));
+            assert!(cache.lookup("one").is_err());
+            assert!(cache.lookup("two").is_ok());
+            let _nested = cache.writing(Scope::Session(two.0.id));
+            assert!(cache.lookup("two").is_err());
+        }
+        let t = ticket(&cache, "one");
+        assert!(cache.put(t, "one", one), "caching resumes once every write is done");
     }
 
     #[test]
