@@ -3,9 +3,15 @@
 //! cost. [`CachingStore`] wraps any [`Store`]: hits skip the database, and
 //! every write that could change a cached answer (revoking, extending or
 //! deleting sessions; updating or deleting identities) evicts before and
-//! after it, in this process. Other processes sharing a database evict through
+//! after it, in this process, and nothing is cached while it runs. Other processes sharing a database evict through
 //! [`SessionCache`]'s methods (PostgreSQL notifications drive them), and a
 //! short time-to-live bounds staleness should a notification be lost.
+//!
+//! A lookup that misses reads the database and then caches what it read. If
+//! an eviction happens in between, what it read may predate the write the
+//! eviction announces, so every eviction bumps a generation counter and a
+//! lookup only caches its row when the generation it saw before reading the
+//! database is still current: a stale read is never cached after an eviction.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -29,53 +35,154 @@ struct Entry {
     cached_at: Instant,
 }
 
+struct Entries {
+    by_token: HashMap<String, Entry>,
+    /// Bumped by every eviction, under the write lock.
+    generation: u64,
+    /// Set while evictions from other processes may be missed (the
+    /// notification listener lost its connection): nothing is cached then.
+    suspended: bool,
+    /// Local writes under way ([`Writing`] guards alive): nothing is cached
+    /// then, so no entry a write is changing exists between its commit and
+    /// its return.
+    writes: usize,
+}
+
+/// The cache generation a lookup saw before it read the database; see
+/// [`SessionCache::put`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(u64);
+
 /// Token hash → the session and identity `whoami` answers with.
 pub struct SessionCache {
-    entries: RwLock<HashMap<String, Entry>>,
+    entries: RwLock<Entries>,
     capacity: usize,
     ttl: Duration,
 }
 
 impl SessionCache {
     pub fn new(capacity: usize, ttl: Duration) -> Self {
-        Self { entries: RwLock::new(HashMap::new()), capacity, ttl }
+        let entries = Entries { by_token: HashMap::new(), generation: 0, suspended: false, writes: 0 };
+        Self { entries: RwLock::new(entries), capacity, ttl }
     }
 
-    fn get(&self, token_hash: &str) -> Option<Arc<(Session, Identity)>> {
-        let entries = self.entries.read().ok()?;
-        let entry = entries.get(token_hash)?;
-        (entry.cached_at.elapsed() < self.ttl).then(|| Arc::clone(&entry.hit))
-    }
-
-    fn put(&self, token_hash: &str, hit: (Session, Identity)) {
-        let Ok(mut entries) = self.entries.write() else {
-            return;
+    /// A fresh cached answer, or the ticket to cache one read from the
+    /// database with. A poisoned lock yields neither: the cache is off then.
+    pub fn lookup(&self, token_hash: &str) -> Result<Arc<(Session, Identity)>, Option<Ticket>> {
+        let Ok(entries) = self.entries.read() else {
+            return Err(None);
         };
-        if entries.len() >= self.capacity {
-            // Crude but bounded: a full cache starts over rather than track recency.
-            entries.clear();
+        match entries.by_token.get(token_hash) {
+            Some(entry) if entry.cached_at.elapsed() < self.ttl => Ok(Arc::clone(&entry.hit)),
+            _ => Err((!entries.suspended).then_some(Ticket(entries.generation))),
         }
-        entries.insert(token_hash.to_string(), Entry { hit: Arc::new(hit), cached_at: Instant::now() });
+    }
+
+    /// Caches a row read from the database after `ticket` was taken, unless
+    /// an eviction happened since (the row may predate the write it
+    /// announced) or a write is under way. Returns whether the row was cached.
+    pub fn put(&self, ticket: Ticket, token_hash: &str, hit: (Session, Identity)) -> bool {
+        let Ok(mut entries) = self.entries.write() else {
+            return false;
+        };
+        if entries.suspended || entries.writes > 0 || entries.generation != ticket.0 {
+            return false;
+        }
+        if entries.by_token.len() >= self.capacity {
+            // Crude but bounded: a full cache starts over rather than track recency.
+            entries.by_token.clear();
+        }
+        entries
+            .by_token
+            .insert(token_hash.to_string(), Entry { hit: Arc::new(hit), cached_at: Instant::now() });
+        true
+    }
+
+    /// Marks a local write to `scope` as under way until the guard drops:
+    /// evicts what it may change now and again when it ends, and caches
+    /// nothing meanwhile. A `whoami` that starts after the write committed
+    /// therefore reads the database, even before the write has returned.
+    pub fn writing(&self, scope: Scope) -> Writing<'_> {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.writes += 1;
+            entries.generation += 1;
+            entries.by_token.retain(|_, e| !scope.covers(e));
+        }
+        Writing { cache: self, scope }
+    }
+
+    fn evict(&self, keep: impl Fn(&Entry) -> bool) {
+        if let Ok(mut entries) = self.entries.write() {
+            entries.generation += 1;
+            entries.by_token.retain(|_, e| keep(e));
+        }
     }
 
     /// Forgets every cached session of an identity.
     pub fn evict_identity(&self, identity_id: Uuid) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, e| e.hit.1.id != identity_id);
-        }
+        self.evict(|e| e.hit.1.id != identity_id);
     }
 
     /// Forgets one session, whatever its token.
     pub fn evict_session(&self, session_id: Uuid) {
-        if let Ok(mut entries) = self.entries.write() {
-            entries.retain(|_, e| e.hit.0.id != session_id);
-        }
+        self.evict(|e| e.hit.0.id != session_id);
     }
 
-    /// Forgets everything, e.g. when notifications from other processes may have been missed.
+    /// Forgets everything, e.g. when a notification could not be understood.
     pub fn clear(&self) {
+        self.evict(|_| false);
+    }
+
+    /// Forgets everything and caches nothing until [`resume`](Self::resume):
+    /// for while evictions from other processes may be missed.
+    pub fn suspend(&self) {
+        self.set_suspended(true);
+    }
+
+    /// Caches again, from empty; for once evictions are heard again.
+    pub fn resume(&self) {
+        self.set_suspended(false);
+    }
+
+    fn set_suspended(&self, suspended: bool) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.clear();
+            entries.generation += 1;
+            entries.by_token.clear();
+            entries.suspended = suspended;
+        }
+    }
+}
+
+/// What a write may change.
+#[derive(Debug, Clone, Copy)]
+pub enum Scope {
+    Session(Uuid),
+    Identity(Uuid),
+}
+
+impl Scope {
+    fn covers(&self, entry: &Entry) -> bool {
+        match *self {
+            Scope::Session(id) => entry.hit.0.id == id,
+            Scope::Identity(id) => entry.hit.1.id == id,
+        }
+    }
+}
+
+/// A local write under way; see [`SessionCache::writing`]. Dropping it, also
+/// when the write fails or its caller gives up, ends the write.
+pub struct Writing<'a> {
+    cache: &'a SessionCache,
+    scope: Scope,
+}
+
+impl Drop for Writing<'_> {
+    fn drop(&mut self) {
+        if let Ok(mut entries) = self.cache.entries.write() {
+            entries.writes = entries.writes.saturating_sub(1);
+            // Lookups that read before the commit must not cache what they read.
+            entries.generation += 1;
+            entries.by_token.retain(|_, e| !self.scope.covers(e));
         }
     }
 }
@@ -95,12 +202,13 @@ impl CachingStore {
 #[async_trait]
 impl SessionStore for CachingStore {
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError> {
-        if let Some(hit) = self.cache.get(token_hash) {
-            return Ok(Some((hit.0.clone(), hit.1.clone())));
-        }
+        let ticket = match self.cache.lookup(token_hash) {
+            Ok(hit) => return Ok(Some((hit.0.clone(), hit.1.clone()))),
+            Err(ticket) => ticket,
+        };
         let found = self.inner.session_by_token(token_hash).await?;
-        if let Some(hit) = &found {
-            self.cache.put(token_hash, hit.clone());
+        if let (Some(ticket), Some(hit)) = (ticket, &found) {
+            self.cache.put(ticket, token_hash, hit.clone());
         }
         Ok(found)
     }
@@ -126,35 +234,23 @@ impl SessionStore for CachingStore {
     }
 
     async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.cache.evict_session(id);
-        let result = self.inner.revoke_session(id).await;
-        // Again after the write: a lookup racing it may have cached the old row.
-        self.cache.evict_session(id);
-        result
+        let _writing = self.cache.writing(Scope::Session(id));
+        self.inner.revoke_session(id).await
     }
 
     async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError> {
-        self.cache.evict_identity(identity_id);
-        let result = self.inner.revoke_sessions_of(identity_id, keep).await;
-        // Again after the write: a lookup racing it may have cached the old row.
-        self.cache.evict_identity(identity_id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.revoke_sessions_of(identity_id, keep).await
     }
 
     async fn delete_sessions_of(&self, identity_id: Uuid) -> Result<u64, StoreError> {
-        self.cache.evict_identity(identity_id);
-        let result = self.inner.delete_sessions_of(identity_id).await;
-        // Again after the write: a lookup racing it may have cached the old row.
-        self.cache.evict_identity(identity_id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.delete_sessions_of(identity_id).await
     }
 
     async fn extend_session(&self, id: Uuid, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
-        self.cache.evict_session(id);
-        let result = self.inner.extend_session(id, expires_at).await;
-        // Again after the write: a lookup racing it may have cached the old row.
-        self.cache.evict_session(id);
-        result
+        let _writing = self.cache.writing(Scope::Session(id));
+        self.inner.extend_session(id, expires_at).await
     }
 }
 
@@ -165,11 +261,8 @@ impl IdentityStore for CachingStore {
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError> {
-        self.cache.evict_identity(identity.id);
-        let result = self.inner.update_identity(identity).await;
-        // Again after the write: a lookup racing it may have cached the old row.
-        self.cache.evict_identity(identity.id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(identity.id));
+        self.inner.update_identity(identity).await
     }
 
     async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {
@@ -177,11 +270,8 @@ impl IdentityStore for CachingStore {
     }
 
     async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.cache.evict_identity(id);
-        let result = self.inner.delete_identity(id).await;
-        // Again after the write: a lookup racing it may have cached the old row.
-        self.cache.evict_identity(id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(id));
+        self.inner.delete_identity(id).await
     }
 
     async fn list_identities(&self, query: &IdentityQuery) -> Result<Vec<Identity>, StoreError> {
@@ -203,12 +293,9 @@ impl IdentityStore for CachingStore {
         new_hash: &str,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // An identity write like any other: cached answers about it go.
-        self.cache.evict_identity(identity_id);
-        let result = self.inner.replace_password_hash(identity_id, verified, new_hash, at).await;
-        // Again after the write: a lookup racing it may have cached the old row.
-        self.cache.evict_identity(identity_id);
-        result
+        // An identity write like any other.
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.replace_password_hash(identity_id, verified, new_hash, at).await
     }
 
     async fn set_address_status(
@@ -219,10 +306,8 @@ impl IdentityStore for CachingStore {
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         // whoami shows addresses, so this is an identity write like any other.
-        self.cache.evict_identity(identity_id);
-        let result = self.inner.set_address_status(identity_id, address_id, status, at).await;
-        self.cache.evict_identity(identity_id);
-        result
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.set_address_status(identity_id, address_id, status, at).await
     }
 }
 
@@ -352,5 +437,188 @@ impl Database for CachingStore {
 
     async fn close(&self) {
         self.inner.close().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::identity::IdentityState;
+    use crate::time::now;
+
+    fn hit(identity_id: Uuid) -> (Session, Identity) {
+        let at = now();
+        let session = Session {
+            id: Uuid::new_v4(),
+            identity_id,
+            active: true,
+            issued_at: at,
+            expires_at: at + chrono::Duration::hours(1),
+            authenticated_at: at,
+            aal: "aal1".into(),
+            authentication_methods: Vec::new(),
+            devices: Vec::new(),
+            token_hash: String::new(),
+            logout_token_hash: String::new(),
+            created_at: at,
+            updated_at: at,
+        };
+        let identity = Identity {
+            id: identity_id,
+            schema_id: "default".into(),
+            state: IdentityState::Active,
+            state_changed_at: None,
+            traits: serde_json::json!({}),
+            metadata_public: None,
+            metadata_admin: None,
+            external_id: None,
+            credentials: BTreeMap::new(),
+            verifiable_addresses: Vec::new(),
+            recovery_addresses: Vec::new(),
+            created_at: at,
+            updated_at: at,
+        };
+        (session, identity)
+    }
+
+    fn cache() -> SessionCache {
+        SessionCache::new(100, Duration::from_secs(60))
+    }
+
+    fn ticket(cache: &SessionCache, token: &str) -> Ticket {
+        cache.lookup(token).err().flatten().expect("a miss hands out a ticket")
+    }
+
+    #[test]
+    fn a_read_with_no_eviction_since_its_ticket_is_cached() {
+        let cache = cache();
+        let t = ticket(&cache, "a");
+        let row = hit(Uuid::new_v4());
+        assert!(cache.put(t, "a", row.clone()));
+        assert_eq!(cache.lookup("a").unwrap().0.id, row.0.id);
+    }
+
+    #[test]
+    fn a_read_that_started_before_a_session_eviction_is_not_cached() {
+        let cache = cache();
+        let row = hit(Uuid::new_v4());
+        // The lookup misses and goes to the database...
+        let t = ticket(&cache, "a");
+        // ...the session is revoked and evicted meanwhile...
+        cache.evict_session(row.0.id);
+        // ...and the row it read, possibly from before the revocation, must not stick.
+        assert!(!cache.put(t, "a", row));
+        assert!(cache.lookup("a").is_err());
+    }
+
+    #[test]
+    fn a_read_that_started_before_an_identity_eviction_is_not_cached() {
+        let cache = cache();
+        let row = hit(Uuid::new_v4());
+        let t = ticket(&cache, "a");
+        cache.evict_identity(row.1.id);
+        assert!(!cache.put(t, "a", row));
+        assert!(cache.lookup("a").is_err());
+    }
+
+    #[test]
+    fn any_eviction_invalidates_tickets_taken_before_it() {
+        let cache = cache();
+        let t = ticket(&cache, "a");
+        // Unrelated ids: the check is deliberately coarse, costing only a miss.
+        cache.evict_session(Uuid::new_v4());
+        assert!(!cache.put(t, "a", hit(Uuid::new_v4())));
+        let t = ticket(&cache, "a");
+        cache.clear();
+        assert!(!cache.put(t, "a", hit(Uuid::new_v4())));
+    }
+
+    #[test]
+    fn a_read_that_started_after_the_eviction_is_cached() {
+        let cache = cache();
+        let row = hit(Uuid::new_v4());
+        cache.evict_session(row.0.id);
+        let t = ticket(&cache, "a");
+        assert!(cache.put(t, "a", row));
+        assert!(cache.lookup("a").is_ok());
+    }
+
+    #[test]
+    fn evictions_drop_what_is_cached() {
+        let cache = cache();
+        let (one, two) = (hit(Uuid::new_v4()), hit(Uuid::new_v4()));
+        let t = ticket(&cache, "one");
+        assert!(cache.put(t, "one", one.clone()));
+        assert!(cache.put(t, "two", two.clone()));
+        cache.evict_session(one.0.id);
+        assert!(cache.lookup("one").is_err());
+        assert!(cache.lookup("two").is_ok());
+        cache.evict_identity(two.1.id);
+        assert!(cache.lookup("two").is_err());
+    }
+
+    #[test]
+    fn a_suspended_cache_serves_and_stores_nothing_until_resumed() {
+        let cache = cache();
+        let t = ticket(&cache, "a");
+        assert!(cache.put(t, "a", hit(Uuid::new_v4())));
+        let before = ticket(&cache, "b");
+        cache.suspend();
+        assert!(matches!(cache.lookup("a"), Err(None)), "no hit and no ticket while suspended");
+        assert!(!cache.put(before, "b", hit(Uuid::new_v4())));
+        cache.resume();
+        // A read that started while evictions could be missed must not stick either.
+        assert!(!cache.put(before, "b", hit(Uuid::new_v4())));
+        assert!(cache.lookup("a").is_err(), "resuming starts from empty");
+        let t = ticket(&cache, "b");
+        assert!(cache.put(t, "b", hit(Uuid::new_v4())));
+    }
+
+    #[test]
+    fn nothing_is_cached_while_a_write_is_under_way() {
+        let cache = cache();
+        let row = hit(Uuid::new_v4());
+        let t = ticket(&cache, "a");
+        assert!(cache.put(t, "a", row.clone()));
+        let writing = cache.writing(Scope::Session(row.0.id));
+        assert!(cache.lookup("a").is_err(), "the write's session is evicted when it starts");
+        // A lookup during the write may read the row before or after the
+        // commit: it is not cached, neither now nor once the write is done.
+        let during = ticket(&cache, "a");
+        assert!(!cache.put(during, "a", row.clone()));
+        drop(writing);
+        assert!(!cache.put(during, "a", row.clone()));
+        let after = ticket(&cache, "a");
+        assert!(cache.put(after, "a", row));
+    }
+
+    #[test]
+    fn a_write_evicts_only_its_scope_and_hits_go_on_meanwhile() {
+        let cache = cache();
+        let (one, two) = (hit(Uuid::new_v4()), hit(Uuid::new_v4()));
+        let t = ticket(&cache, "one");
+        assert!(cache.put(t, "one", one.clone()));
+        assert!(cache.put(t, "two", two.clone()));
+        {
+            let _writing = cache.writing(Scope::Identity(one.1.id));
+            assert!(cache.lookup("one").is_err());
+            assert!(cache.lookup("two").is_ok());
+            let _nested = cache.writing(Scope::Session(two.0.id));
+            assert!(cache.lookup("two").is_err());
+        }
+        let t = ticket(&cache, "one");
+        assert!(cache.put(t, "one", one), "caching resumes once every write is done");
+    }
+
+    #[test]
+    fn entries_expire_after_the_ttl() {
+        let cache = SessionCache::new(100, Duration::from_millis(20));
+        let t = ticket(&cache, "a");
+        assert!(cache.put(t, "a", hit(Uuid::new_v4())));
+        assert!(cache.lookup("a").is_ok());
+        std::thread::sleep(Duration::from_millis(30));
+        assert!(cache.lookup("a").is_err());
     }
 }

@@ -14,6 +14,7 @@ mod public;
 mod query;
 mod redirect;
 mod request;
+mod return_to;
 mod state;
 mod submit;
 mod views;
@@ -31,6 +32,7 @@ pub use limits::{
     BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT, MAX_ADMIN_BODY_BYTES, MAX_COOKIE_BYTES, MAX_JSON_DEPTH,
     MAX_PUBLIC_BODY_BYTES, MAX_QUERY_BYTES,
 };
+pub use return_to::usable as allowed_return_url_is_usable;
 pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
 
 /// The CSRF cookie name for a public base URL.

@@ -67,8 +67,9 @@ pub fn backend_of(dsn: &str) -> Option<Backend> {
 }
 
 /// Connects to the database, wrapped in the `whoami` cache. On PostgreSQL,
-/// other processes' writes evict through notifications, and a shorter
-/// time-to-live bounds what a lost notification could leave stale.
+/// other processes' writes evict through notifications, the cache is off
+/// while the listener reconnects, and a shorter time-to-live (the bound the
+/// README documents) limits what a lost notification could leave stale.
 async fn open_cached_store(
     dsn: &str,
 ) -> Result<(Arc<dyn Store>, Backend, Option<JoinHandle<()>>), StartError> {
@@ -93,6 +94,8 @@ async fn open_cached_store(
                     Invalidation::Identity(id) => evict.evict_identity(id),
                     Invalidation::Session(id) => evict.evict_session(id),
                     Invalidation::All => evict.clear(),
+                    Invalidation::Lost => evict.suspend(),
+                    Invalidation::Listening => evict.resume(),
                 })
                 .await
                 .map_err(fail)?;
@@ -436,6 +439,12 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
             .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
             .unwrap_or_default()
     };
+    for entry in ss.allowed_return_urls.iter().filter(|e| !latchkey_http::allowed_return_url_is_usable(e)) {
+        tracing::warn!(
+            entry = entry.as_str(),
+            "ignoring a selfservice.allowed_return_urls entry: not a URL, or a wildcard broader than *.example.com"
+        );
+    }
     let allowed_return_urls = if ss.allowed_return_urls.is_empty() {
         vec![origin(&default_return), origin(&urls.public)]
     } else {

@@ -89,8 +89,8 @@ impl IdentityStore for PgStore {
             sqlx::query(sql).bind(identity.id).execute(&mut *tx).await.map_err(backend)?;
         }
         insert_children(&mut tx, identity).await?;
+        crate::announce(&mut tx, format!("i:{}", identity.id)).await?;
         tx.commit().await.map_err(write_error)?;
-        self.notify_invalidation(format!("i:{}", identity.id)).await;
         Ok(())
     }
 
@@ -108,12 +108,12 @@ impl IdentityStore for PgStore {
     }
 
     async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("DELETE FROM identities WHERE id = $1")
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        self.notify_invalidation(format!("i:{id}")).await;
+        let done = self
+            .execute_announced(
+                sqlx::query("DELETE FROM identities WHERE id = $1").bind(id),
+                format!("i:{id}"),
+            )
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
@@ -187,6 +187,7 @@ impl IdentityStore for PgStore {
         // one wait and then re-check the condition against the committed
         // row, so a hash changed meanwhile is never overwritten. The rest of
         // the credential's config is kept.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query(
             "UPDATE identity_credentials SET config = jsonb_set(config, '{hashed_password}', to_jsonb($1::text)), \
              updated_at = $2 WHERE identity_id = $3 AND type = $4 AND config ->> 'hashed_password' = $5",
@@ -196,13 +197,15 @@ impl IdentityStore for PgStore {
         .bind(identity_id)
         .bind(CredentialType::Password.as_str())
         .bind(verified)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
-        self.notify_invalidation(format!("i:{identity_id}")).await;
+        // Announced in the same transaction, so other servers hear of it as it commits.
+        crate::announce(&mut tx, format!("i:{identity_id}")).await?;
+        tx.commit().await.map_err(backend)?;
         Ok(true)
     }
 
@@ -213,8 +216,9 @@ impl IdentityStore for PgStore {
         status: AddressStatus,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // One statement, so no transaction: `verified` follows the status and
-        // a re-verified address keeps the time it was first verified.
+        // `verified` follows the status and a re-verified address keeps the
+        // time it was first verified. The transaction carries the announcement.
+        let mut tx = self.pool.begin().await.map_err(backend)?;
         let done = sqlx::query(
             "UPDATE identity_verifiable_addresses SET verified = $1, status = $2, \
              verified_at = CASE WHEN $1 THEN COALESCE(verified_at, $3) ELSE NULL END, updated_at = $3 \
@@ -225,14 +229,15 @@ impl IdentityStore for PgStore {
         .bind(at)
         .bind(address_id)
         .bind(identity_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(backend)?;
         if done.rows_affected() == 0 {
             return Ok(false);
         }
         // whoami shows addresses: cached answers about this identity are stale.
-        self.notify_invalidation(format!("i:{identity_id}")).await;
+        crate::announce(&mut tx, format!("i:{identity_id}")).await?;
+        tx.commit().await.map_err(backend)?;
         Ok(true)
     }
 }

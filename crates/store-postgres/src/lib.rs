@@ -84,8 +84,13 @@ pub const INVALIDATION_CHANNEL: &str = "latchkey_session_cache";
 pub enum Invalidation {
     Identity(Uuid),
     Session(Uuid),
-    /// Notifications may have been missed: forget everything.
+    /// A notification that could not be understood: forget everything.
     All,
+    /// The listening connection dropped, so notifications may be missed until
+    /// [`Invalidation::Listening`]: forget everything and cache nothing.
+    Lost,
+    /// Listening again after [`Invalidation::Lost`].
+    Listening,
 }
 
 impl Invalidation {
@@ -99,43 +104,82 @@ impl Invalidation {
     }
 }
 
+/// Tells every process sharing this database (this one included), once the
+/// transaction `conn` is in commits, that cached `whoami` answers about
+/// `payload` are stale.
+pub(crate) async fn announce(conn: &mut sqlx::PgConnection, payload: String) -> Result<(), StoreError> {
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(INVALIDATION_CHANNEL)
+        .bind(payload)
+        .execute(conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
 impl PgStore {
-    /// Tells every process sharing this database (this one included) that
-    /// cached `whoami` answers about `payload` are stale. A failure is only
-    /// logged: the write it follows has already happened, and caches expire
-    /// on their own.
-    pub(crate) async fn notify_invalidation(&self, payload: String) {
-        let sent = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(INVALIDATION_CHANNEL)
-            .bind(&payload)
-            .execute(&self.pool)
-            .await;
-        if let Err(e) = sent {
-            tracing::warn!(error = %e, "could not announce a session cache invalidation");
-        }
+    /// Runs one write and announces `payload` in the same transaction, so
+    /// that PostgreSQL delivers the notification exactly when the write
+    /// commits: no write goes unannounced, no announcement precedes its write.
+    pub(crate) async fn execute_announced(
+        &self,
+        write: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+        payload: String,
+    ) -> Result<sqlx::postgres::PgQueryResult, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let done = write.execute(&mut *tx).await.map_err(backend)?;
+        announce(&mut tx, payload).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(done)
     }
 
-    /// Listens for invalidations and hands each to `on`; when the connection
-    /// drops (so notifications may be lost) `on` gets [`Invalidation::All`].
+    /// Listens for invalidations and hands each to `on`. When the connection
+    /// drops, `on` gets [`Invalidation::Lost`] at once, and
+    /// [`Invalidation::Listening`] once a new connection listens again; the
+    /// listener reconnects on its own, every second until it succeeds.
     pub async fn listen_for_invalidations(
         &self,
         on: impl Fn(Invalidation) + Send + Sync + 'static,
     ) -> Result<tokio::task::JoinHandle<()>, StoreError> {
-        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await.map_err(backend)?;
-        listener.listen(INVALIDATION_CHANNEL).await.map_err(backend)?;
+        let mut listener = self.invalidation_listener().await.map_err(backend)?;
+        let store = self.clone();
         Ok(tokio::spawn(async move {
             loop {
                 match listener.try_recv().await {
                     Ok(Some(notification)) => on(Invalidation::parse(notification.payload())),
-                    Ok(None) => on(Invalidation::All),
-                    Err(e) => {
-                        tracing::warn!(error = %e, "session cache listener lost its connection");
-                        on(Invalidation::All);
-                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    // Told before reconnecting, so nothing is cached in between.
+                    lost => {
+                        let error =
+                            lost.err().map_or_else(|| "connection closed".to_string(), |e| e.to_string());
+                        tracing::warn!(%error, "session cache listener lost its connection; caching is off until it is back");
+                        on(Invalidation::Lost);
+                        listener = store.relisten().await;
+                        on(Invalidation::Listening);
                     }
                 }
             }
         }))
+    }
+
+    /// A connection listening on [`INVALIDATION_CHANNEL`] that reports a drop
+    /// instead of reconnecting behind the caller's back.
+    async fn invalidation_listener(&self) -> Result<sqlx::postgres::PgListener, sqlx::Error> {
+        let mut listener = sqlx::postgres::PgListener::connect_with(&self.pool).await?;
+        listener.eager_reconnect(false);
+        listener.listen(INVALIDATION_CHANNEL).await?;
+        Ok(listener)
+    }
+
+    async fn relisten(&self) -> sqlx::postgres::PgListener {
+        loop {
+            match self.invalidation_listener().await {
+                Ok(listener) => return listener,
+                Err(e) => {
+                    tracing::warn!(error = %e, "session cache listener could not reconnect");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+        }
     }
 }
 

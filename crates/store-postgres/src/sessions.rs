@@ -178,52 +178,55 @@ impl SessionStore for PgStore {
     }
 
     async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE sessions SET active = false, updated_at = $1 WHERE id = $2")
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        self.notify_invalidation(format!("s:{id}")).await;
+        let done = self
+            .execute_announced(
+                sqlx::query("UPDATE sessions SET active = false, updated_at = $1 WHERE id = $2")
+                    .bind(now())
+                    .bind(id),
+                format!("s:{id}"),
+            )
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 
     /// Only live sessions count, as in the SQLite store: expired ones are
     /// already unusable and are left as they are.
     async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError> {
-        let done = sqlx::query(
-            "UPDATE sessions SET active = false, updated_at = $1 \
+        let done = self
+            .execute_announced(
+                sqlx::query(
+                    "UPDATE sessions SET active = false, updated_at = $1 \
              WHERE identity_id = $2 AND active AND expires_at > $1 AND id IS DISTINCT FROM $3",
-        )
-        .bind(now())
-        .bind(identity_id)
-        .bind(keep)
-        .execute(&self.pool)
-        .await
-        .map_err(backend)?;
-        self.notify_invalidation(format!("i:{identity_id}")).await;
+                )
+                .bind(now())
+                .bind(identity_id)
+                .bind(keep),
+                format!("i:{identity_id}"),
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
     async fn delete_sessions_of(&self, identity_id: Uuid) -> Result<u64, StoreError> {
-        let done = sqlx::query("DELETE FROM sessions WHERE identity_id = $1")
-            .bind(identity_id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        self.notify_invalidation(format!("i:{identity_id}")).await;
+        let done = self
+            .execute_announced(
+                sqlx::query("DELETE FROM sessions WHERE identity_id = $1").bind(identity_id),
+                format!("i:{identity_id}"),
+            )
+            .await?;
         Ok(done.rows_affected())
     }
 
     async fn extend_session(&self, id: Uuid, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
-        let done = sqlx::query("UPDATE sessions SET expires_at = $1, updated_at = $2 WHERE id = $3")
-            .bind(expires_at)
-            .bind(now())
-            .bind(id)
-            .execute(&self.pool)
-            .await
-            .map_err(backend)?;
-        self.notify_invalidation(format!("s:{id}")).await;
+        let done = self
+            .execute_announced(
+                sqlx::query("UPDATE sessions SET expires_at = $1, updated_at = $2 WHERE id = $3")
+                    .bind(expires_at)
+                    .bind(now())
+                    .bind(id),
+                format!("s:{id}"),
+            )
+            .await?;
         Ok(done.rows_affected() > 0)
     }
 }

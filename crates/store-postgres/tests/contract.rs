@@ -216,6 +216,48 @@ async fn setting_an_address_status_announces_an_identity_invalidation() {
     .await;
 }
 
+/// A dropped listening connection is reported at once (caches must stop
+/// trusting themselves: notifications sent meanwhile are lost), then the
+/// listener reconnects by itself, says so, and hears notifications again.
+#[tokio::test]
+async fn a_dropped_listener_reports_the_loss_and_listens_again() {
+    with_fresh_database(|dsn| async move {
+        let store = PgStore::connect(&dsn).await.unwrap();
+        store.migrate().await.unwrap();
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let listener = store
+            .listen_for_invalidations(move |what| {
+                let _ = tx.send(what);
+            })
+            .await
+            .unwrap();
+        let next = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<Invalidation>| {
+            tokio::time::timeout(Duration::from_secs(10), rx.recv()).await.unwrap().unwrap()
+        };
+
+        let mut killer = PgConnection::connect(&dsn).await.unwrap();
+        let killed: Vec<bool> = sqlx::query_scalar(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE datname = current_database() AND query LIKE 'LISTEN%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_all(&mut killer)
+        .await
+        .unwrap();
+        assert_eq!(killed, vec![true], "one listening connection");
+        assert_eq!(next(&mut rx).await, Invalidation::Lost);
+        assert_eq!(next(&mut rx).await, Invalidation::Listening);
+
+        let identity =
+            latchkey_store_tests::sample_identity(&format!("relisten-{}@example.com", Uuid::new_v4()));
+        store.create_identity(&identity).await.unwrap();
+        store.delete_identity(identity.id).await.unwrap();
+        assert_eq!(next(&mut rx).await, Invalidation::Identity(identity.id));
+        listener.abort();
+        store.close().await;
+    })
+    .await;
+}
+
 /// A migrator that knows only the first `count` migrations, as an older
 /// build would.
 fn migrator_up_to(count: usize) -> Migrator {

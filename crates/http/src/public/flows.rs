@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
 use crate::request::{cookie, cookies, session_token, wants_json};
+use crate::return_to::{self, Refused};
 use crate::state::AppState;
 use crate::{cookies as set_cookie, csrf, views};
 
@@ -39,38 +40,25 @@ pub fn checked_return_to(state: &AppState, params: &QueryParams) -> Result<Optio
     checked_url_param(state, params, "return_to")
 }
 
+/// A redirect target from the query, checked as [`return_to::check`] does
+/// against `selfservice.allowed_return_urls` plus, as in Kratos, our own
+/// `/self-service` endpoints. What is kept is the normalised URL.
 fn checked_url_param(state: &AppState, params: &QueryParams, key: &str) -> Result<Option<String>, ApiError> {
-    let Some(return_to) = params.first(key).filter(|r| !r.is_empty()) else {
+    let Some(raw) = params.first(key).filter(|r| !r.is_empty()) else {
         return Ok(None);
     };
-    if state.web.allowed_return_urls.iter().any(|allowed| url_is_under(return_to, allowed)) {
-        Ok(Some(return_to.to_string()))
-    } else {
-        Err(ApiError::bad_request()
+    let unparsable =
+        || ApiError::bad_request().with_reason("Unable to parse the return_to query parameter as an URL.");
+    let base = url::Url::parse(&state.web.default_browser_return_url).map_err(|_| unparsable())?;
+    let mut allowed = state.web.allowed_return_urls.clone();
+    allowed.push(format!("{}/self-service", state.urls.public));
+    match return_to::check(raw, &base, &allowed) {
+        Ok(target) => Ok(Some(target.into())),
+        Err(Refused::Unparsable) => Err(unparsable()),
+        Err(Refused::NotAllowed) => Err(ApiError::bad_request()
             .with_id("self_service_flow_return_to_forbidden")
-            .with_reason("Requested return_to URL is not allowed."))
+            .with_reason("Requested return_to URL is not allowed.")),
     }
-}
-
-/// Same scheme and host, and a path at or below the allowed one.
-fn url_is_under(candidate: &str, allowed: &str) -> bool {
-    let split = |u: &str| -> Option<(String, String)> {
-        let (scheme, rest) = u.split_once("://")?;
-        let (host, path) = rest.split_once('/').map_or((rest, ""), |(h, p)| (h, p));
-        let host = host.split(['?', '#']).next().unwrap_or_default();
-        Some((format!("{}://{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase()), format!("/{path}")))
-    };
-    let (Some((origin, path)), Some((allowed_origin, allowed_path))) = (split(candidate), split(allowed))
-    else {
-        return false;
-    };
-    let host_ok = origin == allowed_origin
-        || allowed_origin.split_once("://*.").is_some_and(|(scheme, domain)| {
-            origin.strip_prefix(&format!("{scheme}://")).is_some_and(|h| h.ends_with(&format!(".{domain}")))
-        });
-    let allowed_path = allowed_path.trim_end_matches('/');
-    host_ok
-        && (allowed_path.is_empty() || path == allowed_path || path.starts_with(&format!("{allowed_path}/")))
 }
 
 /// A new flow's origin, plus for browsers the masked CSRF token to render
