@@ -4,10 +4,13 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, spawn_app};
+use crate::helpers::{Backend, PASSWORD, TestApp, native_flow, register, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
-on_both_databases!(imported_scrypt_hashes_with_huge_parameters_are_refused);
+on_both_databases!(
+    imported_scrypt_hashes_with_huge_parameters_are_refused,
+    nul_characters_are_refused_before_they_reach_the_database,
+);
 
 async fn still_answers(app: &TestApp) {
     let response = app.http.get(app.admin_path("/health/alive")).send().await.unwrap();
@@ -47,6 +50,120 @@ async fn imported_scrypt_hashes_with_huge_parameters_are_refused(backend: Backen
             .unwrap();
         assert_eq!(listed, json!([]), "r={r} p={p}");
     }
+    still_answers(&app).await;
+    app.stop().await;
+}
+
+/// Asserts a 400 in the error envelope.
+async fn bad_request(response: reqwest::Response, what: &str) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or_default();
+    assert_eq!(status, 400, "{what}: {body}");
+    assert_eq!(body["error"]["code"], 400, "{what}: {body}");
+    assert!(body["error"]["reason"].as_str().unwrap_or_default().contains("NUL"), "{what}: {body}");
+}
+
+/// PostgreSQL stores no NUL in `text` or `jsonb`: a NUL in a login
+/// identifier, a trait, a `transient_payload`, an address or a `return_to`
+/// was a 500 there (a trait was one on SQLite too). Every one is a 400 on
+/// both databases, and nothing is written.
+async fn nul_characters_are_refused_before_they_reach_the_database(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.selfservice.flows.recovery.enabled = true;
+        c.selfservice.flows.verification.enabled = true;
+    })
+    .await;
+    let (token, _) = register(&app, "nul@example.com", PASSWORD).await;
+    let flow = |kind: &'static str| {
+        let app = &app;
+        // Only settings wants the session; login and registration refuse it.
+        let token = if kind == "settings" { token.clone() } else { String::new() };
+        async move {
+            let response = app
+                .http
+                .get(app.public_path(&format!("/self-service/{kind}/api")))
+                .header("x-session-token", token)
+                .send()
+                .await
+                .unwrap();
+            let flow: Value = response.json().await.unwrap();
+            app.public_path(&format!("/self-service/{kind}?flow={}", flow["id"].as_str().unwrap()))
+        }
+    };
+    let nul = "\u{0}";
+    let json_submits = [
+        (
+            "login",
+            json!({ "method": "password", "identifier": format!("nul{nul}@example.com"), "password": "x" }),
+        ),
+        (
+            "login",
+            json!({ "method": "password", "identifier": "nul@example.com", "password": PASSWORD,
+                    "transient_payload": { "a": nul } }),
+        ),
+        (
+            "registration",
+            json!({ "method": "password", "password": PASSWORD,
+                    "traits": { "email": "new@example.com", "name": { "first": nul } } }),
+        ),
+        (
+            "registration",
+            json!({ "method": "password", "password": PASSWORD, "traits": { "email": format!("new@example.com{nul}") } }),
+        ),
+        ("verification", json!({ "method": "code", "email": nul })),
+        ("recovery", json!({ "method": "code", "email": format!("a{nul}@example.com") })),
+        (
+            "settings",
+            json!({ "method": "profile", "traits": { "email": "nul@example.com", "name": { "first": nul } } }),
+        ),
+    ];
+    for (kind, body) in json_submits {
+        let url = flow(kind).await;
+        let session = if kind == "settings" { token.as_str() } else { "" };
+        let response =
+            app.http.post(&url).header("x-session-token", session).json(&body).send().await.unwrap();
+        bad_request(response, &format!("{kind} {body}")).await;
+    }
+    let url = flow("login").await;
+    let response = app
+        .http
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body("method=password&identifier=nul%00%40example.com&password=x")
+        .send()
+        .await
+        .unwrap();
+    bad_request(response, "login form").await;
+    for path in [
+        "/self-service/login/api?return_to=http://127.0.0.1:4455/%00",
+        "/self-service/login/browser?return_to=http://127.0.0.1:4455/%00",
+    ] {
+        bad_request(app.http.get(app.public_path(path)).send().await.unwrap(), path).await;
+    }
+    for path in ["/admin/identities?credentials_identifier=%00", "/admin/courier/messages?recipient=a%00"] {
+        bad_request(app.http.get(app.admin_path(path)).send().await.unwrap(), path).await;
+    }
+    let body = json!({ "schema_id": "default", "traits": { "email": "meta@example.com" }, "metadata_public": { "a": nul } });
+    let response = app.http.post(app.admin_path("/admin/identities")).json(&body).send().await.unwrap();
+    bad_request(response, "admin create").await;
+
+    // Nothing was written: only the identity registered above exists.
+    let identities: Value =
+        app.http.get(app.admin_path("/admin/identities")).send().await.unwrap().json().await.unwrap();
+    let emails: Vec<&str> =
+        identities.as_array().unwrap().iter().map(|i| i["traits"]["email"].as_str().unwrap()).collect();
+    assert_eq!(emails, ["nul@example.com"]);
+    // An escaped backslash before `u0000` is no NUL, and the server still signs people in.
+    let flow = native_flow(&app, "login").await;
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/login?flow={}", flow["id"].as_str().unwrap())))
+        .json(&json!({ "method": "password", "identifier": "nul@example.com", "password": PASSWORD,
+                       "transient_payload": { "a": "\\u0000" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
     still_answers(&app).await;
     app.stop().await;
 }
