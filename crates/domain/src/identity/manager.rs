@@ -185,6 +185,7 @@ impl IdentityManager {
         current: Identity,
         update: IdentityUpdate,
     ) -> Result<Identity, IdentityError> {
+        check_storable(&update.traits, &update.metadata_public, &update.metadata_admin, &update.external_id)?;
         let facts = self.schemas.validate_traits(&update.schema_id, &update.traits)?;
         let hashed = self.hash(update.password).await?;
         let at = now();
@@ -216,6 +217,9 @@ impl IdentityManager {
     }
 }
 
+/// Far above any real external id (UUIDs, database keys, directory DNs).
+const MAX_EXTERNAL_ID_BYTES: usize = 1024;
+
 /// PostgreSQL cannot store NUL in text or JSON; refusing it everywhere keeps
 /// both databases answering alike, with a 400 instead of a 500.
 fn check_storable(
@@ -242,6 +246,13 @@ fn check_storable(
     }
     if external_id.as_deref().is_some_and(|e| e.contains('\0')) {
         return Err(IdentityError::InvalidInput("`external_id` must not contain NUL characters.".into()));
+    }
+    // `external_id` is unique, so indexed: PostgreSQL refuses index entries
+    // past about 2.7 KB (a 500 there, while SQLite took any length).
+    if external_id.as_deref().is_some_and(|e| e.len() > MAX_EXTERNAL_ID_BYTES) {
+        return Err(IdentityError::InvalidInput(format!(
+            "`external_id` is limited to {MAX_EXTERNAL_ID_BYTES} bytes."
+        )));
     }
     Ok(())
 }
