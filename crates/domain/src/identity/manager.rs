@@ -185,7 +185,18 @@ impl IdentityManager {
         current: Identity,
         update: IdentityUpdate,
     ) -> Result<Identity, IdentityError> {
-        check_storable(&update.traits, &update.metadata_public, &update.metadata_admin, &update.external_id)?;
+        // Only what changes is checked, so identities stored before a check
+        // existed (SQLite took NUL and long ids) stay editable in settings.
+        fn changed<T: Clone + PartialEq>(new: &Option<T>, old: &Option<T>) -> Option<T> {
+            if new == old { None } else { new.clone() }
+        }
+        let traits = if update.traits == current.traits { &Value::Null } else { &update.traits };
+        check_storable(
+            traits,
+            &changed(&update.metadata_public, &current.metadata_public),
+            &changed(&update.metadata_admin, &current.metadata_admin),
+            &changed(&update.external_id, &current.external_id),
+        )?;
         let facts = self.schemas.validate_traits(&update.schema_id, &update.traits)?;
         let hashed = self.hash(update.password).await?;
         let at = now();
