@@ -11,6 +11,7 @@ on_both_databases!(
     imported_scrypt_hashes_with_huge_parameters_are_refused,
     nul_characters_are_refused_before_they_reach_the_database,
     overlong_external_ids_are_refused,
+    overlong_identifiers_are_refused_even_when_the_schema_sets_no_limit,
 );
 
 async fn still_answers(app: &TestApp) {
@@ -228,4 +229,68 @@ async fn overlong_external_ids_are_refused(backend: Backend) {
 
 fn rand_byte() -> u8 {
     uuid::Uuid::new_v4().as_bytes()[0]
+}
+
+/// A schema whose identifier trait has no `maxLength` (as many do): a
+/// 3,000-character username overflowed PostgreSQL's index entry limit, so
+/// an anonymous registration was a 500 there. Now it is the flow again
+/// with a message on the field (400), and the admin API answers 400.
+async fn overlong_identifiers_are_refused_even_when_the_schema_sets_no_limit(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = dir.path().join("username.schema.json");
+    let document = json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": { "traits": { "type": "object", "required": ["username"], "properties": {
+            "username": { "type": "string",
+                          "ory.sh/kratos": { "credentials": { "password": { "identifier": true } } } }
+        } } }
+    });
+    std::fs::write(&schema, document.to_string()).unwrap();
+    let app = spawn_app_with(backend, |c| {
+        c.identity.schemas = vec![latchkey::config::SchemaEntry {
+            id: "default".into(),
+            url: format!("file://{}", schema.display()),
+        }];
+    })
+    .await;
+    let long: String = (0..3_000).map(|_| char::from(b'a' + rand_byte() % 26)).collect();
+
+    let flow = native_flow(&app, "registration").await;
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/registration?flow={}", flow["id"].as_str().unwrap())))
+        .json(&json!({ "method": "password", "traits": { "username": long }, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let flow: Value = response.json().await.unwrap();
+    let node = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "traits.username")
+        .unwrap();
+    assert!(!node["messages"].as_array().unwrap().is_empty(), "{node}");
+
+    let body = json!({ "schema_id": "default", "traits": { "username": long } });
+    let response = app.http.post(app.admin_path("/admin/identities")).json(&body).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let identities: Value =
+        app.http.get(app.admin_path("/admin/identities")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(identities, json!([]));
+
+    // A long but reasonable name still registers.
+    let flow = native_flow(&app, "registration").await;
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/registration?flow={}", flow["id"].as_str().unwrap())))
+        .json(&json!({ "method": "password", "traits": { "username": "u".repeat(1000) }, "password": PASSWORD }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    still_answers(&app).await;
+    app.stop().await;
 }
