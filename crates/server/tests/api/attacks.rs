@@ -2,6 +2,8 @@
 //! the request that showed it: the answer must be a 4xx in the Kratos error
 //! envelope and the server must keep answering.
 
+use std::time::Duration;
+
 use serde_json::{Value, json};
 
 use crate::helpers::{Backend, PASSWORD, TestApp, native_flow, register, spawn_app, spawn_app_with};
@@ -12,6 +14,7 @@ on_both_databases!(
     nul_characters_are_refused_before_they_reach_the_database,
     overlong_external_ids_are_refused,
     overlong_identifiers_are_refused_even_when_the_schema_sets_no_limit,
+    clients_that_stop_reading_do_not_pin_connections,
 );
 
 async fn still_answers(app: &TestApp) {
@@ -292,5 +295,44 @@ async fn overlong_identifiers_are_refused_even_when_the_schema_sets_no_limit(bac
         .unwrap();
     assert_eq!(response.status(), 200);
     still_answers(&app).await;
+    app.stop().await;
+}
+
+/// A client that pipelines requests and never reads the answers blocks
+/// the server's writes; the idle close waited for those writes forever, so
+/// each such connection held one of `serve.limits.max_connections` for
+/// good and a handful of them locked everyone out. Such a connection is now
+/// dropped once it has been idle and then had as long again to close.
+async fn clients_that_stop_reading_do_not_pin_connections(backend: Backend) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    let app = spawn_app_with(backend, |c| {
+        c.serve.limits.max_connections = 2;
+        c.serve.limits.header_read_timeout = "1s".into();
+        c.serve.limits.idle_timeout = "1s".into();
+    })
+    .await;
+    let public = app.public_url.trim_start_matches("http://").to_string();
+    let pipelined = "GET /self-service/login/api HTTP/1.1\r\nHost: x\r\n\r\n".repeat(3_000);
+    let mut hogs = Vec::new();
+    for _ in 0..2 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        // A small receive window, so the answers back up quickly.
+        socket.set_recv_buffer_size(4096).unwrap();
+        let mut stream: TcpStream = socket.connect(public.parse().unwrap()).await.unwrap();
+        // The server may stop reading once its writes block; what was sent is enough.
+        let _ = tokio::time::timeout(Duration::from_secs(2), stream.write_all(pipelined.as_bytes())).await;
+        hogs.push(stream);
+    }
+    // Within a few idle periods the hogs are dropped and a normal client is served.
+    let mut normal = TcpStream::connect(&public).await.unwrap();
+    normal.write_all(b"GET /health/alive HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(10), normal.read(&mut buf))
+        .await
+        .expect("a client that stops reading kept its connection")
+        .unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    drop(hogs);
     app.stop().await;
 }
