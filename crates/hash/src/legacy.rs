@@ -122,6 +122,12 @@ impl ScryptHash {
         if n < 2 || !n.is_power_of_two() {
             return Err(HashError::Malformed("scrypt N (`ln`) must be a power of two greater than 1".into()));
         }
+        // `scrypt::Params::new` checks `r * p` in u32 arithmetic, which
+        // overflows on large values (a panic with overflow checks, a wrapped,
+        // wrongly accepted product without); scrypt requires r·p < 2^30.
+        if u64::from(r) * u64::from(p) >= 1 << 30 {
+            return Err(HashError::Malformed("invalid scrypt parameters".into()));
+        }
         let log_n = n.trailing_zeros() as u8;
         // The raw `scrypt()` call derives as many bytes as the output buffer
         // holds, so no output length goes into the parameters.

@@ -458,6 +458,9 @@ mod tests {
             "$scrypt$ln=abc,r=8,p=1$SPuPrXp4DWJjVN2++dztvsFsZXTTeYjUDi0fd7VYz6Y=$QlJJAM9evncK2N8B+6A9mhHYR5WUfa85IBDwUAnFu4M=",
             "$scrypt$SPuPrXp4DWJjVN2++dztvsFsZXTTeYjUDi0fd7VYz6Y=$QlJJAM9evncK2N8B+6A9mhHYR5WUfa85IBDwUAnFu4M=",
             "$scrypt$ln=1024,r=0,p=1$SPuPrXp4DWJjVN2++dztvsFsZXTTeYjUDi0fd7VYz6Y=$QlJJAM9evncK2N8B+6A9mhHYR5WUfa85IBDwUAnFu4M=",
+            // r·p past u32: scrypt's own check would overflow (or wrap to 0).
+            "$scrypt$ln=1024,r=99999,p=99999$SPuPrXp4DWJjVN2++dztvsFsZXTTeYjUDi0fd7VYz6Y=$QlJJAM9evncK2N8B+6A9mhHYR5WUfa85IBDwUAnFu4M=",
+            "$scrypt$ln=1024,r=65536,p=65536$SPuPrXp4DWJjVN2++dztvsFsZXTTeYjUDi0fd7VYz6Y=$QlJJAM9evncK2N8B+6A9mhHYR5WUfa85IBDwUAnFu4M=",
         ] {
             assert!(
                 matches!(verify_password(PW, h), Err(HashError::Malformed(_))),

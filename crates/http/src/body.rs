@@ -27,6 +27,7 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
         }
         let bytes = read_body(req, state).await?;
         check_json_depth(&bytes)?;
+        crate::nul::check_json(&bytes)?;
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
             ApiError::bad_request().with_reason(format!("Unable to decode the request body as JSON: {e}"))
         })

@@ -9,6 +9,7 @@ mod cookies;
 mod csrf;
 mod error;
 mod limits;
+mod nul;
 mod pagination;
 mod public;
 mod query;

@@ -121,6 +121,9 @@ pub async fn bounded_request(request: Request, next: Next) -> Response {
                 .with_reason(format!("Query strings are limited to {MAX_QUERY_BYTES} bytes."))
                 .into_response();
         }
+        if crate::nul::query_has_nul(query) {
+            return crate::nul::refused().into_response();
+        }
         if query.split('&').count() > MAX_QUERY_PAIRS {
             return ApiError::bad_request()
                 .with_reason(format!("Query strings are limited to {MAX_QUERY_PAIRS} parameters."))

@@ -76,6 +76,7 @@ pub fn transient_payload(body: &Value) -> Result<Option<Value>, ApiError> {
 
 fn parse_json(bytes: &[u8]) -> Result<Value, ApiError> {
     check_json_depth(bytes)?;
+    crate::nul::check_json(bytes)?;
     serde_json::from_slice(bytes).map_err(|e| {
         ApiError::bad_request().with_reason(format!("Unable to decode the request body as JSON: {e}"))
     })
@@ -96,6 +97,9 @@ fn nest_form(bytes: &[u8]) -> Result<Value, ApiError> {
         if key.split('.').count() > MAX_FORM_DEPTH {
             return Err(ApiError::bad_request()
                 .with_reason(format!("Form field names may nest at most {MAX_FORM_DEPTH} levels.")));
+        }
+        if key.contains('\0') || value.contains('\0') {
+            return Err(crate::nul::refused());
         }
         let mut node = &mut root;
         let mut parts = key.split('.').peekable();
@@ -144,6 +148,20 @@ mod tests {
         assert_eq!(parse_submit_body(FORM, many.as_bytes()).unwrap_err().status, 400);
         let deepest = format!("{}=1", vec!["a"; MAX_FORM_DEPTH].join("."));
         assert!(parse_submit_body(FORM, deepest.as_bytes()).is_ok());
+    }
+
+    #[test]
+    fn nul_characters_are_refused_in_forms_and_json() {
+        for (content_type, body) in [
+            (FORM, &b"method=password&identifier=a%00"[..]),
+            (FORM, b"identifier=a\0"),
+            (FORM, b"a%00=1"),
+            ("application/json", br#"{"identifier":"a\u0000"}"#),
+        ] {
+            let error = parse_submit_body(content_type, body).unwrap_err();
+            assert_eq!(error.status, 400, "{body:?}");
+        }
+        assert!(parse_submit_body("application/json", br#"{"identifier":"a\\u0000"}"#).is_ok());
     }
 
     #[test]

@@ -95,8 +95,14 @@ async fn serve_connection(
     let connection = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(connection);
     let mut closing = false;
+    // A graceful close waits for pending writes, which never finish if the
+    // client stops reading (say, after pipelining requests): the connection,
+    // and its permit, would be held for good. Once no request is in flight
+    // and the close has had another idle period, the connection is dropped.
+    let mut abandon_at: Option<Instant> = None;
     loop {
         let idle_check = activity.next_idle_check(limits.idle_timeout);
+        let abandon_check = abandon_at.unwrap_or(idle_check);
         tokio::select! {
             result = connection.as_mut() => {
                 if let Err(e) = result {
@@ -108,11 +114,18 @@ async fn serve_connection(
                 closing = true;
                 connection.as_mut().graceful_shutdown();
             }
-            _ = tokio::time::sleep_until(idle_check), if !closing => {
+            _ = tokio::time::sleep_until(idle_check), if abandon_at.is_none() => {
                 if activity.idle_for(limits.idle_timeout) {
-                    closing = true;
-                    connection.as_mut().graceful_shutdown();
+                    if !closing {
+                        closing = true;
+                        connection.as_mut().graceful_shutdown();
+                    }
+                    abandon_at = Some(Instant::now() + limits.idle_timeout);
                 }
+            }
+            _ = tokio::time::sleep_until(abandon_check), if abandon_at.is_some() => {
+                tracing::debug!(%peer, "dropped a connection whose client stopped reading");
+                return;
             }
         }
     }

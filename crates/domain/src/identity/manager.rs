@@ -185,6 +185,18 @@ impl IdentityManager {
         current: Identity,
         update: IdentityUpdate,
     ) -> Result<Identity, IdentityError> {
+        // Only what changes is checked, so identities stored before a check
+        // existed (SQLite took NUL and long ids) stay editable in settings.
+        fn changed<T: Clone + PartialEq>(new: &Option<T>, old: &Option<T>) -> Option<T> {
+            if new == old { None } else { new.clone() }
+        }
+        let traits = if update.traits == current.traits { &Value::Null } else { &update.traits };
+        check_storable(
+            traits,
+            &changed(&update.metadata_public, &current.metadata_public),
+            &changed(&update.metadata_admin, &current.metadata_admin),
+            &changed(&update.external_id, &current.external_id),
+        )?;
         let facts = self.schemas.validate_traits(&update.schema_id, &update.traits)?;
         let hashed = self.hash(update.password).await?;
         let at = now();
@@ -216,6 +228,9 @@ impl IdentityManager {
     }
 }
 
+/// Far above any real external id (UUIDs, database keys, directory DNs).
+const MAX_EXTERNAL_ID_BYTES: usize = 1024;
+
 /// PostgreSQL cannot store NUL in text or JSON; refusing it everywhere keeps
 /// both databases answering alike, with a 400 instead of a 500.
 fn check_storable(
@@ -242,6 +257,13 @@ fn check_storable(
     }
     if external_id.as_deref().is_some_and(|e| e.contains('\0')) {
         return Err(IdentityError::InvalidInput("`external_id` must not contain NUL characters.".into()));
+    }
+    // `external_id` is unique, so indexed: PostgreSQL refuses index entries
+    // past about 2.7 KB (a 500 there, while SQLite took any length).
+    if external_id.as_deref().is_some_and(|e| e.len() > MAX_EXTERNAL_ID_BYTES) {
+        return Err(IdentityError::InvalidInput(format!(
+            "`external_id` is limited to {MAX_EXTERNAL_ID_BYTES} bytes."
+        )));
     }
     Ok(())
 }

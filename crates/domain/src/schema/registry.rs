@@ -109,7 +109,47 @@ impl SchemaRegistry {
                 missing,
             });
         }
-        Ok(extension::collect(&schema.raw, traits))
+        let facts = extension::collect(&schema.raw, traits);
+        check_identifier_lengths(traits, &facts)?;
+        Ok(facts)
+    }
+}
+
+/// Identifiers and addresses are unique, so indexed: PostgreSQL refuses
+/// index entries past about 2.7 KB, and a schema whose identifier trait has
+/// no `maxLength` let one registration end in a 500 there. Far above any
+/// real address or username.
+pub const MAX_IDENTIFIER_BYTES: usize = 1024;
+
+fn check_identifier_lengths(traits: &Value, facts: &TraitFacts) -> Result<(), SchemaError> {
+    let addresses =
+        facts.code_identifiers.iter().chain(&facts.verifiable_addresses).chain(&facts.recovery_addresses);
+    let too_long = facts
+        .password_identifiers
+        .iter()
+        .chain(&facts.webauthn_identifiers)
+        .chain(addresses.map(|a| &a.value))
+        .find(|v| v.len() > MAX_IDENTIFIER_BYTES);
+    let Some(value) = too_long else { return Ok(()) };
+    // The message goes on the trait that holds the value (normalisation may
+    // change its length a little, so any string past the limit will do).
+    let pointer = long_string(traits, "/traits").unwrap_or_default();
+    Err(SchemaError::TraitsInvalid {
+        reason: format!("length must be <= {MAX_IDENTIFIER_BYTES}, but got {}", value.len()),
+        pointer,
+        missing: None,
+    })
+}
+
+/// The JSON pointer of the first string longer than the limit.
+fn long_string(value: &Value, at: &str) -> Option<String> {
+    match value {
+        Value::String(s) if s.len() > MAX_IDENTIFIER_BYTES => Some(at.to_string()),
+        Value::Object(map) => map.iter().find_map(|(k, v)| long_string(v, &format!("{at}/{k}"))),
+        Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| long_string(v, &format!("{at}/{i}")))
+        }
+        _ => None,
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod attacks;
 mod browser;
 mod code_races;
 mod config;
