@@ -231,6 +231,11 @@ impl RegistrationService {
                 place_trait_error(&mut flow.ui, &e);
                 return self.save(flow, RegistrationOutcome::Rejected).await;
             }
+            // Input the edge let through but storage cannot hold: the flow says so.
+            Err(IdentityError::InvalidInput(reason)) => {
+                flow.ui.messages.push(text::validation_generic(&reason));
+                return self.save(flow, RegistrationOutcome::Rejected).await;
+            }
             Err(IdentityError::PasswordTooLong) => {
                 let violation =
                     crate::password_policy::PolicyViolation::TooLong { max_length: 72, actual_length: 73 };

@@ -222,6 +222,11 @@ impl SettingsService {
                 place_trait_error(&mut flow.ui, &e);
                 return self.save(flow, SettingsOutcome::Rejected).await;
             }
+            // Input the edge let through but storage cannot hold: the flow says so.
+            Err(IdentityError::InvalidInput(reason)) => {
+                flow.ui.messages.push(text::validation_generic(&reason));
+                return self.save(flow, SettingsOutcome::Rejected).await;
+            }
             Err(e) => return Err(FlowError::Internal(e.to_string())),
         };
         if method == "password" {
