@@ -24,6 +24,17 @@ use axum::response::Response;
 
 pub use error::ApiError;
 pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
+#[doc(hidden)]
+pub use submit::parse_submit_body;
+
+/// The parsers of request headers, public only for the fuzz targets.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::csrf::{
+        hash as csrf_hash, is_valid_secret as csrf_is_valid_secret, mask as csrf_mask, verify as csrf_verify,
+    };
+    pub use crate::request::{cookie, cookies, device, session_token, wants_json};
+}
 
 /// The CSRF cookie name for a public base URL.
 pub fn csrf_cookie_name(public_base_url: &str) -> String {

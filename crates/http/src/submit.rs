@@ -29,32 +29,33 @@ impl<S: Send + Sync> FromRequest<S> for SubmitBody {
                 ApiError::bad_request().with_reason("The request body could not be read.")
             }
         })?;
-        match content_type.as_str() {
-            "application/x-www-form-urlencoded" => Ok(SubmitBody(nest_form(&bytes))),
-            "application/json" | "" => {
-                if bytes.is_empty() {
-                    return Ok(SubmitBody(Value::Object(Map::new())));
-                }
-                let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                    ApiError::bad_request()
-                        .with_reason(format!("Unable to decode the request body as JSON: {e}"))
-                })?;
-                if !value.is_object() {
-                    return Err(
-                        ApiError::bad_request().with_reason("The request body must be a JSON object.")
-                    );
-                }
-                Ok(SubmitBody(value))
+        parse_submit_body(&content_type, &bytes).map(SubmitBody)
+    }
+}
+
+/// Reads a submit body by its (lower-cased, parameter-free) content type
+/// into one JSON value. Public for the fuzz targets.
+#[doc(hidden)]
+pub fn parse_submit_body(content_type: &str, bytes: &[u8]) -> Result<Value, ApiError> {
+    match content_type {
+        "application/x-www-form-urlencoded" => Ok(nest_form(bytes)),
+        "application/json" | "" => {
+            if bytes.is_empty() {
+                return Ok(Value::Object(Map::new()));
             }
-            other if other.ends_with("+json") => {
-                serde_json::from_slice(&bytes).map(SubmitBody).map_err(|e| {
-                    ApiError::bad_request()
-                        .with_reason(format!("Unable to decode the request body as JSON: {e}"))
-                })
+            let value: Value = serde_json::from_slice(bytes).map_err(|e| {
+                ApiError::bad_request().with_reason(format!("Unable to decode the request body as JSON: {e}"))
+            })?;
+            if !value.is_object() {
+                return Err(ApiError::bad_request().with_reason("The request body must be a JSON object."));
             }
-            other => Err(ApiError::unsupported_media_type()
-                .with_reason(format!("Expected `application/json` or a form, got `{other}`."))),
+            Ok(value)
         }
+        other if other.ends_with("+json") => serde_json::from_slice(bytes).map_err(|e| {
+            ApiError::bad_request().with_reason(format!("Unable to decode the request body as JSON: {e}"))
+        }),
+        other => Err(ApiError::unsupported_media_type()
+            .with_reason(format!("Expected `application/json` or a form, got `{other}`."))),
     }
 }
 
