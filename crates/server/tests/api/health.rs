@@ -77,7 +77,8 @@ async fn openapi_document_is_served(backend: Backend) {
     }
     // Every operation it documents is routed: none falls through to the 404 fallback.
     for path in paths.keys().filter(|p| !p.contains('{')) {
-        let base = if path.starts_with("/admin/") { &app.admin_url } else { &app.public_url };
+        let on_admin = path.starts_with("/admin/") || path == "/version";
+        let base = if on_admin { &app.admin_url } else { &app.public_url };
         let methods = paths[path].as_object().unwrap().keys();
         let method = methods.filter(|m| *m != "parameters").next().unwrap().to_uppercase();
         let response =
