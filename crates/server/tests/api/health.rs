@@ -79,8 +79,8 @@ async fn openapi_document_is_served(backend: Backend) {
     for path in paths.keys().filter(|p| !p.contains('{')) {
         let on_admin = path.starts_with("/admin/") || path == "/version";
         let base = if on_admin { &app.admin_url } else { &app.public_url };
-        let methods = paths[path].as_object().unwrap().keys();
-        let method = methods.filter(|m| *m != "parameters").next().unwrap().to_uppercase();
+        let mut methods = paths[path].as_object().unwrap().keys();
+        let method = methods.find(|m| *m != "parameters").unwrap().to_uppercase();
         let response =
             app.http.request(method.parse().unwrap(), format!("{base}{path}")).send().await.unwrap();
         if response.status() == 404 {
