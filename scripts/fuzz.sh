@@ -7,8 +7,8 @@
 # SECONDS_PER_TARGET defaults to 60; no TARGET means all of them. For each
 # target it first replays fuzz/regressions/<target>/ (inputs that crashed
 # once), then fuzzes with fuzz/corpus/<target>/ as seeds, prints the
-# executions done and whether it crashed, and merges the inputs that found
-# new coverage into the corpus. Crashing inputs are copied to
+# executions done and whether it crashed, and minimises the corpus together
+# with the inputs that found new coverage. Crashing inputs are copied to
 # fuzz/regressions/<target>/ (commit them once the bug is understood) and
 # make the script exit non-zero.
 #
@@ -64,7 +64,7 @@ for t in "${targets[@]}"; do
         [ -f "$input" ] || continue
         if ! run "$bin_dir/$t" -rss_limit_mb="$rss_mb" -timeout="$timeout_s" "$input" >"artifacts/$t/replay.log" 2>&1; then
             echo "$t: regression $input still fails:"
-            grep -m3 -E "panicked|ERROR: libFuzzer|overflowed" "artifacts/$t/replay.log" | sed 's/^/    /'
+            grep -m3 -E "panicked|ERROR: libFuzzer|overflowed|SUMMARY" "artifacts/$t/replay.log" | sed 's/^/    /'
             still=$((still + 1))
         fi
     done
@@ -92,19 +92,30 @@ for t in "${targets[@]}"; do
             cp "artifacts/$t/$a" "regressions/$t/"
             echo "$t: crashing input kept as fuzz/regressions/$t/$a"
         done
-        grep -m5 -E "panicked|ERROR: libFuzzer|SUMMARY|overflowed|Timeout|out-of-memory" "$log" | sed 's/^/    /'
+        grep -m5 -E "panicked|ERROR: libFuzzer|SUMMARY|overflowed|ALARM|out-of-memory" "$log" | sed 's/^/    /'
     fi
     [ "$still" -gt 0 ] && failed=1
 
-    run "$bin_dir/$t" -merge=1 -rss_limit_mb="$rss_mb" -timeout="$timeout_s" -max_len="$(max_len "$t")" \
-        "corpus/$t" "$scratch" >"artifacts/$t/merge.log" 2>&1
-    added=$(grep -o 'added [0-9]* new units' "artifacts/$t/merge.log" | awk '{print $2}')
-    summary+=("$(printf '%-16s %12s execs  %-8s corpus +%-4s regressions still failing: %s' \
-        "$t" "$execs" "$outcome" "${added:-0}" "$still")")
+    # Minimise: the smallest set of inputs that covers every feature of the
+    # old corpus and the new inputs (what `cargo fuzz cmin` does), swapped
+    # in only if the merge succeeds.
+    before_n=$(find "corpus/$t" -type f | wc -l)
+    fresh="$root/fuzz/target/min-corpus/$t"
+    rm -rf "$fresh" && mkdir -p "$fresh"
+    if run "$bin_dir/$t" -set_cover_merge=1 -rss_limit_mb="$rss_mb" -timeout="$timeout_s" \
+        -max_len="$(max_len "$t")" "$fresh" "corpus/$t" "$scratch" >"artifacts/$t/merge.log" 2>&1 \
+        && [ -n "$(ls -A "$fresh")" ]; then
+        rm -rf "corpus/$t" && mv "$fresh" "corpus/$t"
+    else
+        echo "$t: corpus minimisation failed (see fuzz/artifacts/$t/merge.log); corpus left as it was"
+    fi
+    after_n=$(find "corpus/$t" -type f | wc -l)
+    summary+=("$(printf '%-16s %12s execs  %-8s corpus %5s -> %-5s files  regressions still failing: %s' \
+        "$t" "$execs" "$outcome" "$before_n" "$after_n" "$still")")
 done
 
 echo
 echo "fuzzing summary (${seconds}s per target):"
 printf '  %s\n' "${summary[@]}"
-echo "corpus: $(du -sh corpus | cut -f1) in fuzz/corpus (minimise with: cd fuzz && cargo +nightly fuzz cmin TARGET)"
+echo "corpus: $(du -sb corpus | cut -f1) bytes in $(find corpus -type f | wc -l) files under fuzz/corpus"
 exit "$failed"
