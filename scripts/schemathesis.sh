@@ -3,10 +3,12 @@
 # starts itself, driven by the OpenAPI document the server publishes at
 # /.well-known/ory/openapi.json.
 #
-#   scripts/schemathesis.sh [MAX_EXAMPLES]
+#   scripts/schemathesis.sh [MAX_EXAMPLES] [SECONDS_PER_PORT]
 #
 # MAX_EXAMPLES (default 100) is schemathesis's test cases per operation and
-# phase. The server is the release build with the quickstart configuration
+# phase (100 gives about 10,000 requests in all). With SECONDS_PER_PORT the
+# fuzzing and stateful phases repeat until that time is spent on each port,
+# for long campaigns. The server is the release build with the quickstart configuration
 # in --dev mode, on a fresh SQLite database and free loopback ports. The
 # public operations are run against the public port and the admin ones
 # (/admin/*, /version) against the admin port. Prints the requests sent and
@@ -19,6 +21,7 @@
 set -uo pipefail
 
 max_examples=${1:-100}
+max_time=${2:-}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 work="$root/.schemathesis"
@@ -70,7 +73,7 @@ campaign() { # NAME BASE_URL FILTER...
     nice -n "$nice_n" "$venv/bin/st" run "$work/openapi.json" --url "$base" "$@" \
         --checks "$checks" --max-examples "$max_examples" --workers "$workers" \
         --request-timeout 30 --suppress-health-check all --warnings off \
-        --report har --report-dir "$work/$name-report" ${ST_ARGS:-} \
+        --report har --report-dir "$work/$name-report" ${max_time:+--max-time "$max_time"} ${ST_ARGS:-} \
         >"$work/$name.log" 2>&1
     echo "$name: schemathesis exit $? (output in .schemathesis/$name.log)"
 }
