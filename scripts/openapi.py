@@ -27,12 +27,13 @@ METHODS = ("get", "post", "put", "patch", "delete")
 UNDOCUMENTED = {
     ("/admin/schemas", "get"),  # Kratos serves it too; its document does not list it.
     ("/admin/schemas/{id}", "get"),
-    # Kratos routes GET on the submit URLs too; only the verification link uses it.
+    # GET on the submit URLs (the verification email's link is one).
     ("/self-service/login", "get"),
     ("/self-service/registration", "get"),
     ("/self-service/settings", "get"),
     ("/self-service/recovery", "get"),
-    ("/self-service/verification", "get"),  # the code link in verification emails
+    ("/self-service/verification", "get"),
+    ("/.well-known/ory/openapi.json", "get"),  # this document itself
 }
 
 
