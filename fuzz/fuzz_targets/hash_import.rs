@@ -30,7 +30,10 @@ fuzz_target!(|data: &[u8]| {
     // An accepted import that can never be verified would fail every login
     // for that identity with a server error.
     let result = verify_password(PASSWORD, encoded);
-    assert!(!matches!(result, Err(HashError::Internal(_))), "{encoded:?} imported but cannot be verified: {result:?}");
+    assert!(
+        !matches!(result, Err(HashError::Internal(_))),
+        "{encoded:?} imported but cannot be verified: {result:?}"
+    );
 });
 
 /// An upper estimate of the hashing work `encoded` asks for, read from its
