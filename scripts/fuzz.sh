@@ -7,14 +7,14 @@
 # SECONDS_PER_TARGET defaults to 60; no TARGET means all of them. For each
 # target it first replays fuzz/regressions/<target>/ (inputs that crashed
 # once), then fuzzes with fuzz/corpus/<target>/ as seeds, prints the
-# executions done and whether it crashed, and minimises the corpus together
-# with the inputs that found new coverage. Crashing inputs are copied to
+# executions done and whether it crashed, and adds the inputs that found new
+# coverage to the corpus. Crashing inputs are copied to
 # fuzz/regressions/<target>/ (commit them once the bug is understood) and
 # make the script exit non-zero.
 #
 # Environment: FUZZ_TIMEOUT (seconds one input may take, default 10),
 # FUZZ_RSS_MB (memory limit, default 2048), FUZZ_NICE (niceness, default
-# 15). To use more cores, run several copies with different targets.
+# 15), FUZZ_MINIMISE=1 (rebuild the corpus minimised after the run). To use more cores, run several copies with different targets.
 # Needs the nightly toolchain (`rustup toolchain install nightly`).
 set -uo pipefail
 
@@ -96,18 +96,25 @@ for t in "${targets[@]}"; do
     fi
     [ "$still" -gt 0 ] && failed=1
 
-    # Minimise: the smallest set of inputs that covers every feature of the
-    # old corpus and the new inputs (what `cargo fuzz cmin` does), swapped
-    # in only if the merge succeeds.
+    # New inputs that reach features the corpus does not are added to it;
+    # with FUZZ_MINIMISE=1 the corpus is instead rebuilt as the smallest set
+    # covering every feature of both (what `cargo fuzz cmin` does), which
+    # renames files, so do that only now and then.
     before_n=$(find "corpus/$t" -type f | wc -l)
-    fresh="$root/fuzz/target/min-corpus/$t"
-    rm -rf "$fresh" && mkdir -p "$fresh"
-    if run "$bin_dir/$t" -set_cover_merge=1 -rss_limit_mb="$rss_mb" -timeout="$timeout_s" \
-        -max_len="$(max_len "$t")" "$fresh" "corpus/$t" "$scratch" >"artifacts/$t/merge.log" 2>&1 \
-        && [ -n "$(ls -A "$fresh")" ]; then
-        rm -rf "corpus/$t" && mv "$fresh" "corpus/$t"
-    else
-        echo "$t: corpus minimisation failed (see fuzz/artifacts/$t/merge.log); corpus left as it was"
+    if [ "${FUZZ_MINIMISE:-0}" = 1 ]; then
+        fresh="$root/fuzz/target/min-corpus/$t"
+        rm -rf "$fresh" && mkdir -p "$fresh"
+        if run "$bin_dir/$t" -set_cover_merge=1 -rss_limit_mb="$rss_mb" -timeout="$timeout_s" \
+            -max_len="$(max_len "$t")" "$fresh" "corpus/$t" "$scratch" >"artifacts/$t/merge.log" 2>&1 \
+            && [ -n "$(ls -A "$fresh")" ]; then
+            rm -rf "corpus/$t" && mv "$fresh" "corpus/$t"
+        else
+            echo "$t: corpus minimisation failed (see fuzz/artifacts/$t/merge.log); corpus left as it was"
+        fi
+    elif [ -n "$(ls -A "$scratch")" ]; then
+        run "$bin_dir/$t" -merge=1 -rss_limit_mb="$rss_mb" -timeout="$timeout_s" -max_len="$(max_len "$t")" \
+            "corpus/$t" "$scratch" >"artifacts/$t/merge.log" 2>&1 \
+            || echo "$t: corpus merge failed (see fuzz/artifacts/$t/merge.log)"
     fi
     after_n=$(find "corpus/$t" -type f | wc -l)
     summary+=("$(printf '%-16s %12s execs  %-8s corpus %5s -> %-5s files  regressions still failing: %s' \
