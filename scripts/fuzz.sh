@@ -14,7 +14,8 @@
 #
 # Environment: FUZZ_TIMEOUT (seconds one input may take, default 10),
 # FUZZ_RSS_MB (memory limit, default 2048), FUZZ_NICE (niceness, default
-# 15), FUZZ_MINIMISE=1 (rebuild the corpus minimised after the run). To use more cores, run several copies with different targets.
+# 15), FUZZ_MINIMISE=1 (rebuild the corpus minimised after the run).
+# To use more cores, run several copies with different targets.
 # Needs the nightly toolchain (`rustup toolchain install nightly`).
 set -uo pipefail
 
