@@ -35,6 +35,17 @@ pub use limits::{
 };
 pub use return_to::usable as allowed_return_url_is_usable;
 pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
+#[doc(hidden)]
+pub use submit::parse_submit_body;
+
+/// The parsers of request headers, public only for the fuzz targets.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use crate::csrf::{
+        hash as csrf_hash, is_valid_secret as csrf_is_valid_secret, mask as csrf_mask, verify as csrf_verify,
+    };
+    pub use crate::request::{cookie, cookies, device, session_token, wants_json};
+}
 
 /// The CSRF cookie name for a public base URL.
 pub fn csrf_cookie_name(public_base_url: &str) -> String {
@@ -44,10 +55,6 @@ pub fn csrf_cookie_name(public_base_url: &str) -> String {
 /// Admin request bodies larger than this are refused with 413; the public
 /// API allows [`MAX_PUBLIC_BODY_BYTES`].
 pub const MAX_BODY_BYTES: usize = MAX_ADMIN_BODY_BYTES;
-
-/// The self-service submit-body parser, for fuzzing.
-#[doc(hidden)]
-pub use submit::parse_submit_body;
 
 /// The router served on `serve.public`.
 pub fn public_router(state: AppState) -> Router {

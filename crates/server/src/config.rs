@@ -649,22 +649,28 @@ fn merged_files(files: &[PathBuf]) -> Result<Value, ConfigError> {
     for path in files {
         let text = std::fs::read_to_string(path)
             .map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-        let value: Value = if text.trim().is_empty() {
-            Value::Object(Map::new())
-        } else {
-            serde_yaml_ng::from_str(&text)
-                .map_err(|e| ConfigError::Yaml { path: path.clone(), reason: e.to_string() })?
-        };
-        if !value.is_object() {
-            return Err(ConfigError::Yaml {
-                path: path.clone(),
-                reason: "the top level must be a mapping".into(),
-            });
-        }
+        let value = parse_yaml(&text, path)?;
         let value = resolve_relative_schema_urls(value, path.parent().unwrap_or(Path::new(".")));
         merge(&mut merged, value);
     }
     Ok(merged)
+}
+
+/// One file's text as a YAML mapping (an empty file is an empty mapping).
+fn parse_yaml(text: &str, path: &Path) -> Result<Value, ConfigError> {
+    let value: Value = if text.trim().is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_yaml_ng::from_str(text)
+            .map_err(|e| ConfigError::Yaml { path: path.to_path_buf(), reason: e.to_string() })?
+    };
+    if !value.is_object() {
+        return Err(ConfigError::Yaml {
+            path: path.to_path_buf(),
+            reason: "the top level must be a mapping".into(),
+        });
+    }
+    Ok(value)
 }
 
 /// Reads `files` in order, applies environment overrides from `env`, then
@@ -674,7 +680,25 @@ pub fn load(
     env: impl IntoIterator<Item = (String, String)>,
     dev: bool,
 ) -> Result<Loaded, ConfigError> {
-    let mut merged = merged_files(files)?;
+    finish_load(merged_files(files)?, env, dev)
+}
+
+/// [`load`] for one file's text, touching no file (relative schema URLs
+/// stay as written). Public for the fuzz targets.
+#[doc(hidden)]
+pub fn load_str(
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+    dev: bool,
+) -> Result<Loaded, ConfigError> {
+    finish_load(parse_yaml(text, Path::new("<string>"))?, env, dev)
+}
+
+fn finish_load(
+    mut merged: Value,
+    env: impl IntoIterator<Item = (String, String)>,
+    dev: bool,
+) -> Result<Loaded, ConfigError> {
     apply_env(&mut merged, env)?;
     if dev {
         merged.as_object_mut().expect("merged config is an object").insert("dev".into(), Value::Bool(true));

@@ -3,6 +3,7 @@
 pub(crate) mod flows;
 mod login;
 mod logout;
+mod openapi;
 mod recovery;
 mod registration;
 mod schemas;
@@ -24,5 +25,6 @@ pub fn router() -> Router<AppState> {
         .merge(recovery::router())
         .merge(verification::router())
         .merge(logout::router())
+        .merge(openapi::router())
         .merge(crate::admin::health::router())
 }

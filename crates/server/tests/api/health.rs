@@ -56,3 +56,39 @@ async fn health_version_and_schemas(backend: Backend) {
     assert_eq!(body["error"]["reason"], "Identity schema `unknown` could not be found.");
     app.stop().await;
 }
+
+on_both_databases!(openapi_document_is_served);
+
+async fn openapi_document_is_served(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let response = app.http.get(app.public_path("/.well-known/ory/openapi.json")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["content-type"], "application/json");
+    let doc: Value = response.json().await.unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."), "{}", doc["openapi"]);
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/self-service/login/api", "get"),
+        ("/self-service/login", "post"),
+        ("/sessions/whoami", "get"),
+        ("/admin/identities", "post"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} is documented");
+    }
+    // Every operation it documents is routed: none falls through to the 404 fallback.
+    for path in paths.keys().filter(|p| !p.contains('{')) {
+        let on_admin = path.starts_with("/admin/") || path == "/version";
+        let base = if on_admin { &app.admin_url } else { &app.public_url };
+        let mut methods = paths[path].as_object().unwrap().keys();
+        let method = methods.find(|m| *m != "parameters").unwrap().to_uppercase();
+        let response =
+            app.http.request(method.parse().unwrap(), format!("{base}{path}")).send().await.unwrap();
+        if response.status() == 404 {
+            let body: Value = response.json().await.unwrap_or_default();
+            let fallback = body["error"]["message"] == "The requested resource could not be found"
+                && body["error"]["reason"].is_null();
+            assert!(!fallback, "{method} {path} is not routed");
+        }
+    }
+    app.stop().await;
+}
