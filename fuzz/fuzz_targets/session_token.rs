@@ -6,6 +6,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue, header};
 use latchkey_domain::session::hash_token;
 use latchkey_http::fuzzing::{device, session_token, wants_json};
+use latchkey_http::{Network, TrustedProxies};
 use libfuzzer_sys::fuzz_target;
 
 const NAMES: [HeaderName; 7] = [
@@ -30,5 +31,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(hash_token(token).len(), 64);
     }
     let _ = wants_json(&headers);
-    let _ = device(&headers, Some(([127, 0, 0, 1], 4433).into()));
+    // Loopback is a trusted proxy here, so `X-Forwarded-For` is parsed too.
+    let proxies = TrustedProxies::new(vec![Network::parse("127.0.0.0/8").expect("a valid network")]);
+    let device = device(&headers, Some(([127, 0, 0, 1], 4433).into()), &proxies);
+    if let Some(ip) = device.ip_address {
+        assert!(ip.parse::<std::net::IpAddr>().is_ok(), "only parsed addresses are recorded: {ip}");
+    }
 });
