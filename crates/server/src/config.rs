@@ -1069,9 +1069,11 @@ fn redact_password_params(dsn: &str) -> String {
         let at_key = i == 0 || is_separator(bytes[i - 1]);
         let key = at_key
             .then(|| {
+                // Compared as bytes: a key is ASCII, but what follows `i` may not be.
                 SECRET_KEYS.iter().find(|k| {
-                    dsn.get(i..i + k.len() + 1)
-                        .is_some_and(|s| s[..k.len()].eq_ignore_ascii_case(k) && s.ends_with('='))
+                    bytes.get(i..i + k.len() + 1).is_some_and(|s| {
+                        s[..k.len()].eq_ignore_ascii_case(k.as_bytes()) && s[k.len()] == b'='
+                    })
                 })
             })
             .flatten();
@@ -1248,6 +1250,9 @@ mod tests {
         }
         // Keys that merely end in `password` are not secrets by that name.
         assert_eq!(redact_dsn("postgres://db/x?nopassword=1"), "postgres://db/x?nopassword=1");
+        // Non-ASCII text where a key could start (found by the config fuzz target).
+        assert_eq!(redact_dsn("po?????????\u{b2bd}?x"), "po?????????\u{b2bd}?x");
+        assert_eq!(redact_dsn("db?x=\u{b2bd}&password=\u{b2bd}&y=1"), "db?x=\u{b2bd}&password=***&y=1");
         for secret in ["p@ss", "hunter2", "a:b/c@d", "s3cr", "a&b=c"] {
             for dsn in [format!("postgres://u:{secret}@db/x"), format!("postgres://db/x?password={secret}")] {
                 assert!(!redact_dsn(&dsn).contains(secret), "{dsn}");
