@@ -215,6 +215,11 @@ impl TestApp {
     pub fn public_path(&self, path: &str) -> String {
         format!("{}{path}", self.public_url)
     }
+
+    /// GETs `url` (from `admin_path` or `public_path`) and decodes the JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, url: &str) -> T {
+        self.http.get(url).send().await.unwrap().json().await.unwrap()
+    }
 }
 
 impl Drop for TestApp {

@@ -79,8 +79,7 @@ async fn malformed_addresses_are_refused_and_never_mailed(backend: Backend) {
     }
 
     // Only the well-formed (unknown) address was written to, once per flow.
-    let messages: Vec<Value> =
-        app.http.get(app.admin_path("/admin/courier/messages")).send().await.unwrap().json().await.unwrap();
+    let messages: Vec<Value> = app.get_json(&app.admin_path("/admin/courier/messages")).await;
     let recipients: Vec<&str> = messages.iter().map(|m| m["recipient"].as_str().unwrap()).collect();
     assert_eq!(recipients, ["ok@example.com", "ok@example.com"], "{messages:?}");
     // Kratos names the channel of an email message.
@@ -167,40 +166,17 @@ async fn empty_fields_are_left_out(backend: Backend) {
     assert_no_nulls(&whoami["devices"], "devices");
 
     // Without `expand=identity`, an admin's session has no `identity` key.
-    let sessions: Vec<Value> = app
-        .http
-        .get(app.admin_path("/admin/sessions?expand=devices"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let sessions: Vec<Value> = app.get_json(&app.admin_path("/admin/sessions?expand=devices")).await;
     assert!(!sessions.is_empty());
     for session in &sessions {
         assert!(session.get("identity").is_none(), "{session}");
         assert_no_nulls(&session["devices"], "devices");
     }
     let id = sessions[0]["id"].as_str().unwrap();
-    let one: Value = app
-        .http
-        .get(app.admin_path(&format!("/admin/sessions/{id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let one: Value = app.get_json(&app.admin_path(&format!("/admin/sessions/{id}"))).await;
     assert!(one.get("identity").is_none(), "{one}");
-    let expanded: Value = app
-        .http
-        .get(app.admin_path(&format!("/admin/sessions/{id}?expand=identity")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let expanded: Value =
+        app.get_json(&app.admin_path(&format!("/admin/sessions/{id}?expand=identity"))).await;
     assert!(expanded["identity"]["id"].is_string(), "{expanded}");
     app.stop().await;
 }
