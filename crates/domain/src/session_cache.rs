@@ -26,8 +26,9 @@ use crate::flow::Flow;
 use crate::identity::{AddressStatus, CredentialType, Identity};
 use crate::session::Session;
 use crate::store::{
-    CodePurpose, CodeStore, Database, FlowStore, IdentityQuery, IdentityStore, MessageQuery, MigrationState,
-    OneTimeCode, OutboxStore, SessionQuery, SessionStore, Store, StoreError,
+    AdmitRule, CodePurpose, CodeStore, Database, FlowStore, IdentityQuery, IdentityStore, MessageQuery,
+    MigrationState, OneTimeCode, OutboxStore, RateStore, RateWindow, SessionQuery, SessionStore, Store,
+    StoreError, WindowCount,
 };
 
 struct Entry {
@@ -335,6 +336,31 @@ impl OutboxStore for CachingStore {
 
     async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError> {
         self.inner.get_message(id).await
+    }
+}
+
+#[async_trait]
+impl RateStore for CachingStore {
+    async fn admit_event(
+        &self,
+        windows: &[RateWindow],
+        event: Uuid,
+        at: DateTime<Utc>,
+        admit: AdmitRule<'_>,
+    ) -> Result<(bool, Vec<WindowCount>), StoreError> {
+        self.inner.admit_event(windows, event, at, admit).await
+    }
+
+    async fn count_events(&self, window: &RateWindow) -> Result<WindowCount, StoreError> {
+        self.inner.count_events(window).await
+    }
+
+    async fn reset_events(&self, bucket: &str, subject: &str) -> Result<u64, StoreError> {
+        self.inner.reset_events(bucket, subject).await
+    }
+
+    async fn forget_event(&self, event: Uuid) -> Result<(), StoreError> {
+        self.inner.forget_event(event).await
     }
 }
 

@@ -278,6 +278,61 @@ pub trait CodeStore: Send + Sync {
     ) -> Result<Option<Identity>, StoreError>;
 }
 
+/// One counting window of a rate limit: the events recorded under
+/// `bucket` and `subject` at or after `since`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RateWindow {
+    /// What is counted, e.g. `login.identifier` or `send.address`.
+    pub bucket: &'static str,
+    /// Whom it is counted against; callers pass a digest, never the raw
+    /// identifier, address or IP, so the table holds no personal data.
+    pub subject: String,
+    pub since: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a window held when an event asked to be admitted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WindowCount {
+    pub count: u64,
+    pub oldest: Option<chrono::DateTime<chrono::Utc>>,
+    pub newest: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// Decides from the windows' counts (in the order given) whether an event
+/// is admitted.
+pub type AdmitRule<'a> = &'a (dyn Fn(&[WindowCount]) -> bool + Send + Sync);
+
+/// Events counted in time windows, shared by every server on the database:
+/// the ground truth of login throttling and send limits.
+#[async_trait]
+pub trait RateStore: Send + Sync {
+    /// Reads every window's count and, only when `admit` accepts them,
+    /// records the event (id `event`, time `at`) in each, all as one step:
+    /// concurrent callers on a window take turns, so each sees every event
+    /// admitted before it and no more than a limit's worth get through.
+    /// Returns whether it was admitted and the counts `admit` saw.
+    async fn admit_event(
+        &self,
+        windows: &[RateWindow],
+        event: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
+        admit: AdmitRule<'_>,
+    ) -> Result<(bool, Vec<WindowCount>), StoreError>;
+    /// The window's count without recording anything.
+    async fn count_events(&self, window: &RateWindow) -> Result<WindowCount, StoreError>;
+    /// Forgets every event recorded under `bucket` and `subject` (a success
+    /// resets a count); returns how many.
+    async fn reset_events(&self, bucket: &str, subject: &str) -> Result<u64, StoreError>;
+    /// Takes one event back from every window it was recorded in.
+    async fn forget_event(&self, event: Uuid) -> Result<(), StoreError>;
+}
+
 /// Everything Latchkey persists, as one handle for wiring.
-pub trait Store: IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + Database {}
-impl<T: IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + Database> Store for T {}
+pub trait Store:
+    IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + RateStore + Database
+{
+}
+impl<T: IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + RateStore + Database> Store
+    for T
+{
+}

@@ -6,6 +6,7 @@ mod codes;
 mod courier;
 mod flows;
 mod identities;
+mod rates;
 mod sessions;
 
 use std::borrow::Cow;
@@ -29,6 +30,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (4, "recovery", include_str!("../migrations/0004_recovery.sql")),
     (5, "one_time_codes", include_str!("../migrations/0005_one_time_codes.sql")),
     (6, "code_attempts", include_str!("../migrations/0006_code_attempts.sql")),
+    (7, "rate_events", include_str!("../migrations/0007_rate_events.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

@@ -15,7 +15,9 @@ use latchkey_domain::session::{
     AuthenticationMethod, Device, LOGOUT_TOKEN_PREFIX, SESSION_TOKEN_PREFIX, Session, hash_token,
     random_token,
 };
-use latchkey_domain::store::{CodePurpose, IdentityQuery, OneTimeCode, SessionQuery, Store, StoreError};
+use latchkey_domain::store::{
+    CodePurpose, IdentityQuery, OneTimeCode, RateWindow, SessionQuery, Store, StoreError, WindowCount,
+};
 use latchkey_domain::text;
 use latchkey_domain::time::now;
 use latchkey_domain::ui::{Group, Node};
@@ -52,6 +54,8 @@ pub async fn run_all(store: &dyn Store) {
     deleting_an_identity_deletes_its_codes(store).await;
     set_address_status_moves_one_address(store).await;
     password_hash_is_swapped_only_while_unchanged(store).await;
+    rate_events_are_admitted_atomically(store).await;
+    rate_windows_count_apart_and_reset(store).await;
 }
 
 /// An identity with a password credential and one email address.
@@ -1113,4 +1117,64 @@ async fn password_hash_is_swapped_only_while_unchanged(store: &dyn Store) {
     store.create_identity(&passwordless).await.unwrap();
     assert!(!store.replace_password_hash(passwordless.id, &old, new, at).await.unwrap());
     assert!(!store.replace_password_hash(Uuid::new_v4(), &old, new, at).await.unwrap());
+}
+
+fn rate_window(bucket: &'static str, subject: &str, since: chrono::DateTime<chrono::Utc>) -> RateWindow {
+    RateWindow { bucket, subject: subject.to_string(), since }
+}
+
+async fn rate_events_are_admitted_atomically(store: &dyn Store) {
+    let subject = Uuid::new_v4().to_string();
+    let at = now();
+    let since = at - Duration::minutes(1);
+    // An event before the window does not count.
+    let old = [rate_window("test.atomic", &subject, since - Duration::hours(1))];
+    let (admitted, _) =
+        store.admit_event(&old, Uuid::new_v4(), since - Duration::seconds(1), &|_| true).await.unwrap();
+    assert!(admitted);
+    let windows = [rate_window("test.atomic", &subject, since)];
+    let limit = 7;
+    let rule = |counts: &[WindowCount]| counts[0].count < limit;
+    let results = join_all((0..40).map(|_| store.admit_event(&windows, Uuid::new_v4(), at, &rule))).await;
+    let results: Vec<(bool, Vec<WindowCount>)> = results.into_iter().map(Result::unwrap).collect();
+    // Each caller saw every event admitted before it: exactly `limit` got through.
+    assert_eq!(results.iter().filter(|(admitted, _)| *admitted).count() as u64, limit);
+    let mut seen: Vec<u64> = results.iter().filter(|(a, _)| *a).map(|(_, c)| c[0].count).collect();
+    seen.sort_unstable();
+    assert_eq!(seen, (0..limit).collect::<Vec<u64>>());
+    let count = store.count_events(&windows[0]).await.unwrap();
+    assert_eq!(count.count, limit);
+    assert_eq!(count.newest.unwrap().timestamp_micros(), at.timestamp_micros());
+    assert!(count.oldest.unwrap() >= since);
+}
+
+async fn rate_windows_count_apart_and_reset(store: &dyn Store) {
+    let at = now();
+    let since = at - Duration::hours(1);
+    let (alice, bob) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+    let event = Uuid::new_v4();
+    let both = [rate_window("test.identifier", &alice, since), rate_window("test.ip", &bob, since)];
+    let (admitted, counts) = store.admit_event(&both, event, at, &|_| true).await.unwrap();
+    assert!(admitted);
+    assert_eq!(counts, vec![WindowCount::default(); 2]);
+    let later = at + Duration::seconds(5);
+    store.admit_event(&both[..1], Uuid::new_v4(), later, &|_| true).await.unwrap();
+    let (_, counts) = store.admit_event(&both, Uuid::new_v4(), later, &|_| false).await.unwrap();
+    // A refused event is not recorded; oldest and newest are exact.
+    assert_eq!(counts[0].count, 2);
+    assert_eq!(counts[1].count, 1);
+    assert_eq!(counts[0].oldest.unwrap().timestamp_micros(), at.timestamp_micros());
+    assert_eq!(counts[0].newest.unwrap().timestamp_micros(), later.timestamp_micros());
+    // The same subject in another bucket is another window.
+    assert_eq!(store.count_events(&rate_window("test.ip", &alice, since)).await.unwrap().count, 0);
+    // Forgetting an event takes it out of every window it was in.
+    store.forget_event(event).await.unwrap();
+    assert_eq!(store.count_events(&both[0]).await.unwrap().count, 1);
+    assert_eq!(store.count_events(&both[1]).await.unwrap().count, 0);
+    store.forget_event(Uuid::new_v4()).await.unwrap();
+    // A reset empties one window and leaves the others.
+    store.admit_event(&both, Uuid::new_v4(), at, &|_| true).await.unwrap();
+    assert_eq!(store.reset_events("test.identifier", &alice).await.unwrap(), 2);
+    assert_eq!(store.count_events(&both[0]).await.unwrap().count, 0);
+    assert_eq!(store.count_events(&both[1]).await.unwrap().count, 1);
 }

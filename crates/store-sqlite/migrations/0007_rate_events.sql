@@ -1,0 +1,13 @@
+-- Events counted in time windows (failed logins per identifier and per
+-- client IP, mails per address, flows per IP). `subject` is a digest of
+-- whom the event counts against, never the identifier or address itself.
+-- One event may be recorded in several windows under the same id.
+CREATE TABLE rate_events (
+    bucket  TEXT NOT NULL,
+    subject TEXT NOT NULL,
+    at      TEXT NOT NULL,
+    id      TEXT NOT NULL,
+    PRIMARY KEY (bucket, subject, at, id)
+) WITHOUT ROWID;
+CREATE INDEX rate_events_id ON rate_events (id);
+CREATE INDEX rate_events_at ON rate_events (at);
