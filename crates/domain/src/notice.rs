@@ -61,12 +61,18 @@ pub fn render(
     Ok(Message::new(to, rendered, template))
 }
 
-/// Where account-wide notices (password changed) go: the first email
-/// recovery address, else the first email verifiable address.
+/// Where account-wide notices (password changed) go: the first verified
+/// email address, else the first email recovery address, else the first
+/// email verifiable address; so the address proven to be the owner's wins.
 pub fn owner_address(identity: &Identity) -> Option<&str> {
+    let verifiable = || identity.verifiable_addresses.iter().filter(|a| a.via == Via::Email);
+    let verified = verifiable().filter(|a| a.verified).map(|a| &a.value);
     let recovery = identity.recovery_addresses.iter().filter(|a| a.via == Via::Email).map(|a| &a.value);
-    let verifiable = identity.verifiable_addresses.iter().filter(|a| a.via == Via::Email).map(|a| &a.value);
-    recovery.chain(verifiable).map(String::as_str).find(|v| v.contains('@'))
+    verified
+        .chain(recovery)
+        .chain(verifiable().map(|a| &a.value))
+        .map(String::as_str)
+        .find(|v| v.contains('@'))
 }
 
 /// The email addresses that reached the owner before a change and lost
@@ -196,6 +202,16 @@ mod tests {
         assert!(lost_addresses(&before, &before.clone()).is_empty());
         let after = identity(&[("same@x.co", true), ("more@x.co", false)], &["same@x.co"]);
         assert!(lost_addresses(&before, &after).is_empty());
+    }
+
+    #[test]
+    fn account_notices_prefer_the_verified_address() {
+        let both = identity(&[("a@x.co", false), ("b@x.co", true)], &["a@x.co", "c@x.co"]);
+        assert_eq!(owner_address(&both), Some("b@x.co"));
+        let unverified = identity(&[("a@x.co", false)], &["c@x.co"]);
+        assert_eq!(owner_address(&unverified), Some("c@x.co"));
+        assert_eq!(owner_address(&identity(&[("a@x.co", false)], &[])), Some("a@x.co"));
+        assert_eq!(owner_address(&identity(&[], &[])), None);
     }
 
     #[test]
