@@ -27,6 +27,9 @@ const TYPES: &[(&str, Option<&str>)] = &[
     ("verification_code_valid", Some("verification_code/valid")),
     ("verification_code_invalid", Some("verification_code/invalid")),
     ("password_changed", None),
+    ("account_recovered", None),
+    ("address_changed", None),
+    ("address_removed", None),
 ];
 
 /// Reads a template given as `file://PATH` or `base64://DATA`; remote URLs
@@ -130,11 +133,14 @@ impl Templates {
         Ok(templates)
     }
 
-    /// Applies `courier.templates` from the configuration: for a Kratos
-    /// name such as `recovery_code` and a variant (`valid`/`invalid`), any of
+    /// Applies `courier.templates` from the configuration: any of
     /// `email.subject`, `email.body.plaintext` and `email.body.html` given as
-    /// a `file://` or `base64://` URL replaces that part. Applied after the
-    /// override path, so configuration wins.
+    /// a `file://` or `base64://` URL replaces that part of a template. A
+    /// template is named as Kratos names its own, a group and a variant
+    /// (`recovery_code.valid` for `recovery_code_valid`, `password.changed`
+    /// for `password_changed`), or by its whole name (`password_changed`,
+    /// `account_recovered`). Applied after the override path, so
+    /// configuration wins.
     pub fn with_config(mut self, config: &Value) -> Result<Templates, String> {
         let Some(groups) = config.as_object() else {
             return if config.is_null() {
@@ -143,36 +149,47 @@ impl Templates {
                 Err("courier.templates must be a mapping".into())
             };
         };
-        for (group, variants) in groups {
-            for (variant, parts) in variants.as_object().into_iter().flatten() {
-                let key = format!("courier.templates.{group}.{variant}");
-                let name = format!("{group}_{variant}");
-                let entry = self
-                    .by_type
-                    .iter_mut()
-                    .find(|(t, _)| **t == name)
-                    .map(|(_, e)| e)
-                    .ok_or_else(|| format!("{key}: Latchkey has no `{name}` email"))?;
-                let email = parts.get("email").unwrap_or(&Value::Null);
-                let load = |pointer: &str| -> Result<Option<Template>, String> {
-                    let Some(url) = email.pointer(pointer).and_then(Value::as_str) else {
-                        return Ok(None);
-                    };
-                    let source =
-                        fetch(url).map_err(|e| format!("{key}.email{}: {e}", pointer.replace('/', ".")))?;
-                    Template::compile(&source)
-                        .map(Some)
-                        .map_err(|e| format!("{key}.email{}: {e}", pointer.replace('/', ".")))
+        // (the key as written, the template's name, its parts)
+        let mut targets = Vec::new();
+        for (group, entry) in groups {
+            if self.by_type.contains_key(group.as_str()) {
+                targets.push((format!("courier.templates.{group}"), group.clone(), entry));
+                continue;
+            }
+            for (variant, parts) in entry.as_object().into_iter().flatten() {
+                targets.push((
+                    format!("courier.templates.{group}.{variant}"),
+                    format!("{group}_{variant}"),
+                    parts,
+                ));
+            }
+        }
+        for (key, name, parts) in targets {
+            let entry = self
+                .by_type
+                .iter_mut()
+                .find(|(t, _)| **t == name)
+                .map(|(_, e)| e)
+                .ok_or_else(|| format!("{key}: Latchkey has no `{name}` email"))?;
+            let email = parts.get("email").unwrap_or(&Value::Null);
+            let load = |pointer: &str| -> Result<Option<Template>, String> {
+                let Some(url) = email.pointer(pointer).and_then(Value::as_str) else {
+                    return Ok(None);
                 };
-                if let Some(subject) = load("/subject")? {
-                    entry.subject = subject;
-                }
-                if let Some(text) = load("/body/plaintext")? {
-                    entry.text = text;
-                }
-                if let Some(html) = load("/body/html")? {
-                    entry.html = Some(html);
-                }
+                let source =
+                    fetch(url).map_err(|e| format!("{key}.email{}: {e}", pointer.replace('/', ".")))?;
+                Template::compile(&source)
+                    .map(Some)
+                    .map_err(|e| format!("{key}.email{}: {e}", pointer.replace('/', ".")))
+            };
+            if let Some(subject) = load("/subject")? {
+                entry.subject = subject;
+            }
+            if let Some(text) = load("/body/plaintext")? {
+                entry.text = text;
+            }
+            if let Some(html) = load("/body/html")? {
+                entry.html = Some(html);
             }
         }
         Ok(self)
@@ -392,16 +409,76 @@ fn builtin_source(template_type: &str) -> (&'static str, &'static str, &'static 
                  <p>If it was you, you may have signed up with a different email address; try that one instead. \
                  If it was not you, you can ignore this email.</p>\n",
         ),
+        // The notices below tell the owner that something happened to the
+        // account. They carry no code and no link that signs in, so a
+        // forwarded or leaked notice gives nobody access.
         "password_changed" => (
             "Your password was changed",
             "Hello,\n\n\
-             The password of the account for {{ .To }} was just changed.\n\n\
+             The password of the account for {{ .To }} was changed.\n\n\
+             When: {{ .OccurredAt }}\n\
+             From: {{ .Device }}\n\n\
              If you made this change, there is nothing more to do.\n\
              If you did not, recover your account now to choose a new password, and review its settings.\n",
             "<p>Hello,</p>\n\
-                 <p>The password of the account for {{ .To }} was just changed.</p>\n\
+                 <p>The password of the account for {{ .To }} was changed.</p>\n\
+                 <p>When: {{ .OccurredAt }}<br>From: {{ .Device }}</p>\n\
                  <p>If you made this change, there is nothing more to do. If you did not, recover your account \
                  now to choose a new password, and review its settings.</p>\n",
+        ),
+        "account_recovered" => (
+            "Your account was recovered",
+            "Hello,\n\n\
+             The account for {{ .To }} was recovered: a one-time recovery code was used to sign in to it \
+             without the password.\n\n\
+             When: {{ .OccurredAt }}\n\
+             From: {{ .Device }}\n\n\
+             If this was you, there is nothing more to do.\n\
+             If it was not, someone else may be able to read your email. Secure your email account first, \
+             then recover your account again to choose a new password, and review its settings.\n",
+            "<p>Hello,</p>\n\
+                 <p>The account for {{ .To }} was recovered: a one-time recovery code was used to sign in to it \
+                 without the password.</p>\n\
+                 <p>When: {{ .OccurredAt }}<br>From: {{ .Device }}</p>\n\
+                 <p>If this was you, there is nothing more to do. If it was not, someone else may be able to \
+                 read your email. Secure your email account first, then recover your account again to choose \
+                 a new password, and review its settings.</p>\n",
+        ),
+        "address_changed" => (
+            "The email address of your account was changed",
+            "Hello,\n\n\
+             In the settings of your account, {{ .To }} was replaced by another email address. \
+             This address will no longer receive messages about the account, such as recovery codes.\n\n\
+             When: {{ .OccurredAt }}\n\
+             From: {{ .Device }}\n\n\
+             If you made this change, there is nothing more to do.\n\
+             If you did not, someone else may be signed in to your account. This address can no longer \
+             recover it, so contact our support right away.\n",
+            "<p>Hello,</p>\n\
+                 <p>In the settings of your account, {{ .To }} was replaced by another email address. \
+                 This address will no longer receive messages about the account, such as recovery codes.</p>\n\
+                 <p>When: {{ .OccurredAt }}<br>From: {{ .Device }}</p>\n\
+                 <p>If you made this change, there is nothing more to do. If you did not, someone else may be \
+                 signed in to your account. This address can no longer recover it, so contact our support \
+                 right away.</p>\n",
+        ),
+        "address_removed" => (
+            "An email address was removed from your account",
+            "Hello,\n\n\
+             In the settings of your account, {{ .To }} was removed. \
+             This address will no longer receive messages about the account, such as recovery codes.\n\n\
+             When: {{ .OccurredAt }}\n\
+             From: {{ .Device }}\n\n\
+             If you made this change, there is nothing more to do.\n\
+             If you did not, someone else may be signed in to your account. This address can no longer \
+             recover it, so contact our support right away.\n",
+            "<p>Hello,</p>\n\
+                 <p>In the settings of your account, {{ .To }} was removed. \
+                 This address will no longer receive messages about the account, such as recovery codes.</p>\n\
+                 <p>When: {{ .OccurredAt }}<br>From: {{ .Device }}</p>\n\
+                 <p>If you made this change, there is nothing more to do. If you did not, someone else may be \
+                 signed in to your account. This address can no longer recover it, so contact our support \
+                 right away.</p>\n",
         ),
         other => unreachable!("no built-in template for `{other}`"),
     }
@@ -446,6 +523,28 @@ mod config_tests {
         assert!(Templates::builtin().with_config(&unknown).unwrap_err().contains("carrier_pigeon"));
         let remote = json!({"recovery_code": {"valid": {"email": {"subject": "https://example.com/s"}}}});
         assert!(Templates::builtin().with_config(&remote).is_err());
+    }
+
+    #[test]
+    fn latchkey_templates_are_configured_by_whole_name_or_group_and_variant() {
+        use base64::Engine;
+        let url = |text: &str| format!("base64://{}", base64::engine::general_purpose::STANDARD.encode(text));
+        let config = json!({
+            "account_recovered": {"email": {"subject": url("Recovered: {{ .To }}")}},
+            "address": {"removed": {"email": {"body": {"plaintext": url("Gone: {{ .To }}")}}}},
+            "password": {"changed": {"email": {"subject": url("New password")}}},
+        });
+        let templates = Templates::builtin().with_config(&config).unwrap();
+        let data = json!({"To": "a@b.co"});
+        let data = data.as_object().unwrap();
+        assert_eq!(templates.render("account_recovered", data).unwrap().subject, "Recovered: a@b.co");
+        assert_eq!(templates.render("address_removed", data).unwrap().text, "Gone: a@b.co");
+        assert_eq!(templates.render("password_changed", data).unwrap().subject, "New password");
+        let builtin = Templates::builtin();
+        assert_eq!(templates.render("address_changed", data), builtin.render("address_changed", data));
+        let broken = json!({"address_changed": {"email": {"subject": url("{{ if .To }}")}}});
+        let err = Templates::builtin().with_config(&broken).unwrap_err();
+        assert!(err.starts_with("courier.templates.address_changed.email.subject:"), "{err}");
     }
 }
 
@@ -513,6 +612,9 @@ mod tests {
             "verification_code_valid",
             "verification_code_invalid",
             "password_changed",
+            "account_recovered",
+            "address_changed",
+            "address_removed",
         ] {
             let r = templates.render(name, &d).unwrap();
             assert!(!r.subject.is_empty() && !r.subject.contains('\n'), "{name}");
@@ -523,7 +625,19 @@ mod tests {
         assert!(r.subject.contains("482913") && r.text.contains("482913") && r.text.contains("15 minutes"));
         let r = templates.render("verification_code_valid", &d).unwrap();
         assert!(r.subject.contains("771203") && r.text.contains("771203"));
-        assert_eq!(templates.types().count(), 5);
+        assert_eq!(templates.types().count(), 8);
+        // Notices never show a code or a link, whatever data they are given.
+        let d = data(json!({
+            "To": "ada@example.com", "RecoveryCode": "482913", "VerificationCode": "771203",
+            "VerificationURL": "https://id.example/verify?code=771203", "OccurredAt": "2030-01-02 03:04 UTC",
+            "Device": "203.0.113.9"
+        }));
+        for name in ["password_changed", "account_recovered", "address_changed", "address_removed"] {
+            let r = templates.render(name, &d).unwrap();
+            let all = format!("{} {} {}", r.subject, r.text, r.html.unwrap());
+            assert!(!all.contains("482913") && !all.contains("771203") && !all.contains("http"), "{name}");
+            assert!(r.text.contains("2030-01-02 03:04 UTC") && r.text.contains("203.0.113.9"), "{name}");
+        }
         assert!(templates.render("nope", &d).unwrap_err().contains("nope"));
     }
 

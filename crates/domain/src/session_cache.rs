@@ -218,6 +218,14 @@ impl SessionStore for CachingStore {
         self.inner.create_session(session).await
     }
 
+    async fn create_session_and_notify(
+        &self,
+        session: &Session,
+        notices: &[Message],
+    ) -> Result<(), StoreError> {
+        self.inner.create_session_and_notify(session, notices).await
+    }
+
     async fn session_by_logout_token(&self, token_hash: &str) -> Result<Option<Session>, StoreError> {
         self.inner.session_by_logout_token(token_hash).await
     }
@@ -264,6 +272,15 @@ impl IdentityStore for CachingStore {
     async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError> {
         let _writing = self.cache.writing(Scope::Identity(identity.id));
         self.inner.update_identity(identity).await
+    }
+
+    async fn update_identity_and_notify(
+        &self,
+        identity: &Identity,
+        notices: &[Message],
+    ) -> Result<(), StoreError> {
+        let _writing = self.cache.writing(Scope::Identity(identity.id));
+        self.inner.update_identity_and_notify(identity, notices).await
     }
 
     async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {

@@ -49,6 +49,15 @@ pub trait IdentityStore: Send + Sync {
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError>;
     /// Replaces the identity row and all its credentials and addresses.
     async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError>;
+    /// [`update_identity`](Self::update_identity), and queues `notices` (the
+    /// emails telling the owner about this change) in the same transaction:
+    /// a change is never saved without its notices, nor a notice sent for a
+    /// change that failed.
+    async fn update_identity_and_notify(
+        &self,
+        identity: &Identity,
+        notices: &[Message],
+    ) -> Result<(), StoreError>;
     async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError>;
     /// Returns false when there was nothing to delete.
     async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError>;
@@ -122,6 +131,13 @@ pub struct SessionQuery {
 #[async_trait]
 pub trait SessionStore: Send + Sync {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError>;
+    /// Creates the session and queues `notices` in the same transaction (an
+    /// account recovery's session and the email telling the owner of it).
+    async fn create_session_and_notify(
+        &self,
+        session: &Session,
+        notices: &[Message],
+    ) -> Result<(), StoreError>;
     /// The hot path behind `whoami`: the session and its identity (without
     /// credentials) in one indexed read, no writes.
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError>;

@@ -71,7 +71,9 @@ pub struct CourierConfig {
     pub message_retries: i32,
     /// A directory of template overrides laid out as Kratos's.
     pub template_override_path: Option<String>,
-    /// Per-template overrides: `<name>.<valid|invalid>.email.{subject, body.plaintext, body.html}` URLs.
+    /// Per-template overrides: `<group>.<variant>.email.{subject, body.plaintext, body.html}` URLs
+    /// (Kratos's form, e.g. `recovery_code.valid`), or `<name>.email.…` with a template's whole
+    /// name (e.g. `account_recovered`); the README lists every template.
     pub templates: Value,
 }
 

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use latchkey_domain::courier::Message;
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress,
 };
@@ -17,6 +18,7 @@ use uuid::Uuid;
 
 use crate::PgStore;
 use crate::codec::{backend, col, enum_col, write_error};
+use crate::courier::insert_message;
 
 pub(crate) const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
      metadata_admin, external_id, created_at, updated_at";
@@ -58,6 +60,14 @@ impl IdentityStore for PgStore {
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError> {
+        self.update_identity_and_notify(identity, &[]).await
+    }
+
+    async fn update_identity_and_notify(
+        &self,
+        identity: &Identity,
+        notices: &[Message],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         // The UPDATE also locks the row, so concurrent replacements of one
         // identity take turns instead of interleaving their children.
@@ -89,6 +99,9 @@ impl IdentityStore for PgStore {
             sqlx::query(sql).bind(identity.id).execute(&mut *tx).await.map_err(backend)?;
         }
         insert_children(&mut tx, identity).await?;
+        for notice in notices {
+            insert_message(&mut tx, notice).await?;
+        }
         crate::announce(&mut tx, format!("i:{}", identity.id)).await?;
         tx.commit().await.map_err(write_error)?;
         Ok(())

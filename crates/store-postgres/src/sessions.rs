@@ -6,6 +6,7 @@
 use std::sync::LazyLock;
 
 use async_trait::async_trait;
+use latchkey_domain::courier::Message;
 use latchkey_domain::identity::{Identity, RecoveryAddress, VerifiableAddress};
 use latchkey_domain::session::{AuthenticationMethod, Device, Session};
 use latchkey_domain::store::{SessionQuery, SessionStore, StoreError};
@@ -13,11 +14,12 @@ use latchkey_domain::time::now;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::types::chrono::{DateTime, Utc};
-use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
+use sqlx::{AssertSqlSafe, PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
 
 use crate::PgStore;
 use crate::codec::{backend, col, write_error};
+use crate::courier::insert_message;
 use crate::identities::identity_from_row;
 
 /// Prefixed so that the identity's columns can share a row with them.
@@ -98,31 +100,51 @@ fn push_filters(sql: &mut QueryBuilder<Postgres>, query: &SessionQuery, now: Dat
     }
 }
 
+/// Inserts one session on `conn`, which may be a transaction that queues
+/// an email with it.
+async fn insert_session(conn: &mut PgConnection, session: &Session) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, identity_id, token_hash, logout_token_hash, active, issued_at, expires_at, \
+         authenticated_at, aal, authentication_methods, devices, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
+    )
+    .bind(session.id)
+    .bind(session.identity_id)
+    .bind(&session.token_hash)
+    .bind(&session.logout_token_hash)
+    .bind(session.active)
+    .bind(session.issued_at)
+    .bind(session.expires_at)
+    .bind(session.authenticated_at)
+    .bind(&session.aal)
+    .bind(Json(&session.authentication_methods))
+    .bind(Json(&session.devices))
+    .bind(session.created_at)
+    .bind(session.updated_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for PgStore {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (id, identity_id, token_hash, logout_token_hash, active, issued_at, expires_at, \
-             authenticated_at, aal, authentication_methods, devices, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
-        )
-        .bind(session.id)
-        .bind(session.identity_id)
-        .bind(&session.token_hash)
-        .bind(&session.logout_token_hash)
-        .bind(session.active)
-        .bind(session.issued_at)
-        .bind(session.expires_at)
-        .bind(session.authenticated_at)
-        .bind(&session.aal)
-        .bind(Json(&session.authentication_methods))
-        .bind(Json(&session.devices))
-        .bind(session.created_at)
-        .bind(session.updated_at)
-        .execute(&self.pool)
-        .await
-        .map_err(write_error)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_session(&mut conn, session).await
+    }
+
+    async fn create_session_and_notify(
+        &self,
+        session: &Session,
+        notices: &[Message],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        insert_session(&mut tx, session).await?;
+        for notice in notices {
+            insert_message(&mut tx, notice).await?;
+        }
+        tx.commit().await.map_err(write_error)
     }
 
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError> {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use latchkey_domain::courier::Message;
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress,
 };
@@ -15,6 +16,7 @@ use uuid::Uuid;
 
 use crate::SqliteStore;
 use crate::codec::*;
+use crate::courier::insert_message;
 
 pub(crate) const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
      metadata_admin, external_id, created_at, updated_at";
@@ -45,6 +47,14 @@ impl IdentityStore for SqliteStore {
     }
 
     async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError> {
+        self.update_identity_and_notify(identity, &[]).await
+    }
+
+    async fn update_identity_and_notify(
+        &self,
+        identity: &Identity,
+        notices: &[Message],
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let id = identity.id.to_string();
         let updated = sqlx::query(
@@ -75,6 +85,9 @@ impl IdentityStore for SqliteStore {
                 .map_err(backend)?;
         }
         insert_children(&mut tx, identity).await?;
+        for notice in notices {
+            insert_message(&mut tx, notice).await?;
+        }
         tx.commit().await.map_err(write_error)
     }
 

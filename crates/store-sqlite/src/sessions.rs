@@ -4,15 +4,17 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use latchkey_domain::courier::Message;
 use latchkey_domain::identity::Identity;
 use latchkey_domain::session::Session;
 use latchkey_domain::store::{SessionQuery, SessionStore, StoreError};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite};
+use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
 use uuid::Uuid;
 
 use crate::SqliteStore;
 use crate::codec::*;
+use crate::courier::insert_message;
 use crate::identities::identity_from_row;
 
 const SESSION_COLUMNS: &str = "s.id AS s_id, s.identity_id AS s_identity_id, s.token_hash AS s_token_hash, \
@@ -71,31 +73,51 @@ fn push_filters(sql: &mut QueryBuilder<Sqlite>, query: &SessionQuery, now: &str)
     }
 }
 
+/// Inserts one session on `conn`, which may be a transaction that queues
+/// an email with it.
+async fn insert_session(conn: &mut SqliteConnection, session: &Session) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO sessions (id, identity_id, token_hash, logout_token_hash, active, issued_at, expires_at, \
+         authenticated_at, aal, authentication_methods, devices, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(session.id.to_string())
+    .bind(session.identity_id.to_string())
+    .bind(&session.token_hash)
+    .bind(&session.logout_token_hash)
+    .bind(session.active)
+    .bind(time(session.issued_at))
+    .bind(time(session.expires_at))
+    .bind(time(session.authenticated_at))
+    .bind(&session.aal)
+    .bind(serde_json::to_string(&session.authentication_methods).map_err(backend)?)
+    .bind(serde_json::to_string(&session.devices).map_err(backend)?)
+    .bind(time(session.created_at))
+    .bind(time(session.updated_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
 #[async_trait]
 impl SessionStore for SqliteStore {
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO sessions (id, identity_id, token_hash, logout_token_hash, active, issued_at, expires_at, \
-             authenticated_at, aal, authentication_methods, devices, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(session.id.to_string())
-        .bind(session.identity_id.to_string())
-        .bind(&session.token_hash)
-        .bind(&session.logout_token_hash)
-        .bind(session.active)
-        .bind(time(session.issued_at))
-        .bind(time(session.expires_at))
-        .bind(time(session.authenticated_at))
-        .bind(&session.aal)
-        .bind(serde_json::to_string(&session.authentication_methods).map_err(backend)?)
-        .bind(serde_json::to_string(&session.devices).map_err(backend)?)
-        .bind(time(session.created_at))
-        .bind(time(session.updated_at))
-        .execute(&self.pool)
-        .await
-        .map_err(write_error)?;
-        Ok(())
+        let mut conn = self.pool.acquire().await.map_err(backend)?;
+        insert_session(&mut conn, session).await
+    }
+
+    async fn create_session_and_notify(
+        &self,
+        session: &Session,
+        notices: &[Message],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        insert_session(&mut tx, session).await?;
+        for notice in notices {
+            insert_message(&mut tx, notice).await?;
+        }
+        tx.commit().await.map_err(write_error)
     }
 
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError> {

@@ -41,6 +41,8 @@ pub async fn run_all(store: &dyn Store) {
     outbox_claims_each_message_once(store).await;
     outbox_records_dispatches_and_filters(store).await;
     code_and_message_are_one_unit(store).await;
+    identity_change_and_notices_are_one_unit(store).await;
+    session_and_notices_are_one_unit(store).await;
     code_purpose_round_trips(store).await;
     creating_a_code_retires_the_flows_earlier_unused_codes(store).await;
     live_codes_exclude_used_and_expired(store).await;
@@ -748,6 +750,69 @@ async fn code_and_message_are_one_unit(store: &dyn Store) {
     let unknown = OneTimeCode { created_at: code.created_at + Duration::milliseconds(2), ..unknown };
     store.create_code(&unknown, None).await.unwrap();
     assert_eq!(store.live_codes(flow_id, now()).await.unwrap(), vec![unknown]);
+}
+
+async fn identity_change_and_notices_are_one_unit(store: &dyn Store) {
+    let mut identity = sample_identity(&unique_email("notice-unit"));
+    store.create_identity(&identity).await.unwrap();
+    let old = identity.recovery_addresses[0].value.clone();
+    identity.metadata_admin = Some(json!({"note": "moved"}));
+    identity.updated_at = now();
+    let notices = [sample_message(&old), sample_message(&unique_email("notice-second"))];
+    store.update_identity_and_notify(&identity, &notices).await.unwrap();
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+    for notice in &notices {
+        let (stored, _) = store.get_message(notice.id).await.unwrap().expect("queued with the change");
+        assert_eq!(stored.recipient, notice.recipient);
+    }
+
+    // A change that conflicts is not saved, and its notice is not queued.
+    let taken = unique_email("notice-taken");
+    store.create_identity(&sample_identity(&taken)).await.unwrap();
+    let mut clash = identity.clone();
+    clash.traits = json!({"email": taken});
+    clash.credentials.get_mut(&CredentialType::Password).unwrap().identifiers = vec![taken.clone()];
+    let orphan = sample_message(&old);
+    let failed = store.update_identity_and_notify(&clash, std::slice::from_ref(&orphan)).await;
+    assert!(matches!(failed, Err(StoreError::Conflict(_))));
+    assert!(store.get_message(orphan.id).await.unwrap().is_none());
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+
+    // A notice that cannot be written (its id is taken) undoes the change.
+    let mut unsaid = identity.clone();
+    unsaid.metadata_admin = Some(json!({"note": "never saved"}));
+    let failed = store.update_identity_and_notify(&unsaid, &notices[..1]).await;
+    assert!(matches!(failed, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+
+    let ghost = sample_identity(&unique_email("notice-ghost"));
+    let orphan = sample_message(&old);
+    let failed = store.update_identity_and_notify(&ghost, std::slice::from_ref(&orphan)).await;
+    assert!(matches!(failed, Err(StoreError::NotFound)));
+    assert!(store.get_message(orphan.id).await.unwrap().is_none());
+}
+
+async fn session_and_notices_are_one_unit(store: &dyn Store) {
+    let identity = bare_identity();
+    store.create_identity(&identity).await.unwrap();
+    let session = live_session(identity.id);
+    let notice = sample_message(&unique_email("recovered"));
+    store.create_session_and_notify(&session, std::slice::from_ref(&notice)).await.unwrap();
+    assert_eq!(store.get_session(session.id).await.unwrap(), Some(session.clone()));
+    assert!(store.get_message(notice.id).await.unwrap().is_some(), "queued with the session");
+
+    // A session that cannot be created queues nothing.
+    let orphan = sample_message(&unique_email("recovered-orphan"));
+    let same_id = Session { id: session.id, ..live_session(identity.id) };
+    let failed = store.create_session_and_notify(&same_id, std::slice::from_ref(&orphan)).await;
+    assert!(matches!(failed, Err(StoreError::Conflict(_))));
+    assert!(store.get_message(orphan.id).await.unwrap().is_none());
+
+    // A notice that cannot be written undoes the session.
+    let unsaid = live_session(identity.id);
+    let failed = store.create_session_and_notify(&unsaid, std::slice::from_ref(&notice)).await;
+    assert!(matches!(failed, Err(StoreError::Conflict(_))));
+    assert!(store.get_session(unsaid.id).await.unwrap().is_none());
 }
 
 async fn code_purpose_round_trips(store: &dyn Store) {

@@ -14,6 +14,7 @@ use super::settings::SettingsService;
 use super::{Flow, FlowError, FlowKind, FlowRequest};
 use crate::courier::Renderer;
 use crate::identity::{AddressStatus, Identity, IdentityManager, IdentityState, Via};
+use crate::notice;
 use crate::schema::normalize;
 use crate::session::{self, Device, IssuedSession};
 use crate::store::{CodePurpose, Store};
@@ -249,8 +250,29 @@ impl RecoveryService {
             }
         }
 
+        // The owner hears of every recovery, admin-issued codes included, at
+        // the address the code went to; the notice is queued with the
+        // session, so there is never one without the other.
+        let to = Some(found.address.as_str())
+            .filter(|a| a.contains('@'))
+            .or_else(|| notice::owner_address(&identity))
+            .map(str::to_string);
+        let notices = match to {
+            Some(to) => vec![
+                notice::render(
+                    self.renderer.as_ref(),
+                    notice::ACCOUNT_RECOVERED,
+                    &to,
+                    &identity,
+                    &device,
+                    now(),
+                )
+                .map_err(FlowError::Internal)?,
+            ],
+            None => Vec::new(),
+        };
         let issued = session::issue(identity.id, "code_recovery", self.settings.session_lifespan, device);
-        self.store.create_session(&issued.session).await?;
+        self.store.create_session_and_notify(&issued.session, &notices).await?;
         let mut request = flow.replacement_request();
         if let Some(return_to) = &flow.return_to {
             request.request_url = return_to.clone();

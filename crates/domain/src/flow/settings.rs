@@ -12,8 +12,9 @@ use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowKind, FlowRequest, place_trait_error};
 use crate::courier::{Message, Renderer};
 use crate::identity::{Identity, IdentityError, IdentityManager, IdentityUpdate, PasswordInput};
+use crate::notice;
 use crate::password_policy::PasswordPolicy;
-use crate::session::Session;
+use crate::session::{Device, Session};
 use crate::store::Store;
 use crate::text;
 use crate::time::now;
@@ -66,33 +67,27 @@ impl SettingsService {
         Self { store, identities, renderer, verification, settings: Arc::new(settings) }
     }
 
-    /// Tells the account's email address that its password changed, so an
-    /// owner who did not do it learns of it. Failure to queue is logged only:
-    /// the change itself has happened.
-    async fn notify_password_changed(&self, identity: &Identity) {
-        let to = identity
-            .recovery_addresses
-            .iter()
-            .map(|a| &a.value)
-            .chain(identity.verifiable_addresses.iter().map(|a| &a.value))
-            .find(|v| v.contains('@'));
-        let Some(to) = to else {
-            return;
-        };
-        let mut data = serde_json::Map::new();
-        data.insert("To".into(), serde_json::json!(to));
-        data.insert("Identity".into(), serde_json::json!({ "id": identity.id, "traits": identity.traits }));
-        let queued = match self.renderer.render("password_changed", &data) {
-            Ok(rendered) => self
-                .store
-                .enqueue_message(&Message::new(to, rendered, "password_changed"))
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = queued {
-            tracing::warn!(error = %e, "could not queue the password-changed email");
+    /// What the owner is told about a change, queued with it: a changed
+    /// password, and every address that reached the owner (verified, or for
+    /// recovery) and is gone now, told at that old address. Admin changes
+    /// through the identities API tell nobody, as in Kratos.
+    fn notices(
+        &self,
+        password_changed: bool,
+        device: &Device,
+        before: &Identity,
+        after: &Identity,
+    ) -> Result<Vec<Message>, String> {
+        let at = now();
+        let renderer = self.renderer.as_ref();
+        let mut notices = Vec::new();
+        if password_changed && let Some(to) = notice::owner_address(after) {
+            notices.push(notice::render(renderer, notice::PASSWORD_CHANGED, to, after, device, at)?);
         }
+        for (to, template) in notice::lost_addresses(before, after) {
+            notices.push(notice::render(renderer, template, &to, after, device, at)?);
+        }
+        Ok(notices)
     }
 
     pub async fn create(&self, request: &FlowRequest, identity: &Identity) -> Result<Flow, FlowError> {
@@ -137,12 +132,14 @@ impl SettingsService {
         now() - session.authenticated_at <= self.settings.privileged_session_max_age
     }
 
-    /// The caller has checked CSRF and that `session` owns the flow.
+    /// The caller has checked CSRF and that `session` owns the flow;
+    /// `device` is where the request comes from (named in notices).
     pub async fn submit(
         &self,
         mut flow: Flow,
         session: &Session,
         submission: SettingsSubmission,
+        device: &Device,
     ) -> Result<SettingsOutcome, FlowError> {
         // The session's identity comes without credentials; the rules need them.
         let identity = match self.identities.get(session.identity_id).await {
@@ -212,7 +209,10 @@ impl SettingsService {
             password: password.map(PasswordInput::Plain),
             verifiable_addresses: Vec::new(),
         };
-        let mut updated = match self.identities.replace(identity.id, update).await {
+        let password_changed = method == "password";
+        let notify =
+            |before: &Identity, after: &Identity| self.notices(password_changed, device, before, after);
+        let mut updated = match self.identities.replace_and_notify(identity.id, update, &notify).await {
             Ok(updated) => updated,
             Err(IdentityError::Conflict) => {
                 flow.ui.messages.push(text::duplicate_credentials());
@@ -229,11 +229,8 @@ impl SettingsService {
             }
             Err(e) => return Err(FlowError::Internal(e.to_string())),
         };
-        if method == "password" {
-            if self.settings.revoke_sessions_after_password {
-                self.store.revoke_sessions_of(updated.id, Some(session.id)).await?;
-            }
-            self.notify_password_changed(&updated).await;
+        if password_changed && self.settings.revoke_sessions_after_password {
+            self.store.revoke_sessions_of(updated.id, Some(session.id)).await?;
         }
         // A new or changed address starts unverified; prove it with a code.
         let verification = self

@@ -15,6 +15,7 @@ use super::model::{
     Via,
 };
 use super::patch;
+use crate::courier::Message;
 use crate::schema::{SchemaError, SchemaRegistry, TraitFacts};
 use crate::store::{IdentityQuery, Store, StoreError};
 use crate::time::now;
@@ -48,6 +49,10 @@ pub struct NewIdentity {
     pub password: Option<PasswordInput>,
     pub verifiable_addresses: Vec<AddressClaim>,
 }
+
+/// Makes the notices a change sends, from the identity before and after
+/// it; an error stops the change.
+pub type Notify<'a> = &'a (dyn Fn(&Identity, &Identity) -> Result<Vec<Message>, String> + Send + Sync);
 
 /// A wholesale replacement (PUT): metadata not given becomes null.
 pub struct IdentityUpdate {
@@ -170,20 +175,34 @@ impl IdentityManager {
     /// password is given.
     pub async fn replace(&self, id: Uuid, update: IdentityUpdate) -> Result<Identity, IdentityError> {
         let current = self.get(id).await?;
-        self.save_update(current, update).await
+        self.save_update(current, update, None).await
+    }
+
+    /// [`replace`](Self::replace), queueing the notices `notify` makes from
+    /// the identity before and after the change in the same transaction as
+    /// the change (self-service settings tell the owner what changed).
+    pub async fn replace_and_notify(
+        &self,
+        id: Uuid,
+        update: IdentityUpdate,
+        notify: Notify<'_>,
+    ) -> Result<Identity, IdentityError> {
+        let current = self.get(id).await?;
+        self.save_update(current, update, Some(notify)).await
     }
 
     /// Applies an RFC 6902 patch to the identity's JSON form.
     pub async fn patch(&self, id: Uuid, ops: &[Value]) -> Result<Identity, IdentityError> {
         let current = self.get(id).await?;
         let update = patch::apply(&current, ops).map_err(IdentityError::InvalidPatch)?;
-        self.save_update(current, update).await
+        self.save_update(current, update, None).await
     }
 
     async fn save_update(
         &self,
         current: Identity,
         update: IdentityUpdate,
+        notify: Option<Notify<'_>>,
     ) -> Result<Identity, IdentityError> {
         // Only what changes is checked, so identities stored before a check
         // existed (SQLite took NUL and long ids) stay editable in settings.
@@ -200,6 +219,7 @@ impl IdentityManager {
         let facts = self.schemas.validate_traits(&update.schema_id, &update.traits)?;
         let hashed = self.hash(update.password).await?;
         let at = now();
+        let before = notify.is_some().then(|| current.clone());
         let mut identity = current;
         if identity.state != update.state {
             identity.state = update.state;
@@ -212,7 +232,13 @@ impl IdentityManager {
         identity.external_id = update.external_id;
         identity.updated_at = at;
         apply_facts(&mut identity, &facts, hashed, &update.verifiable_addresses, at);
-        self.store.update_identity(&identity).await?;
+        let notices = match (notify, &before) {
+            (Some(notify), Some(before)) => notify(before, &identity).map_err(|e| {
+                IdentityError::Store(StoreError::Backend(format!("cannot write a notice: {e}")))
+            })?,
+            _ => Vec::new(),
+        };
+        self.store.update_identity_and_notify(&identity, &notices).await?;
         Ok(identity)
     }
 

@@ -5,7 +5,9 @@ mod manager;
 mod model;
 mod patch;
 
-pub use manager::{AddressClaim, IdentityError, IdentityManager, IdentityUpdate, NewIdentity, PasswordInput};
+pub use manager::{
+    AddressClaim, IdentityError, IdentityManager, IdentityUpdate, NewIdentity, Notify, PasswordInput,
+};
 pub use model::{
     AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
     Via,

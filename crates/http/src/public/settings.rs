@@ -2,11 +2,13 @@
 //! native apps and browsers. Every endpoint needs the session whose
 //! identity owns the flow.
 
-use axum::extract::{OriginalUri, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use axum::{Json, Router};
+use axum::{Extension, Json, Router};
 use latchkey_domain::flow::settings::{SettingsOutcome, SettingsSubmission};
 use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowType};
 use latchkey_domain::identity::Identity;
@@ -19,7 +21,7 @@ use super::flows::{self, current_session, field};
 use crate::csrf;
 use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
-use crate::request::{cookie, wants_json};
+use crate::request::{cookie, device, wants_json};
 use crate::state::AppState;
 use crate::views::{self, Audience, CredentialsView};
 
@@ -169,6 +171,7 @@ fn refresh_required(state: &AppState, flow: &Flow) -> ApiError {
 async fn submit(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     crate::submit::SubmitBody(body_json): crate::submit::SubmitBody,
 ) -> Result<Response, ApiError> {
@@ -189,7 +192,9 @@ async fn submit(
         }
     };
     flow.transient_payload = crate::submit::transient_payload(&body_json)?;
-    let outcome = match state.settings.submit(flow, &session, submission).await {
+    // Named in the notices a change sends to the owner.
+    let device = device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies);
+    let outcome = match state.settings.submit(flow, &session, submission, &device).await {
         Ok(outcome) => outcome,
         Err(e @ FlowError::Expired { .. }) => {
             return Ok(flows::flow_failure_response(e, &headers, &state.web.settings_ui_url));

@@ -14,6 +14,7 @@ mod health;
 mod hostile;
 mod identities;
 mod native;
+mod notices;
 mod recovery;
 mod refused;
 mod rehash;
