@@ -399,6 +399,18 @@ impl CodeStore for CachingStore {
         self.inner.count_code_attempt(flow_id).await
     }
 
+    async fn count_live_code_attempt(
+        &self,
+        flow_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(OneTimeCode, u64)>, StoreError> {
+        self.inner.count_live_code_attempt(flow_id, now).await
+    }
+
+    async fn forget_code_attempt(&self, id: Uuid) -> Result<(), StoreError> {
+        self.inner.forget_code_attempt(id).await
+    }
+
     async fn count_address_attempt(
         &self,
         purpose: CodePurpose,

@@ -251,6 +251,20 @@ pub trait CodeStore: Send + Sync {
     /// and never reset, so attempts carry over across resends. Fails with
     /// `NotFound` when the flow is gone.
     async fn count_code_attempt(&self, flow_id: Uuid) -> Result<u64, StoreError>;
+    /// Counts one more attempt against each of the flow's live codes (neither
+    /// used nor expired at `now`) and returns them, oldest first, each with
+    /// its count, this attempt included, from one atomic statement: of N
+    /// concurrent callers each gets a different count for a code, so exactly
+    /// one sees 1 (past the per-address budget only that first attempt on a
+    /// code is judged). Never reset; a resend brings a code counted from 0.
+    async fn count_live_code_attempt(
+        &self,
+        flow_id: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<(OneTimeCode, u64)>, StoreError>;
+    /// Takes back one attempt counted on the code (never below zero): a right
+    /// code that was only looked at, not spent.
+    async fn forget_code_attempt(&self, id: Uuid) -> Result<(), StoreError>;
     /// Counts an attempt against an address across flows before its code is
     /// compared: records it under `id` (a wrong guess, unless taken back with
     /// [`CodeStore::forget_address_attempt`]) and returns how many were

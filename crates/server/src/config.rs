@@ -352,7 +352,12 @@ pub struct CodeMethodConfig {
     pub lifespan: String,
     /// Code attempts per flow.
     pub max_submissions: u64,
-    /// Latchkey's own: wrong codes per address, across flows, within the window.
+    /// Latchkey's own: wrong codes per address (and purpose), across flows,
+    /// within the window. Past it a code is judged only on the first attempt
+    /// made against it, so the owner's fresh code still works while someone
+    /// else fails codes for the address. Judged guesses per address and day
+    /// stay <= this + codes sent a day: 10 + 5/h x 24 = 130, a chance of at
+    /// most 1.3e-4 to guess a 6-digit code.
     pub max_failures_per_address: u64,
     pub failure_window: String,
 }
@@ -363,7 +368,7 @@ impl Default for CodeMethodConfig {
             lifespan: "15m".into(),
             max_submissions: 5,
             max_failures_per_address: 10,
-            failure_window: "1h".into(),
+            failure_window: "24h".into(),
         }
     }
 }

@@ -3,7 +3,8 @@
 //! its flow's earlier unused codes and the message announcing it are written
 //! in one transaction; using a code is a conditional update, so of two racing
 //! uses exactly one wins (the loser re-checks `used_at IS NULL` after the
-//! winner commits and matches nothing).
+//! winner commits and matches nothing); attempts on a code are counted the
+//! same way, one `UPDATE … RETURNING` each.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -129,6 +130,47 @@ impl CodeStore for PgStore {
         .await
         .map_err(backend)?;
         u64::try_from(count.ok_or(StoreError::NotFound)?).map_err(backend)
+    }
+
+    async fn count_live_code_attempt(
+        &self,
+        flow_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(OneTimeCode, u64)>, StoreError> {
+        // As for the flow's count: a concurrent update of a code waits for
+        // its row lock and then re-reads the committed row (re-checking that
+        // it is still unused), so no increment is lost and each caller gets
+        // its own number. A flow normally has one live code (a resend
+        // retires the others), so there is one row lock to take.
+        let rows = sqlx::query(
+            "UPDATE one_time_codes SET attempts = attempts + 1 \
+             WHERE flow_id = $1 AND used_at IS NULL AND expires_at > $2 \
+             RETURNING id, flow_id, purpose, identity_id, address, code_hmac, expires_at, used_at, \
+             created_at, attempts",
+        )
+        .bind(flow_id)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(write_error)?;
+        let mut codes = rows
+            .iter()
+            .map(|row| {
+                Ok((code_from_row(row)?, u64::try_from(col::<i64>(row, "attempts")?).map_err(backend)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING promises no order.
+        codes.sort_by_key(|(code, _)| (code.created_at, code.id));
+        Ok(codes)
+    }
+
+    async fn forget_code_attempt(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("UPDATE one_time_codes SET attempts = attempts - 1 WHERE id = $1 AND attempts > 0")
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
     }
 
     async fn count_address_attempt(

@@ -31,6 +31,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (5, "one_time_codes", include_str!("../migrations/0005_one_time_codes.sql")),
     (6, "code_attempts", include_str!("../migrations/0006_code_attempts.sql")),
     (7, "rate_events", include_str!("../migrations/0007_rate_events.sql")),
+    (8, "one_time_code_attempts", include_str!("../migrations/0008_one_time_code_attempts.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

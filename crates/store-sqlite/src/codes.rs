@@ -2,7 +2,8 @@
 //! lookups that decide whom a code is for. A code, the retirement of its
 //! flow's earlier unused codes and the message announcing it are written in
 //! one `BEGIN IMMEDIATE` transaction; using a code is a conditional update,
-//! so of two racing uses exactly one wins.
+//! so of two racing uses exactly one wins, and attempts on a code are counted
+//! by one `UPDATE … RETURNING`, so each caller gets its own number.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -126,6 +127,44 @@ impl CodeStore for SqliteStore {
         .await
         .map_err(backend)?;
         u64::try_from(count.ok_or(StoreError::NotFound)?).map_err(backend)
+    }
+
+    async fn count_live_code_attempt(
+        &self,
+        flow_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(OneTimeCode, u64)>, StoreError> {
+        // One statement under SQLite's single write lock: increments never
+        // interleave, and RETURNING reports each row as this update left it.
+        let rows = sqlx::query(
+            "UPDATE one_time_codes SET attempts = attempts + 1 \
+             WHERE flow_id = ? AND used_at IS NULL AND expires_at > ? \
+             RETURNING id, flow_id, purpose, identity_id, address, code_hmac, expires_at, used_at, \
+             created_at, attempts",
+        )
+        .bind(flow_id.to_string())
+        .bind(time(now))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(write_error)?;
+        let mut codes = rows
+            .iter()
+            .map(|row| {
+                Ok((code_from_row(row)?, u64::try_from(col::<i64>(row, "attempts")?).map_err(backend)?))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        // RETURNING promises no order.
+        codes.sort_by_key(|(code, _)| (code.created_at, code.id));
+        Ok(codes)
+    }
+
+    async fn forget_code_attempt(&self, id: Uuid) -> Result<(), StoreError> {
+        sqlx::query("UPDATE one_time_codes SET attempts = attempts - 1 WHERE id = ? AND attempts > 0")
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await
+            .map_err(write_error)?;
+        Ok(())
     }
 
     async fn count_address_attempt(

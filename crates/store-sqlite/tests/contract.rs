@@ -154,3 +154,43 @@ async fn code_attempts_survive_the_code_attempts_migration() {
     assert_eq!(store.get_flow(counted.id).await.unwrap(), Some(counted));
     store.close().await;
 }
+
+/// Codes in flight when attempts start being counted per code take their
+/// flow's count, so a code already guessed at gets no fresh try from the
+/// upgrade; codes without a flow row start at zero.
+#[tokio::test]
+async fn codes_in_flight_keep_their_flows_attempts_across_the_per_code_migration() {
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut conn = SqliteConnection::connect(&format!("{dsn}?mode=rwc")).await.unwrap();
+    let before = MIGRATIONS.iter().position(|(_, name, _)| *name == "one_time_code_attempts").unwrap();
+    migrator_up_to(before).run(&mut conn).await.unwrap();
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::connect(&dsn).await.unwrap();
+    let flow = flow_with_submit_count(None);
+    store.create_flow(&flow).await.unwrap();
+    for _ in 0..3 {
+        store.count_code_attempt(flow.id).await.unwrap();
+    }
+    let code = |flow_id| OneTimeCode {
+        id: Uuid::new_v4(),
+        flow_id,
+        purpose: CodePurpose::Recovery,
+        identity_id: None,
+        address: "a@example.com".into(),
+        code_hmac: "ab".repeat(32),
+        expires_at: now() + Duration::minutes(15),
+        used_at: None,
+        created_at: now(),
+    };
+    let (tried, flowless) = (code(flow.id), code(Uuid::new_v4()));
+    store.create_code(&tried, None).await.unwrap();
+    store.create_code(&flowless, None).await.unwrap();
+    store.migrate().await.unwrap();
+    assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied));
+    let at = now();
+    assert_eq!(store.count_live_code_attempt(flow.id, at).await.unwrap(), vec![(tried, 4)]);
+    assert_eq!(store.count_live_code_attempt(flowless.flow_id, at).await.unwrap(), vec![(flowless, 1)]);
+    store.close().await;
+}

@@ -50,6 +50,8 @@ pub async fn run_all(store: &dyn Store) {
     code_failures_count_per_address_and_window(store).await;
     code_failures_count_per_purpose(store).await;
     code_attempts_count_atomically_per_flow(store).await;
+    attempts_count_atomically_per_code(store).await;
+    code_attempts_only_count_live_codes(store).await;
     address_attempts_count_atomically(store).await;
     identity_found_by_recovery_address(store).await;
     identity_found_by_verifiable_address(store).await;
@@ -986,6 +988,79 @@ async fn code_attempts_count_atomically_per_flow(store: &dyn Store) {
     store.create_flow(&other).await.unwrap();
     assert_eq!(store.count_code_attempt(other.id).await.unwrap(), 1);
     assert!(matches!(store.count_code_attempt(Uuid::new_v4()).await, Err(StoreError::NotFound)));
+}
+
+async fn attempts_count_atomically_per_code(store: &dyn Store) {
+    let address = unique_email("per-code-attempts");
+    let flow_id = Uuid::new_v4();
+    let code = one_time_code(CodePurpose::Verification, flow_id, None, &address);
+    store.create_code(&code, None).await.unwrap();
+    // Many at once: each gets its own number for the code, so exactly one
+    // sees the first attempt.
+    let results = join_all((0..40).map(|_| store.count_live_code_attempt(flow_id, now()))).await;
+    let mut counts = Vec::new();
+    for result in results {
+        let live = result.unwrap();
+        assert_eq!(live.len(), 1);
+        assert_eq!(live[0].0, code, "the live code comes back whole");
+        counts.push(live[0].1);
+    }
+    counts.sort_unstable();
+    assert_eq!(counts, (1..=40).collect::<Vec<u64>>());
+    // Looking at the codes counts nothing; a taken-back attempt is one less.
+    assert_eq!(store.live_codes(flow_id, now()).await.unwrap(), vec![code.clone()]);
+    store.forget_code_attempt(code.id).await.unwrap();
+    assert_eq!(store.count_live_code_attempt(flow_id, now()).await.unwrap(), vec![(code.clone(), 40)]);
+    // Forgetting an unknown code's attempt is harmless.
+    store.forget_code_attempt(Uuid::new_v4()).await.unwrap();
+
+    // Taking back never goes below zero, so an attempt taken back twice
+    // cannot hand a later one a second first try.
+    let flow_id = Uuid::new_v4();
+    let fresh = recovery_code(flow_id, None, &address);
+    store.create_code(&fresh, None).await.unwrap();
+    store.forget_code_attempt(fresh.id).await.unwrap();
+    assert_eq!(store.count_live_code_attempt(flow_id, now()).await.unwrap(), vec![(fresh.clone(), 1)]);
+    store.forget_code_attempt(fresh.id).await.unwrap();
+    store.forget_code_attempt(fresh.id).await.unwrap();
+    assert_eq!(store.count_live_code_attempt(flow_id, now()).await.unwrap(), vec![(fresh.clone(), 1)]);
+
+    // A resend brings a new code, counted from zero.
+    let resent = OneTimeCode {
+        created_at: fresh.created_at + Duration::milliseconds(1),
+        ..recovery_code(flow_id, None, &address)
+    };
+    store.create_code(&resent, None).await.unwrap();
+    assert_eq!(store.count_live_code_attempt(flow_id, now()).await.unwrap(), vec![(resent, 1)]);
+}
+
+async fn code_attempts_only_count_live_codes(store: &dyn Store) {
+    let address = unique_email("per-code-live");
+    let at = now();
+    // No codes, or an unknown flow: nothing to count, and no error.
+    assert!(store.count_live_code_attempt(Uuid::new_v4(), at).await.unwrap().is_empty());
+    // An expired code is not counted (expiry is strict, as for live_codes).
+    let flow_id = Uuid::new_v4();
+    let expired = OneTimeCode {
+        created_at: at - Duration::minutes(20),
+        expires_at: at,
+        ..recovery_code(flow_id, None, &address)
+    };
+    store.create_code(&expired, None).await.unwrap();
+    assert!(store.count_live_code_attempt(flow_id, at).await.unwrap().is_empty());
+    let earlier = at - Duration::microseconds(1);
+    assert_eq!(store.count_live_code_attempt(flow_id, earlier).await.unwrap(), vec![(expired, 1)]);
+    // A used code is not counted.
+    let flow_id = Uuid::new_v4();
+    let code = recovery_code(flow_id, None, &address);
+    store.create_code(&code, None).await.unwrap();
+    assert_eq!(store.count_live_code_attempt(flow_id, at).await.unwrap(), vec![(code.clone(), 1)]);
+    assert!(store.use_code(code.id, at).await.unwrap());
+    assert!(store.count_live_code_attempt(flow_id, at).await.unwrap().is_empty());
+    // Codes of other flows, even to the same address, are counted apart.
+    let other = recovery_code(Uuid::new_v4(), None, &address);
+    store.create_code(&other, None).await.unwrap();
+    assert_eq!(store.count_live_code_attempt(other.flow_id, at).await.unwrap(), vec![(other, 1)]);
 }
 
 async fn address_attempts_count_atomically(store: &dyn Store) {

@@ -1,8 +1,14 @@
 //! One-time codes sent by email, shared by recovery and verification: how
 //! a code is made and stored (only a keyed hash), the form that asks for it,
 //! and the checks a submitted code passes (attempts per flow, wrong guesses
-//! per address across flows, both counted atomically in the store before the
-//! comparison; constant-time comparison).
+//! per address across flows, attempts per code, each counted atomically in
+//! the store before the comparison; constant-time comparison).
+//!
+//! The per-address budget bounds guessing without handing anyone a lockout
+//! to aim at a victim: past the budget a code is still judged on the first
+//! attempt made against it, so the owner who asks for a fresh code and types
+//! it right gets in, while every other guess is refused (see
+//! [`CodeSettings::judge`] for the bound).
 
 use chrono::Duration;
 use hmac::{Hmac, KeyInit, Mac};
@@ -25,7 +31,9 @@ pub struct CodeSettings {
     pub lifespan: Duration,
     /// Code attempts per flow; the next one replaces the flow.
     pub max_submissions: u64,
-    /// Wrong codes per address across flows within `address_failure_window`.
+    /// Wrong codes per address and purpose, across flows, within
+    /// `address_failure_window` (the budget). Past it a code is judged only on
+    /// the first attempt made against it.
     pub address_failure_limit: u64,
     pub address_failure_window: Duration,
 }
@@ -93,7 +101,7 @@ impl CodeSettings {
         flow: &Flow,
         submitted: &str,
     ) -> Result<CodeCheck, FlowError> {
-        let check = self.find(store, purpose, flow, submitted).await?;
+        let check = self.judge(store, purpose, flow, submitted).await?;
         if let CodeCheck::Right(found) = &check
             && !store.use_code(found.id, now()).await?
         {
@@ -102,14 +110,53 @@ impl CodeSettings {
         Ok(check)
     }
 
-    /// [`check`](Self::check) without spending the code. Every limit is
-    /// counted in the database before the code is compared, one atomic step
-    /// each, so parallel requests cannot all slip under it: the attempt on
-    /// the flow (a correct guess past the limit is refused too), then the
-    /// attempt against the address across flows, which a right code takes
-    /// back since only wrong guesses count there. Looking is therefore no
-    /// cheaper a way to guess than submitting.
+    /// [`check`](Self::check) without spending the code, for a code that
+    /// arrives in an emailed link. The attempt counts like a submitted one,
+    /// so looking is no cheaper a way to guess than submitting; a right
+    /// code's attempt on the code is taken back, so that submitting it next
+    /// is still the code's first try (which is all a code gets past the
+    /// address's budget).
     pub(crate) async fn find(
+        &self,
+        store: &dyn Store,
+        purpose: CodePurpose,
+        flow: &Flow,
+        submitted: &str,
+    ) -> Result<CodeCheck, FlowError> {
+        let check = self.judge(store, purpose, flow, submitted).await?;
+        if let CodeCheck::Right(found) = &check {
+            store.forget_code_attempt(found.id).await?;
+        }
+        Ok(check)
+    }
+
+    /// Counts the attempt and compares the code. Every limit is counted in
+    /// the database before the code is compared, one atomic step each, so
+    /// parallel requests cannot all slip under it:
+    ///
+    /// 1. the attempt on the flow: past `max_submissions` even a right code
+    ///    is refused;
+    /// 2. the attempt against the address across flows (per purpose), a
+    ///    wrong guess unless a right code takes it back;
+    /// 3. the attempt on each of the flow's live codes. While the address is
+    ///    within its budget of wrong guesses any attempt is judged; past it,
+    ///    only the first attempt made against a code. A refused code gets
+    ///    the answer a wrong one gets.
+    ///
+    /// The bound: a code is 6 uniformly random digits, so a judged guess
+    /// hits with probability 10^-6 (a flow has one live code). Within any
+    /// `address_failure_window`, per address and purpose, at most
+    /// `address_failure_limit` wrong guesses are judged within the budget
+    /// (wrong guesses stay counted, and the k-th attempt sees the k-1
+    /// before it), and past it at most one per code (the attempt whose count
+    /// came back 1; only a right code gives its count back, and whoever sent
+    /// it knew the code). So guesses judged <= budget + codes sent (plus the
+    /// few still live from just before the window). With the defaults, 10 in
+    /// 24h and at most 5 code mails per address and hour (the send limit),
+    /// that is 10 + 5 x 24 = 130 a day: at most 1.3e-4 a day to guess a code
+    /// for one address. Without a send limit the second term is only
+    /// bounded by the mails an attacker can make us send.
+    async fn judge(
         &self,
         store: &dyn Store,
         purpose: CodePurpose,
@@ -129,13 +176,15 @@ impl CodeSettings {
                 Some((id, count))
             }
         };
-        let blocked = attempt.is_some_and(|(_, count)| count > self.address_failure_limit);
-        let live = store.live_codes(flow.id, now()).await?;
+        let over_budget = attempt.is_some_and(|(_, count)| count > self.address_failure_limit);
+        let live = store.count_live_code_attempt(flow.id, now()).await?;
+        // Compared whether or not it will be judged, so a refused code costs
+        // the same work as a wrong one.
         let found = live
             .into_iter()
-            .find(|c| c.identity_id.is_some() && matches(&self.secrets, submitted.trim(), &c.code_hmac));
-        // A wrong or blocked code leaves its attempt counted as a failure.
-        let Some(found) = found.filter(|_| !blocked) else {
+            .find(|(c, _)| c.identity_id.is_some() && matches(&self.secrets, submitted.trim(), &c.code_hmac));
+        // A wrong or refused code leaves its attempts counted.
+        let Some((found, _)) = found.filter(|(_, tries)| !over_budget || *tries == 1) else {
             return Ok(CodeCheck::Wrong);
         };
         if let Some((id, _)) = attempt {

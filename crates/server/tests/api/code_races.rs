@@ -1,6 +1,8 @@
 //! Code attempt limits under concurrency: many wrong codes sent at the same
 //! moment to one recovery or verification flow are checked at most
-//! `max_submissions` times, and the per-address limit holds across flows.
+//! `max_submissions` times, and the per-address budget holds across flows
+//! (past it, a code gets its first try only: see `code_lockout` for that
+//! under parallel guessing).
 //! Every other request gets the too-many-attempts answer (or, once the flow
 //! is spent, the expired one), never a check and never a 5xx.
 
@@ -35,7 +37,7 @@ async fn app(backend: Backend, address_limit: u64) -> (TestApp, Arc<Mutex<Vec<Re
     .await
 }
 
-async fn post(app: &TestApp, kind: &str, flow_id: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn post(app: &TestApp, kind: &str, flow_id: &str, body: Value) -> (u16, Value) {
     let response = app
         .http
         .post(app.public_path(&format!("/self-service/{kind}?flow={flow_id}")))
@@ -49,7 +51,7 @@ async fn post(app: &TestApp, kind: &str, flow_id: &str, body: Value) -> (u16, Va
 
 /// Starts a native flow of `kind` and has a code sent to `email`; returns
 /// the flow id and the code.
-async fn flow_with_code(
+pub(crate) async fn flow_with_code(
     app: &TestApp,
     received: &Mutex<Vec<Received>>,
     kind: &str,
@@ -63,7 +65,7 @@ async fn flow_with_code(
     (id, code_for(received, email, nth).await)
 }
 
-fn wrong_for(code: &str) -> &'static str {
+pub(crate) fn wrong_for(code: &str) -> &'static str {
     if code == "000000" { "111111" } else { "000000" }
 }
 
@@ -78,7 +80,13 @@ struct Tally {
 }
 
 /// Sends `count` copies of `body` to each flow at the same moment.
-async fn storm(app: &TestApp, kind: &str, flows: &[String], body: Value, count: usize) -> Vec<(u16, Value)> {
+pub(crate) async fn storm(
+    app: &TestApp,
+    kind: &str,
+    flows: &[String],
+    body: Value,
+    count: usize,
+) -> Vec<(u16, Value)> {
     let mut set = JoinSet::new();
     for flow in flows {
         for _ in 0..count {
@@ -174,10 +182,17 @@ async fn address_limit_holds_across_parallel_flows(backend: Backend) {
     // the address count is atomic.
     assert_eq!(tally.checked as u64, FLOWS as u64 * MAX_SUBMISSIONS, "{tally:?}");
     assert_eq!(tally.checked + tally.refused, PARALLEL);
-    // Every one of those wrong codes counted against the address, so a
-    // fresh flow's right code is refused now, with the usual wrong-code answer.
+    // Every one of those wrong codes counted against the address, so it is
+    // past its budget: a fresh flow's right code is refused after one wrong
+    // try on it, with the usual wrong-code answer, ...
     let (flow, code) = flow_with_code(&app, &received, "recovery", email, FLOWS).await;
+    let (status, body) = post(&app, "recovery", &flow, json!({"method": "code", "code": wrong})).await;
+    assert_eq!((status, body["ui"]["messages"][0]["id"].as_u64()), (200, Some(4060006)), "{body}");
     let (status, body) = post(&app, "recovery", &flow, json!({"method": "code", "code": code})).await;
     assert_eq!((status, body["ui"]["messages"][0]["id"].as_u64()), (200, Some(4060006)), "{body}");
+    // ... and judged on its first try, so the owner's fresh code still works.
+    let (flow, code) = flow_with_code(&app, &received, "recovery", email, FLOWS + 1).await;
+    let (status, body) = post(&app, "recovery", &flow, json!({"method": "code", "code": code})).await;
+    assert_eq!((status, body["state"].as_str()), (200, Some("passed_challenge")), "{body}");
     app.stop().await;
 }

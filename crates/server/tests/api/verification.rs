@@ -455,8 +455,9 @@ async fn wrong_codes_and_limits(backend: Backend) {
         (Some("choose_method"), Some(4000001))
     );
 
-    // Across flows: two more failures reach the per-address limit of 7;
-    // after that even a right code gets the usual answer.
+    // Across flows: two more failures reach the per-address budget of 7;
+    // past it a code is judged only on the first attempt made against it, so
+    // this code, tried twice already, gets the usual answer even when right.
     post(&app, &replacement, json!({"method": "code", "email": "guess-v@example.com"})).await;
     let code = code_for(&received, "guess-v@example.com", 1).await;
     let wrong = if code == "000000" { "111111" } else { "000000" };
@@ -466,6 +467,12 @@ async fn wrong_codes_and_limits(backend: Backend) {
     let (status, body) = post(&app, &replacement, json!({"method": "code", "code": code})).await;
     assert_eq!((status, body["ui"]["messages"][0]["id"].as_u64()), (200, Some(4070006)));
     assert!(!address(&app, &identity_id).await.verified);
+    // No lockout, though: a resend brings a fresh code, right on its first try.
+    post(&app, &replacement, json!({"method": "code", "email": "guess-v@example.com"})).await;
+    let fresh = code_for(&received, "guess-v@example.com", 2).await;
+    let (status, done) = post(&app, &replacement, json!({"method": "code", "code": fresh})).await;
+    assert_eq!((status, done["state"].as_str()), (200, Some("passed_challenge")), "{done}");
+    assert!(address(&app, &identity_id).await.verified);
     app.stop().await;
 }
 
