@@ -36,15 +36,18 @@ impl CleanupSettings {
     /// `keep_last` says; a message's code is dead once expired, so blanking
     /// waits for nothing else.
     pub fn before(&self, step: CleanupStep, now: DateTime<Utc>) -> DateTime<Utc> {
-        match step {
-            CleanupStep::CourierBodies => now,
-            CleanupStep::CodeFailures => now - self.keep_last.max(self.code_failure_window),
-            CleanupStep::RateEvents => now - self.keep_last.max(self.rate_window),
+        let keep = match step {
+            CleanupStep::CourierBodies => chrono::Duration::zero(),
+            CleanupStep::CodeFailures => self.keep_last.max(self.code_failure_window),
+            CleanupStep::RateEvents => self.keep_last.max(self.rate_window),
             CleanupStep::Sessions
             | CleanupStep::Flows
             | CleanupStep::OneTimeCodes
-            | CleanupStep::CourierMessages => now - self.keep_last,
-        }
+            | CleanupStep::CourierMessages => self.keep_last,
+        };
+        // Keeping for longer than dates go back keeps everything (and the
+        // epoch is a time both databases store).
+        now.checked_sub_signed(keep).unwrap_or(DateTime::<Utc>::UNIX_EPOCH).max(DateTime::<Utc>::UNIX_EPOCH)
     }
 }
 

@@ -364,6 +364,19 @@ impl CleanupStep {
         CleanupStep::CourierMessages,
     ];
 
+    /// A short name for progress reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupStep::Sessions => "expired and revoked sessions",
+            CleanupStep::Flows => "expired flows",
+            CleanupStep::OneTimeCodes => "expired and used codes",
+            CleanupStep::CodeFailures => "old wrong-code records",
+            CleanupStep::RateEvents => "old rate-limit events",
+            CleanupStep::CourierBodies => "delivered mail with expired codes (blanked)",
+            CleanupStep::CourierMessages => "delivered and abandoned mail",
+        }
+    }
+
     /// How many rows of a batch's report count towards its size: a batch
     /// that touched fewer than asked was the last one due.
     pub fn batch_rows(self, report: &CleanupReport) -> u64 {
