@@ -96,7 +96,7 @@ impl CleanupStore for PgStore {
                         "selfservice_flows",
                         "one_time_codes",
                         "flow_id",
-                        "expires_at < $1 ORDER BY expires_at",
+                        "expires_at < $1",
                         before,
                         limit,
                     )
@@ -154,7 +154,7 @@ impl CleanupStore for PgStore {
                         "courier_messages",
                         "courier_dispatches",
                         "message_id",
-                        &format!("{DONE} AND updated_at < $1 ORDER BY updated_at"),
+                        &format!("{DONE} AND updated_at < $1"),
                         before,
                         limit,
                     )

@@ -27,10 +27,10 @@ impl SqliteStore {
         Ok(done.rows_affected())
     }
 
-    /// Deletes the rows of `child` whose `key` is among the `parent` rows
-    /// `pick` selects, then those parent rows, in one transaction. Under
-    /// the write lock nothing changes in between, so `pick` (ordered, hence
-    /// deterministic) selects the same rows both times.
+    /// Deletes the rows of `child` whose `key` names one of the `parent`
+    /// rows `pick` selects (at most `limit`), then those parent rows, in one
+    /// transaction. The ids are read once and passed back as one JSON array,
+    /// so however large a batch, it is one bound value.
     async fn batch_with_children(
         &self,
         parent: &str,
@@ -41,19 +41,28 @@ impl SqliteStore {
         limit: i64,
     ) -> Result<(u64, u64), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let ids: Vec<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT id FROM {parent} WHERE {pick} LIMIT ?2")))
+                .bind(before)
+                .bind(limit)
+                .fetch_all(&mut *tx)
+                .await
+                .map_err(backend)?;
+        if ids.is_empty() {
+            return Ok((0, 0));
+        }
+        let ids = serde_json::to_string(&ids).map_err(backend)?;
         let children = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {child} WHERE {key} IN (SELECT id FROM {parent} WHERE {pick} LIMIT ?2)"
+            "DELETE FROM {child} WHERE {key} IN (SELECT value FROM json_each(?))"
         )))
-        .bind(before)
-        .bind(limit)
+        .bind(&ids)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
         let parents = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DELETE FROM {parent} WHERE id IN (SELECT id FROM {parent} WHERE {pick} LIMIT ?2)"
+            "DELETE FROM {parent} WHERE id IN (SELECT value FROM json_each(?))"
         )))
-        .bind(before)
-        .bind(limit)
+        .bind(&ids)
         .execute(&mut *tx)
         .await
         .map_err(backend)?;
@@ -90,7 +99,7 @@ impl CleanupStore for SqliteStore {
                         "selfservice_flows",
                         "one_time_codes",
                         "flow_id",
-                        "expires_at < ?1 ORDER BY expires_at, id",
+                        "expires_at < ?1",
                         &before,
                         limit,
                     )
@@ -147,7 +156,7 @@ impl CleanupStore for SqliteStore {
                         "courier_messages",
                         "courier_dispatches",
                         "message_id",
-                        &format!("{DONE} AND updated_at < ?1 ORDER BY updated_at, id"),
+                        &format!("{DONE} AND updated_at < ?1"),
                         &before,
                         limit,
                     )
