@@ -1153,8 +1153,9 @@ impl Config {
 }
 
 /// Rate events are kept at least this long, whatever the windows: a window
-/// raised (up to this) keeps its history, and a limit whose window was not
-/// listed in [`Config::longest_rate_window`] cannot lose its counts.
+/// raised (up to a day) keeps its history, and a limit with a window of up
+/// to a day that is missing from [`Config::longest_rate_window`] still
+/// keeps its counts.
 pub const RATE_EVENTS_KEPT_AT_LEAST: Duration = Duration::from_secs(24 * 3600);
 
 /// Hides every password a DSN can carry, for logs and errors: the one in
