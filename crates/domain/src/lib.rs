@@ -2,6 +2,7 @@
 //! implements. Nothing here knows about HTTP or SQL, so every rule can be
 //! exercised by the store contract tests and the HTTP tests alike.
 
+pub mod cleanup;
 pub mod courier;
 pub mod email;
 pub mod flow;

@@ -26,9 +26,9 @@ use crate::flow::Flow;
 use crate::identity::{AddressStatus, CredentialType, Identity};
 use crate::session::Session;
 use crate::store::{
-    AdmitRule, CodePurpose, CodeStore, Database, FlowStore, IdentityQuery, IdentityStore, MessageQuery,
-    MigrationState, OneTimeCode, OutboxStore, RateStore, RateWindow, SessionQuery, SessionStore, Store,
-    StoreError, WindowCount,
+    AdmitRule, CleanupReport, CleanupStep, CleanupStore, CodePurpose, CodeStore, Database, FlowStore,
+    IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore, RateStore,
+    RateWindow, SessionQuery, SessionStore, Store, StoreError, WindowCount,
 };
 
 struct Entry {
@@ -458,6 +458,21 @@ impl CodeStore for CachingStore {
         value: &str,
     ) -> Result<Option<Identity>, StoreError> {
         self.inner.identity_by_verifiable_address(via, value).await
+    }
+}
+
+#[async_trait]
+impl CleanupStore for CachingStore {
+    /// Nothing to evict: the cleanup deletes only sessions that are expired
+    /// or revoked, which a cached answer already reports as not live, and
+    /// `whoami` answers a missing session exactly as a dead one.
+    async fn cleanup_batch(
+        &self,
+        step: CleanupStep,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<CleanupReport, StoreError> {
+        self.inner.cleanup_batch(step, before, limit).await
     }
 }
 

@@ -357,12 +357,143 @@ pub trait RateStore: Send + Sync {
     async fn forget_event(&self, event: Uuid) -> Result<(), StoreError>;
 }
 
+/// One step of the database cleanup: which rows it removes, and what its
+/// `before` time is compared with. Every step works on rows that nothing
+/// reads any more, so running it early, late or twice changes no answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CleanupStep {
+    /// Sessions that expired before `before`, and revoked (inactive) ones
+    /// last changed before it.
+    Sessions,
+    /// Flows that expired before `before`, with the one-time codes issued
+    /// in them (an expired flow takes no code).
+    Flows,
+    /// One-time codes that expired, or were used, before `before`.
+    OneTimeCodes,
+    /// Wrong-code records (`code_failures`) made before `before`.
+    CodeFailures,
+    /// Rate-limit events (`rate_events`) recorded before `before`.
+    RateEvents,
+    /// Delivered or abandoned messages whose code expired before `before`:
+    /// their subject and bodies are blanked, so old mail holds no codes.
+    CourierBodies,
+    /// Delivered or abandoned messages last changed before `before`, with
+    /// their delivery attempts.
+    CourierMessages,
+}
+
+impl CleanupStep {
+    /// Every step, in the order a run takes them.
+    pub const ALL: [CleanupStep; 7] = [
+        CleanupStep::CourierBodies,
+        CleanupStep::Sessions,
+        CleanupStep::Flows,
+        CleanupStep::OneTimeCodes,
+        CleanupStep::CodeFailures,
+        CleanupStep::RateEvents,
+        CleanupStep::CourierMessages,
+    ];
+
+    /// A short name for progress reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CleanupStep::Sessions => "expired and revoked sessions",
+            CleanupStep::Flows => "expired flows",
+            CleanupStep::OneTimeCodes => "expired and used codes",
+            CleanupStep::CodeFailures => "old wrong-code records",
+            CleanupStep::RateEvents => "old rate-limit events",
+            CleanupStep::CourierBodies => "delivered mail with expired codes (blanked)",
+            CleanupStep::CourierMessages => "delivered and abandoned mail",
+        }
+    }
+
+    /// How many rows of a batch's report count towards its size: a batch
+    /// that touched fewer than asked was the last one due.
+    pub fn batch_rows(self, report: &CleanupReport) -> u64 {
+        match self {
+            CleanupStep::Sessions => report.sessions,
+            CleanupStep::Flows => report.flows,
+            CleanupStep::OneTimeCodes => report.one_time_codes,
+            CleanupStep::CodeFailures => report.code_failures,
+            CleanupStep::RateEvents => report.rate_events,
+            CleanupStep::CourierBodies => report.courier_bodies_cleared,
+            CleanupStep::CourierMessages => report.courier_messages,
+        }
+    }
+}
+
+/// Rows a cleanup deleted per table (and message bodies it blanked).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CleanupReport {
+    pub sessions: u64,
+    /// `selfservice_flows`.
+    pub flows: u64,
+    pub one_time_codes: u64,
+    pub code_failures: u64,
+    pub rate_events: u64,
+    pub courier_messages: u64,
+    pub courier_dispatches: u64,
+    /// Messages whose subject and bodies were blanked (kept, not deleted).
+    pub courier_bodies_cleared: u64,
+}
+
+impl CleanupReport {
+    /// Each count under its table's name, for reports.
+    pub fn rows(&self) -> [(&'static str, u64); 8] {
+        [
+            ("sessions", self.sessions),
+            ("selfservice_flows", self.flows),
+            ("one_time_codes", self.one_time_codes),
+            ("code_failures", self.code_failures),
+            ("rate_events", self.rate_events),
+            ("courier_messages", self.courier_messages),
+            ("courier_dispatches", self.courier_dispatches),
+            ("courier_messages (bodies cleared)", self.courier_bodies_cleared),
+        ]
+    }
+
+    pub fn total(&self) -> u64 {
+        self.rows().iter().map(|(_, n)| n).sum()
+    }
+}
+
+impl std::ops::AddAssign for CleanupReport {
+    fn add_assign(&mut self, other: Self) {
+        self.sessions += other.sessions;
+        self.flows += other.flows;
+        self.one_time_codes += other.one_time_codes;
+        self.code_failures += other.code_failures;
+        self.rate_events += other.rate_events;
+        self.courier_messages += other.courier_messages;
+        self.courier_dispatches += other.courier_dispatches;
+        self.courier_bodies_cleared += other.courier_bodies_cleared;
+    }
+}
+
+/// Removes what nothing reads any more, a little at a time (see
+/// [`crate::cleanup`] for what is due when).
+#[async_trait]
+pub trait CleanupStore: Send + Sync {
+    /// One batch of `step`: at most `limit` of its rows due before
+    /// `before`, in one short transaction of its own, so no lock is held
+    /// for long. Rows another cleaner is working on are skipped, not
+    /// waited for, so concurrent runs (several servers on one PostgreSQL)
+    /// share the work harmlessly. Returns what the batch touched.
+    async fn cleanup_batch(
+        &self,
+        step: CleanupStep,
+        before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+    ) -> Result<CleanupReport, StoreError>;
+}
+
 /// Everything Latchkey persists, as one handle for wiring.
 pub trait Store:
-    IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + RateStore + Database
+    IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + RateStore + CleanupStore + Database
 {
 }
-impl<T: IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + RateStore + Database> Store
-    for T
+impl<
+    T: IdentityStore + FlowStore + SessionStore + OutboxStore + CodeStore + RateStore + CleanupStore + Database,
+> Store for T
 {
 }

@@ -1,5 +1,5 @@
 //! The command line, shaped like Kratos's so its users feel at home:
-//! `serve`, `migrate sql`, `version`.
+//! `serve`, `migrate sql`, `cleanup sql`, `courier watch`, `version`.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
@@ -37,6 +37,10 @@ enum Command {
     /// Every config key can be overridden by an environment variable named after its path,
     /// upper-cased with `_`: DSN, SERVE_PUBLIC_PORT, SERVE_ADMIN_PORT, SECRETS_COOKIE, ...
     ///
+    /// Every database.cleanup.interval (1h; 0s turns it off) serve runs what `latchkey cleanup sql`
+    /// does, removing expired flows, codes and sessions and old mail; several servers on one
+    /// PostgreSQL share the work.
+    ///
     /// Slow and idle clients are cut off by `serve.limits`: header_read_timeout (10s),
     /// body_read_timeout (30s), idle_timeout (10s) and max_connections (1024 per listener).
     /// `X-Forwarded-For` is believed only from the peers listed in serve.public.trusted_proxies
@@ -45,6 +49,9 @@ enum Command {
     /// Manage the database schema.
     #[command(subcommand)]
     Migrate(MigrateCommand),
+    /// Delete expired and spent records from the database.
+    #[command(subcommand)]
+    Cleanup(CleanupCommand),
     /// Run the email courier on its own (serve already runs one when SMTP is configured).
     #[command(subcommand)]
     Courier(CourierCommand),
@@ -81,6 +88,60 @@ enum CourierCommand {
         #[arg(long)]
         dev: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum CleanupCommand {
+    /// Delete expired flows and codes, spent counters, dead sessions and old mail (`cleanup sql [DSN]`).
+    ///
+    /// Deleted: flows that expired (with their codes); one-time codes that expired or were used;
+    /// wrong-code records and rate-limit events older than every window that counts them (the
+    /// longest configured window, at least 24h for rate events); sessions that expired or were
+    /// revoked; delivered or abandoned emails with their delivery attempts. Each only once it has
+    /// been so for longer than --keep-last. Delivered emails whose code has expired have their
+    /// subject and bodies blanked, so the database holds no old codes. Live flows and sessions,
+    /// queued mail and counted failures are never touched.
+    ///
+    /// Rows go in batches of --batch-size, each its own short transaction, table after table with
+    /// --sleep-tables between them, until nothing is due; the rows deleted per table are printed at
+    /// the end. It is safe to interrupt and to run while servers are up, also from several hosts
+    /// at once on PostgreSQL. `serve` runs the same cleanup every database.cleanup.interval.
+    ///
+    /// The database comes from the DSN argument, -e (the DSN environment variable) or the config
+    /// files (-c); the other settings from database.cleanup in the config files and environment
+    /// (DATABASE_CLEANUP_BATCH_SIZE, ...), which the flags override.
+    Sql(CleanupSqlArgs),
+}
+
+#[derive(Args)]
+struct CleanupSqlArgs {
+    #[command(flatten)]
+    target: Target,
+    /// Keep records that expired, were used, revoked or delivered less than this long ago, e.g.
+    /// 24h or 0s [default: database.cleanup.older_than, 24h].
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration_arg)]
+    keep_last: Option<std::time::Duration>,
+    /// Rows per batch [default: database.cleanup.batch_size, 100].
+    #[arg(
+        short = 'b',
+        long = "batch-size",
+        visible_alias = "database.cleanup.batch_size",
+        value_name = "N",
+        value_parser = clap::value_parser!(u32).range(1..)
+    )]
+    batch_size: Option<u32>,
+    /// Pause between tables [default: database.cleanup.sleep.tables, 1m].
+    #[arg(
+        long = "sleep-tables",
+        visible_alias = "database.cleanup.sleep.tables",
+        value_name = "DURATION",
+        value_parser = parse_duration_arg
+    )]
+    sleep_tables: Option<std::time::Duration>,
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration such as 24h, 90m or 0s"))
 }
 
 #[derive(Subcommand)]
@@ -149,6 +210,7 @@ pub fn main() -> ExitCode {
                 Some(SqlAction::Up { target, yes }) => migrate_up(target, yes || args.yes).await,
                 Some(SqlAction::Status { target }) => migrate_status(target).await,
             },
+            Command::Cleanup(CleanupCommand::Sql(args)) => cleanup_sql(args).await,
             Command::Courier(CourierCommand::Watch { config, dev }) => courier_watch(config, dev).await,
             Command::Version => {
                 println!("latchkey {VERSION}");
@@ -296,6 +358,47 @@ async fn migrate_up(target: Target, yes: bool) -> Result<(), String> {
     store.migrate().await.map_err(|e| e.to_string())?;
     println!("Applied {} migration(s).", pending.len());
     store.close().await;
+    Ok(())
+}
+
+async fn cleanup_sql(args: CleanupSqlArgs) -> Result<(), String> {
+    let dsn = resolve_dsn(&args.target)?;
+    let loaded =
+        config::load_for_cleanup(&args.target.config, std::env::vars()).map_err(|e| e.to_string())?;
+    let mut settings = loaded.cleanup_settings(args.keep_last);
+    if let Some(batch_size) = args.batch_size {
+        settings.batch_size = batch_size;
+    }
+    if let Some(sleep) = args.sleep_tables {
+        settings.sleep_tables = sleep;
+    }
+    let (store, _) = startup::open_store(&dsn).await.map_err(|e| e.to_string())?;
+    let pending = store.migration_status().await.map_err(|e| e.to_string())?.iter().any(|m| !m.applied);
+    if pending {
+        store.close().await;
+        return Err("the database schema is not current: run `latchkey migrate sql` first".into());
+    }
+    let now = latchkey_domain::time::now();
+    eprintln!(
+        "Cleaning up {}: records done before {} (keep-last {}), {} rows per batch, {} between tables.",
+        config::redact_dsn(&dsn),
+        settings.before(latchkey_domain::store::CleanupStep::Flows, now).to_rfc3339(),
+        humantime::format_duration(settings.keep_last.to_std().unwrap_or_default()),
+        settings.batch_size,
+        humantime::format_duration(settings.sleep_tables),
+    );
+    let mut progress = |step: latchkey_domain::store::CleanupStep,
+                        done: &latchkey_domain::store::CleanupReport| {
+        eprintln!("  {}: {}", step.as_str(), step.batch_rows(done));
+    };
+    let report = latchkey_domain::cleanup::run(store.as_ref(), &settings, now, &mut progress).await;
+    store.close().await;
+    let report =
+        report.map_err(|e| format!("the cleanup stopped: {e}; what was deleted so far stays deleted"))?;
+    println!("{:<36} {:>10}", "TABLE", "ROWS");
+    for (table, rows) in report.rows() {
+        println!("{table:<36} {rows:>10}");
+    }
     Ok(())
 }
 

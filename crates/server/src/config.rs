@@ -7,6 +7,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use latchkey_domain::cleanup::CleanupSettings;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -42,7 +43,58 @@ pub struct Config {
     pub session: SessionConfig,
     pub cookies: Cookies,
     pub courier: CourierConfig,
+    pub database: DatabaseConfig,
     pub feature_flags: FeatureFlags,
+}
+
+/// `database.*`: how expired records are cleaned up.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    pub cleanup: CleanupConfig,
+}
+
+/// `database.cleanup`: Kratos's keys (`batch_size`, `sleep.tables`,
+/// `older_than`), read by `latchkey cleanup sql`, plus Latchkey's own
+/// `interval`, how often `serve` runs the same cleanup itself.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CleanupConfig {
+    /// How often `serve` cleans up; `0s` turns that off (run `cleanup sql`
+    /// from cron instead).
+    pub interval: String,
+    /// Rows per batch; each batch is its own short transaction.
+    pub batch_size: u32,
+    pub sleep: CleanupSleep,
+    /// Records that expired, were used, revoked or delivered less than this
+    /// long ago are kept. Kratos's default is `0s`; a day's grace keeps the
+    /// "flow expired" answer (instead of "not found") and recent mail in
+    /// the admin API for a while, at the cost of a day of dead rows.
+    pub older_than: String,
+}
+
+impl Default for CleanupConfig {
+    fn default() -> Self {
+        Self {
+            interval: "1h".into(),
+            batch_size: 100,
+            sleep: CleanupSleep::default(),
+            older_than: "24h".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CleanupSleep {
+    /// Pause between tables, so a large backlog is worked off gently.
+    pub tables: String,
+}
+
+impl Default for CleanupSleep {
+    fn default() -> Self {
+        Self { tables: "1m".into() }
+    }
 }
 
 /// Kratos's feature flags that Latchkey understands. Latchkey always
@@ -680,6 +732,23 @@ fn parse_yaml(text: &str, path: &Path) -> Result<Value, ConfigError> {
     Ok(value)
 }
 
+/// The configuration for `cleanup sql`: files and environment as for
+/// [`load`], but only the keys the cleanup reads are checked (as Kratos's
+/// `cleanup sql` skips validation), so a DSN and nothing else will do.
+pub fn load_for_cleanup(
+    files: &[PathBuf],
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut merged = merged_files(files)?;
+    apply_env(&mut merged, env)?;
+    let mut track = serde_path_to_error::Track::new();
+    let de = serde_path_to_error::Deserializer::new(merged, &mut track);
+    let config: Config = serde_ignored::deserialize(de, |_| {})
+        .map_err(|e| invalid(&track.path().to_string(), e.to_string()))?;
+    validate_cleanup(&config)?;
+    Ok(config)
+}
+
 /// Reads `files` in order, applies environment overrides from `env`, then
 /// `dev`, and validates the result.
 pub fn load(
@@ -948,6 +1017,7 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     ] {
         parse_duration(value).ok_or_else(|| invalid(key, "expected a duration such as 1h or 15m"))?;
     }
+    validate_cleanup(config)?;
     if let Some(extend) = &config.session.earliest_possible_extend {
         parse_duration(extend)
             .ok_or_else(|| invalid("session.earliest_possible_extend", "expected a duration such as 1h"))?;
@@ -996,6 +1066,26 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     Ok(notices)
 }
 
+/// The keys the cleanup reads; `cleanup sql` checks only these.
+fn validate_cleanup(config: &Config) -> Result<(), ConfigError> {
+    let cleanup = &config.database.cleanup;
+    for (key, value) in [
+        ("database.cleanup.interval", &cleanup.interval),
+        ("database.cleanup.sleep.tables", &cleanup.sleep.tables),
+        ("database.cleanup.older_than", &cleanup.older_than),
+        (
+            "selfservice.methods.code.config.failure_window",
+            &config.selfservice.methods.code.config.failure_window,
+        ),
+    ] {
+        parse_duration(value).ok_or_else(|| invalid(key, "expected a duration such as 1h, 1m or 0s"))?;
+    }
+    if cleanup.batch_size == 0 {
+        return Err(invalid("database.cleanup.batch_size", "expected an integer of at least 1"));
+    }
+    Ok(())
+}
+
 fn apply_defaults(config: &mut Config, notices: &[String]) {
     if !notices.is_empty() && config.hashers.bcrypt.cost < 12 && !config.dev {
         config.hashers.bcrypt.cost = 12;
@@ -1035,7 +1125,45 @@ impl Config {
     pub fn redacted_dsn(&self) -> String {
         redact_dsn(&self.dsn)
     }
+
+    /// The cleanup `database.cleanup` and the limits' windows describe;
+    /// `keep_last` (the CLI's `--keep-last`) overrides `older_than`.
+    /// Durations are those [`validate_cleanup`] checked.
+    pub fn cleanup_settings(&self, keep_last: Option<Duration>) -> CleanupSettings {
+        let cleanup = &self.database.cleanup;
+        let duration = |s: &str| parse_duration(s).unwrap_or_default();
+        let chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        CleanupSettings {
+            batch_size: cleanup.batch_size.max(1),
+            sleep_tables: duration(&cleanup.sleep.tables),
+            keep_last: chrono(keep_last.unwrap_or_else(|| duration(&cleanup.older_than))),
+            code_failure_window: chrono(duration(&self.selfservice.methods.code.config.failure_window)),
+            rate_window: chrono(self.longest_rate_window()),
+        }
+    }
+
+    /// How often `serve` runs the cleanup; `None` when `interval` is zero.
+    pub fn cleanup_interval(&self) -> Option<Duration> {
+        parse_duration(&self.database.cleanup.interval).filter(|d| !d.is_zero())
+    }
+
+    /// How long `rate_events` rows are kept at least: the longest window any
+    /// rate limit counts them in, and never less than
+    /// [`RATE_EVENTS_KEPT_AT_LEAST`]. Every limit that records rate events
+    /// lists its window here, so the cleanup never deletes an event a limit
+    /// still counts.
+    pub fn longest_rate_window(&self) -> Duration {
+        // Login throttling and send limits add their windows here as they land.
+        let windows: [&str; 0] = [];
+        windows.iter().filter_map(|w| parse_duration(w)).fold(RATE_EVENTS_KEPT_AT_LEAST, Duration::max)
+    }
 }
+
+/// Rate events are kept at least this long, whatever the windows: a window
+/// raised (up to a day) keeps its history, and a limit with a window of up
+/// to a day that is missing from [`Config::longest_rate_window`] still
+/// keeps its counts.
+pub const RATE_EVENTS_KEPT_AT_LEAST: Duration = Duration::from_secs(24 * 3600);
 
 /// Hides every password a DSN can carry, for logs and errors: the one in
 /// `scheme://user:password@host/…` (which may itself hold `@`, `:` or `/`:
@@ -1162,6 +1290,50 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn database_cleanup_is_on_by_default_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let config = load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config;
+        assert_eq!(config.cleanup_interval(), Some(Duration::from_secs(3600)));
+        let settings = config.cleanup_settings(None);
+        assert_eq!((settings.batch_size, settings.sleep_tables), (100, Duration::from_secs(60)));
+        assert_eq!(settings.keep_last, chrono::Duration::hours(24));
+        assert_eq!(settings.code_failure_window, chrono::Duration::hours(1));
+        assert_eq!(settings.rate_window, chrono::Duration::hours(24));
+        // `--keep-last` wins over older_than.
+        let settings = config.cleanup_settings(Some(Duration::ZERO));
+        assert_eq!(settings.keep_last, chrono::Duration::zero());
+
+        let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+        let off = load(std::slice::from_ref(&a), env("DATABASE_CLEANUP_INTERVAL", "0s"), false).unwrap();
+        assert_eq!(off.config.cleanup_interval(), None);
+        let b = write(dir.path(), "b.yml", "database:\n  cleanup:\n    batch_size: 7\n    older_than: 90m\n");
+        let settings = load(&[a.clone(), b], Vec::new(), false).unwrap().config.cleanup_settings(None);
+        assert_eq!((settings.batch_size, settings.keep_last), (7, chrono::Duration::minutes(90)));
+        for (name, value, key) in [
+            ("DATABASE_CLEANUP_BATCH_SIZE", "0", "database.cleanup.batch_size"),
+            ("DATABASE_CLEANUP_OLDER_THAN", "soon", "database.cleanup.older_than"),
+            ("DATABASE_CLEANUP_SLEEP_TABLES", "1x", "database.cleanup.sleep.tables"),
+            ("DATABASE_CLEANUP_INTERVAL", "often", "database.cleanup.interval"),
+        ] {
+            let err = load(std::slice::from_ref(&a), env(name, value), false).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+            let err = load_for_cleanup(std::slice::from_ref(&a), env(name, value)).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn cleanup_needs_no_more_configuration_than_a_dsn() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", "dsn: memory\nselfservice:\n  flows:\n    nonsense: 1\n");
+        let config =
+            load_for_cleanup(&[a], vec![("DATABASE_CLEANUP_BATCH_SIZE".into(), "5".into())]).unwrap();
+        assert_eq!((config.dsn.as_str(), config.database.cleanup.batch_size), ("memory", 5));
+        assert!(load_for_cleanup(&[], Vec::new()).is_ok());
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use latchkey_courier::{SmtpConfig, SmtpMailer};
+use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::code::CodeSettings;
 use latchkey_domain::flow::login::RequireVerified;
@@ -170,6 +171,8 @@ pub struct Application {
     /// PostgreSQL's cache-invalidation listener; it holds a pooled connection.
     listener: Option<AbortOnDrop>,
     courier: Option<Dispatcher>,
+    /// The periodic database cleanup and its interval, unless turned off.
+    cleanup: Option<(CleanupSettings, Duration)>,
     limits: crate::serve::Limits,
     body_read_timeout: Duration,
 }
@@ -357,6 +360,12 @@ impl Application {
             max_connections: serve_limits.max_connections.max(1),
         };
         let body_read_timeout = limit(&serve_limits.body_read_timeout, 30);
+        let cleanup = config.cleanup_interval().map(|every| (config.cleanup_settings(None), every));
+        if cleanup.is_none() {
+            tracing::info!(
+                "database.cleanup.interval is 0s: run `latchkey cleanup sql` to remove expired records"
+            );
+        }
         Ok(Self {
             public,
             admin,
@@ -364,6 +373,7 @@ impl Application {
             store,
             listener: listener.map(AbortOnDrop),
             courier,
+            cleanup,
             limits,
             body_read_timeout,
         })
@@ -396,14 +406,19 @@ impl Application {
             let stop = wait(stop_rx.clone());
             tokio::spawn(async move { dispatcher.run(std::time::Duration::from_secs(1), stop).await })
         });
+        // So does the cleanup; a batch cut short rolls back.
+        let cleanup = self.cleanup.take().map(|(settings, every)| {
+            let stop = wait(stop_rx.clone());
+            tokio::spawn(cleanup::run_periodically(self.store.clone(), settings, every, stop))
+        });
         let admin = crate::serve::serve(self.admin, admin_router, self.limits, stop_rx);
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(());
         });
         tokio::join!(public, admin);
-        if let Some(courier) = courier {
-            let _ = courier.await;
+        for task in [courier, cleanup].into_iter().flatten() {
+            let _ = task.await;
         }
         // Dropping the guard aborts the listener and returns its connection.
         drop(self.listener);

@@ -88,7 +88,7 @@ impl CodeStore for PgStore {
             .await
             .map_err(backend)?;
         if let Some(message) = message {
-            insert_message(&mut tx, message).await?;
+            insert_message(&mut tx, message, Some(code.expires_at)).await?;
         }
         tx.commit().await.map_err(write_error)
     }

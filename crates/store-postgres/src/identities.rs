@@ -100,7 +100,7 @@ impl IdentityStore for PgStore {
         }
         insert_children(&mut tx, identity).await?;
         for notice in notices {
-            insert_message(&mut tx, notice).await?;
+            insert_message(&mut tx, notice, None).await?;
         }
         crate::announce(&mut tx, format!("i:{}", identity.id)).await?;
         tx.commit().await.map_err(write_error)?;

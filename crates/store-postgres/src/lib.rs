@@ -1,6 +1,7 @@
 //! Latchkey's server storage: every port on PostgreSQL through one sqlx
 //! pool, sized and tuned from the same DSN query parameters Kratos reads.
 
+mod cleanup;
 mod codec;
 mod codes;
 mod courier;
@@ -32,6 +33,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "code_attempts", include_str!("../migrations/0006_code_attempts.sql")),
     (7, "rate_events", include_str!("../migrations/0007_rate_events.sql")),
     (8, "one_time_code_attempts", include_str!("../migrations/0008_one_time_code_attempts.sql")),
+    (9, "cleanup", include_str!("../migrations/0009_cleanup.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

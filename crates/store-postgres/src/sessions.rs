@@ -142,7 +142,7 @@ impl SessionStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         insert_session(&mut tx, session).await?;
         for notice in notices {
-            insert_message(&mut tx, notice).await?;
+            insert_message(&mut tx, notice, None).await?;
         }
         tx.commit().await.map_err(write_error)
     }

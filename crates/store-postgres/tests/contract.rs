@@ -338,9 +338,18 @@ async fn recovery_codes_survive_the_one_time_codes_migration() {
         .fetch_all(&raw)
         .await
         .unwrap();
+        // The `_at` ones are the cleanup's (0009).
         assert_eq!(
             indexes,
-            ["code_failures_address", "code_failures_pkey", "one_time_codes_flow", "one_time_codes_pkey"]
+            [
+                "code_failures_address",
+                "code_failures_at",
+                "code_failures_pkey",
+                "one_time_codes_expires_at",
+                "one_time_codes_flow",
+                "one_time_codes_pkey",
+                "one_time_codes_used_at"
+            ]
         );
         raw.close().await;
         store.close().await;
@@ -476,6 +485,52 @@ async fn codes_in_flight_keep_their_flows_attempts_across_the_per_code_migration
         let at = now();
         assert_eq!(store.count_live_code_attempt(flow.id, at).await.unwrap(), vec![(tried, 4)]);
         assert_eq!(store.count_live_code_attempt(flowless.flow_id, at).await.unwrap(), vec![(flowless, 1)]);
+        store.close().await;
+    })
+    .await;
+}
+
+/// Mail announcing a code, queued before messages recorded their code's
+/// expiry, holds no code once delivered: the cleanup blanks it. Mail still
+/// queued, and mail that never carried a code, are left as they are.
+#[tokio::test]
+async fn code_mail_from_before_the_cleanup_migration_is_blanked_once_delivered() {
+    use latchkey_domain::store::{CleanupStep, CleanupStore, OutboxStore};
+    with_fresh_database(|dsn| async move {
+        let raw = sqlx::PgPool::connect(&dsn).await.unwrap();
+        let before = MIGRATIONS.iter().position(|(_, name, _)| *name == "cleanup").unwrap();
+        migrator_up_to(before).run(&raw).await.unwrap();
+        let mut ids = Vec::new();
+        for (status, template) in [
+            ("sent", "recovery_code_valid"),
+            ("queued", "verification_code_valid"),
+            ("sent", "password_changed"),
+        ] {
+            let id = Uuid::new_v4();
+            sqlx::query(
+                "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, \
+                 template_type, send_count, created_at, updated_at) VALUES ($1, $2, 'a@example.com', \
+                 'Code 123456', 'Use 123456', '<p>123456</p>', $3, 0, now(), now())",
+            )
+            .bind(id)
+            .bind(status)
+            .bind(template)
+            .execute(&raw)
+            .await
+            .unwrap();
+            ids.push(id);
+        }
+        raw.close().await;
+
+        let store = PgStore::connect(&dsn).await.unwrap();
+        store.migrate().await.unwrap();
+        let cleared = store.cleanup_batch(CleanupStep::CourierBodies, now(), 100).await.unwrap();
+        assert_eq!(cleared.courier_bodies_cleared, 1);
+        let (blanked, _) = store.get_message(ids[0]).await.unwrap().unwrap();
+        assert_eq!((blanked.subject.as_str(), blanked.body.as_str(), blanked.html_body), ("", "", None));
+        for kept in [ids[1], ids[2]] {
+            assert_eq!(store.get_message(kept).await.unwrap().unwrap().0.body, "Use 123456");
+        }
         store.close().await;
     })
     .await;

@@ -33,10 +33,16 @@ fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
 
 /// Queues `message` on `conn`, which may be a transaction that writes
 /// other rows with it (a recovery code and the message announcing it).
-pub(crate) async fn insert_message(conn: &mut SqliteConnection, message: &Message) -> Result<(), StoreError> {
+/// `code_expires_at` is when the code the message carries dies, if it
+/// carries one: the cleanup blanks it after that, once it is delivered.
+pub(crate) async fn insert_message(
+    conn: &mut SqliteConnection,
+    message: &Message,
+    code_expires_at: Option<DateTime<Utc>>,
+) -> Result<(), StoreError> {
     sqlx::query(
         "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, template_type, \
-         send_count, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         send_count, created_at, updated_at, code_expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(message.id.to_string())
     .bind(message.status.as_str())
@@ -48,6 +54,7 @@ pub(crate) async fn insert_message(conn: &mut SqliteConnection, message: &Messag
     .bind(message.send_count)
     .bind(time(message.created_at))
     .bind(time(message.updated_at))
+    .bind(opt_time(code_expires_at))
     .execute(&mut *conn)
     .await
     .map_err(write_error)?;
@@ -58,7 +65,7 @@ pub(crate) async fn insert_message(conn: &mut SqliteConnection, message: &Messag
 impl OutboxStore for SqliteStore {
     async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
-        insert_message(&mut conn, message).await
+        insert_message(&mut conn, message, None).await
     }
 
     async fn claim_messages(

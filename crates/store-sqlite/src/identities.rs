@@ -86,7 +86,7 @@ impl IdentityStore for SqliteStore {
         }
         insert_children(&mut tx, identity).await?;
         for notice in notices {
-            insert_message(&mut tx, notice).await?;
+            insert_message(&mut tx, notice, None).await?;
         }
         tx.commit().await.map_err(write_error)
     }

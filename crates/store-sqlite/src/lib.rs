@@ -1,6 +1,7 @@
 //! Latchkey's embedded default: every storage port on one SQLite file in WAL
 //! mode (or in memory for throwaway runs).
 
+mod cleanup;
 mod codec;
 mod codes;
 mod courier;
@@ -30,6 +31,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (6, "code_attempts", include_str!("../migrations/0006_code_attempts.sql")),
     (7, "rate_events", include_str!("../migrations/0007_rate_events.sql")),
     (8, "one_time_code_attempts", include_str!("../migrations/0008_one_time_code_attempts.sql")),
+    (9, "cleanup", include_str!("../migrations/0009_cleanup.sql")),
 ];
 
 /// The SQLite implementation of every port.

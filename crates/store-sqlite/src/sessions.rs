@@ -115,7 +115,7 @@ impl SessionStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         insert_session(&mut tx, session).await?;
         for notice in notices {
-            insert_message(&mut tx, notice).await?;
+            insert_message(&mut tx, notice, None).await?;
         }
         tx.commit().await.map_err(write_error)
     }

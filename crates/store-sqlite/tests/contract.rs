@@ -107,7 +107,17 @@ async fn recovery_codes_survive_the_one_time_codes_migration() {
     .fetch_all(&mut conn)
     .await
     .unwrap();
-    assert_eq!(indexes, ["code_failures_address", "one_time_codes_flow"]);
+    // The `_at` ones are the cleanup's (0009).
+    assert_eq!(
+        indexes,
+        [
+            "code_failures_address",
+            "code_failures_at",
+            "one_time_codes_expires_at",
+            "one_time_codes_flow",
+            "one_time_codes_used_at"
+        ]
+    );
     conn.close().await.unwrap();
     store.close().await;
 }
@@ -192,5 +202,58 @@ async fn codes_in_flight_keep_their_flows_attempts_across_the_per_code_migration
     let at = now();
     assert_eq!(store.count_live_code_attempt(flow.id, at).await.unwrap(), vec![(tried, 4)]);
     assert_eq!(store.count_live_code_attempt(flowless.flow_id, at).await.unwrap(), vec![(flowless, 1)]);
+    store.close().await;
+}
+
+/// Mail announcing a code, queued before messages recorded their code's
+/// expiry, holds no code once delivered: the cleanup blanks it. Mail still
+/// queued, and mail that never carried a code, are left as they are.
+#[tokio::test]
+async fn code_mail_from_before_the_cleanup_migration_is_blanked_once_delivered() {
+    use latchkey_domain::store::{CleanupStep, CleanupStore, OutboxStore};
+    let dir = tempfile::tempdir().unwrap();
+    let dsn = format!("sqlite://{}", dir.path().join("latchkey.db").display());
+    let mut conn = SqliteConnection::connect(&format!("{dsn}?mode=rwc")).await.unwrap();
+    let before = MIGRATIONS.iter().position(|(_, name, _)| *name == "cleanup").unwrap();
+    migrator_up_to(before).run(&mut conn).await.unwrap();
+    let at = now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
+    let mut ids = Vec::new();
+    for (status, template) in
+        [("sent", "recovery_code_valid"), ("queued", "verification_code_valid"), ("sent", "password_changed")]
+    {
+        let id = Uuid::new_v4();
+        sqlx::query(
+            "INSERT INTO courier_messages (id, status, recipient, subject, body, html_body, template_type, \
+             send_count, created_at, updated_at) VALUES (?, ?, 'a@example.com', 'Code 123456', \
+             'Use 123456', '<p>123456</p>', ?, 0, ?, ?)",
+        )
+        .bind(id.to_string())
+        .bind(status)
+        .bind(template)
+        .bind(&at)
+        .bind(&at)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        ids.push(id);
+    }
+    conn.close().await.unwrap();
+
+    let store = SqliteStore::connect(&dsn).await.unwrap();
+    store.migrate().await.unwrap();
+    let cleared = store.cleanup_batch(CleanupStep::CourierBodies, now(), 100).await.unwrap();
+    assert_eq!(cleared.courier_bodies_cleared, 1);
+    let body = |i: usize| {
+        let store = store.clone();
+        let id = ids[i];
+        async move {
+            let (m, _) = store.get_message(id).await.unwrap().unwrap();
+            (m.subject, m.body, m.html_body)
+        }
+    };
+    assert_eq!(body(0).await, (String::new(), String::new(), None));
+    for kept in [1, 2] {
+        assert_eq!(body(kept).await.1, "Use 123456");
+    }
     store.close().await;
 }

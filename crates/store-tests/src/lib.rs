@@ -4,8 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
+use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
@@ -16,7 +17,8 @@ use latchkey_domain::session::{
     random_token,
 };
 use latchkey_domain::store::{
-    CodePurpose, IdentityQuery, OneTimeCode, RateWindow, SessionQuery, Store, StoreError, WindowCount,
+    CleanupReport, CodePurpose, IdentityQuery, OneTimeCode, RateWindow, SessionQuery, Store, StoreError,
+    WindowCount,
 };
 use latchkey_domain::text;
 use latchkey_domain::time::now;
@@ -60,6 +62,9 @@ pub async fn run_all(store: &dyn Store) {
     password_hash_is_swapped_only_while_unchanged(store).await;
     rate_events_are_admitted_atomically(store).await;
     rate_windows_count_apart_and_reset(store).await;
+    // Last: they delete rows, though only ones dated far enough back.
+    cleanup_removes_what_is_due_and_keeps_the_rest(store).await;
+    concurrent_cleanups_share_the_work(store).await;
 }
 
 /// An identity with a password credential and one email address.
@@ -1317,4 +1322,252 @@ async fn rate_windows_count_apart_and_reset(store: &dyn Store) {
     assert_eq!(store.reset_events("test.identifier", &alice).await.unwrap(), 2);
     assert_eq!(store.count_events(&both[0]).await.unwrap().count, 0);
     assert_eq!(store.count_events(&both[1]).await.unwrap().count, 1);
+}
+
+/// Cleanup settings as a deployment might set them, with batches small
+/// enough that every step takes several.
+fn cleanup_settings(batch_size: u32) -> CleanupSettings {
+    CleanupSettings {
+        batch_size,
+        sleep_tables: std::time::Duration::ZERO,
+        keep_last: Duration::hours(1),
+        code_failure_window: Duration::hours(24),
+        rate_window: Duration::hours(1),
+    }
+}
+
+/// Runs the cleanup as of `at`, as `latchkey cleanup sql` would then.
+async fn clean_as_of(store: &dyn Store, at: DateTime<Utc>, batch_size: u32) -> CleanupReport {
+    cleanup::run(store, &cleanup_settings(batch_size), at, &mut |_, _| {}).await.unwrap()
+}
+
+fn flow_expiring(at: DateTime<Utc>) -> Flow {
+    let request = FlowRequest {
+        flow_type: FlowType::Api,
+        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
+        return_to: None,
+        after_verification_return_to: None,
+        csrf_hash: None,
+    };
+    let mut flow =
+        Flow::new(FlowKind::Recovery, &request, Duration::hours(1), "http://127.0.0.1:4433", "sent_email");
+    flow.expires_at = at;
+    flow
+}
+
+/// A session issued at `issued`, lasting until `expires`.
+fn session_between(identity_id: Uuid, issued: DateTime<Utc>, expires: DateTime<Utc>) -> Session {
+    let mut session = live_session(identity_id);
+    session.issued_at = issued;
+    session.authenticated_at = issued;
+    session.created_at = issued;
+    session.updated_at = issued;
+    session.expires_at = expires;
+    session
+}
+
+/// A message delivered (after one failed try) or abandoned at `at`.
+async fn finish_message(
+    store: &dyn Store,
+    message: &latchkey_domain::courier::Message,
+    status: latchkey_domain::courier::MessageStatus,
+    at: DateTime<Utc>,
+) {
+    use latchkey_domain::courier::{Dispatch, MessageStatus};
+    let failed = Dispatch {
+        id: Uuid::new_v4(),
+        message_id: message.id,
+        status: "failed".into(),
+        error: Some("connection refused".into()),
+        created_at: at - Duration::minutes(5),
+        updated_at: at - Duration::minutes(5),
+    };
+    store.record_dispatch(&failed, MessageStatus::Queued).await.unwrap();
+    let last = Dispatch {
+        id: Uuid::new_v4(),
+        status: if status == MessageStatus::Sent { "success".into() } else { "failed".into() },
+        created_at: at,
+        updated_at: at,
+        ..failed
+    };
+    store.record_dispatch(&last, status).await.unwrap();
+}
+
+/// What is due goes, in every table, and what anything still reads or
+/// counts stays: live flows with their codes, live sessions, queued mail,
+/// wrong codes and rate events inside their windows. Rows are dated a month
+/// back and the cleanup runs as of then, so the other checks' rows (dated
+/// now) are neither due nor counted.
+async fn cleanup_removes_what_is_due_and_keeps_the_rest(store: &dyn Store) {
+    use latchkey_domain::courier::MessageStatus;
+    let t = now() - Duration::days(30);
+    let ago = |minutes: i64| t - Duration::minutes(minutes);
+    let ahead = |minutes: i64| t + Duration::minutes(minutes);
+    let identity = sample_identity(&unique_email("cleanup"));
+    store.create_identity(&identity).await.unwrap();
+    let address = identity.recovery_addresses[0].value.clone();
+
+    // Sessions: expired or revoked more than an hour before `t` go.
+    let expired = session_between(identity.id, ago(300), ago(120));
+    let recently_expired = session_between(identity.id, ago(300), ago(30));
+    let revoked = Session { active: false, ..session_between(identity.id, ago(120), ahead(60)) };
+    let recently_revoked = Session { active: false, ..session_between(identity.id, ago(10), ahead(60)) };
+    // Live however old: it has not expired.
+    let live = session_between(identity.id, ago(600), ahead(60));
+    for s in [&expired, &recently_expired, &revoked, &recently_revoked, &live] {
+        store.create_session(s).await.unwrap();
+    }
+
+    // Flows: an expired one goes with its codes, used or not; a live one stays with its code.
+    let old_flow = flow_expiring(ago(120));
+    let live_flow = flow_expiring(ahead(60));
+    store.create_flow(&old_flow).await.unwrap();
+    store.create_flow(&live_flow).await.unwrap();
+    let used_in_old = OneTimeCode { expires_at: ahead(60), ..recovery_code(old_flow.id, None, &address) };
+    store.create_code(&used_in_old, None).await.unwrap();
+    assert!(store.use_code(used_in_old.id, ago(150)).await.unwrap());
+    let unused_in_old = OneTimeCode { expires_at: ahead(60), ..recovery_code(old_flow.id, None, &address) };
+    store.create_code(&unused_in_old, None).await.unwrap();
+    let in_live = OneTimeCode { expires_at: ahead(30), ..recovery_code(live_flow.id, None, &address) };
+    store.create_code(&in_live, None).await.unwrap();
+
+    // Codes on their own: expired or used more than an hour before `t` go.
+    let code_at = |expires: DateTime<Utc>| OneTimeCode {
+        expires_at: expires,
+        ..recovery_code(Uuid::new_v4(), Some(identity.id), &address)
+    };
+    let expired_code = code_at(ago(120));
+    let used_code = code_at(ahead(60));
+    let recently_used_code = code_at(ahead(60));
+    let live_code = code_at(ahead(60));
+    for c in [&expired_code, &used_code, &recently_used_code, &live_code] {
+        store.create_code(c, None).await.unwrap();
+    }
+    assert!(store.use_code(used_code.id, ago(120)).await.unwrap());
+    assert!(store.use_code(recently_used_code.id, ago(10)).await.unwrap());
+
+    // Wrong codes: counted for 24 hours, whatever keep_last says.
+    let failures = unique_email("cleanup-failures");
+    store.record_code_failure(CodePurpose::Recovery, &failures, ago(25 * 60)).await.unwrap();
+    store.record_code_failure(CodePurpose::Recovery, &failures, ago(23 * 60)).await.unwrap();
+
+    // Rate events: five rows recorded before the longest window, one inside it.
+    let subject = Uuid::new_v4().to_string();
+    let window = |bucket| rate_window(bucket, &subject, ago(24 * 60));
+    for minutes in [180, 150, 120] {
+        store.admit_event(&[window("test.cleanup")], Uuid::new_v4(), ago(minutes), &|_| true).await.unwrap();
+    }
+    let twice = [window("test.cleanup"), window("test.cleanup.other")];
+    store.admit_event(&twice, Uuid::new_v4(), ago(90), &|_| true).await.unwrap();
+    store.admit_event(&[window("test.cleanup")], Uuid::new_v4(), ago(30), &|_| true).await.unwrap();
+
+    // Mail: finished more than an hour ago goes, with its attempts; queued mail stays however old.
+    let dated = |tag: &str| {
+        let mut message = sample_message(&unique_email(tag));
+        message.created_at = ago(400);
+        message.updated_at = ago(400);
+        message
+    };
+    let (sent, abandoned, recently_sent, queued) =
+        (dated("sent"), dated("abandoned"), dated("recently-sent"), dated("queued"));
+    for m in [&sent, &abandoned, &recently_sent, &queued] {
+        store.enqueue_message(m).await.unwrap();
+    }
+    finish_message(store, &sent, MessageStatus::Sent, ago(120)).await;
+    finish_message(store, &abandoned, MessageStatus::Abandoned, ago(90)).await;
+    finish_message(store, &recently_sent, MessageStatus::Sent, ago(10)).await;
+
+    // Mail announcing a code: blanked once delivered and the code is dead.
+    let announce = |expires: DateTime<Utc>| {
+        let code = code_at(expires);
+        (dated("with-code"), code)
+    };
+    let (delivered_dead, dead_code) = announce(ago(5));
+    let (delivered_live, live_code_2) = announce(ahead(30));
+    let (queued_dead, queued_code) = announce(ago(5));
+    for (m, c) in
+        [(&delivered_dead, &dead_code), (&delivered_live, &live_code_2), (&queued_dead, &queued_code)]
+    {
+        store.create_code(c, Some(m)).await.unwrap();
+    }
+    finish_message(store, &delivered_dead, MessageStatus::Sent, ago(20)).await;
+    finish_message(store, &delivered_live, MessageStatus::Sent, ago(20)).await;
+
+    let report = clean_as_of(store, t, 2).await;
+    assert_eq!(
+        report,
+        CleanupReport {
+            sessions: 2,
+            flows: 1,
+            one_time_codes: 4,
+            code_failures: 1,
+            rate_events: 5,
+            courier_messages: 2,
+            courier_dispatches: 4,
+            courier_bodies_cleared: 1,
+        }
+    );
+
+    // Gone.
+    for s in [&expired, &revoked] {
+        assert!(store.get_session(s.id).await.unwrap().is_none());
+    }
+    assert!(store.get_flow(old_flow.id).await.unwrap().is_none());
+    for m in [&sent, &abandoned] {
+        assert!(store.get_message(m.id).await.unwrap().is_none());
+    }
+    // Kept, unchanged.
+    for s in [&recently_expired, &recently_revoked, &live] {
+        assert!(store.get_session(s.id).await.unwrap().is_some());
+    }
+    assert!(store.get_flow(live_flow.id).await.unwrap().is_some());
+    assert_eq!(store.live_codes(live_flow.id, t).await.unwrap(), vec![in_live]);
+    assert_eq!(store.live_codes(live_code.flow_id, t).await.unwrap(), vec![live_code]);
+    assert_eq!(store.count_code_failures(CodePurpose::Recovery, &failures, ago(24 * 60)).await.unwrap(), 1);
+    assert_eq!(store.count_code_failures(CodePurpose::Recovery, &failures, ago(48 * 60)).await.unwrap(), 1);
+    assert_eq!(store.count_events(&window("test.cleanup")).await.unwrap().count, 1);
+    assert_eq!(store.count_events(&window("test.cleanup.other")).await.unwrap().count, 0);
+    for m in [&recently_sent, &queued, &delivered_live, &queued_dead] {
+        let (kept, _) = store.get_message(m.id).await.unwrap().unwrap();
+        assert_eq!((kept.subject.as_str(), kept.body.as_str()), (m.subject.as_str(), m.body.as_str()));
+    }
+    let (_, attempts) = store.get_message(recently_sent.id).await.unwrap().unwrap();
+    assert_eq!(attempts.len(), 2);
+    assert_eq!(store.get_message(queued.id).await.unwrap().unwrap().0.status, MessageStatus::Queued);
+    // Blanked, but kept as a record of what was sent to whom and when.
+    let (blanked, attempts) = store.get_message(delivered_dead.id).await.unwrap().unwrap();
+    assert_eq!((blanked.subject.as_str(), blanked.body.as_str(), blanked.html_body), ("", "", None));
+    assert_eq!(
+        (blanked.recipient.as_str(), blanked.status, attempts.len()),
+        (delivered_dead.recipient.as_str(), MessageStatus::Sent, 2)
+    );
+
+    // Nothing is due twice.
+    assert_eq!(clean_as_of(store, t, 2).await, CleanupReport::default());
+    // Later, what was kept for keep_last is due too, and the blanked message goes.
+    let later = clean_as_of(store, t + Duration::minutes(60), 100).await;
+    assert!(later.sessions >= 2 && later.courier_messages >= 3, "{later:?}");
+    assert!(store.get_message(delivered_dead.id).await.unwrap().is_none());
+    assert!(store.get_session(live.id).await.unwrap().is_some());
+}
+
+/// Several cleanups at once (servers sharing a database) share the work:
+/// none fails, and each due row is counted by exactly one of them.
+async fn concurrent_cleanups_share_the_work(store: &dyn Store) {
+    let t = now() - Duration::days(60);
+    let flows: Vec<Flow> =
+        (0..40).map(|i| flow_expiring(t - Duration::hours(2) - Duration::seconds(i))).collect();
+    for flow in &flows {
+        store.create_flow(flow).await.unwrap();
+        store.create_code(&recovery_code(flow.id, None, "concurrent@example.com"), None).await.unwrap();
+    }
+    let reports = join_all((0..3).map(|_| clean_as_of(store, t, 3))).await;
+    let mut total = CleanupReport::default();
+    for report in reports {
+        total += report;
+    }
+    assert_eq!((total.flows, total.one_time_codes), (40, 40), "{total:?}");
+    for flow in &flows {
+        assert!(store.get_flow(flow.id).await.unwrap().is_none());
+    }
 }

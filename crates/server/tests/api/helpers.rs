@@ -173,6 +173,11 @@ pub async fn spawn_app_on(dsn: &str) -> TestApp {
     start(dsn.to_string(), None, |_| {}).await
 }
 
+/// [`spawn_app_on`] with the configuration adjusted.
+pub async fn spawn_app_on_with(dsn: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(dsn.to_string(), None, adjust).await
+}
+
 async fn start(dsn: String, db: Option<TestDatabase>, adjust: impl FnOnce(&mut Config)) -> TestApp {
     let mut config = test_config(&dsn);
     adjust(&mut config);

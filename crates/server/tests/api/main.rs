@@ -6,6 +6,7 @@ mod helpers;
 
 mod attacks;
 mod browser;
+mod cleanup;
 mod code_lockout;
 mod code_races;
 mod config;
