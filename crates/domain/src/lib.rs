@@ -8,6 +8,7 @@ pub mod flow;
 pub mod identity;
 pub mod password_policy;
 pub mod schema;
+pub mod send_limits;
 pub mod session;
 pub mod session_cache;
 pub mod store;

@@ -1,0 +1,202 @@
+//! Send limits: how many code emails one address receives, and how many
+//! flows and code requests one client address starts, counted in the
+//! database's rate windows so every server sharing it sees the same counts.
+//!
+//! * Per address and purpose (recovery, verification): at most `max` code
+//!   mails within `window`. A request past the cap is answered exactly as a
+//!   sent one (the caller writes no code and no mail), so the answer tells
+//!   nobody whether an address is being flooded, or exists.
+//! * Per client address: flows started and codes asked for per minute.
+//!   Those are refused openly (429 with a `Retry-After`): the client learns
+//!   only about its own traffic.
+//!
+//! Subjects are SHA-256 digests of the normalised address or of the client
+//! address (an IPv6 client by its /64, the block one host usually holds), so
+//! the table holds no address itself.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use chrono::{DateTime, Duration, Utc};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::store::{CodePurpose, RateWindow, Store, StoreError, WindowCount};
+use crate::time::now;
+
+/// `security.send_limits`.
+#[derive(Debug, Clone)]
+pub struct SendLimitSettings {
+    /// Off: nothing is counted or refused.
+    pub enabled: bool,
+    /// Code mails per address and purpose within `address_window`.
+    pub address_max: u64,
+    pub address_window: Duration,
+    /// Self-service flows started per client address per minute.
+    pub flows_per_minute: u64,
+    /// Code mails asked for (recovery and verification submits that send a
+    /// code) per client address per minute.
+    pub codes_per_minute: u64,
+}
+
+impl Default for SendLimitSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            address_max: 5,
+            address_window: Duration::hours(1),
+            flows_per_minute: 60,
+            codes_per_minute: 10,
+        }
+    }
+}
+
+/// A per-client limit's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// Over the limit; the next request is admitted after this long.
+    Refused {
+        retry_after: std::time::Duration,
+    },
+}
+
+#[derive(Clone)]
+pub struct SendLimits {
+    store: Arc<dyn Store>,
+    settings: Arc<SendLimitSettings>,
+}
+
+const PER_MINUTE: Duration = Duration::minutes(1);
+
+impl SendLimits {
+    pub fn new(store: Arc<dyn Store>, settings: SendLimitSettings) -> Self {
+        Self { store, settings: Arc::new(settings) }
+    }
+
+    /// Whether a code mail for `purpose` may go to `address` (normalised).
+    /// Admitted mails are counted in the same atomic step, so of many
+    /// parallel requests exactly `max` get through.
+    ///
+    /// A refused request records itself in a window of its own
+    /// (`send.capped.<purpose>`, never counted against anyone), so both
+    /// outcomes cost two writes: admitted, the count here and then the
+    /// caller's code and mail; refused, the refused count and this record.
+    /// The answer is the same either way, and so, as far as the database
+    /// goes, is the time it takes.
+    pub async fn admit_code_mail(&self, purpose: CodePurpose, address: &str) -> Result<bool, StoreError> {
+        if !self.settings.enabled {
+            return Ok(true);
+        }
+        let at = now();
+        let subject = digest(address.as_bytes());
+        let window = RateWindow {
+            bucket: address_bucket(purpose),
+            subject: subject.clone(),
+            since: at - self.settings.address_window,
+        };
+        let max = self.settings.address_max;
+        let rule = move |counts: &[WindowCount]| counts[0].count < max;
+        let (admitted, _) = self.store.admit_event(&[window], Uuid::new_v4(), at, &rule).await?;
+        if !admitted {
+            tracing::info!(purpose = purpose.as_str(), "code mail not sent: the address reached its limit");
+            let capped = RateWindow { bucket: capped_bucket(purpose), subject, since: at };
+            self.store.admit_event(&[capped], Uuid::new_v4(), at, &|_| true).await?;
+        }
+        Ok(admitted)
+    }
+
+    /// Counts a flow started by `client`, or refuses it.
+    pub async fn admit_flow(&self, client: Option<IpAddr>) -> Result<Verdict, StoreError> {
+        self.admit_from(client, "flow.ip", self.settings.flows_per_minute).await
+    }
+
+    /// Counts a code requested by `client`, or refuses it.
+    pub async fn admit_code_request(&self, client: Option<IpAddr>) -> Result<Verdict, StoreError> {
+        self.admit_from(client, "send.ip", self.settings.codes_per_minute).await
+    }
+
+    /// At most `per_minute` events per client in any minute; refused ones
+    /// are not recorded, so hammering does not push the end further out.
+    async fn admit_from(
+        &self,
+        client: Option<IpAddr>,
+        bucket: &'static str,
+        per_minute: u64,
+    ) -> Result<Verdict, StoreError> {
+        // No client address is known only off the network (in-process calls).
+        let Some(client) = client.filter(|_| self.settings.enabled) else {
+            return Ok(Verdict::Allowed);
+        };
+        let at = now();
+        let window = RateWindow { bucket, subject: client_subject(client), since: at - PER_MINUTE };
+        let rule = move |counts: &[WindowCount]| counts[0].count < per_minute;
+        let (admitted, counts) = self.store.admit_event(&[window], Uuid::new_v4(), at, &rule).await?;
+        Ok(match admitted {
+            true => Verdict::Allowed,
+            false => Verdict::Refused { retry_after: retry_after(counts[0].oldest, at) },
+        })
+    }
+}
+
+/// Until the oldest event in the window ages out, at least a second.
+fn retry_after(oldest: Option<DateTime<Utc>>, at: DateTime<Utc>) -> std::time::Duration {
+    let frees = oldest.map_or(at, |oldest| oldest + PER_MINUTE);
+    (frees - at).to_std().unwrap_or_default().max(std::time::Duration::from_secs(1))
+}
+
+fn address_bucket(purpose: CodePurpose) -> &'static str {
+    match purpose {
+        CodePurpose::Recovery => "send.address.recovery",
+        CodePurpose::Verification => "send.address.verification",
+    }
+}
+
+fn capped_bucket(purpose: CodePurpose) -> &'static str {
+    match purpose {
+        CodePurpose::Recovery => "send.capped.recovery",
+        CodePurpose::Verification => "send.capped.verification",
+    }
+}
+
+/// An IPv4 client by its address, an IPv6 one by its /64: one host or
+/// network usually holds a whole /64 and could rotate through it.
+fn client_subject(client: IpAddr) -> String {
+    match client.to_canonical() {
+        IpAddr::V4(v4) => digest(format!("v4 {v4}").as_bytes()),
+        IpAddr::V6(v6) => {
+            let prefix = u128::from(v6) >> 64;
+            digest(format!("v6 {prefix:016x}/64").as_bytes())
+        }
+    }
+}
+
+fn digest(data: &[u8]) -> String {
+    Sha256::digest(data).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clients_are_counted_by_address_or_ipv6_block() {
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(client_subject(ip("203.0.113.7")), client_subject(ip("::ffff:203.0.113.7")));
+        assert_ne!(client_subject(ip("203.0.113.7")), client_subject(ip("203.0.113.8")));
+        assert_eq!(client_subject(ip("2001:db8:1:2::1")), client_subject(ip("2001:db8:1:2:ffff::9")));
+        assert_ne!(client_subject(ip("2001:db8:1:2::1")), client_subject(ip("2001:db8:1:3::1")));
+        let subject = client_subject(ip("203.0.113.7"));
+        assert!(subject.len() == 64 && !subject.contains("203"), "a digest, not the address");
+    }
+
+    #[test]
+    fn retry_after_is_when_the_oldest_event_leaves_the_minute() {
+        let at = now();
+        let in_20s = retry_after(Some(at - Duration::seconds(40)), at);
+        assert_eq!(in_20s, std::time::Duration::from_secs(20));
+        // Never zero: a client told to retry now would be refused again.
+        assert_eq!(retry_after(Some(at - Duration::minutes(2)), at), std::time::Duration::from_secs(1));
+        assert_eq!(retry_after(None, at), std::time::Duration::from_secs(1));
+    }
+}
