@@ -43,6 +43,62 @@ pub struct Config {
     pub cookies: Cookies,
     pub courier: CourierConfig,
     pub feature_flags: FeatureFlags,
+    pub security: Security,
+}
+
+/// `security`: Latchkey's own abuse limits (Kratos has no such block), on by
+/// default. Counts live in the database, so they hold across restarts and
+/// across servers sharing PostgreSQL.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Security {
+    pub send_limits: SendLimits,
+}
+
+/// `security.send_limits`: recovery and verification mails per address, and
+/// flows and code requests per client address (see `serve.public.trusted_proxies`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SendLimits {
+    pub enabled: bool,
+    pub address: AddressSendLimit,
+    pub ip: IpSendLimit,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        Self { enabled: true, address: AddressSendLimit::default(), ip: IpSendLimit::default() }
+    }
+}
+
+/// Code mails per address and purpose (recovery, verification) within `window`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AddressSendLimit {
+    pub max: u64,
+    pub window: String,
+}
+
+impl Default for AddressSendLimit {
+    fn default() -> Self {
+        Self { max: 5, window: "1h".into() }
+    }
+}
+
+/// Per client address, per minute.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IpSendLimit {
+    /// Self-service flows started (`GET /self-service/<flow>/{api,browser}`).
+    pub flows_per_minute: u64,
+    /// Recovery and verification submits that ask for a code.
+    pub codes_per_minute: u64,
+}
+
+impl Default for IpSendLimit {
+    fn default() -> Self {
+        Self { flows_per_minute: 60, codes_per_minute: 10 }
+    }
 }
 
 /// Kratos's feature flags that Latchkey understands. Latchkey always
@@ -944,6 +1000,25 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     if let Some(extend) = &config.session.earliest_possible_extend {
         parse_duration(extend)
             .ok_or_else(|| invalid("session.earliest_possible_extend", "expected a duration such as 1h"))?;
+    }
+    let sends = &config.security.send_limits;
+    if parse_duration(&sends.address.window).is_none_or(|d| d.is_zero()) {
+        return Err(invalid(
+            "security.send_limits.address.window",
+            "expected a positive duration such as 1h",
+        ));
+    }
+    for (key, value) in [
+        ("security.send_limits.address.max", sends.address.max),
+        ("security.send_limits.ip.flows_per_minute", sends.ip.flows_per_minute),
+        ("security.send_limits.ip.codes_per_minute", sends.ip.codes_per_minute),
+    ] {
+        if value == 0 {
+            return Err(invalid(
+                key,
+                "expected at least 1 (turn the limits off with security.send_limits.enabled)",
+            ));
+        }
     }
     if !matches!(flows.settings.required_aal.as_str(), "highest_available" | "aal1") {
         return Err(invalid("selfservice.flows.settings.required_aal", "expected highest_available or aal1"));
