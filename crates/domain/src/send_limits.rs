@@ -14,8 +14,9 @@
 //! address (an IPv6 client by its /64, the block one host usually holds), so
 //! the table holds no address itself.
 
+use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Duration, Utc};
 use sha2::{Digest, Sha256};
@@ -65,13 +66,43 @@ pub enum Verdict {
 pub struct SendLimits {
     store: Arc<dyn Store>,
     settings: Arc<SendLimitSettings>,
+    refusals: Arc<Refusals>,
 }
 
 const PER_MINUTE: Duration = Duration::minutes(1);
 
+/// Clients this server refused, and until when. Refused events are not
+/// recorded and the oldest admitted one only ages out at that time, so the
+/// database would refuse them too until then: a client hammering past its
+/// limit costs no database work, and cannot make everyone else's requests
+/// queue behind its window's lock.
+#[derive(Default)]
+struct Refusals(Mutex<HashMap<(&'static str, String), DateTime<Utc>>>);
+
+/// Enough for every client refused within a minute on a busy server; past
+/// it, refusals are asked of the database again.
+const MAX_REMEMBERED_REFUSALS: usize = 10_000;
+
+impl Refusals {
+    fn until(&self, key: &(&'static str, String), at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let refusals = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        refusals.get(key).copied().filter(|until| *until > at)
+    }
+
+    fn remember(&self, key: (&'static str, String), until: DateTime<Utc>, at: DateTime<Utc>) {
+        let mut refusals = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if refusals.len() >= MAX_REMEMBERED_REFUSALS {
+            refusals.retain(|_, until| *until > at);
+        }
+        if refusals.len() < MAX_REMEMBERED_REFUSALS {
+            refusals.insert(key, until);
+        }
+    }
+}
+
 impl SendLimits {
     pub fn new(store: Arc<dyn Store>, settings: SendLimitSettings) -> Self {
-        Self { store, settings: Arc::new(settings) }
+        Self { store, settings: Arc::new(settings), refusals: Arc::default() }
     }
 
     /// Whether a code mail for `purpose` may go to `address` (normalised).
@@ -129,20 +160,26 @@ impl SendLimits {
             return Ok(Verdict::Allowed);
         };
         let at = now();
-        let window = RateWindow { bucket, subject: client_subject(client), since: at - PER_MINUTE };
+        let key = (bucket, client_subject(client));
+        if let Some(until) = self.refusals.until(&key, at) {
+            return Ok(Verdict::Refused { retry_after: wait(until, at) });
+        }
+        let window = RateWindow { bucket, subject: key.1.clone(), since: at - PER_MINUTE };
         let rule = move |counts: &[WindowCount]| counts[0].count < per_minute;
         let (admitted, counts) = self.store.admit_event(&[window], Uuid::new_v4(), at, &rule).await?;
-        Ok(match admitted {
-            true => Verdict::Allowed,
-            false => Verdict::Refused { retry_after: retry_after(counts[0].oldest, at) },
-        })
+        if admitted {
+            return Ok(Verdict::Allowed);
+        }
+        let until = counts[0].oldest.map_or(at, |oldest| oldest + PER_MINUTE);
+        self.refusals.remember(key, until, at);
+        Ok(Verdict::Refused { retry_after: wait(until, at) })
     }
 }
 
-/// Until the oldest event in the window ages out, at least a second.
-fn retry_after(oldest: Option<DateTime<Utc>>, at: DateTime<Utc>) -> std::time::Duration {
-    let frees = oldest.map_or(at, |oldest| oldest + PER_MINUTE);
-    (frees - at).to_std().unwrap_or_default().max(std::time::Duration::from_secs(1))
+/// From `at` until `until`, at least a second: a client told to retry
+/// right away would be refused again.
+fn wait(until: DateTime<Utc>, at: DateTime<Utc>) -> std::time::Duration {
+    (until - at).to_std().unwrap_or_default().max(std::time::Duration::from_secs(1))
 }
 
 fn address_bucket(purpose: CodePurpose) -> &'static str {
@@ -191,12 +228,28 @@ mod tests {
     }
 
     #[test]
-    fn retry_after_is_when_the_oldest_event_leaves_the_minute() {
+    fn waits_are_at_least_a_second() {
         let at = now();
-        let in_20s = retry_after(Some(at - Duration::seconds(40)), at);
-        assert_eq!(in_20s, std::time::Duration::from_secs(20));
-        // Never zero: a client told to retry now would be refused again.
-        assert_eq!(retry_after(Some(at - Duration::minutes(2)), at), std::time::Duration::from_secs(1));
-        assert_eq!(retry_after(None, at), std::time::Duration::from_secs(1));
+        assert_eq!(wait(at + Duration::seconds(20), at), std::time::Duration::from_secs(20));
+        assert_eq!(wait(at - Duration::seconds(5), at), std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn refusals_are_remembered_until_they_end_and_bounded() {
+        let refusals = Refusals::default();
+        let at = now();
+        let key = |n: usize| ("flow.ip", format!("{n}"));
+        refusals.remember(key(0), at + Duration::seconds(30), at);
+        assert_eq!(refusals.until(&key(0), at), Some(at + Duration::seconds(30)));
+        assert_eq!(refusals.until(&key(0), at + Duration::seconds(30)), None, "over at its end");
+        assert_eq!(refusals.until(&("send.ip", "0".into()), at), None, "per bucket");
+        for n in 1..MAX_REMEMBERED_REFUSALS + 10 {
+            refusals.remember(key(n), at + Duration::seconds(1), at);
+        }
+        assert_eq!(refusals.0.lock().unwrap().len(), MAX_REMEMBERED_REFUSALS);
+        // Once they lapsed, room is made for new ones.
+        let later = at + Duration::seconds(2);
+        refusals.remember(key(0), later + Duration::seconds(1), later);
+        assert_eq!(refusals.0.lock().unwrap().len(), 1);
     }
 }
