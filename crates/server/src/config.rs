@@ -1233,6 +1233,32 @@ mod tests {
     }
 
     #[test]
+    fn send_limits_are_on_by_default_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let sends = load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.security.send_limits;
+        assert!(sends.enabled);
+        assert_eq!((sends.address.max, sends.address.window.as_str()), (5, "1h"));
+        assert_eq!((sends.ip.flows_per_minute, sends.ip.codes_per_minute), (60, 10));
+        let env = vec![
+            ("SECURITY_SEND_LIMITS_ENABLED".to_string(), "false".to_string()),
+            ("SECURITY_SEND_LIMITS_ADDRESS_WINDOW".to_string(), "30m".to_string()),
+        ];
+        let sends = load(std::slice::from_ref(&a), env, false).unwrap().config.security.send_limits;
+        assert_eq!((sends.enabled, sends.address.window.as_str()), (false, "30m"));
+        for (name, value, key) in [
+            ("SECURITY_SEND_LIMITS_ADDRESS_MAX", "0", "security.send_limits.address.max"),
+            ("SECURITY_SEND_LIMITS_ADDRESS_WINDOW", "0s", "security.send_limits.address.window"),
+            ("SECURITY_SEND_LIMITS_IP_FLOWS_PER_MINUTE", "0", "security.send_limits.ip.flows_per_minute"),
+            ("SECURITY_SEND_LIMITS_IP_CODES_PER_MINUTE", "-1", "security.send_limits.ip.codes_per_minute"),
+        ] {
+            let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn unsupported_keys_are_collected_not_dropped() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(
