@@ -25,7 +25,7 @@ use uuid::Uuid;
 use crate::store::{CodePurpose, RateWindow, Store, StoreError, WindowCount};
 use crate::time::now;
 
-/// `security.send_limits`.
+/// `security.send_limits` (defaults and their reasons: the server's config and README).
 #[derive(Debug, Clone)]
 pub struct SendLimitSettings {
     /// Off: nothing is counted or refused.
@@ -38,18 +38,6 @@ pub struct SendLimitSettings {
     /// Code mails asked for (recovery and verification submits that send a
     /// code) per client address per minute.
     pub codes_per_minute: u64,
-}
-
-impl Default for SendLimitSettings {
-    fn default() -> Self {
-        Self {
-            enabled: true,
-            address_max: 5,
-            address_window: Duration::hours(1),
-            flows_per_minute: 60,
-            codes_per_minute: 10,
-        }
-    }
 }
 
 /// A per-client limit's answer.
