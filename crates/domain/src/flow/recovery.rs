@@ -176,8 +176,9 @@ impl RecoveryService {
         // both paths do the same work and take the same time. Past the
         // address's send limit nothing is stored or mailed (its earlier code
         // keeps working), yet the code is still made, the mail rendered and
-        // the answer the same: with the limit's own second write (see
-        // `admit_code_mail`) capped and sent requests do the same work too.
+        // the answer the same: with the writes the limit makes in their
+        // place (see `admit_code_mail`) capped and sent requests do the same
+        // work too.
         let send = self.limits.admit_code_mail(CodePurpose::Recovery, &address).await?;
         let (code, stored) = self.settings.codes.issue(
             flow.id,

@@ -194,9 +194,9 @@ impl VerificationService {
     /// verifies nothing), so both paths do the same work. Past the
     /// address's send limit nothing is stored or mailed (its earlier code
     /// keeps working) but the code is still made and the mail rendered: with
-    /// the limit's own second write (see `admit_code_mail`) the work, like
-    /// the caller's answer, is the same. True when a `pending` address moved
-    /// to `sent`.
+    /// the writes the limit makes in their place (see `admit_code_mail`) the
+    /// work, like the caller's answer, is the same. True when a `pending`
+    /// address moved to `sent`.
     async fn store_code(
         &self,
         flow: &Flow,
