@@ -55,6 +55,9 @@
 //! run on one host; on a small machine compare ratios between runs, not
 //! absolute rates. Every run leaves its `bench-*@example.com` identities in
 //! the server's database, so point it at a throwaway one (`DSN=memory`).
+//! Start that server with `SECURITY_SEND_LIMITS_ENABLED=false` (as
+//! `scripts/bench.sh` does): all clients share one address, and the journeys
+//! mail each user far more than five codes an hour.
 
 mod api;
 mod cli;

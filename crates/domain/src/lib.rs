@@ -10,6 +10,7 @@ pub mod identity;
 pub mod notice;
 pub mod password_policy;
 pub mod schema;
+pub mod send_limits;
 pub mod session;
 pub mod session_cache;
 pub mod store;

@@ -3,7 +3,7 @@
 //! in a header. Internal causes are logged, never sent.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_domain::{IdentityError, SchemaError, StoreError};
 use serde_json::{Map, Value, json};
@@ -23,6 +23,8 @@ pub struct Extra {
     pub details: Option<Value>,
     /// Fields that sit next to `error` (e.g. `use_flow_id`).
     pub siblings: Map<String, Value>,
+    /// Whole seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -53,6 +55,17 @@ impl ApiError {
 
     pub fn method_not_allowed() -> Self {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "The request method is not supported by this resource")
+    }
+
+    /// 429 with `Retry-After` (whole seconds, rounded up). Kratos has no id
+    /// for it; `rate_limit_exceeded` follows its naming.
+    pub fn too_many_requests(retry_after: std::time::Duration) -> Self {
+        let seconds = retry_after_seconds(retry_after);
+        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests")
+            .with_id("rate_limit_exceeded")
+            .with_reason(format!("Too many requests were made; try again in {seconds} seconds."));
+        error.extra = Some(Box::new(Extra { retry_after: Some(seconds), ..Default::default() }));
+        error
     }
 
     /// An opaque 500; `cause` goes to the log only.
@@ -95,11 +108,19 @@ impl ApiError {
     }
 }
 
+/// A wait as `Retry-After` says it: whole seconds, rounded up, at least one.
+pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
+    (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(id) = self.id {
             response.headers_mut().insert("ory-error-id", HeaderValue::from_static(id));
+        }
+        if let Some(seconds) = self.extra.as_ref().and_then(|e| e.retry_after) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -16,6 +16,7 @@ mod query;
 mod redirect;
 mod request;
 mod return_to;
+mod send_limits;
 mod state;
 mod submit;
 mod views;
@@ -58,7 +59,9 @@ pub const MAX_BODY_BYTES: usize = MAX_ADMIN_BODY_BYTES;
 
 /// The router served on `serve.public`.
 pub fn public_router(state: AppState) -> Router {
-    finish(public::router().merge(redirect::admin_paths_on_public()), state, MAX_PUBLIC_BODY_BYTES)
+    let flow_starts = middleware::from_fn_with_state(state.clone(), send_limits::flow_starts);
+    let routes = public::router().route_layer(flow_starts);
+    finish(routes.merge(redirect::admin_paths_on_public()), state, MAX_PUBLIC_BODY_BYTES)
 }
 
 /// The router served on `serve.admin`: every route answers with and without

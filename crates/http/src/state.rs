@@ -9,6 +9,7 @@ use latchkey_domain::flow::recovery::RecoveryService;
 use latchkey_domain::flow::registration::RegistrationService;
 use latchkey_domain::flow::settings::SettingsService;
 use latchkey_domain::flow::verification::VerificationService;
+use latchkey_domain::send_limits::SendLimits;
 use latchkey_domain::{IdentityManager, Store};
 
 /// `serve.public.base_url` and `serve.admin.base_url`, without a trailing slash.
@@ -84,6 +85,8 @@ pub struct AppState {
     pub settings: SettingsService,
     pub recovery: RecoveryService,
     pub verification: VerificationService,
+    /// Per-client limits on starting flows and asking for codes.
+    pub send_limits: SendLimits,
     pub urls: Arc<BaseUrls>,
     pub web: Arc<WebSettings>,
     pub version: &'static str,

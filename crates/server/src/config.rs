@@ -45,6 +45,62 @@ pub struct Config {
     pub courier: CourierConfig,
     pub database: DatabaseConfig,
     pub feature_flags: FeatureFlags,
+    pub security: Security,
+}
+
+/// `security`: Latchkey's own abuse limits (Kratos has no such block), on by
+/// default. Counts live in the database, so they hold across restarts and
+/// across servers sharing PostgreSQL.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Security {
+    pub send_limits: SendLimits,
+}
+
+/// `security.send_limits`: recovery and verification mails per address, and
+/// flows and code requests per client address (see `serve.public.trusted_proxies`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SendLimits {
+    pub enabled: bool,
+    pub address: AddressSendLimit,
+    pub ip: IpSendLimit,
+}
+
+impl Default for SendLimits {
+    fn default() -> Self {
+        Self { enabled: true, address: AddressSendLimit::default(), ip: IpSendLimit::default() }
+    }
+}
+
+/// Code mails per address and purpose (recovery, verification) within `window`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AddressSendLimit {
+    pub max: u64,
+    pub window: String,
+}
+
+impl Default for AddressSendLimit {
+    fn default() -> Self {
+        Self { max: 5, window: "1h".into() }
+    }
+}
+
+/// Per client address, per minute.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IpSendLimit {
+    /// Self-service flows started (`GET /self-service/<flow>/{api,browser}`).
+    pub flows_per_minute: u64,
+    /// Recovery and verification submits that ask for a code.
+    pub codes_per_minute: u64,
+}
+
+impl Default for IpSendLimit {
+    fn default() -> Self {
+        Self { flows_per_minute: 60, codes_per_minute: 10 }
+    }
 }
 
 /// `database.*`: how expired records are cleaned up.
@@ -1022,6 +1078,25 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
         parse_duration(extend)
             .ok_or_else(|| invalid("session.earliest_possible_extend", "expected a duration such as 1h"))?;
     }
+    let sends = &config.security.send_limits;
+    if parse_duration(&sends.address.window).is_none_or(|d| d.is_zero()) {
+        return Err(invalid(
+            "security.send_limits.address.window",
+            "expected a positive duration such as 1h",
+        ));
+    }
+    for (key, value) in [
+        ("security.send_limits.address.max", sends.address.max),
+        ("security.send_limits.ip.flows_per_minute", sends.ip.flows_per_minute),
+        ("security.send_limits.ip.codes_per_minute", sends.ip.codes_per_minute),
+    ] {
+        if value == 0 {
+            return Err(invalid(
+                key,
+                "expected at least 1 (turn the limits off with security.send_limits.enabled)",
+            ));
+        }
+    }
     if !matches!(flows.settings.required_aal.as_str(), "highest_available" | "aal1") {
         return Err(invalid("selfservice.flows.settings.required_aal", "expected highest_available or aal1"));
     }
@@ -1153,8 +1228,8 @@ impl Config {
     /// lists its window here, so the cleanup never deletes an event a limit
     /// still counts.
     pub fn longest_rate_window(&self) -> Duration {
-        // Login throttling and send limits add their windows here as they land.
-        let windows: [&str; 0] = [];
+        // Login throttling adds its windows here when it lands.
+        let windows = [self.security.send_limits.address.window.as_str()];
         windows.iter().filter_map(|w| parse_duration(w)).fold(RATE_EVENTS_KEPT_AT_LEAST, Duration::max)
     }
 }
@@ -1301,7 +1376,7 @@ mod tests {
         let settings = config.cleanup_settings(None);
         assert_eq!((settings.batch_size, settings.sleep_tables), (100, Duration::from_secs(60)));
         assert_eq!(settings.keep_last, chrono::Duration::hours(24));
-        assert_eq!(settings.code_failure_window, chrono::Duration::hours(1));
+        assert_eq!(settings.code_failure_window, chrono::Duration::hours(24));
         assert_eq!(settings.rate_window, chrono::Duration::hours(24));
         // `--keep-last` wins over older_than.
         let settings = config.cleanup_settings(Some(Duration::ZERO));
@@ -1322,6 +1397,32 @@ mod tests {
             let err = load(std::slice::from_ref(&a), env(name, value), false).unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
             let err = load_for_cleanup(std::slice::from_ref(&a), env(name, value)).unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn send_limits_are_on_by_default_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let sends = load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.security.send_limits;
+        assert!(sends.enabled);
+        assert_eq!((sends.address.max, sends.address.window.as_str()), (5, "1h"));
+        assert_eq!((sends.ip.flows_per_minute, sends.ip.codes_per_minute), (60, 10));
+        let env = vec![
+            ("SECURITY_SEND_LIMITS_ENABLED".to_string(), "false".to_string()),
+            ("SECURITY_SEND_LIMITS_ADDRESS_WINDOW".to_string(), "30m".to_string()),
+        ];
+        let sends = load(std::slice::from_ref(&a), env, false).unwrap().config.security.send_limits;
+        assert_eq!((sends.enabled, sends.address.window.as_str()), (false, "30m"));
+        for (name, value, key) in [
+            ("SECURITY_SEND_LIMITS_ADDRESS_MAX", "0", "security.send_limits.address.max"),
+            ("SECURITY_SEND_LIMITS_ADDRESS_WINDOW", "0s", "security.send_limits.address.window"),
+            ("SECURITY_SEND_LIMITS_IP_FLOWS_PER_MINUTE", "0", "security.send_limits.ip.flows_per_minute"),
+            ("SECURITY_SEND_LIMITS_IP_CODES_PER_MINUTE", "-1", "security.send_limits.ip.codes_per_minute"),
+        ] {
+            let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)
+                .unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
         }
     }

@@ -19,6 +19,7 @@ use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
 use latchkey_domain::flow::verification::{VerificationService, VerificationSettings};
 use latchkey_domain::password_policy::PasswordPolicy;
 use latchkey_domain::schema::SchemaSource;
+use latchkey_domain::send_limits::{SendLimitSettings, SendLimits};
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
@@ -245,9 +246,31 @@ impl Application {
             .and_then(|t| t.with_config(&config.courier.templates))
             .map_err(StartError::Courier)?,
         );
+        let sends = &config.security.send_limits;
+        let send_limits = SendLimits::new(
+            store.clone(),
+            SendLimitSettings {
+                enabled: sends.enabled,
+                address_max: sends.address.max,
+                address_window: duration(&sends.address.window),
+                flows_per_minute: sends.ip.flows_per_minute,
+                codes_per_minute: sends.ip.codes_per_minute,
+            },
+        );
+        if sends.enabled
+            && config.serve.public.trusted_proxies.is_empty()
+            && is_loopback(&config.serve.public.host)
+        {
+            tracing::warn!(
+                "security.send_limits counts flows and code requests per client address, and \
+                 serve.public.trusted_proxies is empty: behind a reverse proxy every client shares \
+                 the proxy's address and its limit"
+            );
+        }
         let verification = VerificationService::new(
             store.clone(),
             templates.clone(),
+            send_limits.clone(),
             VerificationSettings {
                 public_base: urls.public.clone(),
                 enabled: flows.verification.enabled && config.selfservice.methods.code.enabled,
@@ -324,6 +347,7 @@ impl Application {
             identities.clone(),
             templates.clone(),
             settings.clone(),
+            send_limits.clone(),
             RecoverySettings {
                 public_base: urls.public.clone(),
                 enabled: flows.recovery.enabled && config.selfservice.methods.code.enabled,
@@ -342,6 +366,7 @@ impl Application {
             settings,
             recovery,
             verification,
+            send_limits,
             urls: Arc::new(urls),
             web: Arc::new(web),
             version: VERSION,
@@ -539,6 +564,11 @@ fn base_url(configured: &str, listener: &TcpListener) -> String {
         Ok(addr) => format!("http://{addr}/"),
         Err(_) => String::new(),
     }
+}
+
+/// A listener on loopback is reached through a proxy on the same host.
+fn is_loopback(host: &str) -> bool {
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {

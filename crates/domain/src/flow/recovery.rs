@@ -16,6 +16,7 @@ use crate::courier::Renderer;
 use crate::identity::{AddressStatus, Identity, IdentityManager, IdentityState, Via};
 use crate::notice;
 use crate::schema::normalize;
+use crate::send_limits::SendLimits;
 use crate::session::{self, Device, IssuedSession};
 use crate::store::{CodePurpose, Store};
 use crate::text;
@@ -66,6 +67,7 @@ pub struct RecoveryService {
     identities: IdentityManager,
     renderer: Arc<dyn Renderer>,
     settings_flows: SettingsService,
+    limits: SendLimits,
     settings: Arc<RecoverySettings>,
 }
 
@@ -75,9 +77,10 @@ impl RecoveryService {
         identities: IdentityManager,
         renderer: Arc<dyn Renderer>,
         settings_flows: SettingsService,
+        limits: SendLimits,
         settings: RecoverySettings,
     ) -> Self {
-        Self { store, identities, renderer, settings_flows, settings: Arc::new(settings) }
+        Self { store, identities, renderer, settings_flows, limits, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -171,7 +174,13 @@ impl RecoveryService {
         }
         let identity = self.store.identity_by_recovery_address(Via::Email.as_str(), &address).await?;
         // Unknown addresses store a code too (one that recovers nothing), so
-        // both paths do the same work and take the same time.
+        // both paths do the same work and take the same time. Past the
+        // address's send limit nothing is stored or mailed (its earlier code
+        // keeps working), yet the code is still made, the mail rendered and
+        // the answer the same: with the writes the limit makes in their
+        // place (see `admit_code_mail`) capped and sent requests do the same
+        // work too.
+        let send = self.limits.admit_code_mail(CodePurpose::Recovery, &address).await?;
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Recovery,
@@ -193,7 +202,9 @@ impl RecoveryService {
             }
             None => None,
         };
-        self.store.create_code(&stored, message.as_ref()).await?;
+        if send {
+            self.store.create_code(&stored, message.as_ref()).await?;
+        }
         code::remember_address(&mut flow, &address);
         flow.state = "sent_email".into();
         code::code_form(&mut flow, text::label_recovery_code(), &address);

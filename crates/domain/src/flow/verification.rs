@@ -14,6 +14,7 @@ use super::{Flow, FlowError, FlowKind, FlowRequest};
 use crate::courier::Renderer;
 use crate::identity::{AddressStatus, Identity, VerifiableAddress, Via};
 use crate::schema::normalize;
+use crate::send_limits::SendLimits;
 use crate::store::{CodePurpose, Store};
 use crate::text;
 use crate::time::now;
@@ -58,14 +59,20 @@ pub enum AddressPick {
 pub struct VerificationService {
     store: Arc<dyn Store>,
     renderer: Arc<dyn Renderer>,
+    limits: SendLimits,
     settings: Arc<VerificationSettings>,
 }
 
 const RETRY_REASON: &str = "An error occurred, please retry the flow.";
 
 impl VerificationService {
-    pub fn new(store: Arc<dyn Store>, renderer: Arc<dyn Renderer>, settings: VerificationSettings) -> Self {
-        Self { store, renderer, settings: Arc::new(settings) }
+    pub fn new(
+        store: Arc<dyn Store>,
+        renderer: Arc<dyn Renderer>,
+        limits: SendLimits,
+        settings: VerificationSettings,
+    ) -> Self {
+        Self { store, renderer, limits, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -184,14 +191,19 @@ impl VerificationService {
 
     /// Stores a fresh code for the flow (retiring earlier ones) with the
     /// email announcing it; unknown addresses get a code too (one that
-    /// verifies nothing), so both paths do the same work. True when a
-    /// `pending` address moved to `sent`.
+    /// verifies nothing), so both paths do the same work. Past the
+    /// address's send limit nothing is stored or mailed (its earlier code
+    /// keeps working) but the code is still made and the mail rendered: with
+    /// the writes the limit makes in their place (see `admit_code_mail`) the
+    /// work, like the caller's answer, is the same. True when a `pending`
+    /// address moved to `sent`.
     async fn store_code(
         &self,
         flow: &Flow,
         address: &str,
         target: Option<(&Identity, &VerifiableAddress)>,
     ) -> Result<bool, FlowError> {
+        let send = self.limits.admit_code_mail(CodePurpose::Verification, address).await?;
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Verification,
@@ -222,6 +234,10 @@ impl VerificationService {
             }
             None => None,
         };
+        if !send {
+            // Nothing went out, so a `pending` address stays pending.
+            return Ok(false);
+        }
         self.store.create_code(&stored, message.as_ref()).await?;
         match target {
             Some((identity, a)) if !a.verified && a.status == AddressStatus::Pending => {

@@ -122,7 +122,11 @@ async fn answer(
         }
     };
     flow.transient_payload = crate::submit::transient_payload(body)?;
-    let device = device(headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies);
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+    if matches!(submission, RecoverySubmission::SendCode { .. }) {
+        crate::send_limits::admit_code_request(state, headers, peer).await?;
+    }
+    let device = device(headers, peer, &state.web.trusted_proxies);
     let outcome = match state.recovery.submit(flow, submission, device).await {
         Ok(outcome) => outcome,
         Err(e) => return Ok(flows::flow_failure_response(e, headers, &ui_url)),

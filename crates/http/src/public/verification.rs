@@ -2,11 +2,13 @@
 //! native apps and browsers. Hooks elsewhere (registration, settings, a
 //! refused login) start these flows too; this module answers them.
 
-use axum::Router;
-use axum::extract::{OriginalUri, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, OriginalUri, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use axum::routing::get;
+use axum::{Extension, Router};
 use latchkey_domain::flow::verification::{VerificationOutcome, VerificationSubmission};
 use latchkey_domain::flow::{FlowError, FlowKind, FlowType};
 use latchkey_domain::text;
@@ -103,6 +105,7 @@ async fn follow_link(
 async fn submit(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     SubmitBody(body): SubmitBody,
 ) -> Result<Response, ApiError> {
@@ -127,6 +130,10 @@ async fn submit(
         }
     };
     flow.transient_payload = crate::submit::transient_payload(&body)?;
+    if matches!(submission, VerificationSubmission::SendCode { .. }) {
+        let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+        crate::send_limits::admit_code_request(&state, &headers, peer).await?;
+    }
     let outcome = match state.verification.submit(flow, submission).await {
         Ok(outcome) => outcome,
         Err(FlowError::Expired { replacement, .. }) => {

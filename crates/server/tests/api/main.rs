@@ -23,6 +23,7 @@ mod rehash;
 mod return_to;
 mod review_findings;
 mod revocation;
+mod send_limits;
 mod sessions;
 mod settings;
 mod startup;

@@ -50,6 +50,8 @@ async fn app(backend: Backend) -> TestApp {
     spawn_app_with(backend, |c| {
         c.selfservice.flows.recovery.enabled = true;
         c.selfservice.flows.verification.enabled = true;
+        // Hundreds of flow starts from one client in a few seconds.
+        c.security.send_limits.ip.flows_per_minute = 10_000;
     })
     .await
 }
