@@ -38,9 +38,19 @@ pub async fn flow_starts(State(state): State<AppState>, request: Request, next: 
     }
 }
 
-/// `/self-service/<flow>/api` and `/self-service/<flow>/browser`.
+/// `/self-service/<flow>/api` and `/self-service/<flow>/browser`. Not
+/// `/self-service/logout/browser`: UIs ask for a logout URL on every page,
+/// and it creates nothing.
 fn is_flow_start(path: &str) -> bool {
-    matches!(path.split('/').collect::<Vec<_>>().as_slice(), ["", "self-service", _, "api" | "browser"])
+    matches!(
+        path.split('/').collect::<Vec<_>>().as_slice(),
+        [
+            "",
+            "self-service",
+            "login" | "registration" | "recovery" | "verification" | "settings",
+            "api" | "browser"
+        ]
+    )
 }
 
 /// Counts a code request (a recovery or verification submit that would
@@ -73,9 +83,14 @@ mod tests {
         {
             assert!(is_flow_start(path), "{path}");
         }
-        for path in
-            ["/self-service/login", "/self-service/login/flows", "/sessions/whoami", "/self-service/api"]
-        {
+        for path in [
+            "/self-service/login",
+            "/self-service/login/flows",
+            "/sessions/whoami",
+            "/self-service/api",
+            "/self-service/logout/browser",
+            "/self-service/logout/api",
+        ] {
             assert!(!is_flow_start(path), "{path}");
         }
     }
