@@ -3,7 +3,7 @@
 //! in a header. Internal causes are logged, never sent.
 
 use axum::Json;
-use axum::http::{HeaderValue, StatusCode};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_domain::{IdentityError, SchemaError, StoreError};
 use serde_json::{Map, Value, json};
@@ -23,6 +23,8 @@ pub struct Extra {
     pub details: Option<Value>,
     /// Fields that sit next to `error` (e.g. `use_flow_id`).
     pub siblings: Map<String, Value>,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u64>,
 }
 
 impl ApiError {
@@ -49,6 +51,21 @@ impl ApiError {
     pub fn payload_too_large(limit: usize) -> Self {
         Self::new(StatusCode::PAYLOAD_TOO_LARGE, "The request body is too large")
             .with_reason(format!("Request bodies are limited to {limit} bytes."))
+    }
+
+    /// 429 with `Retry-After`: a limit refused the request; `reason` says
+    /// which and `retry_after` (seconds) when it lifts, also in `details`.
+    pub fn too_many_requests(reason: impl Into<String>, retry_after: u64) -> Self {
+        let mut error =
+            Self::new(StatusCode::TOO_MANY_REQUESTS, "The request was refused because of a rate limit")
+                .with_id("rate_limit_exceeded")
+                .with_reason(reason);
+        error.extra = Some(Box::new(Extra {
+            details: Some(json!({ "retry_after_seconds": retry_after })),
+            retry_after: Some(retry_after),
+            ..Default::default()
+        }));
+        error
     }
 
     pub fn method_not_allowed() -> Self {
@@ -100,6 +117,9 @@ impl IntoResponse for ApiError {
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(id) = self.id {
             response.headers_mut().insert("ory-error-id", HeaderValue::from_static(id));
+        }
+        if let Some(seconds) = self.extra.as_ref().and_then(|e| e.retry_after) {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

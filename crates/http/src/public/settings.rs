@@ -162,7 +162,11 @@ fn refresh_required(state: &AppState, flow: &Flow) -> ApiError {
         .with_reason("The login session is too old and thus not allowed to update these fields. Please re-authenticate.");
     let mut siblings = serde_json::Map::new();
     siblings.insert("redirect_browser_to".into(), json!(login));
-    error.extra = Some(Box::new(Extra { details: Some(json!({ "redirect_browser_to": login })), siblings }));
+    error.extra = Some(Box::new(Extra {
+        details: Some(json!({ "redirect_browser_to": login })),
+        siblings,
+        ..Default::default()
+    }));
     error
 }
 
