@@ -98,7 +98,7 @@ impl LoginThrottle {
     /// `client_ip` may have its password checked, and if so records it as a
     /// failure, all in one step.
     pub async fn admit(&self, identifier: &str, client_ip: Option<&str>) -> Result<Admission, StoreError> {
-        let identifier = digest(IDENTIFIER_BUCKET, identifier);
+        let identifier = identifier_subject(identifier);
         if !self.settings.enabled {
             return Ok(Admission::Admitted(Ticket { event: None, identifier }));
         }
@@ -195,6 +195,12 @@ impl Policy<'_> {
         }
         Some(count.oldest? + limit.window)
     }
+}
+
+/// The subject an identifier's failures are counted under in
+/// [`IDENTIFIER_BUCKET`], from the normalised identifier.
+pub fn identifier_subject(normalized: &str) -> String {
+    digest(IDENTIFIER_BUCKET, normalized)
 }
 
 /// Hex SHA-256 of what a window counts against, with its bucket in front so

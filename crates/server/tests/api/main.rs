@@ -13,6 +13,7 @@ mod errors;
 mod health;
 mod hostile;
 mod identities;
+mod login_throttling;
 mod native;
 mod recovery;
 mod refused;
