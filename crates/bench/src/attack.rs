@@ -48,12 +48,20 @@ enum Try {
     Failed,
 }
 
-pub async fn run(
-    api: &Arc<Api>,
-    attempts: usize,
-    clients: usize,
-    password_length: usize,
-) -> Result<Vec<Line>, String> {
+/// How the attack is made.
+#[derive(Debug, Clone, Copy)]
+pub struct Attack {
+    /// Wrong passwords sent in all.
+    pub attempts: usize,
+    /// Attempts per second across all connections; `None`: as fast as they go.
+    pub rate: Option<f64>,
+    /// Connections the attacker uses at once.
+    pub clients: usize,
+    pub password_length: usize,
+}
+
+pub async fn run(api: &Arc<Api>, attack: Attack) -> Result<Vec<Line>, String> {
+    let Attack { attempts, rate, clients, password_length } = attack;
     let victim = Credentials::fresh(password_length);
     api.register(&victim).await.map_err(|e| format!("setup (registering the user): {e}"))?;
     // The user can sign in before the attack: nothing else is locking them out.
@@ -69,7 +77,7 @@ pub async fn run(
                 Arc::clone(api),
                 victim.email.clone(),
                 password_length,
-                attempts,
+                Schedule { attempts, rate, started },
                 Arc::clone(&next),
             ))
         })
@@ -85,14 +93,15 @@ pub async fn run(
     let _ = ended_tx.send(Some(attack_end));
     let (tries, longest_wait) = user.await.expect("user task panicked");
 
-    let attack = attack_end - started;
+    let took = attack_end - started;
     let failed = attempts as u64 - tally.judged - tally.refused;
     let mut attacker_line =
-        Line::new("login-attack (attacker)", "attempts/s", clients, tally.samples.summarize(attack));
+        Line::new("login-attack (attacker)", "attempts/s", clients, tally.samples.summarize(took));
     attacker_line.note = Some(format!(
-        "{attempts} wrong passwords from {ATTACKER} in {:.2}s: {} reached the hasher (400), {} refused before it \
-         (429), {failed} failed",
-        attack.as_secs_f64(),
+        "{attempts} wrong passwords from {ATTACKER} in {:.2}s{}: {} reached the hasher (400), {} refused before \
+         it (429), {failed} failed",
+        took.as_secs_f64(),
+        rate.map_or(String::new(), |r| format!(" (paced at {r}/s)")),
         tally.judged,
         tally.refused,
     ));
@@ -130,16 +139,32 @@ pub async fn run(
     Ok(vec![attacker_line, user_line])
 }
 
-/// Takes attempt numbers until `attempts` are spoken for, each a fresh wrong password.
+/// When attempt `n` may go: at `started + n / rate`, or at once without a rate.
+#[derive(Clone, Copy)]
+struct Schedule {
+    attempts: usize,
+    rate: Option<f64>,
+    started: Instant,
+}
+
+/// Takes attempt numbers until `attempts` are spoken for, each a fresh wrong
+/// password sent at its time.
 async fn attacker(
     api: Arc<Api>,
     email: String,
     password_length: usize,
-    attempts: usize,
+    schedule: Schedule,
     next: Arc<AtomicUsize>,
 ) -> Tally {
     let mut tally = Tally::default();
-    while next.fetch_add(1, Ordering::Relaxed) < attempts {
+    loop {
+        let n = next.fetch_add(1, Ordering::Relaxed);
+        if n >= schedule.attempts {
+            break;
+        }
+        if let Some(rate) = schedule.rate {
+            tokio::time::sleep_until(schedule.started + Duration::from_secs_f64(n as f64 / rate)).await;
+        }
         let guess = Credentials { email: email.clone(), password: random_password(password_length) };
         let began = Instant::now();
         match api.try_login(&guess, Some(ATTACKER)).await {

@@ -55,6 +55,9 @@ pub struct Cli {
     /// Wrong passwords the login-attack scenario sends.
     #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     pub attack_attempts: u32,
+    /// Pace of the login-attack scenario's attempts, per second (default: as fast as --clients go).
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub attack_rate: Option<f64>,
     /// Also measure the hasher alone, locally, with the server's parameters:
     /// `argon2:m=KiB,t=N,p=N` or `bcrypt:COST`.
     #[arg(long, value_name = "SPEC")]
@@ -179,6 +182,13 @@ fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e} (examples: 10s, 1m30s, 500ms)"))
 }
 
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err("expected a positive number of attempts per second, such as 10 or 0.5".into()),
+    }
+}
+
 fn parse_positive_duration(value: &str) -> Result<Duration, String> {
     let duration = parse_duration(value)?;
     if duration.is_zero() {
@@ -280,6 +290,10 @@ mod tests {
         assert!(cli(&["--scenario", "mixed"]).is_err());
         assert!(cli(&["--warmup", "0s"]).is_ok());
         assert!(cli(&["--attack-attempts", "0"]).is_err());
+        assert_eq!(cli(&["--attack-rate", "2.5"]).unwrap().attack_rate, Some(2.5));
+        for bad in ["0", "-1", "fast", "inf"] {
+            assert!(cli(&["--attack-rate", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]

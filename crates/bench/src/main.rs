@@ -44,7 +44,8 @@
 //!   while): registers one user, then one address (`203.0.113.66` in
 //!   `X-Forwarded-For`) sends `--attack-attempts` (1,000) wrong passwords for
 //!   it over `--clients` connections while the user, from `198.51.100.23`,
-//!   tries the right password every 200 ms until signed in after the attack.
+//!   tries the right password every 200 ms until signed in after the attack;
+//!   `--attack-rate N` paces the attack at N attempts a second.
 //!   Reports how many attempts reached the hasher (400) and how many were
 //!   refused before it (429), and how long the user was kept out. The server
 //!   must trust the driver as a proxy (`serve.public.trusted_proxies`).
@@ -145,6 +146,7 @@ async fn main() -> ExitCode {
         duration: cli.duration,
         password_length: usize::from(cli.password_length),
         attack_attempts: cli.attack_attempts as usize,
+        attack_rate: cli.attack_rate,
     };
     let mut bench = Bench::new(api, settings);
     let mut lines = Vec::new();

@@ -40,6 +40,8 @@ pub struct Settings {
     pub password_length: usize,
     /// Wrong passwords the `login-attack` scenario sends.
     pub attack_attempts: usize,
+    /// Their pace, per second; `None`: as fast as the clients go.
+    pub attack_rate: Option<f64>,
 }
 
 pub struct Bench {
@@ -104,7 +106,13 @@ impl Bench {
             }
             Scenario::LoginAttack => {
                 let settings = &self.settings;
-                attack::run(&self.api, settings.attack_attempts, clients, settings.password_length).await
+                let attack = attack::Attack {
+                    attempts: settings.attack_attempts,
+                    rate: settings.attack_rate,
+                    clients,
+                    password_length: settings.password_length,
+                };
+                attack::run(&self.api, attack).await
             }
             Scenario::JourneyVerification => {
                 let pool = self.pool().await?;
@@ -336,6 +344,7 @@ mod tests {
                 duration: Duration::from_millis(250),
                 password_length: 20,
                 attack_attempts: 60,
+                attack_rate: None,
             };
             Bench::new(Api::new(&self.public, &self.admin).unwrap(), settings)
         }
