@@ -1,9 +1,11 @@
 //! `login-attack`: what login throttling costs an attacker and the person
 //! attacked. One client address fires wrong passwords at one identifier as
-//! fast as `--clients` connections allow, while the real user, from another
-//! address, tries the right password every 200 ms. Reported: how many of the
-//! attacker's attempts reached the hasher (answered 400, against 429 for
-//! those refused unchecked) and how long the real user was kept out.
+//! fast as `--clients` connections allow (or at `--attack-rate`), while the
+//! real user, from another address, tries the right password every 200 ms
+//! until signed in, and comes back 5 s later to do it again. Reported: how
+//! many of the attacker's attempts reached the hasher (answered 400, against
+//! 429 for those refused unchecked) and how long each of the user's visits
+//! was kept out.
 //!
 //! Both addresses travel in `X-Forwarded-For`, which a server believes only
 //! from a proxy it trusts: the server must list the driver's address in
@@ -28,6 +30,8 @@ pub const ATTACKER: &str = "203.0.113.66";
 pub const USER: &str = "198.51.100.23";
 /// How often the real user tries.
 const USER_PERIOD: Duration = Duration::from_millis(200);
+/// How long the user stays away after signing in before wanting in again.
+const USER_AWAY: Duration = Duration::from_secs(5);
 /// How long the user keeps trying after the attack before the run gives up on them.
 const PATIENCE: Duration = Duration::from_secs(300);
 
@@ -91,7 +95,7 @@ pub async fn run(api: &Arc<Api>, attack: Attack) -> Result<Vec<Line>, String> {
     }
     let attack_end = Instant::now();
     let _ = ended_tx.send(Some(attack_end));
-    let (tries, longest_wait) = user.await.expect("user task panicked");
+    let log = user.await.expect("user task panicked");
 
     let took = attack_end - started;
     let failed = attempts as u64 - tally.judged - tally.refused;
@@ -107,32 +111,31 @@ pub async fn run(api: &Arc<Api>, attack: Attack) -> Result<Vec<Line>, String> {
     ));
 
     let mut samples = Samples::default();
-    for (_, latency, outcome) in &tries {
+    for (_, latency, outcome) in &log.tries {
         match outcome {
             Ok(Try::SignedIn | Try::Refused) => samples.ok(*latency),
             Ok(Try::Failed) => samples.error(|| "the right password was answered 400".into()),
             Err(e) => samples.error(|| e.clone()),
         }
     }
-    let span = tries.last().map_or(Duration::ZERO, |(at, latency, _)| (*at + *latency) - started);
-    let kinds: Vec<(Instant, Try)> =
-        tries.iter().map(|(at, _, outcome)| (*at, outcome.clone().unwrap_or(Try::Failed))).collect();
-    let kept = kept_out(&kinds);
-    let count = |kind| kinds.iter().filter(|(_, k)| *k == kind).count();
-    let back_in = kinds.iter().find(|(at, kind)| *kind == Try::SignedIn && *at >= attack_end);
+    let span = log.tries.last().map_or(Duration::ZERO, |(at, latency, _)| (*at + *latency) - started);
+    let refused = log.tries.iter().filter(|(_, _, t)| *t == Ok(Try::Refused)).count();
+    let waits = Waits::of(&log.visits);
+    let back_in = log.visits.iter().filter_map(|v| v.signed_in).find(|at| *at >= attack_end);
     let mut user_line = Line::new("login-attack (user)", "tries/s", 1, samples.summarize(span));
     user_line.note = Some(format!(
-        "right password every {}ms from {USER}: {} tries, {} signed in, {} refused (429, longest Retry-After \
-         {longest_wait}s); kept out {:.1}s in all, longest {:.1}s; {}",
+        "right password every {}ms from {USER}, back {}s after each sign-in: {} visits, {} tries ({refused} \
+         refused, longest Retry-After {}s); kept out longest {:.1}s, median {:.1}s, {:.1}s in all; {}",
         USER_PERIOD.as_millis(),
-        kinds.len(),
-        count(Try::SignedIn),
-        count(Try::Refused),
-        kept.total.as_secs_f64(),
-        kept.longest.as_secs_f64(),
+        USER_AWAY.as_secs(),
+        log.visits.len(),
+        log.tries.len(),
+        log.longest_retry_after,
+        waits.longest.as_secs_f64(),
+        waits.median.as_secs_f64(),
+        waits.total.as_secs_f64(),
         match back_in {
-            Some((at, _)) =>
-                format!("signed in {:.1}s after the attack ended", (*at - attack_end).as_secs_f64()),
+            Some(at) => format!("signed in {:.1}s after the attack ended", (at - attack_end).as_secs_f64()),
             None => format!("still kept out {}s after the attack ended", PATIENCE.as_secs()),
         },
     ));
@@ -185,75 +188,88 @@ async fn attacker(
 
 type Tried = (Instant, Duration, Result<Try, String>);
 
-/// The right password every [`USER_PERIOD`], until signed in after the
-/// attack ended (or [`PATIENCE`] after it).
+/// One time the user wanted in: from arriving to signing in (`None`: gave up).
+#[derive(Debug, Clone, Copy)]
+struct Visit {
+    arrived: Instant,
+    signed_in: Option<Instant>,
+    left: Instant,
+}
+
+#[derive(Default)]
+struct UserLog {
+    tries: Vec<Tried>,
+    visits: Vec<Visit>,
+    longest_retry_after: u64,
+}
+
+/// The real user: arrives, tries the right password every [`USER_PERIOD`]
+/// until signed in, goes away for [`USER_AWAY`] (a sign-in resets the
+/// identifier's count, so a user signing in back to back would keep it
+/// from ever growing), and comes back; once the attack has ended, comes
+/// back at once and stops when signed in (or [`PATIENCE`] after the end).
 async fn real_user(
     api: Arc<Api>,
     credentials: Credentials,
-    ended: watch::Receiver<Option<Instant>>,
-) -> (Vec<Tried>, u64) {
-    let mut tick = tokio::time::interval(USER_PERIOD);
-    tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
-    let mut tries = Vec::new();
-    let mut longest_wait = 0;
+    mut ended: watch::Receiver<Option<Instant>>,
+) -> UserLog {
+    let mut log = UserLog::default();
     loop {
-        tick.tick().await;
-        let at = Instant::now();
-        let outcome = match api.try_login(&credentials, Some(USER)).await {
-            Ok(LoginAnswer::Session(_)) => Ok(Try::SignedIn),
-            Ok(LoginAnswer::Refused { retry_after, .. }) => {
-                longest_wait = longest_wait.max(retry_after.unwrap_or(0));
-                Ok(Try::Refused)
-            }
-            Ok(LoginAnswer::Wrong { .. }) => Ok(Try::Failed),
-            Err(e) => Err(CallError::to_string(&e)),
-        };
-        let done = *ended.borrow();
-        let signed_in = outcome == Ok(Try::SignedIn);
-        tries.push((at, at.elapsed(), outcome));
-        match done {
-            Some(end) if signed_in && at >= end => break,
-            Some(end) if at >= end + PATIENCE => break,
-            _ => {}
-        }
-    }
-    (tries, longest_wait)
-}
-
-#[derive(Debug, Default, PartialEq)]
-struct KeptOut {
-    total: Duration,
-    longest: Duration,
-}
-
-/// Each run of refused tries counts from its first refusal to the sign-in
-/// that ends it (or to the last try, if none does). Other failures neither
-/// start nor end a run.
-fn kept_out(tries: &[(Instant, Try)]) -> KeptOut {
-    let mut kept = KeptOut::default();
-    let mut since: Option<Instant> = None;
-    let close = |from: Instant, to: Instant, kept: &mut KeptOut| {
-        let spell = to - from;
-        kept.total += spell;
-        kept.longest = kept.longest.max(spell);
-    };
-    for &(at, kind) in tries {
-        match kind {
-            Try::Refused => {
-                since.get_or_insert(at);
-            }
-            Try::SignedIn => {
-                if let Some(from) = since.take() {
-                    close(from, at, &mut kept);
+        let arrived = Instant::now();
+        let mut tick = tokio::time::interval_at(arrived, USER_PERIOD);
+        tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let signed_in = loop {
+            tick.tick().await;
+            let at = Instant::now();
+            let outcome = match api.try_login(&credentials, Some(USER)).await {
+                Ok(LoginAnswer::Session(_)) => Ok(Try::SignedIn),
+                Ok(LoginAnswer::Refused { retry_after, .. }) => {
+                    log.longest_retry_after = log.longest_retry_after.max(retry_after.unwrap_or(0));
+                    Ok(Try::Refused)
                 }
+                Ok(LoginAnswer::Wrong { .. }) => Ok(Try::Failed),
+                Err(e) => Err(CallError::to_string(&e)),
+            };
+            let signed_in = outcome == Ok(Try::SignedIn);
+            log.tries.push((at, at.elapsed(), outcome));
+            if signed_in {
+                break Some(at);
             }
-            Try::Failed => {}
+            if ended.borrow().is_some_and(|end| at >= end + PATIENCE) {
+                break None;
+            }
+        };
+        log.visits.push(Visit { arrived, signed_in, left: Instant::now() });
+        let end = *ended.borrow_and_update();
+        match end {
+            Some(end) if signed_in.is_none_or(|at| at >= end) => return log,
+            Some(_) => {}
+            None => {
+                let _ = tokio::time::timeout(USER_AWAY, ended.changed()).await;
+            }
         }
     }
-    if let (Some(from), Some((last, _))) = (since, tries.last()) {
-        close(from, *last, &mut kept);
+}
+
+/// How long the visits waited to sign in (a visit that gave up: until it left).
+#[derive(Debug, Default, PartialEq)]
+struct Waits {
+    longest: Duration,
+    median: Duration,
+    total: Duration,
+}
+
+impl Waits {
+    fn of(visits: &[Visit]) -> Self {
+        let mut waits: Vec<Duration> =
+            visits.iter().map(|v| v.signed_in.unwrap_or(v.left) - v.arrived).collect();
+        waits.sort_unstable();
+        Waits {
+            longest: waits.last().copied().unwrap_or_default(),
+            median: waits.get(waits.len().saturating_sub(1) / 2).copied().unwrap_or_default(),
+            total: waits.iter().sum(),
+        }
     }
-    kept
 }
 
 #[cfg(test)]
@@ -261,24 +277,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn kept_out_spans_run_from_the_first_refusal_to_the_next_sign_in() {
+    fn waits_run_from_arrival_to_sign_in() {
         let t0 = Instant::now();
         let at = |ms: u64| t0 + Duration::from_millis(ms);
-        let tries = [
-            (at(0), Try::SignedIn),
-            (at(200), Try::Refused),
-            (at(400), Try::Failed),
-            (at(600), Try::Refused),
-            (at(800), Try::SignedIn),
-            (at(1000), Try::SignedIn),
-            (at(1200), Try::Refused),
-            (at(1400), Try::SignedIn),
+        let visit = |arrived, signed_in: Option<u64>, left| Visit {
+            arrived: at(arrived),
+            signed_in: signed_in.map(at),
+            left: at(left),
+        };
+        let visits = [
+            visit(0, Some(0), 10),
+            visit(5_000, Some(6_200), 6_210),
+            visit(12_000, Some(12_400), 12_410),
+            // Gave up: counted until it left.
+            visit(20_000, None, 23_000),
         ];
-        let kept = kept_out(&tries);
-        assert_eq!(kept, KeptOut { total: Duration::from_millis(800), longest: Duration::from_millis(600) });
-        // Still refused at the end: counted up to the last try.
-        let kept = kept_out(&[(at(0), Try::Refused), (at(1000), Try::Refused)]);
-        assert_eq!(kept.total, Duration::from_millis(1000));
-        assert_eq!(kept_out(&[]), KeptOut::default());
+        let waits = Waits::of(&visits);
+        assert_eq!(
+            waits,
+            Waits {
+                longest: Duration::from_millis(3_000),
+                median: Duration::from_millis(400),
+                total: Duration::from_millis(4_600),
+            }
+        );
+        assert_eq!(Waits::of(&[]), Waits::default());
     }
 }

@@ -44,10 +44,11 @@
 //!   while): registers one user, then one address (`203.0.113.66` in
 //!   `X-Forwarded-For`) sends `--attack-attempts` (1,000) wrong passwords for
 //!   it over `--clients` connections while the user, from `198.51.100.23`,
-//!   tries the right password every 200 ms until signed in after the attack;
+//!   tries the right password every 200 ms until signed in, comes back 5 s
+//!   later, and again until signed in after the attack;
 //!   `--attack-rate N` paces the attack at N attempts a second.
 //!   Reports how many attempts reached the hasher (400) and how many were
-//!   refused before it (429), and how long the user was kept out. The server
+//!   refused before it (429), and how long each visit was kept out. The server
 //!   must trust the driver as a proxy (`serve.public.trusted_proxies`).
 //!
 //! Login clients each send their own `X-Forwarded-For` address (`10.77.x.y`),
