@@ -22,9 +22,13 @@ cleanup() {
   [ "$backend" = postgres ] && psql "$base" -qc "DROP DATABASE IF EXISTS $db WITH (FORCE)" || true
   rm -rf "$dir"
 }
-# The driver is one client address recovering a few addresses over and over:
-# the send limits would refuse it within the first second.
+# The driver is one client address recovering a few addresses over and over
+# (the send limits would refuse it within the first second), and claims a
+# client address per login client (and the attacker's and user's in
+# login-attack) in X-Forwarded-For; trusting loopback lets login throttling
+# count them apart, as it would app users behind a proxy.
 DSN="$dsn" SERVE_PUBLIC_PORT=14433 SERVE_ADMIN_PORT=14434 LOG_LEVEL=warn SECURITY_SEND_LIMITS_ENABLED=false \
+  SERVE_PUBLIC_TRUSTED_PROXIES=127.0.0.1 \
   target/release/latchkey serve -c contrib/quickstart/latchkey.yml ${LATCHKEY_BENCH_DEV:+--dev} >"$dir/server.log" 2>&1 &
 pid=$!
 trap cleanup EXIT

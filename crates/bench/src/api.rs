@@ -6,7 +6,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use reqwest::header::{ACCEPT, HeaderValue, LINK};
+use reqwest::header::{ACCEPT, HeaderValue, LINK, RETRY_AFTER};
 use reqwest::{Client, StatusCode, Url, redirect};
 use serde::Deserialize;
 use serde_json::json;
@@ -39,6 +39,19 @@ impl fmt::Display for CallError {
 }
 
 impl std::error::Error for CallError {}
+
+const LOGIN: &str = "POST /self-service/login";
+
+/// How a server answered one password login.
+#[derive(Debug)]
+pub enum LoginAnswer {
+    /// 200: signed in, with this session token.
+    Session(String),
+    /// 400: the password was checked, and it was wrong.
+    Wrong { snippet: String },
+    /// 429: refused without checking (login throttling); `retry_after` in seconds when sent.
+    Refused { retry_after: Option<u64>, snippet: String },
+}
 
 /// An identity's password login.
 #[derive(Debug, Clone)]
@@ -124,19 +137,64 @@ impl Api {
 
     /// A complete native login (two requests); returns the new session token.
     pub async fn login(&self, credentials: &Credentials) -> Result<String, CallError> {
-        const CALL: &str = "POST /self-service/login";
+        self.login_from(credentials, None).await
+    }
+
+    /// [`login`](Self::login) as seen from `client` (sent as `X-Forwarded-For`,
+    /// which a server believes only from a proxy it trusts).
+    pub async fn login_from(
+        &self,
+        credentials: &Credentials,
+        client: Option<&str>,
+    ) -> Result<String, CallError> {
+        match self.try_login(credentials, client).await? {
+            LoginAnswer::Session(token) => Ok(token),
+            LoginAnswer::Wrong { snippet } => {
+                Err(CallError::Status { call: LOGIN, status: StatusCode::BAD_REQUEST, snippet })
+            }
+            LoginAnswer::Refused { snippet, .. } => {
+                Err(CallError::Status { call: LOGIN, status: StatusCode::TOO_MANY_REQUESTS, snippet })
+            }
+        }
+    }
+
+    /// One native login attempt that may fail: a wrong password (400) and a
+    /// throttled attempt (429) are answers here, not errors.
+    pub async fn try_login(
+        &self,
+        credentials: &Credentials,
+        client: Option<&str>,
+    ) -> Result<LoginAnswer, CallError> {
         let flow = self.native_flow("GET /self-service/login/api", "login").await?;
         let body = json!({
             "method": "password",
             "identifier": credentials.email,
             "password": credentials.password,
         });
-        let response =
-            self.http.post(format!("{}/self-service/login", self.public)).query(&[("flow", &flow)]);
-        let bytes = expect_ok(CALL, response.json(&body).send().await).await?;
-        match parse::<WithToken>(CALL, bytes.as_ref())?.session_token {
-            Some(token) => Ok(token),
-            None => Err(CallError::Body { call: CALL, problem: "200 without a session_token".into() }),
+        let mut request = self
+            .http
+            .post(format!("{}/self-service/login", self.public))
+            .query(&[("flow", &flow)])
+            .json(&body);
+        if let Some(client) = client {
+            request = request.header("X-Forwarded-For", client);
+        }
+        let transport = |e: reqwest::Error| CallError::Transport { call: LOGIN, cause: error_chain(&e) };
+        let response = request.send().await.map_err(transport)?;
+        let status = response.status();
+        let retry_after =
+            response.headers().get(RETRY_AFTER).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
+        let bytes = response.bytes().await.map_err(transport)?;
+        match status {
+            StatusCode::OK => match parse::<WithToken>(LOGIN, bytes.as_ref())?.session_token {
+                Some(token) => Ok(LoginAnswer::Session(token)),
+                None => Err(CallError::Body { call: LOGIN, problem: "200 without a session_token".into() }),
+            },
+            StatusCode::BAD_REQUEST => Ok(LoginAnswer::Wrong { snippet: snippet(&bytes) }),
+            StatusCode::TOO_MANY_REQUESTS => {
+                Ok(LoginAnswer::Refused { retry_after, snippet: snippet(&bytes) })
+            }
+            status => Err(CallError::Status { call: LOGIN, status, snippet: snippet(&bytes) }),
         }
     }
 

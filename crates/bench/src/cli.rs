@@ -15,12 +15,20 @@ use reqwest::Url;
     about = "Drive a running Latchkey (or Ory Kratos) server with concurrent clients and report \
 throughput and latency per scenario",
     after_help = "Scenarios run in this order: health, whoami, login, registration, whoami-under-login, \
-journey-recovery, journey-verification. Without --scenario all of them run except the two journeys, \
-which run only when named: journey-recovery changes the benchmark users' passwords (and, with a \
-revoke_active_sessions settings hook, ends their sessions), and journey-verification verifies their \
-addresses. Both need a server started with --dev (so the admin courier API shows the codes), \
-journey-recovery with recovery enabled and journey-verification with verification enabled. \
-whoami-under-login also runs plain whoami, because it reports its rate relative to whoami alone."
+journey-recovery, journey-verification, login-attack. Without --scenario all of them run except the two \
+journeys and login-attack, which run only when named: journey-recovery changes the benchmark users' \
+passwords (and, with a revoke_active_sessions settings hook, ends their sessions), and \
+journey-verification verifies their addresses. Both need a server started with --dev (so the admin \
+courier API shows the codes), journey-recovery with recovery enabled and journey-verification with \
+verification enabled. login-attack sends --attack-attempts wrong passwords for one user from one \
+address while that user signs in from another, and reports how many reached the hasher and how long \
+the user was kept out. whoami-under-login also runs plain whoami, because it reports its rate relative \
+to whoami alone.\n\nEach login client sends its own X-Forwarded-For address (10.77.x.y; login-attack: \
+203.0.113.66 and 198.51.100.23). A server that trusts this machine as a proxy \
+(serve.public.trusted_proxies; scripts/bench.sh sets it) counts them apart for login throttling; one \
+that does not sees every client at one address, which with more clients than \
+security.login_throttling.ip.max_failures logging in at once has some refused (429), and gives \
+login-attack's user the attacker's address."
 )]
 pub struct Cli {
     /// Base URL of the public API.
@@ -44,6 +52,12 @@ pub struct Cli {
     /// Length of the random passwords given to benchmark users (8 to 72: policy minimum to bcrypt maximum).
     #[arg(long, value_name = "N", default_value_t = 20, value_parser = clap::value_parser!(u8).range(8..=72))]
     pub password_length: u8,
+    /// Wrong passwords the login-attack scenario sends.
+    #[arg(long, value_name = "N", default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub attack_attempts: u32,
+    /// Pace of the login-attack scenario's attempts, per second (default: as fast as --clients go).
+    #[arg(long, value_name = "N", value_parser = parse_rate)]
+    pub attack_rate: Option<f64>,
     /// Also measure the hasher alone, locally, with the server's parameters:
     /// `argon2:m=KiB,t=N,p=N` or `bcrypt:COST`.
     #[arg(long, value_name = "SPEC")]
@@ -73,6 +87,9 @@ pub enum Scenario {
     /// Native email verification by emailed code; needs a server with --dev
     /// and verification enabled. Not run by default: it verifies the users' addresses.
     JourneyVerification,
+    /// One address sends wrong passwords for one user while the user signs in
+    /// from another. Not run by default: it leaves that user throttled for a while.
+    LoginAttack,
 }
 
 impl Scenario {
@@ -85,13 +102,14 @@ impl Scenario {
             Scenario::WhoamiUnderLogin => "whoami-under-login",
             Scenario::JourneyRecovery => "journey-recovery",
             Scenario::JourneyVerification => "journey-verification",
+            Scenario::LoginAttack => "login-attack",
         }
     }
 
     /// Whether it runs when no --scenario is given: not when it changes the
     /// benchmark users or needs a server in --dev.
     pub fn is_default(self) -> bool {
-        !matches!(self, Scenario::JourneyRecovery | Scenario::JourneyVerification)
+        !matches!(self, Scenario::JourneyRecovery | Scenario::JourneyVerification | Scenario::LoginAttack)
     }
 }
 
@@ -162,6 +180,13 @@ fn parse_base_url(value: &str) -> Result<Url, String> {
 
 fn parse_duration(value: &str) -> Result<Duration, String> {
     humantime::parse_duration(value).map_err(|e| format!("{e} (examples: 10s, 1m30s, 500ms)"))
+}
+
+fn parse_rate(value: &str) -> Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(rate) if rate.is_finite() && rate > 0.0 => Ok(rate),
+        _ => Err("expected a positive number of attempts per second, such as 10 or 0.5".into()),
+    }
 }
 
 fn parse_positive_duration(value: &str) -> Result<Duration, String> {
@@ -253,6 +278,7 @@ mod tests {
             (32, Duration::from_secs(10), Duration::from_secs(2))
         );
         assert_eq!(cli.password_length, 20);
+        assert_eq!(cli.attack_attempts, 1000);
     }
 
     #[test]
@@ -263,6 +289,11 @@ mod tests {
         assert!(cli(&["--password-length", "73"]).is_err());
         assert!(cli(&["--scenario", "mixed"]).is_err());
         assert!(cli(&["--warmup", "0s"]).is_ok());
+        assert!(cli(&["--attack-attempts", "0"]).is_err());
+        assert_eq!(cli(&["--attack-rate", "2.5"]).unwrap().attack_rate, Some(2.5));
+        for bad in ["0", "-1", "fast", "inf"] {
+            assert!(cli(&["--attack-rate", bad]).is_err(), "{bad}");
+        }
     }
 
     #[test]
@@ -291,5 +322,6 @@ mod tests {
             cli(&["--scenario", "journey-verification", "health"]).unwrap().plan(),
             vec![Health, JourneyVerification]
         );
+        assert_eq!(plan(&[LoginAttack, Login]), vec![Login, LoginAttack]);
     }
 }

@@ -5,10 +5,11 @@
 //!
 //! ```text
 //! latchkey-bench --public http://127.0.0.1:4433 --admin http://127.0.0.1:4434 \
-//!     --clients 32 --duration 10s [--warmup 2s] [--scenario NAME ...] [--password-length 20]
+//!     --clients 32 --duration 10s [--warmup 2s] [--scenario NAME ...] [--password-length 20] \
+//!     [--attack-attempts 1000]
 //! ```
 //!
-//! Scenarios, run in this order (default: all but the two `journey-*`):
+//! Scenarios, run in this order (default: all but the two `journey-*` and `login-attack`):
 //!
 //! * `health`: `GET /health/alive`, the HTTP baseline.
 //! * `whoami`: `GET /sessions/whoami` with `X-Session-Token`; setup registers
@@ -39,6 +40,20 @@
 //!   submit it. The server must have verification enabled (the quickstart
 //!   does). It hashes nothing, so it shows the flow and outbox machinery
 //!   without the hasher; its emails pile up in the outbox like recovery's.
+//! * `login-attack` (only when asked for: it leaves a user throttled for a
+//!   while): registers one user, then one address (`203.0.113.66` in
+//!   `X-Forwarded-For`) sends `--attack-attempts` (1,000) wrong passwords for
+//!   it over `--clients` connections while the user, from `198.51.100.23`,
+//!   tries the right password every 200 ms until signed in, comes back 5 s
+//!   later, and again until signed in after the attack;
+//!   `--attack-rate N` paces the attack at N attempts a second.
+//!   Reports how many attempts reached the hasher (400) and how many were
+//!   refused before it (429), and how long each visit was kept out. The server
+//!   must trust the driver as a proxy (`serve.public.trusted_proxies`).
+//!
+//! Login clients each send their own `X-Forwarded-For` address (`10.77.x.y`),
+//! so a server that trusts the driver as a proxy throttles them apart, as it
+//! would app users behind a proxy; `scripts/bench.sh` starts it that way.
 //!
 //! The end of the output is a table and the ratios `whoami/health` and
 //! `whoami under login/alone`, both from the same run; with `--hasher`, also
@@ -60,6 +75,7 @@
 //! mail each user far more than five codes an hour.
 
 mod api;
+mod attack;
 mod cli;
 mod driver;
 mod hasher;
@@ -133,6 +149,8 @@ async fn main() -> ExitCode {
         warmup: cli.warmup,
         duration: cli.duration,
         password_length: usize::from(cli.password_length),
+        attack_attempts: cli.attack_attempts as usize,
+        attack_rate: cli.attack_rate,
     };
     let mut bench = Bench::new(api, settings);
     let mut lines = Vec::new();

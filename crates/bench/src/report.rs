@@ -23,6 +23,9 @@ pub fn line(line: &Line) -> String {
         s.errors,
         line.clients,
     );
+    if let Some(note) = &line.note {
+        let _ = write!(out, "\n  {note}");
+    }
     if let Some(error) = &s.first_error {
         let _ = write!(out, "\n  first error: {error}");
     }
@@ -102,7 +105,7 @@ mod tests {
         for _ in 0..per_second * 2 {
             samples.ok(Duration::from_millis(latency_ms));
         }
-        Line { label, unit, clients: 4, summary: samples.summarize(Duration::from_secs(2)) }
+        Line::new(label, unit, 4, samples.summarize(Duration::from_secs(2)))
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::api::{Api, CallError, Credentials};
+use crate::attack;
 use crate::cli::Scenario;
 use crate::driver::{self, Window};
 use crate::mailbox::LastCode;
@@ -22,6 +23,14 @@ pub struct Line {
     pub unit: &'static str,
     pub clients: usize,
     pub summary: Summary,
+    /// What the numbers alone do not say, printed under the line.
+    pub note: Option<String>,
+}
+
+impl Line {
+    pub fn new(label: &'static str, unit: &'static str, clients: usize, summary: Summary) -> Self {
+        Line { label, unit, clients, summary, note: None }
+    }
 }
 
 pub struct Settings {
@@ -29,6 +38,10 @@ pub struct Settings {
     pub warmup: Duration,
     pub duration: Duration,
     pub password_length: usize,
+    /// Wrong passwords the `login-attack` scenario sends.
+    pub attack_attempts: usize,
+    /// Their pace, per second; `None`: as fast as the clients go.
+    pub attack_rate: Option<f64>,
 }
 
 pub struct Bench {
@@ -48,7 +61,7 @@ impl Bench {
     /// Runs one scenario; `Err` says why it could not start.
     pub async fn run(&mut self, scenario: Scenario) -> Result<Vec<Line>, String> {
         let clients = self.settings.clients;
-        let line = |label, unit, summary| Line { label, unit, clients, summary };
+        let line = |label, unit, summary| Line::new(label, unit, clients, summary);
         match scenario {
             Scenario::Health => {
                 self.api.public_alive().await.map_err(|e| format!("probe: {e}"))?;
@@ -90,6 +103,16 @@ impl Bench {
                     .map_err(|e| format!("probe: {e}"))?;
                 let journeys = self.measure(self.journey_recovery(&pool, &last)).await;
                 Ok(vec![line("journey-recovery", "journeys/s", journeys)])
+            }
+            Scenario::LoginAttack => {
+                let settings = &self.settings;
+                let attack = attack::Attack {
+                    attempts: settings.attack_attempts,
+                    rate: settings.attack_rate,
+                    clients,
+                    password_length: settings.password_length,
+                };
+                attack::run(&self.api, attack).await
             }
             Scenario::JourneyVerification => {
                 let pool = self.pool().await?;
@@ -161,7 +184,7 @@ impl Bench {
             let (api, pool) = (Arc::clone(&api), Arc::clone(&pool));
             Box::pin(async move {
                 let credentials = pool[client % pool.len()].credentials().await;
-                api.login(&credentials).await.map(drop)
+                api.login_from(&credentials, Some(&client_address(client))).await.map(drop)
             })
         }
     }
@@ -210,6 +233,13 @@ impl Bench {
             Box::pin(async move { api.register(&Credentials::fresh(password_length)).await.map(drop) })
         }
     }
+}
+
+/// The address login client `client` claims in `X-Forwarded-For`: its own,
+/// as app users behind a proxy would have, so a server that trusts the
+/// driver as a proxy throttles logins per client rather than all at once.
+fn client_address(client: usize) -> String {
+    format!("10.77.{}.{}", client / 256 % 256, client % 256)
 }
 
 /// Boxed so the request builders can name their return type; one allocation
@@ -315,6 +345,8 @@ mod tests {
                 warmup: Duration::from_millis(50),
                 duration: Duration::from_millis(250),
                 password_length: 20,
+                attack_attempts: 60,
+                attack_rate: None,
             };
             Bench::new(Api::new(&self.public, &self.admin).unwrap(), settings)
         }
@@ -418,6 +450,41 @@ mod tests {
             assert!(error.starts_with("probe: GET /admin/courier/messages: "), "{error}");
             assert!(error.contains("start the server with --dev to run the journey scenarios"), "{error}");
         }
+        server.stop().await;
+    }
+
+    /// The number just before `marker` in `text`.
+    fn number_before(text: &str, marker: &str) -> u64 {
+        let head = &text[..text.find(marker).unwrap_or_else(|| panic!("no {marker:?} in {text}"))];
+        head.trim_end().rsplit(' ').next().unwrap().parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn login_attack_counts_what_reached_the_hasher_and_lets_the_user_back_in() {
+        let server = Server::start(|config| {
+            config.serve.public.trusted_proxies = vec!["127.0.0.1".into()];
+            let identifier = &mut config.security.login_throttling.identifier;
+            identifier.initial_delay = "200ms".into();
+            identifier.max_delay = "400ms".into();
+        })
+        .await;
+        let mut bench = server.bench(4);
+        let lines = bench.run(Scenario::LoginAttack).await.unwrap();
+        let labels: Vec<_> = lines.iter().map(|l| (l.label, l.unit)).collect();
+        assert_eq!(labels, [("login-attack (attacker)", "attempts/s"), ("login-attack (user)", "tries/s")]);
+        let attacker = &lines[0];
+        assert_eq!((attacker.summary.ok, attacker.summary.errors), (60, 0), "{:?}", attacker.summary);
+        let note = attacker.note.as_deref().unwrap();
+        assert!(note.starts_with("60 wrong passwords from 203.0.113.66 in "), "{note}");
+        let judged = number_before(note, "reached the hasher");
+        let refused = number_before(note, "refused before it");
+        assert_eq!(judged + refused, 60, "{note}");
+        // The free failures, plus one per lock that ended or sign-in that reset the count.
+        assert!((5..=30).contains(&judged), "{note}");
+        let user = &lines[1];
+        assert_eq!(user.summary.errors, 0, "{:?}", user.summary);
+        let note = user.note.as_deref().unwrap();
+        assert!(note.contains("after the attack ended") && !note.contains("still kept out"), "{note}");
         server.stop().await;
     }
 

@@ -81,6 +81,18 @@ fn expired(id: u32, expired_at: chrono::DateTime<chrono::Utc>, ago: chrono::Dura
 pub fn identity_disabled() -> Message {
     error(4010011, "This account is disabled.", None)
 }
+/// Login throttling refused the attempt. Kratos has no such message, so
+/// the id is Latchkey's own: 4019xxx, the top of Kratos's login block
+/// (which ends at 4010011), where Kratos's own numbering will not reach.
+pub fn login_throttled(retry_after_seconds: u64, retry_at: chrono::DateTime<chrono::Utc>) -> Message {
+    error(
+        4019001,
+        format!(
+            "Too many failed sign-in attempts. Please wait {retry_after_seconds} seconds before trying again."
+        ),
+        Some(json!({"retry_after_seconds": retry_after_seconds, "retry_at_unix": retry_at.timestamp()})),
+    )
+}
 
 // Validation (4000xxx).
 pub fn validation_generic(reason: &str) -> Message {

@@ -6,6 +6,7 @@
 //! when hashing and ordinary requests compete for the cores, the requests
 //! that do not hash win, so a login storm cannot slow down `whoami`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -30,6 +31,8 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     jobs: SyncSender<Job>,
     dummy: Arc<OnceLock<Result<String, HashError>>>,
+    /// Verifications asked for, dummy ones included (see [`Self::verifications`]).
+    verifications: Arc<AtomicU64>,
 }
 
 /// Starts `threads` hashing threads that take jobs from one queue. They end
@@ -89,7 +92,15 @@ impl PasswordHasher {
             permits: Arc::new(Semaphore::new(threads)),
             jobs: start_pool(threads),
             dummy: Arc::new(OnceLock::new()),
+            verifications: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// How many verifications (real or dummy) this hasher and its clones
+    /// have been asked for since it was made: what a brute-force attempt
+    /// costs, so tests and operators can see which attempts got this far.
+    pub fn verifications(&self) -> u64 {
+        self.verifications.load(Ordering::Relaxed)
     }
 
     /// The configuration new hashes are made with.
@@ -106,6 +117,7 @@ impl PasswordHasher {
 
     /// Verifies a password against a stored hash (see [`verify_password`]).
     pub async fn verify(&self, password: SecretPassword, encoded: String) -> Result<bool, HashError> {
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         self.run(move || verify_password(password.as_bytes(), &encoded)).await?
     }
 
@@ -125,6 +137,7 @@ impl PasswordHasher {
         if let Some(encoded) = encoded {
             return self.verify(password, encoded).await;
         }
+        self.verifications.fetch_add(1, Ordering::Relaxed);
         let cfg = Arc::clone(&self.config);
         let dummy = Arc::clone(&self.dummy);
         self.run(move || {
@@ -193,6 +206,8 @@ mod tests {
             assert!(hasher.verify("s3cret pass".into(), h.clone()).await.unwrap());
             assert!(!hasher.verify("other".into(), h.clone()).await.unwrap());
             assert!(hasher.verify_or_dummy("s3cret pass".into(), Some(h)).await.unwrap());
+            // Hashing a new password is not a verification; clones share the count.
+            assert_eq!(hasher.clone().verifications(), 3);
         }
     }
 
@@ -208,6 +223,8 @@ mod tests {
             let first = hasher.dummy.get().cloned().unwrap().unwrap();
             hasher.verify_or_dummy("again".into(), None).await.unwrap();
             assert_eq!(hasher.dummy.get().cloned().unwrap().unwrap(), first);
+            // Dummy verifications count like real ones.
+            assert_eq!(hasher.verifications(), 3);
         }
     }
 

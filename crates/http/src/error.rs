@@ -57,14 +57,20 @@ impl ApiError {
         Self::new(StatusCode::METHOD_NOT_ALLOWED, "The request method is not supported by this resource")
     }
 
-    /// 429 with `Retry-After` (whole seconds, rounded up). Kratos has no id
-    /// for it; `rate_limit_exceeded` follows its naming.
+    /// 429 with `Retry-After` (whole seconds, rounded up), also in
+    /// `details.retry_after_seconds`; callers say which limit in the reason.
+    /// Kratos has no id for it; `rate_limit_exceeded` follows its naming.
     pub fn too_many_requests(retry_after: std::time::Duration) -> Self {
         let seconds = retry_after_seconds(retry_after);
-        let mut error = Self::new(StatusCode::TOO_MANY_REQUESTS, "Too many requests")
-            .with_id("rate_limit_exceeded")
-            .with_reason(format!("Too many requests were made; try again in {seconds} seconds."));
-        error.extra = Some(Box::new(Extra { retry_after: Some(seconds), ..Default::default() }));
+        let mut error =
+            Self::new(StatusCode::TOO_MANY_REQUESTS, "The request was refused because of a rate limit")
+                .with_id("rate_limit_exceeded")
+                .with_reason(format!("Too many requests were made; try again in {seconds} seconds."));
+        error.extra = Some(Box::new(Extra {
+            details: Some(json!({ "retry_after_seconds": seconds })),
+            retry_after: Some(seconds),
+            ..Default::default()
+        }));
         error
     }
 

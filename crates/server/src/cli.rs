@@ -44,7 +44,9 @@ enum Command {
     /// Slow and idle clients are cut off by `serve.limits`: header_read_timeout (10s),
     /// body_read_timeout (30s), idle_timeout (10s) and max_connections (1024 per listener).
     /// `X-Forwarded-For` is believed only from the peers listed in serve.public.trusted_proxies
-    /// (addresses or CIDR networks; none by default).
+    /// (addresses or CIDR networks; none by default). Failed password logins are throttled per
+    /// identifier and per client address, before any hash (security.login_throttling, on by
+    /// default): behind a proxy, list it there, or every client shares the proxy's address.
     Serve(ServeArgs),
     /// Manage the database schema.
     #[command(subcommand)]

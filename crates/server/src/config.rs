@@ -54,6 +54,7 @@ pub struct Config {
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Security {
+    pub login_throttling: LoginThrottling,
     pub send_limits: SendLimits,
 }
 
@@ -150,6 +151,54 @@ pub struct CleanupSleep {
 impl Default for CleanupSleep {
     fn default() -> Self {
         Self { tables: "1m".into() }
+    }
+}
+
+/// `security.login_throttling`: failed password logins counted per
+/// identifier and per client address in the database; past the limits,
+/// attempts are refused (429) before any password is hashed.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LoginThrottling {
+    pub enabled: bool,
+    pub identifier: IdentifierThrottling,
+    pub ip: IpThrottling,
+}
+
+impl Default for LoginThrottling {
+    fn default() -> Self {
+        Self { enabled: true, identifier: IdentifierThrottling::default(), ip: IpThrottling::default() }
+    }
+}
+
+/// Per identifier: `free_failures` in `window` freely, then a wait after
+/// each failure from `initial_delay`, doubling, at most `max_delay`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IdentifierThrottling {
+    pub free_failures: u64,
+    pub window: String,
+    pub initial_delay: String,
+    pub max_delay: String,
+}
+
+impl Default for IdentifierThrottling {
+    fn default() -> Self {
+        Self { free_failures: 5, window: "1h".into(), initial_delay: "1s".into(), max_delay: "60s".into() }
+    }
+}
+
+/// Per client address (IPv6: per /64): at most `max_failures` in `window`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct IpThrottling {
+    pub max_failures: u64,
+    pub window: String,
+}
+
+impl Default for IpThrottling {
+    fn default() -> Self {
+        Self { max_failures: 30, window: "15m".into() }
     }
 }
 
@@ -1074,6 +1123,29 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
         parse_duration(value).ok_or_else(|| invalid(key, "expected a duration such as 1h or 15m"))?;
     }
     validate_cleanup(config)?;
+    let throttling = &config.security.login_throttling;
+    let positive = |key: &str, value: &str| {
+        parse_duration(value)
+            .filter(|d| !d.is_zero())
+            .ok_or_else(|| invalid(key, "expected a positive duration such as 1s or 15m"))
+    };
+    positive("security.login_throttling.identifier.window", &throttling.identifier.window)?;
+    let initial =
+        positive("security.login_throttling.identifier.initial_delay", &throttling.identifier.initial_delay)?;
+    let max = positive("security.login_throttling.identifier.max_delay", &throttling.identifier.max_delay)?;
+    if max < initial {
+        return Err(invalid(
+            "security.login_throttling.identifier.max_delay",
+            "expected at least identifier.initial_delay",
+        ));
+    }
+    positive("security.login_throttling.ip.window", &throttling.ip.window)?;
+    if throttling.ip.max_failures == 0 {
+        return Err(invalid(
+            "security.login_throttling.ip.max_failures",
+            "expected an integer of at least 1",
+        ));
+    }
     if let Some(extend) = &config.session.earliest_possible_extend {
         parse_duration(extend)
             .ok_or_else(|| invalid("session.earliest_possible_extend", "expected a duration such as 1h"))?;
@@ -1228,8 +1300,12 @@ impl Config {
     /// lists its window here, so the cleanup never deletes an event a limit
     /// still counts.
     pub fn longest_rate_window(&self) -> Duration {
-        // Login throttling adds its windows here when it lands.
-        let windows = [self.security.send_limits.address.window.as_str()];
+        let throttling = &self.security.login_throttling;
+        let windows = [
+            self.security.send_limits.address.window.as_str(),
+            throttling.identifier.window.as_str(),
+            throttling.ip.window.as_str(),
+        ];
         windows.iter().filter_map(|w| parse_duration(w)).fold(RATE_EVENTS_KEPT_AT_LEAST, Duration::max)
     }
 }
@@ -1483,6 +1559,46 @@ mod tests {
             write(dir.path(), "b.yml", "serve:\n  public:\n    trusted_proxies: [10.0.0.1, 10.0.0.0/40]\n");
         let err = load(&[a, b], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("serve.public.trusted_proxies.1"), "{err}");
+    }
+
+    #[test]
+    fn login_throttling_is_on_by_default_and_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let throttling =
+            load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.security.login_throttling;
+        assert!(throttling.enabled);
+        let id = &throttling.identifier;
+        assert_eq!(
+            (id.free_failures, id.window.as_str(), id.initial_delay.as_str(), id.max_delay.as_str()),
+            (5, "1h", "1s", "60s")
+        );
+        assert_eq!((throttling.ip.max_failures, throttling.ip.window.as_str()), (30, "15m"));
+        let env = vec![
+            ("SECURITY_LOGIN_THROTTLING_ENABLED".to_string(), "false".to_string()),
+            ("SECURITY_LOGIN_THROTTLING_IP_MAX_FAILURES".to_string(), "100".to_string()),
+        ];
+        let throttling = load(std::slice::from_ref(&a), env, false).unwrap().config.security.login_throttling;
+        assert!(!throttling.enabled);
+        assert_eq!(throttling.ip.max_failures, 100);
+        for (name, value, key) in [
+            ("SECURITY_LOGIN_THROTTLING_IP_MAX_FAILURES", "0", "security.login_throttling.ip.max_failures"),
+            ("SECURITY_LOGIN_THROTTLING_IP_WINDOW", "0s", "security.login_throttling.ip.window"),
+            (
+                "SECURITY_LOGIN_THROTTLING_IDENTIFIER_WINDOW",
+                "soon",
+                "security.login_throttling.identifier.window",
+            ),
+            (
+                "SECURITY_LOGIN_THROTTLING_IDENTIFIER_MAX_DELAY",
+                "500ms",
+                "security.login_throttling.identifier.max_delay",
+            ),
+        ] {
+            let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
     }
 
     #[test]

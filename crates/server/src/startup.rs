@@ -13,6 +13,9 @@ use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::code::CodeSettings;
 use latchkey_domain::flow::login::RequireVerified;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
+use latchkey_domain::flow::login_throttle::{
+    AddressLimit, IdentifierLimit, LoginThrottle, LoginThrottleSettings,
+};
 use latchkey_domain::flow::recovery::{RecoveryService, RecoverySettings};
 use latchkey_domain::flow::registration::{RegistrationService, RegistrationSettings};
 use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
@@ -176,6 +179,7 @@ pub struct Application {
     cleanup: Option<(CleanupSettings, Duration)>,
     limits: crate::serve::Limits,
     body_read_timeout: Duration,
+    hasher: PasswordHasher,
 }
 
 /// Stops a background task when its owner goes away, built or not run.
@@ -283,7 +287,8 @@ impl Application {
         let require_verified = flows.login.after.password_hooks().any(|h| h == "require_verified_address");
         let login = LoginService::new(
             store.clone(),
-            hasher,
+            hasher.clone(),
+            LoginThrottle::new(store.clone(), login_throttle_settings(config)),
             verification.clone(),
             LoginSettings {
                 public_base: urls.public.clone(),
@@ -401,7 +406,14 @@ impl Application {
             cleanup,
             limits,
             body_read_timeout,
+            hasher,
         })
+    }
+
+    /// The server's password hasher; its [`PasswordHasher::verifications`]
+    /// count shows how many login attempts reached it.
+    pub fn password_hasher(&self) -> PasswordHasher {
+        self.hasher.clone()
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -449,6 +461,26 @@ impl Application {
         drop(self.listener);
         self.store.close().await;
         Ok(())
+    }
+}
+
+/// `security.login_throttling` (checked when the configuration was loaded).
+fn login_throttle_settings(config: &Config) -> LoginThrottleSettings {
+    let throttling = &config.security.login_throttling;
+    let duration =
+        |s: &str| chrono::Duration::from_std(parse_duration(s).unwrap_or_default()).unwrap_or_default();
+    LoginThrottleSettings {
+        enabled: throttling.enabled,
+        identifier: IdentifierLimit {
+            free_failures: throttling.identifier.free_failures,
+            window: duration(&throttling.identifier.window),
+            initial_delay: duration(&throttling.identifier.initial_delay),
+            max_delay: duration(&throttling.identifier.max_delay),
+        },
+        address: AddressLimit {
+            max_failures: throttling.ip.max_failures,
+            window: duration(&throttling.ip.window),
+        },
     }
 }
 

@@ -1,6 +1,7 @@
 //! The login flow: a form asking for an identifier and a password, and the
 //! password method checking them. Unknown identifiers and wrong passwords
-//! answer alike and take the same time.
+//! answer alike and take the same time. Every attempt passes
+//! [`LoginThrottle`] before its password is hashed.
 
 use std::sync::Arc;
 
@@ -8,6 +9,7 @@ use chrono::Duration;
 use latchkey_hash::{PasswordHasher, SecretPassword};
 use serde_json::Value;
 
+use super::login_throttle::{Admission, Limit, LoginThrottle};
 use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowKind, FlowRequest};
 use crate::identity::{CredentialType, Identity, IdentityState};
@@ -58,12 +60,16 @@ pub enum LoginOutcome {
     /// The credentials were right but no address is verified yet: no
     /// session; a code went out in `verification`.
     Unverified { verification: Box<Flow> },
+    /// Too many failed attempts: refused before the password was checked.
+    /// The flow carries a message saying how long to wait.
+    Throttled { flow: Box<Flow>, limit: Limit, retry_after_seconds: u64 },
 }
 
 #[derive(Clone)]
 pub struct LoginService {
     store: Arc<dyn Store>,
     hasher: PasswordHasher,
+    throttle: LoginThrottle,
     verification: VerificationService,
     settings: Arc<LoginSettings>,
 }
@@ -72,10 +78,11 @@ impl LoginService {
     pub fn new(
         store: Arc<dyn Store>,
         hasher: PasswordHasher,
+        throttle: LoginThrottle,
         verification: VerificationService,
         settings: LoginSettings,
     ) -> Self {
-        Self { store, hasher, verification, settings: Arc::new(settings) }
+        Self { store, hasher, throttle, verification, settings: Arc::new(settings) }
     }
 
     pub async fn create(&self, request: &FlowRequest, refresh: bool) -> Result<Flow, FlowError> {
@@ -136,13 +143,22 @@ impl LoginService {
             return self.reject(flow).await;
         }
 
-        let identity = self
-            .store
-            .find_identity_by_identifier(
-                CredentialType::Password,
-                &normalize(&identifier, crate::identity::Via::Email),
-            )
-            .await?;
+        let normalized = normalize(&identifier, crate::identity::Via::Email);
+        // Before anything that hashes: a refused attempt costs no hash.
+        let ticket = match self.throttle.admit(&normalized, device.ip_address.as_deref()).await? {
+            Admission::Admitted(ticket) => ticket,
+            Admission::Refused { limit, retry_after } => {
+                return self.throttled(flow, limit, retry_after).await;
+            }
+        };
+        let identity =
+            match self.store.find_identity_by_identifier(CredentialType::Password, &normalized).await {
+                Ok(identity) => identity,
+                Err(e) => {
+                    self.throttle.not_judged(ticket).await;
+                    return Err(e.into());
+                }
+            };
         let hash = identity
             .as_ref()
             .and_then(|i| i.credential(CredentialType::Password))
@@ -152,8 +168,12 @@ impl LoginService {
         let verified = match self.hasher.verify_or_dummy(password.clone(), hash.clone()).await {
             Ok(ok) => ok,
             Err(latchkey_hash::HashError::PasswordTooLong) => false,
-            Err(e) => return Err(FlowError::Internal(e.to_string())),
+            Err(e) => {
+                self.throttle.not_judged(ticket).await;
+                return Err(FlowError::Internal(e.to_string()));
+            }
         };
+        // A failure stays recorded: the ticket already counted it.
         let Some(identity) = identity.filter(|_| verified) else {
             flow.ui.messages.push(text::invalid_credentials());
             return self.reject(flow).await;
@@ -167,6 +187,8 @@ impl LoginService {
             flow.ui.messages.push(text::invalid_credentials());
             return self.reject(flow).await;
         };
+        // The password was right, whatever happens next.
+        self.throttle.succeeded(ticket).await;
         if identity.state != IdentityState::Active {
             flow.ui.messages.push(text::identity_disabled());
             return self.reject(flow).await;
@@ -229,6 +251,24 @@ impl LoginService {
                 self.reject(flow).await
             }
         }
+    }
+
+    /// The flow with a message saying how long to wait, saved so a UI
+    /// fetching it shows the message.
+    async fn throttled(
+        &self,
+        mut flow: Flow,
+        limit: Limit,
+        retry_after: Duration,
+    ) -> Result<LoginOutcome, FlowError> {
+        // Whole seconds, rounded up, as `Retry-After` counts them.
+        let millis = u64::try_from(retry_after.num_milliseconds()).unwrap_or(0);
+        let seconds = millis.div_ceil(1000).max(1);
+        let at = crate::time::now();
+        flow.ui.messages.push(text::login_throttled(seconds, at + retry_after));
+        flow.updated_at = at;
+        self.store.update_flow(&flow).await?;
+        Ok(LoginOutcome::Throttled { flow: Box::new(flow), limit, retry_after_seconds: seconds })
     }
 
     async fn reject(&self, mut flow: Flow) -> Result<LoginOutcome, FlowError> {

@@ -4,6 +4,7 @@
 
 pub mod code;
 pub mod login;
+pub mod login_throttle;
 pub mod recovery;
 pub mod registration;
 pub mod settings;

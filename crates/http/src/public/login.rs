@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use latchkey_domain::flow::login::{LoginOutcome, LoginSubmission};
+use latchkey_domain::flow::login_throttle::Limit;
 use latchkey_domain::flow::{FlowKind, FlowType};
 use latchkey_domain::text;
 use latchkey_hash::SecretPassword;
@@ -123,6 +124,23 @@ async fn submit(
         }
         LoginOutcome::Accepted { flow, identity, issued, verification } => {
             (flow, identity, issued, verification)
+        }
+        LoginOutcome::Throttled { flow, limit, retry_after_seconds } => {
+            // Browsers posting the form get it back with the message, as
+            // with any other refused login; clients reading JSON get a 429.
+            if flow.flow_type == FlowType::Browser && !wants_json(&headers) {
+                return Ok(flows::see_other(&format!("{}?flow={}", state.web.login_ui_url, flow.id)));
+            }
+            let reason = match limit {
+                Limit::Identifier => format!(
+                    "Too many failed sign-in attempts for this identifier. Try again in {retry_after_seconds} seconds."
+                ),
+                Limit::Address => format!(
+                    "Too many failed sign-in attempts from this network address. Try again in {retry_after_seconds} seconds."
+                ),
+            };
+            return Err(ApiError::too_many_requests(std::time::Duration::from_secs(retry_after_seconds))
+                .with_reason(reason));
         }
         LoginOutcome::Unverified { verification } => {
             let url = format!("{}?flow={}", state.web.verification_ui_url, verification.id);

@@ -147,6 +147,8 @@ pub struct TestApp {
     pub public: Configuration,
     /// Where this server keeps its data, for a second server on the same database.
     pub dsn: String,
+    /// The server's hasher, for counting the verifications it ran.
+    hasher: latchkey_hash::PasswordHasher,
     stop: Option<oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
     _db: Option<TestDatabase>,
@@ -170,7 +172,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
 
 /// Another server on an existing database (the first keeps it alive).
 pub async fn spawn_app_on(dsn: &str) -> TestApp {
-    start(dsn.to_string(), None, |_| {}).await
+    spawn_app_on_with(dsn, |_| {}).await
 }
 
 /// [`spawn_app_on`] with the configuration adjusted.
@@ -182,6 +184,7 @@ async fn start(dsn: String, db: Option<TestDatabase>, adjust: impl FnOnce(&mut C
     let mut config = test_config(&dsn);
     adjust(&mut config);
     let app = Application::build(&config).await.expect("server starts");
+    let hasher = app.password_hasher();
     let public_url = format!("http://{}", app.public_addr());
     let admin_url = format!("http://{}", app.admin_addr());
     let (stop, stopped) = oneshot::channel::<()>();
@@ -196,6 +199,7 @@ async fn start(dsn: String, db: Option<TestDatabase>, adjust: impl FnOnce(&mut C
         admin_url,
         http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
         dsn,
+        hasher,
         stop: Some(stop),
         server: Some(server),
         _db: db,
@@ -211,6 +215,23 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
+    }
+
+    /// Stops the server and starts a new one on the same database, configured afresh.
+    pub async fn restart(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
+        let db = self._db.take();
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.await.unwrap().unwrap();
+        }
+        start(self.dsn.clone(), db, adjust).await
+    }
+
+    /// Password verifications the server has run (dummy ones included).
+    pub fn hash_checks(&self) -> u64 {
+        self.hasher.verifications()
     }
 
     pub fn admin_path(&self, path: &str) -> String {

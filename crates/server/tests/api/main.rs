@@ -15,6 +15,7 @@ mod errors;
 mod health;
 mod hostile;
 mod identities;
+mod login_throttling;
 mod native;
 mod notices;
 mod recovery;
