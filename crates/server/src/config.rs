@@ -155,24 +155,47 @@ impl Default for CleanupSleep {
 }
 
 /// `security.login_throttling`: failed password logins counted per
-/// identifier and per client address in the database; past the limits,
-/// attempts are refused (429) before any password is hashed.
+/// identifier (from all addresses, and from each client address) and per
+/// client address in the database; past the limits, attempts are refused
+/// (429) before any password is hashed.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct LoginThrottling {
     pub enabled: bool,
+    /// One identifier, failures from every address together: a short lock,
+    /// so nobody can keep the owner out for long.
     pub identifier: IdentifierThrottling,
+    /// One identifier from one client address: a long lock that only the
+    /// guessing source sits behind.
+    pub identifier_per_ip: IdentifierThrottling,
     pub ip: IpThrottling,
 }
 
 impl Default for LoginThrottling {
     fn default() -> Self {
-        Self { enabled: true, identifier: IdentifierThrottling::default(), ip: IpThrottling::default() }
+        Self {
+            enabled: true,
+            // One source paced by `identifier_per_ip` fails at most about 17
+            // times in any hour, so it alone never reaches these 20.
+            identifier: IdentifierThrottling {
+                free_failures: 20,
+                window: "1h".into(),
+                initial_delay: "1s".into(),
+                max_delay: "60s".into(),
+            },
+            identifier_per_ip: IdentifierThrottling {
+                free_failures: 5,
+                window: "1h".into(),
+                initial_delay: "1s".into(),
+                max_delay: "15m".into(),
+            },
+            ip: IpThrottling::default(),
+        }
     }
 }
 
-/// Per identifier: `free_failures` in `window` freely, then a wait after
-/// each failure from `initial_delay`, doubling, at most `max_delay`.
+/// `free_failures` in `window` freely, then a wait after each failure from
+/// `initial_delay`, doubling, at most `max_delay`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct IdentifierThrottling {
@@ -184,7 +207,7 @@ pub struct IdentifierThrottling {
 
 impl Default for IdentifierThrottling {
     fn default() -> Self {
-        Self { free_failures: 5, window: "1h".into(), initial_delay: "1s".into(), max_delay: "60s".into() }
+        LoginThrottling::default().identifier
     }
 }
 
@@ -1129,15 +1152,16 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
             .filter(|d| !d.is_zero())
             .ok_or_else(|| invalid(key, "expected a positive duration such as 1s or 15m"))
     };
-    positive("security.login_throttling.identifier.window", &throttling.identifier.window)?;
-    let initial =
-        positive("security.login_throttling.identifier.initial_delay", &throttling.identifier.initial_delay)?;
-    let max = positive("security.login_throttling.identifier.max_delay", &throttling.identifier.max_delay)?;
-    if max < initial {
-        return Err(invalid(
-            "security.login_throttling.identifier.max_delay",
-            "expected at least identifier.initial_delay",
-        ));
+    for (scope, limit) in
+        [("identifier", &throttling.identifier), ("identifier_per_ip", &throttling.identifier_per_ip)]
+    {
+        let key = |field: &str| format!("security.login_throttling.{scope}.{field}");
+        positive(&key("window"), &limit.window)?;
+        let initial = positive(&key("initial_delay"), &limit.initial_delay)?;
+        let max = positive(&key("max_delay"), &limit.max_delay)?;
+        if max < initial {
+            return Err(invalid(&key("max_delay"), &format!("expected at least {scope}.initial_delay")));
+        }
     }
     positive("security.login_throttling.ip.window", &throttling.ip.window)?;
     if throttling.ip.max_failures == 0 {
@@ -1304,6 +1328,7 @@ impl Config {
         let windows = [
             self.security.send_limits.address.window.as_str(),
             throttling.identifier.window.as_str(),
+            throttling.identifier_per_ip.window.as_str(),
             throttling.ip.window.as_str(),
         ];
         windows.iter().filter_map(|w| parse_duration(w)).fold(RATE_EVENTS_KEPT_AT_LEAST, Duration::max)
@@ -1571,7 +1596,12 @@ mod tests {
         let id = &throttling.identifier;
         assert_eq!(
             (id.free_failures, id.window.as_str(), id.initial_delay.as_str(), id.max_delay.as_str()),
-            (5, "1h", "1s", "60s")
+            (20, "1h", "1s", "60s")
+        );
+        let pair = &throttling.identifier_per_ip;
+        assert_eq!(
+            (pair.free_failures, pair.window.as_str(), pair.initial_delay.as_str(), pair.max_delay.as_str()),
+            (5, "1h", "1s", "15m")
         );
         assert_eq!((throttling.ip.max_failures, throttling.ip.window.as_str()), (30, "15m"));
         let env = vec![
@@ -1593,6 +1623,11 @@ mod tests {
                 "SECURITY_LOGIN_THROTTLING_IDENTIFIER_MAX_DELAY",
                 "500ms",
                 "security.login_throttling.identifier.max_delay",
+            ),
+            (
+                "SECURITY_LOGIN_THROTTLING_IDENTIFIER_PER_IP_MAX_DELAY",
+                "500ms",
+                "security.login_throttling.identifier_per_ip.max_delay",
             ),
         ] {
             let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)

@@ -469,14 +469,16 @@ fn login_throttle_settings(config: &Config) -> LoginThrottleSettings {
     let throttling = &config.security.login_throttling;
     let duration =
         |s: &str| chrono::Duration::from_std(parse_duration(s).unwrap_or_default()).unwrap_or_default();
+    let identifier = |limit: &crate::config::IdentifierThrottling| IdentifierLimit {
+        free_failures: limit.free_failures,
+        window: duration(&limit.window),
+        initial_delay: duration(&limit.initial_delay),
+        max_delay: duration(&limit.max_delay),
+    };
     LoginThrottleSettings {
         enabled: throttling.enabled,
-        identifier: IdentifierLimit {
-            free_failures: throttling.identifier.free_failures,
-            window: duration(&throttling.identifier.window),
-            initial_delay: duration(&throttling.identifier.initial_delay),
-            max_delay: duration(&throttling.identifier.max_delay),
-        },
+        identifier: identifier(&throttling.identifier),
+        identifier_per_address: identifier(&throttling.identifier_per_ip),
         address: AddressLimit {
             max_failures: throttling.ip.max_failures,
             window: duration(&throttling.ip.window),

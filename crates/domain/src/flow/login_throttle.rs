@@ -1,23 +1,35 @@
-//! Login throttling: how many failed password logins an identifier and a
-//! client address may have before further attempts are refused, and for how
-//! long. Every decision is one atomic [`RateStore::admit_event`] over both
-//! windows, taken before any password hash is computed: a refused attempt
-//! costs a database round trip, never a hash.
+//! Login throttling: how many failed password logins an identifier, an
+//! identifier from one client address, and a client address may have before
+//! further attempts are refused, and for how long. Every decision is one
+//! atomic [`RateStore::admit_event`] over the three windows, taken before
+//! any password hash is computed: a refused attempt costs a database round
+//! trip, never a hash.
 //!
-//! Identifier: the first `free_failures` failures in `window` pass freely;
-//! after that each attempt waits `delay(k)` after the newest failure, with
-//! `k` failures past the free ones and `delay(k) = min(initial_delay ·
-//! 2^(k-1), max_delay)`. The lock is short and grows slowly, so a stranger
-//! hammering someone's address keeps them out for seconds, not hours.
-//! Client address: at most `max_failures` failures in `window`, then refused
-//! until the oldest ages out; this is what stops one source guessing.
+//! The identifier's locks come in two scopes, so that a lock stops the
+//! guesser without being a weapon against the owner:
+//!
+//! * From one client address (`identifier_per_ip`): the first
+//!   `free_failures` failures in `window` pass freely; after that each
+//!   attempt waits `delay(k)` after the newest failure, `k` failures past the
+//!   free ones, `delay(k) = min(initial_delay · 2^(k-1), max_delay)`. This
+//!   lock is long (up to 15 minutes by default) but only the guessing source
+//!   sits behind it; the owner signing in from elsewhere does not.
+//! * From every address together (`identifier`): the same arithmetic with a
+//!   higher free count and a short cap (60 s). One source, paced by its own
+//!   lock, stays below that free count within any window (about 17 failures
+//!   an hour with the defaults), so only several sources together can lock
+//!   the owner out, and then for a minute at a time.
+//!
+//! Client address (`ip`): at most `max_failures` failures in `window` across
+//! identifiers, then refused until the oldest ages out; this is what stops
+//! one source trying many accounts.
 //!
 //! An admitted attempt is recorded as a failure before its hash is checked,
 //! so concurrent attempts count each other; a success resets the
-//! identifier's failures and takes back its own event (the address counts
-//! failures only). Refused attempts are not recorded: hammering during a
-//! lock does not extend it. Windows hold digests, never the identifier or
-//! the address itself.
+//! identifier's failures (both scopes) and takes back its own event (the
+//! address counts failures only). Refused attempts are not recorded:
+//! hammering during a lock does not extend it. Windows hold digests, never
+//! the identifier or the address itself.
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -32,12 +44,17 @@ use crate::store::{RateWindow, Store, StoreError, WindowCount};
 pub const IDENTIFIER_BUCKET: &str = "login.identifier";
 /// Failed logins per client address (IPv6: per /64).
 pub const ADDRESS_BUCKET: &str = "login.ip";
+/// Failed logins per normalised identifier from one client address.
+pub const PAIR_BUCKET: &str = "login.identifier_ip";
 
 /// `security.login_throttling`.
 #[derive(Debug, Clone)]
 pub struct LoginThrottleSettings {
     pub enabled: bool,
+    /// The identifier, failures from every address together.
     pub identifier: IdentifierLimit,
+    /// The identifier, failures from one client address.
+    pub identifier_per_address: IdentifierLimit,
     pub address: AddressLimit,
 }
 
@@ -62,7 +79,11 @@ pub struct AddressLimit {
 /// Which limit refused an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Limit {
+    /// The identifier, from every address together.
     Identifier,
+    /// The identifier, from this client address.
+    IdentifierFromAddress,
+    /// This client address, across identifiers.
     Address,
 }
 
@@ -81,6 +102,8 @@ pub struct Ticket {
     /// `None` when throttling is off.
     event: Option<Uuid>,
     identifier: String,
+    /// The identifier-from-address subject, when the address is known.
+    pair: Option<String>,
 }
 
 #[derive(Clone)]
@@ -98,9 +121,11 @@ impl LoginThrottle {
     /// `client_ip` may have its password checked, and if so records it as a
     /// failure, all in one step.
     pub async fn admit(&self, identifier: &str, client_ip: Option<&str>) -> Result<Admission, StoreError> {
+        let pair =
+            client_ip.and_then(address_key).map(|key| digest(PAIR_BUCKET, &format!("{key}\0{identifier}")));
         let identifier = identifier_subject(identifier);
         if !self.settings.enabled {
-            return Ok(Admission::Admitted(Ticket { event: None, identifier }));
+            return Ok(Admission::Admitted(Ticket { event: None, identifier, pair }));
         }
         let at = crate::time::now();
         let policy = Policy(&self.settings);
@@ -109,7 +134,12 @@ impl LoginThrottle {
             subject: identifier.clone(),
             since: at - policy.0.identifier.window,
         }];
-        if let Some(address) = client_ip.and_then(address_subject) {
+        if let (Some(address), Some(pair)) = (client_ip.and_then(address_subject), &pair) {
+            windows.push(RateWindow {
+                bucket: PAIR_BUCKET,
+                subject: pair.clone(),
+                since: at - policy.0.identifier_per_address.window,
+            });
             windows.push(RateWindow {
                 bucket: ADDRESS_BUCKET,
                 subject: address,
@@ -120,7 +150,7 @@ impl LoginThrottle {
         let rule = |counts: &[WindowCount]| policy.refusal(counts, at).is_none();
         let (admitted, counts) = self.store.admit_event(&windows, event, at, &rule).await?;
         if admitted {
-            return Ok(Admission::Admitted(Ticket { event: Some(event), identifier }));
+            return Ok(Admission::Admitted(Ticket { event: Some(event), identifier, pair }));
         }
         let (limit, retry_after) =
             policy.refusal(&counts, at).unwrap_or((Limit::Identifier, Duration::seconds(1)));
@@ -134,6 +164,11 @@ impl LoginThrottle {
         let Some(event) = ticket.event else { return };
         if let Err(e) = self.store.reset_events(IDENTIFIER_BUCKET, &ticket.identifier).await {
             tracing::warn!(error = %e, "could not reset an identifier's failed logins");
+        }
+        if let Some(pair) = &ticket.pair
+            && let Err(e) = self.store.reset_events(PAIR_BUCKET, pair).await
+        {
+            tracing::warn!(error = %e, "could not reset an identifier's failed logins from an address");
         }
         if let Err(e) = self.store.forget_event(event).await {
             tracing::warn!(error = %e, "could not take back a successful login's throttling event");
@@ -156,35 +191,25 @@ struct Policy<'a>(&'a LoginThrottleSettings);
 impl Policy<'_> {
     /// `None` admits; otherwise the limit that refuses and how long until it
     /// would admit. `counts` are the identifier's window, then (when the
-    /// client address is known) the address's.
+    /// client address is known) the identifier-from-address one and the
+    /// address's.
     fn refusal(&self, counts: &[WindowCount], now: DateTime<Utc>) -> Option<(Limit, Duration)> {
-        let identifier = counts.first().and_then(|c| self.identifier_free_at(c)).filter(|t| *t > now);
-        let address = counts.get(1).and_then(|c| self.address_free_at(c)).filter(|t| *t > now);
-        // When both refuse, the later time is the one worth waiting for.
-        let (limit, until) = match (identifier, address) {
-            (None, None) => return None,
-            (Some(i), Some(a)) if a > i => (Limit::Address, a),
-            (Some(i), _) => (Limit::Identifier, i),
-            (None, Some(a)) => (Limit::Address, a),
-        };
-        Some((limit, until - now))
-    }
-
-    /// When the identifier's lock ends, if it has one.
-    fn identifier_free_at(&self, count: &WindowCount) -> Option<DateTime<Utc>> {
-        let limit = &self.0.identifier;
-        if count.count < limit.free_failures {
-            return None;
-        }
-        Some(count.newest? + self.delay(count.count - limit.free_failures + 1))
-    }
-
-    /// `min(initial_delay · 2^(k-1), max_delay)`, without overflowing.
-    fn delay(&self, k: u64) -> Duration {
-        let limit = &self.0.identifier;
-        let doublings = u32::try_from(k.saturating_sub(1)).unwrap_or(u32::MAX).min(62);
-        let millis = limit.initial_delay.num_milliseconds().saturating_mul(1i64 << doublings);
-        Duration::milliseconds(millis).min(limit.max_delay)
+        let limits = &self.0;
+        let refusals = [
+            counts.first().and_then(|c| lock_end(&limits.identifier, c)).map(|t| (Limit::Identifier, t)),
+            counts
+                .get(1)
+                .and_then(|c| lock_end(&limits.identifier_per_address, c))
+                .map(|t| (Limit::IdentifierFromAddress, t)),
+            counts.get(2).and_then(|c| self.address_free_at(c)).map(|t| (Limit::Address, t)),
+        ];
+        // When several refuse, the latest end is the one worth waiting for.
+        refusals
+            .into_iter()
+            .flatten()
+            .filter(|(_, until)| *until > now)
+            .max_by_key(|(_, until)| *until)
+            .map(|(limit, until)| (limit, until - now))
     }
 
     /// When the address's oldest failure ages out, if it is at its limit.
@@ -195,6 +220,21 @@ impl Policy<'_> {
         }
         Some(count.oldest? + limit.window)
     }
+}
+
+/// When an identifier lock ends, if the window holds one.
+fn lock_end(limit: &IdentifierLimit, count: &WindowCount) -> Option<DateTime<Utc>> {
+    if count.count < limit.free_failures {
+        return None;
+    }
+    Some(count.newest? + delay(limit, count.count - limit.free_failures + 1))
+}
+
+/// `min(initial_delay · 2^(k-1), max_delay)`, without overflowing.
+fn delay(limit: &IdentifierLimit, k: u64) -> Duration {
+    let doublings = u32::try_from(k.saturating_sub(1)).unwrap_or(u32::MAX).min(62);
+    let millis = limit.initial_delay.num_milliseconds().saturating_mul(1i64 << doublings);
+    Duration::milliseconds(millis).min(limit.max_delay)
 }
 
 /// The subject an identifier's failures are counted under in
@@ -217,6 +257,11 @@ fn digest(bucket: &str, subject: &str) -> String {
 /// IPv6 by its /64, which one subscriber usually holds whole, so stepping
 /// through it earns no fresh budget. Unparsable text counts as itself.
 fn address_subject(ip: &str) -> Option<String> {
+    address_key(ip).map(|key| digest(ADDRESS_BUCKET, &key))
+}
+
+/// What an address is counted as, before digesting (see [`address_subject`]).
+fn address_key(ip: &str) -> Option<String> {
     let ip = ip.trim();
     if ip.is_empty() {
         return None;
@@ -232,7 +277,7 @@ fn address_subject(ip: &str) -> Option<String> {
         },
         Err(_) => ip.to_string(),
     };
-    Some(digest(ADDRESS_BUCKET, &key))
+    Some(key)
 }
 
 #[cfg(test)]
@@ -248,6 +293,12 @@ mod tests {
                 initial_delay: Duration::seconds(1),
                 max_delay: Duration::seconds(60),
             },
+            identifier_per_address: IdentifierLimit {
+                free_failures: 3,
+                window: Duration::hours(1),
+                initial_delay: Duration::seconds(1),
+                max_delay: Duration::minutes(15),
+            },
             address: AddressLimit { max_failures: 30, window: Duration::minutes(15) },
         }
     }
@@ -259,12 +310,12 @@ mod tests {
     #[test]
     fn the_delay_doubles_from_the_first_failure_past_the_free_ones_and_is_capped() {
         let s = settings();
-        let policy = Policy(&s);
-        let delays: Vec<i64> = (1..=9).map(|k| policy.delay(k).num_seconds()).collect();
+        let delays: Vec<i64> = (1..=9).map(|k| delay(&s.identifier, k).num_seconds()).collect();
         assert_eq!(delays, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         // Absurd counts neither overflow nor exceed the cap.
-        assert_eq!(policy.delay(u64::MAX), Duration::seconds(60));
-        assert_eq!(policy.delay(64), Duration::seconds(60));
+        assert_eq!(delay(&s.identifier, u64::MAX), Duration::seconds(60));
+        assert_eq!(delay(&s.identifier, 64), Duration::seconds(60));
+        assert_eq!(delay(&s.identifier_per_address, 64), Duration::minutes(15));
     }
 
     #[test]
@@ -295,19 +346,41 @@ mod tests {
         let now = crate::time::now();
         let quiet = WindowCount::default();
         let oldest = now - Duration::minutes(10);
-        assert_eq!(policy.refusal(&[quiet, window(29, oldest, now)], now), None);
+        assert_eq!(policy.refusal(&[quiet, quiet, window(29, oldest, now)], now), None);
         assert_eq!(
-            policy.refusal(&[quiet, window(30, oldest, now)], now),
+            policy.refusal(&[quiet, quiet, window(30, oldest, now)], now),
             Some((Limit::Address, Duration::minutes(5)))
         );
         // Both refuse: the later one is reported.
         let locked = window(12, oldest, now);
         assert_eq!(
-            policy.refusal(&[locked, window(30, oldest, now)], now),
+            policy.refusal(&[locked, quiet, window(30, oldest, now)], now),
             Some((Limit::Address, Duration::minutes(5)))
         );
         let soon = window(30, now - Duration::seconds(899), now);
-        assert_eq!(policy.refusal(&[locked, soon], now), Some((Limit::Identifier, Duration::seconds(60))));
+        assert_eq!(
+            policy.refusal(&[locked, quiet, soon], now),
+            Some((Limit::Identifier, Duration::seconds(60)))
+        );
+    }
+
+    #[test]
+    fn one_address_meets_its_own_lock_long_before_the_identifiers() {
+        let s = settings();
+        let policy = Policy(&s);
+        let now = crate::time::now();
+        let quiet = WindowCount::default();
+        let newest = now - Duration::seconds(30);
+        // Three failures from this address: the 4th waits here...
+        let here = window(3, now - Duration::minutes(1), newest);
+        assert_eq!(policy.refusal(&[here, here, quiet], now), None);
+        let here = window(13, now - Duration::minutes(50), newest);
+        let refused = policy.refusal(&[here, here, quiet], now);
+        assert_eq!(refused, Some((Limit::IdentifierFromAddress, Duration::seconds(14 * 60 + 30))));
+        // ...while another address, with the identifier's count the same, only
+        // meets the identifier's short lock.
+        let refused = policy.refusal(&[here, quiet, quiet], now);
+        assert_eq!(refused, Some((Limit::Identifier, Duration::seconds(30))));
     }
 
     #[test]

@@ -135,6 +135,9 @@ async fn submit(
                 Limit::Identifier => format!(
                     "Too many failed sign-in attempts for this identifier. Try again in {retry_after_seconds} seconds."
                 ),
+                Limit::IdentifierFromAddress => format!(
+                    "Too many failed sign-in attempts for this identifier from this network address. Try again in {retry_after_seconds} seconds."
+                ),
                 Limit::Address => format!(
                     "Too many failed sign-in attempts from this network address. Try again in {retry_after_seconds} seconds."
                 ),

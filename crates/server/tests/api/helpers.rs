@@ -370,24 +370,24 @@ pub async fn create_identity(app: &TestApp, email: &str) -> String {
     identity_api::create_identity(&app.admin, Some(body)).await.unwrap().id
 }
 
-/// Waits for the code mailed to `to` (bounded) and reads it from the body.
+/// Waits for the `nth` code mailed to `to` (bounded) and reads it from the
+/// subject; mails without a code (notices) are not counted.
 pub async fn code_for(received: &std::sync::Mutex<Vec<Received>>, to: &str, nth: usize) -> String {
+    let code_in = |mail: &Received| {
+        let text = String::from_utf8_lossy(&mail.data).replace("=\r\n", "");
+        let subject = text.lines().find(|l| l.starts_with("Subject:"))?.to_string();
+        subject.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).map(str::to_string)
+    };
     for _ in 0..200 {
-        let mails: Vec<Received> = received
+        let codes: Vec<String> = received
             .lock()
             .unwrap()
             .iter()
             .filter(|r| r.to.iter().any(|t| t.contains(to)))
-            .cloned()
+            .filter_map(code_in)
             .collect();
-        if let Some(mail) = mails.get(nth) {
-            let text = String::from_utf8_lossy(&mail.data).replace("=\r\n", "");
-            let subject = text.lines().find(|l| l.starts_with("Subject:")).unwrap().to_string();
-            return subject
-                .split(|c: char| !c.is_ascii_digit())
-                .find(|w| w.len() == 6)
-                .expect("a code in the subject")
-                .into();
+        if let Some(code) = codes.get(nth) {
+            return code.clone();
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }

@@ -25,6 +25,8 @@ on_both_databases!(
     the_wait_doubles_and_is_capped,
     the_right_password_gets_in_once_the_lock_ends,
     one_address_is_stopped_while_another_signs_in,
+    one_source_cannot_lock_the_owner_out,
+    several_sources_meet_only_the_identifiers_short_lock,
     parallel_attempts_get_no_more_hash_checks_than_allowed,
     counts_survive_a_restart_and_are_shared_by_servers,
     refresh_logins_are_throttled_too,
@@ -40,6 +42,14 @@ fn identifier_limits(config: &mut Config, free: u64, initial: &str, max: &str) {
     id.free_failures = free;
     id.initial_delay = initial.into();
     id.max_delay = max.into();
+}
+
+/// `free` failures per identifier from one address, then waits from `initial` doubling up to `max`.
+fn pair_limits(config: &mut Config, free: u64, initial: &str, max: &str) {
+    let pair = &mut config.security.login_throttling.identifier_per_ip;
+    pair.free_failures = free;
+    pair.initial_delay = initial.into();
+    pair.max_delay = max.into();
 }
 
 /// Believes `X-Forwarded-For` from the test client, and allows `max` failures per address.
@@ -360,6 +370,59 @@ async fn one_address_is_stopped_while_another_signs_in(backend: Backend) {
     }
     let refused = attempt(&app, "victim@example.com", PASSWORD, Some("2001:db8:7:7:ffff::1")).await;
     assert_eq!(refused.status(), 429);
+    app.stop().await;
+}
+
+async fn one_source_cannot_lock_the_owner_out(backend: Backend) {
+    // The defaults' shape: a long lock for the identifier from one address,
+    // a higher free count for the identifier from everywhere.
+    let app = spawn_app_with(backend, |c| {
+        address_limit(c, 30);
+        pair_limits(c, 3, "10m", "15m");
+        identifier_limits(c, 10, "30s", "60s");
+    })
+    .await;
+    create_identity(&app, "owner@example.com").await;
+    let attacker = Some("203.0.113.50");
+    fail(&app, "owner@example.com", 3, attacker).await;
+    let before = app.hash_checks();
+    // The guessing source waits ten minutes, however it asks...
+    for password in ["wrong-password-1", PASSWORD] {
+        let refused = attempt(&app, "owner@example.com", password, attacker).await;
+        assert_eq!(refused.status(), 429);
+        let seconds = retry_after(&refused);
+        assert!((9 * 60..=10 * 60).contains(&seconds), "{seconds}");
+        let body: Value = refused.json().await.unwrap();
+        let reason = body["error"]["reason"].as_str().unwrap();
+        assert!(reason.contains("this identifier from this network address"), "{reason}");
+    }
+    assert_eq!(app.hash_checks(), before, "refused unhashed");
+    // ...while the owner, elsewhere, signs in at once.
+    let response = attempt(&app, "owner@example.com", PASSWORD, Some("198.51.100.20")).await;
+    assert_eq!(response.status(), 200);
+    app.stop().await;
+}
+
+async fn several_sources_meet_only_the_identifiers_short_lock(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        address_limit(c, 30);
+        pair_limits(c, 2, "10m", "15m");
+        identifier_limits(c, 6, "30s", "60s");
+    })
+    .await;
+    create_identity(&app, "target@example.com").await;
+    // Three sources, two free failures each: the identifier's six.
+    for source in ["203.0.113.61", "203.0.113.62", "203.0.113.63"] {
+        fail(&app, "target@example.com", 2, Some(source)).await;
+    }
+    // Now everyone, the owner too, meets the identifier's lock: short.
+    let refused = attempt(&app, "target@example.com", PASSWORD, Some("198.51.100.21")).await;
+    assert_eq!(refused.status(), 429);
+    let seconds = retry_after(&refused);
+    assert!((1..=30).contains(&seconds), "the identifier's lock is short: {seconds}");
+    let body: Value = refused.json().await.unwrap();
+    let reason = body["error"]["reason"].as_str().unwrap();
+    assert!(reason.contains("for this identifier. "), "{reason}");
     app.stop().await;
 }
 
