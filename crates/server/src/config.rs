@@ -1160,7 +1160,7 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
         let initial = positive(&key("initial_delay"), &limit.initial_delay)?;
         let max = positive(&key("max_delay"), &limit.max_delay)?;
         if max < initial {
-            return Err(invalid(&key("max_delay"), &format!("expected at least {scope}.initial_delay")));
+            return Err(invalid(&key("max_delay"), format!("expected at least {scope}.initial_delay")));
         }
     }
     positive("security.login_throttling.ip.window", &throttling.ip.window)?;
