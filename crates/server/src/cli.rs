@@ -44,9 +44,14 @@ enum Command {
     /// Slow and idle clients are cut off by `serve.limits`: header_read_timeout (10s),
     /// body_read_timeout (30s), idle_timeout (10s) and max_connections (1024 per listener).
     /// `X-Forwarded-For` is believed only from the peers listed in serve.public.trusted_proxies
-    /// (addresses or CIDR networks; none by default). Failed password logins are throttled per
-    /// identifier and per client address, before any hash (security.login_throttling, on by
-    /// default): behind a proxy, list it there, or every client shares the proxy's address.
+    /// (addresses or CIDR networks; none by default).
+    ///
+    /// Abuse limits are on by default (README, "Security defaults"): failed password logins are
+    /// throttled per identifier, per identifier and client address, and per client address,
+    /// before any hash (security.login_throttling); recovery and verification mails are capped per
+    /// address, and flow starts and code requests per client address (security.send_limits).
+    /// Behind a proxy, list it in serve.public.trusted_proxies, or every client shares the
+    /// proxy's limits.
     Serve(ServeArgs),
     /// Manage the database schema.
     #[command(subcommand)]
