@@ -172,7 +172,9 @@ impl Dispatcher {
             };
             self.store.record_dispatch(&dispatch, status).await?;
             match status {
-                MessageStatus::Sent => self.recorder.mail_sent((at - message.created_at).to_std().unwrap_or_default()),
+                MessageStatus::Sent => {
+                    self.recorder.mail_sent((at - message.created_at).to_std().unwrap_or_default())
+                }
                 MessageStatus::Abandoned => {
                     self.recorder.mail_failed();
                     self.recorder.mail_abandoned();

@@ -28,8 +28,8 @@ use crate::metrics::{NoRecorder, Recorder};
 use crate::session::Session;
 use crate::store::{
     AdmitRule, CleanupReport, CleanupStep, CleanupStore, CodePurpose, CodeStore, Database, FlowStore,
-    IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore, PoolUsage, RateStore,
-    RateWindow, SessionQuery, SessionStore, Store, StoreError, Unsent, WindowCount,
+    IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore, PoolUsage,
+    RateStore, RateWindow, SessionQuery, SessionStore, Store, StoreError, Unsent, WindowCount,
 };
 
 struct Entry {

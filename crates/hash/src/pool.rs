@@ -354,10 +354,11 @@ mod tests {
     async fn every_hash_reports_its_wait() {
         let waits = Arc::new(AtomicUsize::new(0));
         let seen = Arc::clone(&waits);
-        let hasher = PasswordHasher::new(HasherConfig::Bcrypt { cost: 4 }, 1)
-            .with_wait_observer(Arc::new(move |_| {
+        let hasher = PasswordHasher::new(HasherConfig::Bcrypt { cost: 4 }, 1).with_wait_observer(Arc::new(
+            move |_| {
                 seen.fetch_add(1, Ordering::Relaxed);
-            }));
+            },
+        ));
         let h = hasher.hash("pw".into()).await.unwrap();
         hasher.clone().verify("pw".into(), h).await.unwrap();
         assert_eq!(waits.load(Ordering::Relaxed), 2);

@@ -34,7 +34,8 @@ use crate::state::AppState;
 
 /// Request latency: from a millisecond (a cached whoami) to the slowest
 /// hashing login.
-const REQUEST_BUCKETS: [f64; 13] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
+const REQUEST_BUCKETS: [f64; 13] =
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 /// Time a hash waited for a free slot: zero when idle, seconds in a storm.
 const HASH_WAIT_BUCKETS: [f64; 12] = [0.0005, 0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 /// Queued → sent: a second normally, hours when a relay was down.
@@ -146,7 +147,9 @@ impl Classify for RecoveryOutcome {
             RecoveryOutcome::Recovered { .. } => FlowOutcome::Success,
             RecoveryOutcome::Updated(_) => FlowOutcome::Continued,
             RecoveryOutcome::Rejected(_) => FlowOutcome::Rejected,
-            RecoveryOutcome::Replaced { .. } | RecoveryOutcome::IdentityDisabled { .. } => FlowOutcome::Failed,
+            RecoveryOutcome::Replaced { .. } | RecoveryOutcome::IdentityDisabled { .. } => {
+                FlowOutcome::Failed
+            }
         }
     }
 }
@@ -217,7 +220,11 @@ impl Metrics {
             request_seconds.clone(),
         );
         let flows_started = Family::<FlowStartLabels, Counter>::default();
-        registry.register("flows_started", "Self-service flows started, by kind and type", flows_started.clone());
+        registry.register(
+            "flows_started",
+            "Self-service flows started, by kind and type",
+            flows_started.clone(),
+        );
         let flow_submissions = Family::<FlowOutcomeLabels, Counter>::default();
         registry.register(
             "flow_submissions",
@@ -352,7 +359,9 @@ impl Metrics {
         match state.store.count_unsent().await {
             Ok(unsent) => {
                 let set = |state, n: u64| {
-                    self.courier_queue.get_or_create(&StateLabel { state }).set(i64::try_from(n).unwrap_or(i64::MAX));
+                    self.courier_queue
+                        .get_or_create(&StateLabel { state })
+                        .set(i64::try_from(n).unwrap_or(i64::MAX));
                 };
                 set("queued", unsent.queued);
                 set("processing", unsent.processing);
@@ -422,7 +431,11 @@ pub(crate) struct Api(pub &'static str);
 
 /// Counts and times every request under its route template; requests that
 /// match no route (404s, probes for random paths) share `route="unmatched"`.
-pub(crate) async fn track(State((metrics, api)): State<(Arc<Metrics>, Api)>, request: Request, next: Next) -> Response {
+pub(crate) async fn track(
+    State((metrics, api)): State<(Arc<Metrics>, Api)>,
+    request: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let route = request
@@ -436,6 +449,7 @@ pub(crate) async fn track(State((metrics, api)): State<(Arc<Metrics>, Api)>, req
 
 /// `GET /metrics/prometheus`.
 pub(crate) async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let body = state.metrics.render(&state).await.map_err(|_| ApiError::internal("could not encode the metrics"))?;
+    let body =
+        state.metrics.render(&state).await.map_err(|_| ApiError::internal("could not encode the metrics"))?;
     Ok(([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], body).into_response())
 }
