@@ -121,6 +121,7 @@ pub struct Dispatcher {
     /// How long a claim holds before another dispatcher may retry the message.
     lease: chrono::Duration,
     batch: u32,
+    recorder: std::sync::Arc<dyn crate::metrics::Recorder>,
 }
 
 impl Dispatcher {
@@ -135,7 +136,14 @@ impl Dispatcher {
             max_attempts: max_attempts.max(1),
             lease: chrono::Duration::minutes(5),
             batch: 32,
+            recorder: std::sync::Arc::new(crate::metrics::NoRecorder),
         }
+    }
+
+    /// Counts deliveries, failures and abandoned messages in `recorder`.
+    pub fn with_recorder(mut self, recorder: std::sync::Arc<dyn crate::metrics::Recorder>) -> Self {
+        self.recorder = recorder;
+        self
     }
 
     /// One round; returns how many messages were attempted.
@@ -163,6 +171,16 @@ impl Dispatcher {
                 updated_at: at,
             };
             self.store.record_dispatch(&dispatch, status).await?;
+            match status {
+                MessageStatus::Sent => {
+                    self.recorder.mail_sent((at - message.created_at).to_std().unwrap_or_default())
+                }
+                MessageStatus::Abandoned => {
+                    self.recorder.mail_failed();
+                    self.recorder.mail_abandoned();
+                }
+                _ => self.recorder.mail_failed(),
+            }
         }
         Ok(claimed.len())
     }

@@ -7,6 +7,7 @@ pub mod courier;
 pub mod email;
 pub mod flow;
 pub mod identity;
+pub mod metrics;
 pub mod notice;
 pub mod password_policy;
 pub mod schema;

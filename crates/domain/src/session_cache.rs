@@ -24,11 +24,12 @@ use uuid::Uuid;
 use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
 use crate::identity::{AddressStatus, CredentialType, Identity};
+use crate::metrics::{NoRecorder, Recorder};
 use crate::session::Session;
 use crate::store::{
     AdmitRule, CleanupReport, CleanupStep, CleanupStore, CodePurpose, CodeStore, Database, FlowStore,
-    IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore, RateStore,
-    RateWindow, SessionQuery, SessionStore, Store, StoreError, WindowCount,
+    IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore, PoolUsage,
+    RateStore, RateWindow, SessionQuery, SessionStore, Store, StoreError, Unsent, WindowCount,
 };
 
 struct Entry {
@@ -192,11 +193,18 @@ impl Drop for Writing<'_> {
 pub struct CachingStore {
     inner: Arc<dyn Store>,
     cache: Arc<SessionCache>,
+    recorder: Arc<dyn Recorder>,
 }
 
 impl CachingStore {
     pub fn new(inner: Arc<dyn Store>, cache: Arc<SessionCache>) -> Self {
-        Self { inner, cache }
+        Self { inner, cache, recorder: Arc::new(NoRecorder) }
+    }
+
+    /// Counts every lookup as a hit or a miss in `recorder`.
+    pub fn with_recorder(mut self, recorder: Arc<dyn Recorder>) -> Self {
+        self.recorder = recorder;
+        self
     }
 }
 
@@ -204,9 +212,13 @@ impl CachingStore {
 impl SessionStore for CachingStore {
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError> {
         let ticket = match self.cache.lookup(token_hash) {
-            Ok(hit) => return Ok(Some((hit.0.clone(), hit.1.clone()))),
+            Ok(hit) => {
+                self.recorder.whoami_cache(true);
+                return Ok(Some((hit.0.clone(), hit.1.clone())));
+            }
             Err(ticket) => ticket,
         };
+        self.recorder.whoami_cache(false);
         let found = self.inner.session_by_token(token_hash).await?;
         if let (Some(ticket), Some(hit)) = (ticket, &found) {
             self.cache.put(ticket, token_hash, hit.clone());
@@ -353,6 +365,10 @@ impl OutboxStore for CachingStore {
 
     async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError> {
         self.inner.get_message(id).await
+    }
+
+    async fn count_unsent(&self) -> Result<Unsent, StoreError> {
+        self.inner.count_unsent().await
     }
 }
 
@@ -507,6 +523,10 @@ impl Database for CachingStore {
 
     async fn close(&self) {
         self.inner.close().await
+    }
+
+    fn pool_usage(&self) -> PoolUsage {
+        self.inner.pool_usage()
     }
 }
 

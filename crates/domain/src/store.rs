@@ -35,6 +35,25 @@ pub struct IdentityQuery {
     pub ids: Vec<Uuid>,
 }
 
+/// How busy a store's connection pool is, read when metrics are scraped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolUsage {
+    /// Connections open now, idle or in use.
+    pub size: u32,
+    pub idle: u32,
+    /// The most it may open.
+    pub max: u32,
+}
+
+/// Messages not yet delivered, by state: the courier's queue.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unsent {
+    /// Waiting for a dispatcher (including ones waiting to be retried).
+    pub queued: u64,
+    /// Claimed by a dispatcher that is sending them.
+    pub processing: u64,
+}
+
 /// One applied or pending migration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationState {
@@ -104,6 +123,8 @@ pub trait Database: Send + Sync {
     async fn ping(&self) -> Result<(), StoreError>;
     /// Closes the pool, letting in-flight queries finish.
     async fn close(&self);
+    /// The connection pool's use right now; cheap, no query.
+    fn pool_usage(&self) -> PoolUsage;
 }
 
 #[async_trait]
@@ -183,6 +204,8 @@ pub trait OutboxStore: Send + Sync {
     async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError>;
     async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError>;
     async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError>;
+    /// Counts the messages not yet sent or abandoned (an index lookup).
+    async fn count_unsent(&self) -> Result<Unsent, StoreError>;
 }
 
 /// What a one-time code is for; wrong guesses are counted per purpose.

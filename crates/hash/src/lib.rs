@@ -26,7 +26,7 @@ mod legacy;
 mod pool;
 mod secret;
 
-pub use pool::PasswordHasher;
+pub use pool::{PasswordHasher, WaitObserver};
 pub use secret::SecretPassword;
 
 use base64::alphabet;

@@ -6,7 +6,7 @@
 //! when hashing and ordinary requests compete for the cores, the requests
 //! that do not hash win, so a login storm cannot slow down `whoami`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -20,6 +20,9 @@ const DUMMY_PASSWORD: &[u8] = b"latchkey dummy password for unknown identifiers"
 
 type Job = Box<dyn FnOnce() + Send>;
 
+/// Told how long each hash waited for a free slot (for the metrics).
+pub type WaitObserver = Arc<dyn Fn(std::time::Duration) + Send + Sync>;
+
 /// Niceness of the hashing threads: low enough that request handling
 /// always gets the CPU first, not so low that hashing stalls when idle.
 const HASHING_NICENESS: i32 = 10;
@@ -29,10 +32,14 @@ const HASHING_NICENESS: i32 = 10;
 pub struct PasswordHasher {
     config: Arc<HasherConfig>,
     permits: Arc<Semaphore>,
+    slots: usize,
     jobs: SyncSender<Job>,
     dummy: Arc<OnceLock<Result<String, HashError>>>,
     /// Verifications asked for, dummy ones included (see [`Self::verifications`]).
     verifications: Arc<AtomicU64>,
+    /// Hashes waiting for a permit right now (see [`Self::queued`]).
+    queued: Arc<AtomicUsize>,
+    wait_observer: Option<WaitObserver>,
 }
 
 /// Starts `threads` hashing threads that take jobs from one queue. They end
@@ -88,12 +95,38 @@ impl PasswordHasher {
     pub fn new(cfg: HasherConfig, max_concurrent: usize) -> Self {
         let threads = max_concurrent.clamp(1, 1024);
         Self {
+            slots: threads,
             config: Arc::new(cfg),
             permits: Arc::new(Semaphore::new(threads)),
             jobs: start_pool(threads),
             dummy: Arc::new(OnceLock::new()),
             verifications: Arc::new(AtomicU64::new(0)),
+            queued: Arc::new(AtomicUsize::new(0)),
+            wait_observer: None,
         }
+    }
+
+    /// Reports every hash's wait for a slot to `observer`; set it before
+    /// cloning the hasher, clones made earlier do not report.
+    pub fn with_wait_observer(mut self, observer: WaitObserver) -> Self {
+        self.wait_observer = Some(observer);
+        self
+    }
+
+    /// How many hashes are waiting for a free slot right now: the pool's
+    /// queue, which grows when logins come faster than the CPUs can hash.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// How many hashes may run at once (the pool's threads).
+    pub fn slots(&self) -> usize {
+        self.slots
+    }
+
+    /// How many hashes are running right now.
+    pub fn running(&self) -> usize {
+        self.slots.saturating_sub(self.permits.available_permits())
     }
 
     /// How many verifications (real or dummy) this hasher and its clones
@@ -160,10 +193,13 @@ impl PasswordHasher {
         &self,
         work: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, HashError> {
-        let permit = Arc::clone(&self.permits)
-            .acquire_owned()
-            .await
-            .map_err(|_| HashError::Internal("password hasher is closed".into()))?;
+        let waiting = Queued::enter(&self.queued);
+        let permit = Arc::clone(&self.permits).acquire_owned().await;
+        let waited = waiting.leave();
+        let permit = permit.map_err(|_| HashError::Internal("password hasher is closed".into()))?;
+        if let Some(observe) = &self.wait_observer {
+            observe(waited);
+        }
         let (done, result) = oneshot::channel();
         let job: Job = Box::new(move || {
             let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
@@ -180,6 +216,31 @@ impl PasswordHasher {
                 Err(HashError::Internal("password hashing task failed".into()))
             }
         }
+    }
+}
+
+/// One hash counted in the queue until it gets a slot, also when its
+/// caller gives up while waiting (the future is dropped).
+struct Queued<'a> {
+    count: &'a AtomicUsize,
+    since: std::time::Instant,
+}
+
+impl<'a> Queued<'a> {
+    fn enter(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Self { count, since: std::time::Instant::now() }
+    }
+
+    /// Leaves the queue; returns how long it waited.
+    fn leave(self) -> std::time::Duration {
+        self.since.elapsed()
+    }
+}
+
+impl Drop for Queued<'_> {
+    fn drop(&mut self) {
+        self.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -280,10 +341,28 @@ mod tests {
             tokio::task::yield_now().await;
         }
         assert!(!waiting.is_finished());
+        assert_eq!(hasher.queued(), 1, "the waiting hash is in the queue");
+        assert_eq!(hasher.running(), 1);
 
         drop(held);
         let h = waiting.await.unwrap().unwrap();
+        assert_eq!(hasher.queued(), 0);
         assert!(hasher.verify("pw".into(), h).await.unwrap());
+    }
+
+    #[tokio::test]
+    async fn every_hash_reports_its_wait() {
+        let waits = Arc::new(AtomicUsize::new(0));
+        let seen = Arc::clone(&waits);
+        let hasher = PasswordHasher::new(HasherConfig::Bcrypt { cost: 4 }, 1).with_wait_observer(Arc::new(
+            move |_| {
+                seen.fetch_add(1, Ordering::Relaxed);
+            },
+        ));
+        let h = hasher.hash("pw".into()).await.unwrap();
+        hasher.clone().verify("pw".into(), h).await.unwrap();
+        assert_eq!(waits.load(Ordering::Relaxed), 2);
+        assert_eq!((hasher.queued(), hasher.running(), hasher.slots()), (0, 0, 1));
     }
 
     #[test]

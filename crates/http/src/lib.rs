@@ -9,6 +9,7 @@ mod cookies;
 mod csrf;
 mod error;
 mod limits;
+mod metrics;
 mod nul;
 mod pagination;
 mod public;
@@ -34,6 +35,7 @@ pub use limits::{
     BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT, MAX_ADMIN_BODY_BYTES, MAX_COOKIE_BYTES, MAX_JSON_DEPTH,
     MAX_PUBLIC_BODY_BYTES, MAX_QUERY_BYTES,
 };
+pub use metrics::Metrics;
 pub use return_to::usable as allowed_return_url_is_usable;
 pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
 #[doc(hidden)]
@@ -61,17 +63,20 @@ pub const MAX_BODY_BYTES: usize = MAX_ADMIN_BODY_BYTES;
 pub fn public_router(state: AppState) -> Router {
     let flow_starts = middleware::from_fn_with_state(state.clone(), send_limits::flow_starts);
     let routes = public::router().route_layer(flow_starts);
-    finish(routes.merge(redirect::admin_paths_on_public()), state, MAX_PUBLIC_BODY_BYTES)
+    finish(routes.merge(redirect::admin_paths_on_public()), state, MAX_PUBLIC_BODY_BYTES, "public")
 }
 
 /// The router served on `serve.admin`: every route answers with and without
 /// the `/admin` prefix.
 pub fn admin_router(state: AppState) -> Router {
-    let routes = admin::router().merge(redirect::public_paths_on_admin());
-    finish(Router::new().nest("/admin", routes.clone()).merge(routes), state, MAX_ADMIN_BODY_BYTES)
+    let routes = admin::router()
+        .merge(redirect::public_paths_on_admin())
+        .route("/metrics/prometheus", axum::routing::get(metrics::scrape));
+    finish(Router::new().nest("/admin", routes.clone()).merge(routes), state, MAX_ADMIN_BODY_BYTES, "admin")
 }
 
-fn finish(router: Router<AppState>, state: AppState, body_limit: usize) -> Router {
+fn finish(router: Router<AppState>, state: AppState, body_limit: usize, api: &'static str) -> Router {
+    let track = middleware::from_fn_with_state((state.metrics.clone(), metrics::Api(api)), metrics::track);
     router
         .fallback(|| async { ApiError::not_found("The requested resource could not be found") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
@@ -79,6 +84,8 @@ fn finish(router: Router<AppState>, state: AppState, body_limit: usize) -> Route
         .layer(middleware::from_fn(limits::bounded_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(limits::BodyLimit(body_limit)))
+        // Outermost, so refusals by the layers above are counted too.
+        .layer(track)
         .with_state(state)
 }
 

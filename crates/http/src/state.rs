@@ -90,4 +90,6 @@ pub struct AppState {
     pub urls: Arc<BaseUrls>,
     pub web: Arc<WebSettings>,
     pub version: &'static str,
+    /// What `/metrics/prometheus` exports.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }

@@ -26,7 +26,7 @@ use latchkey_domain::send_limits::{SendLimitSettings, SendLimits};
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
-use latchkey_http::{AppState, BaseUrls, CookieSettings, Network, TrustedProxies, WebSettings};
+use latchkey_http::{AppState, BaseUrls, CookieSettings, Metrics, Network, TrustedProxies, WebSettings};
 use latchkey_store_postgres::{Invalidation, PgStore};
 use latchkey_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -77,6 +77,7 @@ pub fn backend_of(dsn: &str) -> Option<Backend> {
 /// README documents) limits what a lost notification could leave stale.
 async fn open_cached_store(
     dsn: &str,
+    metrics: Arc<Metrics>,
 ) -> Result<(Arc<dyn Store>, Backend, Option<JoinHandle<()>>), StartError> {
     let redacted = crate::config::redact_dsn(dsn);
     let fail = |e: latchkey_domain::StoreError| StartError::Database {
@@ -109,7 +110,7 @@ async fn open_cached_store(
         }
         None => return Err(StartError::UnsupportedDsn(redacted)),
     };
-    Ok((Arc::new(CachingStore::new(raw, cache)), backend, listener))
+    Ok((Arc::new(CachingStore::new(raw, cache).with_recorder(metrics)), backend, listener))
 }
 
 /// Connects to the database a DSN names, without migrating.
@@ -193,7 +194,9 @@ impl Drop for AbortOnDrop {
 
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
-        let (store, backend, listener) = open_cached_store(&config.dsn).await?;
+        // Made first: the store, the hasher and the courier report into it.
+        let metrics = Arc::new(Metrics::new());
+        let (store, backend, listener) = open_cached_store(&config.dsn, metrics.clone()).await?;
         let db_error = |e: latchkey_domain::StoreError| StartError::Database {
             dsn: config.redacted_dsn(),
             reason: e.to_string(),
@@ -223,7 +226,9 @@ impl Application {
             .collect();
         let schemas = Arc::new(SchemaRegistry::load(&sources, &config.identity.default_schema_id)?);
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let hasher = PasswordHasher::new(hasher_config(config), cpus);
+        let hasher =
+            PasswordHasher::new(hasher_config(config), cpus).with_wait_observer(metrics.hash_wait_observer());
+        metrics.watch_hasher(hasher.clone());
         let public = bind(&config.serve.public.host, config.serve.public.port.unwrap_or(4433)).await?;
         let admin = bind(&config.serve.admin.host, config.serve.admin.port.unwrap_or(4434)).await?;
         let urls = BaseUrls::new(
@@ -375,8 +380,9 @@ impl Application {
             urls: Arc::new(urls),
             web: Arc::new(web),
             version: VERSION,
+            metrics: metrics.clone(),
         };
-        let courier = dispatcher(config, store.clone())?;
+        let courier = dispatcher(config, store.clone())?.map(|d| d.with_recorder(metrics));
         if courier.is_none() {
             tracing::warn!(
                 "courier.smtp.connection_uri is not set: emails stay queued until a courier sends them"

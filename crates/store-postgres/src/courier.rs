@@ -5,7 +5,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_domain::courier::{Dispatch, Message, MessageStatus};
-use latchkey_domain::store::{MessageQuery, OutboxStore, StoreError};
+use latchkey_domain::store::{MessageQuery, OutboxStore, StoreError, Unsent};
 use sqlx::postgres::PgRow;
 use sqlx::{PgConnection, Postgres, QueryBuilder};
 use uuid::Uuid;
@@ -173,5 +173,25 @@ impl OutboxStore for PgStore {
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
         Ok(Some((message_from_row(&row)?, dispatches)))
+    }
+
+    async fn count_unsent(&self) -> Result<Unsent, StoreError> {
+        // Served by the (status, created_at) index, whatever the sent history.
+        let rows: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT status, COUNT(*) FROM courier_messages \
+             WHERE status IN ('queued', 'processing') GROUP BY status",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        let mut unsent = Unsent::default();
+        for (status, count) in rows {
+            let count = u64::try_from(count).unwrap_or_default();
+            match status.as_str() {
+                "queued" => unsent.queued = count,
+                _ => unsent.processing = count,
+            }
+        }
+        Ok(unsent)
     }
 }

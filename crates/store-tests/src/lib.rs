@@ -41,6 +41,7 @@ pub async fn run_all(store: &dyn Store) {
     revoke_extend_and_delete_sessions(store).await;
     deleting_an_identity_deletes_its_sessions(store).await;
     outbox_claims_each_message_once(store).await;
+    pool_usage_is_plausible(store);
     outbox_records_dispatches_and_filters(store).await;
     code_and_message_are_one_unit(store).await;
     identity_change_and_notices_are_one_unit(store).await;
@@ -608,6 +609,14 @@ fn sample_message(recipient: &str) -> latchkey_domain::courier::Message {
     )
 }
 
+/// The pool gauges the metrics read: a store that just answered has a
+/// connection open, and never more than its maximum.
+fn pool_usage_is_plausible(store: &dyn Store) {
+    let usage = store.pool_usage();
+    assert!(usage.size >= 1, "{usage:?}");
+    assert!(usage.idle <= usage.size && usage.size <= usage.max, "{usage:?}");
+}
+
 async fn outbox_claims_each_message_once(store: &dyn Store) {
     use latchkey_domain::courier::MessageStatus;
     // Drain whatever earlier checks left, so counts below are exact.
@@ -616,12 +625,17 @@ async fn outbox_claims_each_message_once(store: &dyn Store) {
 
     let first = sample_message(&unique_email("outbox-a"));
     let second = sample_message(&unique_email("outbox-b"));
+    let drained = store.count_unsent().await.unwrap();
+    assert_eq!(drained.queued, 0);
     store.enqueue_message(&first).await.unwrap();
     store.enqueue_message(&second).await.unwrap();
     assert!(matches!(store.enqueue_message(&first).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.count_unsent().await.unwrap().queued, 2);
 
     let claimed = store.claim_messages(1, lease).await.unwrap();
     assert_eq!(claimed.len(), 1);
+    let unsent = store.count_unsent().await.unwrap();
+    assert_eq!((unsent.queued, unsent.processing), (1, drained.processing + 1));
     assert_eq!(claimed[0].status, MessageStatus::Processing);
     let rest = store.claim_messages(10, lease).await.unwrap();
     assert_eq!(rest.len(), 1, "a claimed message is not handed out again");

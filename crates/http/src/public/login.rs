@@ -56,6 +56,7 @@ async fn init(
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let flow = state.login.create(&started.request, refresh).await.map_err(flows::flow_failure)?;
+    state.metrics.flow_started(flow.kind, flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.login_ui_url))
 }
 
@@ -100,15 +101,15 @@ async fn submit(
         }
     };
     flow.transient_payload = crate::submit::transient_payload(&body)?;
-    let outcome = match state
+    let submitted = state
         .login
         .submit(
             flow,
             submission,
             device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies),
         )
-        .await
-    {
+        .await;
+    let outcome = match state.metrics.submitted(FlowKind::Login, submitted) {
         Ok(outcome) => outcome,
         Err(e) => return Ok(flows::flow_failure_response(e, &headers, &state.web.login_ui_url)),
     };

@@ -57,6 +57,7 @@ async fn init(
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let flow = state.recovery.create(&started.request).await.map_err(flows::flow_failure)?;
+    state.metrics.flow_started(flow.kind, flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.recovery_ui_url))
 }
 
@@ -127,7 +128,8 @@ async fn answer(
         crate::send_limits::admit_code_request(state, headers, peer).await?;
     }
     let device = device(headers, peer, &state.web.trusted_proxies);
-    let outcome = match state.recovery.submit(flow, submission, device).await {
+    let submitted = state.recovery.submit(flow, submission, device).await;
+    let outcome = match state.metrics.submitted(FlowKind::Recovery, submitted) {
         Ok(outcome) => outcome,
         Err(e) => return Ok(flows::flow_failure_response(e, headers, &ui_url)),
     };

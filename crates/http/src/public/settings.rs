@@ -97,6 +97,7 @@ async fn init(
     };
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let mut flow = state.settings.create(&started.request, &identity).await.map_err(flows::flow_failure)?;
+    state.metrics.flow_started(flow.kind, flow.flow_type);
     let response = if flow_type == FlowType::Browser && !wants_json(&headers) {
         flows::see_other(&format!("{}?flow={}", state.web.settings_ui_url, flow.id))
     } else {
@@ -198,7 +199,8 @@ async fn submit(
     flow.transient_payload = crate::submit::transient_payload(&body_json)?;
     // Named in the notices a change sends to the owner.
     let device = device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies);
-    let outcome = match state.settings.submit(flow, &session, submission, &device).await {
+    let submitted = state.settings.submit(flow, &session, submission, &device).await;
+    let outcome = match state.metrics.submitted(FlowKind::Settings, submitted) {
         Ok(outcome) => outcome,
         Err(e @ FlowError::Expired { .. }) => {
             return Ok(flows::flow_failure_response(e, &headers, &state.web.settings_ui_url));

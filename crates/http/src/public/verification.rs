@@ -53,6 +53,7 @@ async fn init(
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let flow = state.verification.create(&started.request).await.map_err(flows::flow_failure)?;
+    state.metrics.flow_started(flow.kind, flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.verification_ui_url))
 }
 
@@ -134,7 +135,8 @@ async fn submit(
         let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
         crate::send_limits::admit_code_request(&state, &headers, peer).await?;
     }
-    let outcome = match state.verification.submit(flow, submission).await {
+    let submitted = state.verification.submit(flow, submission).await;
+    let outcome = match state.metrics.submitted(FlowKind::Verification, submitted) {
         Ok(outcome) => outcome,
         Err(FlowError::Expired { replacement, .. }) => {
             // As Kratos: JSON clients are sent to the replacement flow itself.

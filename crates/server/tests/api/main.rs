@@ -16,6 +16,7 @@ mod health;
 mod hostile;
 mod identities;
 mod login_throttling;
+mod metrics;
 mod native;
 mod notices;
 mod recovery;
