@@ -46,6 +46,10 @@ enum Command {
     /// `X-Forwarded-For` is believed only from the peers listed in serve.public.trusted_proxies
     /// (addresses or CIDR networks; none by default).
     ///
+    /// CORS for the public API is off unless serve.public.cors.enabled is true (Kratos's keys:
+    /// allowed_origins, which may hold one `*` per origin as in https://*.example.com,
+    /// allowed_methods, allowed_headers, exposed_headers, allow_credentials, max_age).
+    ///
     /// Abuse limits are on by default (README, "Security defaults"): failed password logins are
     /// throttled per identifier, per identifier and client address, and per client address,
     /// before any hash (security.login_throttling); recovery and verification mails are capped per

@@ -10,6 +10,7 @@ mod cleanup;
 mod code_lockout;
 mod code_races;
 mod config;
+mod cors;
 mod courier;
 mod errors;
 mod health;
