@@ -17,6 +17,7 @@ mod health;
 mod hostile;
 mod identities;
 mod login_throttling;
+mod logs;
 mod native;
 mod notices;
 mod recovery;

@@ -1,0 +1,178 @@
+//! Request ids and logs: the id is taken from `X-Request-Id` when sane,
+//! made up otherwise, echoed in the response and in the error envelope;
+//! the real binary logs one JSON object per line with `log.format: json`,
+//! and never colour codes into a file.
+
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::{Backend, spawn_app};
+use crate::on_both_databases;
+
+on_both_databases!(request_ids_are_echoed_and_named_in_errors);
+
+fn is_uuid(s: &str) -> bool {
+    uuid::Uuid::parse_str(s).is_ok()
+}
+
+async fn request_ids_are_echoed_and_named_in_errors(backend: Backend) {
+    let app = spawn_app(backend).await;
+
+    // A sane id is kept, on success and in the error envelope.
+    let response = app
+        .http
+        .get(app.public_path("/health/alive"))
+        .header("x-request-id", "lb-1234.abc")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-request-id"], "lb-1234.abc");
+    let response = app
+        .http
+        .get(app.public_path("/sessions/whoami"))
+        .header("x-request-id", "lb-5678")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 401);
+    assert_eq!(response.headers()["x-request-id"], "lb-5678");
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["request"], "lb-5678", "{body}");
+
+    // None, too long, or not visible ASCII: a fresh UUID, the same in header and body.
+    let long = "a".repeat(latchkey_http::MAX_REQUEST_ID_LEN + 1);
+    let bad: [Option<&[u8]>; 4] = [None, Some(long.as_bytes()), Some(b"has space"), Some(b"caf\xc3\xa9")];
+    let mut seen = Vec::new();
+    for given in bad {
+        let mut request = app.http.get(app.admin_path("/identities/not-a-uuid"));
+        if let Some(given) = given {
+            request =
+                request.header("x-request-id", reqwest::header::HeaderValue::from_bytes(given).unwrap());
+        }
+        let response = request.send().await.unwrap();
+        assert!(response.status().is_client_error());
+        let id = response.headers()["x-request-id"].to_str().unwrap().to_string();
+        assert!(is_uuid(&id), "{id}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["request"], id.as_str(), "{body}");
+        seen.push(id);
+    }
+    seen.sort();
+    seen.dedup();
+    assert_eq!(seen.len(), 4, "each request gets its own id");
+
+    // Unknown paths and wrong methods too, on both listeners.
+    for url in [app.public_path("/no/such/path"), app.admin_path("/no/such/path")] {
+        let response = app.http.get(&url).header("x-request-id", "probe-1").send().await.unwrap();
+        assert_eq!(response.status(), 404);
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["request"], "probe-1", "{url}: {body}");
+    }
+}
+
+/// Starts the binary on the quickstart config (SQLite, random ports) with
+/// the given log format; stderr goes where `stderr` says.
+fn start(dir: &std::path::Path, format: &str, stderr: Stdio) -> Child {
+    let config =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
+    Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--dev", "-c"])
+        .arg(&config)
+        .env("DSN", format!("sqlite://{}", dir.join("q.db").display()))
+        .env("SERVE_PUBLIC_PORT", "0")
+        .env("SERVE_ADMIN_PORT", "0")
+        .env("SERVE_PUBLIC_BASE_URL", "http://127.0.0.1:4433/")
+        .env("LOG_FORMAT", format)
+        .env("LOG_LEVEL", "info")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stderr(stderr)
+        .spawn()
+        .unwrap()
+}
+
+/// Requests the logs must describe, one carrying secrets that must not appear.
+fn requests(public: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let http = reqwest::Client::new();
+        let response = http
+            .get(format!("http://{public}/sessions/whoami?token=secret-query-value"))
+            .header("x-request-id", "log-test-1")
+            .header("x-session-token", "secret-session-token")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401);
+        http.get(format!("http://{public}/health/alive")).send().await.unwrap();
+    });
+}
+
+fn stop(child: &mut Child) {
+    Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn json_logs_are_one_object_per_line_with_the_request_span() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start(dir.path(), "json", Stdio::piped());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut lines = Vec::new();
+    let public = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the server reports readiness: {lines:?}");
+        let object: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        lines.push(line);
+        if object["fields"]["message"] == "latchkey is ready" {
+            break object["fields"]["public"].as_str().unwrap().to_string();
+        }
+    };
+    requests(&public);
+    stop(&mut child);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    lines.extend(rest.lines().map(str::to_string));
+    assert!(!lines.concat().contains("secret-"), "{lines:?}");
+    assert!(!lines.concat().contains("\x1b["), "{lines:?}");
+    let objects: Vec<Value> =
+        lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let completed: Vec<&Value> =
+        objects.iter().filter(|o| o["fields"]["message"] == "request completed").collect();
+    // /health is logged at debug only, so one line at info.
+    assert_eq!(completed.len(), 1, "{completed:?}");
+    let line = completed[0];
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["fields"]["status"], 401);
+    assert!(line["fields"]["latency_ms"].is_u64());
+    assert_eq!(line["span"]["request_id"], "log-test-1");
+    assert_eq!(line["span"]["route"], "/sessions/whoami");
+    assert_eq!(line["span"]["method"], "GET");
+    assert!(objects.iter().any(|o| o["fields"]["message"] == "latchkey stopped"));
+}
+
+#[test]
+fn text_logs_to_a_file_have_no_colour_codes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("stderr.log");
+    let mut child = start(dir.path(), "text", Stdio::from(std::fs::File::create(&path).unwrap()));
+    let public = loop {
+        let log = std::fs::read_to_string(&path).unwrap();
+        if let Some(line) = log.lines().find(|l| l.contains("latchkey is ready")) {
+            let after = line.split("public=").nth(1).expect("the public address is logged");
+            break after.split_whitespace().next().unwrap().to_string();
+        }
+        assert!(child.try_wait().unwrap().is_none(), "the server exited: {log}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    requests(&public);
+    stop(&mut child);
+    let log = std::fs::read_to_string(&path).unwrap();
+    assert!(log.contains("request completed"), "{log}");
+    assert!(log.contains("log-test-1"), "{log}");
+    assert!(!log.contains("\x1b["), "{log}");
+    assert!(!log.contains("secret-"), "{log}");
+}
