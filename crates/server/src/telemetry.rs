@@ -32,8 +32,9 @@ pub fn init(log: &Log) {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal());
     let _ = match log.format {
-        // One JSON object per line, with the request span's fields.
-        LogFormat::Json => builder.json().with_current_span(true).with_span_list(false).try_init(),
+        // One JSON object per line; `spans` lists every open span, so a line
+        // logged inside a store or hash call still names its request.
+        LogFormat::Json => builder.json().with_current_span(true).with_span_list(true).try_init(),
         LogFormat::Text => builder.try_init(),
     };
 }

@@ -75,7 +75,7 @@ async fn request_ids_are_echoed_and_named_in_errors(backend: Backend) {
 
 /// Starts the binary on the quickstart config (SQLite, random ports) with
 /// the given log format; stderr goes where `stderr` says.
-fn start(dir: &std::path::Path, format: &str, stderr: Stdio) -> Child {
+fn start(dir: &std::path::Path, format: &str, level: &str, stderr: Stdio) -> Child {
     let config =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
     Command::new(env!("CARGO_BIN_EXE_latchkey"))
@@ -86,7 +86,7 @@ fn start(dir: &std::path::Path, format: &str, stderr: Stdio) -> Child {
         .env("SERVE_ADMIN_PORT", "0")
         .env("SERVE_PUBLIC_BASE_URL", "http://127.0.0.1:4433/")
         .env("LOG_FORMAT", format)
-        .env("LOG_LEVEL", "info")
+        .env("LOG_LEVEL", level)
         .env_remove("RUST_LOG")
         .env_remove("NO_COLOR")
         .stderr(stderr)
@@ -116,10 +116,11 @@ fn stop(child: &mut Child) {
     assert!(child.wait().unwrap().success());
 }
 
+/// At debug, where store and hash spans are on, secrets still stay out.
 #[test]
 fn json_logs_are_one_object_per_line_with_the_request_span() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = start(dir.path(), "json", Stdio::piped());
+    let mut child = start(dir.path(), "json", "debug", Stdio::piped());
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut lines = Vec::new();
     let public = loop {
@@ -142,9 +143,11 @@ fn json_logs_are_one_object_per_line_with_the_request_span() {
         lines.iter().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
     let completed: Vec<&Value> =
         objects.iter().filter(|o| o["fields"]["message"] == "request completed").collect();
-    // /health is logged at debug only, so one line at info.
-    assert_eq!(completed.len(), 1, "{completed:?}");
-    let line = completed[0];
+    // /health is logged at debug, everything else at info.
+    assert_eq!(completed.len(), 2, "{completed:?}");
+    let health = completed.iter().find(|o| o["span"]["route"] == "/health/alive").unwrap();
+    assert_eq!(health["level"], "DEBUG");
+    let line = completed.iter().find(|o| o["span"]["route"] != "/health/alive").unwrap();
     assert_eq!(line["level"], "INFO");
     assert_eq!(line["fields"]["status"], 401);
     assert!(line["fields"]["latency_ms"].is_u64());
@@ -158,7 +161,7 @@ fn json_logs_are_one_object_per_line_with_the_request_span() {
 fn text_logs_to_a_file_have_no_colour_codes() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("stderr.log");
-    let mut child = start(dir.path(), "text", Stdio::from(std::fs::File::create(&path).unwrap()));
+    let mut child = start(dir.path(), "text", "info", Stdio::from(std::fs::File::create(&path).unwrap()));
     let public = loop {
         let log = std::fs::read_to_string(&path).unwrap();
         if let Some(line) = log.lines().find(|l| l.contains("latchkey is ready")) {
