@@ -46,6 +46,33 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub feature_flags: FeatureFlags,
     pub security: Security,
+    pub tracing: TracingConfig,
+}
+
+/// Kratos's `tracing` block (trace export). Latchkey does not export traces
+/// yet: an empty `provider` (the default) is the only accepted value, so a
+/// configuration that expects traces to leave the process fails loudly
+/// instead of silently sending nothing.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TracingConfig {
+    pub provider: String,
+    pub service_name: String,
+    /// Per-provider settings (`providers.otlp.server_url`, …); kept whole
+    /// so Kratos files load, used by no code until export is built.
+    #[serde(skip_serializing)]
+    pub providers: Option<Value>,
+}
+
+/// Provider settings may hold credentials (authorization headers).
+impl std::fmt::Debug for TracingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracingConfig")
+            .field("provider", &self.provider)
+            .field("service_name", &self.service_name)
+            .field("providers", &self.providers.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 /// `security`: Latchkey's own abuse limits (Kratos has no such block), on by
@@ -1131,6 +1158,16 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
                 .map_err(|reason| invalid(&format!("{key}.trusted_proxies.{i}"), reason))?;
         }
     }
+    if !config.tracing.provider.is_empty() {
+        return Err(invalid(
+            "tracing.provider",
+            format!(
+                "`{}`: this build exports no traces (OpenTelemetry over OTLP is not implemented yet); \
+                 leave tracing.provider empty. Request spans and ids are in the logs (log.format: json)",
+                config.tracing.provider
+            ),
+        ));
+    }
     if config.serve.admin.cors != Cors::default() {
         return Err(invalid("serve.admin.cors", "CORS applies to the public API only (serve.public.cors)"));
     }
@@ -1632,6 +1669,22 @@ mod tests {
         let d = write(dir.path(), "d.yml", "session:\n  lifespan: 99999999999h\n");
         let err = load(&[a, d], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("session.lifespan"), "{err}");
+    }
+
+    #[test]
+    fn a_tracing_provider_is_refused_until_export_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let b = write(
+            dir.path(),
+            "b.yml",
+            "tracing:\n  service_name: latchkey\n  providers:\n    otlp:\n      server_url: localhost:4318\n",
+        );
+        let loaded = load(&[a.clone(), b.clone()], Vec::new(), false).unwrap();
+        assert!(loaded.unsupported_keys.is_empty(), "{:?}", loaded.unsupported_keys);
+        let env = vec![("TRACING_PROVIDER".into(), "otel".into())];
+        let err = load(&[a, b], env, false).unwrap_err().to_string();
+        assert!(err.contains("tracing.provider") && err.contains("OTLP"), "{err}");
     }
 
     #[test]
