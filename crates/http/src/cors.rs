@@ -32,6 +32,15 @@ pub struct CorsError {
     pub reason: String,
 }
 
+impl std::fmt::Display for CorsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.index {
+            Some(i) => write!(f, "{}.{i}: {}", self.key, self.reason),
+            None => write!(f, "{}: {}", self.key, self.reason),
+        }
+    }
+}
+
 fn error(key: &'static str, index: usize, reason: impl Into<String>) -> CorsError {
     CorsError { key, index: Some(index), reason: reason.into() }
 }

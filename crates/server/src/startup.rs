@@ -200,7 +200,7 @@ impl Application {
         // Checked when the configuration was loaded; checked again for
         // configurations built in code.
         let cors = latchkey_http::cors_layer(&config.serve.public.cors.settings())
-            .map_err(|e| StartError::Cors(format!("{}: {}", e.key, e.reason)))?;
+            .map_err(|e| StartError::Cors(e.to_string()))?;
         let (store, backend, listener) = open_cached_store(&config.dsn).await?;
         let db_error = |e: latchkey_domain::StoreError| StartError::Database {
             dsn: config.redacted_dsn(),
