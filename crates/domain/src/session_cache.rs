@@ -208,8 +208,11 @@ impl CachingStore {
     }
 }
 
+// Every store call gets a span (at debug, without arguments: they hold
+// token digests and personal data), so traces show where a request waits.
 #[async_trait]
 impl SessionStore for CachingStore {
+    #[tracing::instrument(name = "store.session_by_token", level = "debug", skip_all)]
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError> {
         let ticket = match self.cache.lookup(token_hash) {
             Ok(hit) => {
@@ -226,10 +229,12 @@ impl SessionStore for CachingStore {
         Ok(found)
     }
 
+    #[tracing::instrument(name = "store.create_session", level = "debug", skip_all)]
     async fn create_session(&self, session: &Session) -> Result<(), StoreError> {
         self.inner.create_session(session).await
     }
 
+    #[tracing::instrument(name = "store.create_session_and_notify", level = "debug", skip_all)]
     async fn create_session_and_notify(
         &self,
         session: &Session,
@@ -238,37 +243,45 @@ impl SessionStore for CachingStore {
         self.inner.create_session_and_notify(session, notices).await
     }
 
+    #[tracing::instrument(name = "store.session_by_logout_token", level = "debug", skip_all)]
     async fn session_by_logout_token(&self, token_hash: &str) -> Result<Option<Session>, StoreError> {
         self.inner.session_by_logout_token(token_hash).await
     }
 
+    #[tracing::instrument(name = "store.get_session", level = "debug", skip_all)]
     async fn get_session(&self, id: Uuid) -> Result<Option<Session>, StoreError> {
         self.inner.get_session(id).await
     }
 
+    #[tracing::instrument(name = "store.list_sessions", level = "debug", skip_all)]
     async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError> {
         self.inner.list_sessions(query).await
     }
 
+    #[tracing::instrument(name = "store.count_sessions", level = "debug", skip_all)]
     async fn count_sessions(&self, query: &SessionQuery) -> Result<u64, StoreError> {
         self.inner.count_sessions(query).await
     }
 
+    #[tracing::instrument(name = "store.revoke_session", level = "debug", skip_all)]
     async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
         let _writing = self.cache.writing(Scope::Session(id));
         self.inner.revoke_session(id).await
     }
 
+    #[tracing::instrument(name = "store.revoke_sessions_of", level = "debug", skip_all)]
     async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError> {
         let _writing = self.cache.writing(Scope::Identity(identity_id));
         self.inner.revoke_sessions_of(identity_id, keep).await
     }
 
+    #[tracing::instrument(name = "store.delete_sessions_of", level = "debug", skip_all)]
     async fn delete_sessions_of(&self, identity_id: Uuid) -> Result<u64, StoreError> {
         let _writing = self.cache.writing(Scope::Identity(identity_id));
         self.inner.delete_sessions_of(identity_id).await
     }
 
+    #[tracing::instrument(name = "store.extend_session", level = "debug", skip_all)]
     async fn extend_session(&self, id: Uuid, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
         let _writing = self.cache.writing(Scope::Session(id));
         self.inner.extend_session(id, expires_at).await
@@ -277,15 +290,18 @@ impl SessionStore for CachingStore {
 
 #[async_trait]
 impl IdentityStore for CachingStore {
+    #[tracing::instrument(name = "store.create_identity", level = "debug", skip_all)]
     async fn create_identity(&self, identity: &Identity) -> Result<(), StoreError> {
         self.inner.create_identity(identity).await
     }
 
+    #[tracing::instrument(name = "store.update_identity", level = "debug", skip_all)]
     async fn update_identity(&self, identity: &Identity) -> Result<(), StoreError> {
         let _writing = self.cache.writing(Scope::Identity(identity.id));
         self.inner.update_identity(identity).await
     }
 
+    #[tracing::instrument(name = "store.update_identity_and_notify", level = "debug", skip_all)]
     async fn update_identity_and_notify(
         &self,
         identity: &Identity,
@@ -295,19 +311,23 @@ impl IdentityStore for CachingStore {
         self.inner.update_identity_and_notify(identity, notices).await
     }
 
+    #[tracing::instrument(name = "store.get_identity", level = "debug", skip_all)]
     async fn get_identity(&self, id: Uuid) -> Result<Option<Identity>, StoreError> {
         self.inner.get_identity(id).await
     }
 
+    #[tracing::instrument(name = "store.delete_identity", level = "debug", skip_all)]
     async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError> {
         let _writing = self.cache.writing(Scope::Identity(id));
         self.inner.delete_identity(id).await
     }
 
+    #[tracing::instrument(name = "store.list_identities", level = "debug", skip_all)]
     async fn list_identities(&self, query: &IdentityQuery) -> Result<Vec<Identity>, StoreError> {
         self.inner.list_identities(query).await
     }
 
+    #[tracing::instrument(name = "store.find_identity_by_identifier", level = "debug", skip_all)]
     async fn find_identity_by_identifier(
         &self,
         kind: CredentialType,
@@ -316,6 +336,7 @@ impl IdentityStore for CachingStore {
         self.inner.find_identity_by_identifier(kind, identifier).await
     }
 
+    #[tracing::instrument(name = "store.replace_password_hash", level = "debug", skip_all)]
     async fn replace_password_hash(
         &self,
         identity_id: Uuid,
@@ -328,6 +349,7 @@ impl IdentityStore for CachingStore {
         self.inner.replace_password_hash(identity_id, verified, new_hash, at).await
     }
 
+    #[tracing::instrument(name = "store.set_address_status", level = "debug", skip_all)]
     async fn set_address_status(
         &self,
         identity_id: Uuid,
@@ -343,10 +365,12 @@ impl IdentityStore for CachingStore {
 
 #[async_trait]
 impl OutboxStore for CachingStore {
+    #[tracing::instrument(name = "store.enqueue_message", level = "debug", skip_all)]
     async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
         self.inner.enqueue_message(message).await
     }
 
+    #[tracing::instrument(name = "store.claim_messages", level = "debug", skip_all)]
     async fn claim_messages(
         &self,
         limit: u32,
@@ -355,14 +379,17 @@ impl OutboxStore for CachingStore {
         self.inner.claim_messages(limit, lease_until).await
     }
 
+    #[tracing::instrument(name = "store.record_dispatch", level = "debug", skip_all)]
     async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError> {
         self.inner.record_dispatch(dispatch, status).await
     }
 
+    #[tracing::instrument(name = "store.list_messages", level = "debug", skip_all)]
     async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
         self.inner.list_messages(query).await
     }
 
+    #[tracing::instrument(name = "store.get_message", level = "debug", skip_all)]
     async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError> {
         self.inner.get_message(id).await
     }
@@ -374,6 +401,7 @@ impl OutboxStore for CachingStore {
 
 #[async_trait]
 impl RateStore for CachingStore {
+    #[tracing::instrument(name = "store.admit_event", level = "debug", skip_all)]
     async fn admit_event(
         &self,
         windows: &[RateWindow],
@@ -384,14 +412,17 @@ impl RateStore for CachingStore {
         self.inner.admit_event(windows, event, at, admit).await
     }
 
+    #[tracing::instrument(name = "store.count_events", level = "debug", skip_all)]
     async fn count_events(&self, window: &RateWindow) -> Result<WindowCount, StoreError> {
         self.inner.count_events(window).await
     }
 
+    #[tracing::instrument(name = "store.reset_events", level = "debug", skip_all)]
     async fn reset_events(&self, bucket: &str, subject: &str) -> Result<u64, StoreError> {
         self.inner.reset_events(bucket, subject).await
     }
 
+    #[tracing::instrument(name = "store.forget_event", level = "debug", skip_all)]
     async fn forget_event(&self, event: Uuid) -> Result<(), StoreError> {
         self.inner.forget_event(event).await
     }
@@ -399,22 +430,27 @@ impl RateStore for CachingStore {
 
 #[async_trait]
 impl CodeStore for CachingStore {
+    #[tracing::instrument(name = "store.create_code", level = "debug", skip_all)]
     async fn create_code(&self, code: &OneTimeCode, message: Option<&Message>) -> Result<(), StoreError> {
         self.inner.create_code(code, message).await
     }
 
+    #[tracing::instrument(name = "store.live_codes", level = "debug", skip_all)]
     async fn live_codes(&self, flow_id: Uuid, now: DateTime<Utc>) -> Result<Vec<OneTimeCode>, StoreError> {
         self.inner.live_codes(flow_id, now).await
     }
 
+    #[tracing::instrument(name = "store.use_code", level = "debug", skip_all)]
     async fn use_code(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
         self.inner.use_code(id, at).await
     }
 
+    #[tracing::instrument(name = "store.count_code_attempt", level = "debug", skip_all)]
     async fn count_code_attempt(&self, flow_id: Uuid) -> Result<u64, StoreError> {
         self.inner.count_code_attempt(flow_id).await
     }
 
+    #[tracing::instrument(name = "store.count_live_code_attempt", level = "debug", skip_all)]
     async fn count_live_code_attempt(
         &self,
         flow_id: Uuid,
@@ -423,10 +459,12 @@ impl CodeStore for CachingStore {
         self.inner.count_live_code_attempt(flow_id, now).await
     }
 
+    #[tracing::instrument(name = "store.forget_code_attempt", level = "debug", skip_all)]
     async fn forget_code_attempt(&self, id: Uuid) -> Result<(), StoreError> {
         self.inner.forget_code_attempt(id).await
     }
 
+    #[tracing::instrument(name = "store.count_address_attempt", level = "debug", skip_all)]
     async fn count_address_attempt(
         &self,
         purpose: CodePurpose,
@@ -438,10 +476,12 @@ impl CodeStore for CachingStore {
         self.inner.count_address_attempt(purpose, address, id, at, since).await
     }
 
+    #[tracing::instrument(name = "store.forget_address_attempt", level = "debug", skip_all)]
     async fn forget_address_attempt(&self, id: Uuid) -> Result<(), StoreError> {
         self.inner.forget_address_attempt(id).await
     }
 
+    #[tracing::instrument(name = "store.record_code_failure", level = "debug", skip_all)]
     async fn record_code_failure(
         &self,
         purpose: CodePurpose,
@@ -451,6 +491,7 @@ impl CodeStore for CachingStore {
         self.inner.record_code_failure(purpose, address, at).await
     }
 
+    #[tracing::instrument(name = "store.count_code_failures", level = "debug", skip_all)]
     async fn count_code_failures(
         &self,
         purpose: CodePurpose,
@@ -460,6 +501,7 @@ impl CodeStore for CachingStore {
         self.inner.count_code_failures(purpose, address, since).await
     }
 
+    #[tracing::instrument(name = "store.identity_by_recovery_address", level = "debug", skip_all)]
     async fn identity_by_recovery_address(
         &self,
         via: &str,
@@ -468,6 +510,7 @@ impl CodeStore for CachingStore {
         self.inner.identity_by_recovery_address(via, value).await
     }
 
+    #[tracing::instrument(name = "store.identity_by_verifiable_address", level = "debug", skip_all)]
     async fn identity_by_verifiable_address(
         &self,
         via: &str,
@@ -482,6 +525,7 @@ impl CleanupStore for CachingStore {
     /// Nothing to evict: the cleanup deletes only sessions that are expired
     /// or revoked, which a cached answer already reports as not live, and
     /// `whoami` answers a missing session exactly as a dead one.
+    #[tracing::instrument(name = "store.cleanup_batch", level = "debug", skip_all)]
     async fn cleanup_batch(
         &self,
         step: CleanupStep,
@@ -494,14 +538,17 @@ impl CleanupStore for CachingStore {
 
 #[async_trait]
 impl FlowStore for CachingStore {
+    #[tracing::instrument(name = "store.create_flow", level = "debug", skip_all)]
     async fn create_flow(&self, flow: &Flow) -> Result<(), StoreError> {
         self.inner.create_flow(flow).await
     }
 
+    #[tracing::instrument(name = "store.get_flow", level = "debug", skip_all)]
     async fn get_flow(&self, id: Uuid) -> Result<Option<Flow>, StoreError> {
         self.inner.get_flow(id).await
     }
 
+    #[tracing::instrument(name = "store.update_flow", level = "debug", skip_all)]
     async fn update_flow(&self, flow: &Flow) -> Result<(), StoreError> {
         self.inner.update_flow(flow).await
     }
@@ -509,18 +556,22 @@ impl FlowStore for CachingStore {
 
 #[async_trait]
 impl Database for CachingStore {
+    #[tracing::instrument(name = "store.migrate", level = "debug", skip_all)]
     async fn migrate(&self) -> Result<(), StoreError> {
         self.inner.migrate().await
     }
 
+    #[tracing::instrument(name = "store.migration_status", level = "debug", skip_all)]
     async fn migration_status(&self) -> Result<Vec<MigrationState>, StoreError> {
         self.inner.migration_status().await
     }
 
+    #[tracing::instrument(name = "store.ping", level = "debug", skip_all)]
     async fn ping(&self) -> Result<(), StoreError> {
         self.inner.ping().await
     }
 
+    #[tracing::instrument(name = "store.close", level = "debug", skip_all)]
     async fn close(&self) {
         self.inner.close().await
     }

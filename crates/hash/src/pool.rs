@@ -143,12 +143,14 @@ impl PasswordHasher {
 
     /// Hashes a password with the configured algorithm (see
     /// [`hash_password`]).
+    #[tracing::instrument(name = "password.hash", level = "debug", skip_all)]
     pub async fn hash(&self, password: SecretPassword) -> Result<String, HashError> {
         let cfg = Arc::clone(&self.config);
         self.run(move || hash_password(password.as_bytes(), &cfg)).await?
     }
 
     /// Verifies a password against a stored hash (see [`verify_password`]).
+    #[tracing::instrument(name = "password.verify", level = "debug", skip_all)]
     pub async fn verify(&self, password: SecretPassword, encoded: String) -> Result<bool, HashError> {
         self.verifications.fetch_add(1, Ordering::Relaxed);
         self.run(move || verify_password(password.as_bytes(), &encoded)).await?
@@ -162,6 +164,7 @@ impl PasswordHasher {
     /// The dummy is made on first use and reused afterwards. For parity with
     /// a real bcrypt hash, an over-long password still yields
     /// [`HashError::PasswordTooLong`].
+    #[tracing::instrument(name = "password.verify_or_dummy", level = "debug", skip_all)]
     pub async fn verify_or_dummy(
         &self,
         password: SecretPassword,

@@ -108,6 +108,10 @@ impl ApiError {
             error.insert("details".into(), details.clone());
         }
         error.insert("message".into(), json!(self.message));
+        // Kratos names the request an error answers, so logs can be found.
+        if let Some(id) = crate::edge::current_request_id() {
+            error.insert("request".into(), json!(&*id));
+        }
         let mut body = extra.map(|e| e.siblings.clone()).unwrap_or_default();
         body.insert("error".into(), Value::Object(error));
         Value::Object(body)

@@ -6,7 +6,9 @@ mod admin;
 mod body;
 mod client_ip;
 mod cookies;
+mod cors;
 mod csrf;
+mod edge;
 mod error;
 mod limits;
 mod metrics;
@@ -30,6 +32,8 @@ use axum::middleware::{self, Next};
 use axum::response::Response;
 
 pub use client_ip::{Network, TrustedProxies};
+pub use cors::{CorsError, CorsSettings, cors_layer};
+pub use edge::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId, current_request_id, edge};
 pub use error::ApiError;
 pub use limits::{
     BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT, MAX_ADMIN_BODY_BYTES, MAX_COOKIE_BYTES, MAX_JSON_DEPTH,
@@ -40,6 +44,7 @@ pub use return_to::usable as allowed_return_url_is_usable;
 pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
 #[doc(hidden)]
 pub use submit::parse_submit_body;
+pub use tower_http::cors::CorsLayer;
 
 /// The parsers of request headers, public only for the fuzz targets.
 #[doc(hidden)]

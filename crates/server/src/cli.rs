@@ -46,6 +46,15 @@ enum Command {
     /// `X-Forwarded-For` is believed only from the peers listed in serve.public.trusted_proxies
     /// (addresses or CIDR networks; none by default).
     ///
+    /// CORS for the public API is off unless serve.public.cors.enabled is true (Kratos's keys:
+    /// allowed_origins, which may hold one `*` per origin as in https://*.example.com,
+    /// allowed_methods, allowed_headers, exposed_headers, allow_credentials, max_age).
+    ///
+    /// Every request gets an id (X-Request-Id when sane, else a UUID), echoed in the response
+    /// and as error.request; one `request completed` line per request names its route, status
+    /// and latency. log.format: json writes one JSON object per line; colour is used only on a
+    /// terminal. Trace export (tracing.provider) is not built: a provider stops the start.
+    ///
     /// Abuse limits are on by default (README, "Security defaults"): failed password logins are
     /// throttled per identifier, per identifier and client address, and per client address,
     /// before any hash (security.login_throttling); recovery and verification mails are capped per

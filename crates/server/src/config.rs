@@ -46,6 +46,33 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub feature_flags: FeatureFlags,
     pub security: Security,
+    pub tracing: TracingConfig,
+}
+
+/// Kratos's `tracing` block (trace export). Latchkey does not export traces
+/// yet: an empty `provider` (the default) is the only accepted value, so a
+/// configuration that expects traces to leave the process fails loudly
+/// instead of silently sending nothing.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TracingConfig {
+    pub provider: String,
+    pub service_name: String,
+    /// Per-provider settings (`providers.otlp.server_url`, …); kept whole
+    /// so Kratos files load, used by no code until export is built.
+    #[serde(skip_serializing)]
+    pub providers: Option<Value>,
+}
+
+/// Provider settings may hold credentials (authorization headers).
+impl std::fmt::Debug for TracingConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TracingConfig")
+            .field("provider", &self.provider)
+            .field("service_name", &self.service_name)
+            .field("providers", &self.providers.as_ref().map(|_| "[REDACTED]"))
+            .finish()
+    }
 }
 
 /// `security`: Latchkey's own abuse limits (Kratos has no such block), on by
@@ -692,6 +719,59 @@ pub struct Listener {
     /// recorded. Kratos has no such key (it believes the header from
     /// anyone); only `serve.public` starts sessions, so only it uses this.
     pub trusted_proxies: Vec<String>,
+    /// `serve.public.cors` (Kratos has no admin CORS; set there, it is refused).
+    pub cors: Cors,
+}
+
+/// `serve.public.cors`, with Kratos's keys and defaults. Off by default.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(default)]
+pub struct Cors {
+    pub enabled: bool,
+    /// `*`, exact origins, or origins with one `*` (`https://*.example.com`).
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub exposed_headers: Vec<String>,
+    pub allow_credentials: bool,
+    /// Seconds; 0 sends no `Access-Control-Max-Age`.
+    pub max_age: u64,
+}
+
+impl Default for Cors {
+    fn default() -> Self {
+        let list = |items: &[&str]| items.iter().map(|s| s.to_string()).collect();
+        Self {
+            enabled: false,
+            allowed_origins: list(&["*"]),
+            allowed_methods: list(&["POST", "GET", "PUT", "PATCH", "DELETE"]),
+            allowed_headers: list(&[
+                "Authorization",
+                "Content-Type",
+                "Max-Age",
+                "X-Session-Token",
+                "X-XSRF-TOKEN",
+                "X-CSRF-TOKEN",
+            ]),
+            exposed_headers: list(&["Content-Type"]),
+            allow_credentials: true,
+            max_age: 0,
+        }
+    }
+}
+
+impl Cors {
+    pub fn settings(&self) -> latchkey_http::CorsSettings {
+        latchkey_http::CorsSettings {
+            enabled: self.enabled,
+            allowed_origins: self.allowed_origins.clone(),
+            allowed_methods: self.allowed_methods.clone(),
+            allowed_headers: self.allowed_headers.clone(),
+            exposed_headers: self.exposed_headers.clone(),
+            allow_credentials: self.allow_credentials,
+            max_age: self.max_age,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -1078,6 +1158,26 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
                 .map_err(|reason| invalid(&format!("{key}.trusted_proxies.{i}"), reason))?;
         }
     }
+    if !config.tracing.provider.is_empty() {
+        return Err(invalid(
+            "tracing.provider",
+            format!(
+                "`{}`: this build exports no traces (OpenTelemetry over OTLP is not implemented yet); \
+                 leave tracing.provider empty. Request spans and ids are in the logs (log.format: json)",
+                config.tracing.provider
+            ),
+        ));
+    }
+    if config.serve.admin.cors != Cors::default() {
+        return Err(invalid("serve.admin.cors", "CORS applies to the public API only (serve.public.cors)"));
+    }
+    latchkey_http::cors_layer(&config.serve.public.cors.settings()).map_err(|e| {
+        let key = match e.index {
+            Some(i) => format!("serve.public.cors.{}.{i}", e.key),
+            None => format!("serve.public.cors.{}", e.key),
+        };
+        invalid(&key, e.reason)
+    })?;
     for (i, secret) in config.secrets.cipher.iter().enumerate() {
         if secret.chars().count() != 32 {
             return Err(invalid(
@@ -1569,6 +1669,59 @@ mod tests {
         let d = write(dir.path(), "d.yml", "session:\n  lifespan: 99999999999h\n");
         let err = load(&[a, d], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("session.lifespan"), "{err}");
+    }
+
+    #[test]
+    fn a_tracing_provider_is_refused_until_export_is_built() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let b = write(
+            dir.path(),
+            "b.yml",
+            "tracing:\n  service_name: latchkey\n  providers:\n    otlp:\n      server_url: localhost:4318\n",
+        );
+        let loaded = load(&[a.clone(), b.clone()], Vec::new(), false).unwrap();
+        assert!(loaded.unsupported_keys.is_empty(), "{:?}", loaded.unsupported_keys);
+        let env = vec![("TRACING_PROVIDER".into(), "otel".into())];
+        let err = load(&[a, b], env, false).unwrap_err().to_string();
+        assert!(err.contains("tracing.provider") && err.contains("OTLP"), "{err}");
+    }
+
+    #[test]
+    fn cors_has_kratos_defaults_and_errors_name_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let loaded = load(std::slice::from_ref(&a), Vec::new(), false).unwrap();
+        let cors = &loaded.config.serve.public.cors;
+        assert!(!cors.enabled);
+        assert_eq!(cors.allowed_origins, ["*"]);
+        assert!(cors.allow_credentials);
+        assert_eq!(cors.max_age, 0);
+        let env = vec![
+            ("SERVE_PUBLIC_CORS_ENABLED".into(), "true".into()),
+            ("SERVE_PUBLIC_CORS_ALLOWED_ORIGINS".into(), "https://a.test,https://*.b.test".into()),
+        ];
+        let loaded = load(std::slice::from_ref(&a), env, false).unwrap();
+        assert!(loaded.config.serve.public.cors.enabled);
+        assert_eq!(loaded.config.serve.public.cors.allowed_origins, ["https://a.test", "https://*.b.test"]);
+        for (yaml, key) in [
+            (
+                "allowed_origins: [https://a.test, 'https://*.*.b.test']",
+                "serve.public.cors.allowed_origins.1",
+            ),
+            ("allowed_origins: [https://a.test/]", "serve.public.cors.allowed_origins.0"),
+            ("allowed_methods: [GET, FETCH]", "serve.public.cors.allowed_methods.1"),
+            ("allowed_headers: ['bad header']", "serve.public.cors.allowed_headers.0"),
+            ("exposed_headers: ['*']", "serve.public.cors.exposed_headers.0"),
+            ("max_age: -1", "serve.public.cors.max_age"),
+        ] {
+            let b = write(dir.path(), "b.yml", &format!("serve:\n  public:\n    cors:\n      {yaml}\n"));
+            let err = load(&[a.clone(), b], Vec::new(), false).unwrap_err();
+            assert!(err.to_string().contains(key), "{yaml}: {err}");
+        }
+        let b = write(dir.path(), "b.yml", "serve:\n  admin:\n    cors:\n      enabled: true\n");
+        let err = load(&[a, b], Vec::new(), false).unwrap_err();
+        assert!(err.to_string().contains("serve.admin.cors"), "{err}");
     }
 
     #[test]

@@ -50,6 +50,8 @@ pub enum StartError {
     Schema(#[from] latchkey_domain::SchemaError),
     #[error("courier.smtp: {0}")]
     Courier(String),
+    #[error("serve.public.cors: {0}")]
+    Cors(String),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
 }
@@ -181,6 +183,8 @@ pub struct Application {
     limits: crate::serve::Limits,
     body_read_timeout: Duration,
     hasher: PasswordHasher,
+    /// `serve.public.cors`, when enabled.
+    cors: Option<latchkey_http::CorsLayer>,
 }
 
 /// Stops a background task when its owner goes away, built or not run.
@@ -194,6 +198,10 @@ impl Drop for AbortOnDrop {
 
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
+        // Checked when the configuration was loaded; checked again for
+        // configurations built in code.
+        let cors = latchkey_http::cors_layer(&config.serve.public.cors.settings())
+            .map_err(|e| StartError::Cors(e.to_string()))?;
         // Made first: the store, the hasher and the courier report into it.
         let metrics = Arc::new(Metrics::new());
         let (store, backend, listener) = open_cached_store(&config.dsn, metrics.clone()).await?;
@@ -413,6 +421,7 @@ impl Application {
             limits,
             body_read_timeout,
             hasher,
+            cors,
         })
     }
 
@@ -441,8 +450,12 @@ impl Application {
             let _ = rx.changed().await;
         };
         let body_timeout = axum::Extension(latchkey_http::BodyReadTimeout(self.body_read_timeout));
-        let public_router = latchkey_http::public_router(self.state.clone()).layer(body_timeout);
-        let admin_router = latchkey_http::admin_router(self.state).layer(body_timeout);
+        let public_router = latchkey_http::edge(
+            latchkey_http::public_router(self.state.clone()).layer(body_timeout),
+            self.cors,
+        );
+        let admin_router =
+            latchkey_http::edge(latchkey_http::admin_router(self.state).layer(body_timeout), None);
         let public = crate::serve::serve(self.public, public_router, self.limits, stop_rx.clone());
         // The courier stops with the listeners; a send in progress finishes first.
         let courier = self.courier.take().map(|dispatcher| {
