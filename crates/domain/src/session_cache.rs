@@ -343,8 +343,13 @@ impl OutboxStore for CachingStore {
         self.inner.claim_messages(limit, lease_until).await
     }
 
-    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError> {
-        self.inner.record_dispatch(dispatch, status).await
+    async fn record_dispatch(
+        &self,
+        dispatch: &Dispatch,
+        status: MessageStatus,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_dispatch(dispatch, status, next_attempt_at).await
     }
 
     async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError> {
