@@ -1,6 +1,7 @@
 //! The SMTP [`Mailer`]: reads Kratos's `courier.smtp` settings, checks them
-//! once when the server starts, and delivers each message over a fresh
-//! connection. Credentials are kept out of every error, log line and `Debug`
+//! once when the server starts, and delivers messages over pooled
+//! connections (a backlog after an outage goes out without a handshake per
+//! message). Credentials are kept out of every error, log line and `Debug`
 //! output, since delivery errors end up in the dispatch log and the outbox.
 
 use std::collections::BTreeMap;
@@ -14,6 +15,7 @@ use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::PoolConfig;
 use lettre::{Address, AsyncSmtpTransport, AsyncTransport, Tokio1Executor};
 use percent_encoding::percent_decode_str;
 
@@ -24,6 +26,12 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for one whole delivery, in case a server answers just often
 /// enough to keep resetting [`IO_TIMEOUT`].
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Pooled connections: the dispatcher sends one message at a time, so it
+/// keeps one busy and the pool never holds more than two; idle ones close
+/// after a minute, before most relays would drop them.
+const POOL_SIZE: u32 = 2;
+const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Headers the mailer writes itself; letting `headers` set them again would
 /// produce duplicates or let configuration redirect mail.
@@ -254,7 +262,8 @@ impl SmtpMailer {
 
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(endpoint.host.clone())
             .port(endpoint.port)
-            .timeout(Some(IO_TIMEOUT));
+            .timeout(Some(IO_TIMEOUT))
+            .pool_config(PoolConfig::new().max_size(POOL_SIZE).idle_timeout(POOL_IDLE));
         let tls_parameters = || {
             TlsParameters::builder(endpoint.server_name.clone())
                 .dangerous_accept_invalid_certs(endpoint.skip_ssl_verify)
@@ -308,7 +317,7 @@ impl SmtpMailer {
 
     fn build_email(&self, message: &Message) -> Result<lettre::Message, MailError> {
         let to: Address = message.recipient.trim().parse().map_err(|e| {
-            MailError(format!("recipient `{}` is not an email address: {e}", message.recipient))
+            MailError::permanent(format!("recipient `{}` is not an email address: {e}", message.recipient))
         })?;
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
@@ -323,7 +332,7 @@ impl SmtpMailer {
             }
             None => builder.singlepart(SinglePart::plain(message.body.clone())),
         };
-        result.map_err(|e| MailError(format!("cannot build the email: {e}")))
+        result.map_err(|e| MailError::permanent(format!("cannot build the email: {e}")))
     }
 
     /// Removes anything secret from an error text before it leaves the mailer.
@@ -342,8 +351,14 @@ impl Mailer for SmtpMailer {
                 tracing::debug!(message_id = %message.id, %server, code = %response.code(), "email sent");
                 Ok(())
             }
-            Ok(Err(e)) => Err(MailError(self.scrub(format!("sending through {server} failed: {e}")))),
-            Err(_) => Err(MailError(format!(
+            Ok(Err(e)) => {
+                let text = self.scrub(format!("sending through {server} failed: {e}"));
+                // A 5xx reply (unknown recipient, rejected content) will be
+                // the same next time; everything else (4xx, refused or
+                // dropped connections, timeouts, TLS) may pass later.
+                Err(if e.is_permanent() { MailError::permanent(text) } else { MailError::transient(text) })
+            }
+            Err(_) => Err(MailError::transient(format!(
                 "sending through {server} did not finish within {} seconds",
                 SEND_TIMEOUT.as_secs()
             ))),

@@ -30,6 +30,12 @@ impl Handler for Recorder {
         response::OK
     }
 
+    /// Recipients starting with `unknown-` do not exist: 550, a permanent
+    /// failure, as a real relay answers for an unknown mailbox.
+    fn rcpt(&mut self, to: &str) -> Response {
+        if to.trim_start_matches('<').starts_with("unknown-") { response::NO_MAILBOX } else { response::OK }
+    }
+
     fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
         self.current.from = from.to_string();
         self.current.to = to.to_vec();
@@ -53,8 +59,8 @@ impl Handler for Recorder {
     }
 }
 
-/// Starts a plain SMTP server on a free loopback port, serving connections
-/// one after another on a background thread, and returns its port and what
+/// Starts a plain SMTP server on a free loopback port, serving each
+/// connection on its own thread (clients keep pooled connections open), and returns its port and what
 /// it receives. With `auth`, it offers AUTH PLAIN without TLS, which real
 /// servers must not do but which lets the test see the decoded credentials.
 pub fn start_server(auth: bool) -> (u16, Arc<Mutex<Vec<Received>>>) {
@@ -74,31 +80,33 @@ pub fn start_server_on(listener: TcpListener, auth: bool) -> (u16, Arc<Mutex<Vec
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(stream) = stream else { continue };
-            let peer = stream.peer_addr().unwrap().ip();
-            let mut session = builder.build(peer, recorder.clone());
-            let mut writer = stream.try_clone().unwrap();
-            let mut reader = BufReader::new(stream);
-            let _ = session.greeting().write_to(&mut writer);
-            let mut line = Vec::new();
-            loop {
-                line.clear();
-                if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
-                    break;
-                }
-                let res = session.process(&line);
-                match res.action {
-                    Action::Reply => {
-                        let _ = res.write_to(&mut writer);
-                        let _ = writer.flush();
-                    }
-                    Action::Close => {
-                        let _ = res.write_to(&mut writer);
+            let Ok(peer) = stream.peer_addr() else { continue };
+            let mut session = builder.build(peer.ip(), recorder.clone());
+            std::thread::spawn(move || {
+                let Ok(mut writer) = stream.try_clone() else { return };
+                let mut reader = BufReader::new(stream);
+                let _ = session.greeting().write_to(&mut writer);
+                let mut line = Vec::new();
+                loop {
+                    line.clear();
+                    if reader.read_until(b'\n', &mut line).unwrap_or(0) == 0 {
                         break;
                     }
-                    Action::NoReply => {}
-                    Action::UpgradeTls => break,
+                    let res = session.process(&line);
+                    match res.action {
+                        Action::Reply => {
+                            let _ = res.write_to(&mut writer);
+                            let _ = writer.flush();
+                        }
+                        Action::Close => {
+                            let _ = res.write_to(&mut writer);
+                            break;
+                        }
+                        Action::NoReply => {}
+                        Action::UpgradeTls => break,
+                    }
                 }
-            }
+            });
         }
     });
     (port, received)
