@@ -247,8 +247,16 @@ pub struct CourierConfig {
     /// Only `smtp` is built.
     pub delivery_strategy: String,
     pub smtp: SmtpSettings,
-    /// Attempts per message before it is abandoned.
-    pub message_retries: i32,
+    /// Attempts per message before it is abandoned. Unset (the default):
+    /// no count, a message is retried until its code expires or
+    /// `delivery_horizon` passes, so no relay outage of any length short of
+    /// that loses it. Set (Kratos's default was 5), it is honoured as well.
+    pub message_retries: Option<i32>,
+    /// How long a message without a code is worth sending (Latchkey).
+    pub delivery_horizon: String,
+    /// The pause before retrying a failed send, doubling up to `max`, each
+    /// with jitter (Latchkey).
+    pub backoff: BackoffSettings,
     /// A directory of template overrides laid out as Kratos's.
     pub template_override_path: Option<String>,
     /// Per-template overrides: `<group>.<variant>.email.{subject, body.plaintext, body.html}` URLs
@@ -262,9 +270,40 @@ impl Default for CourierConfig {
         Self {
             delivery_strategy: "smtp".into(),
             smtp: SmtpSettings::default(),
-            message_retries: 5,
+            message_retries: None,
+            delivery_horizon: "24h".into(),
+            backoff: BackoffSettings::default(),
             template_override_path: None,
             templates: Value::Null,
+        }
+    }
+}
+
+/// `courier.backoff`: retries wait `initial`, then twice that, and so on up
+/// to `max`, each pause drawn from its upper half (jitter).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BackoffSettings {
+    pub initial: String,
+    pub max: String,
+}
+
+impl Default for BackoffSettings {
+    fn default() -> Self {
+        Self { initial: "1s".into(), max: "10m".into() }
+    }
+}
+
+impl Config {
+    /// The courier's retry policy; durations are those validation checked.
+    pub fn retry_policy(&self) -> latchkey_domain::courier::RetryPolicy {
+        let c = &self.courier;
+        let duration = |s: &str| parse_duration(s).unwrap_or_default();
+        latchkey_domain::courier::RetryPolicy {
+            initial_backoff: duration(&c.backoff.initial),
+            max_backoff: duration(&c.backoff.max),
+            horizon: chrono::Duration::from_std(duration(&c.delivery_horizon)).unwrap_or(chrono::Duration::MAX),
+            max_attempts: c.message_retries,
         }
     }
 }
@@ -1222,8 +1261,20 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     if config.courier.delivery_strategy != "smtp" {
         return Err(invalid("courier.delivery_strategy", "only `smtp` is supported"));
     }
-    if config.courier.message_retries < 1 {
+    if config.courier.message_retries.is_some_and(|n| n < 1) {
         return Err(invalid("courier.message_retries", "expected at least 1"));
+    }
+    for (key, value) in [
+        ("courier.delivery_horizon", &config.courier.delivery_horizon),
+        ("courier.backoff.initial", &config.courier.backoff.initial),
+        ("courier.backoff.max", &config.courier.backoff.max),
+    ] {
+        if parse_duration(value).is_none_or(|d| d.is_zero()) {
+            return Err(invalid(key, "expected a positive duration such as 1s, 10m or 24h"));
+        }
+    }
+    if parse_duration(&config.courier.backoff.max) < parse_duration(&config.courier.backoff.initial) {
+        return Err(invalid("courier.backoff.max", "must not be shorter than courier.backoff.initial"));
     }
     if config.identity.schemas.is_empty() {
         return Err(invalid("identity.schemas", "at least one identity schema is required"));

@@ -149,7 +149,7 @@ async fn failing_mail_is_abandoned(backend: Backend) {
     drop(reserved);
     let app = spawn_app_with(backend, |c| {
         c.courier.smtp.connection_uri = smtp_uri(port);
-        c.courier.message_retries = 2;
+        c.courier.message_retries = Some(2);
     })
     .await;
     let doomed = message("nobody-home@example.com");
