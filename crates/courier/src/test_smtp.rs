@@ -2,6 +2,7 @@
 //! socket): what Latchkey sends is received over an actual SMTP dialogue
 //! and recorded. Built only with the `test-smtp` feature, so it never ships.
 
+use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{IpAddr, TcpListener};
 use std::sync::{Arc, Mutex};
@@ -22,6 +23,8 @@ pub struct Received {
 struct Recorder {
     current: Received,
     received: Arc<Mutex<Vec<Received>>>,
+    /// `greylist-` recipients already turned away once.
+    greylisted: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Handler for Recorder {
@@ -31,9 +34,18 @@ impl Handler for Recorder {
     }
 
     /// Recipients starting with `unknown-` do not exist: 550, a permanent
-    /// failure, as a real relay answers for an unknown mailbox.
+    /// failure, as a real relay answers for an unknown mailbox. Those
+    /// starting with `greylist-` are greylisted: 451 (transient) the first
+    /// time, accepted after.
     fn rcpt(&mut self, to: &str) -> Response {
-        if to.trim_start_matches('<').starts_with("unknown-") { response::NO_MAILBOX } else { response::OK }
+        let to = to.trim_start_matches('<');
+        if to.starts_with("unknown-") {
+            return response::NO_MAILBOX;
+        }
+        if to.starts_with("greylist-") && self.greylisted.lock().unwrap().insert(to.to_string()) {
+            return Response::custom(451, "Greylisted, try again later".to_string());
+        }
+        response::OK
     }
 
     fn data_start(&mut self, _domain: &str, from: &str, _is8bit: bool, to: &[String]) -> Response {
@@ -60,8 +72,8 @@ impl Handler for Recorder {
 }
 
 /// Starts a plain SMTP server on a free loopback port, serving each
-/// connection on its own thread (clients keep pooled connections open), and returns its port and what
-/// it receives. With `auth`, it offers AUTH PLAIN without TLS, which real
+/// connection on its own thread (clients keep pooled connections open),
+/// and returns its port and what it receives. With `auth`, it offers AUTH PLAIN without TLS, which real
 /// servers must not do but which lets the test see the decoded credentials.
 pub fn start_server(auth: bool) -> (u16, Arc<Mutex<Vec<Received>>>) {
     start_server_on(TcpListener::bind("127.0.0.1:0").unwrap(), auth)
@@ -72,7 +84,7 @@ pub fn start_server(auth: bool) -> (u16, Arc<Mutex<Vec<Received>>>) {
 pub fn start_server_on(listener: TcpListener, auth: bool) -> (u16, Arc<Mutex<Vec<Received>>>) {
     let port = listener.local_addr().unwrap().port();
     let received = Arc::new(Mutex::new(Vec::new()));
-    let recorder = Recorder { current: Received::default(), received: received.clone() };
+    let recorder = Recorder { received: received.clone(), ..Recorder::default() };
     let mut builder = SessionBuilder::new("mailin.test");
     if auth {
         builder.enable_auth(mailin::AuthMechanism::Plain).insecure_enable_plaintext_auth();

@@ -258,7 +258,9 @@ impl Dispatcher {
             };
             let error = outcome.as_ref().err().map(|e| match status {
                 MessageStatus::Abandoned if e.permanent => format!("{e} (permanent failure: not retried)"),
-                MessageStatus::Abandoned => format!("{e} (given up: {})", self.give_up_reason(message, attempt)),
+                MessageStatus::Abandoned => {
+                    format!("{e} (given up: {})", self.give_up_reason(message, attempt))
+                }
                 _ => e.message.clone(),
             });
             if let Some(error) = &error {
@@ -285,7 +287,9 @@ impl Dispatcher {
     fn give_up_reason(&self, message: &Message, attempt: i32) -> String {
         match self.policy.max_attempts {
             Some(max) if attempt >= max => format!("{attempt} attempts, courier.message_retries is {max}"),
-            _ if message.code_expires_at.is_some() => "the code it carries expires before another attempt".into(),
+            _ if message.code_expires_at.is_some() => {
+                "the code it carries expires before another attempt".into()
+            }
             _ => "the delivery horizon (courier.delivery_horizon) ends before another attempt".into(),
         }
     }

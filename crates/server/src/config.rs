@@ -302,7 +302,8 @@ impl Config {
         latchkey_domain::courier::RetryPolicy {
             initial_backoff: duration(&c.backoff.initial),
             max_backoff: duration(&c.backoff.max),
-            horizon: chrono::Duration::from_std(duration(&c.delivery_horizon)).unwrap_or(chrono::Duration::MAX),
+            horizon: chrono::Duration::from_std(duration(&c.delivery_horizon))
+                .unwrap_or(chrono::Duration::MAX),
             max_attempts: c.message_retries,
         }
     }

@@ -13,8 +13,7 @@ use uuid::Uuid;
 use crate::PgStore;
 use crate::codec::{backend, col, enum_col, write_error};
 
-const COLUMNS: &str =
-    "id, status, recipient, subject, body, html_body, template_type, send_count, code_expires_at, \
+const COLUMNS: &str = "id, status, recipient, subject, body, html_body, template_type, send_count, code_expires_at, \
      created_at, updated_at";
 
 fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
