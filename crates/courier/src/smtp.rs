@@ -27,9 +27,10 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// enough to keep resetting [`IO_TIMEOUT`].
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Pooled connections: the dispatcher sends one message at a time, so it
-/// keeps one busy and the pool never holds more than two; idle ones close
-/// after a minute, before most relays would drop them.
+/// Pooled connections: the dispatcher sends one message at a time, so one
+/// connection is reused (lettre checks it with NOOP before each send and
+/// opens a new one if the relay dropped it); the pool keeps at most two
+/// idle, closing them after a minute, before most relays would.
 const POOL_SIZE: u32 = 2;
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
@@ -233,6 +234,8 @@ impl fmt::Debug for SmtpMailer {
 impl SmtpMailer {
     /// Checks `config` and prepares the transport; nothing is connected yet.
     /// Errors name the setting that is wrong and never contain the password.
+    /// Must run inside a Tokio runtime: the pool starts a task that closes
+    /// idle connections.
     pub fn new(config: SmtpConfig) -> Result<SmtpMailer, String> {
         let endpoint = SmtpEndpoint::parse(&config.connection_uri)?;
 
@@ -419,8 +422,8 @@ mod tests {
         assert_eq!(e.credentials, Some(("apikey".to_string(), String::new())));
     }
 
-    #[test]
-    fn errors_never_contain_the_password() {
+    #[tokio::test]
+    async fn errors_never_contain_the_password() {
         let secret = "hunter2-Secret";
         for uri in [
             format!("http://user:{secret}@mail.example.com"),
@@ -439,8 +442,8 @@ mod tests {
         assert!(SmtpEndpoint::parse("smtp://h/?x=1").is_ok());
     }
 
-    #[test]
-    fn debug_output_hides_the_password() {
+    #[tokio::test]
+    async fn debug_output_hides_the_password() {
         let cfg = config("smtp://user:hunter2@mail.example.com/");
         let mailer = SmtpMailer::new(cfg.clone()).unwrap();
         for text in [format!("{cfg:?}"), format!("{mailer:?}")] {
@@ -449,8 +452,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn validates_addresses_and_headers() {
+    #[tokio::test]
+    async fn validates_addresses_and_headers() {
         let mut cfg = config("smtp://h/");
         cfg.from_address = "not an address".to_string();
         assert!(SmtpMailer::new(cfg).unwrap_err().contains("from_address"));
@@ -481,8 +484,8 @@ mod tests {
         assert!(mailer.endpoint().skip_ssl_verify);
     }
 
-    #[test]
-    fn scrub_removes_raw_and_decoded_passwords() {
+    #[tokio::test]
+    async fn scrub_removes_raw_and_decoded_passwords() {
         let mailer = SmtpMailer::new(config("smtp://u:p%40ss-word@h/")).unwrap();
         let text = mailer.scrub("auth failed for p@ss-word (p%40ss-word)".to_string());
         assert_eq!(text, "auth failed for [REDACTED] ([REDACTED])");

@@ -17,6 +17,8 @@ pub struct Received {
     pub to: Vec<String>,
     pub auth: Option<(String, String)>,
     pub data: Vec<u8>,
+    /// Which connection (counted from 1 as accepted) carried the message.
+    pub connection: usize,
 }
 
 #[derive(Clone, Default)]
@@ -90,10 +92,12 @@ pub fn start_server_on(listener: TcpListener, auth: bool) -> (u16, Arc<Mutex<Vec
         builder.enable_auth(mailin::AuthMechanism::Plain).insecure_enable_plaintext_auth();
     }
     std::thread::spawn(move || {
-        for stream in listener.incoming() {
+        for (n, stream) in listener.incoming().enumerate() {
             let Ok(stream) = stream else { continue };
             let Ok(peer) = stream.peer_addr() else { continue };
-            let mut session = builder.build(peer.ip(), recorder.clone());
+            let mut recorder = recorder.clone();
+            recorder.current.connection = n + 1;
+            let mut session = builder.build(peer.ip(), recorder);
             std::thread::spawn(move || {
                 let Ok(mut writer) = stream.try_clone() else { return };
                 let mut reader = BufReader::new(stream);
