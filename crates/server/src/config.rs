@@ -1581,6 +1581,42 @@ mod tests {
     }
 
     #[test]
+    fn courier_retries_until_the_deadline_unless_message_retries_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let policy = load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.retry_policy();
+        assert_eq!(policy.max_attempts, None, "no default count loses mail to an outage");
+        assert_eq!(policy.horizon, chrono::Duration::hours(24));
+        assert_eq!(
+            (policy.initial_backoff, policy.max_backoff),
+            (Duration::from_secs(1), Duration::from_secs(600))
+        );
+        let env = vec![
+            ("COURIER_MESSAGE_RETRIES".to_string(), "5".to_string()),
+            ("COURIER_DELIVERY_HORIZON".to_string(), "2h".to_string()),
+            ("COURIER_BACKOFF_INITIAL".to_string(), "250ms".to_string()),
+            ("COURIER_BACKOFF_MAX".to_string(), "1m".to_string()),
+        ];
+        let policy = load(std::slice::from_ref(&a), env, false).unwrap().config.retry_policy();
+        assert_eq!(policy.max_attempts, Some(5), "an explicit Kratos value is honoured");
+        assert_eq!(policy.horizon, chrono::Duration::hours(2));
+        assert_eq!(
+            (policy.initial_backoff, policy.max_backoff),
+            (Duration::from_millis(250), Duration::from_secs(60))
+        );
+        for (name, value, key) in [
+            ("COURIER_MESSAGE_RETRIES", "0", "courier.message_retries"),
+            ("COURIER_DELIVERY_HORIZON", "0s", "courier.delivery_horizon"),
+            ("COURIER_BACKOFF_INITIAL", "soon", "courier.backoff.initial"),
+            ("COURIER_BACKOFF_MAX", "10ms", "courier.backoff.max"),
+        ] {
+            let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
     fn cleanup_needs_no_more_configuration_than_a_dsn() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(dir.path(), "a.yml", "dsn: memory\nselfservice:\n  flows:\n    nonsense: 1\n");
