@@ -235,7 +235,8 @@ impl Dispatcher {
         let claimed = self.store.claim_messages(self.batch, now() + self.lease).await?;
         for message in &claimed {
             let attempt = message.send_count + 1;
-            let (outcome, next_attempt_at) = if now() >= self.policy.deadline(message) {
+            let too_late = now() >= self.policy.deadline(message);
+            let (outcome, next_attempt_at) = if too_late {
                 // Never sent: a dead code or a stale notice helps nobody.
                 let why = if message.code_expires_at.is_some() {
                     "not sent: the code it carries expired before it could be delivered"
@@ -257,6 +258,7 @@ impl Dispatcher {
                 (Err(_), None) => MessageStatus::Abandoned,
             };
             let error = outcome.as_ref().err().map(|e| match status {
+                _ if too_late => e.message.clone(),
                 MessageStatus::Abandoned if e.permanent => format!("{e} (permanent failure: not retried)"),
                 MessageStatus::Abandoned => {
                     format!("{e} (given up: {})", self.give_up_reason(message, attempt))
