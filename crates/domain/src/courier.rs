@@ -136,8 +136,9 @@ pub struct RetryPolicy {
     pub max_backoff: std::time::Duration,
     /// How long a message without a code is worth sending after it was queued.
     pub horizon: chrono::Duration,
-    /// Attempts before a message is abandoned (`courier.message_retries`),
-    /// or `None` to retry until the code expires or the horizon passes.
+    /// Attempts before a message is abandoned (`courier.message_retries`
+    /// plus the first), or `None` to retry until the code expires or the
+    /// horizon passes.
     pub max_attempts: Option<i32>,
 }
 
@@ -288,7 +289,9 @@ impl Dispatcher {
 
     fn give_up_reason(&self, message: &Message, attempt: i32) -> String {
         match self.policy.max_attempts {
-            Some(max) if attempt >= max => format!("{attempt} attempts, courier.message_retries is {max}"),
+            Some(max) if attempt >= max => {
+                format!("{attempt} attempts, courier.message_retries is {}", max - 1)
+            }
             _ if message.code_expires_at.is_some() => {
                 "the code it carries expires before another attempt".into()
             }

@@ -247,8 +247,9 @@ pub struct CourierConfig {
     /// Only `smtp` is built.
     pub delivery_strategy: String,
     pub smtp: SmtpSettings,
-    /// Attempts per message before it is abandoned. Unset (the default):
-    /// no count, a message is retried until its code expires or
+    /// Retries after a failed first attempt before a message is abandoned
+    /// (as in Kratos: 5 means at most 6 attempts). Unset (the default): no
+    /// count, a message is retried until its code expires or
     /// `delivery_horizon` passes, so no relay outage of any length short of
     /// that loses it. Set (Kratos's default was 5), it is honoured as well.
     pub message_retries: Option<i32>,
@@ -304,7 +305,7 @@ impl Config {
             max_backoff: duration(&c.backoff.max),
             horizon: chrono::Duration::from_std(duration(&c.delivery_horizon))
                 .unwrap_or(chrono::Duration::MAX),
-            max_attempts: c.message_retries,
+            max_attempts: c.message_retries.map(|retries| retries.saturating_add(1)),
         }
     }
 }
@@ -1262,8 +1263,8 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     if config.courier.delivery_strategy != "smtp" {
         return Err(invalid("courier.delivery_strategy", "only `smtp` is supported"));
     }
-    if config.courier.message_retries.is_some_and(|n| n < 1) {
-        return Err(invalid("courier.message_retries", "expected at least 1"));
+    if config.courier.message_retries.is_some_and(|n| n < 0) {
+        return Err(invalid("courier.message_retries", "expected 0 or more"));
     }
     for (key, value) in [
         ("courier.delivery_horizon", &config.courier.delivery_horizon),
@@ -1598,14 +1599,14 @@ mod tests {
             ("COURIER_BACKOFF_MAX".to_string(), "1m".to_string()),
         ];
         let policy = load(std::slice::from_ref(&a), env, false).unwrap().config.retry_policy();
-        assert_eq!(policy.max_attempts, Some(5), "an explicit Kratos value is honoured");
+        assert_eq!(policy.max_attempts, Some(6), "an explicit Kratos value is honoured: 5 retries");
         assert_eq!(policy.horizon, chrono::Duration::hours(2));
         assert_eq!(
             (policy.initial_backoff, policy.max_backoff),
             (Duration::from_millis(250), Duration::from_secs(60))
         );
         for (name, value, key) in [
-            ("COURIER_MESSAGE_RETRIES", "0", "courier.message_retries"),
+            ("COURIER_MESSAGE_RETRIES", "-1", "courier.message_retries"),
             ("COURIER_DELIVERY_HORIZON", "0s", "courier.delivery_horizon"),
             ("COURIER_BACKOFF_INITIAL", "soon", "courier.backoff.initial"),
             ("COURIER_BACKOFF_MAX", "10ms", "courier.backoff.max"),
