@@ -1,6 +1,7 @@
 //! The SMTP [`Mailer`]: reads Kratos's `courier.smtp` settings, checks them
-//! once when the server starts, and delivers each message over a fresh
-//! connection. Credentials are kept out of every error, log line and `Debug`
+//! once when the server starts, and delivers messages over pooled
+//! connections (a backlog after an outage goes out without a handshake per
+//! message). Credentials are kept out of every error, log line and `Debug`
 //! output, since delivery errors end up in the dispatch log and the outbox.
 
 use std::collections::BTreeMap;
@@ -11,6 +12,7 @@ use async_trait::async_trait;
 use latchkey_domain::courier::{MailError, Mailer, Message};
 use lettre::message::header::{HeaderName, HeaderValue};
 use lettre::message::{Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::transport::smtp::extension::ClientId;
@@ -24,6 +26,13 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// Upper bound for one whole delivery, in case a server answers just often
 /// enough to keep resetting [`IO_TIMEOUT`].
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Pooled connections: the dispatcher sends one message at a time, so one
+/// connection is reused (lettre checks it with NOOP before each send and
+/// opens a new one if the relay dropped it); the pool keeps at most two
+/// idle, closing them after a minute, before most relays would.
+const POOL_SIZE: u32 = 2;
+const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Headers the mailer writes itself; letting `headers` set them again would
 /// produce duplicates or let configuration redirect mail.
@@ -225,6 +234,8 @@ impl fmt::Debug for SmtpMailer {
 impl SmtpMailer {
     /// Checks `config` and prepares the transport; nothing is connected yet.
     /// Errors name the setting that is wrong and never contain the password.
+    /// Must run inside a Tokio runtime: the pool starts a task that closes
+    /// idle connections.
     pub fn new(config: SmtpConfig) -> Result<SmtpMailer, String> {
         let endpoint = SmtpEndpoint::parse(&config.connection_uri)?;
 
@@ -254,7 +265,8 @@ impl SmtpMailer {
 
         let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(endpoint.host.clone())
             .port(endpoint.port)
-            .timeout(Some(IO_TIMEOUT));
+            .timeout(Some(IO_TIMEOUT))
+            .pool_config(PoolConfig::new().max_size(POOL_SIZE).idle_timeout(POOL_IDLE));
         let tls_parameters = || {
             TlsParameters::builder(endpoint.server_name.clone())
                 .dangerous_accept_invalid_certs(endpoint.skip_ssl_verify)
@@ -308,7 +320,7 @@ impl SmtpMailer {
 
     fn build_email(&self, message: &Message) -> Result<lettre::Message, MailError> {
         let to: Address = message.recipient.trim().parse().map_err(|e| {
-            MailError(format!("recipient `{}` is not an email address: {e}", message.recipient))
+            MailError::permanent(format!("recipient `{}` is not an email address: {e}", message.recipient))
         })?;
         let mut builder = lettre::Message::builder()
             .from(self.from.clone())
@@ -323,7 +335,7 @@ impl SmtpMailer {
             }
             None => builder.singlepart(SinglePart::plain(message.body.clone())),
         };
-        result.map_err(|e| MailError(format!("cannot build the email: {e}")))
+        result.map_err(|e| MailError::permanent(format!("cannot build the email: {e}")))
     }
 
     /// Removes anything secret from an error text before it leaves the mailer.
@@ -342,8 +354,14 @@ impl Mailer for SmtpMailer {
                 tracing::debug!(message_id = %message.id, %server, code = %response.code(), "email sent");
                 Ok(())
             }
-            Ok(Err(e)) => Err(MailError(self.scrub(format!("sending through {server} failed: {e}")))),
-            Err(_) => Err(MailError(format!(
+            Ok(Err(e)) => {
+                let text = self.scrub(format!("sending through {server} failed: {e}"));
+                // A 5xx reply (unknown recipient, rejected content) will be
+                // the same next time; everything else (4xx, refused or
+                // dropped connections, timeouts, TLS) may pass later.
+                Err(if e.is_permanent() { MailError::permanent(text) } else { MailError::transient(text) })
+            }
+            Err(_) => Err(MailError::transient(format!(
                 "sending through {server} did not finish within {} seconds",
                 SEND_TIMEOUT.as_secs()
             ))),
@@ -404,8 +422,8 @@ mod tests {
         assert_eq!(e.credentials, Some(("apikey".to_string(), String::new())));
     }
 
-    #[test]
-    fn errors_never_contain_the_password() {
+    #[tokio::test]
+    async fn errors_never_contain_the_password() {
         let secret = "hunter2-Secret";
         for uri in [
             format!("http://user:{secret}@mail.example.com"),
@@ -424,8 +442,8 @@ mod tests {
         assert!(SmtpEndpoint::parse("smtp://h/?x=1").is_ok());
     }
 
-    #[test]
-    fn debug_output_hides_the_password() {
+    #[tokio::test]
+    async fn debug_output_hides_the_password() {
         let cfg = config("smtp://user:hunter2@mail.example.com/");
         let mailer = SmtpMailer::new(cfg.clone()).unwrap();
         for text in [format!("{cfg:?}"), format!("{mailer:?}")] {
@@ -434,8 +452,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn validates_addresses_and_headers() {
+    #[tokio::test]
+    async fn validates_addresses_and_headers() {
         let mut cfg = config("smtp://h/");
         cfg.from_address = "not an address".to_string();
         assert!(SmtpMailer::new(cfg).unwrap_err().contains("from_address"));
@@ -466,8 +484,8 @@ mod tests {
         assert!(mailer.endpoint().skip_ssl_verify);
     }
 
-    #[test]
-    fn scrub_removes_raw_and_decoded_passwords() {
+    #[tokio::test]
+    async fn scrub_removes_raw_and_decoded_passwords() {
         let mailer = SmtpMailer::new(config("smtp://u:p%40ss-word@h/")).unwrap();
         let text = mailer.scrub("auth failed for p@ss-word (p%40ss-word)".to_string());
         assert_eq!(text, "auth failed for [REDACTED] ([REDACTED])");

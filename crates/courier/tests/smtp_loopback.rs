@@ -116,3 +116,40 @@ async fn rejects_an_invalid_recipient_before_connecting() {
     let err = mailer.send(&recovery_message("not an address")).await.unwrap_err();
     assert!(err.to_string().contains("recipient"), "{err}");
 }
+
+/// A backlog goes out over one pooled connection, not a handshake per message.
+#[tokio::test]
+async fn reuses_one_connection_for_several_messages() {
+    let (port, received) = start_server(false);
+    let mailer = SmtpMailer::new(config(format!("smtp://127.0.0.1:{port}/?disable_starttls=true"))).unwrap();
+    for to in ["a@example.com", "b@example.com", "c@example.com"] {
+        mailer.send(&recovery_message(to)).await.unwrap();
+        // lettre hands a connection back to the pool on a task of its own;
+        // the dispatcher's database write between two sends gives it that turn.
+        tokio::task::yield_now().await;
+    }
+    let connections: Vec<_> = received.lock().unwrap().iter().map(|r| r.connection).collect();
+    assert_eq!(connections, vec![1, 1, 1]);
+}
+
+/// 5xx replies and bad addresses are permanent (retrying cannot help); 4xx
+/// replies and a relay that is not there are transient.
+#[tokio::test]
+async fn tells_permanent_from_transient_failures() {
+    let (port, received) = start_server(false);
+    let mailer = SmtpMailer::new(config(format!("smtp://127.0.0.1:{port}/?disable_starttls=true"))).unwrap();
+    let unknown = mailer.send(&recovery_message("unknown-x@example.com")).await.unwrap_err();
+    assert!(unknown.permanent && unknown.message.contains("550"), "{unknown:?}");
+    let greylisted = mailer.send(&recovery_message("greylist-x@example.com")).await.unwrap_err();
+    assert!(!greylisted.permanent && greylisted.message.contains("451"), "{greylisted:?}");
+    mailer.send(&recovery_message("greylist-x@example.com")).await.unwrap();
+    mailer.send(&recovery_message("fine@example.com")).await.unwrap();
+    assert_eq!(received.lock().unwrap().len(), 2, "the connection stays usable after a refusal");
+    let bad = mailer.send(&recovery_message("not an address")).await.unwrap_err();
+    assert!(bad.permanent, "{bad:?}");
+
+    let closed = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let down = SmtpMailer::new(config(format!("smtp://127.0.0.1:{closed}/?disable_starttls=true"))).unwrap();
+    let refused = down.send(&recovery_message("ada@example.com")).await.unwrap_err();
+    assert!(!refused.permanent, "{refused:?}");
+}

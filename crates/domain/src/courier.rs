@@ -2,7 +2,9 @@
 //! deliver one, and the [`Mailer`] port that delivers. Messages are written
 //! in the same unit of work as whatever they announce (a code, a change), so
 //! nothing is promised that is not sent, and a dispatcher sends them later,
-//! retrying failures, so a restart or an SMTP outage loses nothing.
+//! retrying transient failures with a growing, jittered pause (stored on the
+//! message, so a restart keeps the schedule), until the message can no
+//! longer help: its code expired, or the delivery horizon passed.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -56,6 +58,9 @@ pub struct Message {
     /// `recovery_code_valid`, `verification_code_invalid`, ...
     pub template_type: String,
     pub send_count: i32,
+    /// When the code the message carries expires, if it carries one; the
+    /// message is useless (and abandoned) after that.
+    pub code_expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -72,6 +77,7 @@ impl Message {
             html_body: rendered.html,
             template_type: template_type.to_string(),
             send_count: 0,
+            code_expires_at: None,
             created_at: at,
             updated_at: at,
         }
@@ -101,8 +107,98 @@ pub struct Dispatch {
 
 /// Why a delivery failed; the text is for operators, never for end users.
 #[derive(Debug, Clone, thiserror::Error)]
-#[error("{0}")]
-pub struct MailError(pub String);
+#[error("{message}")]
+pub struct MailError {
+    pub message: String,
+    /// Retrying cannot help (an SMTP 5xx reply such as 550 unknown
+    /// recipient, or an address that is not one): abandon at once.
+    pub permanent: bool,
+}
+
+impl MailError {
+    /// A failure worth retrying: 4xx replies, refused or dropped
+    /// connections, timeouts, TLS handshakes.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self { message: message.into(), permanent: false }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self { message: message.into(), permanent: true }
+    }
+}
+
+/// When a failed message is tried again and when it is given up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RetryPolicy {
+    /// The pause after the first failure; it doubles after each one.
+    pub initial_backoff: std::time::Duration,
+    /// The longest pause between two attempts.
+    pub max_backoff: std::time::Duration,
+    /// How long a message without a code is worth sending after it was queued.
+    pub horizon: chrono::Duration,
+    /// Attempts before a message is abandoned (`courier.message_retries`
+    /// plus the first), or `None` to retry until the code expires or the
+    /// horizon passes.
+    pub max_attempts: Option<i32>,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            initial_backoff: std::time::Duration::from_secs(1),
+            max_backoff: std::time::Duration::from_secs(10 * 60),
+            horizon: chrono::Duration::hours(24),
+            max_attempts: None,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The pause before attempt `failures + 1`, after `failures` failed
+    /// attempts (at least 1): `initial * 2^(failures-1)` capped at the
+    /// maximum, then a random point in its upper half ("equal jitter"), so
+    /// messages that failed together (a relay restart) do not return
+    /// together, while each pause still grows.
+    pub fn backoff(&self, failures: i32) -> std::time::Duration {
+        let doublings = u32::try_from(failures.max(1) - 1).unwrap_or(0).min(32);
+        let ceiling = self
+            .initial_backoff
+            .checked_mul(1 << doublings.min(31))
+            .unwrap_or(self.max_backoff)
+            .min(self.max_backoff);
+        let mut bytes = [0u8; 4];
+        getrandom::fill(&mut bytes).expect("the OS random source is available");
+        let fraction = f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX);
+        ceiling / 2 + (ceiling / 2).mul_f64(fraction)
+    }
+
+    /// When `message` stops being worth sending: its code's expiry, or the
+    /// horizon after it was queued.
+    pub fn deadline(&self, message: &Message) -> DateTime<Utc> {
+        message.code_expires_at.unwrap_or_else(|| message.created_at + self.horizon)
+    }
+
+    /// After a transient failure at `at` (the message's `failures`-th):
+    /// when to try again, or `None` to give up. A pause that would end past
+    /// the deadline is cut to half the time left, so the last attempts come
+    /// while the message can still help; once less than the initial
+    /// backoff is left, the message is abandoned.
+    pub fn next_attempt(&self, message: &Message, failures: i32, at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        if self.max_attempts.is_some_and(|max| failures >= max) {
+            return None;
+        }
+        let left = self.deadline(message) - at;
+        let pause = chrono::Duration::from_std(self.backoff(failures)).unwrap_or(chrono::Duration::MAX);
+        let initial = chrono::Duration::from_std(self.initial_backoff).unwrap_or(chrono::Duration::MAX);
+        if pause < left {
+            Some(at + pause)
+        } else if left > initial {
+            Some(at + left / 2)
+        } else {
+            None
+        }
+    }
+}
 
 /// Delivers one message (SMTP in production).
 #[async_trait]
@@ -111,14 +207,16 @@ pub trait Mailer: Send + Sync {
 }
 
 /// Sends what is due in the outbox: claims a batch, delivers each message,
-/// records the attempt. A failed message is retried on a later round until
-/// it has been tried `max_attempts` times, then abandoned.
+/// records the attempt. A transient failure puts the message back with the
+/// time of its next attempt ([`RetryPolicy`]); a permanent one, or a message
+/// past its deadline, is abandoned.
 #[derive(Clone)]
 pub struct Dispatcher {
     store: std::sync::Arc<dyn crate::store::Store>,
     mailer: std::sync::Arc<dyn Mailer>,
-    max_attempts: i32,
-    /// How long a claim holds before another dispatcher may retry the message.
+    policy: RetryPolicy,
+    /// How long a claim holds before another dispatcher may retry the
+    /// message (a dispatcher killed mid-round leaves its claims behind).
     lease: chrono::Duration,
     batch: u32,
     recorder: std::sync::Arc<dyn crate::metrics::Recorder>,
@@ -128,12 +226,13 @@ impl Dispatcher {
     pub fn new(
         store: std::sync::Arc<dyn crate::store::Store>,
         mailer: std::sync::Arc<dyn Mailer>,
-        max_attempts: i32,
+        policy: RetryPolicy,
     ) -> Self {
+        let policy = RetryPolicy { max_attempts: policy.max_attempts.map(|m| m.max(1)), ..policy };
         Self {
             store,
             mailer,
-            max_attempts: max_attempts.max(1),
+            policy,
             lease: chrono::Duration::minutes(5),
             batch: 32,
             recorder: std::sync::Arc::new(crate::metrics::NoRecorder),
@@ -146,31 +245,58 @@ impl Dispatcher {
         self
     }
 
-    /// One round; returns how many messages were attempted.
+    /// One round; returns how many messages were claimed.
     pub async fn dispatch_due(&self) -> Result<usize, crate::store::StoreError> {
         let claimed = self.store.claim_messages(self.batch, now() + self.lease).await?;
         for message in &claimed {
-            let result = self.mailer.send(message).await;
-            let at = now();
-            let (status, error) = match &result {
-                Ok(()) => (MessageStatus::Sent, None),
-                Err(e) if message.send_count + 1 >= self.max_attempts => {
-                    (MessageStatus::Abandoned, Some(e.0.clone()))
-                }
-                Err(e) => (MessageStatus::Queued, Some(e.0.clone())),
+            let attempt = message.send_count + 1;
+            let too_late = now() >= self.policy.deadline(message);
+            let (outcome, next_attempt_at) = if too_late {
+                // Never sent: a dead code or a stale notice helps nobody.
+                let why = if message.code_expires_at.is_some() {
+                    "not sent: the code it carries expired before it could be delivered"
+                } else {
+                    "not sent: the delivery horizon (courier.delivery_horizon) passed"
+                };
+                (Err(MailError::permanent(why)), None)
+            } else {
+                let result = self.mailer.send(message).await;
+                let next = match &result {
+                    Err(e) if !e.permanent => self.policy.next_attempt(message, attempt, now()),
+                    _ => None,
+                };
+                (result, next)
             };
+            let status = match (&outcome, next_attempt_at) {
+                (Ok(()), _) => MessageStatus::Sent,
+                (Err(_), Some(_)) => MessageStatus::Queued,
+                (Err(_), None) => MessageStatus::Abandoned,
+            };
+            let error = outcome.as_ref().err().map(|e| match status {
+                _ if too_late => e.message.clone(),
+                MessageStatus::Abandoned if e.permanent => format!("{e} (permanent failure: not retried)"),
+                MessageStatus::Abandoned => {
+                    format!("{e} (given up: {})", self.give_up_reason(message, attempt))
+                }
+                _ => e.message.clone(),
+            });
             if let Some(error) = &error {
-                tracing::warn!(message_id = %message.id, attempt = message.send_count + 1, %error, "email delivery failed");
+                if status == MessageStatus::Abandoned {
+                    tracing::warn!(message_id = %message.id, attempt, %error, "email abandoned");
+                } else {
+                    tracing::warn!(message_id = %message.id, attempt, %error, next_attempt_at = ?next_attempt_at, "email delivery failed; will retry");
+                }
             }
+            let at = now();
             let dispatch = Dispatch {
                 id: Uuid::new_v4(),
                 message_id: message.id,
-                status: if result.is_ok() { "success".into() } else { "failed".into() },
+                status: if outcome.is_ok() { "success".into() } else { "failed".into() },
                 error,
                 created_at: at,
                 updated_at: at,
             };
-            self.store.record_dispatch(&dispatch, status).await?;
+            self.store.record_dispatch(&dispatch, status, next_attempt_at).await?;
             match status {
                 MessageStatus::Sent => {
                     self.recorder.mail_sent((at - message.created_at).to_std().unwrap_or_default())
@@ -183,6 +309,18 @@ impl Dispatcher {
             }
         }
         Ok(claimed.len())
+    }
+
+    fn give_up_reason(&self, message: &Message, attempt: i32) -> String {
+        match self.policy.max_attempts {
+            Some(max) if attempt >= max => {
+                format!("{attempt} attempts, courier.message_retries is {}", max - 1)
+            }
+            _ if message.code_expires_at.is_some() => {
+                "the code it carries expires before another attempt".into()
+            }
+            _ => "the delivery horizon (courier.delivery_horizon) ends before another attempt".into(),
+        }
     }
 
     /// Dispatches every `interval` (sooner while there is a backlog) until `stop` resolves.
@@ -213,4 +351,77 @@ pub trait Renderer: Send + Sync {
         template_type: &str,
         data: &serde_json::Map<String, serde_json::Value>,
     ) -> Result<Rendered, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    fn policy() -> RetryPolicy {
+        RetryPolicy { max_attempts: None, ..RetryPolicy::default() }
+    }
+
+    fn message(code_expires_at: Option<DateTime<Utc>>) -> Message {
+        let rendered = Rendered { subject: "s".into(), text: "t".into(), html: None };
+        Message { code_expires_at, ..Message::new("a@example.com", rendered, "recovery_code_valid") }
+    }
+
+    #[test]
+    fn backoff_doubles_within_jitter_bounds_up_to_the_cap() {
+        let p = policy();
+        for failures in 1..=40 {
+            let ceiling = Duration::from_secs(1 << (failures - 1).min(20)).min(p.max_backoff);
+            for _ in 0..50 {
+                let pause = p.backoff(failures);
+                assert!(pause >= ceiling / 2 && pause <= ceiling, "failure {failures}: {pause:?}");
+            }
+        }
+        // Seconds at first, minutes later, never more than the cap.
+        assert!(p.backoff(1) <= Duration::from_secs(1));
+        assert!(p.backoff(8) >= Duration::from_secs(64));
+        assert!(p.backoff(1000) <= Duration::from_secs(600));
+        assert!(p.backoff(0) <= Duration::from_secs(1), "no failure counts as the first");
+    }
+
+    #[test]
+    fn jitter_spreads_the_pauses() {
+        let p = policy();
+        let pauses: std::collections::HashSet<_> = (0..20).map(|_| p.backoff(10)).collect();
+        assert!(pauses.len() > 1, "pauses vary");
+    }
+
+    #[test]
+    fn a_message_without_a_code_is_retried_until_the_horizon() {
+        let p = policy();
+        let m = message(None);
+        let next = p.next_attempt(&m, 100, m.created_at).unwrap();
+        assert!(next <= m.created_at + chrono::Duration::minutes(10));
+        let late = m.created_at + chrono::Duration::hours(23) + chrono::Duration::minutes(59);
+        let next = p.next_attempt(&m, 100, late).unwrap();
+        assert!(next < p.deadline(&m), "the last attempts are moved before the deadline");
+        let last = p.deadline(&m) - chrono::Duration::milliseconds(500);
+        assert_eq!(p.next_attempt(&m, 100, last), None, "less than the initial backoff left");
+    }
+
+    #[test]
+    fn a_code_message_is_given_up_when_its_code_expires() {
+        let p = policy();
+        let expires = now() + chrono::Duration::minutes(15);
+        let m = message(Some(expires));
+        assert_eq!(p.deadline(&m), expires);
+        let at = expires - chrono::Duration::minutes(5);
+        let next = p.next_attempt(&m, 12, at).unwrap();
+        assert!(next > at && next < expires, "halfway to the expiry: {next}");
+        assert_eq!(p.next_attempt(&m, 12, expires), None);
+    }
+
+    #[test]
+    fn message_retries_caps_the_attempts() {
+        let p = RetryPolicy { max_attempts: Some(3), ..policy() };
+        let m = message(None);
+        assert!(p.next_attempt(&m, 2, m.created_at).is_some());
+        assert_eq!(p.next_attempt(&m, 3, m.created_at), None);
+    }
 }

@@ -380,8 +380,13 @@ impl OutboxStore for CachingStore {
     }
 
     #[tracing::instrument(name = "store.record_dispatch", level = "debug", skip_all)]
-    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError> {
-        self.inner.record_dispatch(dispatch, status).await
+    async fn record_dispatch(
+        &self,
+        dispatch: &Dispatch,
+        status: MessageStatus,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
+        self.inner.record_dispatch(dispatch, status, next_attempt_at).await
     }
 
     #[tracing::instrument(name = "store.list_messages", level = "debug", skip_all)]

@@ -191,7 +191,8 @@ pub struct MessageQuery {
 #[async_trait]
 pub trait OutboxStore: Send + Sync {
     async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError>;
-    /// Takes up to `limit` messages that are queued, or whose earlier claim
+    /// Takes up to `limit` messages that are queued and due (their next
+    /// attempt time, if any, has come), or whose earlier claim
     /// lapsed (a dispatcher died mid-send), marks them `processing` until
     /// `lease_until`, and returns them. Concurrent dispatchers never get the
     /// same message.
@@ -200,8 +201,14 @@ pub trait OutboxStore: Send + Sync {
         limit: u32,
         lease_until: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Message>, StoreError>;
-    /// Records an attempt, counts it, and moves the message to `status`.
-    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError>;
+    /// Records an attempt, counts it, and moves the message to `status`;
+    /// a message put back in the queue is not claimed before `next_attempt_at`.
+    async fn record_dispatch(
+        &self,
+        dispatch: &Dispatch,
+        status: MessageStatus,
+        next_attempt_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> Result<(), StoreError>;
     async fn list_messages(&self, query: &MessageQuery) -> Result<Vec<Message>, StoreError>;
     async fn get_message(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, StoreError>;
     /// Counts the messages not yet sent or abandoned (an index lookup).

@@ -274,8 +274,17 @@ pub struct CourierConfig {
     /// Only `smtp` is built.
     pub delivery_strategy: String,
     pub smtp: SmtpSettings,
-    /// Attempts per message before it is abandoned.
-    pub message_retries: i32,
+    /// Retries after a failed first attempt before a message is abandoned
+    /// (as in Kratos: 5 means at most 6 attempts). Unset (the default): no
+    /// count, a message is retried until its code expires or
+    /// `delivery_horizon` passes, so no relay outage of any length short of
+    /// that loses it. Set (Kratos's default was 5), it is honoured as well.
+    pub message_retries: Option<i32>,
+    /// How long a message without a code is worth sending (Latchkey).
+    pub delivery_horizon: String,
+    /// The pause before retrying a failed send, doubling up to `max`, each
+    /// with jitter (Latchkey).
+    pub backoff: BackoffSettings,
     /// A directory of template overrides laid out as Kratos's.
     pub template_override_path: Option<String>,
     /// Per-template overrides: `<group>.<variant>.email.{subject, body.plaintext, body.html}` URLs
@@ -289,9 +298,41 @@ impl Default for CourierConfig {
         Self {
             delivery_strategy: "smtp".into(),
             smtp: SmtpSettings::default(),
-            message_retries: 5,
+            message_retries: None,
+            delivery_horizon: "24h".into(),
+            backoff: BackoffSettings::default(),
             template_override_path: None,
             templates: Value::Null,
+        }
+    }
+}
+
+/// `courier.backoff`: retries wait `initial`, then twice that, and so on up
+/// to `max`, each pause drawn from its upper half (jitter).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BackoffSettings {
+    pub initial: String,
+    pub max: String,
+}
+
+impl Default for BackoffSettings {
+    fn default() -> Self {
+        Self { initial: "1s".into(), max: "10m".into() }
+    }
+}
+
+impl Config {
+    /// The courier's retry policy; durations are those validation checked.
+    pub fn retry_policy(&self) -> latchkey_domain::courier::RetryPolicy {
+        let c = &self.courier;
+        let duration = |s: &str| parse_duration(s).unwrap_or_default();
+        latchkey_domain::courier::RetryPolicy {
+            initial_backoff: duration(&c.backoff.initial),
+            max_backoff: duration(&c.backoff.max),
+            horizon: chrono::Duration::from_std(duration(&c.delivery_horizon))
+                .unwrap_or(chrono::Duration::MAX),
+            max_attempts: c.message_retries.map(|retries| retries.saturating_add(1)),
         }
     }
 }
@@ -1322,8 +1363,20 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     if config.courier.delivery_strategy != "smtp" {
         return Err(invalid("courier.delivery_strategy", "only `smtp` is supported"));
     }
-    if config.courier.message_retries < 1 {
-        return Err(invalid("courier.message_retries", "expected at least 1"));
+    if config.courier.message_retries.is_some_and(|n| n < 0) {
+        return Err(invalid("courier.message_retries", "expected 0 or more"));
+    }
+    for (key, value) in [
+        ("courier.delivery_horizon", &config.courier.delivery_horizon),
+        ("courier.backoff.initial", &config.courier.backoff.initial),
+        ("courier.backoff.max", &config.courier.backoff.max),
+    ] {
+        if parse_duration(value).is_none_or(|d| d.is_zero()) {
+            return Err(invalid(key, "expected a positive duration such as 1s, 10m or 24h"));
+        }
+    }
+    if parse_duration(&config.courier.backoff.max) < parse_duration(&config.courier.backoff.initial) {
+        return Err(invalid("courier.backoff.max", "must not be shorter than courier.backoff.initial"));
     }
     if config.identity.schemas.is_empty() {
         return Err(invalid("identity.schemas", "at least one identity schema is required"));
@@ -1621,6 +1674,42 @@ mod tests {
             ("SECURITY_SEND_LIMITS_ADDRESS_WINDOW", "0s", "security.send_limits.address.window"),
             ("SECURITY_SEND_LIMITS_IP_FLOWS_PER_MINUTE", "0", "security.send_limits.ip.flows_per_minute"),
             ("SECURITY_SEND_LIMITS_IP_CODES_PER_MINUTE", "-1", "security.send_limits.ip.codes_per_minute"),
+        ] {
+            let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)
+                .unwrap_err();
+            assert!(err.to_string().contains(key), "{err}");
+        }
+    }
+
+    #[test]
+    fn courier_retries_until_the_deadline_unless_message_retries_is_set() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let policy = load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.retry_policy();
+        assert_eq!(policy.max_attempts, None, "no default count loses mail to an outage");
+        assert_eq!(policy.horizon, chrono::Duration::hours(24));
+        assert_eq!(
+            (policy.initial_backoff, policy.max_backoff),
+            (Duration::from_secs(1), Duration::from_secs(600))
+        );
+        let env = vec![
+            ("COURIER_MESSAGE_RETRIES".to_string(), "5".to_string()),
+            ("COURIER_DELIVERY_HORIZON".to_string(), "2h".to_string()),
+            ("COURIER_BACKOFF_INITIAL".to_string(), "250ms".to_string()),
+            ("COURIER_BACKOFF_MAX".to_string(), "1m".to_string()),
+        ];
+        let policy = load(std::slice::from_ref(&a), env, false).unwrap().config.retry_policy();
+        assert_eq!(policy.max_attempts, Some(6), "an explicit Kratos value is honoured: 5 retries");
+        assert_eq!(policy.horizon, chrono::Duration::hours(2));
+        assert_eq!(
+            (policy.initial_backoff, policy.max_backoff),
+            (Duration::from_millis(250), Duration::from_secs(60))
+        );
+        for (name, value, key) in [
+            ("COURIER_MESSAGE_RETRIES", "-1", "courier.message_retries"),
+            ("COURIER_DELIVERY_HORIZON", "0s", "courier.delivery_horizon"),
+            ("COURIER_BACKOFF_INITIAL", "soon", "courier.backoff.initial"),
+            ("COURIER_BACKOFF_MAX", "10ms", "courier.backoff.max"),
         ] {
             let err = load(std::slice::from_ref(&a), vec![(name.to_string(), value.to_string())], false)
                 .unwrap_err();

@@ -166,7 +166,7 @@ pub fn dispatcher(config: &Config, store: Arc<dyn Store>) -> Result<Option<Dispa
         local_name: smtp.local_name.clone(),
     })
     .map_err(StartError::Courier)?;
-    Ok(Some(Dispatcher::new(store, Arc::new(mailer), config.courier.message_retries)))
+    Ok(Some(Dispatcher::new(store, Arc::new(mailer), config.retry_policy())))
 }
 
 /// A server with both listeners bound, ready to run.

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::PgStore;
 use crate::codec::{backend, col, enum_col, write_error};
 
-const COLUMNS: &str =
-    "id, status, recipient, subject, body, html_body, template_type, send_count, created_at, updated_at";
+const COLUMNS: &str = "id, status, recipient, subject, body, html_body, template_type, send_count, code_expires_at, \
+     created_at, updated_at";
 
 fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
     Ok(Message {
@@ -26,6 +26,7 @@ fn message_from_row(row: &PgRow) -> Result<Message, StoreError> {
         html_body: col(row, "html_body")?,
         template_type: col(row, "template_type")?,
         send_count: col(row, "send_count")?,
+        code_expires_at: col(row, "code_expires_at")?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
     })
@@ -66,7 +67,7 @@ pub(crate) async fn insert_message(
 impl OutboxStore for PgStore {
     async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
-        insert_message(&mut conn, message, None).await
+        insert_message(&mut conn, message, message.code_expires_at).await
     }
 
     async fn claim_messages(
@@ -77,8 +78,8 @@ impl OutboxStore for PgStore {
         let now = latchkey_domain::time::now();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE courier_messages SET status = 'processing', lease_until = $1, updated_at = $2 \
-             WHERE id IN (SELECT id FROM courier_messages WHERE status = 'queued' \
-                OR (status = 'processing' AND lease_until < $2) \
+             WHERE id IN (SELECT id FROM courier_messages WHERE (status = 'queued' \
+                AND (next_attempt_at IS NULL OR next_attempt_at <= $2)) OR (status = 'processing' AND lease_until < $2) \
                 ORDER BY created_at, id LIMIT $3 FOR UPDATE SKIP LOCKED) \
              RETURNING {COLUMNS}"
         )))
@@ -93,7 +94,12 @@ impl OutboxStore for PgStore {
         Ok(claimed)
     }
 
-    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError> {
+    async fn record_dispatch(
+        &self,
+        dispatch: &Dispatch,
+        status: MessageStatus,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO courier_dispatches (id, message_id, status, error, created_at, updated_at) \
@@ -110,9 +116,10 @@ impl OutboxStore for PgStore {
         .map_err(write_error)?;
         let done = sqlx::query(
             "UPDATE courier_messages SET status = $1, send_count = send_count + 1, lease_until = NULL, \
-             updated_at = $2 WHERE id = $3",
+             next_attempt_at = $2, updated_at = $3 WHERE id = $4",
         )
         .bind(status.as_str())
+        .bind(next_attempt_at)
         .bind(dispatch.updated_at)
         .bind(dispatch.message_id)
         .execute(&mut *tx)

@@ -34,6 +34,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (7, "rate_events", include_str!("../migrations/0007_rate_events.sql")),
     (8, "one_time_code_attempts", include_str!("../migrations/0008_one_time_code_attempts.sql")),
     (9, "cleanup", include_str!("../migrations/0009_cleanup.sql")),
+    (10, "courier_backoff", include_str!("../migrations/0010_courier_backoff.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

@@ -13,8 +13,8 @@ use uuid::Uuid;
 use crate::SqliteStore;
 use crate::codec::*;
 
-const COLUMNS: &str =
-    "id, status, recipient, subject, body, html_body, template_type, send_count, created_at, updated_at";
+const COLUMNS: &str = "id, status, recipient, subject, body, html_body, template_type, send_count, code_expires_at, \
+     created_at, updated_at";
 
 fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
     Ok(Message {
@@ -26,6 +26,7 @@ fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
         html_body: col(row, "html_body")?,
         template_type: col(row, "template_type")?,
         send_count: col(row, "send_count")?,
+        code_expires_at: opt_time_col(row, "code_expires_at")?,
         created_at: time_col(row, "created_at")?,
         updated_at: time_col(row, "updated_at")?,
     })
@@ -65,7 +66,7 @@ pub(crate) async fn insert_message(
 impl OutboxStore for SqliteStore {
     async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError> {
         let mut conn = self.pool.acquire().await.map_err(backend)?;
-        insert_message(&mut conn, message, None).await
+        insert_message(&mut conn, message, message.code_expires_at).await
     }
 
     async fn claim_messages(
@@ -76,9 +77,10 @@ impl OutboxStore for SqliteStore {
         let now = time(latchkey_domain::time::now());
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM courier_messages WHERE status = 'queued' \
-             OR (status = 'processing' AND lease_until < ?) ORDER BY created_at, id LIMIT ?"
+            "SELECT {COLUMNS} FROM courier_messages WHERE (status = 'queued' \
+             AND (next_attempt_at IS NULL OR next_attempt_at <= ?)) OR (status = 'processing' AND lease_until < ?) ORDER BY created_at, id LIMIT ?"
         )))
+        .bind(&now)
         .bind(&now)
         .bind(i64::from(limit))
         .fetch_all(&mut *tx)
@@ -101,7 +103,12 @@ impl OutboxStore for SqliteStore {
         Ok(claimed)
     }
 
-    async fn record_dispatch(&self, dispatch: &Dispatch, status: MessageStatus) -> Result<(), StoreError> {
+    async fn record_dispatch(
+        &self,
+        dispatch: &Dispatch,
+        status: MessageStatus,
+        next_attempt_at: Option<DateTime<Utc>>,
+    ) -> Result<(), StoreError> {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO courier_dispatches (id, message_id, status, error, created_at, updated_at) \
@@ -118,9 +125,10 @@ impl OutboxStore for SqliteStore {
         .map_err(write_error)?;
         let done = sqlx::query(
             "UPDATE courier_messages SET status = ?, send_count = send_count + 1, lease_until = NULL, \
-             updated_at = ? WHERE id = ?",
+             next_attempt_at = ?, updated_at = ? WHERE id = ?",
         )
         .bind(status.as_str())
+        .bind(opt_time(next_attempt_at))
         .bind(time(dispatch.updated_at))
         .bind(dispatch.message_id.to_string())
         .execute(&mut *tx)

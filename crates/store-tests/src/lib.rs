@@ -43,6 +43,7 @@ pub async fn run_all(store: &dyn Store) {
     outbox_claims_each_message_once(store).await;
     pool_usage_is_plausible(store);
     outbox_records_dispatches_and_filters(store).await;
+    outbox_holds_retries_until_their_time(store).await;
     code_and_message_are_one_unit(store).await;
     identity_change_and_notices_are_one_unit(store).await;
     session_and_notices_are_one_unit(store).await;
@@ -651,6 +652,48 @@ async fn outbox_claims_each_message_once(store: &dyn Store) {
     assert_eq!(again.iter().map(|m| m.id).collect::<Vec<_>>(), vec![lapsed.id]);
 }
 
+/// A message put back after a failure waits out its backoff: claims skip it
+/// until its next attempt time, and its code's expiry is read back.
+async fn outbox_holds_retries_until_their_time(store: &dyn Store) {
+    use chrono::TimeZone;
+    use latchkey_domain::courier::{Dispatch, Message, MessageStatus};
+    let lease = now() + Duration::minutes(5);
+    let expires = Utc.timestamp_opt(now().timestamp() + 900, 0).unwrap();
+    let later = Message { code_expires_at: Some(expires), ..sample_message(&unique_email("outbox-later")) };
+    let due = sample_message(&unique_email("outbox-due"));
+    store.enqueue_message(&later).await.unwrap();
+    store.enqueue_message(&due).await.unwrap();
+    let mut claimed = Vec::new();
+    loop {
+        let batch = store.claim_messages(100, lease).await.unwrap();
+        if batch.is_empty() {
+            break;
+        }
+        claimed.extend(batch);
+    }
+    let read = claimed.iter().find(|m| m.id == later.id).expect("claimed");
+    assert_eq!(read.code_expires_at, Some(expires));
+    assert!(claimed.iter().any(|m| m.id == due.id));
+
+    let failed = |message_id| Dispatch {
+        id: Uuid::new_v4(),
+        message_id,
+        status: "failed".into(),
+        error: Some("421 try again later".into()),
+        created_at: now(),
+        updated_at: now(),
+    };
+    let in_an_hour = now() + Duration::hours(1);
+    store.record_dispatch(&failed(later.id), MessageStatus::Queued, Some(in_an_hour)).await.unwrap();
+    let a_second_ago = now() - Duration::seconds(1);
+    store.record_dispatch(&failed(due.id), MessageStatus::Queued, Some(a_second_ago)).await.unwrap();
+    let again: Vec<_> = store.claim_messages(100, lease).await.unwrap().into_iter().map(|m| m.id).collect();
+    assert!(again.contains(&due.id), "its time has come");
+    assert!(!again.contains(&later.id), "not before its next attempt time");
+    let (waiting, _) = store.get_message(later.id).await.unwrap().unwrap();
+    assert_eq!((waiting.status, waiting.send_count), (MessageStatus::Queued, 1));
+}
+
 async fn outbox_records_dispatches_and_filters(store: &dyn Store) {
     use latchkey_domain::courier::{Dispatch, MessageStatus};
     use latchkey_domain::store::MessageQuery;
@@ -666,7 +709,7 @@ async fn outbox_records_dispatches_and_filters(store: &dyn Store) {
         created_at: at,
         updated_at: at,
     };
-    store.record_dispatch(&failed, MessageStatus::Queued).await.unwrap();
+    store.record_dispatch(&failed, MessageStatus::Queued, None).await.unwrap();
     let later = at + Duration::milliseconds(5);
     let sent = Dispatch {
         id: Uuid::new_v4(),
@@ -676,7 +719,7 @@ async fn outbox_records_dispatches_and_filters(store: &dyn Store) {
         updated_at: later,
         ..failed.clone()
     };
-    store.record_dispatch(&sent, MessageStatus::Sent).await.unwrap();
+    store.record_dispatch(&sent, MessageStatus::Sent, None).await.unwrap();
 
     let (loaded, dispatches) = store.get_message(message.id).await.unwrap().unwrap();
     assert_eq!(loaded.status, MessageStatus::Sent);
@@ -689,7 +732,7 @@ async fn outbox_records_dispatches_and_filters(store: &dyn Store) {
     assert_eq!(dispatches[0].error.as_deref(), Some("connection refused"));
     assert!(store.get_message(Uuid::new_v4()).await.unwrap().is_none());
     let ghost = Dispatch { id: Uuid::new_v4(), message_id: Uuid::new_v4(), ..sent };
-    assert!(store.record_dispatch(&ghost, MessageStatus::Sent).await.is_err());
+    assert!(store.record_dispatch(&ghost, MessageStatus::Sent, None).await.is_err());
 
     let by_recipient = store
         .list_messages(&MessageQuery { recipient: Some(recipient.clone()), limit: 10, ..Default::default() })
@@ -1396,7 +1439,7 @@ async fn finish_message(
         created_at: at - Duration::minutes(5),
         updated_at: at - Duration::minutes(5),
     };
-    store.record_dispatch(&failed, MessageStatus::Queued).await.unwrap();
+    store.record_dispatch(&failed, MessageStatus::Queued, None).await.unwrap();
     let last = Dispatch {
         id: Uuid::new_v4(),
         status: if status == MessageStatus::Sent { "success".into() } else { "failed".into() },
@@ -1404,7 +1447,7 @@ async fn finish_message(
         updated_at: at,
         ..failed
     };
-    store.record_dispatch(&last, status).await.unwrap();
+    store.record_dispatch(&last, status, None).await.unwrap();
 }
 
 /// What is due goes, in every table, and what anything still reads or

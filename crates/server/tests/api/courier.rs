@@ -1,21 +1,26 @@
 //! The courier end to end: messages in the outbox reach a real SMTP server
-//! on loopback, failures are retried until the server is back (sent once),
-//! and the admin API shows what happened.
+//! on loopback, transient failures are retried with backoff until the server
+//! is back (sent once, even across a killed server process), permanent ones
+//! and dead codes are abandoned, and the admin API shows what happened.
 
 use std::net::TcpListener;
 use std::time::Duration;
 
 use latchkey_courier::test_smtp::{Received, start_server, start_server_on};
-use latchkey_domain::courier::{Message, Rendered};
+use latchkey_domain::courier::{Dispatch, Message, MessageStatus, Rendered};
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, spawn_app_with};
+use crate::helpers::{Backend, TestApp, TestDatabase, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
     queued_mail_is_delivered_and_listed,
     mail_waits_out_an_smtp_outage,
-    failing_mail_is_abandoned
+    failing_mail_is_abandoned,
+    a_permanent_failure_is_not_retried,
+    a_transient_reply_is_retried_and_delivered,
+    code_mail_is_abandoned_once_its_code_expired,
+    mail_outlives_an_outage_and_a_killed_server
 );
 
 fn message(to: &str) -> Message {
@@ -149,14 +154,15 @@ async fn failing_mail_is_abandoned(backend: Backend) {
     drop(reserved);
     let app = spawn_app_with(backend, |c| {
         c.courier.smtp.connection_uri = smtp_uri(port);
-        c.courier.message_retries = 2;
+        c.courier.message_retries = Some(2);
     })
     .await;
     let doomed = message("nobody-home@example.com");
     enqueue(&app, &doomed).await;
     let body = wait_for(&app, doomed.id, "abandoned").await;
-    assert_eq!(body["send_count"], 2);
-    assert_eq!(body["dispatches"].as_array().unwrap().len(), 2);
+    // Kratos's meaning: two retries after the first attempt.
+    assert_eq!(body["send_count"], 3);
+    assert_eq!(body["dispatches"].as_array().unwrap().len(), 3);
     app.stop().await;
 }
 
@@ -194,4 +200,168 @@ async fn courier_watch_sends_from_a_separate_process() {
     let status = child.wait().unwrap();
     assert!(delivered, "the watcher delivered the queued message");
     assert!(status.success(), "stops cleanly on SIGTERM: {status}");
+}
+
+/// The message and its attempts, read straight from the database.
+async fn load(dsn: &str, id: uuid::Uuid) -> (Message, Vec<Dispatch>) {
+    let (store, _) = latchkey::startup::open_store(dsn).await.unwrap();
+    let found = store.get_message(id).await.unwrap().expect("the message exists");
+    store.close().await;
+    found
+}
+
+/// Polls the database until `done` holds for the message (bounded).
+async fn wait_until(dsn: &str, id: uuid::Uuid, what: &str, done: impl Fn(&Message) -> bool) -> Message {
+    for _ in 0..400 {
+        let (message, _) = load(dsn, id).await;
+        if done(&message) {
+            return message;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("message {id}: {what} never happened");
+}
+
+/// A closed loopback port: the relay is down until a test binds it.
+fn closed_port() -> u16 {
+    let reserved = TcpListener::bind("127.0.0.1:0").unwrap();
+    reserved.local_addr().unwrap().port()
+}
+
+/// 550 unknown recipient: abandoned after one attempt, the reply recorded;
+/// mail to others still goes (over the pooled connection).
+async fn a_permanent_failure_is_not_retried(backend: Backend) {
+    let (port, received) = start_server(false);
+    let app = spawn_app_with(backend, |c| c.courier.smtp.connection_uri = smtp_uri(port)).await;
+    let doomed = message("unknown-user@example.com");
+    enqueue(&app, &doomed).await;
+    let fine: Vec<_> = (0..3).map(|i| message(&format!("pooled-{i}@example.com"))).collect();
+    for m in &fine {
+        enqueue(&app, m).await;
+    }
+    let body = wait_for(&app, doomed.id, "abandoned").await;
+    assert_eq!(body["send_count"], 1, "not retried: {body}");
+    let (_, dispatches) = load(&app.dsn, doomed.id).await;
+    let error = dispatches[0].error.as_deref().unwrap();
+    assert!(error.contains("550") && error.contains("permanent"), "{error}");
+    for m in &fine {
+        wait_for(&app, m.id, "sent").await;
+        assert_eq!(received_by(&received, &m.recipient).len(), 1);
+    }
+    assert!(received_by(&received, "unknown-user@example.com").is_empty());
+    app.stop().await;
+}
+
+/// 451 (greylisting) is transient: the message goes back in the queue and
+/// is delivered on a later attempt, once.
+async fn a_transient_reply_is_retried_and_delivered(backend: Backend) {
+    let (port, received) = start_server(false);
+    let app = spawn_app_with(backend, |c| c.courier.smtp.connection_uri = smtp_uri(port)).await;
+    let greylisted = message("greylist-ada@example.com");
+    enqueue(&app, &greylisted).await;
+    let body = wait_for(&app, greylisted.id, "sent").await;
+    assert_eq!(body["send_count"], 2, "{body}");
+    let (_, dispatches) = load(&app.dsn, greylisted.id).await;
+    assert_eq!(dispatches[0].status, "failed");
+    assert!(dispatches[0].error.as_deref().unwrap().contains("451"), "{dispatches:?}");
+    assert_eq!(dispatches[1].status, "success");
+    assert_eq!(received_by(&received, "greylist-ada@example.com").len(), 1);
+    app.stop().await;
+}
+
+/// A code mail is worth sending only while its code lives: with the relay
+/// down it is retried, then abandoned once the code expires; one whose code
+/// already expired is abandoned without being sent even though the relay is up.
+async fn code_mail_is_abandoned_once_its_code_expired(backend: Backend) {
+    let port = closed_port();
+    let app = spawn_app_with(backend, |c| c.courier.smtp.connection_uri = smtp_uri(port)).await;
+    let expiring = Message {
+        code_expires_at: Some(latchkey_domain::time::now() + chrono::Duration::seconds(3)),
+        ..message("expiring@example.com")
+    };
+    enqueue(&app, &expiring).await;
+    wait_for(&app, expiring.id, "abandoned").await;
+    let (_, dispatches) = load(&app.dsn, expiring.id).await;
+    assert!(dispatches.len() >= 2, "retried while the code lived: {dispatches:?}");
+    assert!(dispatches.last().unwrap().error.as_deref().unwrap().contains("code"), "{dispatches:?}");
+    app.stop().await;
+
+    let (port, received) = start_server(false);
+    let app = spawn_app_with(backend, |c| c.courier.smtp.connection_uri = smtp_uri(port)).await;
+    let dead = Message {
+        code_expires_at: Some(latchkey_domain::time::now() - chrono::Duration::seconds(1)),
+        ..message("dead-code@example.com")
+    };
+    enqueue(&app, &dead).await;
+    wait_for(&app, dead.id, "abandoned").await;
+    let (_, dispatches) = load(&app.dsn, dead.id).await;
+    assert!(dispatches[0].error.as_deref().unwrap().contains("not sent"), "{dispatches:?}");
+    assert!(received_by(&received, "dead-code@example.com").is_empty(), "abandoned is final");
+    app.stop().await;
+}
+
+/// `latchkey serve` (the real binary) on `dsn`, mailing the relay at `port`
+/// with short backoff.
+fn serve(dsn: &str, port: u16) -> std::process::Child {
+    let config =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
+    std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "--dev", "-c"])
+        .arg(&config)
+        .env("DSN", dsn)
+        .env("SERVE_PUBLIC_PORT", "0")
+        .env("SERVE_ADMIN_PORT", "0")
+        .env("SERVE_PUBLIC_BASE_URL", "http://127.0.0.1:4433/")
+        .env("COURIER_SMTP_CONNECTION_URI", smtp_uri(port))
+        .env("COURIER_BACKOFF_INITIAL", "200ms")
+        .env("COURIER_BACKOFF_MAX", "1s")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+/// The test: the relay is down for longer than the old retry span
+/// (5 attempts, about a second apart), the server is killed with SIGKILL in
+/// the middle of the outage and started again, the relay comes back on the
+/// same port: the message arrives, exactly once.
+async fn mail_outlives_an_outage_and_a_killed_server(backend: Backend) {
+    let port = closed_port();
+    let (_db, dsn) = TestDatabase::new(backend).await;
+    let (store, _) = latchkey::startup::open_store(&dsn).await.unwrap();
+    store.migrate().await.unwrap();
+    let recovery = Message {
+        code_expires_at: Some(latchkey_domain::time::now() + chrono::Duration::hours(1)),
+        ..message("outlives@example.com")
+    };
+    store.enqueue_message(&recovery).await.unwrap();
+    store.close().await;
+
+    let mut first = serve(&dsn, port);
+    // More failed attempts than the old default (5) allowed, and back in
+    // the queue waiting for its next attempt, not claimed: kill now.
+    let before = wait_until(&dsn, recovery.id, "six failed attempts", |m| {
+        m.send_count >= 6 && m.status == MessageStatus::Queued
+    })
+    .await;
+    first.kill().unwrap(); // SIGKILL: no shutdown, no cleanup.
+    first.wait().unwrap();
+
+    let mut second = serve(&dsn, port);
+    // The new process picks the schedule up: another failed attempt.
+    let resumed = wait_until(&dsn, recovery.id, "an attempt after the restart", |m| {
+        m.send_count > before.send_count && m.status == MessageStatus::Queued
+    })
+    .await;
+    // The relay comes back on the same port.
+    let (_, received) = start_server_on(TcpListener::bind(("127.0.0.1", port)).unwrap(), false);
+    let sent = wait_until(&dsn, recovery.id, "delivery", |m| m.status == MessageStatus::Sent).await;
+    std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status().unwrap();
+    second.wait().unwrap();
+
+    assert_eq!(received_by(&received, "outlives@example.com").len(), 1, "delivered exactly once");
+    let (_, dispatches) = load(&dsn, recovery.id).await;
+    assert_eq!(dispatches.iter().filter(|d| d.status == "success").count(), 1);
+    assert!(sent.send_count > resumed.send_count, "{sent:?}");
+    assert_eq!(dispatches.len(), sent.send_count as usize);
 }

@@ -126,6 +126,9 @@ pub fn test_config(dsn: &str) -> Config {
     config.serve.admin.host = "127.0.0.1".into();
     config.serve.admin.port = Some(0);
     config.hashers.bcrypt.cost = 4;
+    // Retries within a second, so tests of failed sends never wait long.
+    config.courier.backoff.initial = "100ms".into();
+    config.courier.backoff.max = "500ms".into();
     config.identity.schemas =
         vec![SchemaEntry { id: "default".into(), url: format!("file://{}", quickstart_schema().display()) }];
     let ss = &mut config.selfservice;
