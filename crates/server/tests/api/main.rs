@@ -30,5 +30,6 @@ mod revocation;
 mod send_limits;
 mod sessions;
 mod settings;
+mod several_servers;
 mod startup;
 mod verification;
