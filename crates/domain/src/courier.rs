@@ -200,6 +200,14 @@ impl RetryPolicy {
     }
 }
 
+/// Whether a send may start under a claim taken at `claimed_at` for
+/// `lease`: only in the lease's first half, so that a send (at most a
+/// minute) ends before the claim lapses and another dispatcher takes the
+/// message up.
+fn may_start_send(claimed_at: DateTime<Utc>, lease: chrono::Duration, at: DateTime<Utc>) -> bool {
+    at <= claimed_at + lease / 2
+}
+
 /// Delivers one message (SMTP in production).
 #[async_trait]
 pub trait Mailer: Send + Sync {
@@ -247,8 +255,20 @@ impl Dispatcher {
 
     /// One round; returns how many messages were claimed.
     pub async fn dispatch_due(&self) -> Result<usize, crate::store::StoreError> {
-        let claimed = self.store.claim_messages(self.batch, now() + self.lease).await?;
-        for message in &claimed {
+        let claimed_at = now();
+        let claimed = self.store.claim_messages(self.batch, claimed_at + self.lease).await?;
+        // No send starts after half the lease: one send takes at most a
+        // minute, so each ends while the claim still holds and no other
+        // dispatcher can have taken the message over and sent it too. The
+        // rest wait for their claim to lapse and are taken up again.
+        for (sent, message) in claimed.iter().enumerate() {
+            if !may_start_send(claimed_at, self.lease, now()) {
+                tracing::warn!(
+                    left = claimed.len() - sent,
+                    "the mail relay is slow: the rest of this batch waits for its claim to lapse"
+                );
+                break;
+            }
             let attempt = message.send_count + 1;
             let too_late = now() >= self.policy.deadline(message);
             let (outcome, next_attempt_at) = if too_late {
@@ -355,9 +375,20 @@ pub trait Renderer: Send + Sync {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use std::time::Duration;
 
-    use super::*;
+    #[test]
+    fn sends_start_only_in_the_first_half_of_a_claim() {
+        let claimed_at = now();
+        let lease = chrono::Duration::minutes(5);
+        assert!(may_start_send(claimed_at, lease, claimed_at));
+        assert!(may_start_send(claimed_at, lease, claimed_at + chrono::Duration::seconds(150)));
+        assert!(!may_start_send(claimed_at, lease, claimed_at + chrono::Duration::seconds(151)));
+        // A send started at the last moment, taking its full minute, ends
+        // well before the claim lapses.
+        assert!(claimed_at + lease / 2 + chrono::Duration::minutes(1) < claimed_at + lease);
+    }
 
     fn policy() -> RetryPolicy {
         RetryPolicy { max_attempts: None, ..RetryPolicy::default() }
