@@ -381,7 +381,9 @@ pub async fn code_for(received: &std::sync::Mutex<Vec<Received>>, to: &str, nth:
         let subject = text.lines().find(|l| l.starts_with("Subject:"))?.to_string();
         subject.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).map(str::to_string)
     };
-    for _ in 0..200 {
+    // Bounded, but generous: on a loaded machine (the whole suite at once)
+    // a dispatcher polling every second can take several rounds.
+    for _ in 0..600 {
         let codes: Vec<String> = received
             .lock()
             .unwrap()
