@@ -41,7 +41,7 @@ pub use limits::{
 };
 pub use metrics::Metrics;
 pub use return_to::usable as allowed_return_url_is_usable;
-pub use state::{AppState, BaseUrls, CookieSettings, WebSettings};
+pub use state::{AppState, BaseUrls, CookieSettings, Services, WebSettings};
 #[doc(hidden)]
 pub use submit::parse_submit_body;
 pub use tower_http::cors::CorsLayer;

@@ -76,8 +76,28 @@ pub struct WebSettings {
     pub dev: bool,
 }
 
+/// What every handler reaches through `State`. axum clones the state for
+/// each request, so it is one `Arc` (one shared count to touch) rather than
+/// a dozen: cloning and dropping the services one by one cost more CPU per
+/// request than answering `whoami` itself (docs/performance.md).
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Services>);
+
+impl AppState {
+    pub fn new(services: Services) -> Self {
+        Self(Arc::new(services))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Services;
+
+    fn deref(&self) -> &Services {
+        &self.0
+    }
+}
+
+pub struct Services {
     pub store: Arc<dyn Store>,
     pub identities: IdentityManager,
     pub login: LoginService,

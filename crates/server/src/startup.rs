@@ -26,7 +26,9 @@ use latchkey_domain::send_limits::{SendLimitSettings, SendLimits};
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
-use latchkey_http::{AppState, BaseUrls, CookieSettings, Metrics, Network, TrustedProxies, WebSettings};
+use latchkey_http::{
+    AppState, BaseUrls, CookieSettings, Metrics, Network, Services, TrustedProxies, WebSettings,
+};
 use latchkey_store_postgres::{Invalidation, PgStore};
 use latchkey_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
@@ -376,7 +378,7 @@ impl Application {
                 privileged_session_max_age: duration(&flows.settings.privileged_session_max_age),
             },
         );
-        let state = AppState {
+        let state = AppState::new(Services {
             store: store.clone(),
             identities,
             login,
@@ -389,7 +391,7 @@ impl Application {
             web: Arc::new(web),
             version: VERSION,
             metrics: metrics.clone(),
-        };
+        });
         let courier = dispatcher(config, store.clone())?.map(|d| d.with_recorder(metrics));
         if courier.is_none() {
             tracing::warn!(
