@@ -24,6 +24,8 @@ mod state;
 mod submit;
 mod views;
 
+use std::sync::Arc;
+
 use axum::Extension;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request};
@@ -78,6 +80,17 @@ pub fn admin_router(state: AppState) -> Router {
         .merge(redirect::public_paths_on_admin())
         .route("/metrics/prometheus", axum::routing::get(metrics::scrape));
     finish(Router::new().nest("/admin", routes.clone()).merge(routes), state, MAX_ADMIN_BODY_BYTES, "admin")
+}
+
+/// The router `courier watch --expose-metrics-port` serves: Kratos's
+/// `/metrics/prometheus` and nothing else (other paths 404, as on the APIs).
+pub fn courier_metrics_router(metrics: Arc<Metrics>, store: Arc<dyn latchkey_domain::Store>) -> Router {
+    Router::new()
+        .route("/metrics/prometheus", axum::routing::get(metrics::scrape_courier))
+        .fallback(|| async { ApiError::not_found("The requested resource could not be found") })
+        .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
+        .layer(middleware::from_fn(no_store_on_get))
+        .with_state(metrics::CourierSource { metrics, store })
 }
 
 fn finish(router: Router<AppState>, state: AppState, body_limit: usize, api: &'static str) -> Router {

@@ -1,5 +1,6 @@
 //! The Prometheus registry and `GET /metrics/prometheus` on the admin API
-//! (where Kratos serves it, in the same text format 0.0.4). Requests are
+//! (where Kratos serves it, in the same text format 0.0.4) and on
+//! `courier watch --expose-metrics-port` (the courier's part). Requests are
 //! counted by route template, never by raw path, so ids in URLs cannot
 //! multiply the series; every other label takes a handful of fixed values.
 //! Gauges that mirror state elsewhere (the courier's queue, the database
@@ -13,6 +14,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use latchkey_domain::Store;
 use latchkey_domain::flow::login::LoginOutcome;
 use latchkey_domain::flow::recovery::RecoveryOutcome;
 use latchkey_domain::flow::registration::RegistrationOutcome;
@@ -27,7 +29,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -204,35 +206,58 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Every family, for `serve`.
     pub fn new() -> Self {
+        Self::exporting(true)
+    }
+
+    /// The courier's families and the database pool's, for `courier watch`:
+    /// it serves no API and hashes no passwords, so the rest would be zeros.
+    pub fn for_courier() -> Self {
+        Self::exporting(false)
+    }
+
+    /// `server`: also the API's, flows' and hashing's families. Those not
+    /// exported still exist, unregistered, so recording into them is harmless.
+    fn exporting(server: bool) -> Self {
         let mut registry = Registry::with_prefix("latchkey");
         let requests = Family::<RequestLabels, Counter>::default();
-        registry.register(
+        register_if(
+            &mut registry,
+            server,
             "http_requests",
             "HTTP requests answered, by API, method, route template and status",
             requests.clone(),
         );
         let request_seconds: HistogramFamily<LatencyLabels> =
             Family::new_with_constructor(|| Histogram::new(REQUEST_BUCKETS));
-        registry.register(
+        register_if(
+            &mut registry,
+            server,
             "http_request_duration_seconds",
             "Time to answer an HTTP request, by API, method and route template",
             request_seconds.clone(),
         );
         let flows_started = Family::<FlowStartLabels, Counter>::default();
-        registry.register(
+        register_if(
+            &mut registry,
+            server,
             "flows_started",
             "Self-service flows started, by kind and type",
             flows_started.clone(),
         );
         let flow_submissions = Family::<FlowOutcomeLabels, Counter>::default();
-        registry.register(
+        register_if(
+            &mut registry,
+            server,
             "flow_submissions",
             "Self-service flow submissions by kind and outcome; outcome=\"success\" is a completed flow",
             flow_submissions.clone(),
         );
         let whoami_cache = Family::<ResultLabel, Counter>::default();
-        registry.register(
+        register_if(
+            &mut registry,
+            server,
             "whoami_cache_lookups",
             "Session lookups by token answered from the cache (hit) or the database (miss)",
             whoami_cache.clone(),
@@ -264,19 +289,35 @@ impl Metrics {
             courier_queue.clone(),
         );
         let hash_wait_seconds = Histogram::new(HASH_WAIT_BUCKETS);
-        registry.register(
+        register_if(
+            &mut registry,
+            server,
             "hash_wait_seconds",
             "Time a password hash waited for a free hashing slot",
             hash_wait_seconds.clone(),
         );
         let hash_queue = Gauge::default();
-        registry.register("hash_queue_length", "Password hashes waiting for a free slot", hash_queue.clone());
+        register_if(
+            &mut registry,
+            server,
+            "hash_queue_length",
+            "Password hashes waiting for a free slot",
+            hash_queue.clone(),
+        );
         let hash_running = Gauge::default();
-        registry.register("hash_running", "Password hashes running", hash_running.clone());
+        register_if(&mut registry, server, "hash_running", "Password hashes running", hash_running.clone());
         let hash_slots = Gauge::default();
-        registry.register("hash_slots", "Password hashes that may run at once", hash_slots.clone());
+        register_if(
+            &mut registry,
+            server,
+            "hash_slots",
+            "Password hashes that may run at once",
+            hash_slots.clone(),
+        );
         let hash_verifications = Counter::default();
-        registry.register(
+        register_if(
+            &mut registry,
+            server,
             "hash_verifications",
             "Password verifications (dummy ones for unknown identifiers included)",
             hash_verifications.clone(),
@@ -354,9 +395,9 @@ impl Metrics {
     }
 
     /// Refreshes what is read on scrape, then encodes everything.
-    async fn render(&self, state: &AppState) -> Result<String, std::fmt::Error> {
+    async fn render(&self, store: &dyn Store) -> Result<String, std::fmt::Error> {
         let _one_at_a_time = self.scraping.lock().await;
-        match state.store.count_unsent().await {
+        match store.count_unsent().await {
             Ok(unsent) => {
                 let set = |state, n: u64| {
                     self.courier_queue
@@ -369,7 +410,7 @@ impl Metrics {
             // The gauge keeps its last value; the scrape still answers.
             Err(e) => tracing::warn!(error = %e, "could not count the courier's queue for metrics"),
         }
-        let pool = state.store.pool_usage();
+        let pool = store.pool_usage();
         self.db_connections.get_or_create(&StateLabel { state: "idle" }).set(i64::from(pool.idle));
         self.db_connections
             .get_or_create(&StateLabel { state: "in_use" })
@@ -411,6 +452,13 @@ impl Recorder for Metrics {
     }
 }
 
+/// Registers `metric` when this process exports it.
+fn register_if(registry: &mut Registry, export: bool, name: &str, help: &str, metric: impl Metric) {
+    if export {
+        registry.register(name, help, metric);
+    }
+}
+
 /// Methods outside the usual set share one label, so clients cannot invent series.
 fn method_label(method: &Method) -> &'static str {
     match *method {
@@ -447,9 +495,25 @@ pub(crate) async fn track(
     response
 }
 
-/// `GET /metrics/prometheus`.
+/// `GET /metrics/prometheus` on the admin API.
 pub(crate) async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let body =
-        state.metrics.render(&state).await.map_err(|_| ApiError::internal("could not encode the metrics"))?;
+    respond(&state.metrics, state.store.as_ref()).await
+}
+
+/// What `courier watch`'s metrics listener reads: its registry, and the
+/// database whose outbox and pool it reports.
+#[derive(Clone)]
+pub(crate) struct CourierSource {
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) store: Arc<dyn Store>,
+}
+
+/// `GET /metrics/prometheus` on `courier watch --expose-metrics-port`.
+pub(crate) async fn scrape_courier(State(source): State<CourierSource>) -> Result<Response, ApiError> {
+    respond(&source.metrics, source.store.as_ref()).await
+}
+
+async fn respond(metrics: &Metrics, store: &dyn Store) -> Result<Response, ApiError> {
+    let body = metrics.render(store).await.map_err(|_| ApiError::internal("could not encode the metrics"))?;
     Ok(([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], body).into_response())
 }

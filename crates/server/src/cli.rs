@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::config;
 use crate::startup::{self, Application, VERSION};
+use crate::watch::Watcher;
 
 #[derive(Parser)]
 #[command(
@@ -103,6 +104,11 @@ enum CourierCommand {
         /// Development mode, as for `serve`.
         #[arg(long)]
         dev: bool,
+        /// Serve Prometheus metrics at GET /metrics/prometheus on this port, on serve.admin.host
+        /// (127.0.0.1 unless configured): messages sent, failed and abandoned, delivery latency,
+        /// the outbox's queue and the database pool. 0 serves none.
+        #[arg(long, value_name = "PORT", default_value_t = 0)]
+        expose_metrics_port: u16,
     },
 }
 
@@ -227,7 +233,9 @@ pub fn main() -> ExitCode {
                 Some(SqlAction::Status { target }) => migrate_status(target).await,
             },
             Command::Cleanup(CleanupCommand::Sql(args)) => cleanup_sql(args).await,
-            Command::Courier(CourierCommand::Watch { config, dev }) => courier_watch(config, dev).await,
+            Command::Courier(CourierCommand::Watch { config, dev, expose_metrics_port }) => {
+                courier_watch(config, dev, expose_metrics_port).await
+            }
             Command::Version => {
                 println!("latchkey {VERSION}");
                 Ok(())
@@ -273,18 +281,15 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     Ok(())
 }
 
-async fn courier_watch(files: Vec<PathBuf>, dev: bool) -> Result<(), String> {
+async fn courier_watch(files: Vec<PathBuf>, dev: bool, metrics_port: u16) -> Result<(), String> {
     let loaded = config::load(&files, std::env::vars(), dev).map_err(|e| e.to_string())?;
     crate::telemetry::init(&loaded.config.log);
-    let (store, _) = startup::open_store(&loaded.config.dsn).await.map_err(|e| e.to_string())?;
-    let Some(dispatcher) = startup::dispatcher(&loaded.config, store.clone()).map_err(|e| e.to_string())?
-    else {
-        store.close().await;
-        return Err("courier.smtp.connection_uri is not set: there is nowhere to send to".into());
-    };
+    let watcher = Watcher::build(&loaded.config, metrics_port).await.map_err(|e| e.to_string())?;
+    if let Some(addr) = watcher.metrics_addr() {
+        tracing::info!(%addr, "serving the courier's metrics at /metrics/prometheus");
+    }
     tracing::info!("the courier is watching the outbox");
-    dispatcher.run(std::time::Duration::from_secs(1), shutdown_signal()).await;
-    store.close().await;
+    watcher.run_until_stopped(shutdown_signal()).await;
     Ok(())
 }
 

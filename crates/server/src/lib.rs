@@ -6,3 +6,4 @@ pub mod config;
 pub mod serve;
 pub mod startup;
 pub mod telemetry;
+pub mod watch;

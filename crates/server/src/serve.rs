@@ -31,6 +31,20 @@ pub struct Limits {
     pub max_connections: u32,
 }
 
+impl Limits {
+    /// `serve.limits` (checked when the configuration was loaded).
+    pub fn from_config(limits: &crate::config::ServeLimits) -> Self {
+        let limit = |s: &str, fallback: u64| {
+            crate::config::parse_duration(s).unwrap_or(Duration::from_secs(fallback))
+        };
+        Limits {
+            header_read_timeout: limit(&limits.header_read_timeout, 10),
+            idle_timeout: limit(&limits.idle_timeout, 10),
+            max_connections: limits.max_connections.max(1),
+        }
+    }
+}
+
 /// Serves `router` on `listener` until `stop` fires, then stops accepting,
 /// closes idle connections, and returns once every connection has ended.
 pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut stop: watch::Receiver<()>) {

@@ -56,6 +56,10 @@ pub enum StartError {
     Cors(String),
     #[error("could not listen on {addr}: {source}")]
     Bind { addr: String, source: std::io::Error },
+    #[error("courier.smtp.connection_uri is not set: there is nowhere to send to")]
+    NoRelay,
+    #[error("--expose-metrics-port: {0}")]
+    MetricsListener(String),
 }
 
 /// Which backend a DSN names.
@@ -400,11 +404,7 @@ impl Application {
         }
         let serve_limits = &config.serve.limits;
         let limit = |s: &str, fallback: u64| parse_duration(s).unwrap_or(Duration::from_secs(fallback));
-        let limits = crate::serve::Limits {
-            header_read_timeout: limit(&serve_limits.header_read_timeout, 10),
-            idle_timeout: limit(&serve_limits.idle_timeout, 10),
-            max_connections: serve_limits.max_connections.max(1),
-        };
+        let limits = crate::serve::Limits::from_config(serve_limits);
         let body_read_timeout = limit(&serve_limits.body_read_timeout, 30);
         let cleanup = config.cleanup_interval().map(|every| (config.cleanup_settings(None), every));
         if cleanup.is_none() {
@@ -626,7 +626,7 @@ fn is_loopback(host: &str) -> bool {
     host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
-async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
+pub(crate) async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
     let addr = format!("{host}:{port}");
     TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })
 }
