@@ -2,6 +2,8 @@
 //! random bearer secrets stored only as SHA-256 hashes, so a database leak
 //! does not leak sessions, and a lookup costs one hash.
 
+use std::sync::OnceLock;
+
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -55,6 +57,30 @@ impl Session {
     /// Active and not expired (the identity's state is checked by the caller).
     pub fn is_live(&self) -> bool {
         self.active && self.expires_at > now()
+    }
+}
+
+/// A session found by its token, with its identity: what `whoami` answers
+/// with. Shared (behind an `Arc`) by the whoami cache, which replaces an
+/// entry rather than change it, so an answer rendered from it once stays
+/// right for as long as the entry lives.
+#[derive(Debug)]
+pub struct SessionHit {
+    pub session: Session,
+    pub identity: crate::identity::Identity,
+    rendered: OnceLock<Vec<u8>>,
+}
+
+impl SessionHit {
+    pub fn new(session: Session, identity: crate::identity::Identity) -> Self {
+        Self { session, identity, rendered: OnceLock::new() }
+    }
+
+    /// The answer for this session, rendered by `render` the first time it
+    /// is asked for and kept with the entry (an adapter's serialised view:
+    /// rendering it is most of a cached whoami's cost).
+    pub fn rendered(&self, render: impl FnOnce(&Session, &crate::identity::Identity) -> Vec<u8>) -> &[u8] {
+        self.rendered.get_or_init(|| render(&self.session, &self.identity))
     }
 }
 
@@ -130,13 +156,26 @@ pub fn logout_token_for(session_token: &str) -> String {
 
 /// The stored form of a token: lower-case hex SHA-256.
 pub fn hash_token(token: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(token.as_bytes());
-    digest.iter().map(|b| format!("{b:02x}")).collect()
+    // Every request with a session hashes its token: no formatter per byte.
+    let mut hex = String::with_capacity(digest.len() * 2);
+    for b in digest {
+        hex.push(HEX[usize::from(b >> 4)] as char);
+        hex.push(HEX[usize::from(b & 0xf)] as char);
+    }
+    hex
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_hashes_are_lowercase_hex_sha256() {
+        // FIPS 180-2's test vector: stored hashes must stay comparable with old rows.
+        assert_eq!(hash_token("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
 
     #[test]
     fn tokens_are_prefixed_random_and_stored_hashed() {

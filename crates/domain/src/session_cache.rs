@@ -25,7 +25,7 @@ use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
 use crate::identity::{AddressStatus, CredentialType, Identity};
 use crate::metrics::{NoRecorder, Recorder};
-use crate::session::Session;
+use crate::session::{Session, SessionHit};
 use crate::store::{
     AdmitRule, CleanupReport, CleanupStep, CleanupStore, CodePurpose, CodeStore, Database, FlowStore,
     IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore, PoolUsage,
@@ -33,7 +33,7 @@ use crate::store::{
 };
 
 struct Entry {
-    hit: Arc<(Session, Identity)>,
+    hit: Arc<SessionHit>,
     cached_at: Instant,
 }
 
@@ -70,7 +70,7 @@ impl SessionCache {
 
     /// A fresh cached answer, or the ticket to cache one read from the
     /// database with. A poisoned lock yields neither: the cache is off then.
-    pub fn lookup(&self, token_hash: &str) -> Result<Arc<(Session, Identity)>, Option<Ticket>> {
+    pub fn lookup(&self, token_hash: &str) -> Result<Arc<SessionHit>, Option<Ticket>> {
         let Ok(entries) = self.entries.read() else {
             return Err(None);
         };
@@ -83,7 +83,7 @@ impl SessionCache {
     /// Caches a row read from the database after `ticket` was taken, unless
     /// an eviction happened since (the row may predate the write it
     /// announced) or a write is under way. Returns whether the row was cached.
-    pub fn put(&self, ticket: Ticket, token_hash: &str, hit: (Session, Identity)) -> bool {
+    pub fn put(&self, ticket: Ticket, token_hash: &str, hit: Arc<SessionHit>) -> bool {
         let Ok(mut entries) = self.entries.write() else {
             return false;
         };
@@ -94,9 +94,7 @@ impl SessionCache {
             // Crude but bounded: a full cache starts over rather than track recency.
             entries.by_token.clear();
         }
-        entries
-            .by_token
-            .insert(token_hash.to_string(), Entry { hit: Arc::new(hit), cached_at: Instant::now() });
+        entries.by_token.insert(token_hash.to_string(), Entry { hit, cached_at: Instant::now() });
         true
     }
 
@@ -122,12 +120,12 @@ impl SessionCache {
 
     /// Forgets every cached session of an identity.
     pub fn evict_identity(&self, identity_id: Uuid) {
-        self.evict(|e| e.hit.1.id != identity_id);
+        self.evict(|e| e.hit.identity.id != identity_id);
     }
 
     /// Forgets one session, whatever its token.
     pub fn evict_session(&self, session_id: Uuid) {
-        self.evict(|e| e.hit.0.id != session_id);
+        self.evict(|e| e.hit.session.id != session_id);
     }
 
     /// Forgets everything, e.g. when a notification could not be understood.
@@ -165,8 +163,8 @@ pub enum Scope {
 impl Scope {
     fn covers(&self, entry: &Entry) -> bool {
         match *self {
-            Scope::Session(id) => entry.hit.0.id == id,
-            Scope::Identity(id) => entry.hit.1.id == id,
+            Scope::Session(id) => entry.hit.session.id == id,
+            Scope::Identity(id) => entry.hit.identity.id == id,
         }
     }
 }
@@ -212,19 +210,25 @@ impl CachingStore {
 // token digests and personal data), so traces show where a request waits.
 #[async_trait]
 impl SessionStore for CachingStore {
-    #[tracing::instrument(name = "store.session_by_token", level = "debug", skip_all)]
+    // The span is the shared lookup's.
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError> {
+        let hit = self.shared_session_by_token(token_hash).await?;
+        Ok(hit.map(|hit| (hit.session.clone(), hit.identity.clone())))
+    }
+
+    #[tracing::instrument(name = "store.session_by_token", level = "debug", skip_all)]
+    async fn shared_session_by_token(&self, token_hash: &str) -> Result<Option<Arc<SessionHit>>, StoreError> {
         let ticket = match self.cache.lookup(token_hash) {
             Ok(hit) => {
                 self.recorder.whoami_cache(true);
-                return Ok(Some((hit.0.clone(), hit.1.clone())));
+                return Ok(Some(hit));
             }
             Err(ticket) => ticket,
         };
         self.recorder.whoami_cache(false);
-        let found = self.inner.session_by_token(token_hash).await?;
+        let found = self.inner.shared_session_by_token(token_hash).await?;
         if let (Some(ticket), Some(hit)) = (ticket, &found) {
-            self.cache.put(ticket, token_hash, hit.clone());
+            self.cache.put(ticket, token_hash, Arc::clone(hit));
         }
         Ok(found)
     }
@@ -594,7 +598,7 @@ mod tests {
     use crate::identity::IdentityState;
     use crate::time::now;
 
-    fn hit(identity_id: Uuid) -> (Session, Identity) {
+    fn hit(identity_id: Uuid) -> Arc<SessionHit> {
         let at = now();
         let session = Session {
             id: Uuid::new_v4(),
@@ -626,7 +630,7 @@ mod tests {
             created_at: at,
             updated_at: at,
         };
-        (session, identity)
+        Arc::new(SessionHit::new(session, identity))
     }
 
     fn cache() -> SessionCache {
@@ -643,7 +647,7 @@ mod tests {
         let t = ticket(&cache, "a");
         let row = hit(Uuid::new_v4());
         assert!(cache.put(t, "a", row.clone()));
-        assert_eq!(cache.lookup("a").unwrap().0.id, row.0.id);
+        assert_eq!(cache.lookup("a").unwrap().session.id, row.session.id);
     }
 
     #[test]
@@ -653,7 +657,7 @@ mod tests {
         // The lookup misses and goes to the database...
         let t = ticket(&cache, "a");
         // ...the session is revoked and evicted meanwhile...
-        cache.evict_session(row.0.id);
+        cache.evict_session(row.session.id);
         // ...and the row it read, possibly from before the revocation, must not stick.
         assert!(!cache.put(t, "a", row));
         assert!(cache.lookup("a").is_err());
@@ -664,7 +668,7 @@ mod tests {
         let cache = cache();
         let row = hit(Uuid::new_v4());
         let t = ticket(&cache, "a");
-        cache.evict_identity(row.1.id);
+        cache.evict_identity(row.identity.id);
         assert!(!cache.put(t, "a", row));
         assert!(cache.lookup("a").is_err());
     }
@@ -685,7 +689,7 @@ mod tests {
     fn a_read_that_started_after_the_eviction_is_cached() {
         let cache = cache();
         let row = hit(Uuid::new_v4());
-        cache.evict_session(row.0.id);
+        cache.evict_session(row.session.id);
         let t = ticket(&cache, "a");
         assert!(cache.put(t, "a", row));
         assert!(cache.lookup("a").is_ok());
@@ -698,10 +702,10 @@ mod tests {
         let t = ticket(&cache, "one");
         assert!(cache.put(t, "one", one.clone()));
         assert!(cache.put(t, "two", two.clone()));
-        cache.evict_session(one.0.id);
+        cache.evict_session(one.session.id);
         assert!(cache.lookup("one").is_err());
         assert!(cache.lookup("two").is_ok());
-        cache.evict_identity(two.1.id);
+        cache.evict_identity(two.identity.id);
         assert!(cache.lookup("two").is_err());
     }
 
@@ -728,7 +732,7 @@ mod tests {
         let row = hit(Uuid::new_v4());
         let t = ticket(&cache, "a");
         assert!(cache.put(t, "a", row.clone()));
-        let writing = cache.writing(Scope::Session(row.0.id));
+        let writing = cache.writing(Scope::Session(row.session.id));
         assert!(cache.lookup("a").is_err(), "the write's session is evicted when it starts");
         // A lookup during the write may read the row before or after the
         // commit: it is not cached, neither now nor once the write is done.
@@ -748,10 +752,10 @@ mod tests {
         assert!(cache.put(t, "one", one.clone()));
         assert!(cache.put(t, "two", two.clone()));
         {
-            let _writing = cache.writing(Scope::Identity(one.1.id));
+            let _writing = cache.writing(Scope::Identity(one.identity.id));
             assert!(cache.lookup("one").is_err());
             assert!(cache.lookup("two").is_ok());
-            let _nested = cache.writing(Scope::Session(two.0.id));
+            let _nested = cache.writing(Scope::Session(two.session.id));
             assert!(cache.lookup("two").is_err());
         }
         let t = ticket(&cache, "one");

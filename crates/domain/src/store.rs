@@ -162,6 +162,17 @@ pub trait SessionStore: Send + Sync {
     /// The hot path behind `whoami`: the session and its identity (without
     /// credentials) in one indexed read, no writes.
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError>;
+    /// The same read, shared: a cache hands out its entry without copying
+    /// the identity. Stores without a cache wrap a fresh read.
+    async fn shared_session_by_token(
+        &self,
+        token_hash: &str,
+    ) -> Result<Option<std::sync::Arc<crate::session::SessionHit>>, StoreError> {
+        let found = self.session_by_token(token_hash).await?;
+        Ok(found.map(|(session, identity)| {
+            std::sync::Arc::new(crate::session::SessionHit::new(session, identity))
+        }))
+    }
     async fn session_by_logout_token(&self, token_hash: &str) -> Result<Option<Session>, StoreError>;
     async fn get_session(&self, id: Uuid) -> Result<Option<Session>, StoreError>;
     async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError>;

@@ -3,12 +3,14 @@
 //! the way each expects, the CSRF and API-client checks on submit, fetching
 //! a flow by id, and the errors flows end in.
 
+use std::sync::Arc;
+
 use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowRequest, FlowType};
 use latchkey_domain::identity::{Identity, IdentityState};
-use latchkey_domain::session::{Session, hash_token};
+use latchkey_domain::session::{Session, SessionHit, hash_token};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -25,14 +27,23 @@ pub async fn current_session(
     state: &AppState,
     headers: &HeaderMap,
 ) -> Result<Option<(Session, Identity)>, ApiError> {
+    let hit = current_session_hit(state, headers).await?;
+    Ok(hit.map(|hit| (hit.session.clone(), hit.identity.clone())))
+}
+
+/// [`current_session`] as the whoami cache holds it, shared rather than copied.
+pub async fn current_session_hit(
+    state: &AppState,
+    headers: &HeaderMap,
+) -> Result<Option<Arc<SessionHit>>, ApiError> {
     let Some(token) = session_token(headers, &state.web.session_cookie_name) else {
         return Ok(None);
     };
     Ok(state
         .store
-        .session_by_token(&hash_token(token))
+        .shared_session_by_token(&hash_token(token))
         .await?
-        .filter(|(s, i)| s.is_live() && i.state == IdentityState::Active))
+        .filter(|hit| hit.session.is_live() && hit.identity.state == IdentityState::Active))
 }
 
 /// `return_to` must point somewhere allowed, or open redirects follow.

@@ -1,8 +1,8 @@
 //! `/sessions/*`: who am I (the hottest path of any deployment), and the
 //! signed-in user's view of their other sessions.
 
-use axum::extract::{OriginalUri, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::extract::{OriginalUri, Path, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get};
 use axum::{Json, Router};
@@ -10,7 +10,7 @@ use latchkey_domain::store::SessionQuery;
 use serde_json::json;
 use uuid::Uuid;
 
-use super::flows::current_session;
+use super::flows::{current_session, current_session_hit};
 use crate::error::ApiError;
 use crate::pagination::OffsetPage;
 use crate::query::QueryParams;
@@ -35,11 +35,20 @@ fn session_inactive() -> ApiError {
         .with_reason("This endpoint can only be used with a valid session. Please sign in and try again.")
 }
 
-async fn whoami(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
-    let (session, identity) = current_session(&state, &headers).await?.ok_or_else(no_session)?;
-    let body = views::session(&session, Some(&identity), &state.urls, Audience::Public, true);
-    let mut response = Json(body).into_response();
-    if let Ok(id) = HeaderValue::from_str(&identity.id.to_string()) {
+// Takes the request whole: the `HeaderMap` extractor would copy every header.
+async fn whoami(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
+    let hit = current_session_hit(&state, request.headers()).await?.ok_or_else(no_session)?;
+    // Rendered once per cache entry: building and serialising the view is
+    // most of what a cached whoami would otherwise cost. The entry is
+    // replaced, never changed, when the session or identity changes.
+    let body = hit.rendered(|session, identity| {
+        let view = views::session(session, Some(identity), &state.urls, Audience::Public, true);
+        serde_json::to_vec(&view).expect("a JSON value serialises")
+    });
+    let mut response =
+        ([(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))], body.to_vec())
+            .into_response();
+    if let Ok(id) = HeaderValue::try_from(hit.identity.id.to_string()) {
         response.headers_mut().insert("x-kratos-authenticated-identity-id", id);
     }
     Ok(response)

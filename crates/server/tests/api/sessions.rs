@@ -13,6 +13,7 @@ on_both_databases!(
     login_can_revoke_other_sessions,
     two_step_registration,
     deactivating_an_identity_ends_its_sessions_at_once,
+    whoami_shows_an_identity_change_at_once,
 );
 
 async fn my_sessions(backend: Backend) {
@@ -203,5 +204,43 @@ async fn deactivating_an_identity_ends_its_sessions_at_once(backend: Backend) {
     op.value = Some(Some(serde_json::json!("inactive")));
     identity_api::patch_identity(&app.admin, &identity_id, Some(vec![op])).await.unwrap();
     assert!(frontend_api::to_session(&app.public, Some(&token), None, None).await.is_err());
+    app.stop().await;
+}
+
+/// whoami's answer is rendered once per cached session: a change to the
+/// identity must still show on the very next call.
+async fn whoami_shows_an_identity_change_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let (token, identity_id) = register(&app, "render@example.com", PASSWORD).await;
+    let whoami = || async {
+        let response = app
+            .http
+            .get(app.public_path("/sessions/whoami"))
+            .header("x-session-token", &token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.headers()["content-type"], "application/json");
+        assert_eq!(response.headers()["x-kratos-authenticated-identity-id"], identity_id.as_str());
+        response.json::<Value>().await.unwrap()
+    };
+    let first = whoami().await;
+    assert_eq!(whoami().await, first, "a cached answer is the same answer");
+    assert_eq!(first["identity"]["traits"]["email"], "render@example.com");
+    assert_eq!(first["active"], true);
+
+    let patch = serde_json::json!([{ "op": "add", "path": "/metadata_public", "value": { "plan": "pro" } }]);
+    let response = app
+        .http
+        .patch(app.admin_path(&format!("/admin/identities/{identity_id}")))
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let after = whoami().await;
+    assert_eq!(after["identity"]["metadata_public"]["plan"], "pro");
+    assert_eq!(after["id"], first["id"]);
     app.stop().await;
 }
