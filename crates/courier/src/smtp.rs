@@ -27,11 +27,11 @@ const IO_TIMEOUT: Duration = Duration::from_secs(10);
 /// enough to keep resetting [`IO_TIMEOUT`].
 const SEND_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Pooled connections: the dispatcher sends one message at a time, so one
-/// connection is reused (lettre checks it with NOOP before each send and
-/// opens a new one if the relay dropped it); the pool keeps at most two
-/// idle, closing them after a minute, before most relays would.
-const POOL_SIZE: u32 = 2;
+/// Pooled connections: one per message the dispatcher sends at once, each
+/// reused (lettre checks it with NOOP before each send and opens a new one
+/// if the relay dropped it); idle ones close after a minute, before most
+/// relays would drop them.
+const POOL_SIZE: u32 = latchkey_domain::courier::SENDS_AT_ONCE as u32;
 const POOL_IDLE: Duration = Duration::from_secs(60);
 
 /// Headers the mailer writes itself; letting `headers` set them again would

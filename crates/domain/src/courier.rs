@@ -8,6 +8,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -208,6 +209,10 @@ fn may_start_send(claimed_at: DateTime<Utc>, lease: chrono::Duration, at: DateTi
     at <= claimed_at + lease / 2
 }
 
+/// How many messages one dispatcher sends at once; a mailer should keep as
+/// many connections open.
+pub const SENDS_AT_ONCE: usize = 8;
+
 /// Delivers one message (SMTP in production).
 #[async_trait]
 pub trait Mailer: Send + Sync {
@@ -257,78 +262,111 @@ impl Dispatcher {
     pub async fn dispatch_due(&self) -> Result<usize, crate::store::StoreError> {
         let claimed_at = now();
         let claimed = self.store.claim_messages(self.batch, claimed_at + self.lease).await?;
-        // No send starts after half the lease: one send takes at most a
-        // minute, so each ends while the claim still holds and no other
-        // dispatcher can have taken the message over and sent it too. The
-        // rest wait for their claim to lapse and are taken up again.
-        for (sent, message) in claimed.iter().enumerate() {
-            if !may_start_send(claimed_at, self.lease, now()) {
-                tracing::warn!(
-                    left = claimed.len() - sent,
-                    "the mail relay is slow: the rest of this batch waits for its claim to lapse"
-                );
-                break;
-            }
-            let attempt = message.send_count + 1;
-            let too_late = now() >= self.policy.deadline(message);
-            let (outcome, next_attempt_at) = if too_late {
-                // Never sent: a dead code or a stale notice helps nobody.
-                let why = if message.code_expires_at.is_some() {
-                    "not sent: the code it carries expired before it could be delivered"
-                } else {
-                    "not sent: the delivery horizon (courier.delivery_horizon) passed"
-                };
-                (Err(MailError::permanent(why)), None)
-            } else {
-                let result = self.mailer.send(message).await;
-                let next = match &result {
-                    Err(e) if !e.permanent => self.policy.next_attempt(message, attempt, now()),
-                    _ => None,
-                };
-                (result, next)
-            };
-            let status = match (&outcome, next_attempt_at) {
-                (Ok(()), _) => MessageStatus::Sent,
-                (Err(_), Some(_)) => MessageStatus::Queued,
-                (Err(_), None) => MessageStatus::Abandoned,
-            };
-            let error = outcome.as_ref().err().map(|e| match status {
-                _ if too_late => e.message.clone(),
-                MessageStatus::Abandoned if e.permanent => format!("{e} (permanent failure: not retried)"),
-                MessageStatus::Abandoned => {
-                    format!("{e} (given up: {})", self.give_up_reason(message, attempt))
-                }
-                _ => e.message.clone(),
-            });
-            if let Some(error) = &error {
-                if status == MessageStatus::Abandoned {
-                    tracing::warn!(message_id = %message.id, attempt, %error, "email abandoned");
-                } else {
-                    tracing::warn!(message_id = %message.id, attempt, %error, next_attempt_at = ?next_attempt_at, "email delivery failed; will retry");
-                }
-            }
-            let at = now();
-            let dispatch = Dispatch {
-                id: Uuid::new_v4(),
-                message_id: message.id,
-                status: if outcome.is_ok() { "success".into() } else { "failed".into() },
-                error,
-                created_at: at,
-                updated_at: at,
-            };
-            self.store.record_dispatch(&dispatch, status, next_attempt_at).await?;
-            match status {
-                MessageStatus::Sent => {
-                    self.recorder.mail_sent((at - message.created_at).to_std().unwrap_or_default())
-                }
-                MessageStatus::Abandoned => {
-                    self.recorder.mail_failed();
-                    self.recorder.mail_abandoned();
-                }
-                _ => self.recorder.mail_failed(),
+        let late = std::sync::atomic::AtomicUsize::new(0);
+        // Several recipients at once, each on its own pooled connection: one
+        // SMTP exchange is a few round trips plus the relay's own delays, so
+        // one message at a time leaves a backlog waiting on the network. One
+        // recipient's messages go in the order they were queued, so a newer
+        // code never arrives before the older one it replaced.
+        // Indices, not references: a borrowed item type trips the `Send`
+        // check of the task this future is spawned on.
+        let mut by_recipient: Vec<Vec<usize>> = Vec::new();
+        for (i, message) in claimed.iter().enumerate() {
+            match by_recipient.iter_mut().find(|queue| claimed[queue[0]].recipient == message.recipient) {
+                Some(queue) => queue.push(i),
+                None => by_recipient.push(vec![i]),
             }
         }
+        let outcomes: Vec<_> = futures_util::stream::iter(by_recipient)
+            .map(|queue| async {
+                for message in queue.into_iter().map(|i| &claimed[i]) {
+                    // No send starts after half the lease: one send takes at
+                    // most a minute, so each ends while the claim still holds
+                    // and no other dispatcher can have taken the message over
+                    // and sent it too. The rest wait for their claim to lapse.
+                    if !may_start_send(claimed_at, self.lease, now()) {
+                        late.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        continue;
+                    }
+                    self.deliver(message).await?;
+                }
+                Ok(())
+            })
+            .buffer_unordered(SENDS_AT_ONCE)
+            .collect()
+            .await;
+        let late = late.into_inner();
+        if late > 0 {
+            tracing::warn!(
+                left = late,
+                "the mail relay is slow: the rest of this batch waits for its claim to lapse"
+            );
+        }
+        outcomes.into_iter().collect::<Result<(), _>>()?;
         Ok(claimed.len())
+    }
+
+    /// One attempt at one claimed message, recorded.
+    async fn deliver(&self, message: &Message) -> Result<(), crate::store::StoreError> {
+        let attempt = message.send_count + 1;
+        let too_late = now() >= self.policy.deadline(message);
+        let (outcome, next_attempt_at) = if too_late {
+            // Never sent: a dead code or a stale notice helps nobody.
+            let why = if message.code_expires_at.is_some() {
+                "not sent: the code it carries expired before it could be delivered"
+            } else {
+                "not sent: the delivery horizon (courier.delivery_horizon) passed"
+            };
+            (Err(MailError::permanent(why)), None)
+        } else {
+            let result = self.mailer.send(message).await;
+            let next = match &result {
+                Err(e) if !e.permanent => self.policy.next_attempt(message, attempt, now()),
+                _ => None,
+            };
+            (result, next)
+        };
+        let status = match (&outcome, next_attempt_at) {
+            (Ok(()), _) => MessageStatus::Sent,
+            (Err(_), Some(_)) => MessageStatus::Queued,
+            (Err(_), None) => MessageStatus::Abandoned,
+        };
+        let error = outcome.as_ref().err().map(|e| match status {
+            _ if too_late => e.message.clone(),
+            MessageStatus::Abandoned if e.permanent => format!("{e} (permanent failure: not retried)"),
+            MessageStatus::Abandoned => {
+                format!("{e} (given up: {})", self.give_up_reason(message, attempt))
+            }
+            _ => e.message.clone(),
+        });
+        if let Some(error) = &error {
+            if status == MessageStatus::Abandoned {
+                tracing::warn!(message_id = %message.id, attempt, %error, "email abandoned");
+            } else {
+                tracing::warn!(message_id = %message.id, attempt, %error, next_attempt_at = ?next_attempt_at, "email delivery failed; will retry");
+            }
+        }
+        let at = now();
+        let dispatch = Dispatch {
+            id: Uuid::new_v4(),
+            message_id: message.id,
+            status: if outcome.is_ok() { "success".into() } else { "failed".into() },
+            error,
+            created_at: at,
+            updated_at: at,
+        };
+        self.store.record_dispatch(&dispatch, status, next_attempt_at).await?;
+        match status {
+            MessageStatus::Sent => {
+                self.recorder.mail_sent((at - message.created_at).to_std().unwrap_or_default())
+            }
+            MessageStatus::Abandoned => {
+                self.recorder.mail_failed();
+                self.recorder.mail_abandoned();
+            }
+            _ => self.recorder.mail_failed(),
+        }
+        Ok(())
     }
 
     fn give_up_reason(&self, message: &Message, attempt: i32) -> String {

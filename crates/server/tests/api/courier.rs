@@ -10,7 +10,7 @@ use latchkey_courier::test_smtp::{Received, start_server, start_server_on};
 use latchkey_domain::courier::{Dispatch, Message, MessageStatus, Rendered};
 use serde_json::Value;
 
-use crate::helpers::{Backend, TestApp, TestDatabase, spawn_app_with};
+use crate::helpers::{Backend, TestApp, TestDatabase, spawn_app_on_with, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -20,7 +20,8 @@ on_both_databases!(
     a_permanent_failure_is_not_retried,
     a_transient_reply_is_retried_and_delivered,
     code_mail_is_abandoned_once_its_code_expired,
-    mail_outlives_an_outage_and_a_killed_server
+    mail_outlives_an_outage_and_a_killed_server,
+    a_backlog_goes_out_on_several_connections_in_order_per_recipient
 );
 
 fn message(to: &str) -> Message {
@@ -364,4 +365,47 @@ async fn mail_outlives_an_outage_and_a_killed_server(backend: Backend) {
     assert_eq!(dispatches.iter().filter(|d| d.status == "success").count(), 1);
     assert!(sent.send_count > resumed.send_count, "{sent:?}");
     assert_eq!(dispatches.len(), sent.send_count as usize);
+}
+
+/// A backlog is sent several messages at once over pooled connections (a
+/// few, reused: not one per message), and one recipient's messages still
+/// arrive in the order they were queued, so a newer code never lands before
+/// the one it replaced.
+async fn a_backlog_goes_out_on_several_connections_in_order_per_recipient(backend: Backend) {
+    // The first server has no relay: the backlog builds up in the outbox.
+    let queueing = spawn_app_with(backend, |_| {}).await;
+    let mut queued = Vec::new();
+    for n in 0..48 {
+        let to = if n % 6 == 0 { "same@example.com".to_string() } else { format!("many-{n}@example.com") };
+        let rendered = Rendered { subject: format!("message {n}"), text: format!("body {n}"), html: None };
+        let message = Message::new(&to, rendered, "recovery_code_valid");
+        enqueue(&queueing, &message).await;
+        queued.push(message);
+    }
+    let (port, received) = start_server(false);
+    let sending = spawn_app_on_with(&queueing.dsn, |c| c.courier.smtp.connection_uri = smtp_uri(port)).await;
+    for message in &queued {
+        wait_for(&sending, message.id, "sent").await;
+    }
+    let received = received.lock().unwrap().clone();
+    assert_eq!(received.len(), queued.len(), "each message once");
+    let connections = received.iter().map(|r| r.connection).max().unwrap();
+    // A connection goes back to the pool just after its send, so a round
+    // may open one or two more than it sends at once; never one per message.
+    assert!(
+        (2..=received.len() / 2).contains(&connections),
+        "{connections} connections for {} messages",
+        received.len()
+    );
+    let same: Vec<String> = received
+        .iter()
+        .filter(|r| r.to.iter().any(|t| t.contains("same@example.com")))
+        .map(|r| {
+            String::from_utf8_lossy(&r.data).lines().find(|l| l.starts_with("Subject:")).unwrap().to_string()
+        })
+        .collect();
+    let expected: Vec<String> = (0..48).step_by(6).map(|n| format!("Subject: message {n}")).collect();
+    assert_eq!(same, expected);
+    sending.stop().await;
+    queueing.stop().await;
 }
