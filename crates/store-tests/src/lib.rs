@@ -101,7 +101,7 @@ macro_rules! __whole_store {
 /// and the tests are to be skipped. The caller needs `tokio` (with `macros`
 /// and `rt`) among its dev-dependencies.
 ///
-/// ```ignore
+/// ```text
 /// mod contract {
 ///     latchkey_store_tests::contract_tests!(super::fresh_store);
 /// }

@@ -7,6 +7,7 @@
 //! skip, announced as `SKIPPED-POSTGRES` (which CI looks for), so a run cannot
 //! pass without PostgreSQL by accident.
 
+use std::future::Future;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -81,15 +82,28 @@ pub struct SharedDatabase {
     kind: String,
 }
 
-/// A use of the shared database (created empty when no test is using it);
-/// `None` when PostgreSQL is unreachable and skipping is allowed.
-pub async fn shared_database() -> Option<SharedDatabase> {
-    shared_database_created("", &[]).await
+/// A use of the shared database, created when no test is using it and
+/// then handed to `set_up` (given its DSN) before any test uses it; `None`
+/// when PostgreSQL is unreachable and skipping is allowed.
+pub async fn shared_database<F, Fut>(set_up: F) -> Option<SharedDatabase>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
+    shared_database_created("", &[], set_up).await
 }
 
 /// As [`shared_database`], shared only with tests asking for the same
 /// [`fresh_database_created`] arguments.
-pub async fn shared_database_created(options: &str, settings: &[(&str, &str)]) -> Option<SharedDatabase> {
+pub async fn shared_database_created<F, Fut>(
+    options: &str,
+    settings: &[(&str, &str)],
+    set_up: F,
+) -> Option<SharedDatabase>
+where
+    F: FnOnce(String) -> Fut,
+    Fut: Future<Output = ()>,
+{
     let kind = format!("{options} {settings:?}");
     let _creating = CREATING.lock().await;
     let existing = shared().iter_mut().find(|s| s.kind == kind).map(|s| {
@@ -100,6 +114,9 @@ pub async fn shared_database_created(options: &str, settings: &[(&str, &str)]) -
         return Some(SharedDatabase { dsn, turns, kind });
     }
     let database = fresh_database_created(options, settings).await?;
+    // Under the lock: nobody uses the database before it is set up, and a
+    // set-up that panicked leaves no database behind for the next test.
+    set_up(database.dsn.clone()).await;
     let (dsn, turns) = (database.dsn.clone(), Arc::new(RwLock::new(())));
     shared().push(Shared { kind: kind.clone(), database, users: 1, turns: turns.clone() });
     Some(SharedDatabase { dsn, turns, kind })
