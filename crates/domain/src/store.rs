@@ -18,9 +18,23 @@ pub enum StoreError {
     Conflict(String),
     #[error("record not found")]
     NotFound,
-    /// The database failed; the text is for logs, never for clients.
+    /// The database failed. The cause is for logs, never for clients: it is
+    /// kept whole (a driver's error can be downcast from it), and its text is
+    /// part of this error's, so a log line of this error alone says what
+    /// failed.
     #[error("database error: {0}")]
-    Backend(String),
+    Backend(#[source] BoxError),
+}
+
+/// Any error, kept as a cause.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+impl StoreError {
+    /// A database failure caused by `cause` (a driver's error, or a message
+    /// when there is nothing more to keep).
+    pub fn backend(cause: impl Into<BoxError>) -> Self {
+        StoreError::Backend(cause.into())
+    }
 }
 
 /// A page request over identities, ordered by id (keyset pagination).

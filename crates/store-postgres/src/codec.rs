@@ -4,12 +4,13 @@
 
 use std::str::FromStr;
 
-use latchkey_domain::store::StoreError;
+use latchkey_domain::store::{BoxError, StoreError};
 use sqlx::postgres::PgRow;
 use sqlx::{Decode, Postgres, Row, Type};
 
-pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A failure kept whole as the error's cause, not flattened to text.
+pub(crate) fn backend(e: impl Into<BoxError>) -> StoreError {
+    StoreError::backend(e)
 }
 
 /// Unique violations become conflicts; everything else is a backend failure.
@@ -32,5 +33,5 @@ where
 
 /// Reads a text column holding one of the domain's enumerations.
 pub(crate) fn enum_col<T: FromStr<Err = String>>(row: &PgRow, name: &str) -> Result<T, StoreError> {
-    col::<&str>(row, name)?.parse().map_err(StoreError::Backend)
+    col::<&str>(row, name)?.parse().map_err(backend)
 }

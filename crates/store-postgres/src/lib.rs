@@ -222,7 +222,7 @@ impl Default for PoolSettings {
 /// otherwise ignore with a warning on every connection, and returns the rest
 /// of the DSN untouched.
 fn split_pool_settings(dsn: &str) -> Result<(String, PoolSettings), StoreError> {
-    let invalid = |key: &str, value: &str| StoreError::Backend(format!("invalid `{key}={value}` in the DSN"));
+    let invalid = |key: &str, value: &str| StoreError::backend(format!("invalid `{key}={value}` in the DSN"));
     let mut settings = PoolSettings::default();
     let Some((base, query)) = dsn.split_once('?') else {
         return Ok((dsn.to_string(), settings));

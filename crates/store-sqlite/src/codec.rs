@@ -1,14 +1,15 @@
 //! Conversions between domain values and SQLite's text columns.
 
 use chrono::{DateTime, SecondsFormat, Utc};
-use latchkey_domain::store::StoreError;
+use latchkey_domain::store::{BoxError, StoreError};
 use serde_json::Value;
 use sqlx::sqlite::{Sqlite, SqliteRow};
 use sqlx::{Decode, Row, Type};
 use uuid::Uuid;
 
-pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// A failure kept whole as the error's cause, not flattened to text.
+pub(crate) fn backend(e: impl Into<BoxError>) -> StoreError {
+    StoreError::backend(e)
 }
 
 /// Unique violations become conflicts; everything else is a backend failure.
@@ -50,7 +51,7 @@ pub(crate) fn parse_json(s: &str) -> Result<Value, StoreError> {
 }
 
 pub(crate) fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, StoreError> {
-    s.parse().map_err(StoreError::Backend)
+    s.parse().map_err(backend)
 }
 
 /// Reads one column, mapping decode failures to a backend error.

@@ -192,4 +192,19 @@ mod tests {
         assert!(is_memory("memory") && is_memory("sqlite::memory:"));
         assert!(handles("sqlite:///x") && !handles("postgres://x"));
     }
+
+    /// A database failure keeps the driver's error as its cause, and says
+    /// what failed in its own text.
+    #[tokio::test]
+    async fn backend_errors_keep_their_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let dsn = format!("sqlite://{}", dir.path().join("missing/latchkey.db").display());
+        let Err(error) = SqliteStore::connect(&dsn).await else {
+            panic!("opened a file in a missing directory")
+        };
+        let StoreError::Backend(cause) = &error else { panic!("not a backend error: {error:?}") };
+        assert!(cause.downcast_ref::<sqlx::Error>().is_some(), "{cause:?}");
+        let source = std::error::Error::source(&error).expect("a source");
+        assert_eq!(error.to_string(), format!("database error: {source}"));
+    }
 }

@@ -1,5 +1,6 @@
-//! The shared storage contract on a fresh SQLite file and on `memory`, and
-//! upgrades that must keep existing rows.
+//! The shared storage contract, one test per check, each on a fresh SQLite
+//! file (as deployed) and again in memory; and upgrades that must keep
+//! existing rows.
 
 use std::borrow::Cow;
 
@@ -7,24 +8,32 @@ use chrono::Duration;
 use latchkey_domain::store::{CodePurpose, CodeStore, Database, FlowStore, IdentityStore, OneTimeCode};
 use latchkey_domain::time::now;
 use latchkey_store_sqlite::{MIGRATIONS, SqliteStore};
+use latchkey_store_tests::Fresh;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Connection, SqlSafeStr, SqliteConnection};
 use uuid::Uuid;
 
-#[tokio::test]
-async fn sqlite_file_store_meets_the_contract() {
+/// A migrated store on a file of its own, removed with the directory.
+async fn file_store() -> Option<Fresh> {
     let dir = tempfile::tempdir().unwrap();
     let dsn = format!("sqlite://{}?_fk=true", dir.path().join("latchkey.db").display());
     let store = SqliteStore::connect(&dsn).await.unwrap();
     store.migrate().await.unwrap();
-    latchkey_store_tests::run_all(&store).await;
+    Some(Fresh::new(store, dir))
 }
 
-#[tokio::test]
-async fn sqlite_memory_store_meets_the_contract() {
+async fn memory_store() -> Option<Fresh> {
     let store = SqliteStore::connect("memory").await.unwrap();
     store.migrate().await.unwrap();
-    latchkey_store_tests::run_all(&store).await;
+    Some(Fresh::new(store, ()))
+}
+
+mod contract {
+    latchkey_store_tests::contract_tests!(super::file_store);
+}
+
+mod contract_in_memory {
+    latchkey_store_tests::contract_tests!(super::memory_store);
 }
 
 /// A migrator that knows only the first `count` migrations, as an older

@@ -234,7 +234,7 @@ impl IdentityManager {
         apply_facts(&mut identity, &facts, hashed, &update.verifiable_addresses, at);
         let notices = match (notify, &before) {
             (Some(notify), Some(before)) => notify(before, &identity).map_err(|e| {
-                IdentityError::Store(StoreError::Backend(format!("cannot write a notice: {e}")))
+                IdentityError::Store(StoreError::backend(format!("cannot write a notice: {e}")))
             })?,
             _ => Vec::new(),
         };

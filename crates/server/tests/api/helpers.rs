@@ -6,6 +6,7 @@ use std::sync::LazyLock;
 use latchkey::config::{Config, Hook, SchemaEntry};
 use latchkey::startup::Application;
 use latchkey_courier::test_smtp::{Received, start_server};
+use latchkey_store_tests::postgres::{FreshDatabase, fresh_database};
 use ory_kratos_client::apis::configuration::Configuration;
 use ory_kratos_client::apis::identity_api;
 use ory_kratos_client::models::CreateIdentityBody;
@@ -43,11 +44,6 @@ static TRACING: LazyLock<()> = LazyLock::new(|| {
     }
 });
 
-pub fn maintenance_url() -> String {
-    std::env::var("TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
-}
-
 pub fn quickstart_schema() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/identity.schema.json")
 }
@@ -56,9 +52,8 @@ pub fn quickstart_schema() -> PathBuf {
 pub enum TestDatabase {
     /// Held so the directory outlives the test.
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres {
-        name: String,
-    },
+    /// Dropped with this, by the harness every crate's tests share.
+    Postgres(#[allow(dead_code)] FreshDatabase),
 }
 
 impl TestDatabase {
@@ -70,49 +65,13 @@ impl TestDatabase {
                 (TestDatabase::Sqlite(dir), dsn)
             }
             Backend::Postgres => {
-                let name = format!("latchkey_test_{}", uuid::Uuid::new_v4().simple());
-                let mut conn = pg_connect().await;
-                sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-                    .execute(&mut conn)
+                // These tests are not skipped: a server test without its database proves nothing.
+                let database = fresh_database()
                     .await
-                    .unwrap();
-                let base = maintenance_url();
-                let dsn = format!("{}/{name}", base.rsplit_once('/').unwrap().0);
-                (TestDatabase::Postgres { name }, dsn)
+                    .expect("PostgreSQL is unreachable, and the server's tests do not skip it");
+                let dsn = database.dsn.clone();
+                (TestDatabase::Postgres(database), dsn)
             }
-        }
-    }
-}
-
-async fn pg_connect() -> sqlx::PgConnection {
-    use sqlx::Connection;
-    match sqlx::PgConnection::connect(&maintenance_url()).await {
-        Ok(conn) => conn,
-        Err(e) => panic!(
-            "PostgreSQL is required for this test and is not reachable at {}: {e}. \
-             Start it with: pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start",
-            maintenance_url()
-        ),
-    }
-}
-
-impl Drop for TestDatabase {
-    fn drop(&mut self) {
-        if let TestDatabase::Postgres { name } = self {
-            let name = name.clone();
-            // Drop runs inside the test's runtime; a fresh thread may block.
-            let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-                rt.block_on(async {
-                    let mut conn = pg_connect().await;
-                    let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
-                        "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                    )))
-                    .execute(&mut conn)
-                    .await;
-                });
-            })
-            .join();
         }
     }
 }
