@@ -263,3 +263,67 @@ async fn a_collector_that_is_down_costs_requests_nothing() {
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains("\"level\":\"WARN\""), "{log}");
 }
+
+/// `latchkey courier watch` exports one root span per email it sends; the
+/// outbox polling around it is not exported.
+#[tokio::test]
+async fn courier_watch_exports_its_sends() {
+    use latchkey_domain::courier::{Message, Rendered};
+    let (smtp_port, delivered) = latchkey_courier::test_smtp::start_server(false);
+    let (_db, dsn) = TestDatabase::new(Backend::Sqlite).await;
+    let (store, _) = latchkey::startup::open_store(&dsn).await.unwrap();
+    store.migrate().await.unwrap();
+    let rendered = Rendered { subject: "Your code is 482913".into(), text: "Use 482913.".into(), html: None };
+    let queued = Message::new("watched@example.com", rendered, "recovery_code_valid");
+    store.enqueue_message(&queued).await.unwrap();
+    store.close().await;
+
+    let (collector, received) = start_collector().await;
+    let config =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
+    let mut child = binary()
+        .args(["courier", "watch", "--dev", "-c"])
+        .arg(&config)
+        .env("DSN", &dsn)
+        .env("COURIER_SMTP_CONNECTION_URI", format!("smtp://127.0.0.1:{smtp_port}/?disable_starttls=true"))
+        .env("TRACING_PROVIDER", "otel")
+        .env("TRACING_PROVIDERS_OTLP_SERVER_URL", &collector)
+        .env("TRACING_PROVIDERS_OTLP_INSECURE", "true")
+        .env("TRACING_SERVICE_NAME", "latchkey-courier")
+        .env_remove("RUST_LOG")
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while delivered.lock().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "the watcher delivers the queued message");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // A few more polls of the outbox, which must not be exported.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pid = child.id().unwrap().to_string();
+    assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
+    assert!(status.success());
+
+    let bodies = received.0.lock().unwrap().clone();
+    let all: Vec<u8> = bodies.concat();
+    for secret in ["watched@example.com", "482913"] {
+        assert!(!all.windows(secret.len()).any(|w| w == secret.as_bytes()), "{secret} was exported");
+    }
+    let mut spans: Vec<Span> = Vec::new();
+    for body in &bodies {
+        for resource_spans in ExportTraceServiceRequest::decode(body.as_ref()).unwrap().resource_spans {
+            let resource = resource_spans.resource.unwrap_or_default();
+            assert_eq!(attribute(&resource.attributes, "service.name").as_deref(), Some("latchkey-courier"));
+            spans.extend(resource_spans.scope_spans.into_iter().flat_map(|s| s.spans));
+        }
+    }
+    let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+    let roots: Vec<&Span> = spans.iter().filter(|s| s.parent_span_id.is_empty()).collect();
+    assert_eq!(roots.len(), 1, "{names:?}");
+    assert_eq!(roots[0].name, "courier.send");
+    assert_eq!(attribute(&roots[0].attributes, "message_id"), Some(queued.id.to_string()));
+    assert!(!names.contains(&"store.claim_messages"), "{names:?}");
+}
