@@ -426,7 +426,7 @@ impl Application {
             body_read_timeout,
             hasher,
             cors,
-            span_hooks: config.tracing.exports().then_some(crate::telemetry::SPAN_HOOKS),
+            span_hooks: config.tracing.exports().then_some(crate::trace_export::SPAN_HOOKS),
         })
     }
 
