@@ -174,6 +174,10 @@ async fn request_spans_are_exported_under_the_callers_trace(backend: Backend) {
         .await
         .unwrap();
     assert_eq!(whoami.status(), 200);
+    // A malformed traceparent is ignored: the request starts a trace of its own.
+    let unparented =
+        http.get(url("/sessions/whoami")).header("traceparent", "00-not-a-trace-01").send().await.unwrap();
+    assert_eq!(unparented.status(), 401);
     // Probes are not traced.
     assert_eq!(http.get(url("/health/alive")).send().await.unwrap().status(), 200);
 
@@ -202,10 +206,15 @@ async fn request_spans_are_exported_under_the_callers_trace(backend: Backend) {
     for span in &spans {
         assert!(span.name == "request" || !span.parent_span_id.is_empty(), "{summary:?}");
     }
+    // The successful request on `route`.
     let request_span = |route: &str| {
         spans
             .iter()
-            .find(|s| s.name == "request" && attribute(&s.attributes, "http.route").as_deref() == Some(route))
+            .find(|s| {
+                s.name == "request"
+                    && attribute(&s.attributes, "http.route").as_deref() == Some(route)
+                    && attribute(&s.attributes, "http.response.status_code").as_deref() == Some("200")
+            })
             .unwrap_or_else(|| panic!("a span for {route} in {summary:?}"))
     };
     assert!(
@@ -229,6 +238,11 @@ async fn request_spans_are_exported_under_the_callers_trace(backend: Backend) {
         let expected = if route == "/sessions/whoami" { "store.session_by_token" } else { "password.verify" };
         assert!(inside.iter().any(|n| n.starts_with(expected)), "{route}: {inside:?}");
     }
+    let fresh = spans
+        .iter()
+        .find(|s| attribute(&s.attributes, "http.response.status_code").as_deref() == Some("401"))
+        .unwrap_or_else(|| panic!("the unauthenticated whoami in {summary:?}"));
+    assert!(fresh.parent_span_id.is_empty() && hex(&fresh.trace_id) != whoami_trace.0, "{summary:?}");
     let registration = request_span("/self-service/registration");
     let children: Vec<&str> =
         spans.iter().filter(|s| s.parent_span_id == registration.span_id).map(|s| s.name.as_str()).collect();
