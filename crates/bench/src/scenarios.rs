@@ -269,7 +269,7 @@ mod tests {
     impl Server {
         async fn start(adjust: impl FnOnce(&mut Config)) -> Self {
             if std::env::var("TEST_LOG").is_ok() {
-                latchkey::telemetry::init(&latchkey::config::Log::default());
+                let _ = latchkey::telemetry::init(&latchkey::config::Log::default(), &Default::default());
             }
             let mut config = Config { dsn: "memory".into(), dev: true, ..Default::default() };
             config.serve.public.host = "127.0.0.1".into();

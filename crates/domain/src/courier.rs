@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::time::now;
@@ -288,7 +289,14 @@ impl Dispatcher {
                         late.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         continue;
                     }
-                    self.deliver(message).await?;
+                    // One root span per send, so `courier watch` and `serve`
+                    // export sends as traces (the outbox polling is not).
+                    let span = tracing::info_span!(
+                        "courier.send",
+                        message_id = %message.id,
+                        attempt = message.send_count + 1
+                    );
+                    self.deliver(message).instrument(span).await?;
                 }
                 Ok(())
             })

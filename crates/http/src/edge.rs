@@ -35,11 +35,20 @@ pub fn current_request_id() -> Option<Arc<str>> {
     REQUEST_ID.try_with(|id| Arc::clone(&id.0)).ok()
 }
 
+/// Lets the server connect request spans to trace export without this
+/// crate depending on an exporter: `on_request` runs when the span is made,
+/// before it is entered; `on_response` when the response is ready.
+#[derive(Debug, Clone, Copy)]
+pub struct SpanHooks {
+    pub on_request: fn(&Request, &Span),
+    pub on_response: fn(&Response, &Span),
+}
+
 /// Wraps a finished router. `Router::layer` wraps each route (and the
 /// fallbacks), so the span sees the matched route template and preflight
 /// `OPTIONS` is answered on every path. Outermost first: request id, span,
-/// CORS.
-pub fn edge(router: Router, cors: Option<CorsLayer>) -> Router {
+/// CORS. `hooks` are set only when spans are exported.
+pub fn edge(router: Router, cors: Option<CorsLayer>, hooks: Option<SpanHooks>) -> Router {
     let router = match cors {
         Some(cors) => router.layer(cors),
         None => router,
@@ -47,9 +56,20 @@ pub fn edge(router: Router, cors: Option<CorsLayer>) -> Router {
     router
         .layer(
             TraceLayer::new_for_http()
-                .make_span_with(make_span)
+                .make_span_with(move |request: &Request| {
+                    let span = make_span(request);
+                    if let Some(hooks) = hooks {
+                        (hooks.on_request)(request, &span);
+                    }
+                    span
+                })
                 .on_request(())
-                .on_response(on_response)
+                .on_response(move |response: &Response, latency: Duration, span: &Span| {
+                    if let Some(hooks) = hooks {
+                        (hooks.on_response)(response, span);
+                    }
+                    on_response(response, latency, span);
+                })
                 // 5xx causes are logged where they happen (`ApiError::internal`).
                 .on_failure(()),
         )

@@ -35,7 +35,7 @@ use axum::response::Response;
 
 pub use client_ip::{Network, TrustedProxies};
 pub use cors::{CorsError, CorsSettings, cors_layer};
-pub use edge::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId, current_request_id, edge};
+pub use edge::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId, SpanHooks, current_request_id, edge};
 pub use error::ApiError;
 pub use limits::{
     BodyReadTimeout, DEFAULT_BODY_READ_TIMEOUT, MAX_ADMIN_BODY_BYTES, MAX_COOKIE_BYTES, MAX_JSON_DEPTH,

@@ -54,7 +54,9 @@ enum Command {
     /// Every request gets an id (X-Request-Id when sane, else a UUID), echoed in the response
     /// and as error.request; one `request completed` line per request names its route, status
     /// and latency. log.format: json writes one JSON object per line; colour is used only on a
-    /// terminal. Trace export (tracing.provider) is not built: a provider stops the start.
+    /// terminal. tracing.provider: otel exports request spans (with their store and hashing spans)
+    /// over OTLP/HTTP to tracing.providers.otlp.server_url, continuing a caller's W3C traceparent;
+    /// other providers stop the start.
     ///
     /// Abuse limits are on by default (README, "Security defaults"): failed password logins are
     /// throttled per identifier, per identifier and client address, and per client address,
@@ -254,7 +256,7 @@ pub fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
     let loaded = config::load(&args.config, std::env::vars(), args.dev).map_err(|e| e.to_string())?;
-    crate::telemetry::init(&loaded.config.log);
+    let telemetry = crate::telemetry::init(&loaded.config.log, &loaded.config.tracing)?;
     if !loaded.unsupported_keys.is_empty() {
         tracing::warn!(
             keys = %loaded.unsupported_keys.join(", "),
@@ -276,20 +278,25 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
         startup_ms = started.elapsed().as_millis() as u64,
         "latchkey is ready"
     );
-    app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string())?;
+    let result = app.run_until_stopped(shutdown_signal()).await.map_err(|e| e.to_string());
+    // The last requests' spans leave before the process does.
+    telemetry.shutdown().await;
+    result?;
     tracing::info!("latchkey stopped");
     Ok(())
 }
 
 async fn courier_watch(files: Vec<PathBuf>, dev: bool, metrics_port: u16) -> Result<(), String> {
     let loaded = config::load(&files, std::env::vars(), dev).map_err(|e| e.to_string())?;
-    crate::telemetry::init(&loaded.config.log);
+    let telemetry = crate::telemetry::init(&loaded.config.log, &loaded.config.tracing)?;
     let watcher = Watcher::build(&loaded.config, metrics_port).await.map_err(|e| e.to_string())?;
     if let Some(addr) = watcher.metrics_addr() {
         tracing::info!(%addr, "serving the courier's metrics at /metrics/prometheus");
     }
     tracing::info!("the courier is watching the outbox");
     watcher.run_until_stopped(shutdown_signal()).await;
+    // The last sends' spans leave before the process does.
+    telemetry.shutdown().await;
     Ok(())
 }
 

@@ -49,30 +49,140 @@ pub struct Config {
     pub tracing: TracingConfig,
 }
 
-/// Kratos's `tracing` block (trace export). Latchkey does not export traces
-/// yet: an empty `provider` (the default) is the only accepted value, so a
-/// configuration that expects traces to leave the process fails loudly
-/// instead of silently sending nothing.
-#[derive(Clone, Default, Deserialize, Serialize)]
+/// Kratos's `tracing` block. `provider: otel` exports spans over OTLP/HTTP
+/// (`providers.otlp`); empty (the default) exports nothing and installs no
+/// exporter at all. Other providers Kratos knows stop the start.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct TracingConfig {
     pub provider: String,
+    /// `service.name` of the exported spans; empty means `latchkey`.
     pub service_name: String,
-    /// Per-provider settings (`providers.otlp.server_url`, …); kept whole
-    /// so Kratos files load, used by no code until export is built.
-    #[serde(skip_serializing)]
-    pub providers: Option<Value>,
+    /// `deployment.environment.name`, when set.
+    pub deployment_environment: String,
+    /// Only `otlp` is read; other providers' blocks are reported as unsupported keys.
+    pub providers: TracingProviders,
 }
 
-/// Provider settings may hold credentials (authorization headers).
-impl std::fmt::Debug for TracingConfig {
+/// The provider Latchkey exports with.
+pub const TRACING_PROVIDER_OTEL: &str = "otel";
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TracingProviders {
+    pub otlp: OtlpConfig,
+}
+
+/// `tracing.providers.otlp`, as ory/x's otelx reads it.
+#[derive(Clone, Default, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpConfig {
+    /// `host:port` of the collector's OTLP/HTTP endpoint; spans go to `/v1/traces`.
+    pub server_url: String,
+    /// Plain HTTP instead of HTTPS.
+    pub insecure: bool,
+    pub sampling: OtlpSampling,
+    /// Sent as `Authorization` with every export.
+    pub authorization_header: String,
+}
+
+/// The authorization header is a credential.
+impl std::fmt::Debug for OtlpConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("TracingConfig")
-            .field("provider", &self.provider)
-            .field("service_name", &self.service_name)
-            .field("providers", &self.providers.as_ref().map(|_| "[REDACTED]"))
+        let header = if self.authorization_header.is_empty() { "" } else { "[REDACTED]" };
+        f.debug_struct("OtlpConfig")
+            .field("server_url", &self.server_url)
+            .field("insecure", &self.insecure)
+            .field("sampling", &self.sampling)
+            .field("authorization_header", &header)
             .finish()
     }
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OtlpSampling {
+    /// Share of traces started here that are kept, 0 to 1; a caller's
+    /// sampling decision (in `traceparent`) is followed as it is.
+    pub sampling_ratio: f64,
+}
+
+impl Default for OtlpSampling {
+    fn default() -> Self {
+        Self { sampling_ratio: 1.0 }
+    }
+}
+
+impl TracingConfig {
+    /// Whether spans are exported.
+    pub fn exports(&self) -> bool {
+        self.provider == TRACING_PROVIDER_OTEL
+    }
+
+    /// The collector URL spans are posted to.
+    pub fn otlp_endpoint(&self) -> String {
+        let otlp = &self.providers.otlp;
+        let scheme = if otlp.insecure { "http" } else { "https" };
+        format!("{scheme}://{}/v1/traces", otlp.server_url)
+    }
+
+    pub fn service_name(&self) -> &str {
+        if self.service_name.is_empty() { "latchkey" } else { &self.service_name }
+    }
+}
+
+/// Checks `tracing`: the provider, and the OTLP settings when they are used.
+fn validate_tracing(tracing: &TracingConfig) -> Result<(), ConfigError> {
+    match tracing.provider.as_str() {
+        "" | TRACING_PROVIDER_OTEL => {}
+        other => {
+            return Err(invalid(
+                "tracing.provider",
+                format!(
+                    "`{other}` is not supported: Latchkey exports traces only over OTLP/HTTP; \
+                     set tracing.provider to `otel` (with tracing.providers.otlp) or leave it empty"
+                ),
+            ));
+        }
+    }
+    let otlp = &tracing.providers.otlp;
+    let ratio = otlp.sampling.sampling_ratio;
+    if !(0.0..=1.0).contains(&ratio) {
+        return Err(invalid(
+            "tracing.providers.otlp.sampling.sampling_ratio",
+            format!("expected a number from 0 to 1, got {ratio}"),
+        ));
+    }
+    if !otlp.authorization_header.is_empty()
+        && axum::http::HeaderValue::from_str(&otlp.authorization_header).is_err()
+    {
+        // The value is a credential: not repeated here.
+        return Err(invalid(
+            "tracing.providers.otlp.authorization_header",
+            "expected visible ASCII (a header value such as `Bearer …`)",
+        ));
+    }
+    if !tracing.exports() {
+        return Ok(());
+    }
+    let url = otlp.server_url.trim();
+    if url.is_empty() {
+        return Err(invalid(
+            "tracing.providers.otlp.server_url",
+            "required with tracing.provider `otel`: the collector's host:port, e.g. localhost:4318",
+        ));
+    }
+    let authority = url.parse::<axum::http::uri::Authority>().ok();
+    if url.contains("://") || url.contains('@') || authority.and_then(|a| a.port_u16()).is_none() {
+        return Err(invalid(
+            "tracing.providers.otlp.server_url",
+            format!(
+                "expected host:port such as localhost:4318 (no scheme or path; \
+                 insecure: true selects http), got `{url}`"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// `security`: Latchkey's own abuse limits (Kratos has no such block), on by
@@ -1138,9 +1248,10 @@ fn apply_env(merged: &mut Value, env: impl IntoIterator<Item = (String, String)>
                 "false" | "0" => Value::Bool(false),
                 _ => return Err(invalid(path, format!("expected true or false, got `{raw}`"))),
             },
-            Value::Number(_) | Value::Null => match raw.parse::<i64>() {
-                Ok(n) => Value::from(n),
-                Err(_) => Value::String(raw),
+            Value::Number(_) | Value::Null => match (raw.parse::<i64>(), raw.parse::<f64>()) {
+                (Ok(n), _) => Value::from(n),
+                (_, Ok(f)) if f.is_finite() => Value::from(f),
+                _ => Value::String(raw),
             },
             _ => Value::String(raw),
         };
@@ -1199,16 +1310,7 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
                 .map_err(|reason| invalid(&format!("{key}.trusted_proxies.{i}"), reason))?;
         }
     }
-    if !config.tracing.provider.is_empty() {
-        return Err(invalid(
-            "tracing.provider",
-            format!(
-                "`{}`: this build exports no traces (OpenTelemetry over OTLP is not implemented yet); \
-                 leave tracing.provider empty. Request spans and ids are in the logs (log.format: json)",
-                config.tracing.provider
-            ),
-        ));
-    }
+    validate_tracing(&config.tracing)?;
     if config.serve.admin.cors != Cors::default() {
         return Err(invalid("serve.admin.cors", "CORS applies to the public API only (serve.public.cors)"));
     }
@@ -1761,19 +1863,80 @@ mod tests {
     }
 
     #[test]
-    fn a_tracing_provider_is_refused_until_export_is_built() {
+    fn otel_tracing_is_accepted_with_ory_defaults() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(dir.path(), "a.yml", MINIMAL);
         let b = write(
             dir.path(),
             "b.yml",
-            "tracing:\n  service_name: latchkey\n  providers:\n    otlp:\n      server_url: localhost:4318\n",
+            "tracing:\n  provider: otel\n  providers:\n    otlp:\n      server_url: localhost:4318\n      \
+             authorization_header: Bearer s3cret-token\n",
         );
         let loaded = load(&[a.clone(), b.clone()], Vec::new(), false).unwrap();
         assert!(loaded.unsupported_keys.is_empty(), "{:?}", loaded.unsupported_keys);
-        let env = vec![("TRACING_PROVIDER".into(), "otel".into())];
-        let err = load(&[a, b], env, false).unwrap_err().to_string();
-        assert!(err.contains("tracing.provider") && err.contains("OTLP"), "{err}");
+        let tracing = &loaded.config.tracing;
+        assert!(tracing.exports());
+        assert_eq!(tracing.service_name(), "latchkey");
+        assert_eq!(tracing.providers.otlp.sampling.sampling_ratio, 1.0);
+        assert_eq!(tracing.otlp_endpoint(), "https://localhost:4318/v1/traces");
+        let debug = format!("{:?}", loaded.config);
+        assert!(!debug.contains("s3cret-token") && debug.contains("[REDACTED]"), "{debug}");
+
+        let env = vec![
+            ("TRACING_PROVIDERS_OTLP_INSECURE".into(), "true".into()),
+            ("TRACING_PROVIDERS_OTLP_SAMPLING_SAMPLING_RATIO".into(), "0.25".into()),
+            ("TRACING_SERVICE_NAME".into(), "auth".into()),
+        ];
+        let tracing = load(&[a.clone(), b], env, false).unwrap().config.tracing;
+        assert_eq!(tracing.otlp_endpoint(), "http://localhost:4318/v1/traces");
+        assert_eq!(tracing.providers.otlp.sampling.sampling_ratio, 0.25);
+        assert_eq!(tracing.service_name(), "auth");
+
+        // Without a provider nothing is exported, and another provider's block is only unsupported.
+        let c = write(
+            dir.path(),
+            "c.yml",
+            "tracing:\n  providers:\n    jaeger:\n      local_agent_address: a:6831\n",
+        );
+        let loaded = load(&[a, c], Vec::new(), false).unwrap();
+        assert!(!loaded.config.tracing.exports());
+        assert_eq!(loaded.unsupported_keys, vec!["tracing.providers.jaeger"]);
+    }
+
+    #[test]
+    fn other_tracing_providers_and_bad_otlp_settings_are_refused_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let refused = |yaml: &str| {
+            let b = write(dir.path(), "b.yml", yaml);
+            load(&[a.clone(), b], Vec::new(), false).unwrap_err().to_string()
+        };
+        for provider in ["jaeger", "zipkin", "datadog", "elastic-apm", "instana"] {
+            let err = refused(&format!("tracing:\n  provider: {provider}\n"));
+            assert!(err.contains("`tracing.provider`") && err.contains("`otel`"), "{err}");
+        }
+        for ratio in ["1.5", "-0.1"] {
+            let err = refused(&format!(
+                "tracing:\n  provider: otel\n  providers:\n    otlp:\n      server_url: c:4318\n      \
+                 sampling:\n        sampling_ratio: {ratio}\n"
+            ));
+            assert!(err.contains("tracing.providers.otlp.sampling.sampling_ratio"), "{err}");
+        }
+        let err = refused("tracing:\n  provider: otel\n");
+        assert!(err.contains("tracing.providers.otlp.server_url"), "{err}");
+        for url in ["http://c:4318", "c:4318/v1/traces", "collector", "u:p@c:4318"] {
+            let err = refused(&format!(
+                "tracing:\n  provider: otel\n  providers:\n    otlp:\n      server_url: '{url}'\n"
+            ));
+            assert!(err.contains("tracing.providers.otlp.server_url"), "{url}: {err}");
+        }
+        let err = refused("tracing:\n  providers:\n    otlp:\n      server_url: c:4318\n      endpoint: x\n");
+        assert!(err.contains("tracing.providers.otlp") && err.contains("endpoint"), "{err}");
+        let err = refused(
+            "tracing:\n  provider: otel\n  providers:\n    otlp:\n      server_url: c:4318\n      \
+             authorization_header: \"Bearer line\\nbreak-secret\"\n",
+        );
+        assert!(err.contains("authorization_header") && !err.contains("break-secret"), "{err}");
     }
 
     #[test]

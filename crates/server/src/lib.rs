@@ -6,4 +6,5 @@ pub mod config;
 pub mod serve;
 pub mod startup;
 pub mod telemetry;
+pub mod trace_export;
 pub mod watch;

@@ -191,6 +191,8 @@ pub struct Application {
     hasher: PasswordHasher,
     /// `serve.public.cors`, when enabled.
     cors: Option<latchkey_http::CorsLayer>,
+    /// Set when spans are exported (`tracing.provider: otel`).
+    span_hooks: Option<latchkey_http::SpanHooks>,
 }
 
 /// Stops a background task when its owner goes away, built or not run.
@@ -424,6 +426,7 @@ impl Application {
             body_read_timeout,
             hasher,
             cors,
+            span_hooks: config.tracing.exports().then_some(crate::trace_export::SPAN_HOOKS),
         })
     }
 
@@ -455,9 +458,13 @@ impl Application {
         let public_router = latchkey_http::edge(
             latchkey_http::public_router(self.state.clone()).layer(body_timeout),
             self.cors,
+            self.span_hooks,
         );
-        let admin_router =
-            latchkey_http::edge(latchkey_http::admin_router(self.state).layer(body_timeout), None);
+        let admin_router = latchkey_http::edge(
+            latchkey_http::admin_router(self.state).layer(body_timeout),
+            None,
+            self.span_hooks,
+        );
         let public = crate::serve::serve(self.public, public_router, self.limits, stop_rx.clone());
         // The courier stops with the listeners; a send in progress finishes first.
         let courier = self.courier.take().map(|dispatcher| {

@@ -66,7 +66,8 @@ impl Watcher {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
         let exporter = self.listener.map(|listener| {
             let router = latchkey_http::courier_metrics_router(self.metrics, self.store.clone());
-            let router = latchkey_http::edge(router, None);
+            // Scrapes are not traced.
+            let router = latchkey_http::edge(router, None, None);
             tokio::spawn(crate::serve::serve(listener, router, self.limits, stop_rx.clone()))
         });
         tokio::spawn(async move {

@@ -40,7 +40,7 @@ macro_rules! on_both_databases {
 
 static TRACING: LazyLock<()> = LazyLock::new(|| {
     if std::env::var("TEST_LOG").is_ok() {
-        latchkey::telemetry::init(&latchkey::config::Log::default());
+        let _ = latchkey::telemetry::init(&latchkey::config::Log::default(), &Default::default());
     }
 });
 

@@ -32,4 +32,5 @@ mod sessions;
 mod settings;
 mod several_servers;
 mod startup;
+mod tracing_export;
 mod verification;
