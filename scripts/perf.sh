@@ -14,13 +14,14 @@
 #                     both at once (one driver per server; the rates add up)
 # Usage: scripts/perf.sh [sqlite|postgres|long|mail|two ...]
 # PERF_DURATION (5s) and PERF_WARMUP (1s): each scenario's measured and unmeasured load.
+# PERF_OUT: where the raw output goes (default docs/perf-raw/<UTC date>).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${PERF_DURATION:-5s}"
 warmup="${PERF_WARMUP:-1s}"
 parts=("$@")
 [ ${#parts[@]} -gt 0 ] || parts=(sqlite postgres long mail two)
-out="docs/perf-raw/$(date -u +%F)"
+out="${PERF_OUT:-docs/perf-raw/$(date -u +%F)}"
 mkdir -p "$out"
 cargo build --release -q -p latchkey -p latchkey-bench
 bin=target/release/latchkey

@@ -153,13 +153,24 @@ async fn start(dsn: String, db: Option<TestDatabase>, adjust: impl FnOnce(&mut C
     let server = tokio::spawn(app.run_until_stopped(async {
         let _ = stopped.await;
     }));
-    let sdk = |base: &str| Configuration { base_path: base.to_string(), ..Configuration::default() };
+    // Clients drop a pooled connection well before the server closes it as
+    // idle (10 s): otherwise a request sent just as the server closes gets
+    // a reset, which a loaded machine makes likely.
+    let client = |redirect: reqwest::redirect::Policy| {
+        let idle = std::time::Duration::from_secs(4);
+        reqwest::Client::builder().redirect(redirect).pool_idle_timeout(idle).build().unwrap()
+    };
+    let sdk = |base: &str| Configuration {
+        base_path: base.to_string(),
+        client: client(reqwest::redirect::Policy::default()),
+        ..Configuration::default()
+    };
     TestApp {
         admin: sdk(&admin_url),
         public: sdk(&public_url),
         public_url,
         admin_url,
-        http: reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap(),
+        http: client(reqwest::redirect::Policy::none()),
         dsn,
         hasher,
         stop: Some(stop),
