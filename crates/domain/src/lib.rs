@@ -1,6 +1,7 @@
-//! Latchkey's domain: identities, identity schemas and the ports that storage
-//! implements. Nothing here knows about HTTP or SQL, so every rule can be
-//! exercised by the store contract tests and the HTTP tests alike.
+//! Latchkey's domain: identities and their schemas, the self-service flows,
+//! sessions, the courier's outbox and dispatcher, and the ports that storage
+//! and mail implement. Nothing here knows about HTTP or SQL (CI checks the
+//! dependency tree), so every rule is the same whichever adapter calls it.
 
 pub mod cleanup;
 pub mod courier;

@@ -18,7 +18,8 @@ pub enum Group {
     Link,
 }
 
-/// One form element: inputs, text and links are produced so far.
+/// One form element. Latchkey produces inputs and links (`a`) only; Kratos's
+/// other kinds (`text`, `img`, `script`) are not built yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     #[serde(rename = "type")]

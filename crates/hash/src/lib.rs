@@ -5,8 +5,9 @@
 //! [`HasherConfig`]. Verification understands those plus the legacy formats
 //! Kratos accepts on identity import: argon2i, PBKDF2 (`$pbkdf2-<digest>$`)
 //! and scrypt (`$scrypt$`). The functions here are synchronous and CPU-bound;
-//! async code should go through [`PasswordHasher`], which runs them on the
-//! blocking pool behind a concurrency limit.
+//! async code should go through [`PasswordHasher`], which runs them on its
+//! own low-priority threads (not tokio's blocking pool) behind a concurrency
+//! limit.
 //!
 //! ```
 //! use latchkey_hash::{HasherConfig, hash_password, needs_rehash, verify_password};

@@ -1,6 +1,7 @@
-//! The outer layers every request passes through, added in one place so
-//! other concerns (metrics, …) stay easy to add beside them: a request id,
-//! one span per request with its completion logged, and CORS.
+//! The outer layers every request passes through, added in one place: a
+//! request id, one span per request with its completion logged, and CORS.
+//! The layers inside them (metrics, input bounds, `Cache-Control`) are each
+//! router's own, added in `lib.rs` (`finish`).
 
 use std::sync::Arc;
 use std::time::Duration;

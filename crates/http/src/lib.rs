@@ -1,6 +1,7 @@
-//! Latchkey's HTTP surface: the public router (self-service, schemas,
-//! health) and the admin router (identities, health, version), speaking
-//! Ory Kratos's wire format so its SDKs and UIs work unchanged.
+//! Latchkey's HTTP surface: the public router (self-service, sessions,
+//! schemas, health, the OpenAPI document) and the admin router (identities,
+//! sessions, recovery codes, courier messages, health, version, metrics),
+//! speaking Ory Kratos's wire format so its SDKs and UIs work unchanged.
 
 mod admin;
 mod body;

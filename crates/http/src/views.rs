@@ -1,4 +1,5 @@
-//! The JSON shapes identities take on the wire (WIRE.md section 12).
+//! The JSON shapes identities, sessions and flows take on the wire, as
+//! Kratos serves them.
 
 use std::collections::BTreeSet;
 

@@ -77,7 +77,9 @@ pub struct Flow {
     pub identity_id: Option<Uuid>,
     #[serde(default)]
     pub transient_payload: Option<Value>,
-    /// Registration two-step: the traits entered on the first screen.
+    /// Per-flow data the wire never shows: registration's two-step traits
+    /// (`traits`); recovery's and verification's code address (`address`,
+    /// see `code::flow_address`) and, for admin-issued recovery, `admin`.
     #[serde(default)]
     pub internal: Value,
     pub created_at: DateTime<Utc>,

@@ -1,5 +1,5 @@
 //! `/admin/identities`: create, read, list, replace, patch and delete
-//! identities (WIRE.md sections 1 and 12).
+//! identities, in Kratos's identity shape (`views.rs`).
 
 use std::collections::BTreeSet;
 

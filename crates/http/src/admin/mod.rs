@@ -1,5 +1,6 @@
-//! The admin API, served on its own listener: identities, sessions, health
-//! and version.
+//! The admin API, served on its own listener: identities, sessions,
+//! recovery codes, courier messages, health and version (the metrics scrape
+//! is added in `lib.rs`).
 
 mod courier;
 pub(crate) mod health;

@@ -388,7 +388,8 @@ pub fn already_signed_in(
         .into_response()
 }
 
-/// A submit's `method` and `csrf_token` fields.
+/// A top-level string field of a submit (`method`, `csrf_token`, `email`,
+/// `code`, ...); `None` when missing or not a string.
 pub fn field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
     body.get(name).and_then(Value::as_str)
 }
