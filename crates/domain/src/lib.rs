@@ -15,6 +15,7 @@ pub mod schema;
 pub mod send_limits;
 pub mod session;
 pub mod session_cache;
+pub mod session_service;
 pub mod store;
 pub mod text;
 pub mod time;

@@ -105,6 +105,7 @@ pub struct Services {
     pub settings: SettingsService,
     pub recovery: RecoveryService,
     pub verification: VerificationService,
+    pub sessions: latchkey_domain::session_service::SessionService,
     /// Per-client limits on starting flows and asking for codes.
     pub send_limits: SendLimits,
     pub urls: Arc<BaseUrls>,

@@ -24,6 +24,7 @@ use latchkey_domain::password_policy::PasswordPolicy;
 use latchkey_domain::schema::SchemaSource;
 use latchkey_domain::send_limits::{SendLimitSettings, SendLimits};
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
+use latchkey_domain::session_service::SessionService;
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
 use latchkey_http::{
@@ -384,8 +385,10 @@ impl Application {
                 privileged_session_max_age: duration(&flows.settings.privileged_session_max_age),
             },
         );
+        let sessions = SessionService::new(store.clone(), web.session_lifespan, web.earliest_possible_extend);
         let state = AppState::new(Services {
             store: store.clone(),
+            sessions,
             identities,
             login,
             registration,

@@ -6,6 +6,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch};
 use axum::{Json, Router};
+use latchkey_domain::identity::{Identity, IdentityError};
 use latchkey_domain::store::SessionQuery;
 use serde_json::Value;
 use uuid::Uuid;
@@ -57,8 +58,17 @@ async fn render(
     session: &latchkey_domain::session::Session,
     expand: &Expand,
 ) -> Result<Value, ApiError> {
-    let identity = if expand.identity { state.store.get_identity(session.identity_id).await? } else { None };
+    let identity = if expand.identity { identity(state, session.identity_id).await? } else { None };
     Ok(views::session(session, identity.as_ref(), &state.urls, Audience::Admin, expand.devices))
+}
+
+/// The identity, or `None` when it is gone.
+async fn identity(state: &AppState, id: Uuid) -> Result<Option<Identity>, ApiError> {
+    match state.identities.get(id).await {
+        Ok(identity) => Ok(Some(identity)),
+        Err(IdentityError::NotFound) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> Result<Response, ApiError> {
@@ -70,7 +80,7 @@ async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> R
         limit: page.size + 1,
         ..Default::default()
     };
-    let mut sessions = state.store.list_sessions(&query).await?;
+    let mut sessions = state.sessions.page(&query).await?;
     let has_next = sessions.len() > page.size as usize;
     sessions.truncate(page.size as usize);
     let expand = expand(&params);
@@ -92,35 +102,27 @@ async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let params = QueryParams::parse(uri.query());
     let session = state
-        .store
-        .get_session(parse_id(&id)?)
+        .sessions
+        .get(parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
     Ok(Json(render(&state, &session, &expand(&params)).await?))
 }
 
 async fn disable(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    if state.store.revoke_session(parse_id(&id)?).await? {
+    if state.sessions.revoke(parse_id(&id)?).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("Unable to locate the resource"))
     }
 }
 
-/// Pushes the expiry to now + lifespan, unless the session is younger than
-/// `earliest_possible_extend` allows (which saves writes, as in Kratos).
 async fn extend(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
-    let id = parse_id(&id)?;
-    let mut session = state
-        .store
-        .get_session(id)
+    let session = state
+        .sessions
+        .extend(parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
-    let now = latchkey_domain::time::now();
-    if session.expires_at - now <= state.web.earliest_possible_extend {
-        session.expires_at = now + state.web.session_lifespan;
-        state.store.extend_session(id, session.expires_at).await?;
-    }
     let expand = Expand { identity: true, devices: true };
     Ok(Json(render(&state, &session, &expand).await?))
 }
@@ -131,9 +133,7 @@ async fn list_of_identity(
     OriginalUri(uri): OriginalUri,
 ) -> Result<Response, ApiError> {
     let identity_id = parse_id(&id)?;
-    let identity = state
-        .store
-        .get_identity(identity_id)
+    let identity = identity(&state, identity_id)
         .await?
         .ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
     let params = QueryParams::parse(uri.query());
@@ -145,8 +145,7 @@ async fn list_of_identity(
         limit: page.size,
         ..Default::default()
     };
-    let sessions = state.store.list_sessions(&query).await?;
-    let total = state.store.count_sessions(&query).await?;
+    let (sessions, total) = state.sessions.list(&query).await?;
     let body: Vec<Value> = sessions
         .iter()
         .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Admin, true))
@@ -161,9 +160,9 @@ async fn delete_of_identity(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let identity_id = parse_id(&id)?;
-    if state.store.get_identity(identity_id).await?.is_none() {
-        return Err(ApiError::not_found("Unable to locate the resource"));
+    if state.sessions.delete_all_of(identity_id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("Unable to locate the resource"))
     }
-    state.store.delete_sessions_of(identity_id).await?;
-    Ok(StatusCode::NO_CONTENT)
 }

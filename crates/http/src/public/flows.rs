@@ -9,8 +9,8 @@ use axum::Json;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowRequest, FlowType};
-use latchkey_domain::identity::{Identity, IdentityState};
-use latchkey_domain::session::{Session, SessionHit, hash_token};
+use latchkey_domain::identity::Identity;
+use latchkey_domain::session::{Session, SessionHit};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -39,11 +39,7 @@ pub async fn current_session_hit(
     let Some(token) = session_token(headers, &state.web.session_cookie_name) else {
         return Ok(None);
     };
-    Ok(state
-        .store
-        .shared_session_by_token(&hash_token(token))
-        .await?
-        .filter(|hit| hit.session.is_live() && hit.identity.state == IdentityState::Active))
+    Ok(state.sessions.current(token).await?)
 }
 
 /// `return_to` must point somewhere allowed, or open redirects follow.

@@ -6,7 +6,6 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get};
 use axum::{Json, Router};
-use latchkey_domain::session::hash_token;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -40,13 +39,11 @@ async fn logout_api(
             ApiError::bad_request().with_reason("The session_token is missing from the request body.")
         );
     }
-    match state.store.session_by_token(&hash_token(&body.session_token)).await? {
-        Some((session, _)) if session.active => {
-            state.store.revoke_session(session.id).await?;
-            Ok(StatusCode::NO_CONTENT)
-        }
-        _ => Err(ApiError::new(StatusCode::FORBIDDEN, "The requested action was forbidden")
-            .with_reason("The provided session token is not an active session.")),
+    if state.sessions.log_out(&body.session_token).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::new(StatusCode::FORBIDDEN, "The requested action was forbidden")
+            .with_reason("The provided session token is not an active session."))
     }
 }
 
@@ -61,7 +58,7 @@ async fn logout_url(
     let Some(token) = cookie(&headers, &state.web.session_cookie_name) else {
         return Err(inactive());
     };
-    if state.store.session_by_token(&hash_token(token)).await?.filter(|(s, _)| s.is_live()).is_none() {
+    if !state.sessions.is_live(token).await? {
         return Err(inactive());
     }
     let logout_token = latchkey_domain::session::logout_token_for(token);
@@ -87,12 +84,10 @@ async fn logout_browser(
     let params = QueryParams::parse(uri.query());
     let return_to = checked_return_to(&state, &params)?;
     let token = params.first("token").unwrap_or_default();
-    let session = state.store.session_by_logout_token(&hash_token(token)).await?;
-    let Some(session) = session.filter(|s| s.active && !token.is_empty()) else {
+    if !state.sessions.log_out_with_logout_token(token).await? {
         return Err(ApiError::new(StatusCode::UNAUTHORIZED, "The request could not be authorized")
             .with_reason("The logout token is invalid or was already used."));
-    };
-    state.store.revoke_session(session.id).await?;
+    }
     let clear_session = cookies::clear(&state.web.cookies, &state.web.session_cookie_name);
     let clear_csrf = cookies::clear(&state.web.cookies, &state.web.csrf_cookie_name);
     let response = if wants_json(&headers) {

@@ -6,6 +6,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{any, delete, get};
 use axum::{Json, Router};
+use latchkey_domain::session_service::RevokeError;
 use latchkey_domain::store::SessionQuery;
 use serde_json::json;
 use uuid::Uuid;
@@ -70,8 +71,7 @@ async fn list_mine(
         limit: page.size,
         ..Default::default()
     };
-    let sessions = state.store.list_sessions(&query).await?;
-    let total = state.store.count_sessions(&query).await?;
+    let (sessions, total) = state.sessions.list(&query).await?;
     let body: Vec<_> = sessions
         .iter()
         .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Public, true))
@@ -83,7 +83,7 @@ async fn list_mine(
 
 async fn revoke_others(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let (current, identity) = current_session(&state, &headers).await?.ok_or_else(session_inactive)?;
-    let count = state.store.revoke_sessions_of(identity.id, Some(current.id)).await?;
+    let count = state.sessions.revoke_all_of(identity.id, Some(current.id)).await?;
     Ok(Json(json!({ "count": count })).into_response())
 }
 
@@ -92,18 +92,13 @@ async fn revoke_one(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    let (current, identity) = current_session(&state, &headers).await?.ok_or_else(session_inactive)?;
+    let hit = current_session_hit(&state, &headers).await?.ok_or_else(session_inactive)?;
     let id = Uuid::parse_str(&id)
         .map_err(|_| ApiError::bad_request().with_reason("The session id is malformed."))?;
-    if id == current.id {
-        return Err(ApiError::bad_request()
-            .with_reason("The current session cannot be revoked here; use the logout flow instead."));
-    }
-    match state.store.get_session(id).await? {
-        Some(session) if session.identity_id == identity.id => {
-            state.store.revoke_session(id).await?;
-            Ok(StatusCode::NO_CONTENT)
-        }
-        _ => Err(ApiError::not_found("The requested resource could not be found")),
+    match state.sessions.revoke_own(&hit.session, id).await? {
+        Ok(()) => Ok(StatusCode::NO_CONTENT),
+        Err(RevokeError::Current) => Err(ApiError::bad_request()
+            .with_reason("The current session cannot be revoked here; use the logout flow instead.")),
+        Err(RevokeError::NotFound) => Err(ApiError::not_found("The requested resource could not be found")),
     }
 }
