@@ -71,7 +71,7 @@ pub fn edge(router: Router, cors: Option<CorsLayer>, hooks: Option<SpanHooks>) -
                     }
                     on_response(response, latency, span);
                 })
-                // 5xx causes are logged where they happen (`ApiError::internal`).
+                // 5xx causes are logged once, as `ApiError` makes its response.
                 .on_failure(()),
         )
         .layer(middleware::from_fn(request_id))

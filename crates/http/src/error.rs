@@ -25,6 +25,9 @@ pub struct Extra {
     pub siblings: Map<String, Value>,
     /// Whole seconds for a `Retry-After` header.
     pub retry_after: Option<u64>,
+    /// Why a 500 happened, with its source chain: logged once as the
+    /// response is made, never sent.
+    pub cause: Option<Box<dyn std::error::Error + Send + Sync>>,
 }
 
 impl ApiError {
@@ -74,13 +77,15 @@ impl ApiError {
         error
     }
 
-    /// An opaque 500; `cause` goes to the log only.
-    pub fn internal(cause: impl std::fmt::Display) -> Self {
-        tracing::error!(error = %cause, "request failed");
-        Self::new(
+    /// An opaque 500; `cause` goes to the log only, when the response is
+    /// made (so an error that is handled instead is not logged).
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        let mut error = Self::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "An internal server error occurred, please contact the system administrator",
-        )
+        );
+        error.extra = Some(Box::new(Extra { cause: Some(cause.into()), ..Default::default() }));
+        error
     }
 
     pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
@@ -123,8 +128,29 @@ pub fn retry_after_seconds(wait: std::time::Duration) -> u64 {
     (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1)
 }
 
+/// `cause: its source: the source's source …`, skipping a source whose text
+/// its parent already ends with (thiserror's `{0}` plus `#[source]`).
+fn chain(cause: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = cause.to_string();
+    let mut next = cause.source();
+    while let Some(source) = next {
+        let line = source.to_string();
+        if !text.ends_with(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        next = source.source();
+    }
+    text
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if let Some(cause) = self.extra.as_ref().and_then(|e| e.cause.as_deref()) {
+            // Once per failed request, with its id (also on the request's span).
+            let request_id = crate::edge::current_request_id();
+            tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = %chain(cause), "request failed");
+        }
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(id) = self.id {
             response.headers_mut().insert("ory-error-id", HeaderValue::from_static(id));
@@ -144,7 +170,7 @@ impl From<StoreError> for ApiError {
                 StatusCode::CONFLICT,
                 "Unable to insert or update resource because a resource with that value exists already",
             ),
-            StoreError::Backend(cause) => ApiError::internal(cause),
+            e @ StoreError::Backend(_) => ApiError::internal(e),
         }
     }
 }

@@ -208,7 +208,7 @@ pub(crate) fn render(
     template: &str,
     data: &Map<String, Value>,
 ) -> Result<Message, FlowError> {
-    let rendered = renderer.render(template, data).map_err(FlowError::Internal)?;
+    let rendered = renderer.render(template, data).map_err(FlowError::internal)?;
     Ok(Message::new(to, rendered, template))
 }
 

@@ -170,7 +170,7 @@ impl LoginService {
             Err(latchkey_hash::HashError::PasswordTooLong) => false,
             Err(e) => {
                 self.throttle.not_judged(ticket).await;
-                return Err(FlowError::Internal(e.to_string()));
+                return Err(FlowError::internal(e));
             }
         };
         // A failure stays recorded: the ticket already counted it.
@@ -232,10 +232,9 @@ impl LoginService {
         identity: &mut Identity,
     ) -> Result<LoginOutcome, FlowError> {
         if identity.verifiable_addresses.is_empty() {
-            return Err(FlowError::Internal(
+            return Err(FlowError::internal(
                 "require_verified_address is on, but the identity schema gives this identity no verifiable \
-                 address"
-                    .into(),
+                 address",
             ));
         }
         let verification = match self.settings.require_verified_address {

@@ -179,8 +179,15 @@ pub enum FlowError {
     Expired { expired_at: DateTime<Utc>, replacement: Box<Flow> },
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// Something that should not fail did; the cause is kept for the log.
     #[error("{0}")]
-    Internal(String),
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl FlowError {
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        Self::Internal(cause.into())
+    }
 }
 
 /// Loads a flow of `kind`; flows of another kind are as good as missing.

@@ -239,8 +239,7 @@ impl RecoveryService {
             }
         };
         let identity_id = found.identity_id.expect("only codes with an identity match");
-        let mut identity =
-            self.identities.get(identity_id).await.map_err(|e| FlowError::Internal(e.to_string()))?;
+        let mut identity = self.identities.get(identity_id).await.map_err(|e| FlowError::internal(e))?;
         // As Kratos: a deactivated identity gets no session; the flow is
         // replaced by one that says so.
         if identity.state != IdentityState::Active {
@@ -278,7 +277,7 @@ impl RecoveryService {
                     &device,
                     now(),
                 )
-                .map_err(FlowError::Internal)?,
+                .map_err(FlowError::internal)?,
             ],
             None => Vec::new(),
         };

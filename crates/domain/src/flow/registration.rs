@@ -245,7 +245,7 @@ impl RegistrationService {
                 );
                 return self.save(flow, RegistrationOutcome::Rejected).await;
             }
-            Err(e) => return Err(FlowError::Internal(e.to_string())),
+            Err(e) => return Err(FlowError::internal(e)),
         };
 
         // As in Kratos, the verification hook runs first whenever verification is on.

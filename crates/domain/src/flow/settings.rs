@@ -145,7 +145,7 @@ impl SettingsService {
         let identity = match self.identities.get(session.identity_id).await {
             Ok(identity) => identity,
             Err(IdentityError::NotFound) => return Err(FlowError::NotFound),
-            Err(e) => return Err(FlowError::Internal(e.to_string())),
+            Err(e) => return Err(FlowError::internal(e)),
         };
         if flow.is_expired() {
             let mut replacement = self.build(&flow.replacement_request(), &identity);
@@ -227,7 +227,7 @@ impl SettingsService {
                 flow.ui.messages.push(text::validation_generic(&reason));
                 return self.save(flow, SettingsOutcome::Rejected).await;
             }
-            Err(e) => return Err(FlowError::Internal(e.to_string())),
+            Err(e) => return Err(FlowError::internal(e)),
         };
         if password_changed && self.settings.revoke_sessions_after_password {
             self.store.revoke_sessions_of(updated.id, Some(session.id)).await?;

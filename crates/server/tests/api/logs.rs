@@ -252,3 +252,54 @@ async fn store_and_hash_calls_have_spans_that_record_no_secrets() {
         assert!(!all.contains(secret), "{secret} recorded in {all}");
     }
 }
+
+/// A request that fails inside (here: a table gone from under the server) is
+/// logged once, at error, with its request id and the cause's whole chain;
+/// the client sees only the opaque envelope naming the same id.
+#[test]
+fn an_internal_error_is_logged_once_with_its_request_id_and_cause() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = start(dir.path(), "json", "info", Stdio::piped());
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let admin = loop {
+        let mut line = String::new();
+        assert!(stderr.read_line(&mut line).unwrap() > 0, "the server reports readiness");
+        let object: Value = serde_json::from_str(&line).unwrap_or_else(|e| panic!("{e}: {line}"));
+        if object["fields"]["message"] == "latchkey is ready" {
+            break object["fields"]["admin"].as_str().unwrap().to_string();
+        }
+    };
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let body: Value = rt.block_on(async {
+        use sqlx::Connection;
+        let dsn = format!("sqlite://{}", dir.path().join("q.db").display());
+        let mut db = sqlx::SqliteConnection::connect(&dsn).await.unwrap();
+        sqlx::query("DROP TABLE courier_dispatches").execute(&mut db).await.unwrap();
+        sqlx::query("DROP TABLE courier_messages").execute(&mut db).await.unwrap();
+        db.close().await.unwrap();
+        let response = reqwest::Client::new()
+            .get(format!("http://{admin}/admin/courier/messages"))
+            .header("x-request-id", "fails-once")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        response.json().await.unwrap()
+    });
+    assert_eq!(body["error"]["request"], "fails-once", "{body}");
+    assert!(!body.to_string().contains("courier_messages"), "causes are not sent: {body}");
+    stop(&mut child);
+    let mut rest = String::new();
+    stderr.read_to_string(&mut rest).unwrap();
+    let failures: Vec<Value> = rest
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|o| o["fields"]["message"] == "request failed")
+        .collect();
+    assert_eq!(failures.len(), 1, "{failures:?}");
+    let failure = &failures[0];
+    assert_eq!(failure["level"], "ERROR");
+    assert_eq!(failure["fields"]["request_id"], "fails-once");
+    let cause = failure["fields"]["error"].as_str().unwrap();
+    assert!(cause.contains("database error") && cause.contains("courier_messages"), "{cause}");
+}
