@@ -239,7 +239,7 @@ impl RecoveryService {
             }
         };
         let identity_id = found.identity_id.expect("only codes with an identity match");
-        let mut identity = self.identities.get(identity_id).await.map_err(|e| FlowError::internal(e))?;
+        let mut identity = self.identities.get(identity_id).await.map_err(FlowError::internal)?;
         // As Kratos: a deactivated identity gets no session; the flow is
         // replaced by one that says so.
         if identity.state != IdentityState::Active {
