@@ -5,9 +5,11 @@
 
 use std::sync::Arc;
 
-use axum::Json;
+use axum::extract::{OriginalUri, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, get};
+use axum::{Json, Router};
 use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowRequest, FlowType};
 use latchkey_domain::identity::Identity;
 use latchkey_domain::session::{Session, SessionHit};
@@ -20,6 +22,49 @@ use crate::request::{cookie, cookies, session_token, wants_json};
 use crate::return_to::{self, Refused};
 use crate::state::AppState;
 use crate::{cookies as set_cookie, csrf, views};
+
+/// The routes every self-service flow has: `/self-service/<kind>/api` and
+/// `/browser` start one (`init`, told which type), `/self-service/<kind>/flows`
+/// shows it (`fetch`), `/self-service/<kind>` takes submissions (`submit`).
+pub fn flow_routes<I, F>(
+    kind: FlowKind,
+    init: I,
+    fetch: MethodRouter<AppState>,
+    submit: MethodRouter<AppState>,
+) -> Router<AppState>
+where
+    I: Fn(AppState, Uri, HeaderMap, FlowType) -> F + Clone + Send + Sync + 'static,
+    F: std::future::Future<Output = Result<Response, ApiError>> + Send + 'static,
+{
+    let start = |flow_type: FlowType| {
+        let init = init.clone();
+        get(move |State(state): State<AppState>, OriginalUri(uri): OriginalUri, headers: HeaderMap| {
+            init(state, uri, headers, flow_type)
+        })
+    };
+    let base = format!("/self-service/{}", kind.as_str());
+    Router::new()
+        .route(&format!("{base}/api"), start(FlowType::Api))
+        .route(&format!("{base}/browser"), start(FlowType::Browser))
+        .route(&format!("{base}/flows"), fetch)
+        .route(&base, submit)
+}
+
+/// `/self-service/<kind>/flows?id=` answered by [`fetch`].
+pub fn fetch_route(kind: FlowKind) -> MethodRouter<AppState> {
+    get(move |State(state): State<AppState>, OriginalUri(uri): OriginalUri, headers: HeaderMap| async move {
+        fetch(&state, kind, &uri, &headers).await
+    })
+}
+
+/// Kratos's answer for a flow switched off in the configuration.
+pub fn disabled(kind: FlowKind) -> ApiError {
+    let name = kind.as_str();
+    let (first, rest) = name.split_at(1);
+    ApiError::bad_request()
+        .with_id("self_service_flow_disabled")
+        .with_reason(format!("{}{rest} is not allowed because it was disabled.", first.to_uppercase()))
+}
 
 /// The live session a request carries, if any: one SHA-256 and (on a cache
 /// miss) one indexed read, never a write — this is `whoami`'s whole cost.

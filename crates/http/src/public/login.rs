@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -25,22 +25,12 @@ use crate::submit::SubmitBody;
 use crate::{cookies, views};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/self-service/login/api",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
-        )
-        .route(
-            "/self-service/login/browser",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
-        )
-        .route("/self-service/login/flows", get(fetch))
-        .route("/self-service/login", get(submit).post(submit))
+    flows::flow_routes(FlowKind::Login, init, flows::fetch_route(FlowKind::Login), get(submit).post(submit))
 }
 
 async fn init(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
+    state: AppState,
+    uri: Uri,
     headers: HeaderMap,
     flow_type: FlowType,
 ) -> Result<Response, ApiError> {
@@ -58,14 +48,6 @@ async fn init(
     let flow = state.login.create(&started.request, refresh).await.map_err(flows::flow_failure)?;
     state.metrics.flow_started(flow.kind, flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.login_ui_url))
-}
-
-async fn fetch(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    flows::fetch(&state, FlowKind::Login, &uri, &headers).await
 }
 
 async fn submit(

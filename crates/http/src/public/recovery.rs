@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -23,33 +23,22 @@ use crate::submit::SubmitBody;
 use crate::{cookies, views};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/self-service/recovery/api",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
-        )
-        .route(
-            "/self-service/recovery/browser",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
-        )
-        .route("/self-service/recovery/flows", get(fetch))
-        .route("/self-service/recovery", get(submit).post(submit))
-}
-
-fn disabled() -> ApiError {
-    ApiError::bad_request()
-        .with_id("self_service_flow_disabled")
-        .with_reason("Recovery is not allowed because it was disabled.")
+    flows::flow_routes(
+        FlowKind::Recovery,
+        init,
+        flows::fetch_route(FlowKind::Recovery),
+        get(submit).post(submit),
+    )
 }
 
 async fn init(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
+    state: AppState,
+    uri: Uri,
     headers: HeaderMap,
     flow_type: FlowType,
 ) -> Result<Response, ApiError> {
     if !state.recovery.enabled() {
-        return Err(disabled());
+        return Err(flows::disabled(FlowKind::Recovery));
     }
     let params = QueryParams::parse(uri.query());
     if flows::current_session(&state, &headers).await?.is_some() {
@@ -61,14 +50,6 @@ async fn init(
     Ok(flows::started(flow, started, &headers, &state.web.recovery_ui_url))
 }
 
-async fn fetch(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    flows::fetch(&state, FlowKind::Recovery, &uri, &headers).await
-}
-
 async fn submit(
     State(state): State<AppState>,
     OriginalUri(uri): OriginalUri,
@@ -77,7 +58,7 @@ async fn submit(
     SubmitBody(body): SubmitBody,
 ) -> Result<Response, ApiError> {
     if !state.recovery.enabled() {
-        return Err(disabled());
+        return Err(flows::disabled(FlowKind::Recovery));
     }
     let params = QueryParams::parse(uri.query());
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Recovery).await?;

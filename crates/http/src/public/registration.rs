@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 
 use axum::Extension;
 use axum::extract::{ConnectInfo, OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -25,33 +25,22 @@ use crate::submit::SubmitBody;
 use crate::views::{self, Audience, CredentialsView};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/self-service/registration/api",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
-        )
-        .route(
-            "/self-service/registration/browser",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
-        )
-        .route("/self-service/registration/flows", get(fetch))
-        .route("/self-service/registration", get(submit).post(submit))
-}
-
-fn disabled() -> ApiError {
-    ApiError::bad_request()
-        .with_id("self_service_flow_disabled")
-        .with_reason("Registration is not allowed because it was disabled.")
+    flows::flow_routes(
+        FlowKind::Registration,
+        init,
+        flows::fetch_route(FlowKind::Registration),
+        get(submit).post(submit),
+    )
 }
 
 async fn init(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
+    state: AppState,
+    uri: Uri,
     headers: HeaderMap,
     flow_type: FlowType,
 ) -> Result<Response, ApiError> {
     if !state.registration.enabled() {
-        return Err(disabled());
+        return Err(flows::disabled(FlowKind::Registration));
     }
     let params = QueryParams::parse(uri.query());
     if flows::current_session(&state, &headers).await?.is_some() {
@@ -61,14 +50,6 @@ async fn init(
     let flow = state.registration.create(&started.request).await.map_err(flows::flow_failure)?;
     state.metrics.flow_started(flow.kind, flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.registration_ui_url))
-}
-
-async fn fetch(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    flows::fetch(&state, FlowKind::Registration, &uri, &headers).await
 }
 
 fn traits_of(body: &Value) -> Value {
@@ -83,7 +64,7 @@ async fn submit(
     SubmitBody(body): SubmitBody,
 ) -> Result<Response, ApiError> {
     if !state.registration.enabled() {
-        return Err(disabled());
+        return Err(flows::disabled(FlowKind::Registration));
     }
     let params = QueryParams::parse(uri.query());
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Registration).await?;

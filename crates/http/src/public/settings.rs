@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -26,17 +26,7 @@ use crate::state::AppState;
 use crate::views::{self, Audience, CredentialsView};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/self-service/settings/api",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
-        )
-        .route(
-            "/self-service/settings/browser",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
-        )
-        .route("/self-service/settings/flows", get(fetch))
-        .route("/self-service/settings", get(submit).post(submit))
+    flows::flow_routes(FlowKind::Settings, init, get(fetch), get(submit).post(submit))
 }
 
 fn session_inactive() -> ApiError {
@@ -84,8 +74,8 @@ fn answer(
 }
 
 async fn init(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
+    state: AppState,
+    uri: Uri,
     headers: HeaderMap,
     flow_type: FlowType,
 ) -> Result<Response, ApiError> {

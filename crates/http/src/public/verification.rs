@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
@@ -22,47 +22,28 @@ use crate::state::AppState;
 use crate::submit::SubmitBody;
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/self-service/verification/api",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Api)),
-        )
-        .route(
-            "/self-service/verification/browser",
-            get(|s: State<AppState>, u: OriginalUri, h: HeaderMap| init(s, u, h, FlowType::Browser)),
-        )
-        .route("/self-service/verification/flows", get(fetch))
-        .route("/self-service/verification", get(follow_link).post(submit))
-}
-
-fn disabled() -> ApiError {
-    ApiError::bad_request()
-        .with_id("self_service_flow_disabled")
-        .with_reason("Verification is not allowed because it was disabled.")
+    flows::flow_routes(
+        FlowKind::Verification,
+        init,
+        flows::fetch_route(FlowKind::Verification),
+        get(follow_link).post(submit),
+    )
 }
 
 /// Unlike recovery, verification is for signed-in users too.
 async fn init(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
+    state: AppState,
+    uri: Uri,
     headers: HeaderMap,
     flow_type: FlowType,
 ) -> Result<Response, ApiError> {
     if !state.verification.enabled() {
-        return Err(disabled());
+        return Err(flows::disabled(FlowKind::Verification));
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let flow = state.verification.create(&started.request).await.map_err(flows::flow_failure)?;
     state.metrics.flow_started(flow.kind, flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.verification_ui_url))
-}
-
-async fn fetch(
-    State(state): State<AppState>,
-    OriginalUri(uri): OriginalUri,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    flows::fetch(&state, FlowKind::Verification, &uri, &headers).await
 }
 
 /// `GET /self-service/verification?flow=&code=`: the link in the email.
@@ -78,7 +59,7 @@ async fn follow_link(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !state.verification.enabled() {
-        return Err(disabled());
+        return Err(flows::disabled(FlowKind::Verification));
     }
     let params = QueryParams::parse(uri.query());
     let id = flows::flow_id(&params, "flow")?;
@@ -111,7 +92,7 @@ async fn submit(
     SubmitBody(body): SubmitBody,
 ) -> Result<Response, ApiError> {
     if !state.verification.enabled() {
-        return Err(disabled());
+        return Err(flows::disabled(FlowKind::Verification));
     }
     let params = QueryParams::parse(uri.query());
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Verification).await?;

@@ -11,6 +11,7 @@ on_both_databases!(
     malformed_addresses_are_refused_and_never_mailed,
     flow_ids_that_are_not_uuids_are_not_found,
     empty_fields_are_left_out,
+    disabled_flows_are_refused_as_kratos_does,
 );
 
 async fn post(app: &TestApp, kind: &str, flow: &Value, body: Value) -> (u16, String) {
@@ -191,4 +192,33 @@ async fn post_settings(app: &TestApp, flow: &Value, token: &str) -> (u16, String
         .await
         .unwrap();
     (response.status().as_u16(), response.text().await.unwrap())
+}
+
+/// A flow switched off answers its start and its submit with Kratos's 400
+/// `self_service_flow_disabled`, naming the flow.
+async fn disabled_flows_are_refused_as_kratos_does(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        c.selfservice.flows.registration.enabled = false;
+        c.selfservice.flows.recovery.enabled = false;
+        c.selfservice.flows.verification.enabled = false;
+    })
+    .await;
+    for (kind, name) in
+        [("registration", "Registration"), ("recovery", "Recovery"), ("verification", "Verification")]
+    {
+        for path in [format!("/self-service/{kind}/api"), format!("/self-service/{kind}/browser")] {
+            let response = app.http.get(app.public_path(&path)).send().await.unwrap();
+            assert_eq!(response.status(), 400, "{path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body["error"]["id"], "self_service_flow_disabled", "{path}: {body}");
+            assert_eq!(body["error"]["reason"], format!("{name} is not allowed because it was disabled."));
+        }
+        let submit = format!("/self-service/{kind}?flow={}", uuid::Uuid::new_v4());
+        let response =
+            app.http.post(app.public_path(&submit)).json(&json!({"method": "code"})).send().await.unwrap();
+        assert_eq!(response.status(), 400, "{submit}");
+        let body: Value = response.json().await.unwrap();
+        assert_eq!(body["error"]["id"], "self_service_flow_disabled", "{submit}: {body}");
+    }
+    app.stop().await;
 }
