@@ -210,6 +210,30 @@ fn may_start_send(claimed_at: DateTime<Utc>, lease: chrono::Duration, at: DateTi
     at <= claimed_at + lease / 2
 }
 
+/// What the admin API shows of the outbox: messages, newest last, and one
+/// message with its delivery attempts.
+#[derive(Clone)]
+pub struct Outbox {
+    store: std::sync::Arc<dyn crate::store::Store>,
+}
+
+impl Outbox {
+    pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn list(
+        &self,
+        query: &crate::store::MessageQuery,
+    ) -> Result<Vec<Message>, crate::store::StoreError> {
+        self.store.list_messages(query).await
+    }
+
+    pub async fn get(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, crate::store::StoreError> {
+        self.store.get_message(id).await
+    }
+}
+
 /// How many messages one dispatcher sends at once; a mailer should keep as
 /// many connections open.
 pub const SENDS_AT_ONCE: usize = 8;

@@ -106,6 +106,8 @@ pub struct Services {
     pub recovery: RecoveryService,
     pub verification: VerificationService,
     pub sessions: latchkey_domain::session_service::SessionService,
+    pub flows: latchkey_domain::flow::Flows,
+    pub outbox: latchkey_domain::courier::Outbox,
     /// Per-client limits on starting flows and asking for codes.
     pub send_limits: SendLimits,
     pub urls: Arc<BaseUrls>,

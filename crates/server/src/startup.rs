@@ -389,6 +389,8 @@ impl Application {
         let state = AppState::new(Services {
             store: store.clone(),
             sessions,
+            flows: latchkey_domain::flow::Flows::new(store.clone()),
+            outbox: latchkey_domain::courier::Outbox::new(store.clone()),
             identities,
             login,
             registration,

@@ -190,6 +190,24 @@ impl FlowError {
     }
 }
 
+/// Reads flows of any kind by id, for the routes every flow shares (fetch,
+/// the submit's first step), so handlers need no store.
+#[derive(Clone)]
+pub struct Flows {
+    store: std::sync::Arc<dyn crate::store::Store>,
+}
+
+impl Flows {
+    pub fn new(store: std::sync::Arc<dyn crate::store::Store>) -> Self {
+        Self { store }
+    }
+
+    /// The flow of `kind` with this id; see [`load`].
+    pub async fn load(&self, id: Uuid, kind: FlowKind) -> Result<Flow, FlowError> {
+        load(self.store.as_ref(), id, kind).await
+    }
+}
+
 /// Loads a flow of `kind`; flows of another kind are as good as missing.
 pub async fn load(store: &dyn crate::store::Store, id: Uuid, kind: FlowKind) -> Result<Flow, FlowError> {
     match store.get_flow(id).await? {

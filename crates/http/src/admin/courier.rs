@@ -60,7 +60,7 @@ async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> R
         after: page.after,
         limit: page.size + 1,
     };
-    let mut messages = state.store.list_messages(&query).await?;
+    let mut messages = state.outbox.list(&query).await?;
     let has_next = messages.len() > page.size as usize;
     messages.truncate(page.size as usize);
     let body: Vec<Value> = messages.iter().map(|m| message(&state, m, None)).collect();
@@ -73,10 +73,7 @@ async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> R
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
     let id = Uuid::parse_str(&id).map_err(|_| ApiError::not_found("Unable to locate the resource"))?;
-    let (m, dispatches) = state
-        .store
-        .get_message(id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
+    let (m, dispatches) =
+        state.outbox.get(id).await?.ok_or_else(|| ApiError::not_found("Unable to locate the resource"))?;
     Ok(Json(message(&state, &m, Some(&dispatches))))
 }

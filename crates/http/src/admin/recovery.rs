@@ -36,10 +36,13 @@ async fn create_code(
         None | Some("") => state.web.recovery_code_lifespan,
         Some(text) => expires_in(text)?,
     };
-    let identity = state.store.get_identity(body.identity_id).await?.ok_or_else(|| {
-        ApiError::not_found("The requested resource could not be found")
-            .with_reason("could not find identity")
-    })?;
+    let identity = match state.identities.get(body.identity_id).await {
+        Err(latchkey_domain::IdentityError::NotFound) => {
+            return Err(ApiError::not_found("The requested resource could not be found")
+                .with_reason("could not find identity"));
+        }
+        other => other?,
+    };
     let flow_type = body.flow_type.unwrap_or(FlowType::Browser);
     let request = FlowRequest {
         flow_type,

@@ -311,7 +311,7 @@ pub async fn load_for_submit(
     kind: FlowKind,
 ) -> Result<Flow, ApiError> {
     let id = flow_id(params, "flow")?;
-    let flow = latchkey_domain::flow::load(state.store.as_ref(), id, kind).await.map_err(flow_failure)?;
+    let flow = state.flows.load(id, kind).await.map_err(flow_failure)?;
     match flow.flow_type {
         FlowType::Api => ensure_api_client(headers)?,
         FlowType::Browser if flow.admin_issued() => {}
@@ -329,7 +329,7 @@ pub async fn fetch(
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
     let id = fetch_id(&params)?;
-    let flow = match latchkey_domain::flow::load(state.store.as_ref(), id, kind).await {
+    let flow = match state.flows.load(id, kind).await {
         Ok(flow) => flow,
         Err(FlowError::NotFound) => return Err(flow_not_found()),
         Err(e) => return Err(flow_failure(e)),

@@ -117,7 +117,7 @@ async fn fetch(
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
     let id = flows::fetch_id(&params)?;
-    let flow = match latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Settings).await {
+    let flow = match state.flows.load(id, FlowKind::Settings).await {
         Err(FlowError::NotFound) => return Err(flows::flow_not_found()),
         other => other.map_err(flows::flow_failure)?,
     };

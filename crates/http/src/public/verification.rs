@@ -63,9 +63,7 @@ async fn follow_link(
     }
     let params = QueryParams::parse(uri.query());
     let id = flows::flow_id(&params, "flow")?;
-    let flow = latchkey_domain::flow::load(state.store.as_ref(), id, FlowKind::Verification)
-        .await
-        .map_err(flows::flow_failure)?;
+    let flow = state.flows.load(id, FlowKind::Verification).await.map_err(flows::flow_failure)?;
     let location = format!("{}?flow={}", state.web.verification_ui_url, flow.id);
     let code = params.first("code").filter(|c| !c.is_empty());
     let Some(code) = code.filter(|_| flow.state == "sent_email" && !flow.is_expired()) else {
