@@ -68,6 +68,22 @@ pub struct Unsent {
     pub processing: u64,
 }
 
+impl Unsent {
+    /// From the `(status, count)` rows of a `GROUP BY status` over the
+    /// queued and processing messages.
+    pub fn from_counts(rows: impl IntoIterator<Item = (String, i64)>) -> Self {
+        let mut unsent = Unsent::default();
+        for (status, count) in rows {
+            let count = u64::try_from(count).unwrap_or_default();
+            match status.as_str() {
+                "queued" => unsent.queued = count,
+                _ => unsent.processing = count,
+            }
+        }
+        unsent
+    }
+}
+
 /// One applied or pending migration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MigrationState {

@@ -191,14 +191,6 @@ impl OutboxStore for PgStore {
         .fetch_all(&self.pool)
         .await
         .map_err(backend)?;
-        let mut unsent = Unsent::default();
-        for (status, count) in rows {
-            let count = u64::try_from(count).unwrap_or_default();
-            match status.as_str() {
-                "queued" => unsent.queued = count,
-                _ => unsent.processing = count,
-            }
-        }
-        Ok(unsent)
+        Ok(Unsent::from_counts(rows))
     }
 }
