@@ -207,6 +207,16 @@ impl TestApp {
         self.hasher.verifications()
     }
 
+    /// `GET /sessions/whoami` with the session token in `X-Session-Token`.
+    pub async fn whoami(&self, token: &str) -> reqwest::Response {
+        self.http
+            .get(self.public_path("/sessions/whoami"))
+            .header("x-session-token", token)
+            .send()
+            .await
+            .unwrap()
+    }
+
     pub fn admin_path(&self, path: &str) -> String {
         format!("{}{path}", self.admin_url)
     }

@@ -42,14 +42,7 @@ fn must(body: &str, series: &str) -> f64 {
 }
 
 async fn whoami(app: &TestApp, token: &str) -> u16 {
-    let response = app
-        .http
-        .get(app.public_path("/sessions/whoami"))
-        .header("x-session-token", token)
-        .send()
-        .await
-        .unwrap();
-    response.status().as_u16()
+    app.whoami(token).await.status().as_u16()
 }
 
 async fn traffic_shows_in_the_metrics(backend: Backend) {

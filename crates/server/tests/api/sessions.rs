@@ -14,6 +14,7 @@ on_both_databases!(
     two_step_registration,
     deactivating_an_identity_ends_its_sessions_at_once,
     whoami_shows_an_identity_change_at_once,
+    extending_waits_until_the_session_is_near_its_end,
 );
 
 async fn my_sessions(backend: Backend) {
@@ -107,6 +108,13 @@ async fn admin_sessions(backend: Backend) {
         app.http.delete(app.admin_path(&format!("/admin/sessions/{unknown}"))).send().await.unwrap().status(),
         404
     );
+    // Unknown sessions cannot be extended, unknown identities have no sessions to list or delete.
+    let extend =
+        app.http.patch(app.admin_path(&format!("/admin/sessions/{unknown}/extend"))).send().await.unwrap();
+    assert_eq!(extend.status(), 404);
+    let of_unknown = app.admin_path(&format!("/admin/identities/{unknown}/sessions"));
+    assert_eq!(app.http.get(&of_unknown).send().await.unwrap().status(), 404);
+    assert_eq!(app.http.delete(&of_unknown).send().await.unwrap().status(), 404);
     app.stop().await;
 }
 
@@ -213,13 +221,7 @@ async fn whoami_shows_an_identity_change_at_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let (token, identity_id) = register(&app, "render@example.com", PASSWORD).await;
     let whoami = || async {
-        let response = app
-            .http
-            .get(app.public_path("/sessions/whoami"))
-            .header("x-session-token", &token)
-            .send()
-            .await
-            .unwrap();
+        let response = app.whoami(&token).await;
         assert_eq!(response.status(), 200);
         assert_eq!(response.headers()["content-type"], "application/json");
         assert_eq!(response.headers()["x-kratos-authenticated-identity-id"], identity_id.as_str());
@@ -243,4 +245,23 @@ async fn whoami_shows_an_identity_change_at_once(backend: Backend) {
     assert_eq!(after["identity"]["metadata_public"]["plan"], "pro");
     assert_eq!(after["id"], first["id"]);
     app.stop().await;
+}
+
+/// `session.earliest_possible_extend`: a session with more time left than
+/// that is answered as it is, not rewritten; once inside it, extended.
+async fn extending_waits_until_the_session_is_near_its_end(backend: Backend) {
+    let early = spawn_app_with(backend, |c| c.session.earliest_possible_extend = Some("1h".into())).await;
+    let (token, _) = register(&early, "extend-early@example.com", PASSWORD).await;
+    let session = frontend_api::to_session(&early.public, Some(&token), None, None).await.unwrap();
+    let extended = identity_api::extend_session(&early.admin, &session.id).await.unwrap();
+    assert_eq!(extended.expires_at, session.expires_at, "23 h left is more than 1 h: untouched");
+    early.stop().await;
+
+    let late = spawn_app_with(backend, |c| c.session.earliest_possible_extend = Some("24h".into())).await;
+    let (token, _) = register(&late, "extend-late@example.com", PASSWORD).await;
+    let session = frontend_api::to_session(&late.public, Some(&token), None, None).await.unwrap();
+    let extended = identity_api::extend_session(&late.admin, &session.id).await.unwrap();
+    let at = |t: Option<String>| chrono::DateTime::parse_from_rfc3339(&t.unwrap()).unwrap();
+    assert!(at(extended.expires_at) > at(session.expires_at), "inside the window: pushed out");
+    late.stop().await;
 }

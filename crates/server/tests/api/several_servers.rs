@@ -140,13 +140,7 @@ async fn post_recovery(app: &TestApp, flow: &str, body: Value) -> (u16, Value) {
 
 /// `whoami`'s status and the identity it names.
 async fn whoami(app: &TestApp, token: &str) -> (u16, Option<String>) {
-    let response = app
-        .http
-        .get(app.public_path("/sessions/whoami"))
-        .header("x-session-token", token)
-        .send()
-        .await
-        .unwrap();
+    let response = app.whoami(token).await;
     let status = response.status().as_u16();
     let body: Value = response.json().await.unwrap_or_default();
     (status, body["identity"]["id"].as_str().map(str::to_string))
