@@ -100,17 +100,17 @@ pub fn flow(flow: &latchkey_domain::flow::Flow) -> Value {
         out.insert("active".into(), json!(active));
     }
     out.insert("ui".into(), json!(flow.ui));
-    out.insert("state".into(), json!(flow.state));
+    out.insert("state".into(), json!(flow.state.as_str()));
     if let Some(payload) = &flow.transient_payload {
         out.insert("transient_payload".into(), payload.clone());
     }
-    if flow.kind == FlowKind::Login {
+    if flow.kind() == FlowKind::Login {
         out.insert("refresh".into(), json!(flow.refresh));
         out.insert("requested_aal".into(), json!(flow.requested_aal));
         out.insert("created_at".into(), json!(flow.created_at));
         out.insert("updated_at".into(), json!(flow.updated_at));
     }
-    if matches!(flow.kind, FlowKind::Login | FlowKind::Registration) {
+    if matches!(flow.kind(), FlowKind::Login | FlowKind::Registration) {
         out.insert("organization_id".into(), Value::Null);
     }
     Value::Object(out)
@@ -148,7 +148,7 @@ pub fn session(
 pub fn show_verification_ui(verification: &latchkey_domain::flow::Flow, ui_url: &str) -> Value {
     let mut flow = json!({
         "id": verification.id,
-        "verifiable_address": latchkey_domain::flow::code::flow_address(verification),
+        "verifiable_address": verification.state.code_address().unwrap_or_default(),
     });
     if verification.flow_type == latchkey_domain::flow::FlowType::Browser {
         flow["url"] = json!(format!("{ui_url}?flow={}", verification.id));

@@ -18,7 +18,7 @@ impl FlowStore for PgStore {
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(flow.id)
-        .bind(flow.kind.as_str())
+        .bind(flow.kind().as_str())
         .bind(flow.expires_at)
         .bind(Json(flow))
         .bind(flow.created_at)

@@ -260,10 +260,10 @@ async fn recovery_codes_survive_the_one_time_codes_migration() {
     .await;
 }
 
-/// A recovery flow as stored by a build that kept its attempt count in the
-/// flow document.
-fn flow_with_submit_count(count: Option<u64>) -> latchkey_domain::flow::Flow {
-    use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
+/// A recovery flow waiting for the code sent to a@example.com.
+fn recovery_flow() -> latchkey_domain::flow::Flow {
+    use latchkey_domain::flow::recovery::RecoveryState;
+    use latchkey_domain::flow::{Flow, FlowRequest, FlowState, FlowType};
     let request = FlowRequest {
         flow_type: FlowType::Api,
         request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
@@ -272,15 +272,8 @@ fn flow_with_submit_count(count: Option<u64>) -> latchkey_domain::flow::Flow {
         csrf_hash: None,
     };
     let lifespan = chrono::Duration::minutes(10);
-    let mut flow = Flow::new(FlowKind::Recovery, &request, lifespan, "http://127.0.0.1:4433", "sent_email");
-    // Built from text: this crate has no JSON macro of its own.
-    flow.internal = match count {
-        Some(count) => format!(r#"{{"address": "a@example.com", "submit_count": {count}}}"#),
-        None => r#"{"address": "a@example.com"}"#.to_string(),
-    }
-    .parse()
-    .unwrap();
-    flow
+    let state = RecoveryState::SentEmail { address: "a@example.com".into(), admin_issued: false };
+    Flow::new(&request, lifespan, "http://127.0.0.1:4433", FlowState::Recovery(state))
 }
 
 /// Flows in flight keep the attempts their document counted once the count
@@ -294,9 +287,17 @@ async fn code_attempts_survive_the_code_attempts_migration() {
         raw.close().await;
 
         let store = PgStore::connect(&dsn).await.unwrap();
-        let (counted, fresh) = (flow_with_submit_count(Some(3)), flow_with_submit_count(None));
+        let (counted, fresh) = (recovery_flow(), recovery_flow());
         store.create_flow(&counted).await.unwrap();
         store.create_flow(&fresh).await.unwrap();
+        // As a build that counted attempts in the flow document wrote it.
+        let raw = sqlx::PgPool::connect(&dsn).await.unwrap();
+        sqlx::query("UPDATE selfservice_flows SET data = jsonb_set(data, '{internal,submit_count}', '3') WHERE id = $1")
+            .bind(counted.id)
+            .execute(&raw)
+            .await
+            .unwrap();
+        raw.close().await;
         store.migrate().await.unwrap();
         assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied));
         assert_eq!(store.count_code_attempt(counted.id).await.unwrap(), 4);
@@ -353,7 +354,7 @@ async fn codes_in_flight_keep_their_flows_attempts_across_the_per_code_migration
         raw.close().await;
 
         let store = PgStore::connect(&dsn).await.unwrap();
-        let flow = flow_with_submit_count(None);
+        let flow = recovery_flow();
         store.create_flow(&flow).await.unwrap();
         for _ in 0..3 {
             store.count_code_attempt(flow.id).await.unwrap();

@@ -16,7 +16,7 @@ impl FlowStore for SqliteStore {
              VALUES (?, ?, ?, ?, ?, ?)",
         )
         .bind(flow.id.to_string())
-        .bind(flow.kind.as_str())
+        .bind(flow.kind().as_str())
         .bind(time(flow.expires_at))
         .bind(serde_json::to_string(flow).map_err(backend)?)
         .bind(time(flow.created_at))

@@ -131,10 +131,10 @@ async fn recovery_codes_survive_the_one_time_codes_migration() {
     store.close().await;
 }
 
-/// A recovery flow as stored by a build that kept its attempt count in the
-/// flow document.
-fn flow_with_submit_count(count: Option<u64>) -> latchkey_domain::flow::Flow {
-    use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
+/// A recovery flow waiting for the code sent to a@example.com.
+fn recovery_flow() -> latchkey_domain::flow::Flow {
+    use latchkey_domain::flow::recovery::RecoveryState;
+    use latchkey_domain::flow::{Flow, FlowRequest, FlowState, FlowType};
     let request = FlowRequest {
         flow_type: FlowType::Api,
         request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
@@ -142,13 +142,8 @@ fn flow_with_submit_count(count: Option<u64>) -> latchkey_domain::flow::Flow {
         after_verification_return_to: None,
         csrf_hash: None,
     };
-    let mut flow =
-        Flow::new(FlowKind::Recovery, &request, Duration::minutes(10), "http://127.0.0.1:4433", "sent_email");
-    flow.internal = match count {
-        Some(count) => serde_json::json!({ "address": "a@example.com", "submit_count": count }),
-        None => serde_json::json!({ "address": "a@example.com" }),
-    };
-    flow
+    let state = RecoveryState::SentEmail { address: "a@example.com".into(), admin_issued: false };
+    Flow::new(&request, Duration::minutes(10), "http://127.0.0.1:4433", FlowState::Recovery(state))
 }
 
 /// Flows in flight keep the attempts their document counted once the count
@@ -163,9 +158,19 @@ async fn code_attempts_survive_the_code_attempts_migration() {
     conn.close().await.unwrap();
 
     let store = SqliteStore::connect(&dsn).await.unwrap();
-    let (counted, fresh) = (flow_with_submit_count(Some(3)), flow_with_submit_count(None));
+    let (counted, fresh) = (recovery_flow(), recovery_flow());
     store.create_flow(&counted).await.unwrap();
     store.create_flow(&fresh).await.unwrap();
+    // As a build that counted attempts in the flow document wrote it.
+    let mut conn = SqliteConnection::connect(&dsn).await.unwrap();
+    sqlx::query(
+        "UPDATE selfservice_flows SET data = json_set(data, '$.internal.submit_count', 3) WHERE id = ?",
+    )
+    .bind(counted.id.to_string())
+    .execute(&mut conn)
+    .await
+    .unwrap();
+    conn.close().await.unwrap();
     store.migrate().await.unwrap();
     assert!(store.migration_status().await.unwrap().iter().all(|m| m.applied));
     assert_eq!(store.count_code_attempt(counted.id).await.unwrap(), 4);
@@ -187,7 +192,7 @@ async fn codes_in_flight_keep_their_flows_attempts_across_the_per_code_migration
     conn.close().await.unwrap();
 
     let store = SqliteStore::connect(&dsn).await.unwrap();
-    let flow = flow_with_submit_count(None);
+    let flow = recovery_flow();
     store.create_flow(&flow).await.unwrap();
     for _ in 0..3 {
         store.count_code_attempt(flow.id).await.unwrap();

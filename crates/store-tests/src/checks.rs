@@ -9,7 +9,9 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 use latchkey_domain::cleanup::{self, CleanupSettings};
-use latchkey_domain::flow::{Flow, FlowKind, FlowRequest, FlowType};
+use latchkey_domain::flow::recovery::RecoveryState;
+use latchkey_domain::flow::registration::RegistrationState;
+use latchkey_domain::flow::{Flow, FlowRequest, FlowState, FlowType};
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
     Via,
@@ -220,25 +222,29 @@ pub async fn flow_round_trips(store: &dyn Store) {
         after_verification_return_to: Some("http://127.0.0.1:3000/verified".into()),
         csrf_hash: Some(hash_token("csrf-secret")),
     };
-    let mut flow =
-        Flow::new(FlowKind::Login, &request, Duration::minutes(10), "http://127.0.0.1:4433", "choose_method");
+    // A state with data (registration's accepted traits) survives too.
+    let traits = Some(json!({"email": "flow@example.com"}));
+    let mut flow = Flow::new(
+        &request,
+        Duration::minutes(10),
+        "http://127.0.0.1:4433",
+        FlowState::Registration(RegistrationState::ChooseMethod { traits }),
+    );
     flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_sign_in_with_password()));
     flow.identity_id = Some(Uuid::new_v4());
     // Free-form JSON must survive a jsonb column: nesting, floats, nulls, non-ASCII.
     flow.transient_payload =
         Some(json!({"nested": {"ratio": 1.5, "list": [1, "two", null]}, "note": "Grüße ✓"}));
-    flow.internal = json!({"traits": {"email": "flow@example.com"}});
     store.create_flow(&flow).await.unwrap();
     assert_eq!(store.get_flow(flow.id).await.unwrap(), Some(flow.clone()));
     assert!(matches!(store.create_flow(&flow).await, Err(StoreError::Conflict(_))));
 
-    flow.state = "passed_challenge".into();
+    flow.state = FlowState::Registration(RegistrationState::PassedChallenge);
     flow.active = Some("password".into());
     flow.refresh = true;
     flow.requested_aal = "aal2".into();
     flow.ui.add_message(Some("csrf_token"), text::invalid_credentials());
     flow.ui.add_message(None, text::validation_generic("something is off"));
-    flow.internal = serde_json::Value::Null;
     flow.expires_at += Duration::minutes(5);
     flow.updated_at = now();
     store.update_flow(&flow).await.unwrap();
@@ -993,7 +999,8 @@ pub async fn code_attempts_count_atomically_per_flow(store: &dyn Store) {
         csrf_hash: None,
     };
     let new_flow = || {
-        Flow::new(FlowKind::Recovery, &request, Duration::minutes(10), "http://127.0.0.1:4433", "sent_email")
+        let state = RecoveryState::SentEmail { address: String::new(), admin_issued: false };
+        Flow::new(&request, Duration::minutes(10), "http://127.0.0.1:4433", FlowState::Recovery(state))
     };
     let flow = new_flow();
     store.create_flow(&flow).await.unwrap();
@@ -1366,8 +1373,9 @@ fn flow_expiring(at: DateTime<Utc>) -> Flow {
         after_verification_return_to: None,
         csrf_hash: None,
     };
+    let state = RecoveryState::SentEmail { address: String::new(), admin_issued: false };
     let mut flow =
-        Flow::new(FlowKind::Recovery, &request, Duration::hours(1), "http://127.0.0.1:4433", "sent_email");
+        Flow::new(&request, Duration::hours(1), "http://127.0.0.1:4433", FlowState::Recovery(state));
     flow.expires_at = at;
     flow
 }

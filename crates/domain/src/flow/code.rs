@@ -166,13 +166,13 @@ impl CodeSettings {
         if store.count_code_attempt(flow.id).await? > self.max_submissions {
             return Ok(CodeCheck::TooManyAttempts);
         }
-        let address = flow_address(flow);
+        let address = flow.state.code_address().unwrap_or_default();
         let attempt = match address.is_empty() {
             true => None,
             false => {
                 let id = Uuid::new_v4();
                 let since = now() - self.address_failure_window;
-                let count = store.count_address_attempt(purpose, &address, id, now(), since).await?;
+                let count = store.count_address_attempt(purpose, address, id, now(), since).await?;
                 Some((id, count))
             }
         };
@@ -210,21 +210,6 @@ pub(crate) fn render(
 ) -> Result<Message, FlowError> {
     let rendered = renderer.render(template, data).map_err(FlowError::internal)?;
     Ok(Message::new(to, rendered, template))
-}
-
-/// The address a code flow sent its code to.
-pub fn flow_address(flow: &Flow) -> String {
-    flow.internal.get("address").and_then(Value::as_str).unwrap_or_default().to_string()
-}
-
-/// Remembers where the code went. Attempts carry over across resends: the
-/// store counts them per flow and never resets the count.
-pub(crate) fn remember_address(flow: &mut Flow, address: &str) {
-    let admin = flow.internal.get("admin").cloned();
-    flow.internal = json!({ "address": address });
-    if let Some(admin) = admin {
-        flow.internal["admin"] = admin;
-    }
 }
 
 /// The form once a code is on its way: the code input, the submit button,

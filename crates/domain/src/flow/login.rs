@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use super::login_throttle::{Admission, Limit, LoginThrottle};
 use super::verification::{AddressPick, VerificationService};
-use super::{Flow, FlowError, FlowKind, FlowRequest};
+use super::{Flow, FlowError, FlowRequest, FlowState};
 use crate::identity::{CredentialType, Identity, IdentityState};
 use crate::schema::normalize;
 use crate::session::{self, Device, IssuedSession};
@@ -42,9 +42,34 @@ pub enum RequireVerified {
     FormError,
 }
 
+/// Where a login flow stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LoginState {
+    ChooseMethod,
+    /// Signed in; the flow is done.
+    PassedChallenge,
+}
+
 /// What a client submitted, parsed and typed by method.
 pub enum LoginSubmission {
     Password { identifier: String, password: SecretPassword },
+}
+
+impl LoginSubmission {
+    /// The method that handles a submitted form, chosen by its `method`;
+    /// `None` when no method takes it.
+    pub fn read(body: &Value) -> Option<Self> {
+        match super::field(body, "method")? {
+            "password" => Some(LoginSubmission::Password {
+                identifier: super::field(body, "identifier")
+                    .or_else(|| super::field(body, "password_identifier"))
+                    .unwrap_or_default()
+                    .to_string(),
+                password: SecretPassword::new(super::field(body, "password").unwrap_or_default()),
+            }),
+            _ => None,
+        }
+    }
 }
 
 pub enum LoginOutcome {
@@ -93,11 +118,10 @@ impl LoginService {
 
     fn build(&self, request: &FlowRequest, refresh: bool) -> Flow {
         let mut flow = Flow::new(
-            FlowKind::Login,
             request,
             self.settings.lifespan,
             &self.settings.public_base,
-            "choose_method",
+            FlowState::Login(LoginState::ChooseMethod),
         );
         flow.refresh = refresh;
         let identifier = Input {
@@ -207,7 +231,7 @@ impl LoginService {
         if self.settings.revoke_active_sessions {
             self.store.revoke_sessions_of(identity.id, Some(issued.session.id)).await?;
         }
-        flow.state = "passed_challenge".into();
+        flow.state = FlowState::Login(LoginState::PassedChallenge);
         flow.updated_at = crate::time::now();
         self.store.update_flow(&flow).await?;
         let verification = match self.settings.send_verification {

@@ -1,6 +1,7 @@
 //! The flow core every self-service flow shares: identity of the flow,
-//! lifetime, where it came from and where it returns to, the form (UI
-//! container) and the state machine position. Each flow module builds on it.
+//! lifetime, where it came from and where it returns to, and the form (UI
+//! container). Where each flow stands is its typed state (`state.rs`); each
+//! flow module builds on these.
 
 pub mod code;
 pub mod login;
@@ -8,12 +9,15 @@ pub mod login_throttle;
 pub mod recovery;
 pub mod registration;
 pub mod settings;
+pub mod state;
 pub mod verification;
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
+
+pub use state::FlowState;
 
 use crate::time::now;
 use crate::ui::{Container, Node};
@@ -52,7 +56,6 @@ pub enum FlowType {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Flow {
     pub id: Uuid,
-    pub kind: FlowKind,
     pub flow_type: FlowType,
     pub issued_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
@@ -64,7 +67,9 @@ pub struct Flow {
     pub after_verification_return_to: Option<String>,
     pub active: Option<String>,
     pub ui: Container,
-    pub state: String,
+    /// The step the flow is at, with that step's data; also says the kind.
+    #[serde(flatten)]
+    pub state: FlowState,
     /// SHA-256 of the browser's CSRF cookie secret; `None` for API flows.
     pub csrf_hash: Option<String>,
     /// Login: re-authenticate even with a valid session.
@@ -77,11 +82,6 @@ pub struct Flow {
     pub identity_id: Option<Uuid>,
     #[serde(default)]
     pub transient_payload: Option<Value>,
-    /// Per-flow data the wire never shows: registration's two-step traits
-    /// (`traits`); recovery's and verification's code address (`address`,
-    /// see `code::flow_address`) and, for admin-issued recovery, `admin`.
-    #[serde(default)]
-    pub internal: Value,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -105,14 +105,10 @@ pub struct FlowRequest {
 }
 
 impl Flow {
-    /// A fresh flow in `state` whose form posts to `action`.
-    pub fn new(
-        kind: FlowKind,
-        request: &FlowRequest,
-        lifespan: Duration,
-        action_base: &str,
-        state: &str,
-    ) -> Flow {
+    /// A fresh flow in `state` (which says its kind) whose form posts to
+    /// `action_base`.
+    pub fn new(request: &FlowRequest, lifespan: Duration, action_base: &str, state: FlowState) -> Flow {
+        let kind = state.kind();
         let id = Uuid::new_v4();
         let at = now();
         let mut ui = Container::new(format!("{action_base}/self-service/{}?flow={id}", kind.as_str()));
@@ -121,7 +117,6 @@ impl Flow {
         ui.nodes.push(Node::csrf(""));
         Flow {
             id,
-            kind,
             flow_type: request.flow_type,
             issued_at: at,
             expires_at: at + lifespan,
@@ -130,16 +125,19 @@ impl Flow {
             after_verification_return_to: request.after_verification_return_to.clone(),
             active: None,
             ui,
-            state: state.into(),
+            state,
             csrf_hash: request.csrf_hash.clone(),
             refresh: false,
             requested_aal: aal1(),
             identity_id: None,
             transient_payload: None,
-            internal: Value::Null,
             created_at: at,
             updated_at: at,
         }
+    }
+
+    pub fn kind(&self) -> FlowKind {
+        self.state.kind()
     }
 
     pub fn is_expired(&self) -> bool {
@@ -161,7 +159,14 @@ impl Flow {
     /// handed the code has no cookie the flow could be bound to, so the
     /// flow is submitted without the CSRF check, as Kratos does.
     pub fn admin_issued(&self) -> bool {
-        self.internal.get("admin").and_then(Value::as_bool) == Some(true)
+        use recovery::RecoveryState;
+        matches!(
+            self.state,
+            FlowState::Recovery(
+                RecoveryState::SentEmail { admin_issued: true, .. }
+                    | RecoveryState::PassedChallenge { admin_issued: true }
+            )
+        )
     }
 
     /// Puts a freshly masked CSRF token into the form before it is shown.
@@ -211,9 +216,15 @@ impl Flows {
 /// Loads a flow of `kind`; flows of another kind are as good as missing.
 pub async fn load(store: &dyn crate::store::Store, id: Uuid, kind: FlowKind) -> Result<Flow, FlowError> {
     match store.get_flow(id).await? {
-        Some(flow) if flow.kind == kind => Ok(flow),
+        Some(flow) if flow.kind() == kind => Ok(flow),
         _ => Err(FlowError::NotFound),
     }
+}
+
+/// A text field of a submitted form (JSON, or a browser form already turned
+/// into JSON).
+pub fn field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
+    body.get(name).and_then(Value::as_str)
 }
 
 /// Values shown back in the form after a failed submit; passwords never are.

@@ -7,11 +7,11 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
 use super::code::{self, CodeCheck, CodeSettings};
 use super::settings::SettingsService;
-use super::{Flow, FlowError, FlowKind, FlowRequest};
+use super::{Flow, FlowError, FlowRequest, FlowState, field};
 use crate::courier::Renderer;
 use crate::identity::{AddressStatus, Identity, IdentityManager, IdentityState, Via};
 use crate::notice;
@@ -33,9 +33,43 @@ pub struct RecoverySettings {
     pub privileged_session_max_age: Duration,
 }
 
+/// Where a recovery flow stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RecoveryState {
+    /// Asking for an address.
+    ChooseMethod,
+    /// A code went to `address`. `admin_issued`: an administrator made the
+    /// flow (`POST /admin/recovery/code`) and handed the code over.
+    SentEmail { address: String, admin_issued: bool },
+    /// Recovered: a session was issued and a settings flow handed over.
+    PassedChallenge { admin_issued: bool },
+}
+
 pub enum RecoverySubmission {
     SendCode { email: String },
     Code { code: String },
+}
+
+impl RecoverySubmission {
+    /// The method that handles a submitted form in `state`; `None` when no
+    /// method takes it. Once a code was sent, a form with `email` is a resend
+    /// and one without is a code attempt, whatever `method` says.
+    pub fn read(state: &FlowState, body: &Value) -> Option<Self> {
+        let FlowState::Recovery(state) = state else { return None };
+        let email = field(body, "email").map(str::to_string);
+        match state {
+            RecoveryState::SentEmail { .. } => Some(match email {
+                Some(email) => RecoverySubmission::SendCode { email },
+                None => {
+                    RecoverySubmission::Code { code: field(body, "code").unwrap_or_default().to_string() }
+                }
+            }),
+            RecoveryState::ChooseMethod if field(body, "method") == Some("code") => {
+                Some(RecoverySubmission::SendCode { email: email.unwrap_or_default() })
+            }
+            RecoveryState::ChooseMethod | RecoveryState::PassedChallenge { .. } => None,
+        }
+    }
 }
 
 pub enum RecoveryOutcome {
@@ -95,11 +129,10 @@ impl RecoveryService {
 
     fn build(&self, request: &FlowRequest) -> Flow {
         let mut flow = Flow::new(
-            FlowKind::Recovery,
             request,
             self.settings.lifespan,
             &self.settings.public_base,
-            "choose_method",
+            FlowState::Recovery(RecoveryState::ChooseMethod),
         );
         flow.active = Some("code".into());
         code::email_form(&mut flow);
@@ -139,13 +172,12 @@ impl RecoveryService {
         identity: &Identity,
         lifespan: Duration,
     ) -> Result<(Flow, String), FlowError> {
-        let mut flow =
-            Flow::new(FlowKind::Recovery, request, lifespan, &self.settings.public_base, "sent_email");
-        flow.active = Some("code".into());
         let address = identity.recovery_addresses.first().map(|a| a.value.clone()).unwrap_or_default();
+        let state = RecoveryState::SentEmail { address: address.clone(), admin_issued: true };
+        let mut flow = Flow::new(request, lifespan, &self.settings.public_base, FlowState::Recovery(state));
+        flow.active = Some("code".into());
         code::code_form(&mut flow, text::label_recovery_code(), &address);
         flow.ui.nodes.retain(|n| n.name() != Some("csrf_token") && n.name() != Some("email"));
-        flow.internal = json!({ "address": address, "admin": true });
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Recovery,
@@ -166,7 +198,7 @@ impl RecoveryService {
         }
         if let Some(problem) = crate::email::problem(&email) {
             // The first form shows back what was typed; a resend keeps its address.
-            if flow.state == "choose_method" {
+            if flow.state == FlowState::Recovery(RecoveryState::ChooseMethod) {
                 flow.ui.set_value("email", json!(crate::email::printable(&email)));
             }
             flow.ui.add_message(Some("email"), problem);
@@ -205,8 +237,9 @@ impl RecoveryService {
         if send {
             self.store.create_code(&stored, message.as_ref()).await?;
         }
-        code::remember_address(&mut flow, &address);
-        flow.state = "sent_email".into();
+        // Attempts carry over across resends: the store counts them per flow.
+        let admin_issued = flow.admin_issued();
+        flow.state = FlowState::Recovery(RecoveryState::SentEmail { address: address.clone(), admin_issued });
         code::code_form(&mut flow, text::label_recovery_code(), &address);
         flow.ui.messages.push(text::recovery_code_sent());
         self.save(flow, RecoveryOutcome::Updated).await
@@ -290,7 +323,8 @@ impl RecoveryService {
         let mut settings_flow = self.settings_flows.create(&request, &identity).await?;
         settings_flow.ui.messages.push(text::recovered(now() + self.settings.privileged_session_max_age));
         self.store.update_flow(&settings_flow).await?;
-        flow.state = "passed_challenge".into();
+        flow.state =
+            FlowState::Recovery(RecoveryState::PassedChallenge { admin_issued: flow.admin_issued() });
         flow.ui.messages.clear();
         flow.updated_at = now();
         self.store.update_flow(&flow).await?;

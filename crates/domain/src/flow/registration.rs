@@ -8,7 +8,7 @@ use latchkey_hash::SecretPassword;
 use serde_json::{Value, json};
 
 use super::verification::{AddressPick, VerificationService};
-use super::{Flow, FlowError, FlowKind, FlowRequest, place_trait_error, show_traits};
+use super::{Flow, FlowError, FlowRequest, FlowState, field, place_trait_error, show_traits};
 use crate::identity::{Identity, IdentityError, IdentityManager, NewIdentity, PasswordInput};
 use crate::password_policy::PasswordPolicy;
 use crate::session::{self, Device, IssuedSession};
@@ -28,11 +28,40 @@ pub struct RegistrationSettings {
     pub password_policy: PasswordPolicy,
 }
 
+/// Where a registration flow stands.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RegistrationState {
+    /// Asking for traits and credentials. In two steps, `traits` holds what
+    /// screen one accepted, so screen two may send the password alone.
+    ChooseMethod { traits: Option<Value> },
+    /// The identity exists; the flow is done.
+    PassedChallenge,
+}
+
 pub enum RegistrationSubmission {
     /// Traits and password at once (works in both styles).
     Password { traits: Value, password: SecretPassword },
     /// Two-step screen one (`screen` `previous` goes back to it).
     Profile { traits: Value, back: bool },
+}
+
+impl RegistrationSubmission {
+    /// The method that handles a submitted form, chosen by its `method`;
+    /// `None` when no method takes it.
+    pub fn read(body: &Value) -> Option<Self> {
+        let traits = body.get("traits").cloned().unwrap_or(Value::Null);
+        match field(body, "method")? {
+            "password" => Some(RegistrationSubmission::Password {
+                traits,
+                password: SecretPassword::new(field(body, "password").unwrap_or_default()),
+            }),
+            "profile" => Some(RegistrationSubmission::Profile {
+                traits,
+                back: field(body, "screen") == Some("previous"),
+            }),
+            _ => None,
+        }
+    }
 }
 
 pub enum RegistrationOutcome {
@@ -78,11 +107,10 @@ impl RegistrationService {
 
     fn build(&self, request: &FlowRequest) -> Flow {
         let mut flow = Flow::new(
-            FlowKind::Registration,
             request,
             self.settings.lifespan,
             &self.settings.public_base,
-            "choose_method",
+            FlowState::Registration(RegistrationState::ChooseMethod { traits: None }),
         );
         self.first_screen(&mut flow);
         flow
@@ -171,7 +199,7 @@ impl RegistrationService {
             return self.save(flow, RegistrationOutcome::Rejected).await;
         }
         self.credentials_screen(&mut flow, &traits);
-        flow.internal = json!({ "traits": traits });
+        flow.state = FlowState::Registration(RegistrationState::ChooseMethod { traits: Some(traits) });
         self.save(flow, RegistrationOutcome::NextScreen).await
     }
 
@@ -184,7 +212,11 @@ impl RegistrationService {
     ) -> Result<RegistrationOutcome, FlowError> {
         flow.active = Some("password".into());
         // Two-step clients may send the password alone on screen two.
-        let traits = match (traits, flow.internal.get("traits")) {
+        let saved = match &flow.state {
+            FlowState::Registration(RegistrationState::ChooseMethod { traits }) => traits.as_ref(),
+            _ => None,
+        };
+        let traits = match (traits, saved) {
             (Value::Null, Some(saved)) => saved.clone(),
             (Value::Object(m), Some(saved)) if m.is_empty() => saved.clone(),
             (given, _) => given,
@@ -261,8 +293,7 @@ impl RegistrationService {
         } else {
             None
         };
-        flow.state = "passed_challenge".into();
-        flow.internal = Value::Null;
+        flow.state = FlowState::Registration(RegistrationState::PassedChallenge);
         flow.updated_at = crate::time::now();
         self.store.update_flow(&flow).await?;
         Ok(RegistrationOutcome::Accepted {

@@ -9,7 +9,7 @@ use latchkey_hash::SecretPassword;
 use serde_json::Value;
 
 use super::verification::{AddressPick, VerificationService};
-use super::{Flow, FlowError, FlowKind, FlowRequest, place_trait_error};
+use super::{Flow, FlowError, FlowRequest, FlowState, field, place_trait_error};
 use crate::courier::{Message, Renderer};
 use crate::identity::{Identity, IdentityError, IdentityManager, IdentityUpdate, PasswordInput};
 use crate::notice;
@@ -30,9 +30,34 @@ pub struct SettingsSettings {
     pub revoke_sessions_after_password: bool,
 }
 
+/// Where a settings flow stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SettingsState {
+    ShowForm,
+    /// The last change was saved; the form stays usable.
+    Success,
+}
+
 pub enum SettingsSubmission {
     Password { password: SecretPassword },
     Profile { traits: Value },
+}
+
+impl SettingsSubmission {
+    /// The method that handles a submitted form, chosen by its `method`;
+    /// `None` when no method takes it. A profile form without traits keeps
+    /// `current`.
+    pub fn read(body: &Value, current: &Value) -> Option<Self> {
+        match field(body, "method")? {
+            "password" => Some(SettingsSubmission::Password {
+                password: SecretPassword::new(field(body, "password").unwrap_or_default()),
+            }),
+            "profile" => Some(SettingsSubmission::Profile {
+                traits: body.get("traits").cloned().unwrap_or_else(|| current.clone()),
+            }),
+            _ => None,
+        }
+    }
 }
 
 pub enum SettingsOutcome {
@@ -98,11 +123,10 @@ impl SettingsService {
 
     fn build(&self, request: &FlowRequest, identity: &Identity) -> Flow {
         let mut flow = Flow::new(
-            FlowKind::Settings,
             request,
             self.settings.lifespan,
             &self.settings.public_base,
-            "show_form",
+            FlowState::Settings(SettingsState::ShowForm),
         );
         flow.identity_id = Some(identity.id);
         self.form(&mut flow, identity);
@@ -239,7 +263,7 @@ impl SettingsService {
             .await?
             .map(Box::new);
         self.form(&mut flow, &updated);
-        flow.state = "success".into();
+        flow.state = FlowState::Settings(SettingsState::Success);
         flow.ui.messages.push(text::settings_saved());
         flow.updated_at = now();
         self.store.update_flow(&flow).await?;

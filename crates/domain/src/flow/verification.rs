@@ -7,10 +7,10 @@
 use std::sync::Arc;
 
 use chrono::Duration;
-use serde_json::{Map, json};
+use serde_json::{Map, Value, json};
 
 use super::code::{self, CodeCheck, CodeSettings};
-use super::{Flow, FlowError, FlowKind, FlowRequest};
+use super::{Flow, FlowError, FlowRequest, FlowState, field};
 use crate::courier::Renderer;
 use crate::identity::{AddressStatus, Identity, VerifiableAddress, Via};
 use crate::schema::normalize;
@@ -30,9 +30,39 @@ pub struct VerificationSettings {
     pub return_url: String,
 }
 
+/// Where a verification flow stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum VerificationState {
+    /// Asking for an address.
+    ChooseMethod,
+    /// A code went to `address`.
+    SentEmail { address: String },
+    /// The address is verified; the flow is done.
+    PassedChallenge,
+}
+
 pub enum VerificationSubmission {
     SendCode { email: String },
     Code { code: String },
+}
+
+impl VerificationSubmission {
+    /// The method that handles a submitted form; `None` when no method
+    /// takes it. As Kratos: a code without `method` is still a code, and a
+    /// code wins over an `email` sent alongside it; with neither, the form
+    /// asks for the address.
+    pub fn read(body: &Value) -> Option<Self> {
+        let code = field(body, "code").filter(|c| !c.is_empty());
+        if field(body, "method").or(code.map(|_| "code"))? != "code" {
+            return None;
+        }
+        Some(match code {
+            Some(code) => VerificationSubmission::Code { code: code.to_string() },
+            None => VerificationSubmission::SendCode {
+                email: field(body, "email").unwrap_or_default().to_string(),
+            },
+        })
+    }
 }
 
 pub enum VerificationOutcome {
@@ -87,11 +117,10 @@ impl VerificationService {
 
     fn build(&self, request: &FlowRequest) -> Flow {
         let mut flow = Flow::new(
-            FlowKind::Verification,
             request,
             self.settings.lifespan,
             &self.settings.public_base,
-            "choose_method",
+            FlowState::Verification(VerificationState::ChooseMethod),
         );
         flow.active = Some("code".into());
         strip_api_csrf(&mut flow);
@@ -116,7 +145,7 @@ impl VerificationService {
                 replacement: Box::new(replacement),
             });
         }
-        if flow.state == "passed_challenge" {
+        if flow.state == FlowState::Verification(VerificationState::PassedChallenge) {
             return self
                 .replace(
                     flow,
@@ -130,6 +159,12 @@ impl VerificationService {
             VerificationSubmission::SendCode { email } => self.send_code(flow, email).await,
             VerificationSubmission::Code { code } => self.check_code(flow, code).await,
         }
+    }
+
+    /// Whether `flow` waits for a code (one was sent) and has not expired.
+    pub fn awaits_code(flow: &Flow) -> bool {
+        matches!(flow.state, FlowState::Verification(VerificationState::SentEmail { .. }))
+            && !flow.is_expired()
     }
 
     /// Puts a code from an emailed link into the form, so the user only has
@@ -278,7 +313,7 @@ impl VerificationService {
         self.store.set_address_status(identity_id, address.id, AddressStatus::Completed, now()).await?;
 
         let continue_to = flow.return_to.clone().unwrap_or_else(|| self.settings.return_url.clone());
-        flow.state = "passed_challenge".into();
+        flow.state = FlowState::Verification(VerificationState::PassedChallenge);
         flow.ui = Container::new(continue_to.clone());
         flow.ui.method = "GET".into();
         flow.ui.nodes.push(Node::anchor(Group::Code, "continue", &continue_to, text::label_continue()));
@@ -355,8 +390,8 @@ impl VerificationService {
 
 /// The flow once a code is on its way to `address`.
 fn show_code_form(flow: &mut Flow, address: &str) {
-    code::remember_address(flow, address);
-    flow.state = "sent_email".into();
+    // Attempts carry over across resends: the store counts them per flow.
+    flow.state = FlowState::Verification(VerificationState::SentEmail { address: address.into() });
     code::code_form(flow, text::label_verification_code(), address);
     flow.ui.messages.push(text::verification_code_sent());
 }

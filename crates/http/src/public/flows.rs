@@ -10,7 +10,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, get};
 use axum::{Json, Router};
-use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowRequest, FlowType};
+use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowRequest, FlowType, field};
 use latchkey_domain::identity::Identity;
 use latchkey_domain::session::{Session, SessionHit};
 use serde_json::{Value, json};
@@ -427,10 +427,4 @@ pub fn already_signed_in(
         .with_id("session_already_available")
         .with_reason("A valid session was detected and thus this flow cannot be started. Use `?refresh=true` to sign in again.")
         .into_response()
-}
-
-/// A top-level string field of a submit (`method`, `csrf_token`, `email`,
-/// `code`, ...); `None` when missing or not a string.
-pub fn field<'a>(body: &'a Value, name: &str) -> Option<&'a str> {
-    body.get(name).and_then(Value::as_str)
 }

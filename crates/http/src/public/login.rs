@@ -13,10 +13,9 @@ use latchkey_domain::flow::login::{LoginOutcome, LoginSubmission};
 use latchkey_domain::flow::login_throttle::Limit;
 use latchkey_domain::flow::{FlowKind, FlowType};
 use latchkey_domain::text;
-use latchkey_hash::SecretPassword;
 use serde_json::{Value, json};
 
-use super::flows::{self, field};
+use super::flows;
 use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
 use crate::request::{device, wants_json};
@@ -46,7 +45,7 @@ async fn init(
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let flow = state.login.create(&started.request, refresh).await.map_err(flows::flow_failure)?;
-    state.metrics.flow_started(flow.kind, flow.flow_type);
+    state.metrics.flow_started(flow.kind(), flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.login_ui_url))
 }
 
@@ -62,25 +61,16 @@ async fn submit(
     if !flow.refresh && flows::current_session(&state, &headers).await?.is_some() {
         return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
     }
-    let submission = match field(&body, "method") {
-        Some("password") => LoginSubmission::Password {
-            identifier: field(&body, "identifier")
-                .or_else(|| field(&body, "password_identifier"))
-                .unwrap_or_default()
-                .to_string(),
-            password: SecretPassword::new(field(&body, "password").unwrap_or_default()),
-        },
-        _ => {
-            flow.ui.reset_messages();
-            flow.ui.messages.push(text::no_login_method());
-            return Ok(flows::show_flow(
-                &state,
-                flow,
-                &headers,
-                StatusCode::BAD_REQUEST,
-                &state.web.login_ui_url,
-            ));
-        }
+    let Some(submission) = LoginSubmission::read(&body) else {
+        flow.ui.reset_messages();
+        flow.ui.messages.push(text::no_login_method());
+        return Ok(flows::show_flow(
+            &state,
+            flow,
+            &headers,
+            StatusCode::BAD_REQUEST,
+            &state.web.login_ui_url,
+        ));
     };
     flow.transient_payload = crate::submit::transient_payload(&body)?;
     let submitted = state

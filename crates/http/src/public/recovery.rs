@@ -9,12 +9,12 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
-use latchkey_domain::flow::recovery::{RecoveryOutcome, RecoverySubmission};
-use latchkey_domain::flow::{FlowKind, FlowType};
+use latchkey_domain::flow::recovery::{RecoveryOutcome, RecoveryState, RecoverySubmission};
+use latchkey_domain::flow::{FlowKind, FlowState, FlowType};
 use latchkey_domain::text;
 use serde_json::json;
 
-use super::flows::{self, field};
+use super::flows;
 use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
 use crate::request::{device, wants_json};
@@ -46,7 +46,7 @@ async fn init(
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let flow = state.recovery.create(&started.request).await.map_err(flows::flow_failure)?;
-    state.metrics.flow_started(flow.kind, flow.flow_type);
+    state.metrics.flow_started(flow.kind(), flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.recovery_ui_url))
 }
 
@@ -84,25 +84,16 @@ async fn answer(
     mut flow: latchkey_domain::flow::Flow,
 ) -> Result<Response, ApiError> {
     let ui_url = state.web.recovery_ui_url.clone();
-    // Once a code was sent, a body with `email` is a resend and one without
-    // is a code attempt, whatever `method` says.
-    let submission = match (flow.state.as_str(), field(body, "email"), field(body, "method")) {
-        ("sent_email", Some(email), _) => RecoverySubmission::SendCode { email: email.to_string() },
-        ("sent_email", None, _) => {
-            RecoverySubmission::Code { code: field(body, "code").unwrap_or_default().to_string() }
-        }
-        ("choose_method", email, Some("code")) => {
-            if flows::current_session(state, headers).await?.is_some() {
-                return Ok(flows::already_signed_in(state, headers, flow.flow_type, params));
-            }
-            RecoverySubmission::SendCode { email: email.unwrap_or_default().to_string() }
-        }
-        _ => {
-            flow.ui.reset_messages();
-            flow.ui.messages.push(text::no_recovery_method());
-            return Ok(flows::show_flow(state, flow, headers, StatusCode::BAD_REQUEST, &ui_url));
-        }
+    let first_step = flow.state == FlowState::Recovery(RecoveryState::ChooseMethod);
+    let Some(submission) = RecoverySubmission::read(&flow.state, body) else {
+        flow.ui.reset_messages();
+        flow.ui.messages.push(text::no_recovery_method());
+        return Ok(flows::show_flow(state, flow, headers, StatusCode::BAD_REQUEST, &ui_url));
     };
+    // Asking for a code while signed in is a mistake; resending one is not.
+    if first_step && flows::current_session(state, headers).await?.is_some() {
+        return Ok(flows::already_signed_in(state, headers, flow.flow_type, params));
+    }
     flow.transient_payload = crate::submit::transient_payload(body)?;
     let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
     if matches!(submission, RecoverySubmission::SendCode { .. }) {

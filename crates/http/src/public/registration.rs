@@ -12,10 +12,9 @@ use axum::{Json, Router};
 use latchkey_domain::flow::registration::{RegistrationOutcome, RegistrationSubmission};
 use latchkey_domain::flow::{FlowKind, FlowType};
 use latchkey_domain::text;
-use latchkey_hash::SecretPassword;
 use serde_json::{Value, json};
 
-use super::flows::{self, field};
+use super::flows;
 use crate::cookies;
 use crate::error::ApiError;
 use crate::query::QueryParams;
@@ -48,12 +47,8 @@ async fn init(
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let flow = state.registration.create(&started.request).await.map_err(flows::flow_failure)?;
-    state.metrics.flow_started(flow.kind, flow.flow_type);
+    state.metrics.flow_started(flow.kind(), flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.registration_ui_url))
-}
-
-fn traits_of(body: &Value) -> Value {
-    body.get("traits").cloned().unwrap_or(Value::Null)
 }
 
 async fn submit(
@@ -72,20 +67,10 @@ async fn submit(
         return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
     }
     let ui_url = state.web.registration_ui_url.clone();
-    let submission = match field(&body, "method") {
-        Some("password") => RegistrationSubmission::Password {
-            traits: traits_of(&body),
-            password: SecretPassword::new(field(&body, "password").unwrap_or_default()),
-        },
-        Some("profile") => RegistrationSubmission::Profile {
-            traits: traits_of(&body),
-            back: field(&body, "screen") == Some("previous"),
-        },
-        _ => {
-            flow.ui.reset_messages();
-            flow.ui.messages.push(text::no_registration_method());
-            return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
-        }
+    let Some(submission) = RegistrationSubmission::read(&body) else {
+        flow.ui.reset_messages();
+        flow.ui.messages.push(text::no_registration_method());
+        return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
     };
     flow.transient_payload = crate::submit::transient_payload(&body)?;
     let submitted = state

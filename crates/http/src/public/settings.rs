@@ -14,10 +14,9 @@ use latchkey_domain::flow::{Flow, FlowError, FlowKind, FlowType};
 use latchkey_domain::identity::Identity;
 use latchkey_domain::session::Session;
 use latchkey_domain::text;
-use latchkey_hash::SecretPassword;
 use serde_json::{Value, json};
 
-use super::flows::{self, current_session, field};
+use super::flows::{self, current_session};
 use crate::csrf;
 use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
@@ -87,7 +86,7 @@ async fn init(
     };
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let mut flow = state.settings.create(&started.request, &identity).await.map_err(flows::flow_failure)?;
-    state.metrics.flow_started(flow.kind, flow.flow_type);
+    state.metrics.flow_started(flow.kind(), flow.flow_type);
     let response = if flow_type == FlowType::Browser && !wants_json(&headers) {
         flows::see_other(&format!("{}?flow={}", state.web.settings_ui_url, flow.id))
     } else {
@@ -173,18 +172,10 @@ async fn submit(
     let params = QueryParams::parse(uri.query());
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body_json, FlowKind::Settings).await?;
     let (session, identity) = owned_flow(&state, &headers, &flow).await?;
-    let submission = match field(&body_json, "method") {
-        Some("password") => SettingsSubmission::Password {
-            password: SecretPassword::new(field(&body_json, "password").unwrap_or_default()),
-        },
-        Some("profile") => SettingsSubmission::Profile {
-            traits: body_json.get("traits").cloned().unwrap_or_else(|| identity.traits.clone()),
-        },
-        _ => {
-            flow.ui.reset_messages();
-            flow.ui.messages.push(text::no_settings_method());
-            return Ok(answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST));
-        }
+    let Some(submission) = SettingsSubmission::read(&body_json, &identity.traits) else {
+        flow.ui.reset_messages();
+        flow.ui.messages.push(text::no_settings_method());
+        return Ok(answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST));
     };
     flow.transient_payload = crate::submit::transient_payload(&body_json)?;
     // Named in the notices a change sends to the owner.

@@ -9,12 +9,12 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use latchkey_domain::flow::verification::{VerificationOutcome, VerificationSubmission};
+use latchkey_domain::flow::verification::{VerificationOutcome, VerificationService, VerificationSubmission};
 use latchkey_domain::flow::{FlowError, FlowKind, FlowType};
 use latchkey_domain::text;
 use serde_json::json;
 
-use super::flows::{self, field};
+use super::flows;
 use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
 use crate::request::wants_json;
@@ -42,7 +42,7 @@ async fn init(
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let flow = state.verification.create(&started.request).await.map_err(flows::flow_failure)?;
-    state.metrics.flow_started(flow.kind, flow.flow_type);
+    state.metrics.flow_started(flow.kind(), flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.verification_ui_url))
 }
 
@@ -66,7 +66,7 @@ async fn follow_link(
     let flow = state.flows.load(id, FlowKind::Verification).await.map_err(flows::flow_failure)?;
     let location = format!("{}?flow={}", state.web.verification_ui_url, flow.id);
     let code = params.first("code").filter(|c| !c.is_empty());
-    let Some(code) = code.filter(|_| flow.state == "sent_email" && !flow.is_expired()) else {
+    let Some(code) = code.filter(|_| VerificationService::awaits_code(&flow)) else {
         return Ok(flows::see_other(&location));
     };
     let (csrf_hash, set_cookie) = match flow.flow_type {
@@ -95,19 +95,10 @@ async fn submit(
     let params = QueryParams::parse(uri.query());
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Verification).await?;
     let ui_url = state.web.verification_ui_url.clone();
-    // As Kratos: a code without `method` is still a code, and a code wins
-    // over an `email` sent alongside it; with neither, the form asks for the email.
-    let code = field(&body, "code").filter(|c| !c.is_empty());
-    let submission = match (field(&body, "method").or(code.map(|_| "code")), code) {
-        (Some("code"), Some(code)) => VerificationSubmission::Code { code: code.to_string() },
-        (Some("code"), None) => {
-            VerificationSubmission::SendCode { email: field(&body, "email").unwrap_or_default().to_string() }
-        }
-        _ => {
-            flow.ui.reset_messages();
-            flow.ui.messages.push(text::no_verification_method());
-            return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
-        }
+    let Some(submission) = VerificationSubmission::read(&body) else {
+        flow.ui.reset_messages();
+        flow.ui.messages.push(text::no_verification_method());
+        return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
     };
     flow.transient_payload = crate::submit::transient_payload(&body)?;
     if matches!(submission, VerificationSubmission::SendCode { .. }) {
