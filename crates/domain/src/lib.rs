@@ -7,6 +7,7 @@ pub mod cleanup;
 pub mod courier;
 pub mod email;
 pub mod flow;
+pub mod health;
 pub mod identity;
 pub mod metrics;
 pub mod notice;

@@ -85,13 +85,13 @@ pub fn admin_router(state: AppState) -> Router {
 
 /// The router `courier watch --expose-metrics-port` serves: Kratos's
 /// `/metrics/prometheus` and nothing else (other paths 404, as on the APIs).
-pub fn courier_metrics_router(metrics: Arc<Metrics>, store: Arc<dyn latchkey_domain::Store>) -> Router {
+pub fn courier_metrics_router(metrics: Arc<Metrics>, health: latchkey_domain::health::Health) -> Router {
     Router::new()
         .route("/metrics/prometheus", axum::routing::get(metrics::scrape_courier))
         .fallback(|| async { ApiError::not_found("The requested resource could not be found") })
         .method_not_allowed_fallback(|| async { ApiError::method_not_allowed() })
         .layer(middleware::from_fn(no_store_on_get))
-        .with_state(metrics::CourierSource { metrics, store })
+        .with_state(metrics::CourierSource { metrics, health })
 }
 
 fn finish(router: Router<AppState>, state: AppState, body_limit: usize, api: &'static str) -> Router {

@@ -14,13 +14,13 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{Method, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use latchkey_domain::Store;
 use latchkey_domain::flow::login::LoginOutcome;
 use latchkey_domain::flow::recovery::RecoveryOutcome;
 use latchkey_domain::flow::registration::RegistrationOutcome;
 use latchkey_domain::flow::settings::SettingsOutcome;
 use latchkey_domain::flow::verification::VerificationOutcome;
 use latchkey_domain::flow::{FlowKind, FlowType};
+use latchkey_domain::health::Health;
 use latchkey_domain::metrics::Recorder;
 use latchkey_hash::{PasswordHasher, WaitObserver};
 use prometheus_client::encoding::EncodeLabelSet;
@@ -395,9 +395,9 @@ impl Metrics {
     }
 
     /// Refreshes what is read on scrape, then encodes everything.
-    async fn render(&self, store: &dyn Store) -> Result<String, std::fmt::Error> {
+    async fn render(&self, health: &Health) -> Result<String, std::fmt::Error> {
         let _one_at_a_time = self.scraping.lock().await;
-        match store.count_unsent().await {
+        match health.unsent().await {
             Ok(unsent) => {
                 let set = |state, n: u64| {
                     self.courier_queue
@@ -410,7 +410,7 @@ impl Metrics {
             // The gauge keeps its last value; the scrape still answers.
             Err(e) => tracing::warn!(error = %e, "could not count the courier's queue for metrics"),
         }
-        let pool = store.pool_usage();
+        let pool = health.pool_usage();
         self.db_connections.get_or_create(&StateLabel { state: "idle" }).set(i64::from(pool.idle));
         self.db_connections
             .get_or_create(&StateLabel { state: "in_use" })
@@ -497,7 +497,7 @@ pub(crate) async fn track(
 
 /// `GET /metrics/prometheus` on the admin API.
 pub(crate) async fn scrape(State(state): State<AppState>) -> Result<Response, ApiError> {
-    respond(&state.metrics, state.store.as_ref()).await
+    respond(&state.metrics, &state.health).await
 }
 
 /// What `courier watch`'s metrics listener reads: its registry, and the
@@ -505,15 +505,16 @@ pub(crate) async fn scrape(State(state): State<AppState>) -> Result<Response, Ap
 #[derive(Clone)]
 pub(crate) struct CourierSource {
     pub(crate) metrics: Arc<Metrics>,
-    pub(crate) store: Arc<dyn Store>,
+    pub(crate) health: Health,
 }
 
 /// `GET /metrics/prometheus` on `courier watch --expose-metrics-port`.
 pub(crate) async fn scrape_courier(State(source): State<CourierSource>) -> Result<Response, ApiError> {
-    respond(&source.metrics, source.store.as_ref()).await
+    respond(&source.metrics, &source.health).await
 }
 
-async fn respond(metrics: &Metrics, store: &dyn Store) -> Result<Response, ApiError> {
-    let body = metrics.render(store).await.map_err(|_| ApiError::internal("could not encode the metrics"))?;
+async fn respond(metrics: &Metrics, health: &Health) -> Result<Response, ApiError> {
+    let body =
+        metrics.render(health).await.map_err(|_| ApiError::internal("could not encode the metrics"))?;
     Ok(([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], body).into_response())
 }

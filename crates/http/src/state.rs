@@ -4,13 +4,13 @@
 use std::sync::Arc;
 
 use chrono::Duration;
+use latchkey_domain::IdentityManager;
 use latchkey_domain::flow::login::LoginService;
 use latchkey_domain::flow::recovery::RecoveryService;
 use latchkey_domain::flow::registration::RegistrationService;
 use latchkey_domain::flow::settings::SettingsService;
 use latchkey_domain::flow::verification::VerificationService;
 use latchkey_domain::send_limits::SendLimits;
-use latchkey_domain::{IdentityManager, Store};
 
 /// `serve.public.base_url` and `serve.admin.base_url`, without a trailing slash.
 #[derive(Debug, Clone)]
@@ -98,7 +98,8 @@ impl std::ops::Deref for AppState {
 }
 
 pub struct Services {
-    pub store: Arc<dyn Store>,
+    /// Readiness and the readings metrics report.
+    pub health: latchkey_domain::health::Health,
     pub identities: IdentityManager,
     pub login: LoginService,
     pub registration: RegistrationService,

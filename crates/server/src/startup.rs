@@ -387,7 +387,7 @@ impl Application {
         );
         let sessions = SessionService::new(store.clone(), web.session_lifespan, web.earliest_possible_extend);
         let state = AppState::new(Services {
-            store: store.clone(),
+            health: latchkey_domain::health::Health::new(store.clone()),
             sessions,
             flows: latchkey_domain::flow::Flows::new(store.clone()),
             outbox: latchkey_domain::courier::Outbox::new(store.clone()),

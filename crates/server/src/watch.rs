@@ -65,7 +65,10 @@ impl Watcher {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(());
         let exporter = self.listener.map(|listener| {
-            let router = latchkey_http::courier_metrics_router(self.metrics, self.store.clone());
+            let router = latchkey_http::courier_metrics_router(
+                self.metrics,
+                latchkey_domain::health::Health::new(self.store.clone()),
+            );
             // Scrapes are not traced.
             let router = latchkey_http::edge(router, None, None);
             tokio::spawn(crate::serve::serve(listener, router, self.limits, stop_rx.clone()))

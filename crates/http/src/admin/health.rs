@@ -19,7 +19,7 @@ async fn alive() -> Json<Value> {
 }
 
 async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
-    match state.store.ping().await {
+    match state.health.check_database().await {
         Ok(()) => Ok(Json(json!({"status": "ok"}))),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
