@@ -4,9 +4,9 @@
 //! not built yet are reported in one warning; invalid values stop the start
 //! with the key and what was expected.
 //!
-//! [`model`] holds the types and their defaults, with durations, sizes and
-//! choices typed so they are parsed once, when loaded; [`loading`] reads
-//! files and the environment; [`validation`] checks what the types cannot.
+//! `model` holds the types and their defaults, with durations, sizes and
+//! choices typed so they are parsed once, when loaded; `loading` reads
+//! files and the environment; `validation` checks what the types cannot.
 
 mod loading;
 mod model;
