@@ -462,10 +462,10 @@ mod tests {
     #[tokio::test]
     async fn login_attack_counts_what_reached_the_hasher_and_lets_the_user_back_in() {
         let server = Server::start(|config| {
-            config.serve.public.trusted_proxies = vec!["127.0.0.1".into()];
+            config.serve.public.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
             let identifier = &mut config.security.login_throttling.identifier;
-            identifier.initial_delay = "200ms".into();
-            identifier.max_delay = "400ms".into();
+            identifier.initial_delay = "200ms".parse().unwrap();
+            identifier.max_delay = "400ms".parse().unwrap();
         })
         .await;
         let mut bench = server.bench(4);

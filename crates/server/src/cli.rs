@@ -165,7 +165,9 @@ struct CleanupSqlArgs {
 }
 
 fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
-    config::parse_duration(s).ok_or_else(|| format!("`{s}` is not a duration such as 24h, 90m or 0s"))
+    s.parse()
+        .map(config::Duration::std)
+        .map_err(|_: String| format!("`{s}` is not a duration such as 24h, 90m or 0s"))
 }
 
 #[derive(Subcommand)]

@@ -32,14 +32,10 @@ pub struct Limits {
 }
 
 impl Limits {
-    /// `serve.limits` (checked when the configuration was loaded).
     pub fn from_config(limits: &crate::config::ServeLimits) -> Self {
-        let limit = |s: &str, fallback: u64| {
-            crate::config::parse_duration(s).unwrap_or(Duration::from_secs(fallback))
-        };
         Limits {
-            header_read_timeout: limit(&limits.header_read_timeout, 10),
-            idle_timeout: limit(&limits.idle_timeout, 10),
+            header_read_timeout: limits.header_read_timeout.std(),
+            idle_timeout: limits.idle_timeout.std(),
             max_connections: limits.max_connections.max(1),
         }
     }

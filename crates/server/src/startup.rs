@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -27,15 +28,13 @@ use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::session_service::SessionService;
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
-use latchkey_http::{
-    AppState, BaseUrls, CookieSettings, Metrics, Network, Services, TrustedProxies, WebSettings,
-};
+use latchkey_http::{AppState, BaseUrls, CookieSettings, Metrics, Services, TrustedProxies, WebSettings};
 use latchkey_store_postgres::{Invalidation, PgStore};
 use latchkey_store_sqlite::SqliteStore;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::config::{Config, HashAlgorithm, parse_bytes, parse_duration};
+use crate::config::{Config, HashAlgorithm, RegistrationStyle};
 
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
@@ -147,7 +146,7 @@ pub fn hasher_config(config: &Config) -> HasherConfig {
         HashAlgorithm::Argon2 => {
             let a = &config.hashers.argon2;
             let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
-            let memory = parse_bytes(&a.memory).unwrap_or(128 << 20) / 1024;
+            let memory = a.memory.bytes() / 1024;
             HasherConfig::Argon2 {
                 memory_kib: u32::try_from(memory).unwrap_or(u32::MAX),
                 iterations: a.iterations,
@@ -213,222 +212,25 @@ impl Application {
             .map_err(|e| StartError::Cors(e.to_string()))?;
         // Made first: the store, the hasher and the courier report into it.
         let metrics = Arc::new(Metrics::new());
-        let (store, backend, listener) = open_cached_store(&config.dsn, metrics.clone()).await?;
-        let db_error = |e: latchkey_domain::StoreError| StartError::Database {
-            dsn: config.redacted_dsn(),
-            reason: e.to_string(),
-        };
-        match backend {
-            // The embedded database belongs to this process: keep it current.
-            Backend::Sqlite => store.migrate().await.map_err(db_error)?,
-            // A shared database is migrated deliberately, by an operator.
-            Backend::Postgres => {
-                let pending =
-                    store.migration_status().await.map_err(db_error)?.iter().filter(|m| !m.applied).count();
-                if pending > 0 {
-                    if let Some(listener) = &listener {
-                        listener.abort();
-                    }
-                    store.close().await;
-                    return Err(StartError::PendingMigrations(pending));
-                }
-            }
-        }
-
-        let sources: Vec<SchemaSource> = config
-            .identity
-            .schemas
-            .iter()
-            .map(|s| SchemaSource { id: s.id.clone(), url: s.url.clone() })
-            .collect();
-        let schemas = Arc::new(SchemaRegistry::load(&sources, &config.identity.default_schema_id)?);
-        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let hasher =
-            PasswordHasher::new(hasher_config(config), cpus).with_wait_observer(metrics.hash_wait_observer());
-        metrics.watch_hasher(hasher.clone());
-        let public = bind(&config.serve.public.host, config.serve.public.port.unwrap_or(4433)).await?;
-        let admin = bind(&config.serve.admin.host, config.serve.admin.port.unwrap_or(4434)).await?;
-        let urls = BaseUrls::new(
-            &base_url(&config.serve.public.base_url, &public),
-            &base_url(&config.serve.admin.base_url, &admin),
-        );
+        let (store, listener) = open_current_store(config, metrics.clone()).await?;
+        let schemas =
+            Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?);
+        let hasher = hasher(config, &metrics);
+        let (public, admin, urls) = bind_listeners(config).await?;
         let identities = IdentityManager::new(store.clone(), schemas, hasher.clone());
-        let web = web_settings(config, &urls);
-        let flows = &config.selfservice.flows;
-        let duration =
-            |s: &str| chrono::Duration::from_std(parse_duration(s).unwrap_or_default()).unwrap_or_default();
-        let code = &config.selfservice.methods.code.config;
-        let codes = Arc::new(CodeSettings {
-            secrets: code_secrets(config),
-            lifespan: duration(&code.lifespan),
-            max_submissions: code.max_submissions,
-            address_failure_limit: code.max_failures_per_address,
-            address_failure_window: duration(&code.failure_window),
-        });
-        let templates: Arc<dyn latchkey_domain::courier::Renderer> = Arc::new(
-            latchkey_courier::Templates::load(
-                config.courier.template_override_path.as_deref().map(std::path::Path::new),
-            )
-            .and_then(|t| t.with_config(&config.courier.templates))
-            .map_err(StartError::Courier)?,
-        );
-        let sends = &config.security.send_limits;
-        let send_limits = SendLimits::new(
-            store.clone(),
-            SendLimitSettings {
-                enabled: sends.enabled,
-                address_max: sends.address.max,
-                address_window: duration(&sends.address.window),
-                flows_per_minute: sends.ip.flows_per_minute,
-                codes_per_minute: sends.ip.codes_per_minute,
-            },
-        );
-        if sends.enabled
-            && config.serve.public.trusted_proxies.is_empty()
-            && is_loopback(&config.serve.public.host)
-        {
-            tracing::warn!(
-                "security.send_limits counts flows and code requests per client address, and \
-                 serve.public.trusted_proxies is empty: behind a reverse proxy every client shares \
-                 the proxy's address and its limit"
-            );
-        }
-        let verification = VerificationService::new(
-            store.clone(),
-            templates.clone(),
-            send_limits.clone(),
-            VerificationSettings {
-                public_base: urls.public.clone(),
-                enabled: flows.verification.enabled && config.selfservice.methods.code.enabled,
-                lifespan: duration(&flows.verification.lifespan),
-                codes: codes.clone(),
-                notify_unknown_recipients: flows.verification.notify_unknown_recipients,
-                return_url: web.verification_return_url.clone(),
-            },
-        );
-        let require_verified = flows.login.after.password_hooks().any(|h| h == "require_verified_address");
-        let login = LoginService::new(
-            store.clone(),
-            hasher.clone(),
-            LoginThrottle::new(store.clone(), login_throttle_settings(config)),
-            verification.clone(),
-            LoginSettings {
-                public_base: urls.public.clone(),
-                lifespan: duration(&flows.login.lifespan),
-                session_lifespan: web.session_lifespan,
-                revoke_active_sessions: flows
-                    .login
-                    .after
-                    .password_hooks()
-                    .any(|h| h == "revoke_active_sessions"),
-                send_verification: flows.login.after.password_hooks().any(|h| h == "verification"),
-                require_verified_address: match require_verified {
-                    false => RequireVerified::Off,
-                    true if config.feature_flags.legacy_require_verified_login_error => {
-                        RequireVerified::FormError
-                    }
-                    true => RequireVerified::SendCode,
-                },
-            },
-        );
-        let password = &config.selfservice.methods.password.config;
-        let policy = PasswordPolicy {
-            min_length: password.min_password_length,
-            identifier_similarity_check: password.identifier_similarity_check_enabled,
-            breached_check: password.haveibeenpwned_enabled,
-        };
-        let settings = SettingsService::new(
-            store.clone(),
-            identities.clone(),
-            templates.clone(),
-            verification.clone(),
-            SettingsSettings {
-                public_base: urls.public.clone(),
-                lifespan: duration(&flows.settings.lifespan),
-                privileged_session_max_age: duration(&flows.settings.privileged_session_max_age),
-                password_policy: policy,
-                revoke_sessions_after_password: flows
-                    .settings
-                    .after
-                    .password_hooks()
-                    .any(|h| h == "revoke_active_sessions"),
-            },
-        );
-        let registration = RegistrationService::new(
-            store.clone(),
-            identities.clone(),
-            verification.clone(),
-            RegistrationSettings {
-                public_base: urls.public.clone(),
-                lifespan: duration(&flows.registration.lifespan),
-                session_lifespan: web.session_lifespan,
-                enabled: flows.registration.enabled,
-                two_step: flows.registration.style == "profile_first"
-                    && flows.registration.enable_legacy_one_step != Some(true),
-                issue_session: flows.registration.after.password_hooks().any(|h| h == "session"),
-                password_policy: policy,
-            },
-        );
-        let recovery = RecoveryService::new(
-            store.clone(),
-            identities.clone(),
-            templates.clone(),
-            settings.clone(),
-            send_limits.clone(),
-            RecoverySettings {
-                public_base: urls.public.clone(),
-                enabled: flows.recovery.enabled && config.selfservice.methods.code.enabled,
-                lifespan: duration(&flows.recovery.lifespan),
-                codes,
-                notify_unknown_recipients: flows.recovery.notify_unknown_recipients,
-                session_lifespan: web.session_lifespan,
-                privileged_session_max_age: duration(&flows.settings.privileged_session_max_age),
-            },
-        );
-        let sessions = SessionService::new(store.clone(), web.session_lifespan, web.earliest_possible_extend);
-        let state = AppState::new(Services {
-            health: latchkey_domain::health::Health::new(store.clone()),
-            sessions,
-            flows: latchkey_domain::flow::Flows::new(store.clone()),
-            outbox: latchkey_domain::courier::Outbox::new(store.clone()),
-            identities,
-            login,
-            registration,
-            settings,
-            recovery,
-            verification,
-            send_limits,
-            urls: Arc::new(urls),
-            web: Arc::new(web),
-            version: VERSION,
-            metrics: metrics.clone(),
-        });
-        let courier = dispatcher(config, store.clone())?.map(|d| d.with_recorder(metrics));
-        if courier.is_none() {
-            tracing::warn!(
-                "courier.smtp.connection_uri is not set: emails stay queued until a courier sends them"
-            );
-        }
-        let serve_limits = &config.serve.limits;
-        let limit = |s: &str, fallback: u64| parse_duration(s).unwrap_or(Duration::from_secs(fallback));
-        let limits = crate::serve::Limits::from_config(serve_limits);
-        let body_read_timeout = limit(&serve_limits.body_read_timeout, 30);
-        let cleanup = config.cleanup_interval().map(|every| (config.cleanup_settings(None), every));
-        if cleanup.is_none() {
-            tracing::info!(
-                "database.cleanup.interval is 0s: run `latchkey cleanup sql` to remove expired records"
-            );
-        }
+        let services =
+            domain_services(config, store.clone(), identities, hasher.clone(), urls, metrics.clone())?;
+        let courier = courier(config, store.clone(), metrics)?;
         Ok(Self {
             public,
             admin,
-            state,
+            state: AppState::new(services),
             store,
-            listener: listener.map(AbortOnDrop),
+            listener,
             courier,
-            cleanup,
-            limits,
-            body_read_timeout,
+            cleanup: periodic_cleanup(config),
+            limits: crate::serve::Limits::from_config(&config.serve.limits),
+            body_read_timeout: config.serve.limits.body_read_timeout.std(),
             hasher,
             cors,
             span_hooks: config.tracing.exports().then_some(crate::trace_export::SPAN_HOOKS),
@@ -497,16 +299,279 @@ impl Application {
     }
 }
 
-/// `security.login_throttling` (checked when the configuration was loaded).
+/// The store with its schema current, and on PostgreSQL the cache's
+/// invalidation listener (stopped if the start fails later).
+async fn open_current_store(
+    config: &Config,
+    metrics: Arc<Metrics>,
+) -> Result<(Arc<dyn Store>, Option<AbortOnDrop>), StartError> {
+    let (store, backend, listener) = open_cached_store(&config.dsn, metrics).await?;
+    let listener = listener.map(AbortOnDrop);
+    let db_error = |e: latchkey_domain::StoreError| StartError::Database {
+        dsn: config.redacted_dsn(),
+        reason: e.to_string(),
+    };
+    match backend {
+        // The embedded database belongs to this process: keep it current.
+        Backend::Sqlite => store.migrate().await.map_err(db_error)?,
+        // A shared database is migrated deliberately, by an operator.
+        Backend::Postgres => {
+            let pending =
+                store.migration_status().await.map_err(db_error)?.iter().filter(|m| !m.applied).count();
+            if pending > 0 {
+                // The listener holds a pooled connection.
+                drop(listener);
+                store.close().await;
+                return Err(StartError::PendingMigrations(pending));
+            }
+        }
+    }
+    Ok((store, listener))
+}
+
+fn schema_sources(config: &Config) -> Vec<SchemaSource> {
+    config.identity.schemas.iter().map(|s| SchemaSource { id: s.id.clone(), url: s.url.clone() }).collect()
+}
+
+/// The hasher, sized to the machine and reporting into `metrics`.
+fn hasher(config: &Config, metrics: &Metrics) -> PasswordHasher {
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hasher =
+        PasswordHasher::new(hasher_config(config), cpus).with_wait_observer(metrics.hash_wait_observer());
+    metrics.watch_hasher(hasher.clone());
+    hasher
+}
+
+/// Both listeners, and the base URLs clients reach them at.
+async fn bind_listeners(config: &Config) -> Result<(TcpListener, TcpListener, BaseUrls), StartError> {
+    let (public, admin) = (&config.serve.public, &config.serve.admin);
+    let public_listener = bind(&public.host, public.port.unwrap_or(4433)).await?;
+    let admin_listener = bind(&admin.host, admin.port.unwrap_or(4434)).await?;
+    let urls = BaseUrls::new(
+        &base_url(&public.base_url, &public_listener),
+        &base_url(&admin.base_url, &admin_listener),
+    );
+    Ok((public_listener, admin_listener, urls))
+}
+
+/// The domain services the handlers call, wired to one another.
+fn domain_services(
+    config: &Config,
+    store: Arc<dyn Store>,
+    identities: IdentityManager,
+    hasher: PasswordHasher,
+    urls: BaseUrls,
+    metrics: Arc<Metrics>,
+) -> Result<Services, StartError> {
+    let web = web_settings(config, &urls);
+    let codes = Arc::new(code_settings(config));
+    let templates = templates(config)?;
+    let send_limits = send_limits(config, store.clone());
+    let flows = &config.selfservice.flows;
+    let code_enabled = config.selfservice.methods.code.enabled;
+    let verification = VerificationService::new(
+        store.clone(),
+        templates.clone(),
+        send_limits.clone(),
+        VerificationSettings {
+            public_base: urls.public.clone(),
+            enabled: flows.verification.enabled && code_enabled,
+            lifespan: flows.verification.lifespan.chrono(),
+            codes: codes.clone(),
+            notify_unknown_recipients: flows.verification.notify_unknown_recipients,
+            return_url: web.verification_return_url.clone(),
+        },
+    );
+    let login = LoginService::new(
+        store.clone(),
+        hasher,
+        LoginThrottle::new(store.clone(), login_throttle_settings(config)),
+        verification.clone(),
+        login_settings(config, &urls, &web),
+    );
+    let settings = SettingsService::new(
+        store.clone(),
+        identities.clone(),
+        templates.clone(),
+        verification.clone(),
+        SettingsSettings {
+            public_base: urls.public.clone(),
+            lifespan: flows.settings.lifespan.chrono(),
+            privileged_session_max_age: flows.settings.privileged_session_max_age.chrono(),
+            password_policy: password_policy(config),
+            revoke_sessions_after_password: flows
+                .settings
+                .after
+                .password_hooks()
+                .any(|h| h == "revoke_active_sessions"),
+        },
+    );
+    let registration = RegistrationService::new(
+        store.clone(),
+        identities.clone(),
+        verification.clone(),
+        registration_settings(config, &urls, &web),
+    );
+    let recovery = RecoveryService::new(
+        store.clone(),
+        identities.clone(),
+        templates,
+        settings.clone(),
+        send_limits.clone(),
+        RecoverySettings {
+            public_base: urls.public.clone(),
+            enabled: flows.recovery.enabled && code_enabled,
+            lifespan: flows.recovery.lifespan.chrono(),
+            codes,
+            notify_unknown_recipients: flows.recovery.notify_unknown_recipients,
+            session_lifespan: web.session_lifespan,
+            privileged_session_max_age: flows.settings.privileged_session_max_age.chrono(),
+        },
+    );
+    Ok(Services {
+        health: latchkey_domain::health::Health::new(store.clone()),
+        sessions: SessionService::new(store.clone(), web.session_lifespan, web.earliest_possible_extend),
+        flows: latchkey_domain::flow::Flows::new(store.clone()),
+        outbox: latchkey_domain::courier::Outbox::new(store),
+        identities,
+        login,
+        registration,
+        settings,
+        recovery,
+        verification,
+        send_limits,
+        urls: Arc::new(urls),
+        web: Arc::new(web),
+        version: VERSION,
+        metrics,
+    })
+}
+
+/// The mail templates: the built-in ones, overridden from a directory and
+/// by `courier.templates`.
+fn templates(config: &Config) -> Result<Arc<dyn latchkey_domain::courier::Renderer>, StartError> {
+    let courier = &config.courier;
+    let templates =
+        latchkey_courier::Templates::load(courier.template_override_path.as_deref().map(Path::new))
+            .and_then(|t| t.with_config(&courier.templates))
+            .map_err(StartError::Courier)?;
+    Ok(Arc::new(templates))
+}
+
+/// `selfservice.methods.code`.
+fn code_settings(config: &Config) -> CodeSettings {
+    let code = &config.selfservice.methods.code.config;
+    CodeSettings {
+        secrets: code_secrets(config),
+        lifespan: code.lifespan.chrono(),
+        max_submissions: code.max_submissions,
+        address_failure_limit: code.max_failures_per_address,
+        address_failure_window: code.failure_window.chrono(),
+    }
+}
+
+/// `security.send_limits`, with a warning when every client would share one count.
+fn send_limits(config: &Config, store: Arc<dyn Store>) -> SendLimits {
+    let sends = &config.security.send_limits;
+    if sends.enabled
+        && config.serve.public.trusted_proxies.is_empty()
+        && is_loopback(&config.serve.public.host)
+    {
+        tracing::warn!(
+            "security.send_limits counts flows and code requests per client address, and \
+             serve.public.trusted_proxies is empty: behind a reverse proxy every client shares \
+             the proxy's address and its limit"
+        );
+    }
+    SendLimits::new(
+        store,
+        SendLimitSettings {
+            enabled: sends.enabled,
+            address_max: sends.address.max,
+            address_window: sends.address.window.chrono(),
+            flows_per_minute: sends.ip.flows_per_minute,
+            codes_per_minute: sends.ip.codes_per_minute,
+        },
+    )
+}
+
+/// `selfservice.flows.login` and the hooks after a password login.
+fn login_settings(config: &Config, urls: &BaseUrls, web: &WebSettings) -> LoginSettings {
+    let login = &config.selfservice.flows.login;
+    let has_hook = |name: &str| login.after.password_hooks().any(|h| h == name);
+    LoginSettings {
+        public_base: urls.public.clone(),
+        lifespan: login.lifespan.chrono(),
+        session_lifespan: web.session_lifespan,
+        revoke_active_sessions: has_hook("revoke_active_sessions"),
+        send_verification: has_hook("verification"),
+        require_verified_address: match has_hook("require_verified_address") {
+            false => RequireVerified::Off,
+            true if config.feature_flags.legacy_require_verified_login_error => RequireVerified::FormError,
+            true => RequireVerified::SendCode,
+        },
+    }
+}
+
+/// `selfservice.flows.registration`.
+fn registration_settings(config: &Config, urls: &BaseUrls, web: &WebSettings) -> RegistrationSettings {
+    let registration = &config.selfservice.flows.registration;
+    RegistrationSettings {
+        public_base: urls.public.clone(),
+        lifespan: registration.lifespan.chrono(),
+        session_lifespan: web.session_lifespan,
+        enabled: registration.enabled,
+        two_step: registration.style == RegistrationStyle::ProfileFirst
+            && registration.enable_legacy_one_step != Some(true),
+        issue_session: registration.after.password_hooks().any(|h| h == "session"),
+        password_policy: password_policy(config),
+    }
+}
+
+/// `selfservice.methods.password.config`.
+fn password_policy(config: &Config) -> PasswordPolicy {
+    let password = &config.selfservice.methods.password.config;
+    PasswordPolicy {
+        min_length: password.min_password_length,
+        identifier_similarity_check: password.identifier_similarity_check_enabled,
+        breached_check: password.haveibeenpwned_enabled,
+    }
+}
+
+/// The courier's dispatcher, reporting into `metrics`, unless there is no relay.
+fn courier(
+    config: &Config,
+    store: Arc<dyn Store>,
+    metrics: Arc<Metrics>,
+) -> Result<Option<Dispatcher>, StartError> {
+    let courier = dispatcher(config, store)?.map(|d| d.with_recorder(metrics));
+    if courier.is_none() {
+        tracing::warn!(
+            "courier.smtp.connection_uri is not set: emails stay queued until a courier sends them"
+        );
+    }
+    Ok(courier)
+}
+
+/// The cleanup `serve` runs and how often, unless `database.cleanup.interval` is 0s.
+fn periodic_cleanup(config: &Config) -> Option<(CleanupSettings, Duration)> {
+    let cleanup = config.cleanup_interval().map(|every| (config.cleanup_settings(None), every));
+    if cleanup.is_none() {
+        tracing::info!(
+            "database.cleanup.interval is 0s: run `latchkey cleanup sql` to remove expired records"
+        );
+    }
+    cleanup
+}
+
+/// `security.login_throttling`.
 fn login_throttle_settings(config: &Config) -> LoginThrottleSettings {
     let throttling = &config.security.login_throttling;
-    let duration =
-        |s: &str| chrono::Duration::from_std(parse_duration(s).unwrap_or_default()).unwrap_or_default();
     let identifier = |limit: &crate::config::IdentifierThrottling| IdentifierLimit {
         free_failures: limit.free_failures,
-        window: duration(&limit.window),
-        initial_delay: duration(&limit.initial_delay),
-        max_delay: duration(&limit.max_delay),
+        window: limit.window.chrono(),
+        initial_delay: limit.initial_delay.chrono(),
+        max_delay: limit.max_delay.chrono(),
     };
     LoginThrottleSettings {
         enabled: throttling.enabled,
@@ -514,7 +579,7 @@ fn login_throttle_settings(config: &Config) -> LoginThrottleSettings {
         identifier_per_address: identifier(&throttling.identifier_per_ip),
         address: AddressLimit {
             max_failures: throttling.ip.max_failures,
-            window: duration(&throttling.ip.window),
+            window: throttling.ip.window.chrono(),
         },
     }
 }
@@ -558,14 +623,8 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         ss.allowed_return_urls.clone()
     };
     let session = &config.session;
-    let lifespan =
-        chrono::Duration::from_std(parse_duration(&session.lifespan).unwrap_or_default()).unwrap_or_default();
-    let extend = session
-        .earliest_possible_extend
-        .as_deref()
-        .and_then(parse_duration)
-        .and_then(|d| chrono::Duration::from_std(d).ok())
-        .unwrap_or(lifespan);
+    let lifespan = session.lifespan.chrono();
+    let extend = session.earliest_possible_extend.map_or(lifespan, |extend| extend.chrono());
     WebSettings {
         login_ui_url: or_default(&ss.flows.login.ui_url, format!("{}/ui/login", urls.public)),
         registration_ui_url: or_default(
@@ -591,10 +650,7 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
             .after
             .profile_hooks()
             .any(|h| h == "show_verification_ui"),
-        recovery_code_lifespan: chrono::Duration::from_std(
-            parse_duration(&ss.methods.code.config.lifespan).unwrap_or_default(),
-        )
-        .unwrap_or_default(),
+        recovery_code_lifespan: ss.methods.code.config.lifespan.chrono(),
         error_ui_url: or_default(&ss.flows.error.ui_url, format!("{}/ui/error", urls.public)),
         logout_return_url: or_default(
             &ss.flows.logout.after.default_browser_return_url,
@@ -602,15 +658,14 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         ),
         default_browser_return_url: default_return,
         allowed_return_urls,
-        // Checked when the configuration was loaded.
         trusted_proxies: TrustedProxies::new(
-            config.serve.public.trusted_proxies.iter().filter_map(|n| Network::parse(n).ok()).collect(),
+            config.serve.public.trusted_proxies.iter().map(|n| n.network()).collect(),
         ),
         cookies: CookieSettings {
             secure: !config.dev,
             domain: session.cookie.domain.clone().or_else(|| config.cookies.domain.clone()),
             path: session.cookie.path.clone().unwrap_or_else(|| config.cookies.path.clone()),
-            same_site: session.cookie.same_site.clone().unwrap_or_else(|| config.cookies.same_site.clone()),
+            same_site: session.cookie.same_site.unwrap_or(config.cookies.same_site).as_str().to_string(),
         },
         session_cookie_name: session.cookie.name.clone(),
         session_cookie_persistent: session.cookie.persistent,

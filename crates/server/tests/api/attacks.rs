@@ -308,8 +308,8 @@ async fn clients_that_stop_reading_do_not_pin_connections(backend: Backend) {
     use tokio::net::TcpStream;
     let app = spawn_app_with(backend, |c| {
         c.serve.limits.max_connections = 2;
-        c.serve.limits.header_read_timeout = "1s".into();
-        c.serve.limits.idle_timeout = "1s".into();
+        c.serve.limits.header_read_timeout = "1s".parse().unwrap();
+        c.serve.limits.idle_timeout = "1s".parse().unwrap();
     })
     .await;
     let public = app.public_url.trim_start_matches("http://").to_string();

@@ -82,9 +82,9 @@ async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
     // The servers' own periodic cleanup is off, so only the CLI cleans here.
     let short_lived = |c: &mut latchkey::config::Config| {
         c.selfservice.flows.recovery.enabled = true;
-        c.selfservice.methods.code.config.lifespan = "1s".into();
-        c.selfservice.flows.login.lifespan = "1s".into();
-        c.database.cleanup.interval = "0s".into();
+        c.selfservice.methods.code.config.lifespan = "1s".parse().unwrap();
+        c.selfservice.flows.login.lifespan = "1s".parse().unwrap();
+        c.database.cleanup.interval = "0s".parse().unwrap();
     };
     let app = spawn_app_with(backend, short_lived).await;
     let owner = "cleanup-owner@example.com";
@@ -183,10 +183,10 @@ async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
 
 async fn serve_cleans_up_periodically(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
-        c.selfservice.flows.login.lifespan = "1s".into();
-        c.database.cleanup.interval = "1s".into();
-        c.database.cleanup.sleep.tables = "0s".into();
-        c.database.cleanup.older_than = "0s".into();
+        c.selfservice.flows.login.lifespan = "1s".parse().unwrap();
+        c.database.cleanup.interval = "1s".parse().unwrap();
+        c.database.cleanup.sleep.tables = "0s".parse().unwrap();
+        c.database.cleanup.older_than = "0s".parse().unwrap();
     })
     .await;
     let signed_in = submit_registration(&app, json!({ "email": "periodic@example.com" }), PASSWORD).await;

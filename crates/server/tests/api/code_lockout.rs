@@ -70,7 +70,7 @@ fn passed((status, body): &(u16, Value)) -> bool {
 async fn owner_gets_in_while_an_attacker_fails_codes(backend: Backend, kind: Kind) {
     // The defaults: 10 wrong codes per address in 24h, 5 attempts per flow.
     let defaults = latchkey::config::CodeMethodConfig::default();
-    assert_eq!((defaults.max_failures_per_address, defaults.failure_window.as_str()), (10, "24h"));
+    assert_eq!((defaults.max_failures_per_address, defaults.failure_window), (10, "24h".parse().unwrap()));
     assert_eq!(defaults.max_submissions, 5);
     let (app, received) = app(backend, |_| {}).await;
     let email = format!("victim-{}@example.com", kind.name);

@@ -31,7 +31,7 @@ fn kratos_quickstart_config_loads_unchanged() {
     assert_eq!(c.serve.public.base_url, "http://127.0.0.1:4433/");
     assert_eq!(c.hashers.bcrypt.cost, 12, "cost 8 is raised outside --dev");
     assert_eq!(c.identity.default_schema_id, "default");
-    assert_eq!(c.selfservice.flows.login.lifespan, "10m");
+    assert_eq!(c.selfservice.flows.login.lifespan, "10m".parse().unwrap());
     assert!(c.selfservice.flows.registration.after.password_hooks().any(|h| h == "session"));
     assert_eq!(c.courier.smtp.connection_uri, "smtps://test:test@mailslurper:1025/?skip_ssl_verify=true");
     let verification = &c.selfservice.flows.verification;

@@ -86,8 +86,8 @@ pub fn test_config(dsn: &str) -> Config {
     config.serve.admin.port = Some(0);
     config.hashers.bcrypt.cost = 4;
     // Retries within a second, so tests of failed sends never wait long.
-    config.courier.backoff.initial = "100ms".into();
-    config.courier.backoff.max = "500ms".into();
+    config.courier.backoff.initial = "100ms".parse().unwrap();
+    config.courier.backoff.max = "500ms".parse().unwrap();
     config.identity.schemas =
         vec![SchemaEntry { id: "default".into(), url: format!("file://{}", quickstart_schema().display()) }];
     let ss = &mut config.selfservice;

@@ -231,8 +231,8 @@ async fn closed_within(stream: &mut (impl AsyncReadExt + Unpin), limit: Duration
 
 async fn slow_clients_are_cut_off(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
-        c.serve.limits.header_read_timeout = "300ms".into();
-        c.serve.limits.body_read_timeout = "300ms".into();
+        c.serve.limits.header_read_timeout = "300ms".parse().unwrap();
+        c.serve.limits.body_read_timeout = "300ms".parse().unwrap();
     })
     .await;
 
@@ -292,8 +292,8 @@ async fn request_on(stream: &mut TcpStream, path: &str) -> String {
 
 async fn idle_keep_alive_connections_are_closed(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
-        c.serve.limits.idle_timeout = "300ms".into();
-        c.serve.limits.header_read_timeout = "10s".into();
+        c.serve.limits.idle_timeout = "300ms".parse().unwrap();
+        c.serve.limits.header_read_timeout = "10s".parse().unwrap();
     })
     .await;
     let mut stream = TcpStream::connect(addr(&app.public_url)).await.unwrap();
@@ -315,8 +315,8 @@ async fn idle_keep_alive_connections_are_closed(backend: Backend) {
 async fn connections_beyond_the_cap_wait(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
         c.serve.limits.max_connections = 2;
-        c.serve.limits.header_read_timeout = "20s".into();
-        c.serve.limits.idle_timeout = "20s".into();
+        c.serve.limits.header_read_timeout = "20s".parse().unwrap();
+        c.serve.limits.idle_timeout = "20s".parse().unwrap();
     })
     .await;
     let public = addr(&app.public_url);

@@ -40,21 +40,21 @@ const THROTTLED: u64 = 4019001;
 fn identifier_limits(config: &mut Config, free: u64, initial: &str, max: &str) {
     let id = &mut config.security.login_throttling.identifier;
     id.free_failures = free;
-    id.initial_delay = initial.into();
-    id.max_delay = max.into();
+    id.initial_delay = initial.parse().unwrap();
+    id.max_delay = max.parse().unwrap();
 }
 
 /// `free` failures per identifier from one address, then waits from `initial` doubling up to `max`.
 fn pair_limits(config: &mut Config, free: u64, initial: &str, max: &str) {
     let pair = &mut config.security.login_throttling.identifier_per_ip;
     pair.free_failures = free;
-    pair.initial_delay = initial.into();
-    pair.max_delay = max.into();
+    pair.initial_delay = initial.parse().unwrap();
+    pair.max_delay = max.parse().unwrap();
 }
 
 /// Believes `X-Forwarded-For` from the test client, and allows `max` failures per address.
 fn address_limit(config: &mut Config, max: u64) {
-    config.serve.public.trusted_proxies = vec!["127.0.0.1".into()];
+    config.serve.public.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
     config.security.login_throttling.ip.max_failures = max;
 }
 

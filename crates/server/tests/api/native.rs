@@ -244,9 +244,9 @@ async fn registration_rejects_bad_input_on_the_flow(backend: Backend) {
 
 async fn expired_and_unknown_flows(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
-        c.selfservice.flows.login.lifespan = "2s".into();
-        c.selfservice.flows.registration.lifespan = "2s".into();
-        c.session.lifespan = "2s".into();
+        c.selfservice.flows.login.lifespan = "2s".parse().unwrap();
+        c.selfservice.flows.registration.lifespan = "2s".parse().unwrap();
+        c.session.lifespan = "2s".parse().unwrap();
     })
     .await;
     // Flows and a session start together so one short wait expires them all.

@@ -297,7 +297,7 @@ async fn browser_recovery_with_csrf(backend: Backend) {
 
 async fn expired_codes_and_resends(backend: Backend) {
     let (app, _received) =
-        app_with_mail(backend, |c| c.selfservice.methods.code.config.lifespan = "1s".into()).await;
+        app_with_mail(backend, |c| c.selfservice.methods.code.config.lifespan = "1s".parse().unwrap()).await;
     create_identity(&app, "slow@example.com").await;
     let flow = native_flow(&app, "recovery").await;
     post(&app, &flow, json!({"method": "code", "email": "slow@example.com"})).await;

@@ -23,7 +23,7 @@ const ADMIN_PASSWORD: &str = "set-by-an-admin-passphrase";
 
 fn argon2(c: &mut Config, memory: &str, iterations: u32) {
     c.hashers.algorithm = HashAlgorithm::Argon2;
-    c.hashers.argon2.memory = memory.into();
+    c.hashers.argon2.memory = memory.parse().unwrap();
     c.hashers.argon2.iterations = iterations;
     c.hashers.argon2.parallelism = Some(1);
 }

@@ -461,7 +461,7 @@ async fn forwarded_for_counts_only_from_trusted_proxies(backend: Backend) {
 
     // Behind a trusted proxy: the right-most address that is not a trusted proxy.
     let app = spawn_app_with(backend, |c| {
-        c.serve.public.trusted_proxies = vec!["127.0.0.1".into(), "10.0.0.0/8".into()];
+        c.serve.public.trusted_proxies = vec!["127.0.0.1".parse().unwrap(), "10.0.0.0/8".parse().unwrap()];
     })
     .await;
     create_identity(&app, "proxied@example.com").await;

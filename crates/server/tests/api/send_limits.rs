@@ -275,7 +275,7 @@ async fn assert_rate_limited(response: reqwest::Response, what: &str) {
 
 async fn flow_starts_are_limited_per_client(backend: Backend) {
     let (app, _) = app(backend, |c| {
-        c.serve.public.trusted_proxies = vec!["127.0.0.1".into()];
+        c.serve.public.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
         c.security.send_limits.ip.flows_per_minute = 3;
     })
     .await;
@@ -313,7 +313,7 @@ async fn flow_starts_are_limited_per_client(backend: Backend) {
 
 async fn code_requests_are_limited_per_client(backend: Backend) {
     let (app, _) = app(backend, |c| {
-        c.serve.public.trusted_proxies = vec!["127.0.0.1".into()];
+        c.serve.public.trusted_proxies = vec!["127.0.0.1".parse().unwrap()];
         c.security.send_limits.ip.codes_per_minute = 2;
     })
     .await;

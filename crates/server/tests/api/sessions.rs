@@ -132,8 +132,10 @@ async fn login_can_revoke_other_sessions(backend: Backend) {
 }
 
 async fn two_step_registration(backend: Backend) {
-    let app =
-        spawn_app_with(backend, |c| c.selfservice.flows.registration.style = "profile_first".into()).await;
+    let app = spawn_app_with(backend, |c| {
+        c.selfservice.flows.registration.style = latchkey::config::RegistrationStyle::ProfileFirst
+    })
+    .await;
     let flow = crate::helpers::native_flow(&app, "registration").await;
     let names: Vec<&str> = flow["ui"]["nodes"]
         .as_array()
@@ -250,14 +252,16 @@ async fn whoami_shows_an_identity_change_at_once(backend: Backend) {
 /// `session.earliest_possible_extend`: a session with more time left than
 /// that is answered as it is, not rewritten; once inside it, extended.
 async fn extending_waits_until_the_session_is_near_its_end(backend: Backend) {
-    let early = spawn_app_with(backend, |c| c.session.earliest_possible_extend = Some("1h".into())).await;
+    let early =
+        spawn_app_with(backend, |c| c.session.earliest_possible_extend = Some("1h".parse().unwrap())).await;
     let (token, _) = register(&early, "extend-early@example.com", PASSWORD).await;
     let session = frontend_api::to_session(&early.public, Some(&token), None, None).await.unwrap();
     let extended = identity_api::extend_session(&early.admin, &session.id).await.unwrap();
     assert_eq!(extended.expires_at, session.expires_at, "23 h left is more than 1 h: untouched");
     early.stop().await;
 
-    let late = spawn_app_with(backend, |c| c.session.earliest_possible_extend = Some("24h".into())).await;
+    let late =
+        spawn_app_with(backend, |c| c.session.earliest_possible_extend = Some("24h".parse().unwrap())).await;
     let (token, _) = register(&late, "extend-late@example.com", PASSWORD).await;
     let session = frontend_api::to_session(&late.public, Some(&token), None, None).await.unwrap();
     let extended = identity_api::extend_session(&late.admin, &session.id).await.unwrap();

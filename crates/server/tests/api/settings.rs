@@ -142,9 +142,10 @@ async fn settings_needs_the_owner(backend: Backend) {
 }
 
 async fn stale_sessions_must_sign_in_again(backend: Backend) {
-    let app =
-        spawn_app_with(backend, |c| c.selfservice.flows.settings.privileged_session_max_age = "1ms".into())
-            .await;
+    let app = spawn_app_with(backend, |c| {
+        c.selfservice.flows.settings.privileged_session_max_age = "1ms".parse().unwrap()
+    })
+    .await;
     let (token, _) = register(&app, "stale@example.com", PASSWORD).await;
     tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     let flow = settings_flow(&app, &token).await;

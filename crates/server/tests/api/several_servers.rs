@@ -72,8 +72,8 @@ fn shared(config: &mut Config, smtp: Option<u16>) {
     let throttling = &mut config.security.login_throttling;
     throttling.ip.max_failures = 1_000_000;
     throttling.identifier.free_failures = 3;
-    throttling.identifier.initial_delay = "60s".into();
-    throttling.identifier.max_delay = "60s".into();
+    throttling.identifier.initial_delay = "60s".parse().unwrap();
+    throttling.identifier.max_delay = "60s".parse().unwrap();
     if let Some(port) = smtp {
         config.courier.smtp.connection_uri = smtp_uri(port);
     }

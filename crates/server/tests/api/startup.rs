@@ -42,7 +42,7 @@ async fn in_flight_requests_finish_on_shutdown(backend: Backend) {
     // A deliberately slow hasher keeps the request in flight while we stop.
     let app = spawn_app_with(backend, |c| {
         c.hashers.algorithm = latchkey::config::HashAlgorithm::Argon2;
-        c.hashers.argon2.memory = "32MB".into();
+        c.hashers.argon2.memory = "32MB".parse().unwrap();
         c.hashers.argon2.iterations = 6;
         c.hashers.argon2.parallelism = Some(1);
     })
