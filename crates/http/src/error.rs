@@ -187,12 +187,14 @@ impl From<IdentityError> for ApiError {
             IdentityError::Conflict => ApiError::conflict()
                 .with_reason("This identity conflicts with another identity that already exists."),
             IdentityError::NotFound => ApiError::not_found("Unable to locate the resource"),
-            IdentityError::InvalidHash(reason)
-            | IdentityError::InvalidPatch(reason)
-            | IdentityError::InvalidInput(reason) => ApiError::bad_request().with_reason(reason),
-            e @ IdentityError::PasswordTooLong => ApiError::bad_request().with_reason(e.to_string()),
+            IdentityError::InvalidHash(reason) | IdentityError::InvalidInput(reason) => {
+                ApiError::bad_request().with_reason(reason)
+            }
+            e @ (IdentityError::PasswordTooLong | IdentityError::InvalidPatch(_)) => {
+                ApiError::bad_request().with_reason(e.to_string())
+            }
             IdentityError::Store(e) => e.into(),
-            e @ IdentityError::Hashing(_) => ApiError::internal(e),
+            e @ (IdentityError::Hashing(_) | IdentityError::Notice(_)) => ApiError::internal(e),
         }
     }
 }

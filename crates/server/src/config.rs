@@ -1307,7 +1307,7 @@ fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
     for (key, listener) in [("serve.public", &config.serve.public), ("serve.admin", &config.serve.admin)] {
         for (i, network) in listener.trusted_proxies.iter().enumerate() {
             latchkey_http::Network::parse(network)
-                .map_err(|reason| invalid(&format!("{key}.trusted_proxies.{i}"), reason))?;
+                .map_err(|e| invalid(&format!("{key}.trusted_proxies.{i}"), e.to_string()))?;
         }
     }
     validate_tracing(&config.tracing)?;

@@ -172,7 +172,7 @@ pub fn dispatcher(config: &Config, store: Arc<dyn Store>) -> Result<Option<Dispa
         headers: smtp.headers.clone(),
         local_name: smtp.local_name.clone(),
     })
-    .map_err(StartError::Courier)?;
+    .map_err(|e| StartError::Courier(e.to_string()))?;
     Ok(Some(Dispatcher::new(store, Arc::new(mailer), config.retry_policy())))
 }
 
@@ -270,7 +270,7 @@ impl Application {
                 config.courier.template_override_path.as_deref().map(std::path::Path::new),
             )
             .and_then(|t| t.with_config(&config.courier.templates))
-            .map_err(StartError::Courier)?,
+            .map_err(|e| StartError::Courier(e.to_string()))?,
         );
         let sends = &config.security.send_limits;
         let send_limits = SendLimits::new(
