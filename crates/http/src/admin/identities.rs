@@ -190,12 +190,8 @@ fn password_of(credentials: Option<CredentialsBody>) -> Result<Option<PasswordIn
     credentials.map(CredentialsBody::into_password).transpose().map(Option::flatten)
 }
 
-fn identity_json(
-    state: &AppState,
-    identity: &latchkey_domain::Identity,
-    view: &CredentialsView,
-) -> Json<Value> {
-    Json(views::identity(identity, &state.urls, Audience::Admin, view))
+fn identity_json(state: &AppState, identity: &latchkey_domain::Identity, view: &CredentialsView) -> Response {
+    Json(views::identity(identity, &state.urls, Audience::Admin, view)).into_response()
 }
 
 /// Kratos answers unknown and malformed ids alike with 404.
@@ -306,7 +302,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = QueryParams::parse(query.as_deref());
     let view = CredentialsView::Include(included_credentials(&params)?);
     let identity = state.identities.get(parse_id(&id)?).await?;
@@ -359,7 +355,7 @@ async fn list(
     let has_next = identities.len() > page.size as usize;
     identities.truncate(page.size as usize);
 
-    let body: Vec<Value> =
+    let body: Vec<_> =
         identities.iter().map(|i| views::identity(i, &state.urls, Audience::Admin, &view)).collect();
     let mut response = Json(body).into_response();
     if let Some(link) = page.link(uri.path(), &params, identities.last().map(|i| i.id), has_next) {
@@ -372,7 +368,7 @@ async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let update = IdentityUpdate {
         schema_id: body.schema_id,
@@ -392,7 +388,7 @@ async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(ops): JsonBody<Vec<Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let identity = state.identities.patch(parse_id(&id)?, &ops).await?;
     Ok(identity_json(&state, &identity, &no_config()))
 }
