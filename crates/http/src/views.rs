@@ -75,7 +75,7 @@ struct CredentialView<'a> {
 
 /// Domain types serialise their fields in declaration order; on the wire
 /// they have always been sorted (they went through `serde_json::Value`).
-fn sorted<T: Serialize, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn sorted<T: Serialize, S: Serializer>(value: &T, serializer: S) -> Result<S::Ok, S::Error> {
     serde_json::to_value(value).map_err(serde::ser::Error::custom)?.serialize(serializer)
 }
 

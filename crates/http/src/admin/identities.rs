@@ -14,12 +14,12 @@ use latchkey_domain::identity::{
 };
 use latchkey_domain::store::IdentityQuery;
 use latchkey_hash::SecretPassword;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::body::JsonBody;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorObject};
 use crate::pagination::KeysetPage;
 use crate::query::QueryParams;
 use crate::state::AppState;
@@ -250,6 +250,14 @@ struct BatchItem {
     patch_id: Option<Uuid>,
 }
 
+/// One line of a batch's answer; keys in alphabetical order after `action`.
+#[derive(Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+enum BatchResult {
+    Create { identity: Uuid, patch_id: Uuid },
+    Error { error: ErrorObject, patch_id: Uuid },
+}
+
 /// `PATCH /admin/identities`: creates many identities; each succeeds or
 /// fails on its own and the answer says which.
 async fn batch(
@@ -279,8 +287,8 @@ async fn batch(
             continue;
         };
         results.push(match create_one(&state, create).await {
-            Ok(identity) => json!({"action": "create", "identity": identity.id, "patch_id": patch_id}),
-            Err(e) => json!({"action": "error", "patch_id": patch_id, "error": e.body()["error"]}),
+            Ok(identity) => BatchResult::Create { identity: identity.id, patch_id },
+            Err(e) => BatchResult::Error { error: e.error_object(), patch_id },
         });
     }
     Ok(Json(json!({ "identities": results })))
