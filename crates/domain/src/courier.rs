@@ -36,14 +36,14 @@ impl MessageStatus {
 }
 
 impl std::str::FromStr for MessageStatus {
-    type Err = String;
+    type Err = crate::UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "queued" => Ok(Self::Queued),
             "processing" => Ok(Self::Processing),
             "sent" => Ok(Self::Sent),
             "abandoned" => Ok(Self::Abandoned),
-            other => Err(format!("unknown message status `{other}`")),
+            other => Err(crate::UnknownValue::new("message status", other)),
         }
     }
 }

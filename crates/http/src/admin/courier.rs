@@ -7,6 +7,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::{DateTime, Utc};
+use latchkey_domain::UnknownValue;
 use latchkey_domain::courier::{Dispatch, Message, MessageStatus};
 use latchkey_domain::store::MessageQuery;
 use serde::Serialize;
@@ -71,7 +72,9 @@ async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> R
     let page = KeysetPage::from_params(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
     let status = match params.first("status").filter(|s| !s.is_empty()) {
         None => None,
-        Some(s) => Some(s.parse().map_err(|e: String| ApiError::bad_request().with_reason(e))?),
+        Some(s) => {
+            Some(s.parse().map_err(|e: UnknownValue| ApiError::bad_request().with_reason(e.to_string()))?)
+        }
     };
     let query = MessageQuery {
         status,
