@@ -9,8 +9,8 @@
 mod smtp;
 mod templates;
 
-pub use smtp::{Security, SmtpConfig, SmtpEndpoint, SmtpMailer};
-pub use templates::Templates;
+pub use smtp::{Security, SmtpConfig, SmtpConfigError, SmtpEndpoint, SmtpMailer};
+pub use templates::{FetchError, SyntaxError, TemplateError, Templates, UnknownTemplate};
 
 #[cfg(feature = "test-smtp")]
 pub mod test_smtp;

@@ -111,6 +111,34 @@ impl fmt::Debug for SmtpEndpoint {
     }
 }
 
+/// A `courier.smtp` setting that cannot be used. None of these carries the
+/// connection URI, which may hold a password.
+#[derive(Debug, thiserror::Error)]
+pub enum SmtpConfigError {
+    #[error("courier.smtp.connection_uri is not a valid URI: {0}")]
+    Uri(#[source] url::ParseError),
+    #[error("courier.smtp.connection_uri has the scheme `{0}`; expected `smtp` or `smtps`")]
+    Scheme(String),
+    #[error("courier.smtp.connection_uri has no host")]
+    NoHost,
+    #[error("courier.smtp.connection_uri: `{key}` must be true or false, not `{value}`")]
+    NotABool { key: String, value: String },
+    #[error("courier.smtp.connection_uri: the {what} is not valid UTF-8 once percent-decoded")]
+    NotUtf8 { what: &'static str, source: std::str::Utf8Error },
+    #[error("courier.smtp.from_address `{address}` is not an email address: {source}")]
+    FromAddress { address: String, source: lettre::address::AddressError },
+    #[error("courier.smtp.from_name must be a single line")]
+    FromNameLines,
+    #[error("courier.smtp.headers: `{0}` is set by the mailer and cannot be overridden")]
+    ManagedHeader(String),
+    #[error("courier.smtp.headers: `{0}` is not a valid header name")]
+    HeaderName(String),
+    #[error("courier.smtp.headers: the value of `{0}` must be a single line")]
+    HeaderLines(String),
+    #[error("courier.smtp.connection_uri: cannot set up TLS: {0}")]
+    Tls(#[source] lettre::transport::smtp::Error),
+}
+
 /// How an SMTP connection is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Security {
@@ -126,23 +154,18 @@ pub enum Security {
 impl SmtpEndpoint {
     /// Reads a Kratos `connection_uri`. Errors say what is wrong without
     /// repeating the URI, which may hold a password.
-    pub fn parse(connection_uri: &str) -> Result<SmtpEndpoint, String> {
-        let url = url::Url::parse(connection_uri.trim())
-            .map_err(|e| format!("courier.smtp.connection_uri is not a valid URI: {e}"))?;
+    pub fn parse(connection_uri: &str) -> Result<SmtpEndpoint, SmtpConfigError> {
+        let url = url::Url::parse(connection_uri.trim()).map_err(SmtpConfigError::Uri)?;
         let implicit_tls = match url.scheme() {
             "smtp" => false,
             "smtps" => true,
-            other => {
-                return Err(format!(
-                    "courier.smtp.connection_uri has the scheme `{other}`; expected `smtp` or `smtps`"
-                ));
-            }
+            other => return Err(SmtpConfigError::Scheme(other.to_string())),
         };
         let host = match url.host() {
             Some(url::Host::Domain(domain)) if !domain.is_empty() => domain.to_string(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            _ => return Err("courier.smtp.connection_uri has no host".to_string()),
+            _ => return Err(SmtpConfigError::NoHost),
         };
         let port = url.port().unwrap_or(if implicit_tls { 465 } else { 25 });
 
@@ -187,18 +210,19 @@ impl SmtpEndpoint {
 
 /// Go's `strconv.ParseBool`, which Kratos uses for these parameters; unlike
 /// Kratos, a value it cannot read is an error rather than `false`.
-fn parse_bool(key: &str, value: &str) -> Result<bool, String> {
+fn parse_bool(key: &str, value: &str) -> Result<bool, SmtpConfigError> {
     match value {
         "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
         "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
-        other => Err(format!("courier.smtp.connection_uri: `{key}` must be true or false, not `{other}`")),
+        other => Err(SmtpConfigError::NotABool { key: key.to_string(), value: other.to_string() }),
     }
 }
 
-fn decode(raw: &str, what: &str) -> Result<String, String> {
-    percent_decode_str(raw).decode_utf8().map(|s| s.into_owned()).map_err(|_| {
-        format!("courier.smtp.connection_uri: the {what} is not valid UTF-8 once percent-decoded")
-    })
+fn decode(raw: &str, what: &'static str) -> Result<String, SmtpConfigError> {
+    percent_decode_str(raw)
+        .decode_utf8()
+        .map(|s| s.into_owned())
+        .map_err(|source| SmtpConfigError::NotUtf8 { what, source })
 }
 
 /// The URI with its password replaced, for `Debug` output.
@@ -236,29 +260,27 @@ impl SmtpMailer {
     /// Errors name the setting that is wrong and never contain the password.
     /// Must run inside a Tokio runtime: the pool starts a task that closes
     /// idle connections.
-    pub fn new(config: SmtpConfig) -> Result<SmtpMailer, String> {
+    pub fn new(config: SmtpConfig) -> Result<SmtpMailer, SmtpConfigError> {
         let endpoint = SmtpEndpoint::parse(&config.connection_uri)?;
 
-        let address: Address = config.from_address.trim().parse().map_err(|e| {
-            format!("courier.smtp.from_address `{}` is not an email address: {e}", config.from_address)
+        let address: Address = config.from_address.trim().parse().map_err(|source| {
+            SmtpConfigError::FromAddress { address: config.from_address.clone(), source }
         })?;
         let name = config.from_name.as_deref().map(str::trim).filter(|n| !n.is_empty());
         if name.is_some_and(|n| n.contains(['\r', '\n'])) {
-            return Err("courier.smtp.from_name must be a single line".to_string());
+            return Err(SmtpConfigError::FromNameLines);
         }
         let from = Mailbox::new(name.map(str::to_string), address);
 
         let mut headers = Vec::with_capacity(config.headers.len());
         for (name, value) in &config.headers {
             if MANAGED_HEADERS.contains(&name.to_ascii_lowercase().as_str()) {
-                return Err(format!(
-                    "courier.smtp.headers: `{name}` is set by the mailer and cannot be overridden"
-                ));
+                return Err(SmtpConfigError::ManagedHeader(name.clone()));
             }
             let header_name = HeaderName::new_from_ascii(name.clone())
-                .map_err(|_| format!("courier.smtp.headers: `{name}` is not a valid header name"))?;
+                .map_err(|_| SmtpConfigError::HeaderName(name.clone()))?;
             if value.contains(['\r', '\n']) {
-                return Err(format!("courier.smtp.headers: the value of `{name}` must be a single line"));
+                return Err(SmtpConfigError::HeaderLines(name.clone()));
             }
             headers.push(HeaderValue::new(header_name, value.clone()));
         }
@@ -272,7 +294,7 @@ impl SmtpMailer {
                 .dangerous_accept_invalid_certs(endpoint.skip_ssl_verify)
                 .dangerous_accept_invalid_hostnames(endpoint.skip_ssl_verify)
                 .build()
-                .map_err(|e| format!("courier.smtp.connection_uri: cannot set up TLS: {e}"))
+                .map_err(SmtpConfigError::Tls)
         };
         builder = match endpoint.security {
             Security::StartTls => builder.tls(Tls::Required(tls_parameters()?)),
@@ -409,7 +431,7 @@ mod tests {
         assert_eq!((e.host.as_str(), e.server_name.as_str()), ("10.0.0.5", "mail.internal"));
         let e = SmtpEndpoint::parse("smtp://[::1]:25/?disable_starttls=1").unwrap();
         assert_eq!((e.host.as_str(), e.security), ("::1", Security::None));
-        let err = SmtpEndpoint::parse("smtp://h/?disable_starttls=yes").unwrap_err();
+        let err = SmtpEndpoint::parse("smtp://h/?disable_starttls=yes").unwrap_err().to_string();
         assert!(err.contains("disable_starttls") && err.contains("yes"), "{err}");
     }
 
@@ -433,11 +455,11 @@ mod tests {
             format!("smtp://user:{secret}%FF@host"),
             format!("user:{secret}@host"),
         ] {
-            let err = SmtpMailer::new(config(&uri)).unwrap_err();
+            let err = SmtpMailer::new(config(&uri)).unwrap_err().to_string();
             assert!(err.contains("connection_uri"), "{err}");
             assert!(!err.contains(secret), "{err}");
         }
-        let err = SmtpEndpoint::parse("ftp://h").unwrap_err();
+        let err = SmtpEndpoint::parse("ftp://h").unwrap_err().to_string();
         assert!(err.contains("`ftp`"), "{err}");
         assert!(SmtpEndpoint::parse("smtp://h/?x=1").is_ok());
     }
@@ -456,7 +478,7 @@ mod tests {
     async fn validates_addresses_and_headers() {
         let mut cfg = config("smtp://h/");
         cfg.from_address = "not an address".to_string();
-        assert!(SmtpMailer::new(cfg).unwrap_err().contains("from_address"));
+        assert!(SmtpMailer::new(cfg).unwrap_err().to_string().contains("from_address"));
 
         // The server's default sender must be accepted.
         let mut cfg = config("smtp://h/");
@@ -466,15 +488,15 @@ mod tests {
 
         let mut cfg = config("smtp://h/");
         cfg.headers.insert("Subject".to_string(), "x".to_string());
-        assert!(SmtpMailer::new(cfg).unwrap_err().contains("`Subject`"));
+        assert!(SmtpMailer::new(cfg).unwrap_err().to_string().contains("`Subject`"));
 
         let mut cfg = config("smtp://h/");
         cfg.headers.insert("Bad Name".to_string(), "x".to_string());
-        assert!(SmtpMailer::new(cfg).unwrap_err().contains("`Bad Name`"));
+        assert!(SmtpMailer::new(cfg).unwrap_err().to_string().contains("`Bad Name`"));
 
         let mut cfg = config("smtp://h/");
         cfg.headers.insert("X-Tag".to_string(), "a\r\nBcc: evil@example.com".to_string());
-        assert!(SmtpMailer::new(cfg).unwrap_err().contains("single line"));
+        assert!(SmtpMailer::new(cfg).unwrap_err().to_string().contains("single line"));
 
         let mut cfg = config("smtps://u:p@h/?skip_ssl_verify=true");
         cfg.headers.insert("X-Tag".to_string(), "latchkey".to_string());

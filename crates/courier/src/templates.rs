@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use latchkey_domain::courier::Rendered;
 use serde_json::{Map, Value};
@@ -32,11 +32,61 @@ const TYPES: &[(&str, Option<&str>)] = &[
     ("address_removed", None),
 ];
 
+/// Why the templates could not be loaded; each names the file or
+/// configuration key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum TemplateError {
+    #[error("template override path {} is not a directory", .0.display())]
+    NotADirectory(PathBuf),
+    #[error("cannot read email template {}: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("email template {}: {source}", path.display())]
+    Syntax { path: PathBuf, source: SyntaxError },
+    #[error("courier.templates must be a mapping")]
+    NotAMapping,
+    #[error("{key}: Latchkey has no `{name}` email")]
+    UnknownName { key: String, name: String },
+    #[error("{key}: {source}")]
+    Fetch { key: String, source: FetchError },
+    #[error("{key}: {source}")]
+    ConfiguredSyntax { key: String, source: SyntaxError },
+}
+
+/// Why a `courier.templates` URL could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: String, source: std::io::Error },
+    #[error("invalid base64: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("not UTF-8 text")]
+    NotUtf8(#[source] std::string::FromUtf8Error),
+    #[error("only file:// and base64:// template URLs are supported")]
+    Scheme,
+}
+
+/// A construct in a template's text that the renderer does not understand.
+#[derive(Debug, thiserror::Error)]
+pub enum SyntaxError {
+    #[error("`{{{{` without a closing `}}}}` at line {line}")]
+    Unclosed { line: usize },
+    #[error(
+        "only field references like `{{{{ .Name }}}}` are supported in `{{{{{action}}}}}` at line {line}"
+    )]
+    NotAField { action: String, line: usize },
+}
+
+/// A template type no template is loaded for.
+#[derive(Debug, PartialEq, thiserror::Error)]
+#[error("unknown email template type `{0}`")]
+pub struct UnknownTemplate(pub String);
+
 /// Reads a template given as `file://PATH` or `base64://DATA`; remote URLs
 /// are refused so that start-up never depends on the network.
-fn fetch(url: &str) -> Result<String, String> {
+fn fetch(url: &str) -> Result<String, FetchError> {
     if let Some(path) = url.strip_prefix("file://") {
-        return std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"));
+        return std::fs::read_to_string(path)
+            .map_err(|source| FetchError::Read { path: path.to_string(), source });
     }
     if let Some(data) = url.strip_prefix("base64://") {
         use base64::Engine;
@@ -45,10 +95,10 @@ fn fetch(url: &str) -> Result<String, String> {
             .or_else(|_| {
                 base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(data.trim().trim_end_matches('='))
             })
-            .map_err(|e| format!("invalid base64: {e}"))?;
-        return String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string());
+            .map_err(FetchError::Base64)?;
+        return String::from_utf8(bytes).map_err(FetchError::NotUtf8);
     }
-    Err("only file:// and base64:// template URLs are supported".into())
+    Err(FetchError::Scheme)
 }
 
 /// The compiled templates for every message type, ready to render.
@@ -93,27 +143,31 @@ impl Templates {
     /// part keeps the built-in one. An override path that is not a directory,
     /// an unreadable file or an unsupported template construct is an error
     /// naming the file.
-    pub fn load(override_path: Option<&Path>) -> Result<Templates, String> {
+    pub fn load(override_path: Option<&Path>) -> Result<Templates, TemplateError> {
         let mut templates = Templates::builtin();
         let Some(root) = override_path else {
             return Ok(templates);
         };
         if !root.is_dir() {
-            return Err(format!("template override path {} is not a directory", root.display()));
+            return Err(TemplateError::NotADirectory(root.to_path_buf()));
         }
         for (name, kratos_dir) in TYPES {
             let dirs: Vec<_> =
                 std::iter::once(root.join(name)).chain(kratos_dir.map(|dir| root.join(dir))).collect();
-            let find = |file: &str| -> Result<Option<Template>, String> {
+            let find = |file: &str| -> Result<Option<Template>, TemplateError> {
                 for dir in &dirs {
                     let path = dir.join(file);
                     if !path.is_file() {
                         continue;
                     }
-                    let source = std::fs::read_to_string(&path)
-                        .map_err(|e| format!("cannot read email template {}: {e}", path.display()))?;
-                    let template = Template::compile(&source)
-                        .map_err(|e| format!("email template {}: {e}", path.display()))?;
+                    let text = match std::fs::read_to_string(&path) {
+                        Ok(text) => text,
+                        Err(source) => return Err(TemplateError::Read { path, source }),
+                    };
+                    let template = match Template::compile(&text) {
+                        Ok(template) => template,
+                        Err(source) => return Err(TemplateError::Syntax { path, source }),
+                    };
                     tracing::debug!(path = %path.display(), "loaded email template override");
                     return Ok(Some(template));
                 }
@@ -141,13 +195,9 @@ impl Templates {
     /// for `password_changed`), or by its whole name (`password_changed`,
     /// `account_recovered`). Applied after the override path, so
     /// configuration wins.
-    pub fn with_config(mut self, config: &Value) -> Result<Templates, String> {
+    pub fn with_config(mut self, config: &Value) -> Result<Templates, TemplateError> {
         let Some(groups) = config.as_object() else {
-            return if config.is_null() {
-                Ok(self)
-            } else {
-                Err("courier.templates must be a mapping".into())
-            };
+            return if config.is_null() { Ok(self) } else { Err(TemplateError::NotAMapping) };
         };
         // (the key as written, the template's name, its parts)
         let mut targets = Vec::new();
@@ -170,17 +220,17 @@ impl Templates {
                 .iter_mut()
                 .find(|(t, _)| **t == name)
                 .map(|(_, e)| e)
-                .ok_or_else(|| format!("{key}: Latchkey has no `{name}` email"))?;
+                .ok_or_else(|| TemplateError::UnknownName { key: key.clone(), name: name.clone() })?;
             let email = parts.get("email").unwrap_or(&Value::Null);
-            let load = |pointer: &str| -> Result<Option<Template>, String> {
+            let load = |pointer: &str| -> Result<Option<Template>, TemplateError> {
                 let Some(url) = email.pointer(pointer).and_then(Value::as_str) else {
                     return Ok(None);
                 };
-                let source =
-                    fetch(url).map_err(|e| format!("{key}.email{}: {e}", pointer.replace('/', ".")))?;
-                Template::compile(&source)
+                let key = || format!("{key}.email{}", pointer.replace('/', "."));
+                let text = fetch(url).map_err(|source| TemplateError::Fetch { key: key(), source })?;
+                Template::compile(&text)
                     .map(Some)
-                    .map_err(|e| format!("{key}.email{}: {e}", pointer.replace('/', ".")))
+                    .map_err(|source| TemplateError::ConfiguredSyntax { key: key(), source })
             };
             if let Some(subject) = load("/subject")? {
                 entry.subject = subject;
@@ -204,11 +254,13 @@ impl Templates {
     ///
     /// Fields missing from `data` render as empty text. The subject is
     /// folded onto one line, since a line break cannot live in a header.
-    pub fn render(&self, template_type: &str, data: &Map<String, Value>) -> Result<Rendered, String> {
-        let template = self
-            .by_type
-            .get(template_type)
-            .ok_or_else(|| format!("unknown email template type `{template_type}`"))?;
+    pub fn render(
+        &self,
+        template_type: &str,
+        data: &Map<String, Value>,
+    ) -> Result<Rendered, UnknownTemplate> {
+        let template =
+            self.by_type.get(template_type).ok_or_else(|| UnknownTemplate(template_type.to_string()))?;
         let subject = template.subject.render(data, false);
         let subject = subject.split_whitespace().collect::<Vec<_>>().join(" ");
         Ok(Rendered {
@@ -243,7 +295,7 @@ enum Part {
 }
 
 impl Template {
-    fn compile(source: &str) -> Result<Template, String> {
+    fn compile(source: &str) -> Result<Template, SyntaxError> {
         let mut parts = Vec::new();
         let mut rest = source;
         let mut trim_next = false;
@@ -253,9 +305,9 @@ impl Template {
                 literal = literal.trim_start();
             }
             let after = &rest[start + 2..];
-            let end = after.find("}}").ok_or_else(|| {
-                format!("`{{{{` without a closing `}}}}` at line {}", line_of(source, rest, start))
-            })?;
+            let end = after
+                .find("}}")
+                .ok_or_else(|| SyntaxError::Unclosed { line: line_of(source, rest, start) })?;
             let mut action = &after[..end];
             // Go only treats `{{-` and `-}}` as trim markers when a space
             // separates them from the action, so `{{-3}}` stays a number.
@@ -269,9 +321,11 @@ impl Template {
                 action = stripped;
             }
             push_literal(&mut parts, literal);
-            parts.push(Part::Field(parse_field(action.trim()).map_err(|e| {
-                format!("{e} in `{{{{{action}}}}}` at line {}", line_of(source, rest, start))
-            })?));
+            let field = parse_field(action.trim()).ok_or_else(|| SyntaxError::NotAField {
+                action: action.to_string(),
+                line: line_of(source, rest, start),
+            })?;
+            parts.push(Part::Field(field));
             rest = &after[end + 2..];
         }
         let literal = if trim_next { rest.trim_start() } else { rest };
@@ -310,18 +364,13 @@ fn line_of(source: &str, rest: &str, offset: usize) -> usize {
     source[..consumed].matches('\n').count() + 1
 }
 
-fn parse_field(action: &str) -> Result<Vec<String>, String> {
-    let Some(path) = action.strip_prefix('.') else {
-        return Err("only field references like `{{ .Name }}` are supported".to_string());
-    };
+/// The dotted path of a field reference, `None` for anything else.
+fn parse_field(action: &str) -> Option<Vec<String>> {
+    let path = action.strip_prefix('.')?;
     let segments: Vec<String> = path.split('.').map(str::to_string).collect();
     let valid =
         |s: &String| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
-    if segments.iter().all(valid) {
-        Ok(segments)
-    } else {
-        Err("only field references like `{{ .Name }}` are supported".to_string())
-    }
+    segments.iter().all(valid).then_some(segments)
 }
 
 fn lookup(data: &Map<String, Value>, path: &[String]) -> String {
@@ -498,8 +547,11 @@ impl latchkey_domain::courier::Renderer for Templates {
         &self,
         template_type: &str,
         data: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<latchkey_domain::courier::Rendered, String> {
-        Templates::render(self, template_type, data)
+    ) -> Result<latchkey_domain::courier::Rendered, latchkey_domain::courier::RenderError> {
+        Templates::render(self, template_type, data).map_err(|e| latchkey_domain::courier::RenderError {
+            template_type: template_type.to_string(),
+            source: Box::new(e),
+        })
     }
 }
 
@@ -520,7 +572,9 @@ mod config_tests {
         assert_eq!(rendered.subject, "Code 123456 inside");
         assert!(rendered.text.contains("123456"), "the body stays built in");
         let unknown = json!({"carrier_pigeon": {"valid": {"email": {}}}});
-        assert!(Templates::builtin().with_config(&unknown).unwrap_err().contains("carrier_pigeon"));
+        assert!(
+            Templates::builtin().with_config(&unknown).unwrap_err().to_string().contains("carrier_pigeon")
+        );
         let remote = json!({"recovery_code": {"valid": {"email": {"subject": "https://example.com/s"}}}});
         assert!(Templates::builtin().with_config(&remote).is_err());
     }
@@ -544,7 +598,11 @@ mod config_tests {
         assert_eq!(templates.render("address_changed", data), builtin.render("address_changed", data));
         let broken = json!({"address_changed": {"email": {"subject": url("{{ if .To }}")}}});
         let err = Templates::builtin().with_config(&broken).unwrap_err();
-        assert!(err.starts_with("courier.templates.address_changed.email.subject:"), "{err}");
+        let text = err.to_string();
+        assert!(text.starts_with("courier.templates.address_changed.email.subject:"), "{text}");
+        // The template's own syntax error stays the source, for the log.
+        let source = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<SyntaxError>());
+        assert!(matches!(source, Some(SyntaxError::NotAField { line: 1, .. })), "{err:?}");
     }
 }
 
@@ -583,9 +641,14 @@ mod tests {
 
     #[test]
     fn rejects_unsupported_actions() {
-        assert!(Template::compile("{{ if .X }}y{{ end }}").unwrap_err().contains("only field references"));
+        assert!(
+            Template::compile("{{ if .X }}y{{ end }}")
+                .unwrap_err()
+                .to_string()
+                .contains("only field references")
+        );
         assert!(Template::compile("{{ .X | upper }}").is_err());
-        assert!(Template::compile("line\n{{ .X").unwrap_err().contains("line 2"));
+        assert!(Template::compile("line\n{{ .X").unwrap_err().to_string().contains("line 2"));
     }
 
     #[test]
@@ -638,7 +701,17 @@ mod tests {
             assert!(!all.contains("482913") && !all.contains("771203") && !all.contains("http"), "{name}");
             assert!(r.text.contains("2030-01-02 03:04 UTC") && r.text.contains("203.0.113.9"), "{name}");
         }
-        assert!(templates.render("nope", &d).unwrap_err().contains("nope"));
+        assert_eq!(templates.render("nope", &d), Err(UnknownTemplate("nope".into())));
+    }
+
+    #[test]
+    fn a_render_failure_through_the_port_keeps_its_cause() {
+        use latchkey_domain::courier::Renderer;
+        let err = Renderer::render(&Templates::builtin(), "nope", &Map::new()).unwrap_err();
+        assert_eq!(err.template_type, "nope");
+        assert_eq!(err.to_string(), "the nope email: unknown email template type `nope`");
+        let source = std::error::Error::source(&err).and_then(|e| e.downcast_ref::<UnknownTemplate>());
+        assert_eq!(source, Some(&UnknownTemplate("nope".into())));
     }
 
     #[test]
@@ -699,12 +772,14 @@ mod tests {
     fn load_errors_name_the_problem() {
         assert!(Templates::load(None).is_ok());
         let missing = std::env::temp_dir().join("latchkey-courier-does-not-exist");
-        assert!(Templates::load(Some(&missing)).unwrap_err().contains("not a directory"));
+        assert!(Templates::load(Some(&missing)).unwrap_err().to_string().contains("not a directory"));
 
         let dir = temp_dir("broken");
         std::fs::create_dir_all(dir.join("recovery_code/invalid")).unwrap();
         std::fs::write(dir.join("recovery_code/invalid").join(TEXT_FILE), "{{ range .X }}").unwrap();
         let err = Templates::load(Some(&dir)).unwrap_err();
+        assert!(matches!(err, TemplateError::Syntax { .. }), "{err:?}");
+        let err = err.to_string();
         assert!(err.contains(TEXT_FILE) && err.contains("only field references"), "{err}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

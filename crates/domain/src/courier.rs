@@ -36,14 +36,14 @@ impl MessageStatus {
 }
 
 impl std::str::FromStr for MessageStatus {
-    type Err = String;
+    type Err = crate::UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "queued" => Ok(Self::Queued),
             "processing" => Ok(Self::Processing),
             "sent" => Ok(Self::Sent),
             "abandoned" => Ok(Self::Abandoned),
-            other => Err(format!("unknown message status `{other}`")),
+            other => Err(crate::UnknownValue::new("message status", other)),
         }
     }
 }
@@ -440,7 +440,15 @@ pub trait Renderer: Send + Sync {
         &self,
         template_type: &str,
         data: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<Rendered, String>;
+    ) -> Result<Rendered, RenderError>;
+}
+
+/// An email that could not be rendered, with the renderer's own error.
+#[derive(Debug, thiserror::Error)]
+#[error("the {template_type} email: {source}")]
+pub struct RenderError {
+    pub template_type: String,
+    pub source: crate::store::BoxError,
 }
 
 #[cfg(test)]

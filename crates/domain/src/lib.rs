@@ -22,6 +22,21 @@ pub mod text;
 pub mod time;
 pub mod ui;
 
+/// Text that names none of an enumeration's values (a stored column, a
+/// query parameter): which enumeration, and the text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown {what} `{value}`")]
+pub struct UnknownValue {
+    pub what: &'static str,
+    pub value: String,
+}
+
+impl UnknownValue {
+    pub fn new(what: &'static str, value: &str) -> Self {
+        Self { what, value: value.to_string() }
+    }
+}
+
 pub use identity::{Identity, IdentityError, IdentityManager};
 pub use schema::{SchemaError, SchemaRegistry};
 pub use store::{Store, StoreError};

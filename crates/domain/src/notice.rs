@@ -11,7 +11,7 @@ use std::collections::BTreeSet;
 use chrono::{DateTime, Utc};
 use serde_json::{Map, json};
 
-use crate::courier::{Message, Renderer};
+use crate::courier::{Message, RenderError, Renderer};
 use crate::identity::{Identity, Via};
 use crate::session::Device;
 
@@ -41,7 +41,7 @@ pub fn render(
     identity: &Identity,
     device: &Device,
     at: DateTime<Utc>,
-) -> Result<Message, String> {
+) -> Result<Message, RenderError> {
     let ip = device.ip_address.clone().unwrap_or_default();
     let agent = device.user_agent.as_deref().map(one_line).unwrap_or_default();
     let described = match (ip.is_empty(), agent.is_empty()) {
@@ -57,7 +57,7 @@ pub fn render(
     data.insert("IPAddress".into(), json!(ip));
     data.insert("UserAgent".into(), json!(agent));
     data.insert("Device".into(), json!(described));
-    let rendered = renderer.render(template, &data).map_err(|e| format!("the {template} email: {e}"))?;
+    let rendered = renderer.render(template, &data)?;
     Ok(Message::new(to, rendered, template))
 }
 

@@ -273,13 +273,13 @@ impl CodePurpose {
 }
 
 impl std::str::FromStr for CodePurpose {
-    type Err = String;
+    type Err = crate::UnknownValue;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "recovery" => Ok(CodePurpose::Recovery),
             "verification" => Ok(CodePurpose::Verification),
-            other => Err(format!("unknown code purpose `{other}`")),
+            other => Err(crate::UnknownValue::new("code purpose", other)),
         }
     }
 }

@@ -8,7 +8,9 @@
 
 use ::argon2::{Algorithm, Argon2, Params, Version};
 
-use crate::{HashError, check_limit, ct_eq, decode_b64, encode_b64, parse_params, random_bytes};
+use crate::{
+    HashError, InternalError, check_limit, ct_eq, decode_b64, encode_b64, parse_params, random_bytes,
+};
 
 const PREFIX_ID: &str = "$argon2id$";
 const PREFIX_I: &str = "$argon2i$";
@@ -37,17 +39,15 @@ pub(crate) fn hash(
     key_length: u32,
 ) -> Result<String, HashError> {
     let params = Params::new(memory_kib, iterations, parallelism, Some(key_length as usize))
-        .map_err(|e| HashError::Internal(format!("invalid argon2 configuration: {e}")))?;
+        .map_err(InternalError::Argon2Config)?;
     if (salt_length as usize) < MIN_SALT_LEN {
-        return Err(HashError::Internal(format!(
-            "invalid argon2 configuration: salt length must be at least {MIN_SALT_LEN} bytes"
-        )));
+        return Err(InternalError::Argon2SaltTooShort { min: MIN_SALT_LEN }.into());
     }
     let salt = random_bytes(salt_length as usize)?;
     let mut digest = vec![0; key_length as usize];
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(password, &salt, &mut digest)
-        .map_err(|e| HashError::Internal(format!("argon2 hashing failed: {e}")))?;
+        .map_err(InternalError::Argon2)?;
     Ok(format!(
         "$argon2id$v=19$m={memory_kib},t={iterations},p={parallelism}${}${}",
         encode_b64(&salt),
@@ -101,7 +101,7 @@ impl Argon2Hash {
         let mut candidate = vec![0; self.digest.len()];
         Argon2::new(self.algorithm, self.version, self.params.clone())
             .hash_password_into(password, &self.salt, &mut candidate)
-            .map_err(|e| HashError::Internal(format!("argon2 hashing failed: {e}")))?;
+            .map_err(InternalError::Argon2)?;
         Ok(ct_eq(&candidate, &self.digest))
     }
 

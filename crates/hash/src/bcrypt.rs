@@ -12,7 +12,7 @@ use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 
-use crate::{HashError, check_limit, ct_eq, parse_u32, random_bytes};
+use crate::{HashError, InternalError, check_limit, ct_eq, parse_u32, random_bytes};
 
 const PREFIXES: [&str; 4] = ["$2a$", "$2b$", "$2y$", "$2x$"];
 const MAX_PASSWORD_LEN: usize = 72;
@@ -44,16 +44,14 @@ fn check_length(password: &[u8]) -> Result<(), HashError> {
 /// Full `$2a$` string for `password` under `cost` and `salt`.
 fn compute(password: &[u8], cost: u32, salt: [u8; 16]) -> Result<String, HashError> {
     Ok(::bcrypt::hash_with_salt(password, cost, salt)
-        .map_err(|e| HashError::Internal(format!("bcrypt hashing failed: {e}")))?
+        .map_err(|e| InternalError::Bcrypt(e.into()))?
         .format_for_version(Version::TwoA))
 }
 
 pub(crate) fn hash(password: &[u8], cost: u32) -> Result<String, HashError> {
     check_length(password)?;
     if !(MIN_COST..=MAX_COST).contains(&cost) {
-        return Err(HashError::Internal(format!(
-            "invalid bcrypt configuration: cost must be between {MIN_COST} and {MAX_COST}"
-        )));
+        return Err(InternalError::BcryptCost { min: MIN_COST, max: MAX_COST }.into());
     }
     let mut salt = [0; 16];
     salt.copy_from_slice(&random_bytes(16)?);

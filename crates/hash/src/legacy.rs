@@ -10,7 +10,7 @@
 //!
 //! Salt and digest are standard base64, padded or not.
 
-use crate::{HashError, check_limit, ct_eq, decode_b64, parse_params};
+use crate::{HashError, InternalError, check_limit, ct_eq, decode_b64, parse_params};
 
 const PBKDF2_PREFIX: &str = "$pbkdf2-";
 const SCRYPT_PREFIX: &str = "$scrypt$";
@@ -138,8 +138,7 @@ impl ScryptHash {
 
     pub(crate) fn verify(&self, password: &[u8]) -> Result<bool, HashError> {
         let mut candidate = vec![0; self.digest.len()];
-        scrypt::scrypt(password, &self.salt, &self.params, &mut candidate)
-            .map_err(|e| HashError::Internal(format!("scrypt hashing failed: {e}")))?;
+        scrypt::scrypt(password, &self.salt, &self.params, &mut candidate).map_err(InternalError::Scrypt)?;
         Ok(ct_eq(&candidate, &self.digest))
     }
 

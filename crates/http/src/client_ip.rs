@@ -7,6 +7,15 @@ use std::net::{IpAddr, SocketAddr};
 
 use axum::http::HeaderMap;
 
+/// A trusted proxy entry that is not an address or network.
+#[derive(Debug, thiserror::Error)]
+pub enum NetworkError {
+    #[error("`{text}` is not an IP address or a network such as 10.0.0.0/8")]
+    Address { text: String, source: std::net::AddrParseError },
+    #[error("`{text}` has a prefix length outside 0..={bits}")]
+    Prefix { text: String, bits: u8 },
+}
+
 /// One trusted address or network (`10.0.0.0/8`, `::1`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Network {
@@ -16,15 +25,14 @@ pub struct Network {
 
 impl Network {
     /// An address (`127.0.0.1`) or a network in CIDR notation (`fd00::/8`).
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, NetworkError> {
         let text = text.trim();
         let (addr, prefix) = match text.split_once('/') {
             Some((addr, prefix)) => (addr, Some(prefix)),
             None => (text, None),
         };
-        let addr: IpAddr = addr
-            .parse()
-            .map_err(|_| format!("`{text}` is not an IP address or a network such as 10.0.0.0/8"))?;
+        let addr: IpAddr =
+            addr.parse().map_err(|source| NetworkError::Address { text: text.to_string(), source })?;
         let addr = addr.to_canonical();
         let bits = if addr.is_ipv4() { 32 } else { 128 };
         let prefix = match prefix {
@@ -33,7 +41,7 @@ impl Network {
                 .parse::<u8>()
                 .ok()
                 .filter(|p| *p <= bits)
-                .ok_or_else(|| format!("`{text}` has a prefix length outside 0..={bits}"))?,
+                .ok_or_else(|| NetworkError::Prefix { text: text.to_string(), bits })?,
         };
         Ok(Self { addr, prefix })
     }

@@ -48,6 +48,21 @@ fn error(key: &'static str, index: usize, reason: impl Into<String>) -> CorsErro
 /// The methods Kratos's schema accepts.
 const METHODS: [&str; 9] = ["POST", "GET", "PUT", "PATCH", "DELETE", "CONNECT", "HEAD", "OPTIONS", "TRACE"];
 
+/// Why an `allowed_origins` item is not an origin pattern.
+#[derive(Debug, thiserror::Error)]
+enum OriginError {
+    #[error("expected `*` or an origin such as https://example.com or https://*.example.com")]
+    NotAnOrigin,
+    #[error("expected an http:// or https:// origin")]
+    Scheme,
+    #[error("an origin is scheme://host[:port], with no path (not even a trailing /)")]
+    Path,
+    #[error("an origin is visible ASCII without spaces")]
+    Characters,
+    #[error("only one `*` is allowed per origin")]
+    Stars,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Rule {
     Any,
@@ -60,24 +75,22 @@ enum Rule {
 }
 
 impl Rule {
-    fn parse(origin: &str) -> Result<Self, String> {
+    fn parse(origin: &str) -> Result<Self, OriginError> {
         if origin == "*" {
             return Ok(Rule::Any);
         }
         let lower = origin.to_ascii_lowercase();
         let Some((scheme, rest)) = lower.split_once("://") else {
-            return Err(
-                "expected `*` or an origin such as https://example.com or https://*.example.com".into()
-            );
+            return Err(OriginError::NotAnOrigin);
         };
         if scheme != "http" && scheme != "https" && scheme != "*" {
-            return Err("expected an http:// or https:// origin".into());
+            return Err(OriginError::Scheme);
         }
         if rest.is_empty() || rest.contains('/') || rest.contains('?') || rest.contains('#') {
-            return Err("an origin is scheme://host[:port], with no path (not even a trailing /)".into());
+            return Err(OriginError::Path);
         }
         if !lower.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err("an origin is visible ASCII without spaces".into());
+            return Err(OriginError::Characters);
         }
         match lower.matches('*').count() {
             0 => Ok(Rule::Exact(lower)),
@@ -85,7 +98,7 @@ impl Rule {
                 let (prefix, suffix) = lower.split_once('*').expect("one star");
                 Ok(Rule::Wildcard { prefix: prefix.into(), suffix: suffix.into() })
             }
-            _ => Err("only one `*` is allowed per origin".into()),
+            _ => Err(OriginError::Stars),
         }
     }
 
@@ -131,7 +144,7 @@ pub fn cors_layer(settings: &CorsSettings) -> Result<Option<CorsLayer>, CorsErro
         .allowed_origins
         .iter()
         .enumerate()
-        .map(|(i, origin)| Rule::parse(origin).map_err(|reason| error("allowed_origins", i, reason)))
+        .map(|(i, origin)| Rule::parse(origin).map_err(|e| error("allowed_origins", i, e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
     let mut methods = Vec::new();
     for (i, method) in settings.allowed_methods.iter().enumerate() {

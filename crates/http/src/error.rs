@@ -6,6 +6,7 @@ use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use latchkey_domain::{IdentityError, SchemaError, StoreError};
+use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 #[derive(Debug)]
@@ -98,29 +99,44 @@ impl ApiError {
         self
     }
 
+    /// The envelope's `error` object.
+    pub fn error_object(&self) -> ErrorObject {
+        ErrorObject {
+            code: self.status.as_u16(),
+            details: self.extra.as_deref().and_then(|e| e.details.clone()),
+            id: self.id,
+            message: self.message.clone(),
+            reason: self.reason.clone(),
+            // Kratos names the request an error answers, so logs can be found.
+            request: crate::edge::current_request_id().map(|id| id.to_string()),
+            status: self.status.canonical_reason().unwrap_or_default(),
+        }
+    }
+
+    /// `{"error": …}` and the siblings, keys sorted as in any JSON object
+    /// built from a map.
     pub fn body(&self) -> Value {
-        let mut error = Map::new();
-        if let Some(id) = self.id {
-            error.insert("id".into(), json!(id));
-        }
-        error.insert("code".into(), json!(self.status.as_u16()));
-        error.insert("status".into(), json!(self.status.canonical_reason().unwrap_or_default()));
-        if let Some(reason) = &self.reason {
-            error.insert("reason".into(), json!(reason));
-        }
-        let extra = self.extra.as_deref();
-        if let Some(details) = extra.and_then(|e| e.details.as_ref()) {
-            error.insert("details".into(), details.clone());
-        }
-        error.insert("message".into(), json!(self.message));
-        // Kratos names the request an error answers, so logs can be found.
-        if let Some(id) = crate::edge::current_request_id() {
-            error.insert("request".into(), json!(&*id));
-        }
-        let mut body = extra.map(|e| e.siblings.clone()).unwrap_or_default();
-        body.insert("error".into(), Value::Object(error));
+        let mut body = self.extra.as_deref().map(|e| e.siblings.clone()).unwrap_or_default();
+        body.insert("error".into(), json!(self.error_object()));
         Value::Object(body)
     }
+}
+
+/// The `error` object of Kratos's envelope. Keys in alphabetical order, as
+/// the wire has always had them.
+#[derive(Debug, Serialize)]
+pub struct ErrorObject {
+    code: u16,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    details: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'static str>,
+    message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request: Option<String>,
+    status: &'static str,
 }
 
 /// A wait as `Retry-After` says it: whole seconds, rounded up, at least one.
@@ -187,12 +203,14 @@ impl From<IdentityError> for ApiError {
             IdentityError::Conflict => ApiError::conflict()
                 .with_reason("This identity conflicts with another identity that already exists."),
             IdentityError::NotFound => ApiError::not_found("Unable to locate the resource"),
-            IdentityError::InvalidHash(reason)
-            | IdentityError::InvalidPatch(reason)
-            | IdentityError::InvalidInput(reason) => ApiError::bad_request().with_reason(reason),
-            e @ IdentityError::PasswordTooLong => ApiError::bad_request().with_reason(e.to_string()),
+            IdentityError::InvalidHash(reason) | IdentityError::InvalidInput(reason) => {
+                ApiError::bad_request().with_reason(reason)
+            }
+            e @ (IdentityError::PasswordTooLong | IdentityError::InvalidPatch(_)) => {
+                ApiError::bad_request().with_reason(e.to_string())
+            }
             IdentityError::Store(e) => e.into(),
-            e @ IdentityError::Hashing(_) => ApiError::internal(e),
+            e @ (IdentityError::Hashing(_) | IdentityError::Notice(_)) => ApiError::internal(e),
         }
     }
 }

@@ -513,8 +513,12 @@ pub(crate) async fn scrape_courier(State(source): State<CourierSource>) -> Resul
     respond(&source.metrics, &source.health).await
 }
 
+/// The text exposition could not be written.
+#[derive(Debug, thiserror::Error)]
+#[error("could not encode the metrics: {0}")]
+struct EncodeError(#[source] std::fmt::Error);
+
 async fn respond(metrics: &Metrics, health: &Health) -> Result<Response, ApiError> {
-    let body =
-        metrics.render(health).await.map_err(|_| ApiError::internal("could not encode the metrics"))?;
+    let body = metrics.render(health).await.map_err(|e| ApiError::internal(EncodeError(e)))?;
     Ok(([(header::CONTENT_TYPE, prometheus_text::CONTENT_TYPE)], body).into_response())
 }

@@ -258,7 +258,8 @@ pub fn main() -> ExitCode {
 async fn serve(args: ServeArgs) -> Result<(), String> {
     let started = std::time::Instant::now();
     let loaded = config::load(&args.config, std::env::vars(), args.dev).map_err(|e| e.to_string())?;
-    let telemetry = crate::telemetry::init(&loaded.config.log, &loaded.config.tracing)?;
+    let telemetry =
+        crate::telemetry::init(&loaded.config.log, &loaded.config.tracing).map_err(|e| e.to_string())?;
     if !loaded.unsupported_keys.is_empty() {
         tracing::warn!(
             keys = %loaded.unsupported_keys.join(", "),
@@ -290,7 +291,8 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
 
 async fn courier_watch(files: Vec<PathBuf>, dev: bool, metrics_port: u16) -> Result<(), String> {
     let loaded = config::load(&files, std::env::vars(), dev).map_err(|e| e.to_string())?;
-    let telemetry = crate::telemetry::init(&loaded.config.log, &loaded.config.tracing)?;
+    let telemetry =
+        crate::telemetry::init(&loaded.config.log, &loaded.config.tracing).map_err(|e| e.to_string())?;
     let watcher = Watcher::build(&loaded.config, metrics_port).await.map_err(|e| e.to_string())?;
     if let Some(addr) = watcher.metrics_addr() {
         tracing::info!(%addr, "serving the courier's metrics at /metrics/prometheus");

@@ -51,7 +51,7 @@ pub enum StartError {
     #[error(transparent)]
     Schema(#[from] latchkey_domain::SchemaError),
     #[error("courier.smtp: {0}")]
-    Courier(String),
+    Courier(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("serve.public.cors: {0}")]
     Cors(String),
     #[error("could not listen on {addr}: {source}")]
@@ -171,7 +171,7 @@ pub fn dispatcher(config: &Config, store: Arc<dyn Store>) -> Result<Option<Dispa
         headers: smtp.headers.clone(),
         local_name: smtp.local_name.clone(),
     })
-    .map_err(StartError::Courier)?;
+    .map_err(|e| StartError::Courier(e.into()))?;
     Ok(Some(Dispatcher::new(store, Arc::new(mailer), config.retry_policy())))
 }
 
@@ -454,7 +454,7 @@ fn templates(config: &Config) -> Result<Arc<dyn latchkey_domain::courier::Render
     let templates =
         latchkey_courier::Templates::load(courier.template_override_path.as_deref().map(Path::new))
             .and_then(|t| t.with_config(&courier.templates))
-            .map_err(StartError::Courier)?;
+            .map_err(|e| StartError::Courier(e.into()))?;
     Ok(Arc::new(templates))
 }
 

@@ -53,7 +53,10 @@ impl Telemetry {
 
 /// Installs the global subscriber: the log output, and the span exporter
 /// when `tracing.provider` is `otel`. Must run inside the tokio runtime.
-pub fn init(log: &Log, tracing_config: &TracingConfig) -> Result<Telemetry, String> {
+pub fn init(
+    log: &Log,
+    tracing_config: &TracingConfig,
+) -> Result<Telemetry, crate::trace_export::ExportError> {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter(&log.level)));
     let ansi = std::io::stderr().is_terminal();

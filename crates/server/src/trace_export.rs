@@ -26,7 +26,16 @@ use crate::config::TracingConfig;
 /// Export batches at most this long; the last batch at shutdown too.
 const EXPORT_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub fn provider(config: &TracingConfig) -> Result<SdkTracerProvider, String> {
+/// Why the span exporter could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error("could not build the trace export client: {0}")]
+    Client(#[source] reqwest::Error),
+    #[error("invalid configuration value at `tracing.providers.otlp`: {0}")]
+    Exporter(#[source] opentelemetry_otlp::ExporterBuildError),
+}
+
+pub fn provider(config: &TracingConfig) -> Result<SdkTracerProvider, ExportError> {
     let otlp = &config.providers.otlp;
     let mut headers = std::collections::HashMap::new();
     if !otlp.authorization_header.is_empty() {
@@ -36,7 +45,7 @@ pub fn provider(config: &TracingConfig) -> Result<SdkTracerProvider, String> {
         .connect_timeout(EXPORT_TIMEOUT)
         .timeout(EXPORT_TIMEOUT)
         .build()
-        .map_err(|e| format!("could not build the trace export client: {e}"))?;
+        .map_err(ExportError::Client)?;
     let exporter = opentelemetry_otlp::SpanExporter::builder()
         .with_http()
         .with_http_client(Client(client))
@@ -45,7 +54,7 @@ pub fn provider(config: &TracingConfig) -> Result<SdkTracerProvider, String> {
         .with_timeout(EXPORT_TIMEOUT)
         .with_headers(headers)
         .build()
-        .map_err(|e| format!("invalid configuration value at `tracing.providers.otlp`: {e}"))?;
+        .map_err(ExportError::Exporter)?;
     // Spans wait in a bounded queue and leave in batches from a runtime
     // task: a slow or absent collector costs requests nothing; spans
     // beyond the queue are dropped.

@@ -32,6 +32,9 @@ where
 }
 
 /// Reads a text column holding one of the domain's enumerations.
-pub(crate) fn enum_col<T: FromStr<Err = String>>(row: &PgRow, name: &str) -> Result<T, StoreError> {
+pub(crate) fn enum_col<T: FromStr<Err = latchkey_domain::UnknownValue>>(
+    row: &PgRow,
+    name: &str,
+) -> Result<T, StoreError> {
     col::<&str>(row, name)?.parse().map_err(backend)
 }

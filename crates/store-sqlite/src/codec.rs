@@ -50,7 +50,9 @@ pub(crate) fn parse_json(s: &str) -> Result<Value, StoreError> {
     serde_json::from_str(s).map_err(backend)
 }
 
-pub(crate) fn parse_enum<T: std::str::FromStr<Err = String>>(s: &str) -> Result<T, StoreError> {
+pub(crate) fn parse_enum<T: std::str::FromStr<Err = latchkey_domain::UnknownValue>>(
+    s: &str,
+) -> Result<T, StoreError> {
     s.parse().map_err(backend)
 }
 
@@ -66,7 +68,7 @@ pub(crate) fn uuid_col(row: &SqliteRow, name: &str) -> Result<Uuid, StoreError> 
     parse_uuid(col(row, name)?)
 }
 
-pub(crate) fn enum_col<T: std::str::FromStr<Err = String>>(
+pub(crate) fn enum_col<T: std::str::FromStr<Err = latchkey_domain::UnknownValue>>(
     row: &SqliteRow,
     name: &str,
 ) -> Result<T, StoreError> {

@@ -102,7 +102,7 @@ impl SettingsService {
         device: &Device,
         before: &Identity,
         after: &Identity,
-    ) -> Result<Vec<Message>, String> {
+    ) -> Result<Vec<Message>, crate::courier::RenderError> {
         let at = now();
         let renderer = self.renderer.as_ref();
         let mut notices = Vec::new();

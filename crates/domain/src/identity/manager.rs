@@ -14,8 +14,8 @@ use super::model::{
     AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
     Via,
 };
-use super::patch;
-use crate::courier::Message;
+use super::patch::{self, PatchError};
+use crate::courier::{Message, RenderError};
 use crate::schema::{SchemaError, SchemaRegistry, TraitFacts};
 use crate::store::{IdentityQuery, Store, StoreError};
 use crate::time::now;
@@ -52,7 +52,7 @@ pub struct NewIdentity {
 
 /// Makes the notices a change sends, from the identity before and after
 /// it; an error stops the change.
-pub type Notify<'a> = &'a (dyn Fn(&Identity, &Identity) -> Result<Vec<Message>, String> + Send + Sync);
+pub type Notify<'a> = &'a (dyn Fn(&Identity, &Identity) -> Result<Vec<Message>, RenderError> + Send + Sync);
 
 /// A wholesale replacement (PUT): metadata not given becomes null.
 pub struct IdentityUpdate {
@@ -79,15 +79,18 @@ pub enum IdentityError {
     InvalidHash(String),
     #[error("the password is longer than 72 bytes, which bcrypt cannot hash")]
     PasswordTooLong,
-    #[error("{0}")]
-    InvalidPatch(String),
+    #[error(transparent)]
+    InvalidPatch(#[from] PatchError),
     /// Input no database can store as given (e.g. a NUL character).
     #[error("{0}")]
     InvalidInput(String),
     #[error(transparent)]
     Store(StoreError),
     #[error("password hashing failed: {0}")]
-    Hashing(String),
+    Hashing(#[source] HashError),
+    /// A notice the change sends could not be made; the change is not saved.
+    #[error("cannot write a notice: {0}")]
+    Notice(#[source] RenderError),
 }
 
 impl From<StoreError> for IdentityError {
@@ -110,7 +113,7 @@ impl From<HashError> for IdentityError {
             HashError::CostTooHigh { .. } | HashError::Malformed(_) => {
                 IdentityError::InvalidHash(format!("The hashed password is not acceptable: {e}"))
             }
-            other => IdentityError::Hashing(other.to_string()),
+            other => IdentityError::Hashing(other),
         }
     }
 }
@@ -194,7 +197,7 @@ impl IdentityManager {
     /// Applies an RFC 6902 patch to the identity's JSON form.
     pub async fn patch(&self, id: Uuid, ops: &[Value]) -> Result<Identity, IdentityError> {
         let current = self.get(id).await?;
-        let update = patch::apply(&current, ops).map_err(IdentityError::InvalidPatch)?;
+        let update = patch::apply(&current, ops)?;
         self.save_update(current, update, None).await
     }
 
@@ -233,9 +236,7 @@ impl IdentityManager {
         identity.updated_at = at;
         apply_facts(&mut identity, &facts, hashed, &update.verifiable_addresses, at);
         let notices = match (notify, &before) {
-            (Some(notify), Some(before)) => notify(before, &identity).map_err(|e| {
-                IdentityError::Store(StoreError::backend(format!("cannot write a notice: {e}")))
-            })?,
+            (Some(notify), Some(before)) => notify(before, &identity).map_err(IdentityError::Notice)?,
             _ => Vec::new(),
         };
         self.store.update_identity_and_notify(&identity, &notices).await?;

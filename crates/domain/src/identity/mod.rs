@@ -12,3 +12,4 @@ pub use model::{
     AddressStatus, Credential, CredentialType, Identity, IdentityState, RecoveryAddress, VerifiableAddress,
     Via,
 };
+pub use patch::PatchError;

@@ -28,12 +28,12 @@ impl IdentityState {
 }
 
 impl FromStr for IdentityState {
-    type Err = String;
+    type Err = crate::UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "active" => Ok(Self::Active),
             "inactive" => Ok(Self::Inactive),
-            other => Err(format!("unknown identity state `{other}`")),
+            other => Err(crate::UnknownValue::new("identity state", other)),
         }
     }
 }
@@ -57,12 +57,12 @@ impl Via {
 }
 
 impl FromStr for Via {
-    type Err = String;
+    type Err = crate::UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "email" => Ok(Self::Email),
             "sms" => Ok(Self::Sms),
-            other => Err(format!("unknown address channel `{other}`")),
+            other => Err(crate::UnknownValue::new("address channel", other)),
         }
     }
 }
@@ -88,13 +88,13 @@ impl AddressStatus {
 }
 
 impl FromStr for AddressStatus {
-    type Err = String;
+    type Err = crate::UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         match s {
             "pending" => Ok(Self::Pending),
             "sent" => Ok(Self::Sent),
             "completed" => Ok(Self::Completed),
-            other => Err(format!("unknown address status `{other}`")),
+            other => Err(crate::UnknownValue::new("address status", other)),
         }
     }
 }
@@ -170,12 +170,12 @@ impl fmt::Display for CredentialType {
 }
 
 impl FromStr for CredentialType {
-    type Err = String;
+    type Err = crate::UnknownValue;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Self::ALL
             .into_iter()
             .find(|t| t.as_str() == s)
-            .ok_or_else(|| format!("unknown credential type `{s}`"))
+            .ok_or_else(|| crate::UnknownValue::new("credential type", s))
     }
 }
 

@@ -47,20 +47,32 @@ struct PatchedAddress {
     verified_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-/// Returns the update the patch describes, or a sentence saying why not.
-pub(super) fn apply(identity: &Identity, ops: &[Value]) -> Result<IdentityUpdate, String> {
-    let patch: json_patch::Patch = serde_json::from_value(Value::Array(ops.to_vec()))
-        .map_err(|e| format!("the JSON Patch document is invalid: {e}"))?;
+/// Why a patch was refused; the text is the client's answer.
+#[derive(Debug, thiserror::Error)]
+pub enum PatchError {
+    #[error("the JSON Patch document is invalid: {0}")]
+    Document(#[source] serde_json::Error),
+    #[error("patch path `{path}` is immutable ({field} cannot be changed)")]
+    Immutable { path: String, field: &'static str },
+    #[error("the JSON Patch could not be applied: {0}")]
+    Apply(#[source] json_patch::PatchError),
+    #[error("the patched identity is invalid: {0}")]
+    Result(#[source] serde_json::Error),
+}
+
+/// Returns the update the patch describes, or why not.
+pub(super) fn apply(identity: &Identity, ops: &[Value]) -> Result<IdentityUpdate, PatchError> {
+    let patch: json_patch::Patch =
+        serde_json::from_value(Value::Array(ops.to_vec())).map_err(PatchError::Document)?;
     for op in &patch.0 {
         let path = op.path().to_string();
-        if let Some(p) = IMMUTABLE.iter().find(|p| path == **p || path.starts_with(&format!("{p}/"))) {
-            return Err(format!("patch path `{path}` is immutable ({p} cannot be changed)"));
+        if let Some(&field) = IMMUTABLE.iter().find(|p| path == **p || path.starts_with(&format!("{p}/"))) {
+            return Err(PatchError::Immutable { path, field });
         }
     }
     let mut doc = document(identity);
-    json_patch::patch(&mut doc, &patch).map_err(|e| format!("the JSON Patch could not be applied: {e}"))?;
-    let patched: Patched =
-        serde_json::from_value(doc).map_err(|e| format!("the patched identity is invalid: {e}"))?;
+    json_patch::patch(&mut doc, &patch).map_err(PatchError::Apply)?;
+    let patched: Patched = serde_json::from_value(doc).map_err(PatchError::Result)?;
     Ok(IdentityUpdate {
         schema_id: patched.schema_id,
         traits: patched.traits,

@@ -81,21 +81,41 @@ pub(super) enum OrgMatcher {
     EmailDomain,
 }
 
-/// Returns a sentence naming what is wrong, or `Ok` when the schema is usable.
-pub(super) fn check(schema: &Value) -> Result<(), String> {
+/// Why a schema cannot be used; each reads as the end of a sentence that
+/// starts with the schema's name.
+#[derive(Debug, thiserror::Error)]
+pub enum SchemaProblem {
+    #[error("is not a valid JSON Schema: {0}")]
+    NotJsonSchema(#[source] Box<jsonschema::ValidationError<'static>>),
+    #[error("has no `properties.traits`")]
+    NoTraits,
+    #[error("`properties.traits.type` must be \"object\"")]
+    TraitsNotObject,
+    #[error("`properties.traits` has no `properties`")]
+    NoTraitProperties,
+    #[error("`properties.traits.properties` must define at least one trait")]
+    NoTraitDefined,
+    #[error("trait `{name}` is used for verification, so its `format` must be one of {}", VERIFIABLE_FORMATS.join(", "))]
+    UnverifiableFormat { name: String },
+    #[error("has an invalid `{KRATOS_KEYWORD}` at {at}: {source}")]
+    Keyword { at: String, source: serde_json::Error },
+    #[error("does not compile: {0}")]
+    Compile(#[source] Box<jsonschema::ValidationError<'static>>),
+}
+
+/// `Ok` when the schema is usable, else what is wrong with it.
+pub(super) fn check(schema: &Value) -> Result<(), SchemaProblem> {
     if let Err(e) = jsonschema::meta::validate(schema) {
-        return Err(format!("is not a valid JSON Schema: {e}"));
+        return Err(SchemaProblem::NotJsonSchema(Box::new(e.to_owned())));
     }
-    let traits = schema.pointer("/properties/traits").ok_or("has no `properties.traits`")?;
+    let traits = schema.pointer("/properties/traits").ok_or(SchemaProblem::NoTraits)?;
     if traits.get("type").is_some_and(|t| t != "object") {
-        return Err("`properties.traits.type` must be \"object\"".into());
+        return Err(SchemaProblem::TraitsNotObject);
     }
-    let props = traits
-        .get("properties")
-        .and_then(Value::as_object)
-        .ok_or("`properties.traits` has no `properties`")?;
+    let props =
+        traits.get("properties").and_then(Value::as_object).ok_or(SchemaProblem::NoTraitProperties)?;
     if props.is_empty() {
-        return Err("`properties.traits.properties` must define at least one trait".into());
+        return Err(SchemaProblem::NoTraitDefined);
     }
     for (name, prop) in props {
         let Some(keyword) = prop.get(KRATOS_KEYWORD) else {
@@ -104,10 +124,7 @@ pub(super) fn check(schema: &Value) -> Result<(), String> {
         if keyword.get("verification").is_some() {
             let format = prop.get("format").and_then(Value::as_str);
             if !format.is_some_and(|f| VERIFIABLE_FORMATS.contains(&f)) {
-                return Err(format!(
-                    "trait `{name}` is used for verification, so its `format` must be one of {}",
-                    VERIFIABLE_FORMATS.join(", ")
-                ));
+                return Err(SchemaProblem::UnverifiableFormat { name: name.clone() });
             }
         }
     }
@@ -115,14 +132,14 @@ pub(super) fn check(schema: &Value) -> Result<(), String> {
 }
 
 /// Every `ory.sh/kratos` keyword anywhere in the schema must parse.
-fn check_keywords(node: &Value, path: &str) -> Result<(), String> {
+fn check_keywords(node: &Value, path: &str) -> Result<(), SchemaProblem> {
     match node {
         Value::Object(map) => {
             for (key, value) in map {
                 let here = format!("{path}/{key}");
                 if key == KRATOS_KEYWORD {
                     KratosKeyword::deserialize(value)
-                        .map_err(|e| format!("has an invalid `{KRATOS_KEYWORD}` at {here}: {e}"))?;
+                        .map_err(|source| SchemaProblem::Keyword { at: here, source })?;
                 } else {
                     check_keywords(value, &here)?;
                 }
@@ -150,13 +167,13 @@ mod tests {
         let s = with_traits(json!({"email": {"type": "string", "format": "email",
             "ory.sh/kratos": {"credentials": {"password": {"identifier": true}},
                               "verification": {"via": "email"}, "recovery": {"via": "email"}}}}));
-        assert_eq!(check(&s), Ok(()));
+        check(&s).unwrap();
     }
 
     #[test]
     fn rejects_missing_traits_and_empty_properties() {
-        assert!(check(&json!({"type": "object"})).unwrap_err().contains("traits"));
-        assert!(check(&with_traits(json!({}))).unwrap_err().contains("at least one"));
+        assert!(check(&json!({"type": "object"})).unwrap_err().to_string().contains("traits"));
+        assert!(check(&with_traits(json!({}))).unwrap_err().to_string().contains("at least one"));
     }
 
     #[test]
@@ -164,14 +181,17 @@ mod tests {
         let s = with_traits(
             json!({"email": {"type": "string", "ory.sh/kratos": {"verification": {"via": "email"}}}}),
         );
-        assert!(check(&s).unwrap_err().contains("format"));
+        assert!(check(&s).unwrap_err().to_string().contains("format"));
     }
 
     #[test]
     fn rejects_unknown_extension_keys_and_channels() {
         let s = with_traits(json!({"email": {"type": "string",
             "ory.sh/kratos": {"credentials": {"password": {"identifer": true}}}}}));
-        assert!(check(&s).unwrap_err().contains("identifer"));
+        let err = check(&s).unwrap_err();
+        assert!(err.to_string().contains("identifer"));
+        // serde's own error stays the source, for the log.
+        assert!(std::error::Error::source(&err).is_some_and(|e| e.is::<serde_json::Error>()));
         let s = with_traits(
             json!({"email": {"type": "string", "ory.sh/kratos": {"recovery": {"via": "pigeon"}}}}),
         );
@@ -181,6 +201,6 @@ mod tests {
     #[test]
     fn rejects_invalid_json_schema() {
         let s = json!({"type": 12, "properties": {"traits": {"properties": {"a": {}}}}});
-        assert!(check(&s).unwrap_err().contains("valid JSON Schema"));
+        assert!(check(&s).unwrap_err().to_string().contains("valid JSON Schema"));
     }
 }

@@ -7,4 +7,5 @@ mod meta;
 mod registry;
 
 pub use extension::{AddressRef, TraitFacts, normalize};
-pub use registry::{IdentitySchema, SchemaError, SchemaRegistry, SchemaSource};
+pub use meta::SchemaProblem;
+pub use registry::{IdentitySchema, ReadError, SchemaError, SchemaRegistry, SchemaSource};

@@ -9,7 +9,20 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
 
 use super::extension::{self, TraitFacts};
-use super::meta;
+use super::meta::{self, SchemaProblem};
+
+/// Why a schema URL could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum ReadError {
+    #[error("{0}")]
+    File(#[source] std::io::Error),
+    #[error("invalid base64: {0}")]
+    Base64(#[source] base64::DecodeError),
+    #[error("only file:// and base64:// URLs are supported")]
+    Scheme,
+    #[error("invalid JSON: {0}")]
+    Json(#[source] serde_json::Error),
+}
 
 /// One entry of `identity.schemas`.
 #[derive(Debug, Clone)]
@@ -18,14 +31,14 @@ pub struct SchemaSource {
     pub url: String,
 }
 
-#[derive(Debug, thiserror::Error, PartialEq)]
+#[derive(Debug, thiserror::Error)]
 pub enum SchemaError {
     #[error("identity schema `{0}` could not be found")]
     NotFound(String),
-    #[error("identity schema `{id}` at {url} could not be loaded: {reason}")]
-    Load { id: String, url: String, reason: String },
-    #[error("identity schema `{id}` {reason}")]
-    Invalid { id: String, reason: String },
+    #[error("identity schema `{id}` at {url} could not be loaded: {source}")]
+    Load { id: String, url: String, source: ReadError },
+    #[error("identity schema `{id}` {source}")]
+    Invalid { id: String, source: SchemaProblem },
     #[error("identity.default_schema_id `{0}` names no schema in identity.schemas")]
     UnknownDefault(String),
     /// Traits do not satisfy the schema; `reason` names the failing field.
@@ -60,10 +73,10 @@ impl SchemaRegistry {
     pub fn load(sources: &[SchemaSource], default_id: &str) -> Result<Self, SchemaError> {
         let mut schemas = BTreeMap::new();
         for source in sources {
-            let raw = read(&source.url).map_err(|reason| SchemaError::Load {
+            let raw = read(&source.url).map_err(|e| SchemaError::Load {
                 id: source.id.clone(),
                 url: source.url.clone(),
-                reason,
+                source: e,
             })?;
             let schema = compile(&source.id, &source.url, raw)?;
             schemas.insert(source.id.clone(), Arc::new(schema));
@@ -154,29 +167,29 @@ fn long_string(value: &Value, at: &str) -> Option<String> {
 }
 
 fn compile(id: &str, url: &str, raw: Value) -> Result<IdentitySchema, SchemaError> {
-    let invalid = |reason: String| SchemaError::Invalid { id: id.to_string(), reason };
+    let invalid = |source| SchemaError::Invalid { id: id.to_string(), source };
     meta::check(&raw).map_err(invalid)?;
     let validator = jsonschema::options()
         .should_validate_formats(true)
         .build(&raw)
-        .map_err(|e| invalid(format!("does not compile: {e}")))?;
+        .map_err(|e| invalid(SchemaProblem::Compile(Box::new(e.to_owned()))))?;
     Ok(IdentitySchema { id: id.to_string(), url: url.to_string(), raw, validator })
 }
 
 /// Reads `file://` and `base64://` URLs; remote schemas are refused so that
 /// start-up never depends on the network.
-fn read(url: &str) -> Result<Value, String> {
+fn read(url: &str) -> Result<Value, ReadError> {
     let bytes = if let Some(path) = url.strip_prefix("file://") {
-        std::fs::read(PathBuf::from(path)).map_err(|e| e.to_string())?
+        std::fs::read(PathBuf::from(path)).map_err(ReadError::File)?
     } else if let Some(data) = url.strip_prefix("base64://") {
         STANDARD
             .decode(data.trim())
             .or_else(|_| URL_SAFE_NO_PAD.decode(data.trim().trim_end_matches('=')))
-            .map_err(|e| format!("invalid base64: {e}"))?
+            .map_err(ReadError::Base64)?
     } else {
-        return Err("only file:// and base64:// URLs are supported".into());
+        return Err(ReadError::Scheme);
     };
-    serde_json::from_slice(&bytes).map_err(|e| format!("invalid JSON: {e}"))
+    serde_json::from_slice(&bytes).map_err(ReadError::Json)
 }
 
 #[cfg(test)]
@@ -206,7 +219,9 @@ mod tests {
             other => panic!("unexpected {other:?}"),
         }
         assert!(matches!(reg.validate_traits("default", &json!({})), Err(SchemaError::TraitsInvalid { .. })));
-        assert_eq!(reg.validate_traits("other", &json!({})), Err(SchemaError::NotFound("other".into())));
+        assert!(
+            matches!(reg.validate_traits("other", &json!({})), Err(SchemaError::NotFound(id)) if id == "other")
+        );
     }
 
     #[test]
@@ -219,7 +234,7 @@ mod tests {
     #[test]
     fn refuses_unknown_default_and_remote_urls() {
         let err = SchemaRegistry::load(&[], "default").err().unwrap();
-        assert_eq!(err, SchemaError::UnknownDefault("default".into()));
+        assert!(matches!(err, SchemaError::UnknownDefault(ref id) if id == "default"), "{err:?}");
         let src = SchemaSource { id: "x".into(), url: "https://example.com/s.json".into() };
         assert!(matches!(SchemaRegistry::load(&[src], "x"), Err(SchemaError::Load { .. })));
     }

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
 use axum::{Json, Router};
-use serde_json::{Value, json};
+use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -14,13 +14,21 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/health/alive", get(alive)).route("/health/ready", get(ready))
 }
 
-async fn alive() -> Json<Value> {
-    Json(json!({"status": "ok"}))
+/// What both probes answer when healthy.
+#[derive(Serialize)]
+struct Health {
+    status: &'static str,
 }
 
-async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+const OK: Health = Health { status: "ok" };
+
+async fn alive() -> Json<Health> {
+    Json(OK)
+}
+
+async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
     match state.health.check_database().await {
-        Ok(()) => Ok(Json(json!({"status": "ok"}))),
+        Ok(()) => Ok(Json(OK)),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "The service is not ready")

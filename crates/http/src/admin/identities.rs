@@ -14,12 +14,12 @@ use latchkey_domain::identity::{
 };
 use latchkey_domain::store::IdentityQuery;
 use latchkey_hash::SecretPassword;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::body::JsonBody;
-use crate::error::ApiError;
+use crate::error::{ApiError, ErrorObject};
 use crate::pagination::KeysetPage;
 use crate::query::QueryParams;
 use crate::state::AppState;
@@ -190,12 +190,8 @@ fn password_of(credentials: Option<CredentialsBody>) -> Result<Option<PasswordIn
     credentials.map(CredentialsBody::into_password).transpose().map(Option::flatten)
 }
 
-fn identity_json(
-    state: &AppState,
-    identity: &latchkey_domain::Identity,
-    view: &CredentialsView,
-) -> Json<Value> {
-    Json(views::identity(identity, &state.urls, Audience::Admin, view))
+fn identity_json(state: &AppState, identity: &latchkey_domain::Identity, view: &CredentialsView) -> Response {
+    Json(views::identity(identity, &state.urls, Audience::Admin, view)).into_response()
 }
 
 /// Kratos answers unknown and malformed ids alike with 404.
@@ -254,6 +250,14 @@ struct BatchItem {
     patch_id: Option<Uuid>,
 }
 
+/// One line of a batch's answer; keys in alphabetical order after `action`.
+#[derive(Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+enum BatchResult {
+    Create { identity: Uuid, patch_id: Uuid },
+    Error { error: ErrorObject, patch_id: Uuid },
+}
+
 /// `PATCH /admin/identities`: creates many identities; each succeeds or
 /// fails on its own and the answer says which.
 async fn batch(
@@ -283,8 +287,8 @@ async fn batch(
             continue;
         };
         results.push(match create_one(&state, create).await {
-            Ok(identity) => json!({"action": "create", "identity": identity.id, "patch_id": patch_id}),
-            Err(e) => json!({"action": "error", "patch_id": patch_id, "error": e.body()["error"]}),
+            Ok(identity) => BatchResult::Create { identity: identity.id, patch_id },
+            Err(e) => BatchResult::Error { error: e.error_object(), patch_id },
         });
     }
     Ok(Json(json!({ "identities": results })))
@@ -306,7 +310,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<String>,
     RawQuery(query): RawQuery,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let params = QueryParams::parse(query.as_deref());
     let view = CredentialsView::Include(included_credentials(&params)?);
     let identity = state.identities.get(parse_id(&id)?).await?;
@@ -359,7 +363,7 @@ async fn list(
     let has_next = identities.len() > page.size as usize;
     identities.truncate(page.size as usize);
 
-    let body: Vec<Value> =
+    let body: Vec<_> =
         identities.iter().map(|i| views::identity(i, &state.urls, Audience::Admin, &view)).collect();
     let mut response = Json(body).into_response();
     if let Some(link) = page.link(uri.path(), &params, identities.last().map(|i| i.id), has_next) {
@@ -372,7 +376,7 @@ async fn replace(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(body): JsonBody<UpdateBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let update = IdentityUpdate {
         schema_id: body.schema_id,
@@ -392,7 +396,7 @@ async fn patch(
     State(state): State<AppState>,
     Path(id): Path<String>,
     JsonBody(ops): JsonBody<Vec<Value>>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Response, ApiError> {
     let identity = state.identities.patch(parse_id(&id)?, &ops).await?;
     Ok(identity_json(&state, &identity, &no_config()))
 }

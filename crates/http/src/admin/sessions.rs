@@ -59,7 +59,8 @@ async fn render(
     expand: &Expand,
 ) -> Result<Value, ApiError> {
     let identity = if expand.identity { identity(state, session.identity_id).await? } else { None };
-    Ok(views::session(session, identity.as_ref(), &state.urls, Audience::Admin, expand.devices))
+    let view = views::session(session, identity.as_ref(), &state.urls, Audience::Admin, expand.devices);
+    serde_json::to_value(view).map_err(ApiError::internal)
 }
 
 /// The identity, or `None` when it is gone.
@@ -146,7 +147,7 @@ async fn list_of_identity(
         ..Default::default()
     };
     let (sessions, total) = state.sessions.list(&query).await?;
-    let body: Vec<Value> = sessions
+    let body: Vec<_> = sessions
         .iter()
         .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Admin, true))
         .collect();

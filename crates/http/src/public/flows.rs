@@ -21,6 +21,7 @@ use crate::query::QueryParams;
 use crate::request::{cookie, cookies, session_token, wants_json};
 use crate::return_to::{self, Refused};
 use crate::state::AppState;
+use crate::views::ContinueWith;
 use crate::{cookies as set_cookie, csrf, views};
 
 /// The routes every self-service flow has: `/self-service/<kind>/api` and
@@ -405,8 +406,8 @@ pub fn flow_failure_response(error: FlowError, headers: &HeaderMap, ui_url: &str
 
 /// Where a browser goes after signing in or up: the verification UI when a
 /// `show_verification_ui` item names one, else `return_to`, else the default.
-pub fn after_success(state: &AppState, flow: &Flow, show_verification: Option<&Value>) -> String {
-    match show_verification.and_then(|item| item["flow"]["url"].as_str()) {
+pub fn after_success(state: &AppState, flow: &Flow, show_verification: Option<&ContinueWith>) -> String {
+    match show_verification.and_then(ContinueWith::verification_url) {
         Some(url) => url.to_string(),
         None => flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone()),
     }

@@ -13,7 +13,7 @@ use latchkey_domain::flow::login::{LoginOutcome, LoginSubmission};
 use latchkey_domain::flow::login_throttle::Limit;
 use latchkey_domain::flow::{FlowKind, FlowType};
 use latchkey_domain::text;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::flows;
 use crate::error::{ApiError, Extra};
@@ -21,7 +21,19 @@ use crate::query::QueryParams;
 use crate::request::{device, wants_json};
 use crate::state::AppState;
 use crate::submit::SubmitBody;
+use crate::views::{ContinueWith, SessionView};
 use crate::{cookies, views};
+
+/// A sign-in's answer to JSON clients: `continue_with` is `null` unless it
+/// names something, `session_token` is for API flows only. Fields in
+/// alphabetical order, as the wire has them.
+#[derive(serde::Serialize)]
+struct SignedIn<'a> {
+    continue_with: Option<Vec<ContinueWith>>,
+    session: SessionView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_token: Option<&'a str>,
+}
 
 pub fn router() -> Router<AppState> {
     flows::flow_routes(FlowKind::Login, init, flows::fetch_route(FlowKind::Login), get(submit).post(submit))
@@ -119,12 +131,11 @@ async fn submit(
                 .with_reason(reason));
         }
         LoginOutcome::Unverified { verification } => {
-            let url = format!("{}?flow={}", state.web.verification_ui_url, verification.id);
+            let url = views::verification_ui_url(&state.web.verification_ui_url, &verification);
             if verification.flow_type == FlowType::Browser && !wants_json(&headers) {
                 return Ok(flows::see_other(&url));
             }
-            let mut item = views::show_verification_ui(&verification, &state.web.verification_ui_url);
-            item["flow"]["url"] = json!(url);
+            let item = views::verification_ui(&verification, Some(url));
             let mut error = ApiError::new(StatusCode::FORBIDDEN, "your email or phone address is not yet verified")
                 .with_id("session_verified_address_required")
                 .with_reason(
@@ -143,25 +154,18 @@ async fn submit(
     let show_verification = verification
         .filter(|_| state.web.login_shows_verification)
         .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
-    let continue_with = show_verification.as_ref().map_or(Value::Null, |item| json!([item]));
+    let target = flows::after_success(&state, &flow, show_verification.as_ref());
+    let mut body =
+        SignedIn { continue_with: show_verification.map(|item| vec![item]), session, session_token: None };
     if flow.flow_type == FlowType::Api {
-        return Ok(Json(json!({
-            "session_token": issued.token,
-            "session": session,
-            "continue_with": continue_with,
-        }))
-        .into_response());
+        body.session_token = Some(&issued.token);
+        return Ok(Json(body).into_response());
     }
     let max_age = state
         .web
         .session_cookie_persistent
         .then(|| (issued.session.expires_at - latchkey_domain::time::now()).num_seconds());
     let cookie = cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
-    let target = flows::after_success(&state, &flow, show_verification.as_ref());
-    let response = if wants_json(&headers) {
-        Json(json!({ "session": session, "continue_with": continue_with })).into_response()
-    } else {
-        flows::see_other(&target)
-    };
+    let response = if wants_json(&headers) { Json(body).into_response() } else { flows::see_other(&target) };
     Ok(flows::with_cookie(response, Some(cookie)))
 }

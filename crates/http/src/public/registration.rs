@@ -12,7 +12,6 @@ use axum::{Json, Router};
 use latchkey_domain::flow::registration::{RegistrationOutcome, RegistrationSubmission};
 use latchkey_domain::flow::{FlowKind, FlowType};
 use latchkey_domain::text;
-use serde_json::{Value, json};
 
 use super::flows;
 use crate::cookies;
@@ -21,7 +20,20 @@ use crate::query::QueryParams;
 use crate::request::{device, wants_json};
 use crate::state::AppState;
 use crate::submit::SubmitBody;
-use crate::views::{self, Audience, CredentialsView};
+use crate::views::{self, Audience, ContinueWith, CredentialsView, IdentityView, SessionView};
+
+/// A registration's answer to JSON clients; `session` and `session_token`
+/// only when the registration signed the person in (the token for API
+/// flows only). Fields in alphabetical order, as the wire has them.
+#[derive(serde::Serialize)]
+struct Registered<'a> {
+    continue_with: Vec<ContinueWith>,
+    identity: IdentityView<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session: Option<SessionView<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    session_token: Option<&'a str>,
+}
 
 pub fn router() -> Router<AppState> {
     flows::flow_routes(
@@ -98,21 +110,21 @@ async fn submit(
         .filter(|_| state.web.registration_shows_verification)
         .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
 
-    let identity_json = views::identity(&identity, &state.urls, Audience::Public, &CredentialsView::Omit);
-    let session_json = issued
-        .as_ref()
-        .map(|i| views::session(&i.session, Some(&identity), &state.urls, Audience::Public, true));
+    let mut body = Registered {
+        continue_with: Vec::new(),
+        identity: views::identity(&identity, &state.urls, Audience::Public, &CredentialsView::Omit),
+        session: issued
+            .as_ref()
+            .map(|i| views::session(&i.session, Some(&identity), &state.urls, Audience::Public, true)),
+        session_token: None,
+    };
     if flow.flow_type == FlowType::Api {
-        let mut body = json!({ "identity": identity_json, "continue_with": [] });
         if let Some(issued) = &issued {
-            body["session"] = session_json.unwrap_or(Value::Null);
-            body["session_token"] = json!(issued.token);
-            body["continue_with"] =
-                json!([{ "action": "set_ory_session_token", "ory_session_token": issued.token }]);
+            body.session_token = Some(&issued.token);
+            body.continue_with
+                .push(ContinueWith::SetOrySessionToken { ory_session_token: issued.token.clone() });
         }
-        if let (Some(item), Some(items)) = (show_verification, body["continue_with"].as_array_mut()) {
-            items.push(item);
-        }
+        body.continue_with.extend(show_verification);
         return Ok(Json(body).into_response());
     }
     let target = flows::after_success(&state, &flow, show_verification.as_ref());
@@ -124,16 +136,8 @@ async fn submit(
         cookies::set(&state.web.cookies, &state.web.session_cookie_name, &i.token, max_age)
     });
     let response = if wants_json(&headers) {
-        let mut body = json!({
-            "identity": identity_json,
-            "continue_with": [{ "action": "redirect_browser_to", "redirect_browser_to": target }],
-        });
-        if let (Some(item), Some(items)) = (show_verification, body["continue_with"].as_array_mut()) {
-            items.insert(0, item);
-        }
-        if let Some(session) = session_json {
-            body["session"] = session;
-        }
+        body.continue_with.extend(show_verification);
+        body.continue_with.push(ContinueWith::RedirectBrowserTo { redirect_browser_to: target });
         Json(body).into_response()
     } else {
         flows::see_other(&target)

@@ -22,7 +22,7 @@ use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
 use crate::request::{cookie, device, wants_json};
 use crate::state::AppState;
-use crate::views::{self, Audience, CredentialsView};
+use crate::views::{self, Audience, ContinueWith, CredentialsView};
 
 pub fn router() -> Router<AppState> {
     flows::flow_routes(FlowKind::Settings, init, get(fetch), get(submit).post(submit))
@@ -41,12 +41,12 @@ fn identity_mismatch() -> ApiError {
 }
 
 /// The settings flow as the SDKs read it: the flow plus the identity it edits.
-fn body(state: &AppState, flow: &Flow, identity: &Identity, continue_with: Value) -> Value {
+fn body(state: &AppState, flow: &Flow, identity: &Identity, continue_with: Vec<ContinueWith>) -> Value {
     let mut out = views::flow(flow);
-    out["identity"] = views::identity(identity, &state.urls, Audience::Public, &CredentialsView::Omit);
+    out["identity"] = json!(views::identity(identity, &state.urls, Audience::Public, &CredentialsView::Omit));
     // Kratos omits an empty `continue_with` (`omitempty`), never `null`.
-    if continue_with.as_array().is_some_and(|items| !items.is_empty()) {
-        out["continue_with"] = continue_with;
+    if !continue_with.is_empty() {
+        out["continue_with"] = json!(continue_with);
     }
     out
 }
@@ -69,7 +69,7 @@ fn answer(
     {
         flow.set_csrf_token(&csrf::mask(secret));
     }
-    (status, Json(body(state, &flow, identity, Value::Null))).into_response()
+    (status, Json(body(state, &flow, identity, Vec::new()))).into_response()
 }
 
 async fn init(
@@ -91,7 +91,7 @@ async fn init(
         flows::see_other(&format!("{}?flow={}", state.web.settings_ui_url, flow.id))
     } else {
         flow.set_csrf_token(&started.csrf_token);
-        Json(body(&state, &flow, &identity, Value::Null)).into_response()
+        Json(body(&state, &flow, &identity, Vec::new())).into_response()
     };
     Ok(flows::with_cookie(response, started.set_cookie))
 }
@@ -138,7 +138,7 @@ async fn fetch(
     {
         flow.set_csrf_token(&csrf::mask(secret));
     }
-    Ok(Json(body(&state, &flow, &identity, Value::Null)).into_response())
+    Ok(Json(body(&state, &flow, &identity, Vec::new())).into_response())
 }
 
 /// 403 `session_refresh_required`: sign in again, then come back to this flow.
@@ -206,7 +206,7 @@ async fn submit(
                 .filter(|_| state.web.settings_shows_verification)
                 .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
             if flow.flow_type == FlowType::Api {
-                let continue_with = show_verification.map_or(Value::Null, |item| json!([item]));
+                let continue_with = show_verification.into_iter().collect();
                 return Ok(Json(body(&state, &flow, &updated, continue_with)).into_response());
             }
             let target = flow
@@ -214,10 +214,8 @@ async fn submit(
                 .clone()
                 .unwrap_or_else(|| format!("{}?flow={}", state.web.settings_ui_url, flow.id));
             if wants_json(&headers) {
-                let mut continue_with =
-                    vec![json!({ "action": "redirect_browser_to", "redirect_browser_to": target })];
+                let mut continue_with = vec![ContinueWith::RedirectBrowserTo { redirect_browser_to: target }];
                 continue_with.extend(show_verification);
-                let continue_with = Value::Array(continue_with);
                 let mut flow = flow;
                 if let Some(secret) = cookie(&headers, &state.web.csrf_cookie_name) {
                     flow.set_csrf_token(&csrf::mask(secret));

@@ -10,7 +10,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Reads a value from its text form; a parse error becomes the message
 /// the loader reports under the value's key.
-fn from_text<'de, D: Deserializer<'de>, T: FromStr<Err = String>>(deserializer: D) -> Result<T, D::Error> {
+fn from_text<'de, D: Deserializer<'de>, T: FromStr<Err: std::fmt::Display>>(
+    deserializer: D,
+) -> Result<T, D::Error> {
     String::deserialize(deserializer)?.parse().map_err(serde::de::Error::custom)
 }
 
@@ -160,9 +162,9 @@ impl TrustedNetwork {
 }
 
 impl FromStr for TrustedNetwork {
-    type Err = String;
+    type Err = latchkey_http::NetworkError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Self { text: s.to_string(), network: latchkey_http::Network::parse(s)? })
     }
 }
