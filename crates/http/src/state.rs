@@ -10,6 +10,7 @@ use latchkey_domain::flow::registration::RegistrationService;
 use latchkey_domain::flow::settings::SettingsService;
 use latchkey_domain::flow::verification::VerificationService;
 use latchkey_domain::send_limits::SendLimits;
+use latchkey_domain::time::Clock;
 use latchkey_domain::{IdentityManager, Store};
 
 /// `serve.public.base_url` and `serve.admin.base_url`, without a trailing slash.
@@ -99,6 +100,8 @@ impl std::ops::Deref for AppState {
 
 pub struct Services {
     pub store: Arc<dyn Store>,
+    /// Where every time the handlers decide by comes from.
+    pub clock: Arc<dyn Clock>,
     pub identities: IdentityManager,
     pub login: LoginService,
     pub registration: RegistrationService,

@@ -116,19 +116,20 @@ pub fn flow(flow: &latchkey_domain::flow::Flow) -> Value {
     Value::Object(out)
 }
 
-/// A session; `identity` is `None` where the caller did not ask for it.
+/// A session as it is at `now`; `identity` is `None` where the caller did not ask for it.
 pub fn session(
     session: &latchkey_domain::session::Session,
     identity: Option<&Identity>,
     urls: &BaseUrls,
     audience: Audience,
     with_devices: bool,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> Value {
     let identity_active =
         identity.is_none_or(|i| i.state == latchkey_domain::identity::IdentityState::Active);
     let mut out = json!({
         "id": session.id,
-        "active": session.is_live() && identity_active,
+        "active": session.is_live(now) && identity_active,
         "expires_at": session.expires_at,
         "authenticated_at": session.authenticated_at,
         "authenticator_assurance_level": session.aal,

@@ -25,6 +25,7 @@ use latchkey_domain::schema::SchemaSource;
 use latchkey_domain::send_limits::{SendLimitSettings, SendLimits};
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::session_service::SessionService;
+use latchkey_domain::time::{Clock, SystemClock};
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
 use latchkey_http::{
@@ -160,7 +161,11 @@ pub fn hasher_config(config: &Config) -> HasherConfig {
 }
 
 /// The courier's dispatcher, when `courier.smtp.connection_uri` is set.
-pub fn dispatcher(config: &Config, store: Arc<dyn Store>) -> Result<Option<Dispatcher>, StartError> {
+pub fn dispatcher(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<Dispatcher>, StartError> {
     let smtp = &config.courier.smtp;
     if smtp.connection_uri.is_empty() {
         return Ok(None);
@@ -173,7 +178,7 @@ pub fn dispatcher(config: &Config, store: Arc<dyn Store>) -> Result<Option<Dispa
         local_name: smtp.local_name.clone(),
     })
     .map_err(StartError::Courier)?;
-    Ok(Some(Dispatcher::new(store, Arc::new(mailer), config.retry_policy())))
+    Ok(Some(Dispatcher::new(store, clock, Arc::new(mailer), config.retry_policy())))
 }
 
 /// A server with both listeners bound, ready to run.
@@ -182,6 +187,7 @@ pub struct Application {
     admin: TcpListener,
     state: AppState,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     /// PostgreSQL's cache-invalidation listener; it holds a pooled connection.
     listener: Option<AbortOnDrop>,
     courier: Option<Dispatcher>,
@@ -207,6 +213,12 @@ impl Drop for AbortOnDrop {
 
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`build`](Self::build) with every time-based rule reading `clock`
+    /// (tests move it forward rather than wait).
+    pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         // Checked when the configuration was loaded; checked again for
         // configurations built in code.
         let cors = latchkey_http::cors_layer(&config.serve.public.cors.settings())
@@ -252,7 +264,7 @@ impl Application {
             &base_url(&config.serve.public.base_url, &public),
             &base_url(&config.serve.admin.base_url, &admin),
         );
-        let identities = IdentityManager::new(store.clone(), schemas, hasher.clone());
+        let identities = IdentityManager::new(store.clone(), clock.clone(), schemas, hasher.clone());
         let web = web_settings(config, &urls);
         let flows = &config.selfservice.flows;
         let duration =
@@ -275,6 +287,7 @@ impl Application {
         let sends = &config.security.send_limits;
         let send_limits = SendLimits::new(
             store.clone(),
+            clock.clone(),
             SendLimitSettings {
                 enabled: sends.enabled,
                 address_max: sends.address.max,
@@ -295,6 +308,7 @@ impl Application {
         }
         let verification = VerificationService::new(
             store.clone(),
+            clock.clone(),
             templates.clone(),
             send_limits.clone(),
             VerificationSettings {
@@ -309,8 +323,9 @@ impl Application {
         let require_verified = flows.login.after.password_hooks().any(|h| h == "require_verified_address");
         let login = LoginService::new(
             store.clone(),
+            clock.clone(),
             hasher.clone(),
-            LoginThrottle::new(store.clone(), login_throttle_settings(config)),
+            LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config)),
             verification.clone(),
             LoginSettings {
                 public_base: urls.public.clone(),
@@ -339,6 +354,7 @@ impl Application {
         };
         let settings = SettingsService::new(
             store.clone(),
+            clock.clone(),
             identities.clone(),
             templates.clone(),
             verification.clone(),
@@ -356,6 +372,7 @@ impl Application {
         );
         let registration = RegistrationService::new(
             store.clone(),
+            clock.clone(),
             identities.clone(),
             verification.clone(),
             RegistrationSettings {
@@ -371,6 +388,7 @@ impl Application {
         );
         let recovery = RecoveryService::new(
             store.clone(),
+            clock.clone(),
             identities.clone(),
             templates.clone(),
             settings.clone(),
@@ -385,9 +403,15 @@ impl Application {
                 privileged_session_max_age: duration(&flows.settings.privileged_session_max_age),
             },
         );
-        let sessions = SessionService::new(store.clone(), web.session_lifespan, web.earliest_possible_extend);
+        let sessions = SessionService::new(
+            store.clone(),
+            clock.clone(),
+            web.session_lifespan,
+            web.earliest_possible_extend,
+        );
         let state = AppState::new(Services {
             store: store.clone(),
+            clock: clock.clone(),
             sessions,
             flows: latchkey_domain::flow::Flows::new(store.clone()),
             outbox: latchkey_domain::courier::Outbox::new(store.clone()),
@@ -403,7 +427,7 @@ impl Application {
             version: VERSION,
             metrics: metrics.clone(),
         });
-        let courier = dispatcher(config, store.clone())?.map(|d| d.with_recorder(metrics));
+        let courier = dispatcher(config, store.clone(), clock.clone())?.map(|d| d.with_recorder(metrics));
         if courier.is_none() {
             tracing::warn!(
                 "courier.smtp.connection_uri is not set: emails stay queued until a courier sends them"
@@ -424,6 +448,7 @@ impl Application {
             admin,
             state,
             store,
+            clock,
             listener: listener.map(AbortOnDrop),
             courier,
             cleanup,
@@ -479,7 +504,13 @@ impl Application {
         // So does the cleanup; a batch cut short rolls back.
         let cleanup = self.cleanup.take().map(|(settings, every)| {
             let stop = wait(stop_rx.clone());
-            tokio::spawn(cleanup::run_periodically(self.store.clone(), settings, every, stop))
+            tokio::spawn(cleanup::run_periodically(
+                self.store.clone(),
+                self.clock.clone(),
+                settings,
+                every,
+                stop,
+            ))
         });
         let admin = crate::serve::serve(self.admin, admin_router, self.limits, stop_rx);
         tokio::spawn(async move {

@@ -10,12 +10,16 @@ use std::time::Duration;
 use latchkey_domain::store::{
     CodePurpose, CodeStore, Database, FlowStore, IdentityStore, OneTimeCode, StoreError,
 };
-use latchkey_domain::time::now;
+use latchkey_domain::time::{Clock, SystemClock};
 use latchkey_store_postgres::{Invalidation, MIGRATIONS, PgStore};
 use latchkey_store_tests::postgres::fresh_database;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Connection, PgConnection, SqlSafeStr};
 use uuid::Uuid;
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    SystemClock.now()
+}
 
 /// Runs `test` with the DSN of a new, empty database, dropped afterwards
 /// even when the test panicked.
@@ -272,7 +276,8 @@ fn flow_with_submit_count(count: Option<u64>) -> latchkey_domain::flow::Flow {
         csrf_hash: None,
     };
     let lifespan = chrono::Duration::minutes(10);
-    let mut flow = Flow::new(FlowKind::Recovery, &request, lifespan, "http://127.0.0.1:4433", "sent_email");
+    let mut flow =
+        Flow::new(FlowKind::Recovery, &request, now(), lifespan, "http://127.0.0.1:4433", "sent_email");
     // Built from text: this crate has no JSON macro of its own.
     flow.internal = match count {
         Some(count) => format!(r#"{{"address": "a@example.com", "submit_count": {count}}}"#),

@@ -6,12 +6,16 @@ use std::borrow::Cow;
 
 use chrono::Duration;
 use latchkey_domain::store::{CodePurpose, CodeStore, Database, FlowStore, IdentityStore, OneTimeCode};
-use latchkey_domain::time::now;
+use latchkey_domain::time::{Clock, SystemClock};
 use latchkey_store_sqlite::{MIGRATIONS, SqliteStore};
 use latchkey_store_tests::Fresh;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Connection, SqlSafeStr, SqliteConnection};
 use uuid::Uuid;
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    SystemClock.now()
+}
 
 /// A migrated store on a file of its own, removed with the directory.
 async fn file_store() -> Option<Fresh> {
@@ -142,8 +146,14 @@ fn flow_with_submit_count(count: Option<u64>) -> latchkey_domain::flow::Flow {
         after_verification_return_to: None,
         csrf_hash: None,
     };
-    let mut flow =
-        Flow::new(FlowKind::Recovery, &request, Duration::minutes(10), "http://127.0.0.1:4433", "sent_email");
+    let mut flow = Flow::new(
+        FlowKind::Recovery,
+        &request,
+        now(),
+        Duration::minutes(10),
+        "http://127.0.0.1:4433",
+        "sent_email",
+    );
     flow.internal = match count {
         Some(count) => serde_json::json!({ "address": "a@example.com", "submit_count": count }),
         None => serde_json::json!({ "address": "a@example.com" }),

@@ -15,7 +15,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::time::now;
 use crate::ui::{Container, Node};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,16 +104,16 @@ pub struct FlowRequest {
 }
 
 impl Flow {
-    /// A fresh flow in `state` whose form posts to `action`.
+    /// A fresh flow in `state`, issued `at`, whose form posts to `action`.
     pub fn new(
         kind: FlowKind,
         request: &FlowRequest,
+        at: DateTime<Utc>,
         lifespan: Duration,
         action_base: &str,
         state: &str,
     ) -> Flow {
         let id = Uuid::new_v4();
-        let at = now();
         let mut ui = Container::new(format!("{action_base}/self-service/{}?flow={id}", kind.as_str()));
         // Stored empty: the masked token is rendered per response, and a
         // stored one would reveal the cookie's secret to anyone reading flows.
@@ -142,8 +141,8 @@ impl Flow {
         }
     }
 
-    pub fn is_expired(&self) -> bool {
-        self.expires_at <= now()
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now
     }
 
     /// How to start a flow that replaces this one (same client, same CSRF cookie).

@@ -20,7 +20,7 @@ use crate::send_limits::SendLimits;
 use crate::session::{self, Device, IssuedSession};
 use crate::store::{CodePurpose, Store};
 use crate::text;
-use crate::time::now;
+use crate::time::Clock;
 
 pub struct RecoverySettings {
     pub public_base: String,
@@ -64,6 +64,7 @@ pub enum RecoveryOutcome {
 #[derive(Clone)]
 pub struct RecoveryService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     identities: IdentityManager,
     renderer: Arc<dyn Renderer>,
     settings_flows: SettingsService,
@@ -74,13 +75,14 @@ pub struct RecoveryService {
 impl RecoveryService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         identities: IdentityManager,
         renderer: Arc<dyn Renderer>,
         settings_flows: SettingsService,
         limits: SendLimits,
         settings: RecoverySettings,
     ) -> Self {
-        Self { store, identities, renderer, settings_flows, limits, settings: Arc::new(settings) }
+        Self { store, clock, identities, renderer, settings_flows, limits, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -97,6 +99,7 @@ impl RecoveryService {
         let mut flow = Flow::new(
             FlowKind::Recovery,
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             "choose_method",
@@ -112,12 +115,12 @@ impl RecoveryService {
         submission: RecoverySubmission,
         device: Device,
     ) -> Result<RecoveryOutcome, FlowError> {
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             let mut replacement = self.build(&flow.replacement_request());
             replacement
                 .ui
                 .messages
-                .push(text::recovery_flow_expired(flow.expires_at, now() - flow.expires_at));
+                .push(text::recovery_flow_expired(flow.expires_at, self.clock.now() - flow.expires_at));
             self.store.create_flow(&replacement).await?;
             return Err(FlowError::Expired {
                 expired_at: flow.expires_at,
@@ -139,8 +142,14 @@ impl RecoveryService {
         identity: &Identity,
         lifespan: Duration,
     ) -> Result<(Flow, String), FlowError> {
-        let mut flow =
-            Flow::new(FlowKind::Recovery, request, lifespan, &self.settings.public_base, "sent_email");
+        let mut flow = Flow::new(
+            FlowKind::Recovery,
+            request,
+            self.clock.now(),
+            lifespan,
+            &self.settings.public_base,
+            "sent_email",
+        );
         flow.active = Some("code".into());
         let address = identity.recovery_addresses.first().map(|a| a.value.clone()).unwrap_or_default();
         code::code_form(&mut flow, text::label_recovery_code(), &address);
@@ -152,6 +161,7 @@ impl RecoveryService {
             Some(identity.id),
             &address,
             Some(lifespan),
+            self.clock.now(),
         );
         self.store.create_flow(&flow).await?;
         self.store.create_code(&stored, None).await?;
@@ -187,6 +197,7 @@ impl RecoveryService {
             identity.as_ref().map(|i| i.id),
             &address,
             None,
+            self.clock.now(),
         );
         let mut data = Map::new();
         data.insert("To".into(), json!(address));
@@ -195,11 +206,21 @@ impl RecoveryService {
                 data.insert("RecoveryCode".into(), json!(code));
                 data.insert("ExpiresInMinutes".into(), json!(self.settings.codes.lifespan.num_minutes()));
                 data.insert("Identity".into(), json!({ "id": identity.id, "traits": identity.traits }));
-                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_valid", &data)?)
+                Some(code::render(
+                    self.renderer.as_ref(),
+                    &address,
+                    "recovery_code_valid",
+                    &data,
+                    self.clock.now(),
+                )?)
             }
-            None if self.settings.notify_unknown_recipients => {
-                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_invalid", &data)?)
-            }
+            None if self.settings.notify_unknown_recipients => Some(code::render(
+                self.renderer.as_ref(),
+                &address,
+                "recovery_code_invalid",
+                &data,
+                self.clock.now(),
+            )?),
             None => None,
         };
         if send {
@@ -221,7 +242,7 @@ impl RecoveryService {
         let found = match self
             .settings
             .codes
-            .check(self.store.as_ref(), CodePurpose::Recovery, &flow, &code)
+            .check(self.store.as_ref(), CodePurpose::Recovery, &flow, &code, self.clock.now())
             .await?
         {
             CodeCheck::Right(found) => found,
@@ -252,11 +273,11 @@ impl RecoveryService {
                 identity.verifiable_addresses.iter_mut().find(|a| a.value == found.address && !a.verified);
             if let Some(address) = unverified {
                 self.store
-                    .set_address_status(identity.id, address.id, AddressStatus::Completed, now())
+                    .set_address_status(identity.id, address.id, AddressStatus::Completed, self.clock.now())
                     .await?;
                 address.verified = true;
                 address.status = AddressStatus::Completed;
-                address.verified_at = Some(now());
+                address.verified_at = Some(self.clock.now());
             }
         }
 
@@ -275,24 +296,33 @@ impl RecoveryService {
                     &to,
                     &identity,
                     &device,
-                    now(),
+                    self.clock.now(),
                 )
                 .map_err(FlowError::internal)?,
             ],
             None => Vec::new(),
         };
-        let issued = session::issue(identity.id, "code_recovery", self.settings.session_lifespan, device);
+        let issued = session::issue(
+            identity.id,
+            "code_recovery",
+            self.clock.now(),
+            self.settings.session_lifespan,
+            device,
+        );
         self.store.create_session_and_notify(&issued.session, &notices).await?;
         let mut request = flow.replacement_request();
         if let Some(return_to) = &flow.return_to {
             request.request_url = return_to.clone();
         }
         let mut settings_flow = self.settings_flows.create(&request, &identity).await?;
-        settings_flow.ui.messages.push(text::recovered(now() + self.settings.privileged_session_max_age));
+        settings_flow
+            .ui
+            .messages
+            .push(text::recovered(self.clock.now() + self.settings.privileged_session_max_age));
         self.store.update_flow(&settings_flow).await?;
         flow.state = "passed_challenge".into();
         flow.ui.messages.clear();
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(RecoveryOutcome::Recovered {
             flow: Box::new(flow),
@@ -311,8 +341,8 @@ impl RecoveryService {
         let mut replacement = self.build(&old.replacement_request());
         replacement.ui.messages.push(message);
         self.store.create_flow(&replacement).await?;
-        old.expires_at = now();
-        old.updated_at = now();
+        old.expires_at = self.clock.now();
+        old.updated_at = self.clock.now();
         self.store.update_flow(&old).await?;
         Ok(Box::new(replacement))
     }
@@ -322,7 +352,7 @@ impl RecoveryService {
         mut flow: Flow,
         outcome: fn(Flow) -> RecoveryOutcome,
     ) -> Result<RecoveryOutcome, FlowError> {
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(outcome(flow))
     }

@@ -14,6 +14,7 @@ use crate::password_policy::PasswordPolicy;
 use crate::session::{self, Device, IssuedSession};
 use crate::store::Store;
 use crate::text;
+use crate::time::Clock;
 use crate::ui::{Group, Input, Node, trait_nodes};
 
 pub struct RegistrationSettings {
@@ -51,6 +52,7 @@ pub enum RegistrationOutcome {
 #[derive(Clone)]
 pub struct RegistrationService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     identities: IdentityManager,
     verification: VerificationService,
     settings: Arc<RegistrationSettings>,
@@ -59,11 +61,12 @@ pub struct RegistrationService {
 impl RegistrationService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         identities: IdentityManager,
         verification: VerificationService,
         settings: RegistrationSettings,
     ) -> Self {
-        Self { store, identities, verification, settings: Arc::new(settings) }
+        Self { store, clock, identities, verification, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -80,6 +83,7 @@ impl RegistrationService {
         let mut flow = Flow::new(
             FlowKind::Registration,
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             "choose_method",
@@ -140,7 +144,7 @@ impl RegistrationService {
         submission: RegistrationSubmission,
         device: Device,
     ) -> Result<RegistrationOutcome, FlowError> {
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             return Err(self.expired(&flow).await?);
         }
         flow.ui.reset_messages();
@@ -255,7 +259,13 @@ impl RegistrationService {
             .await?
             .map(Box::new);
         let issued = if self.settings.issue_session {
-            let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
+            let issued = session::issue(
+                identity.id,
+                "password",
+                self.clock.now(),
+                self.settings.session_lifespan,
+                device,
+            );
             self.store.create_session(&issued.session).await?;
             Some(issued)
         } else {
@@ -263,7 +273,7 @@ impl RegistrationService {
         };
         flow.state = "passed_challenge".into();
         flow.internal = Value::Null;
-        flow.updated_at = crate::time::now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(RegistrationOutcome::Accepted {
             flow: Box::new(flow),
@@ -278,7 +288,7 @@ impl RegistrationService {
         mut flow: Flow,
         outcome: fn(Flow) -> RegistrationOutcome,
     ) -> Result<RegistrationOutcome, FlowError> {
-        flow.updated_at = crate::time::now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(outcome(flow))
     }
@@ -289,7 +299,7 @@ impl RegistrationService {
         replacement
             .ui
             .messages
-            .push(text::registration_flow_expired(old.expires_at, crate::time::now() - old.expires_at));
+            .push(text::registration_flow_expired(old.expires_at, self.clock.now() - old.expires_at));
         self.store.create_flow(&replacement).await?;
         Ok(FlowError::Expired { expired_at: old.expires_at, replacement: Box::new(replacement) })
     }

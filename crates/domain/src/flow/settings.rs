@@ -17,7 +17,7 @@ use crate::password_policy::PasswordPolicy;
 use crate::session::{Device, Session};
 use crate::store::Store;
 use crate::text;
-use crate::time::now;
+use crate::time::Clock;
 use crate::ui::{Group, Node, trait_nodes};
 
 pub struct SettingsSettings {
@@ -50,6 +50,7 @@ pub enum SettingsOutcome {
 #[derive(Clone)]
 pub struct SettingsService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     identities: IdentityManager,
     renderer: Arc<dyn Renderer>,
     verification: VerificationService,
@@ -59,12 +60,13 @@ pub struct SettingsService {
 impl SettingsService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         identities: IdentityManager,
         renderer: Arc<dyn Renderer>,
         verification: VerificationService,
         settings: SettingsSettings,
     ) -> Self {
-        Self { store, identities, renderer, verification, settings: Arc::new(settings) }
+        Self { store, clock, identities, renderer, verification, settings: Arc::new(settings) }
     }
 
     /// What the owner is told about a change, queued with it: a changed
@@ -78,7 +80,7 @@ impl SettingsService {
         before: &Identity,
         after: &Identity,
     ) -> Result<Vec<Message>, String> {
-        let at = now();
+        let at = self.clock.now();
         let renderer = self.renderer.as_ref();
         let mut notices = Vec::new();
         if password_changed && let Some(to) = notice::owner_address(after) {
@@ -100,6 +102,7 @@ impl SettingsService {
         let mut flow = Flow::new(
             FlowKind::Settings,
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             "show_form",
@@ -129,7 +132,7 @@ impl SettingsService {
     }
 
     fn privileged(&self, session: &Session) -> bool {
-        now() - session.authenticated_at <= self.settings.privileged_session_max_age
+        self.clock.now() - session.authenticated_at <= self.settings.privileged_session_max_age
     }
 
     /// The caller has checked CSRF and that `session` owns the flow;
@@ -147,12 +150,12 @@ impl SettingsService {
             Err(IdentityError::NotFound) => return Err(FlowError::NotFound),
             Err(e) => return Err(FlowError::internal(e)),
         };
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             let mut replacement = self.build(&flow.replacement_request(), &identity);
             replacement
                 .ui
                 .messages
-                .push(text::settings_flow_expired(flow.expires_at, now() - flow.expires_at));
+                .push(text::settings_flow_expired(flow.expires_at, self.clock.now() - flow.expires_at));
             self.store.create_flow(&replacement).await?;
             return Err(FlowError::Expired {
                 expired_at: flow.expires_at,
@@ -230,7 +233,7 @@ impl SettingsService {
             Err(e) => return Err(FlowError::internal(e)),
         };
         if password_changed && self.settings.revoke_sessions_after_password {
-            self.store.revoke_sessions_of(updated.id, Some(session.id)).await?;
+            self.store.revoke_sessions_of(updated.id, Some(session.id), self.clock.now()).await?;
         }
         // A new or changed address starts unverified; prove it with a code.
         let verification = self
@@ -241,7 +244,7 @@ impl SettingsService {
         self.form(&mut flow, &updated);
         flow.state = "success".into();
         flow.ui.messages.push(text::settings_saved());
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(SettingsOutcome::Saved { flow, identity: Box::new(updated), verification })
     }
@@ -251,7 +254,7 @@ impl SettingsService {
         mut flow: Flow,
         outcome: fn(Flow) -> SettingsOutcome,
     ) -> Result<SettingsOutcome, FlowError> {
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(outcome(flow))
     }

@@ -17,7 +17,7 @@ use crate::schema::normalize;
 use crate::send_limits::SendLimits;
 use crate::store::{CodePurpose, Store};
 use crate::text;
-use crate::time::now;
+use crate::time::Clock;
 use crate::ui::{Container, Group, Node};
 
 pub struct VerificationSettings {
@@ -58,6 +58,7 @@ pub enum AddressPick {
 #[derive(Clone)]
 pub struct VerificationService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     renderer: Arc<dyn Renderer>,
     limits: SendLimits,
     settings: Arc<VerificationSettings>,
@@ -68,11 +69,12 @@ const RETRY_REASON: &str = "An error occurred, please retry the flow.";
 impl VerificationService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         renderer: Arc<dyn Renderer>,
         limits: SendLimits,
         settings: VerificationSettings,
     ) -> Self {
-        Self { store, renderer, limits, settings: Arc::new(settings) }
+        Self { store, clock, renderer, limits, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -89,6 +91,7 @@ impl VerificationService {
         let mut flow = Flow::new(
             FlowKind::Verification,
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             "choose_method",
@@ -104,12 +107,12 @@ impl VerificationService {
         mut flow: Flow,
         submission: VerificationSubmission,
     ) -> Result<VerificationOutcome, FlowError> {
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             let mut replacement = self.build(&flow.replacement_request());
             replacement
                 .ui
                 .messages
-                .push(text::verification_flow_expired(flow.expires_at, now() - flow.expires_at));
+                .push(text::verification_flow_expired(flow.expires_at, self.clock.now() - flow.expires_at));
             self.store.create_flow(&replacement).await?;
             return Err(FlowError::Expired {
                 expired_at: flow.expires_at,
@@ -145,8 +148,11 @@ impl VerificationService {
     ) -> Result<bool, FlowError> {
         // The attempt is counted in the store either way; a wrong code
         // leaves the flow itself untouched.
-        let check =
-            self.settings.codes.find(self.store.as_ref(), CodePurpose::Verification, &flow, code).await?;
+        let check = self
+            .settings
+            .codes
+            .find(self.store.as_ref(), CodePurpose::Verification, &flow, code, self.clock.now())
+            .await?;
         if !matches!(check, CodeCheck::Right(_)) {
             return Ok(false);
         }
@@ -156,7 +162,7 @@ impl VerificationService {
         if csrf_hash.is_some() {
             flow.csrf_hash = csrf_hash;
         }
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(true)
     }
@@ -166,14 +172,14 @@ impl VerificationService {
         if address.is_empty() {
             flow.ui.upsert(code::email_input(Some(&email)));
             flow.ui.add_message(Some("email"), text::required("email"));
-            flow.updated_at = now();
+            flow.updated_at = self.clock.now();
             self.store.update_flow(&flow).await?;
             return Ok(VerificationOutcome::Rejected(flow));
         }
         if let Some(problem) = crate::email::problem(&email) {
             flow.ui.upsert(code::email_input(Some(&crate::email::printable(&email))));
             flow.ui.add_message(Some("email"), problem);
-            flow.updated_at = now();
+            flow.updated_at = self.clock.now();
             self.store.update_flow(&flow).await?;
             return Ok(VerificationOutcome::Rejected(flow));
         }
@@ -184,7 +190,7 @@ impl VerificationService {
         });
         self.store_code(&flow, &address, target).await?;
         show_code_form(&mut flow, &address);
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(VerificationOutcome::Updated(flow))
     }
@@ -210,6 +216,7 @@ impl VerificationService {
             target.map(|(i, _)| i.id),
             address,
             None,
+            self.clock.now(),
         );
         let mut data = Map::new();
         data.insert("To".into(), json!(address));
@@ -227,11 +234,21 @@ impl VerificationService {
                 data.insert("VerificationURL".into(), json!(link));
                 data.insert("ExpiresInMinutes".into(), json!(self.settings.codes.lifespan.num_minutes()));
                 data.insert("Identity".into(), json!({ "id": identity.id, "traits": identity.traits }));
-                Some(code::render(self.renderer.as_ref(), address, "verification_code_valid", &data)?)
+                Some(code::render(
+                    self.renderer.as_ref(),
+                    address,
+                    "verification_code_valid",
+                    &data,
+                    self.clock.now(),
+                )?)
             }
-            None if self.settings.notify_unknown_recipients => {
-                Some(code::render(self.renderer.as_ref(), address, "verification_code_invalid", &data)?)
-            }
+            None if self.settings.notify_unknown_recipients => Some(code::render(
+                self.renderer.as_ref(),
+                address,
+                "verification_code_invalid",
+                &data,
+                self.clock.now(),
+            )?),
             None => None,
         };
         if !send {
@@ -241,7 +258,9 @@ impl VerificationService {
         self.store.create_code(&stored, message.as_ref()).await?;
         match target {
             Some((identity, a)) if !a.verified && a.status == AddressStatus::Pending => {
-                self.store.set_address_status(identity.id, a.id, AddressStatus::Sent, now()).await?;
+                self.store
+                    .set_address_status(identity.id, a.id, AddressStatus::Sent, self.clock.now())
+                    .await?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -249,8 +268,11 @@ impl VerificationService {
     }
 
     async fn check_code(&self, mut flow: Flow, code: String) -> Result<VerificationOutcome, FlowError> {
-        let check =
-            self.settings.codes.check(self.store.as_ref(), CodePurpose::Verification, &flow, &code).await?;
+        let check = self
+            .settings
+            .codes
+            .check(self.store.as_ref(), CodePurpose::Verification, &flow, &code, self.clock.now())
+            .await?;
         let found = match check {
             CodeCheck::Right(found) => found,
             CodeCheck::Wrong => return self.wrong_code(flow).await,
@@ -275,7 +297,9 @@ impl VerificationService {
         let Some(address) = address else {
             return self.wrong_code(flow).await;
         };
-        self.store.set_address_status(identity_id, address.id, AddressStatus::Completed, now()).await?;
+        self.store
+            .set_address_status(identity_id, address.id, AddressStatus::Completed, self.clock.now())
+            .await?;
 
         let continue_to = flow.return_to.clone().unwrap_or_else(|| self.settings.return_url.clone());
         flow.state = "passed_challenge".into();
@@ -283,14 +307,14 @@ impl VerificationService {
         flow.ui.method = "GET".into();
         flow.ui.nodes.push(Node::anchor(Group::Code, "continue", &continue_to, text::label_continue()));
         flow.ui.messages.push(text::verified());
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(VerificationOutcome::Verified(flow))
     }
 
     async fn wrong_code(&self, mut flow: Flow) -> Result<VerificationOutcome, FlowError> {
         flow.ui.messages.push(text::verification_code_invalid());
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(VerificationOutcome::Updated(flow))
     }
@@ -331,7 +355,7 @@ impl VerificationService {
             // Keep the caller's copy in step with the row.
             let address = &mut identity.verifiable_addresses[index];
             address.status = AddressStatus::Sent;
-            address.updated_at = now();
+            address.updated_at = self.clock.now();
         }
         Ok(Some(flow))
     }
@@ -346,8 +370,8 @@ impl VerificationService {
         replacement.ui.messages.push(message);
         self.store.create_flow(&replacement).await?;
         // The old flow is spent.
-        old.expires_at = now();
-        old.updated_at = now();
+        old.expires_at = self.clock.now();
+        old.updated_at = self.clock.now();
         self.store.update_flow(&old).await?;
         Ok(VerificationOutcome::Replaced { replacement: Box::new(replacement), reason })
     }

@@ -59,7 +59,14 @@ async fn render(
     expand: &Expand,
 ) -> Result<Value, ApiError> {
     let identity = if expand.identity { identity(state, session.identity_id).await? } else { None };
-    Ok(views::session(session, identity.as_ref(), &state.urls, Audience::Admin, expand.devices))
+    Ok(views::session(
+        session,
+        identity.as_ref(),
+        &state.urls,
+        Audience::Admin,
+        expand.devices,
+        state.clock.now(),
+    ))
 }
 
 /// The identity, or `None` when it is gone.
@@ -146,9 +153,10 @@ async fn list_of_identity(
         ..Default::default()
     };
     let (sessions, total) = state.sessions.list(&query).await?;
+    let now = state.clock.now();
     let body: Vec<Value> = sessions
         .iter()
-        .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Admin, true))
+        .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Admin, true, now))
         .collect();
     let mut response = Json(body).into_response();
     page.headers(uri.path(), &params, total, response.headers_mut());

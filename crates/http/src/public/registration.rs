@@ -114,9 +114,9 @@ async fn submit(
         .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
 
     let identity_json = views::identity(&identity, &state.urls, Audience::Public, &CredentialsView::Omit);
-    let session_json = issued
-        .as_ref()
-        .map(|i| views::session(&i.session, Some(&identity), &state.urls, Audience::Public, true));
+    let session_json = issued.as_ref().map(|i| {
+        views::session(&i.session, Some(&identity), &state.urls, Audience::Public, true, state.clock.now())
+    });
     if flow.flow_type == FlowType::Api {
         let mut body = json!({ "identity": identity_json, "continue_with": [] });
         if let Some(issued) = &issued {
@@ -135,7 +135,7 @@ async fn submit(
         let max_age = state
             .web
             .session_cookie_persistent
-            .then(|| (i.session.expires_at - latchkey_domain::time::now()).num_seconds());
+            .then(|| (i.session.expires_at - state.clock.now()).num_seconds());
         cookies::set(&state.web.cookies, &state.web.session_cookie_name, &i.token, max_age)
     });
     let response = if wants_json(&headers) {

@@ -66,7 +66,8 @@ async fn follow_link(
     let flow = state.flows.load(id, FlowKind::Verification).await.map_err(flows::flow_failure)?;
     let location = format!("{}?flow={}", state.web.verification_ui_url, flow.id);
     let code = params.first("code").filter(|c| !c.is_empty());
-    let Some(code) = code.filter(|_| flow.state == "sent_email" && !flow.is_expired()) else {
+    let Some(code) = code.filter(|_| flow.state == "sent_email" && !flow.is_expired(state.clock.now()))
+    else {
         return Ok(flows::see_other(&location));
     };
     let (csrf_hash, set_cookie) = match flow.flow_type {

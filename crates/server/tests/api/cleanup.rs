@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::Duration;
 
 use latchkey_domain::store::CodePurpose;
+use latchkey_domain::time::Clock;
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -174,7 +175,7 @@ async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
     assert_eq!(queued[0]["status"], "queued");
     assert!(queued[0]["body"].as_str().unwrap().contains("code"));
     let (store, _) = latchkey::startup::open_store(&app.dsn).await.unwrap();
-    let since = latchkey_domain::time::now() - chrono::Duration::hours(1);
+    let since = app.clock.now() - chrono::Duration::hours(1);
     assert_eq!(store.count_code_failures(CodePurpose::Recovery, owner, since).await.unwrap(), 1);
     store.close().await;
     // Nothing is due twice.
