@@ -39,6 +39,13 @@ impl TestClock {
         let micros = i64::try_from(by.as_micros()).expect("an advance fits in i64 microseconds");
         self.offset_micros.fetch_add(micros, Ordering::SeqCst);
     }
+
+    /// From now on reads the wall clock plus `offset` (negative: behind it),
+    /// for a test whose other half runs on the wall clock.
+    pub fn set_offset(&self, offset: Duration) {
+        let micros = offset.num_microseconds().expect("an offset fits in i64 microseconds");
+        self.offset_micros.store(micros, Ordering::SeqCst);
+    }
 }
 
 impl Clock for TestClock {
@@ -71,5 +78,13 @@ mod tests {
         let moved = clock.now();
         assert!(moved >= before + Duration::hours(1));
         assert!(moved < SystemClock.now() + Duration::hours(1) + Duration::seconds(1));
+    }
+
+    #[test]
+    fn a_test_clock_can_run_behind_the_wall_clock() {
+        let clock = TestClock::new();
+        clock.advance(std::time::Duration::from_secs(60));
+        clock.set_offset(-Duration::minutes(30));
+        assert!(clock.now() <= SystemClock.now() - Duration::minutes(30));
     }
 }

@@ -145,6 +145,11 @@ pub async fn spawn_app_on_with(dsn: &str, adjust: impl FnOnce(&mut Config)) -> T
     start(dsn.to_string(), None, Arc::default(), adjust).await
 }
 
+/// Another server on `app`'s database that reads `app`'s clock.
+pub async fn spawn_app_beside(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(app.dsn.clone(), None, app.clock.clone(), adjust).await
+}
+
 async fn start(
     dsn: String,
     db: Option<TestDatabase>,
