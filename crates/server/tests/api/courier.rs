@@ -278,10 +278,12 @@ async fn code_mail_is_abandoned_once_its_code_expired(backend: Backend) {
     let port = closed_port();
     let app = spawn_app_with(backend, |c| c.courier.smtp.connection_uri = smtp_uri(port)).await;
     let expiring = Message {
-        code_expires_at: Some(app.clock.now() + chrono::Duration::seconds(3)),
+        code_expires_at: Some(app.clock.now() + chrono::Duration::minutes(15)),
         ..message("expiring@example.com")
     };
     enqueue(&app, &expiring).await;
+    wait_until(&app.dsn, expiring.id, "a retry", |m| m.send_count >= 2).await;
+    app.clock.advance(Duration::from_secs(16 * 60));
     wait_for(&app, expiring.id, "abandoned").await;
     let (_, dispatches) = load(&app.dsn, expiring.id).await;
     assert!(dispatches.len() >= 2, "retried while the code lived: {dispatches:?}");
