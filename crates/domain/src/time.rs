@@ -21,9 +21,9 @@ impl Clock for SystemClock {
     }
 }
 
-/// The wall clock plus an offset a test moves forward: time keeps passing
-/// as usual (ordering by `created_at` still works) and can also jump ahead,
-/// past a lifespan or window, at once. Share it in an `Arc`.
+/// The wall clock plus an offset a test sets: time keeps passing as usual
+/// (ordering by `created_at` still works) and can also jump ahead, past a
+/// lifespan or window, at once. Share it in an `Arc`.
 #[derive(Debug, Default)]
 pub struct TestClock {
     offset_micros: AtomicI64,

@@ -191,13 +191,14 @@ impl RecoveryService {
         // place (see `admit_code_mail`) capped and sent requests do the same
         // work too.
         let send = self.limits.admit_code_mail(CodePurpose::Recovery, &address).await?;
+        let at = self.clock.now();
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Recovery,
             identity.as_ref().map(|i| i.id),
             &address,
             None,
-            self.clock.now(),
+            at,
         );
         let mut data = Map::new();
         data.insert("To".into(), json!(address));
@@ -206,21 +207,11 @@ impl RecoveryService {
                 data.insert("RecoveryCode".into(), json!(code));
                 data.insert("ExpiresInMinutes".into(), json!(self.settings.codes.lifespan.num_minutes()));
                 data.insert("Identity".into(), json!({ "id": identity.id, "traits": identity.traits }));
-                Some(code::render(
-                    self.renderer.as_ref(),
-                    &address,
-                    "recovery_code_valid",
-                    &data,
-                    self.clock.now(),
-                )?)
+                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_valid", &data, at)?)
             }
-            None if self.settings.notify_unknown_recipients => Some(code::render(
-                self.renderer.as_ref(),
-                &address,
-                "recovery_code_invalid",
-                &data,
-                self.clock.now(),
-            )?),
+            None if self.settings.notify_unknown_recipients => {
+                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_invalid", &data, at)?)
+            }
             None => None,
         };
         if send {

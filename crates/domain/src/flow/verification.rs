@@ -210,13 +210,14 @@ impl VerificationService {
         target: Option<(&Identity, &VerifiableAddress)>,
     ) -> Result<bool, FlowError> {
         let send = self.limits.admit_code_mail(CodePurpose::Verification, address).await?;
+        let at = self.clock.now();
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Verification,
             target.map(|(i, _)| i.id),
             address,
             None,
-            self.clock.now(),
+            at,
         );
         let mut data = Map::new();
         data.insert("To".into(), json!(address));
@@ -234,21 +235,11 @@ impl VerificationService {
                 data.insert("VerificationURL".into(), json!(link));
                 data.insert("ExpiresInMinutes".into(), json!(self.settings.codes.lifespan.num_minutes()));
                 data.insert("Identity".into(), json!({ "id": identity.id, "traits": identity.traits }));
-                Some(code::render(
-                    self.renderer.as_ref(),
-                    address,
-                    "verification_code_valid",
-                    &data,
-                    self.clock.now(),
-                )?)
+                Some(code::render(self.renderer.as_ref(), address, "verification_code_valid", &data, at)?)
             }
-            None if self.settings.notify_unknown_recipients => Some(code::render(
-                self.renderer.as_ref(),
-                address,
-                "verification_code_invalid",
-                &data,
-                self.clock.now(),
-            )?),
+            None if self.settings.notify_unknown_recipients => {
+                Some(code::render(self.renderer.as_ref(), address, "verification_code_invalid", &data, at)?)
+            }
             None => None,
         };
         if !send {
