@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use latchkey_courier::test_smtp::start_server;
 use latchkey_courier::{SmtpConfig, SmtpMailer, Templates};
 use latchkey_domain::courier::{Mailer, Message};
+use latchkey_domain::time::{Clock, SystemClock};
 use serde_json::json;
 
 fn config(uri: String) -> SmtpConfig {
@@ -25,7 +26,7 @@ fn config(uri: String) -> SmtpConfig {
 fn recovery_message(to: &str) -> Message {
     let data = json!({"To": to, "RecoveryCode": "482913", "ExpiresInMinutes": 15});
     let rendered = Templates::builtin().render("recovery_code_valid", data.as_object().unwrap()).unwrap();
-    Message::new(to, rendered, "recovery_code_valid")
+    Message::new(to, rendered, "recovery_code_valid", SystemClock.now())
 }
 
 /// Undoes the quoted-printable soft line breaks lettre may add, so the test

@@ -13,6 +13,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::store::{CleanupReport, CleanupStep, CleanupStore, Store, StoreError};
+use crate::time::Clock;
 
 /// How a cleanup run goes.
 #[derive(Debug, Clone)]
@@ -94,6 +95,7 @@ pub async fn run<S: CleanupStore + ?Sized>(
 /// short rolls back.
 pub async fn run_periodically(
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     settings: CleanupSettings,
     interval: Duration,
     stop: impl std::future::Future<Output = ()>,
@@ -107,7 +109,7 @@ pub async fn run_periodically(
             () = tokio::time::sleep(pause) => {}
         }
         let mut quiet = |_: CleanupStep, _: &CleanupReport| {};
-        let run = run(store.as_ref(), &settings, crate::time::now(), &mut quiet);
+        let run = run(store.as_ref(), &settings, clock.now(), &mut quiet);
         tokio::select! {
             () = &mut stop => return,
             done = run => match done {
@@ -136,6 +138,7 @@ pub async fn run_periodically(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::SystemClock;
 
     fn settings() -> CleanupSettings {
         CleanupSettings {
@@ -149,7 +152,7 @@ mod tests {
 
     #[test]
     fn counting_records_outlive_every_window_that_counts_them() {
-        let now = crate::time::now();
+        let now = SystemClock.now();
         let s = settings();
         assert_eq!(s.before(CleanupStep::Flows, now), now - chrono::Duration::hours(1));
         assert_eq!(s.before(CleanupStep::Sessions, now), now - chrono::Duration::hours(1));

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use tracing::Instrument;
 use uuid::Uuid;
 
-use crate::time::now;
+use crate::time::Clock;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -68,8 +68,8 @@ pub struct Message {
 }
 
 impl Message {
-    pub fn new(recipient: &str, rendered: Rendered, template_type: &str) -> Message {
-        let at = now();
+    /// A message queued `at`.
+    pub fn new(recipient: &str, rendered: Rendered, template_type: &str, at: DateTime<Utc>) -> Message {
         Message {
             id: Uuid::new_v4(),
             status: MessageStatus::Queued,
@@ -251,6 +251,7 @@ pub trait Mailer: Send + Sync {
 #[derive(Clone)]
 pub struct Dispatcher {
     store: std::sync::Arc<dyn crate::store::Store>,
+    clock: std::sync::Arc<dyn Clock>,
     mailer: std::sync::Arc<dyn Mailer>,
     policy: RetryPolicy,
     /// How long a claim holds before another dispatcher may retry the
@@ -263,12 +264,14 @@ pub struct Dispatcher {
 impl Dispatcher {
     pub fn new(
         store: std::sync::Arc<dyn crate::store::Store>,
+        clock: std::sync::Arc<dyn Clock>,
         mailer: std::sync::Arc<dyn Mailer>,
         policy: RetryPolicy,
     ) -> Self {
         let policy = RetryPolicy { max_attempts: policy.max_attempts.map(|m| m.max(1)), ..policy };
         Self {
             store,
+            clock,
             mailer,
             policy,
             lease: chrono::Duration::minutes(5),
@@ -285,8 +288,8 @@ impl Dispatcher {
 
     /// One round; returns how many messages were claimed.
     pub async fn dispatch_due(&self) -> Result<usize, crate::store::StoreError> {
-        let claimed_at = now();
-        let claimed = self.store.claim_messages(self.batch, claimed_at + self.lease).await?;
+        let claimed_at = self.clock.now();
+        let claimed = self.store.claim_messages(self.batch, claimed_at, claimed_at + self.lease).await?;
         let late = std::sync::atomic::AtomicUsize::new(0);
         // Several recipients at once, each on its own pooled connection: one
         // SMTP exchange is a few round trips plus the relay's own delays, so
@@ -309,7 +312,7 @@ impl Dispatcher {
                     // most a minute, so each ends while the claim still holds
                     // and no other dispatcher can have taken the message over
                     // and sent it too. The rest wait for their claim to lapse.
-                    if !may_start_send(claimed_at, self.lease, now()) {
+                    if !may_start_send(claimed_at, self.lease, self.clock.now()) {
                         late.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         continue;
                     }
@@ -341,7 +344,7 @@ impl Dispatcher {
     /// One attempt at one claimed message, recorded.
     async fn deliver(&self, message: &Message) -> Result<(), crate::store::StoreError> {
         let attempt = message.send_count + 1;
-        let too_late = now() >= self.policy.deadline(message);
+        let too_late = self.clock.now() >= self.policy.deadline(message);
         let (outcome, next_attempt_at) = if too_late {
             // Never sent: a dead code or a stale notice helps nobody.
             let why = if message.code_expires_at.is_some() {
@@ -353,7 +356,7 @@ impl Dispatcher {
         } else {
             let result = self.mailer.send(message).await;
             let next = match &result {
-                Err(e) if !e.permanent => self.policy.next_attempt(message, attempt, now()),
+                Err(e) if !e.permanent => self.policy.next_attempt(message, attempt, self.clock.now()),
                 _ => None,
             };
             (result, next)
@@ -378,7 +381,7 @@ impl Dispatcher {
                 tracing::warn!(message_id = %message.id, attempt, %error, next_attempt_at = ?next_attempt_at, "email delivery failed; will retry");
             }
         }
-        let at = now();
+        let at = self.clock.now();
         let dispatch = Dispatch {
             id: Uuid::new_v4(),
             message_id: message.id,
@@ -454,11 +457,12 @@ pub struct RenderError {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::SystemClock;
     use std::time::Duration;
 
     #[test]
     fn sends_start_only_in_the_first_half_of_a_claim() {
-        let claimed_at = now();
+        let claimed_at = SystemClock.now();
         let lease = chrono::Duration::minutes(5);
         assert!(may_start_send(claimed_at, lease, claimed_at));
         assert!(may_start_send(claimed_at, lease, claimed_at + chrono::Duration::seconds(150)));
@@ -471,7 +475,10 @@ mod tests {
 
     fn message(code_expires_at: Option<DateTime<Utc>>) -> Message {
         let rendered = Rendered { subject: "s".into(), text: "t".into(), html: None };
-        Message { code_expires_at, ..Message::new("a@example.com", rendered, "recovery_code_valid") }
+        Message {
+            code_expires_at,
+            ..Message::new("a@example.com", rendered, "recovery_code_valid", SystemClock.now())
+        }
     }
 
     #[test]
@@ -514,7 +521,7 @@ mod tests {
     #[test]
     fn a_code_message_is_given_up_when_its_code_expires() {
         let p = policy();
-        let expires = now() + chrono::Duration::minutes(15);
+        let expires = SystemClock.now() + chrono::Duration::minutes(15);
         let m = message(Some(expires));
         assert_eq!(p.deadline(&m), expires);
         let at = expires - chrono::Duration::minutes(5);

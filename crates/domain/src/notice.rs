@@ -58,7 +58,7 @@ pub fn render(
     data.insert("UserAgent".into(), json!(agent));
     data.insert("Device".into(), json!(described));
     let rendered = renderer.render(template, &data)?;
-    Ok(Message::new(to, rendered, template))
+    Ok(Message::new(to, rendered, template, at))
 }
 
 /// Where account-wide notices (password changed) go: the first verified
@@ -133,10 +133,10 @@ mod tests {
 
     use super::*;
     use crate::identity::{AddressStatus, IdentityState, RecoveryAddress, VerifiableAddress};
-    use crate::time::now;
+    use crate::time::{Clock, SystemClock};
 
     fn identity(verifiable: &[(&str, bool)], recovery: &[&str]) -> Identity {
-        let at = now();
+        let at = SystemClock.now();
         Identity {
             id: Uuid::nil(),
             schema_id: "default".into(),

@@ -23,7 +23,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::store::{CodePurpose, RateWindow, Store, StoreError, WindowCount};
-use crate::time::now;
+use crate::time::Clock;
 
 /// `security.send_limits` (defaults and their reasons: the server's config and README).
 #[derive(Debug, Clone)]
@@ -53,6 +53,7 @@ pub enum Verdict {
 #[derive(Clone)]
 pub struct SendLimits {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     settings: Arc<SendLimitSettings>,
     refusals: Arc<Refusals>,
 }
@@ -89,8 +90,8 @@ impl Refusals {
 }
 
 impl SendLimits {
-    pub fn new(store: Arc<dyn Store>, settings: SendLimitSettings) -> Self {
-        Self { store, settings: Arc::new(settings), refusals: Arc::default() }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: SendLimitSettings) -> Self {
+        Self { store, clock, settings: Arc::new(settings), refusals: Arc::default() }
     }
 
     /// Whether a code mail for `purpose` may go to `address` (normalised).
@@ -108,7 +109,7 @@ impl SendLimits {
         if !self.settings.enabled {
             return Ok(true);
         }
-        let at = now();
+        let at = self.clock.now();
         let subject = digest(address.as_bytes());
         let window = RateWindow {
             bucket: address_bucket(purpose),
@@ -150,7 +151,7 @@ impl SendLimits {
         let Some(client) = client.filter(|_| self.settings.enabled) else {
             return Ok(Verdict::Allowed);
         };
-        let at = now();
+        let at = self.clock.now();
         let key = (bucket, client_subject(client));
         if let Some(until) = self.refusals.until(&key, at) {
             return Ok(Verdict::Refused { retry_after: wait(until, at) });
@@ -199,6 +200,7 @@ fn digest(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::SystemClock;
 
     #[test]
     fn clients_are_counted_by_address_or_ipv6_block() {
@@ -213,7 +215,7 @@ mod tests {
 
     #[test]
     fn waits_are_at_least_a_second() {
-        let at = now();
+        let at = SystemClock.now();
         assert_eq!(wait(at + Duration::seconds(20), at), std::time::Duration::from_secs(20));
         assert_eq!(wait(at - Duration::seconds(5), at), std::time::Duration::from_secs(1));
     }
@@ -221,7 +223,7 @@ mod tests {
     #[test]
     fn refusals_are_remembered_until_they_end_and_bounded() {
         let refusals = Refusals::default();
-        let at = now();
+        let at = SystemClock.now();
         let key = |n: usize| ("flow.ip", format!("{n}"));
         refusals.remember(key(0), at + Duration::seconds(30), at);
         assert_eq!(refusals.until(&key(0), at), Some(at + Duration::seconds(30)));

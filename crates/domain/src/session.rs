@@ -9,8 +9,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::time::now;
-
 pub const SESSION_TOKEN_PREFIX: &str = "ory_st_";
 pub const LOGOUT_TOKEN_PREFIX: &str = "ory_lo_";
 
@@ -54,9 +52,9 @@ pub struct Session {
 }
 
 impl Session {
-    /// Active and not expired (the identity's state is checked by the caller).
-    pub fn is_live(&self) -> bool {
-        self.active && self.expires_at > now()
+    /// Active and not expired at `now` (the identity's state is checked by the caller).
+    pub fn is_live(&self, now: DateTime<Utc>) -> bool {
+        self.active && self.expires_at > now
     }
 }
 
@@ -91,11 +89,16 @@ pub struct IssuedSession {
     pub logout_token: String,
 }
 
-/// Creates a session for `identity_id`, authenticated now by `method`.
-pub fn issue(identity_id: Uuid, method: &str, lifespan: Duration, device: Device) -> IssuedSession {
+/// Creates a session for `identity_id`, authenticated `at` by `method`.
+pub fn issue(
+    identity_id: Uuid,
+    method: &str,
+    at: DateTime<Utc>,
+    lifespan: Duration,
+    device: Device,
+) -> IssuedSession {
     let token = random_token(SESSION_TOKEN_PREFIX);
     let logout_token = logout_token_for(&token);
-    let at = now();
     let session = Session {
         id: Uuid::new_v4(),
         identity_id,
@@ -170,6 +173,7 @@ pub fn hash_token(token: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::Clock;
 
     #[test]
     fn token_hashes_are_lowercase_hex_sha256() {
@@ -184,16 +188,18 @@ mod tests {
         assert_ne!(a, b);
         assert_eq!(a.len(), 39);
         assert!(a.starts_with("ory_st_") && a[7..].chars().all(|c| c.is_ascii_alphanumeric()));
+        let at = crate::time::SystemClock.now();
         let issued = issue(
             Uuid::new_v4(),
             "password",
+            at,
             Duration::hours(1),
             Device { id: Uuid::new_v4(), ip_address: None, user_agent: None, location: None },
         );
         assert_eq!(issued.session.token_hash, hash_token(&issued.token));
         assert_eq!(issued.session.token_hash.len(), 64);
         assert!(!issued.session.token_hash.contains(&issued.token));
-        assert!(issued.session.is_live());
+        assert!(issued.session.is_live(at));
         assert_eq!(issued.logout_token, logout_token_for(&issued.token));
         assert!(issued.logout_token.starts_with("ory_lo_") && issued.logout_token.len() == 39);
         assert_eq!(issued.session.logout_token_hash, hash_token(&issued.logout_token));

@@ -258,25 +258,34 @@ impl SessionStore for CachingStore {
     }
 
     #[tracing::instrument(name = "store.list_sessions", level = "debug", skip_all)]
-    async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError> {
-        self.inner.list_sessions(query).await
+    async fn list_sessions(
+        &self,
+        query: &SessionQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError> {
+        self.inner.list_sessions(query, now).await
     }
 
     #[tracing::instrument(name = "store.count_sessions", level = "debug", skip_all)]
-    async fn count_sessions(&self, query: &SessionQuery) -> Result<u64, StoreError> {
-        self.inner.count_sessions(query).await
+    async fn count_sessions(&self, query: &SessionQuery, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        self.inner.count_sessions(query, now).await
     }
 
     #[tracing::instrument(name = "store.revoke_session", level = "debug", skip_all)]
-    async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
+    async fn revoke_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let _writing = self.cache.writing(Scope::Session(id));
-        self.inner.revoke_session(id).await
+        self.inner.revoke_session(id, at).await
     }
 
     #[tracing::instrument(name = "store.revoke_sessions_of", level = "debug", skip_all)]
-    async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError> {
+    async fn revoke_sessions_of(
+        &self,
+        identity_id: Uuid,
+        keep: Option<Uuid>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let _writing = self.cache.writing(Scope::Identity(identity_id));
-        self.inner.revoke_sessions_of(identity_id, keep).await
+        self.inner.revoke_sessions_of(identity_id, keep, at).await
     }
 
     #[tracing::instrument(name = "store.delete_sessions_of", level = "debug", skip_all)]
@@ -286,9 +295,14 @@ impl SessionStore for CachingStore {
     }
 
     #[tracing::instrument(name = "store.extend_session", level = "debug", skip_all)]
-    async fn extend_session(&self, id: Uuid, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn extend_session(
+        &self,
+        id: Uuid,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let _writing = self.cache.writing(Scope::Session(id));
-        self.inner.extend_session(id, expires_at).await
+        self.inner.extend_session(id, expires_at, at).await
     }
 }
 
@@ -378,9 +392,10 @@ impl OutboxStore for CachingStore {
     async fn claim_messages(
         &self,
         limit: u32,
+        now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<Message>, StoreError> {
-        self.inner.claim_messages(limit, lease_until).await
+        self.inner.claim_messages(limit, now, lease_until).await
     }
 
     #[tracing::instrument(name = "store.record_dispatch", level = "debug", skip_all)]
@@ -596,10 +611,10 @@ mod tests {
 
     use super::*;
     use crate::identity::IdentityState;
-    use crate::time::now;
+    use crate::time::{Clock, SystemClock};
 
     fn hit(identity_id: Uuid) -> Arc<SessionHit> {
-        let at = now();
+        let at = SystemClock.now();
         let session = Session {
             id: Uuid::new_v4(),
             identity_id,
@@ -764,11 +779,15 @@ mod tests {
 
     #[test]
     fn entries_expire_after_the_ttl() {
-        let cache = SessionCache::new(100, Duration::from_millis(20));
-        let t = ticket(&cache, "a");
-        assert!(cache.put(t, "a", hit(Uuid::new_v4())));
-        assert!(cache.lookup("a").is_ok());
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(cache.lookup("a").is_err());
+        // The TTL is measured on the monotonic clock (a bound on staleness,
+        // not a rule of the domain): a zero TTL shows an entry past it.
+        let fresh = SessionCache::new(100, Duration::from_secs(60));
+        let t = ticket(&fresh, "a");
+        assert!(fresh.put(t, "a", hit(Uuid::new_v4())));
+        assert!(fresh.lookup("a").is_ok());
+        let stale = SessionCache::new(100, Duration::ZERO);
+        let t = ticket(&stale, "a");
+        assert!(stale.put(t, "a", hit(Uuid::new_v4())));
+        assert!(stale.lookup("a").is_err());
     }
 }

@@ -12,11 +12,12 @@ use uuid::Uuid;
 use crate::identity::IdentityState;
 use crate::session::{Session, SessionHit, hash_token};
 use crate::store::{SessionQuery, Store, StoreError};
-use crate::time::now;
+use crate::time::Clock;
 
 #[derive(Clone)]
 pub struct SessionService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     lifespan: Duration,
     earliest_possible_extend: Duration,
 }
@@ -33,29 +34,37 @@ pub enum RevokeError {
 impl SessionService {
     /// `lifespan` is what an extension grants; a session with more than
     /// `earliest_possible_extend` left is not extended (as in Kratos).
-    pub fn new(store: Arc<dyn Store>, lifespan: Duration, earliest_possible_extend: Duration) -> Self {
-        Self { store, lifespan, earliest_possible_extend }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        lifespan: Duration,
+        earliest_possible_extend: Duration,
+    ) -> Self {
+        Self { store, clock, lifespan, earliest_possible_extend }
     }
 
     /// The live session `token` carries, with its active identity, shared
     /// with the whoami cache rather than copied.
     pub async fn current(&self, token: &str) -> Result<Option<Arc<SessionHit>>, StoreError> {
         let hit = self.store.shared_session_by_token(&hash_token(token)).await?;
-        Ok(hit.filter(|hit| hit.session.is_live() && hit.identity.state == IdentityState::Active))
+        let now = self.clock.now();
+        Ok(hit.filter(|hit| hit.session.is_live(now) && hit.identity.state == IdentityState::Active))
     }
 
     /// Whether `token` belongs to a live session (whoever its identity is):
     /// the question a browser's logout URL asks.
     pub async fn is_live(&self, token: &str) -> Result<bool, StoreError> {
         let hit = self.store.shared_session_by_token(&hash_token(token)).await?;
-        Ok(hit.is_some_and(|hit| hit.session.is_live()))
+        Ok(hit.is_some_and(|hit| hit.session.is_live(self.clock.now())))
     }
 
     /// A native app's logout: revokes the session `token` opens; false when
     /// there is no active session to end.
     pub async fn log_out(&self, token: &str) -> Result<bool, StoreError> {
         match self.store.shared_session_by_token(&hash_token(token)).await? {
-            Some(hit) if hit.session.active => self.store.revoke_session(hit.session.id).await,
+            Some(hit) if hit.session.active => {
+                self.store.revoke_session(hit.session.id, self.clock.now()).await
+            }
             _ => Ok(false),
         }
     }
@@ -67,7 +76,7 @@ impl SessionService {
             return Ok(false);
         }
         match self.store.session_by_logout_token(&hash_token(logout_token)).await? {
-            Some(session) if session.active => self.store.revoke_session(session.id).await,
+            Some(session) if session.active => self.store.revoke_session(session.id, self.clock.now()).await,
             _ => Ok(false),
         }
     }
@@ -78,19 +87,20 @@ impl SessionService {
 
     /// One page of sessions and how many match in all.
     pub async fn list(&self, query: &SessionQuery) -> Result<(Vec<Session>, u64), StoreError> {
-        let sessions = self.store.list_sessions(query).await?;
-        let total = self.store.count_sessions(query).await?;
+        let now = self.clock.now();
+        let sessions = self.store.list_sessions(query, now).await?;
+        let total = self.store.count_sessions(query, now).await?;
         Ok((sessions, total))
     }
 
     /// Like [`list`](Self::list) without the count, for keyset pages.
     pub async fn page(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError> {
-        self.store.list_sessions(query).await
+        self.store.list_sessions(query, self.clock.now()).await
     }
 
     /// Ends a session; false when there is no such session.
     pub async fn revoke(&self, id: Uuid) -> Result<bool, StoreError> {
-        self.store.revoke_session(id).await
+        self.store.revoke_session(id, self.clock.now()).await
     }
 
     /// A signed-in user ends one of their own other sessions.
@@ -104,7 +114,7 @@ impl SessionService {
         }
         match self.store.get_session(id).await? {
             Some(session) if session.identity_id == current.identity_id => {
-                self.store.revoke_session(id).await?;
+                self.store.revoke_session(id, self.clock.now()).await?;
                 Ok(Ok(()))
             }
             _ => Ok(Err(RevokeError::NotFound)),
@@ -113,7 +123,7 @@ impl SessionService {
 
     /// Ends every active session of the identity but `keep`; returns how many.
     pub async fn revoke_all_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError> {
-        self.store.revoke_sessions_of(identity_id, keep).await
+        self.store.revoke_sessions_of(identity_id, keep, self.clock.now()).await
     }
 
     /// Deletes every session of the identity; false when there is no such identity.
@@ -132,10 +142,10 @@ impl SessionService {
         let Some(mut session) = self.store.get_session(id).await? else {
             return Ok(None);
         };
-        let now = now();
+        let now = self.clock.now();
         if session.expires_at - now <= self.earliest_possible_extend {
             session.expires_at = now + self.lifespan;
-            self.store.extend_session(id, session.expires_at).await?;
+            self.store.extend_session(id, session.expires_at, now).await?;
         }
         Ok(Some(session))
     }

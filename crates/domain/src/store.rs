@@ -205,18 +205,34 @@ pub trait SessionStore: Send + Sync {
     }
     async fn session_by_logout_token(&self, token_hash: &str) -> Result<Option<Session>, StoreError>;
     async fn get_session(&self, id: Uuid) -> Result<Option<Session>, StoreError>;
-    async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError>;
-    async fn count_sessions(&self, query: &SessionQuery) -> Result<u64, StoreError>;
-    /// Marks a session inactive; false when there is no such session.
-    async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError>;
-    /// Marks every active session of the identity inactive except `keep`; returns how many.
-    async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError>;
+    /// Sessions matching `query`; "live" means active and unexpired at `now`.
+    async fn list_sessions(
+        &self,
+        query: &SessionQuery,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<Session>, StoreError>;
+    async fn count_sessions(
+        &self,
+        query: &SessionQuery,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
+    /// Marks a session inactive at `at`; false when there is no such session.
+    async fn revoke_session(&self, id: Uuid, at: chrono::DateTime<chrono::Utc>) -> Result<bool, StoreError>;
+    /// Marks every session of the identity that is live at `at` inactive
+    /// except `keep`; returns how many.
+    async fn revoke_sessions_of(
+        &self,
+        identity_id: Uuid,
+        keep: Option<Uuid>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<u64, StoreError>;
     async fn delete_sessions_of(&self, identity_id: Uuid) -> Result<u64, StoreError>;
-    /// Sets a new expiry; false when there is no such session.
+    /// Sets a new expiry, changed `at`; false when there is no such session.
     async fn extend_session(
         &self,
         id: Uuid,
         expires_at: chrono::DateTime<chrono::Utc>,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError>;
 }
 
@@ -233,13 +249,14 @@ pub struct MessageQuery {
 pub trait OutboxStore: Send + Sync {
     async fn enqueue_message(&self, message: &Message) -> Result<(), StoreError>;
     /// Takes up to `limit` messages that are queued and due (their next
-    /// attempt time, if any, has come), or whose earlier claim
+    /// attempt time, if any, has come by `now`), or whose earlier claim
     /// lapsed (a dispatcher died mid-send), marks them `processing` until
     /// `lease_until`, and returns them. Concurrent dispatchers never get the
     /// same message.
     async fn claim_messages(
         &self,
         limit: u32,
+        now: chrono::DateTime<chrono::Utc>,
         lease_until: chrono::DateTime<chrono::Utc>,
     ) -> Result<Vec<Message>, StoreError>;
     /// Records an attempt, counts it, and moves the message to `status`;

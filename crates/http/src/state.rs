@@ -11,6 +11,7 @@ use latchkey_domain::flow::registration::RegistrationService;
 use latchkey_domain::flow::settings::SettingsService;
 use latchkey_domain::flow::verification::VerificationService;
 use latchkey_domain::send_limits::SendLimits;
+use latchkey_domain::time::Clock;
 
 /// `serve.public.base_url` and `serve.admin.base_url`, without a trailing slash.
 #[derive(Debug, Clone)]
@@ -100,6 +101,8 @@ impl std::ops::Deref for AppState {
 pub struct Services {
     /// Readiness and the readings metrics report.
     pub health: latchkey_domain::health::Health,
+    /// Where every time the handlers decide by comes from.
+    pub clock: Arc<dyn Clock>,
     pub identities: IdentityManager,
     pub login: LoginService,
     pub registration: RegistrationService,

@@ -180,17 +180,19 @@ pub struct SessionView<'a> {
     issued_at: DateTime<Utc>,
 }
 
-/// A session; `identity` is `None` where the caller did not ask for it.
+/// A session as it is at `now`; `identity` is `None` where the caller did
+/// not ask for it.
 pub fn session<'a>(
     session: &'a Session,
     identity: Option<&'a Identity>,
     urls: &BaseUrls,
     audience: Audience,
     with_devices: bool,
+    now: DateTime<Utc>,
 ) -> SessionView<'a> {
     let identity_active = identity.is_none_or(|i| i.state == IdentityState::Active);
     SessionView {
-        active: session.is_live() && identity_active,
+        active: session.is_live(now) && identity_active,
         authenticated_at: session.authenticated_at,
         authentication_methods: &session.authentication_methods,
         authenticator_assurance_level: &session.aal,
@@ -347,7 +349,7 @@ mod tests {
         let (ident, sess, urls) = fixture();
         let all = CredentialsView::Include([CredentialType::Password].into());
         assert_sorted(&identity(&ident, &urls, Audience::Admin, &all));
-        assert_sorted(&session(&sess, Some(&ident), &urls, Audience::Admin, true));
+        assert_sorted(&session(&sess, Some(&ident), &urls, Audience::Admin, true, chrono::Utc::now()));
         assert_sorted(&vec![
             ContinueWith::SetOrySessionToken { ory_session_token: "t".into() },
             ContinueWith::ShowVerificationUi {
@@ -369,7 +371,9 @@ mod tests {
         for absent in ["metadata_admin", "credentials", "external_id", "verifiable_addresses"] {
             assert!(view.get(absent).is_none(), "{absent}");
         }
-        let view = serde_json::to_value(session(&sess, None, &urls, Audience::Public, false)).unwrap();
+        let view =
+            serde_json::to_value(session(&sess, None, &urls, Audience::Public, false, chrono::Utc::now()))
+                .unwrap();
         assert!(view.get("identity").is_none());
         assert_eq!(view["devices"], json!([]));
         let with_config = CredentialsView::Include([CredentialType::Totp].into());

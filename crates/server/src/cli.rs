@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+use latchkey_domain::time::{Clock, SystemClock};
 
 use crate::config;
 use crate::startup::{self, Application, VERSION};
@@ -410,7 +411,8 @@ async fn cleanup_sql(args: CleanupSqlArgs) -> Result<(), String> {
         store.close().await;
         return Err("the database schema is not current: run `latchkey migrate sql` first".into());
     }
-    let now = latchkey_domain::time::now();
+    // A one-off run from the command line: the wall clock is the only one there is.
+    let now = SystemClock.now();
     eprintln!(
         "Cleaning up {}: records done before {} (keep-last {}), {} rows per batch, {} between tables.",
         config::redact_dsn(&dsn),

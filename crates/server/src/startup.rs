@@ -26,6 +26,7 @@ use latchkey_domain::schema::SchemaSource;
 use latchkey_domain::send_limits::{SendLimitSettings, SendLimits};
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::session_service::SessionService;
+use latchkey_domain::time::{Clock, SystemClock};
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
 use latchkey_hash::{HasherConfig, PasswordHasher};
 use latchkey_http::{AppState, BaseUrls, CookieSettings, Metrics, Services, TrustedProxies, WebSettings};
@@ -159,7 +160,11 @@ pub fn hasher_config(config: &Config) -> HasherConfig {
 }
 
 /// The courier's dispatcher, when `courier.smtp.connection_uri` is set.
-pub fn dispatcher(config: &Config, store: Arc<dyn Store>) -> Result<Option<Dispatcher>, StartError> {
+pub fn dispatcher(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+) -> Result<Option<Dispatcher>, StartError> {
     let smtp = &config.courier.smtp;
     if smtp.connection_uri.is_empty() {
         return Ok(None);
@@ -172,7 +177,7 @@ pub fn dispatcher(config: &Config, store: Arc<dyn Store>) -> Result<Option<Dispa
         local_name: smtp.local_name.clone(),
     })
     .map_err(|e| StartError::Courier(e.into()))?;
-    Ok(Some(Dispatcher::new(store, Arc::new(mailer), config.retry_policy())))
+    Ok(Some(Dispatcher::new(store, clock, Arc::new(mailer), config.retry_policy())))
 }
 
 /// A server with both listeners bound, ready to run.
@@ -181,6 +186,7 @@ pub struct Application {
     admin: TcpListener,
     state: AppState,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     /// PostgreSQL's cache-invalidation listener; it holds a pooled connection.
     listener: Option<AbortOnDrop>,
     courier: Option<Dispatcher>,
@@ -206,6 +212,12 @@ impl Drop for AbortOnDrop {
 
 impl Application {
     pub async fn build(config: &Config) -> Result<Self, StartError> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    /// [`build`](Self::build) with every time-based rule reading `clock`
+    /// (tests move it forward rather than wait).
+    pub async fn build_with_clock(config: &Config, clock: Arc<dyn Clock>) -> Result<Self, StartError> {
         // Checked when the configuration was loaded; checked again for
         // configurations built in code.
         let cors = latchkey_http::cors_layer(&config.serve.public.cors.settings())
@@ -217,15 +229,23 @@ impl Application {
             Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?);
         let hasher = hasher(config, &metrics);
         let (public, admin, urls) = bind_listeners(config).await?;
-        let identities = IdentityManager::new(store.clone(), schemas, hasher.clone());
-        let services =
-            domain_services(config, store.clone(), identities, hasher.clone(), urls, metrics.clone())?;
-        let courier = courier(config, store.clone(), metrics)?;
+        let identities = IdentityManager::new(store.clone(), clock.clone(), schemas, hasher.clone());
+        let services = domain_services(
+            config,
+            store.clone(),
+            clock.clone(),
+            identities,
+            hasher.clone(),
+            urls,
+            metrics.clone(),
+        )?;
+        let courier = courier(config, store.clone(), clock.clone(), metrics)?;
         Ok(Self {
             public,
             admin,
             state: AppState::new(services),
             store,
+            clock,
             listener,
             courier,
             cleanup: periodic_cleanup(config),
@@ -281,7 +301,13 @@ impl Application {
         // So does the cleanup; a batch cut short rolls back.
         let cleanup = self.cleanup.take().map(|(settings, every)| {
             let stop = wait(stop_rx.clone());
-            tokio::spawn(cleanup::run_periodically(self.store.clone(), settings, every, stop))
+            tokio::spawn(cleanup::run_periodically(
+                self.store.clone(),
+                self.clock.clone(),
+                settings,
+                every,
+                stop,
+            ))
         });
         let admin = crate::serve::serve(self.admin, admin_router, self.limits, stop_rx);
         tokio::spawn(async move {
@@ -358,6 +384,7 @@ async fn bind_listeners(config: &Config) -> Result<(TcpListener, TcpListener, Ba
 fn domain_services(
     config: &Config,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     identities: IdentityManager,
     hasher: PasswordHasher,
     urls: BaseUrls,
@@ -366,11 +393,12 @@ fn domain_services(
     let web = web_settings(config, &urls);
     let codes = Arc::new(code_settings(config));
     let templates = templates(config)?;
-    let send_limits = send_limits(config, store.clone());
+    let send_limits = send_limits(config, store.clone(), clock.clone());
     let flows = &config.selfservice.flows;
     let code_enabled = config.selfservice.methods.code.enabled;
     let verification = VerificationService::new(
         store.clone(),
+        clock.clone(),
         templates.clone(),
         send_limits.clone(),
         VerificationSettings {
@@ -384,13 +412,15 @@ fn domain_services(
     );
     let login = LoginService::new(
         store.clone(),
+        clock.clone(),
         hasher,
-        LoginThrottle::new(store.clone(), login_throttle_settings(config)),
+        LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config)),
         verification.clone(),
         login_settings(config, &urls, &web),
     );
     let settings = SettingsService::new(
         store.clone(),
+        clock.clone(),
         identities.clone(),
         templates.clone(),
         verification.clone(),
@@ -408,12 +438,14 @@ fn domain_services(
     );
     let registration = RegistrationService::new(
         store.clone(),
+        clock.clone(),
         identities.clone(),
         verification.clone(),
         registration_settings(config, &urls, &web),
     );
     let recovery = RecoveryService::new(
         store.clone(),
+        clock.clone(),
         identities.clone(),
         templates,
         settings.clone(),
@@ -430,7 +462,13 @@ fn domain_services(
     );
     Ok(Services {
         health: latchkey_domain::health::Health::new(store.clone()),
-        sessions: SessionService::new(store.clone(), web.session_lifespan, web.earliest_possible_extend),
+        sessions: SessionService::new(
+            store.clone(),
+            clock.clone(),
+            web.session_lifespan,
+            web.earliest_possible_extend,
+        ),
+        clock,
         flows: latchkey_domain::flow::Flows::new(store.clone()),
         outbox: latchkey_domain::courier::Outbox::new(store),
         identities,
@@ -471,7 +509,7 @@ fn code_settings(config: &Config) -> CodeSettings {
 }
 
 /// `security.send_limits`, with a warning when every client would share one count.
-fn send_limits(config: &Config, store: Arc<dyn Store>) -> SendLimits {
+fn send_limits(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> SendLimits {
     let sends = &config.security.send_limits;
     if sends.enabled
         && config.serve.public.trusted_proxies.is_empty()
@@ -485,6 +523,7 @@ fn send_limits(config: &Config, store: Arc<dyn Store>) -> SendLimits {
     }
     SendLimits::new(
         store,
+        clock,
         SendLimitSettings {
             enabled: sends.enabled,
             address_max: sends.address.max,
@@ -542,9 +581,10 @@ fn password_policy(config: &Config) -> PasswordPolicy {
 fn courier(
     config: &Config,
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     metrics: Arc<Metrics>,
 ) -> Result<Option<Dispatcher>, StartError> {
-    let courier = dispatcher(config, store)?.map(|d| d.with_recorder(metrics));
+    let courier = dispatcher(config, store, clock)?.map(|d| d.with_recorder(metrics));
     if courier.is_none() {
         tracing::warn!(
             "courier.smtp.connection_uri is not set: emails stay queued until a courier sends them"

@@ -44,7 +44,8 @@ impl Watcher {
         };
         let (store, _) = open_store(&config.dsn).await?;
         let metrics = Arc::new(Metrics::for_courier());
-        let dispatcher = match dispatcher(config, store.clone()) {
+        let dispatcher = match dispatcher(config, store.clone(), Arc::new(latchkey_domain::time::SystemClock))
+        {
             Ok(Some(dispatcher)) => dispatcher.with_recorder(metrics.clone()),
             failed => {
                 store.close().await;

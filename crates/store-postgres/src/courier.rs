@@ -73,9 +73,9 @@ impl OutboxStore for PgStore {
     async fn claim_messages(
         &self,
         limit: u32,
+        now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<Message>, StoreError> {
-        let now = latchkey_domain::time::now();
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "UPDATE courier_messages SET status = 'processing', lease_until = $1, updated_at = $2 \
              WHERE id IN (SELECT id FROM courier_messages WHERE (status = 'queued' \

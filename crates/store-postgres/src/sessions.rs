@@ -10,7 +10,6 @@ use latchkey_domain::courier::Message;
 use latchkey_domain::identity::{Identity, RecoveryAddress, VerifiableAddress};
 use latchkey_domain::session::{AuthenticationMethod, Device, Session};
 use latchkey_domain::store::{SessionQuery, SessionStore, StoreError};
-use latchkey_domain::time::now;
 use sqlx::postgres::PgRow;
 use sqlx::types::Json;
 use sqlx::types::chrono::{DateTime, Utc};
@@ -182,9 +181,13 @@ impl SessionStore for PgStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError> {
+    async fn list_sessions(
+        &self,
+        query: &SessionQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError> {
         let mut sql = QueryBuilder::new(format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE TRUE"));
-        push_filters(&mut sql, query, now());
+        push_filters(&mut sql, query, now);
         sql.push(" ORDER BY s.id LIMIT ").push_bind(i64::from(query.limit));
         // OFFSET is a bigint; anything past it skips every row anyway.
         sql.push(" OFFSET ").push_bind(i64::try_from(query.offset).unwrap_or(i64::MAX));
@@ -192,18 +195,18 @@ impl SessionStore for PgStore {
         rows.iter().map(session_from_row).collect()
     }
 
-    async fn count_sessions(&self, query: &SessionQuery) -> Result<u64, StoreError> {
+    async fn count_sessions(&self, query: &SessionQuery, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let mut sql = QueryBuilder::new("SELECT COUNT(*) FROM sessions s WHERE TRUE");
-        push_filters(&mut sql, query, now());
+        push_filters(&mut sql, query, now);
         let count: i64 = sql.build_query_scalar().fetch_one(&self.pool).await.map_err(backend)?;
         Ok(count as u64)
     }
 
-    async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
+    async fn revoke_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let done = self
             .execute_announced(
                 sqlx::query("UPDATE sessions SET active = false, updated_at = $1 WHERE id = $2")
-                    .bind(now())
+                    .bind(at)
                     .bind(id),
                 format!("s:{id}"),
             )
@@ -213,14 +216,19 @@ impl SessionStore for PgStore {
 
     /// Only live sessions count, as in the SQLite store: expired ones are
     /// already unusable and are left as they are.
-    async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError> {
+    async fn revoke_sessions_of(
+        &self,
+        identity_id: Uuid,
+        keep: Option<Uuid>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
         let done = self
             .execute_announced(
                 sqlx::query(
                     "UPDATE sessions SET active = false, updated_at = $1 \
              WHERE identity_id = $2 AND active AND expires_at > $1 AND id IS DISTINCT FROM $3",
                 )
-                .bind(now())
+                .bind(at)
                 .bind(identity_id)
                 .bind(keep),
                 format!("i:{identity_id}"),
@@ -239,12 +247,17 @@ impl SessionStore for PgStore {
         Ok(done.rows_affected())
     }
 
-    async fn extend_session(&self, id: Uuid, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn extend_session(
+        &self,
+        id: Uuid,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let done = self
             .execute_announced(
                 sqlx::query("UPDATE sessions SET expires_at = $1, updated_at = $2 WHERE id = $3")
                     .bind(expires_at)
-                    .bind(now())
+                    .bind(at)
                     .bind(id),
                 format!("s:{id}"),
             )

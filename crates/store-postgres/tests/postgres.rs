@@ -10,12 +10,16 @@ use std::time::Duration;
 use latchkey_domain::store::{
     CodePurpose, CodeStore, Database, FlowStore, IdentityStore, OneTimeCode, StoreError,
 };
-use latchkey_domain::time::now;
+use latchkey_domain::time::{Clock, SystemClock};
 use latchkey_store_postgres::{Invalidation, MIGRATIONS, PgStore};
 use latchkey_store_tests::postgres::fresh_database;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Connection, PgConnection, SqlSafeStr};
 use uuid::Uuid;
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    SystemClock.now()
+}
 
 /// Runs `test` with the DSN of a new, empty database, dropped afterwards
 /// even when the test panicked.
@@ -273,7 +277,7 @@ fn recovery_flow() -> latchkey_domain::flow::Flow {
     };
     let lifespan = chrono::Duration::minutes(10);
     let state = RecoveryState::SentEmail { address: "a@example.com".into(), admin_issued: false };
-    Flow::new(&request, lifespan, "http://127.0.0.1:4433", FlowState::Recovery(state))
+    Flow::new(&request, now(), lifespan, "http://127.0.0.1:4433", FlowState::Recovery(state))
 }
 
 /// Flows in flight keep the attempts their document counted once the count

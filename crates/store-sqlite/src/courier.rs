@@ -72,9 +72,10 @@ impl OutboxStore for SqliteStore {
     async fn claim_messages(
         &self,
         limit: u32,
+        now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<Message>, StoreError> {
-        let now = time(latchkey_domain::time::now());
+        let now = time(now);
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT {COLUMNS} FROM courier_messages WHERE (status = 'queued' \

@@ -162,8 +162,12 @@ impl SessionStore for SqliteStore {
         row.as_ref().map(session_from_row).transpose()
     }
 
-    async fn list_sessions(&self, query: &SessionQuery) -> Result<Vec<Session>, StoreError> {
-        let now = time(latchkey_domain::time::now());
+    async fn list_sessions(
+        &self,
+        query: &SessionQuery,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Session>, StoreError> {
+        let now = time(now);
         let mut sql = QueryBuilder::new(format!("SELECT {SESSION_COLUMNS} FROM sessions s WHERE 1 = 1"));
         push_filters(&mut sql, query, &now);
         sql.push(" ORDER BY s.id LIMIT ").push_bind(i64::from(query.limit));
@@ -172,17 +176,17 @@ impl SessionStore for SqliteStore {
         rows.iter().map(session_from_row).collect()
     }
 
-    async fn count_sessions(&self, query: &SessionQuery) -> Result<u64, StoreError> {
-        let now = time(latchkey_domain::time::now());
+    async fn count_sessions(&self, query: &SessionQuery, now: DateTime<Utc>) -> Result<u64, StoreError> {
+        let now = time(now);
         let mut sql = QueryBuilder::new("SELECT COUNT(*) FROM sessions s WHERE 1 = 1");
         push_filters(&mut sql, query, &now);
         let count: i64 = sql.build_query_scalar().fetch_one(&self.pool).await.map_err(backend)?;
         Ok(count as u64)
     }
 
-    async fn revoke_session(&self, id: Uuid) -> Result<bool, StoreError> {
+    async fn revoke_session(&self, id: Uuid, at: DateTime<Utc>) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE sessions SET active = 0, updated_at = ? WHERE id = ?")
-            .bind(time(latchkey_domain::time::now()))
+            .bind(time(at))
             .bind(id.to_string())
             .execute(&self.pool)
             .await
@@ -190,8 +194,13 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected() > 0)
     }
 
-    async fn revoke_sessions_of(&self, identity_id: Uuid, keep: Option<Uuid>) -> Result<u64, StoreError> {
-        let now = time(latchkey_domain::time::now());
+    async fn revoke_sessions_of(
+        &self,
+        identity_id: Uuid,
+        keep: Option<Uuid>,
+        at: DateTime<Utc>,
+    ) -> Result<u64, StoreError> {
+        let now = time(at);
         let done = sqlx::query(
             "UPDATE sessions SET active = 0, updated_at = ? \
              WHERE identity_id = ? AND active = 1 AND expires_at > ? AND id != ?",
@@ -215,10 +224,15 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected())
     }
 
-    async fn extend_session(&self, id: Uuid, expires_at: DateTime<Utc>) -> Result<bool, StoreError> {
+    async fn extend_session(
+        &self,
+        id: Uuid,
+        expires_at: DateTime<Utc>,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
         let done = sqlx::query("UPDATE sessions SET expires_at = ?, updated_at = ? WHERE id = ?")
             .bind(time(expires_at))
-            .bind(time(latchkey_domain::time::now()))
+            .bind(time(at))
             .bind(id.to_string())
             .execute(&self.pool)
             .await

@@ -6,12 +6,16 @@ use std::borrow::Cow;
 
 use chrono::Duration;
 use latchkey_domain::store::{CodePurpose, CodeStore, Database, FlowStore, IdentityStore, OneTimeCode};
-use latchkey_domain::time::now;
+use latchkey_domain::time::{Clock, SystemClock};
 use latchkey_store_sqlite::{MIGRATIONS, SqliteStore};
 use latchkey_store_tests::Fresh;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::{Connection, SqlSafeStr, SqliteConnection};
 use uuid::Uuid;
+
+fn now() -> chrono::DateTime<chrono::Utc> {
+    SystemClock.now()
+}
 
 /// A migrated store on a file of its own, removed with the directory.
 async fn file_store() -> Option<Fresh> {
@@ -143,7 +147,7 @@ fn recovery_flow() -> latchkey_domain::flow::Flow {
         csrf_hash: None,
     };
     let state = RecoveryState::SentEmail { address: "a@example.com".into(), admin_issued: false };
-    Flow::new(&request, Duration::minutes(10), "http://127.0.0.1:4433", FlowState::Recovery(state))
+    Flow::new(&request, now(), Duration::minutes(10), "http://127.0.0.1:4433", FlowState::Recovery(state))
 }
 
 /// Flows in flight keep the attempts their document counted once the count

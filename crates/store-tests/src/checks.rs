@@ -25,10 +25,14 @@ use latchkey_domain::store::{
     WindowCount,
 };
 use latchkey_domain::text;
-use latchkey_domain::time::now;
+use latchkey_domain::time::{Clock, SystemClock};
 use latchkey_domain::ui::{Group, Node};
 use serde_json::json;
 use uuid::Uuid;
+
+fn now() -> DateTime<Utc> {
+    SystemClock.now()
+}
 
 /// An identity with a password credential and one email address.
 pub fn sample_identity(email: &str) -> Identity {
@@ -226,6 +230,7 @@ pub async fn flow_round_trips(store: &dyn Store) {
     let traits = Some(json!({"email": "flow@example.com"}));
     let mut flow = Flow::new(
         &request,
+        now(),
         Duration::minutes(10),
         "http://127.0.0.1:4433",
         FlowState::Registration(RegistrationState::ChooseMethod { traits }),
@@ -263,7 +268,7 @@ fn live_session(identity_id: Uuid) -> Session {
         user_agent: Some("Mozilla/5.0 (contract test)".into()),
         location: Some("Berlin, DE".into()),
     };
-    latchkey_domain::session::issue(identity_id, "password", Duration::hours(1), device).session
+    latchkey_domain::session::issue(identity_id, "password", now(), Duration::hours(1), device).session
 }
 
 /// A session whose flag is still set but whose lifetime ran out a minute ago.
@@ -384,7 +389,7 @@ pub async fn session_by_token_joins_the_identity(store: &dyn Store) {
     for stale in [revoked, expired] {
         store.create_session(&stale).await.unwrap();
         let (found, _) = store.session_by_token(&stale.token_hash).await.unwrap().unwrap();
-        assert!(!found.is_live());
+        assert!(!found.is_live(now()));
         assert_eq!(found, stale);
     }
 }
@@ -434,28 +439,29 @@ pub async fn list_and_count_sessions(store: &dyn Store) {
     let stale = sorted_by_id(stale);
 
     let by_owner = session_query(Some(owner.id), None);
-    assert_eq!(store.list_sessions(&by_owner).await.unwrap(), all);
-    assert_eq!(store.list_sessions(&session_query(Some(owner.id), Some(true))).await.unwrap(), live);
-    assert_eq!(store.list_sessions(&session_query(Some(owner.id), Some(false))).await.unwrap(), stale);
+    assert_eq!(store.list_sessions(&by_owner, now()).await.unwrap(), all);
+    assert_eq!(store.list_sessions(&session_query(Some(owner.id), Some(true)), now()).await.unwrap(), live);
+    assert_eq!(store.list_sessions(&session_query(Some(owner.id), Some(false)), now()).await.unwrap(), stale);
     assert_eq!(
-        store.list_sessions(&session_query(Some(other.id), None)).await.unwrap(),
+        store.list_sessions(&session_query(Some(other.id), None), now()).await.unwrap(),
         vec![elsewhere.clone()]
     );
-    assert!(store.list_sessions(&session_query(Some(Uuid::new_v4()), None)).await.unwrap().is_empty());
+    assert!(store.list_sessions(&session_query(Some(Uuid::new_v4()), None), now()).await.unwrap().is_empty());
 
     // Unfiltered: every identity's sessions, still in id order.
-    let everything = store.list_sessions(&session_query(None, None)).await.unwrap();
+    let everything = store.list_sessions(&session_query(None, None), now()).await.unwrap();
     assert!(everything.windows(2).all(|w| w[0].id < w[1].id), "ordered by id");
     assert!(all.iter().chain([&elsewhere]).all(|s| everything.contains(s)));
-    let live_everywhere = store.list_sessions(&session_query(None, Some(true))).await.unwrap();
-    assert!(live_everywhere.iter().all(Session::is_live));
+    let live_everywhere = store.list_sessions(&session_query(None, Some(true)), now()).await.unwrap();
+    assert!(live_everywhere.iter().all(|s| s.is_live(now())));
     assert!(live_everywhere.contains(&elsewhere) && !live_everywhere.contains(&stale[0]));
 
     // Keyset pages of two walk the whole list once.
     let mut seen = Vec::new();
     let mut after = None;
     loop {
-        let page = store.list_sessions(&SessionQuery { after, limit: 2, ..by_owner.clone() }).await.unwrap();
+        let page =
+            store.list_sessions(&SessionQuery { after, limit: 2, ..by_owner.clone() }, now()).await.unwrap();
         assert!(page.len() <= 2);
         let Some(last) = page.last() else { break };
         after = Some(last.id);
@@ -464,17 +470,17 @@ pub async fn list_and_count_sessions(store: &dyn Store) {
     assert_eq!(seen, all);
     let after_first = SessionQuery { after: Some(all[0].id), ..session_query(Some(owner.id), Some(true)) };
     let expected: Vec<Session> = live.iter().filter(|s| s.id > all[0].id).cloned().collect();
-    assert_eq!(store.list_sessions(&after_first).await.unwrap(), expected);
+    assert_eq!(store.list_sessions(&after_first, now()).await.unwrap(), expected);
 
     // Offset and limit.
     let window = SessionQuery { offset: 1, limit: 2, ..by_owner.clone() };
-    assert_eq!(store.list_sessions(&window).await.unwrap(), all[1..3]);
+    assert_eq!(store.list_sessions(&window, now()).await.unwrap(), all[1..3]);
     let past_the_end = SessionQuery { offset: 5, ..by_owner.clone() };
-    assert!(store.list_sessions(&past_the_end).await.unwrap().is_empty());
+    assert!(store.list_sessions(&past_the_end, now()).await.unwrap().is_empty());
 
     // One session left out, as when listing a user's "other" sessions.
     let without_first = SessionQuery { exclude: Some(all[0].id), ..by_owner.clone() };
-    assert_eq!(store.list_sessions(&without_first).await.unwrap(), all[1..]);
+    assert_eq!(store.list_sessions(&without_first, now()).await.unwrap(), all[1..]);
 
     // Counts apply the same filters and ignore offset and limit.
     for query in [
@@ -487,14 +493,21 @@ pub async fn list_and_count_sessions(store: &dyn Store) {
         after_first.clone(),
         without_first.clone(),
     ] {
-        let listed = store.list_sessions(&query).await.unwrap().len() as u64;
-        assert_eq!(store.count_sessions(&query).await.unwrap(), listed, "{query:?}");
+        let listed = store.list_sessions(&query, now()).await.unwrap().len() as u64;
+        assert_eq!(store.count_sessions(&query, now()).await.unwrap(), listed, "{query:?}");
         assert_eq!(
-            store.count_sessions(&SessionQuery { offset: 1, limit: 1, ..query.clone() }).await.unwrap(),
+            store
+                .count_sessions(&SessionQuery { offset: 1, limit: 1, ..query.clone() }, now())
+                .await
+                .unwrap(),
             listed
         );
     }
-    assert_eq!(store.count_sessions(&by_owner).await.unwrap(), 5);
+    assert_eq!(store.count_sessions(&by_owner, now()).await.unwrap(), 5);
+    // Liveness is judged at the time the caller gives: two hours on, every one has expired.
+    let later = now() + Duration::hours(2);
+    assert!(store.list_sessions(&session_query(Some(owner.id), Some(true)), later).await.unwrap().is_empty());
+    assert_eq!(store.count_sessions(&session_query(Some(owner.id), Some(false)), later).await.unwrap(), 5);
 }
 
 pub async fn revoke_extend_and_delete_sessions(store: &dyn Store) {
@@ -511,36 +524,36 @@ pub async fn revoke_extend_and_delete_sessions(store: &dyn Store) {
     }
     let live_of = |id| session_query(Some(id), Some(true));
 
-    assert!(store.revoke_session(live[0].id).await.unwrap());
+    assert!(store.revoke_session(live[0].id, now()).await.unwrap());
     assert!(!store.get_session(live[0].id).await.unwrap().unwrap().active);
     let (found, _) = store.session_by_token(&live[0].token_hash).await.unwrap().unwrap();
     assert!(!found.active);
-    assert!(!store.revoke_session(Uuid::new_v4()).await.unwrap());
-    assert_eq!(store.count_sessions(&live_of(owner.id)).await.unwrap(), 3);
+    assert!(!store.revoke_session(Uuid::new_v4(), now()).await.unwrap());
+    assert_eq!(store.count_sessions(&live_of(owner.id), now()).await.unwrap(), 3);
 
     // Only live sessions are counted: the revoked ones and the expired one stay as they are.
-    assert_eq!(store.revoke_sessions_of(owner.id, Some(live[1].id)).await.unwrap(), 2);
-    assert_eq!(store.list_sessions(&live_of(owner.id)).await.unwrap(), vec![live[1].clone()]);
+    assert_eq!(store.revoke_sessions_of(owner.id, Some(live[1].id), now()).await.unwrap(), 2);
+    assert_eq!(store.list_sessions(&live_of(owner.id), now()).await.unwrap(), vec![live[1].clone()]);
     assert!(!store.get_session(live[2].id).await.unwrap().unwrap().active);
     assert!(!store.get_session(live[3].id).await.unwrap().unwrap().active);
     assert!(store.get_session(expired.id).await.unwrap().unwrap().active);
-    assert_eq!(store.list_sessions(&live_of(other.id)).await.unwrap(), vec![elsewhere.clone()]);
-    assert_eq!(store.revoke_sessions_of(owner.id, None).await.unwrap(), 1);
-    assert_eq!(store.count_sessions(&live_of(owner.id)).await.unwrap(), 0);
-    assert_eq!(store.revoke_sessions_of(owner.id, None).await.unwrap(), 0);
-    assert_eq!(store.revoke_sessions_of(Uuid::new_v4(), None).await.unwrap(), 0);
+    assert_eq!(store.list_sessions(&live_of(other.id), now()).await.unwrap(), vec![elsewhere.clone()]);
+    assert_eq!(store.revoke_sessions_of(owner.id, None, now()).await.unwrap(), 1);
+    assert_eq!(store.count_sessions(&live_of(owner.id), now()).await.unwrap(), 0);
+    assert_eq!(store.revoke_sessions_of(owner.id, None, now()).await.unwrap(), 0);
+    assert_eq!(store.revoke_sessions_of(Uuid::new_v4(), None, now()).await.unwrap(), 0);
 
     // Extending sets the new expiry exactly and can bring an expired session back.
     let until = now() + Duration::hours(24);
-    assert!(store.extend_session(expired.id, until).await.unwrap());
+    assert!(store.extend_session(expired.id, until, now()).await.unwrap());
     let extended = store.get_session(expired.id).await.unwrap().unwrap();
     assert_eq!(extended.expires_at, until);
-    assert!(extended.is_live());
-    assert_eq!(store.list_sessions(&live_of(owner.id)).await.unwrap(), vec![extended]);
-    assert!(!store.extend_session(Uuid::new_v4(), until).await.unwrap());
+    assert!(extended.is_live(now()));
+    assert_eq!(store.list_sessions(&live_of(owner.id), now()).await.unwrap(), vec![extended]);
+    assert!(!store.extend_session(Uuid::new_v4(), until, now()).await.unwrap());
 
     assert_eq!(store.delete_sessions_of(owner.id).await.unwrap(), 6);
-    assert_eq!(store.count_sessions(&session_query(Some(owner.id), None)).await.unwrap(), 0);
+    assert_eq!(store.count_sessions(&session_query(Some(owner.id), None), now()).await.unwrap(), 0);
     assert!(store.get_session(live[1].id).await.unwrap().is_none());
     assert!(store.session_by_token(&live[1].token_hash).await.unwrap().is_none());
     assert_eq!(store.delete_sessions_of(owner.id).await.unwrap(), 0);
@@ -560,7 +573,7 @@ pub async fn deleting_an_identity_deletes_its_sessions(store: &dyn Store) {
         assert!(store.session_by_token(&session.token_hash).await.unwrap().is_none());
         assert!(store.session_by_logout_token(&session.logout_token_hash).await.unwrap().is_none());
     }
-    assert_eq!(store.count_sessions(&session_query(Some(identity.id), None)).await.unwrap(), 0);
+    assert_eq!(store.count_sessions(&session_query(Some(identity.id), None), now()).await.unwrap(), 0);
 }
 
 fn sample_message(recipient: &str) -> latchkey_domain::courier::Message {
@@ -572,6 +585,7 @@ fn sample_message(recipient: &str) -> latchkey_domain::courier::Message {
             html: Some("<p>Use 123456.</p>".into()),
         },
         "recovery_code_valid",
+        now(),
     )
 }
 
@@ -589,7 +603,7 @@ pub async fn outbox_claims_each_message_once(store: &dyn Store) {
     // Claim whatever other checks left due, so the claims below are exact;
     // what waits for a retry stays queued, and is counted.
     let lease = now() + Duration::minutes(5);
-    while !store.claim_messages(100, lease).await.unwrap().is_empty() {}
+    while !store.claim_messages(100, now(), lease).await.unwrap().is_empty() {}
 
     let first = sample_message(&unique_email("outbox-a"));
     let second = sample_message(&unique_email("outbox-b"));
@@ -599,22 +613,22 @@ pub async fn outbox_claims_each_message_once(store: &dyn Store) {
     assert!(matches!(store.enqueue_message(&first).await, Err(StoreError::Conflict(_))));
     assert_eq!(store.count_unsent().await.unwrap().queued, drained.queued + 2);
 
-    let claimed = store.claim_messages(1, lease).await.unwrap();
+    let claimed = store.claim_messages(1, now(), lease).await.unwrap();
     assert_eq!(claimed.len(), 1);
     let unsent = store.count_unsent().await.unwrap();
     assert_eq!((unsent.queued, unsent.processing), (drained.queued + 1, drained.processing + 1));
     assert_eq!(claimed[0].status, MessageStatus::Processing);
-    let rest = store.claim_messages(10, lease).await.unwrap();
+    let rest = store.claim_messages(10, now(), lease).await.unwrap();
     assert_eq!(rest.len(), 1, "a claimed message is not handed out again");
     assert_ne!(rest[0].id, claimed[0].id);
-    assert!(store.claim_messages(10, lease).await.unwrap().is_empty());
+    assert!(store.claim_messages(10, now(), lease).await.unwrap().is_empty());
 
     // A lapsed claim (a dispatcher died mid-send) makes the message due again.
     let lapsed = sample_message(&unique_email("outbox-c"));
     store.enqueue_message(&lapsed).await.unwrap();
-    let taken = store.claim_messages(10, now() - Duration::seconds(1)).await.unwrap();
+    let taken = store.claim_messages(10, now(), now() - Duration::seconds(1)).await.unwrap();
     assert_eq!(taken.len(), 1);
-    let again = store.claim_messages(10, lease).await.unwrap();
+    let again = store.claim_messages(10, now(), lease).await.unwrap();
     assert_eq!(again.iter().map(|m| m.id).collect::<Vec<_>>(), vec![lapsed.id]);
 }
 
@@ -631,7 +645,7 @@ pub async fn outbox_holds_retries_until_their_time(store: &dyn Store) {
     store.enqueue_message(&due).await.unwrap();
     let mut claimed = Vec::new();
     loop {
-        let batch = store.claim_messages(100, lease).await.unwrap();
+        let batch = store.claim_messages(100, now(), lease).await.unwrap();
         if batch.is_empty() {
             break;
         }
@@ -653,7 +667,8 @@ pub async fn outbox_holds_retries_until_their_time(store: &dyn Store) {
     store.record_dispatch(&failed(later.id), MessageStatus::Queued, Some(in_an_hour)).await.unwrap();
     let a_second_ago = now() - Duration::seconds(1);
     store.record_dispatch(&failed(due.id), MessageStatus::Queued, Some(a_second_ago)).await.unwrap();
-    let again: Vec<_> = store.claim_messages(100, lease).await.unwrap().into_iter().map(|m| m.id).collect();
+    let again: Vec<_> =
+        store.claim_messages(100, now(), lease).await.unwrap().into_iter().map(|m| m.id).collect();
     assert!(again.contains(&due.id), "its time has come");
     assert!(!again.contains(&later.id), "not before its next attempt time");
     let (waiting, _) = store.get_message(later.id).await.unwrap().unwrap();
@@ -1000,7 +1015,7 @@ pub async fn code_attempts_count_atomically_per_flow(store: &dyn Store) {
     };
     let new_flow = || {
         let state = RecoveryState::SentEmail { address: String::new(), admin_issued: false };
-        Flow::new(&request, Duration::minutes(10), "http://127.0.0.1:4433", FlowState::Recovery(state))
+        Flow::new(&request, now(), Duration::minutes(10), "http://127.0.0.1:4433", FlowState::Recovery(state))
     };
     let flow = new_flow();
     store.create_flow(&flow).await.unwrap();
@@ -1375,7 +1390,7 @@ fn flow_expiring(at: DateTime<Utc>) -> Flow {
     };
     let state = RecoveryState::SentEmail { address: String::new(), admin_issued: false };
     let mut flow =
-        Flow::new(&request, Duration::hours(1), "http://127.0.0.1:4433", FlowState::Recovery(state));
+        Flow::new(&request, now(), Duration::hours(1), "http://127.0.0.1:4433", FlowState::Recovery(state));
     flow.expires_at = at;
     flow
 }

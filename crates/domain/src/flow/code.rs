@@ -10,7 +10,7 @@
 //! it right gets in, while every other guess is refused (see
 //! [`CodeSettings::judge`] for the bound).
 
-use chrono::Duration;
+use chrono::{DateTime, Duration, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use serde_json::{Map, Value, json};
 use sha2::Sha256;
@@ -21,7 +21,6 @@ use super::{Flow, FlowError};
 use crate::courier::{Message, Renderer};
 use crate::store::{CodePurpose, OneTimeCode, Store};
 use crate::text;
-use crate::time::now;
 use crate::ui::{Group, Input, Node};
 
 /// How codes are signed, how long they live and how many guesses they allow.
@@ -67,7 +66,7 @@ pub(crate) fn new_code() -> String {
 }
 
 impl CodeSettings {
-    /// A fresh code for `flow`, and the row that stores its hash.
+    /// A fresh code for `flow`, issued `at`, and the row that stores its hash.
     pub(crate) fn issue(
         &self,
         flow_id: Uuid,
@@ -75,9 +74,9 @@ impl CodeSettings {
         identity_id: Option<Uuid>,
         address: &str,
         lifespan: Option<Duration>,
+        at: DateTime<Utc>,
     ) -> (String, OneTimeCode) {
         let code = new_code();
-        let at = now();
         let stored = OneTimeCode {
             id: Uuid::new_v4(),
             flow_id,
@@ -92,18 +91,19 @@ impl CodeSettings {
         (code, stored)
     }
 
-    /// Checks a submitted code against the flow's live codes and spends it
-    /// when it is right.
+    /// Checks a submitted code against the flow's live codes at `now` and
+    /// spends it when it is right.
     pub(crate) async fn check(
         &self,
         store: &dyn Store,
         purpose: CodePurpose,
         flow: &Flow,
         submitted: &str,
+        now: DateTime<Utc>,
     ) -> Result<CodeCheck, FlowError> {
-        let check = self.judge(store, purpose, flow, submitted).await?;
+        let check = self.judge(store, purpose, flow, submitted, now).await?;
         if let CodeCheck::Right(found) = &check
-            && !store.use_code(found.id, now()).await?
+            && !store.use_code(found.id, now).await?
         {
             return Ok(CodeCheck::AlreadyUsed);
         }
@@ -122,8 +122,9 @@ impl CodeSettings {
         purpose: CodePurpose,
         flow: &Flow,
         submitted: &str,
+        now: DateTime<Utc>,
     ) -> Result<CodeCheck, FlowError> {
-        let check = self.judge(store, purpose, flow, submitted).await?;
+        let check = self.judge(store, purpose, flow, submitted, now).await?;
         if let CodeCheck::Right(found) = &check {
             store.forget_code_attempt(found.id).await?;
         }
@@ -162,6 +163,7 @@ impl CodeSettings {
         purpose: CodePurpose,
         flow: &Flow,
         submitted: &str,
+        now: DateTime<Utc>,
     ) -> Result<CodeCheck, FlowError> {
         if store.count_code_attempt(flow.id).await? > self.max_submissions {
             return Ok(CodeCheck::TooManyAttempts);
@@ -171,13 +173,13 @@ impl CodeSettings {
             true => None,
             false => {
                 let id = Uuid::new_v4();
-                let since = now() - self.address_failure_window;
-                let count = store.count_address_attempt(purpose, address, id, now(), since).await?;
+                let since = now - self.address_failure_window;
+                let count = store.count_address_attempt(purpose, address, id, now, since).await?;
                 Some((id, count))
             }
         };
         let over_budget = attempt.is_some_and(|(_, count)| count > self.address_failure_limit);
-        let live = store.count_live_code_attempt(flow.id, now()).await?;
+        let live = store.count_live_code_attempt(flow.id, now).await?;
         // Compared whether or not it will be judged, so a refused code costs
         // the same work as a wrong one.
         let found = live
@@ -201,15 +203,16 @@ pub(crate) enum CodeCheck {
     AlreadyUsed,
 }
 
-/// The email announcing a code (or that the address is unknown).
+/// The email announcing a code (or that the address is unknown), queued `at`.
 pub(crate) fn render(
     renderer: &dyn Renderer,
     to: &str,
     template: &str,
     data: &Map<String, Value>,
+    at: DateTime<Utc>,
 ) -> Result<Message, FlowError> {
     let rendered = renderer.render(template, data).map_err(FlowError::internal)?;
-    Ok(Message::new(to, rendered, template))
+    Ok(Message::new(to, rendered, template, at))
 }
 
 /// The form once a code is on its way: the code input, the submit button,

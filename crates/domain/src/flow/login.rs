@@ -17,6 +17,7 @@ use crate::schema::normalize;
 use crate::session::{self, Device, IssuedSession};
 use crate::store::Store;
 use crate::text;
+use crate::time::Clock;
 use crate::ui::{Group, Input, Node};
 
 pub struct LoginSettings {
@@ -93,6 +94,7 @@ pub enum LoginOutcome {
 #[derive(Clone)]
 pub struct LoginService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
     throttle: LoginThrottle,
     verification: VerificationService,
@@ -102,12 +104,13 @@ pub struct LoginService {
 impl LoginService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         hasher: PasswordHasher,
         throttle: LoginThrottle,
         verification: VerificationService,
         settings: LoginSettings,
     ) -> Self {
-        Self { store, hasher, throttle, verification, settings: Arc::new(settings) }
+        Self { store, clock, hasher, throttle, verification, settings: Arc::new(settings) }
     }
 
     pub async fn create(&self, request: &FlowRequest, refresh: bool) -> Result<Flow, FlowError> {
@@ -119,6 +122,7 @@ impl LoginService {
     fn build(&self, request: &FlowRequest, refresh: bool) -> Flow {
         let mut flow = Flow::new(
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             FlowState::Login(LoginState::ChooseMethod),
@@ -150,7 +154,7 @@ impl LoginService {
         submission: LoginSubmission,
         device: Device,
     ) -> Result<LoginOutcome, FlowError> {
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             return Err(self.expired(&flow).await?);
         }
         flow.ui.reset_messages();
@@ -226,13 +230,14 @@ impl LoginService {
             return self.refuse_unverified(flow, &mut identity).await;
         }
 
-        let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
+        let at = self.clock.now();
+        let issued = session::issue(identity.id, "password", at, self.settings.session_lifespan, device);
         self.store.create_session(&issued.session).await?;
         if self.settings.revoke_active_sessions {
-            self.store.revoke_sessions_of(identity.id, Some(issued.session.id)).await?;
+            self.store.revoke_sessions_of(identity.id, Some(issued.session.id), at).await?;
         }
         flow.state = FlowState::Login(LoginState::PassedChallenge);
-        flow.updated_at = crate::time::now();
+        flow.updated_at = at;
         self.store.update_flow(&flow).await?;
         let verification = match self.settings.send_verification {
             true => self
@@ -287,7 +292,7 @@ impl LoginService {
         // Whole seconds, rounded up, as `Retry-After` counts them.
         let millis = u64::try_from(retry_after.num_milliseconds()).unwrap_or(0);
         let seconds = millis.div_ceil(1000).max(1);
-        let at = crate::time::now();
+        let at = self.clock.now();
         flow.ui.messages.push(text::login_throttled(seconds, at + retry_after));
         flow.updated_at = at;
         self.store.update_flow(&flow).await?;
@@ -295,7 +300,7 @@ impl LoginService {
     }
 
     async fn reject(&self, mut flow: Flow) -> Result<LoginOutcome, FlowError> {
-        flow.updated_at = crate::time::now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(LoginOutcome::Rejected(flow))
     }
@@ -307,7 +312,7 @@ impl LoginService {
         replacement
             .ui
             .messages
-            .push(text::login_flow_expired(old.expires_at, crate::time::now() - old.expires_at));
+            .push(text::login_flow_expired(old.expires_at, self.clock.now() - old.expires_at));
         self.store.create_flow(&replacement).await?;
         Ok(FlowError::Expired { expired_at: old.expires_at, replacement: Box::new(replacement) })
     }
@@ -322,7 +327,7 @@ impl LoginService {
         let Ok(new_hash) = self.hasher.hash(password).await else {
             return;
         };
-        let at = crate::time::now();
+        let at = self.clock.now();
         match self.store.replace_password_hash(identity.id, old, &new_hash, at).await {
             Ok(true) => {
                 // Keep the caller's copy in step with the row.

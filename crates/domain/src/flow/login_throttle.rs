@@ -39,6 +39,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::store::{RateWindow, Store, StoreError, WindowCount};
+use crate::time::Clock;
 
 /// Failed logins per normalised identifier.
 pub const IDENTIFIER_BUCKET: &str = "login.identifier";
@@ -109,12 +110,13 @@ pub struct Ticket {
 #[derive(Clone)]
 pub struct LoginThrottle {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     settings: Arc<LoginThrottleSettings>,
 }
 
 impl LoginThrottle {
-    pub fn new(store: Arc<dyn Store>, settings: LoginThrottleSettings) -> Self {
-        Self { store, settings: Arc::new(settings) }
+    pub fn new(store: Arc<dyn Store>, clock: Arc<dyn Clock>, settings: LoginThrottleSettings) -> Self {
+        Self { store, clock, settings: Arc::new(settings) }
     }
 
     /// Decides whether an attempt for `identifier` (already normalised) from
@@ -127,7 +129,7 @@ impl LoginThrottle {
         if !self.settings.enabled {
             return Ok(Admission::Admitted(Ticket { event: None, identifier, pair }));
         }
-        let at = crate::time::now();
+        let at = self.clock.now();
         let policy = Policy(&self.settings);
         let mut windows = vec![RateWindow {
             bucket: IDENTIFIER_BUCKET,
@@ -283,6 +285,7 @@ fn address_key(ip: &str) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::time::SystemClock;
 
     fn settings() -> LoginThrottleSettings {
         LoginThrottleSettings {
@@ -322,7 +325,7 @@ mod tests {
     fn free_failures_pass_then_the_identifier_waits_after_its_newest_failure() {
         let s = settings();
         let policy = Policy(&s);
-        let now = crate::time::now();
+        let now = SystemClock.now();
         let newest = now - Duration::milliseconds(300);
         assert_eq!(policy.refusal(&[window(4, now - Duration::minutes(5), newest)], now), None);
         // The 6th attempt (5 failures so far) waits 1 s after the 5th.
@@ -343,7 +346,7 @@ mod tests {
     fn an_address_at_its_limit_waits_for_its_oldest_failure_to_age_out() {
         let s = settings();
         let policy = Policy(&s);
-        let now = crate::time::now();
+        let now = SystemClock.now();
         let quiet = WindowCount::default();
         let oldest = now - Duration::minutes(10);
         assert_eq!(policy.refusal(&[quiet, quiet, window(29, oldest, now)], now), None);
@@ -368,7 +371,7 @@ mod tests {
     fn one_address_meets_its_own_lock_long_before_the_identifiers() {
         let s = settings();
         let policy = Policy(&s);
-        let now = crate::time::now();
+        let now = SystemClock.now();
         let quiet = WindowCount::default();
         let newest = now - Duration::seconds(30);
         // Three failures from this address: the 4th waits here...

@@ -19,7 +19,6 @@ use uuid::Uuid;
 
 pub use state::FlowState;
 
-use crate::time::now;
 use crate::ui::{Container, Node};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -105,12 +104,17 @@ pub struct FlowRequest {
 }
 
 impl Flow {
-    /// A fresh flow in `state` (which says its kind) whose form posts to
-    /// `action_base`.
-    pub fn new(request: &FlowRequest, lifespan: Duration, action_base: &str, state: FlowState) -> Flow {
+    /// A fresh flow in `state` (which says its kind), issued `at`, whose
+    /// form posts to `action_base`.
+    pub fn new(
+        request: &FlowRequest,
+        at: DateTime<Utc>,
+        lifespan: Duration,
+        action_base: &str,
+        state: FlowState,
+    ) -> Flow {
         let kind = state.kind();
         let id = Uuid::new_v4();
-        let at = now();
         let mut ui = Container::new(format!("{action_base}/self-service/{}?flow={id}", kind.as_str()));
         // Stored empty: the masked token is rendered per response, and a
         // stored one would reveal the cookie's secret to anyone reading flows.
@@ -140,8 +144,8 @@ impl Flow {
         self.state.kind()
     }
 
-    pub fn is_expired(&self) -> bool {
-        self.expires_at <= now()
+    pub fn is_expired(&self, now: DateTime<Utc>) -> bool {
+        self.expires_at <= now
     }
 
     /// How to start a flow that replaces this one (same client, same CSRF cookie).

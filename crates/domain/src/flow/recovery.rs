@@ -20,7 +20,7 @@ use crate::send_limits::SendLimits;
 use crate::session::{self, Device, IssuedSession};
 use crate::store::{CodePurpose, Store};
 use crate::text;
-use crate::time::now;
+use crate::time::Clock;
 
 pub struct RecoverySettings {
     pub public_base: String,
@@ -98,6 +98,7 @@ pub enum RecoveryOutcome {
 #[derive(Clone)]
 pub struct RecoveryService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     identities: IdentityManager,
     renderer: Arc<dyn Renderer>,
     settings_flows: SettingsService,
@@ -108,13 +109,14 @@ pub struct RecoveryService {
 impl RecoveryService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         identities: IdentityManager,
         renderer: Arc<dyn Renderer>,
         settings_flows: SettingsService,
         limits: SendLimits,
         settings: RecoverySettings,
     ) -> Self {
-        Self { store, identities, renderer, settings_flows, limits, settings: Arc::new(settings) }
+        Self { store, clock, identities, renderer, settings_flows, limits, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -130,6 +132,7 @@ impl RecoveryService {
     fn build(&self, request: &FlowRequest) -> Flow {
         let mut flow = Flow::new(
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             FlowState::Recovery(RecoveryState::ChooseMethod),
@@ -145,12 +148,12 @@ impl RecoveryService {
         submission: RecoverySubmission,
         device: Device,
     ) -> Result<RecoveryOutcome, FlowError> {
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             let mut replacement = self.build(&flow.replacement_request());
             replacement
                 .ui
                 .messages
-                .push(text::recovery_flow_expired(flow.expires_at, now() - flow.expires_at));
+                .push(text::recovery_flow_expired(flow.expires_at, self.clock.now() - flow.expires_at));
             self.store.create_flow(&replacement).await?;
             return Err(FlowError::Expired {
                 expired_at: flow.expires_at,
@@ -174,7 +177,13 @@ impl RecoveryService {
     ) -> Result<(Flow, String), FlowError> {
         let address = identity.recovery_addresses.first().map(|a| a.value.clone()).unwrap_or_default();
         let state = RecoveryState::SentEmail { address: address.clone(), admin_issued: true };
-        let mut flow = Flow::new(request, lifespan, &self.settings.public_base, FlowState::Recovery(state));
+        let mut flow = Flow::new(
+            request,
+            self.clock.now(),
+            lifespan,
+            &self.settings.public_base,
+            FlowState::Recovery(state),
+        );
         flow.active = Some("code".into());
         code::code_form(&mut flow, text::label_recovery_code(), &address);
         flow.ui.nodes.retain(|n| n.name() != Some("csrf_token") && n.name() != Some("email"));
@@ -184,6 +193,7 @@ impl RecoveryService {
             Some(identity.id),
             &address,
             Some(lifespan),
+            self.clock.now(),
         );
         self.store.create_flow(&flow).await?;
         self.store.create_code(&stored, None).await?;
@@ -213,12 +223,14 @@ impl RecoveryService {
         // place (see `admit_code_mail`) capped and sent requests do the same
         // work too.
         let send = self.limits.admit_code_mail(CodePurpose::Recovery, &address).await?;
+        let at = self.clock.now();
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Recovery,
             identity.as_ref().map(|i| i.id),
             &address,
             None,
+            at,
         );
         let mut data = Map::new();
         data.insert("To".into(), json!(address));
@@ -227,10 +239,10 @@ impl RecoveryService {
                 data.insert("RecoveryCode".into(), json!(code));
                 data.insert("ExpiresInMinutes".into(), json!(self.settings.codes.lifespan.num_minutes()));
                 data.insert("Identity".into(), json!({ "id": identity.id, "traits": identity.traits }));
-                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_valid", &data)?)
+                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_valid", &data, at)?)
             }
             None if self.settings.notify_unknown_recipients => {
-                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_invalid", &data)?)
+                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_invalid", &data, at)?)
             }
             None => None,
         };
@@ -254,7 +266,7 @@ impl RecoveryService {
         let found = match self
             .settings
             .codes
-            .check(self.store.as_ref(), CodePurpose::Recovery, &flow, &code)
+            .check(self.store.as_ref(), CodePurpose::Recovery, &flow, &code, self.clock.now())
             .await?
         {
             CodeCheck::Right(found) => found,
@@ -285,11 +297,11 @@ impl RecoveryService {
                 identity.verifiable_addresses.iter_mut().find(|a| a.value == found.address && !a.verified);
             if let Some(address) = unverified {
                 self.store
-                    .set_address_status(identity.id, address.id, AddressStatus::Completed, now())
+                    .set_address_status(identity.id, address.id, AddressStatus::Completed, self.clock.now())
                     .await?;
                 address.verified = true;
                 address.status = AddressStatus::Completed;
-                address.verified_at = Some(now());
+                address.verified_at = Some(self.clock.now());
             }
         }
 
@@ -308,25 +320,34 @@ impl RecoveryService {
                     &to,
                     &identity,
                     &device,
-                    now(),
+                    self.clock.now(),
                 )
                 .map_err(FlowError::internal)?,
             ],
             None => Vec::new(),
         };
-        let issued = session::issue(identity.id, "code_recovery", self.settings.session_lifespan, device);
+        let issued = session::issue(
+            identity.id,
+            "code_recovery",
+            self.clock.now(),
+            self.settings.session_lifespan,
+            device,
+        );
         self.store.create_session_and_notify(&issued.session, &notices).await?;
         let mut request = flow.replacement_request();
         if let Some(return_to) = &flow.return_to {
             request.request_url = return_to.clone();
         }
         let mut settings_flow = self.settings_flows.create(&request, &identity).await?;
-        settings_flow.ui.messages.push(text::recovered(now() + self.settings.privileged_session_max_age));
+        settings_flow
+            .ui
+            .messages
+            .push(text::recovered(self.clock.now() + self.settings.privileged_session_max_age));
         self.store.update_flow(&settings_flow).await?;
         flow.state =
             FlowState::Recovery(RecoveryState::PassedChallenge { admin_issued: flow.admin_issued() });
         flow.ui.messages.clear();
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(RecoveryOutcome::Recovered {
             flow: Box::new(flow),
@@ -345,8 +366,8 @@ impl RecoveryService {
         let mut replacement = self.build(&old.replacement_request());
         replacement.ui.messages.push(message);
         self.store.create_flow(&replacement).await?;
-        old.expires_at = now();
-        old.updated_at = now();
+        old.expires_at = self.clock.now();
+        old.updated_at = self.clock.now();
         self.store.update_flow(&old).await?;
         Ok(Box::new(replacement))
     }
@@ -356,7 +377,7 @@ impl RecoveryService {
         mut flow: Flow,
         outcome: fn(Flow) -> RecoveryOutcome,
     ) -> Result<RecoveryOutcome, FlowError> {
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(outcome(flow))
     }

@@ -14,6 +14,7 @@ use crate::password_policy::PasswordPolicy;
 use crate::session::{self, Device, IssuedSession};
 use crate::store::Store;
 use crate::text;
+use crate::time::Clock;
 use crate::ui::{Group, Input, Node, trait_nodes};
 
 pub struct RegistrationSettings {
@@ -80,6 +81,7 @@ pub enum RegistrationOutcome {
 #[derive(Clone)]
 pub struct RegistrationService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     identities: IdentityManager,
     verification: VerificationService,
     settings: Arc<RegistrationSettings>,
@@ -88,11 +90,12 @@ pub struct RegistrationService {
 impl RegistrationService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         identities: IdentityManager,
         verification: VerificationService,
         settings: RegistrationSettings,
     ) -> Self {
-        Self { store, identities, verification, settings: Arc::new(settings) }
+        Self { store, clock, identities, verification, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -108,6 +111,7 @@ impl RegistrationService {
     fn build(&self, request: &FlowRequest) -> Flow {
         let mut flow = Flow::new(
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             FlowState::Registration(RegistrationState::ChooseMethod { traits: None }),
@@ -168,7 +172,7 @@ impl RegistrationService {
         submission: RegistrationSubmission,
         device: Device,
     ) -> Result<RegistrationOutcome, FlowError> {
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             return Err(self.expired(&flow).await?);
         }
         flow.ui.reset_messages();
@@ -287,14 +291,20 @@ impl RegistrationService {
             .await?
             .map(Box::new);
         let issued = if self.settings.issue_session {
-            let issued = session::issue(identity.id, "password", self.settings.session_lifespan, device);
+            let issued = session::issue(
+                identity.id,
+                "password",
+                self.clock.now(),
+                self.settings.session_lifespan,
+                device,
+            );
             self.store.create_session(&issued.session).await?;
             Some(issued)
         } else {
             None
         };
         flow.state = FlowState::Registration(RegistrationState::PassedChallenge);
-        flow.updated_at = crate::time::now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(RegistrationOutcome::Accepted {
             flow: Box::new(flow),
@@ -309,7 +319,7 @@ impl RegistrationService {
         mut flow: Flow,
         outcome: fn(Flow) -> RegistrationOutcome,
     ) -> Result<RegistrationOutcome, FlowError> {
-        flow.updated_at = crate::time::now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(outcome(flow))
     }
@@ -320,7 +330,7 @@ impl RegistrationService {
         replacement
             .ui
             .messages
-            .push(text::registration_flow_expired(old.expires_at, crate::time::now() - old.expires_at));
+            .push(text::registration_flow_expired(old.expires_at, self.clock.now() - old.expires_at));
         self.store.create_flow(&replacement).await?;
         Ok(FlowError::Expired { expired_at: old.expires_at, replacement: Box::new(replacement) })
     }

@@ -17,7 +17,7 @@ use crate::password_policy::PasswordPolicy;
 use crate::session::{Device, Session};
 use crate::store::Store;
 use crate::text;
-use crate::time::now;
+use crate::time::Clock;
 use crate::ui::{Group, Node, trait_nodes};
 
 pub struct SettingsSettings {
@@ -75,6 +75,7 @@ pub enum SettingsOutcome {
 #[derive(Clone)]
 pub struct SettingsService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     identities: IdentityManager,
     renderer: Arc<dyn Renderer>,
     verification: VerificationService,
@@ -84,12 +85,13 @@ pub struct SettingsService {
 impl SettingsService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         identities: IdentityManager,
         renderer: Arc<dyn Renderer>,
         verification: VerificationService,
         settings: SettingsSettings,
     ) -> Self {
-        Self { store, identities, renderer, verification, settings: Arc::new(settings) }
+        Self { store, clock, identities, renderer, verification, settings: Arc::new(settings) }
     }
 
     /// What the owner is told about a change, queued with it: a changed
@@ -103,7 +105,7 @@ impl SettingsService {
         before: &Identity,
         after: &Identity,
     ) -> Result<Vec<Message>, crate::courier::RenderError> {
-        let at = now();
+        let at = self.clock.now();
         let renderer = self.renderer.as_ref();
         let mut notices = Vec::new();
         if password_changed && let Some(to) = notice::owner_address(after) {
@@ -124,6 +126,7 @@ impl SettingsService {
     fn build(&self, request: &FlowRequest, identity: &Identity) -> Flow {
         let mut flow = Flow::new(
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             FlowState::Settings(SettingsState::ShowForm),
@@ -153,7 +156,7 @@ impl SettingsService {
     }
 
     fn privileged(&self, session: &Session) -> bool {
-        now() - session.authenticated_at <= self.settings.privileged_session_max_age
+        self.clock.now() - session.authenticated_at <= self.settings.privileged_session_max_age
     }
 
     /// The caller has checked CSRF and that `session` owns the flow;
@@ -171,12 +174,12 @@ impl SettingsService {
             Err(IdentityError::NotFound) => return Err(FlowError::NotFound),
             Err(e) => return Err(FlowError::internal(e)),
         };
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             let mut replacement = self.build(&flow.replacement_request(), &identity);
             replacement
                 .ui
                 .messages
-                .push(text::settings_flow_expired(flow.expires_at, now() - flow.expires_at));
+                .push(text::settings_flow_expired(flow.expires_at, self.clock.now() - flow.expires_at));
             self.store.create_flow(&replacement).await?;
             return Err(FlowError::Expired {
                 expired_at: flow.expires_at,
@@ -254,7 +257,7 @@ impl SettingsService {
             Err(e) => return Err(FlowError::internal(e)),
         };
         if password_changed && self.settings.revoke_sessions_after_password {
-            self.store.revoke_sessions_of(updated.id, Some(session.id)).await?;
+            self.store.revoke_sessions_of(updated.id, Some(session.id), self.clock.now()).await?;
         }
         // A new or changed address starts unverified; prove it with a code.
         let verification = self
@@ -265,7 +268,7 @@ impl SettingsService {
         self.form(&mut flow, &updated);
         flow.state = FlowState::Settings(SettingsState::Success);
         flow.ui.messages.push(text::settings_saved());
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(SettingsOutcome::Saved { flow, identity: Box::new(updated), verification })
     }
@@ -275,7 +278,7 @@ impl SettingsService {
         mut flow: Flow,
         outcome: fn(Flow) -> SettingsOutcome,
     ) -> Result<SettingsOutcome, FlowError> {
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(outcome(flow))
     }

@@ -17,7 +17,7 @@ use crate::schema::normalize;
 use crate::send_limits::SendLimits;
 use crate::store::{CodePurpose, Store};
 use crate::text;
-use crate::time::now;
+use crate::time::Clock;
 use crate::ui::{Container, Group, Node};
 
 pub struct VerificationSettings {
@@ -88,6 +88,7 @@ pub enum AddressPick {
 #[derive(Clone)]
 pub struct VerificationService {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     renderer: Arc<dyn Renderer>,
     limits: SendLimits,
     settings: Arc<VerificationSettings>,
@@ -98,11 +99,12 @@ const RETRY_REASON: &str = "An error occurred, please retry the flow.";
 impl VerificationService {
     pub fn new(
         store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
         renderer: Arc<dyn Renderer>,
         limits: SendLimits,
         settings: VerificationSettings,
     ) -> Self {
-        Self { store, renderer, limits, settings: Arc::new(settings) }
+        Self { store, clock, renderer, limits, settings: Arc::new(settings) }
     }
 
     pub fn enabled(&self) -> bool {
@@ -118,6 +120,7 @@ impl VerificationService {
     fn build(&self, request: &FlowRequest) -> Flow {
         let mut flow = Flow::new(
             request,
+            self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
             FlowState::Verification(VerificationState::ChooseMethod),
@@ -133,12 +136,12 @@ impl VerificationService {
         mut flow: Flow,
         submission: VerificationSubmission,
     ) -> Result<VerificationOutcome, FlowError> {
-        if flow.is_expired() {
+        if flow.is_expired(self.clock.now()) {
             let mut replacement = self.build(&flow.replacement_request());
             replacement
                 .ui
                 .messages
-                .push(text::verification_flow_expired(flow.expires_at, now() - flow.expires_at));
+                .push(text::verification_flow_expired(flow.expires_at, self.clock.now() - flow.expires_at));
             self.store.create_flow(&replacement).await?;
             return Err(FlowError::Expired {
                 expired_at: flow.expires_at,
@@ -162,9 +165,9 @@ impl VerificationService {
     }
 
     /// Whether `flow` waits for a code (one was sent) and has not expired.
-    pub fn awaits_code(flow: &Flow) -> bool {
+    pub fn awaits_code(&self, flow: &Flow) -> bool {
         matches!(flow.state, FlowState::Verification(VerificationState::SentEmail { .. }))
-            && !flow.is_expired()
+            && !flow.is_expired(self.clock.now())
     }
 
     /// Puts a code from an emailed link into the form, so the user only has
@@ -180,8 +183,11 @@ impl VerificationService {
     ) -> Result<bool, FlowError> {
         // The attempt is counted in the store either way; a wrong code
         // leaves the flow itself untouched.
-        let check =
-            self.settings.codes.find(self.store.as_ref(), CodePurpose::Verification, &flow, code).await?;
+        let check = self
+            .settings
+            .codes
+            .find(self.store.as_ref(), CodePurpose::Verification, &flow, code, self.clock.now())
+            .await?;
         if !matches!(check, CodeCheck::Right(_)) {
             return Ok(false);
         }
@@ -191,7 +197,7 @@ impl VerificationService {
         if csrf_hash.is_some() {
             flow.csrf_hash = csrf_hash;
         }
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(true)
     }
@@ -201,14 +207,14 @@ impl VerificationService {
         if address.is_empty() {
             flow.ui.upsert(code::email_input(Some(&email)));
             flow.ui.add_message(Some("email"), text::required("email"));
-            flow.updated_at = now();
+            flow.updated_at = self.clock.now();
             self.store.update_flow(&flow).await?;
             return Ok(VerificationOutcome::Rejected(flow));
         }
         if let Some(problem) = crate::email::problem(&email) {
             flow.ui.upsert(code::email_input(Some(&crate::email::printable(&email))));
             flow.ui.add_message(Some("email"), problem);
-            flow.updated_at = now();
+            flow.updated_at = self.clock.now();
             self.store.update_flow(&flow).await?;
             return Ok(VerificationOutcome::Rejected(flow));
         }
@@ -219,7 +225,7 @@ impl VerificationService {
         });
         self.store_code(&flow, &address, target).await?;
         show_code_form(&mut flow, &address);
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(VerificationOutcome::Updated(flow))
     }
@@ -239,12 +245,14 @@ impl VerificationService {
         target: Option<(&Identity, &VerifiableAddress)>,
     ) -> Result<bool, FlowError> {
         let send = self.limits.admit_code_mail(CodePurpose::Verification, address).await?;
+        let at = self.clock.now();
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Verification,
             target.map(|(i, _)| i.id),
             address,
             None,
+            at,
         );
         let mut data = Map::new();
         data.insert("To".into(), json!(address));
@@ -262,10 +270,10 @@ impl VerificationService {
                 data.insert("VerificationURL".into(), json!(link));
                 data.insert("ExpiresInMinutes".into(), json!(self.settings.codes.lifespan.num_minutes()));
                 data.insert("Identity".into(), json!({ "id": identity.id, "traits": identity.traits }));
-                Some(code::render(self.renderer.as_ref(), address, "verification_code_valid", &data)?)
+                Some(code::render(self.renderer.as_ref(), address, "verification_code_valid", &data, at)?)
             }
             None if self.settings.notify_unknown_recipients => {
-                Some(code::render(self.renderer.as_ref(), address, "verification_code_invalid", &data)?)
+                Some(code::render(self.renderer.as_ref(), address, "verification_code_invalid", &data, at)?)
             }
             None => None,
         };
@@ -276,7 +284,9 @@ impl VerificationService {
         self.store.create_code(&stored, message.as_ref()).await?;
         match target {
             Some((identity, a)) if !a.verified && a.status == AddressStatus::Pending => {
-                self.store.set_address_status(identity.id, a.id, AddressStatus::Sent, now()).await?;
+                self.store
+                    .set_address_status(identity.id, a.id, AddressStatus::Sent, self.clock.now())
+                    .await?;
                 Ok(true)
             }
             _ => Ok(false),
@@ -284,8 +294,11 @@ impl VerificationService {
     }
 
     async fn check_code(&self, mut flow: Flow, code: String) -> Result<VerificationOutcome, FlowError> {
-        let check =
-            self.settings.codes.check(self.store.as_ref(), CodePurpose::Verification, &flow, &code).await?;
+        let check = self
+            .settings
+            .codes
+            .check(self.store.as_ref(), CodePurpose::Verification, &flow, &code, self.clock.now())
+            .await?;
         let found = match check {
             CodeCheck::Right(found) => found,
             CodeCheck::Wrong => return self.wrong_code(flow).await,
@@ -310,7 +323,9 @@ impl VerificationService {
         let Some(address) = address else {
             return self.wrong_code(flow).await;
         };
-        self.store.set_address_status(identity_id, address.id, AddressStatus::Completed, now()).await?;
+        self.store
+            .set_address_status(identity_id, address.id, AddressStatus::Completed, self.clock.now())
+            .await?;
 
         let continue_to = flow.return_to.clone().unwrap_or_else(|| self.settings.return_url.clone());
         flow.state = FlowState::Verification(VerificationState::PassedChallenge);
@@ -318,14 +333,14 @@ impl VerificationService {
         flow.ui.method = "GET".into();
         flow.ui.nodes.push(Node::anchor(Group::Code, "continue", &continue_to, text::label_continue()));
         flow.ui.messages.push(text::verified());
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(VerificationOutcome::Verified(flow))
     }
 
     async fn wrong_code(&self, mut flow: Flow) -> Result<VerificationOutcome, FlowError> {
         flow.ui.messages.push(text::verification_code_invalid());
-        flow.updated_at = now();
+        flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(VerificationOutcome::Updated(flow))
     }
@@ -366,7 +381,7 @@ impl VerificationService {
             // Keep the caller's copy in step with the row.
             let address = &mut identity.verifiable_addresses[index];
             address.status = AddressStatus::Sent;
-            address.updated_at = now();
+            address.updated_at = self.clock.now();
         }
         Ok(Some(flow))
     }
@@ -381,8 +396,8 @@ impl VerificationService {
         replacement.ui.messages.push(message);
         self.store.create_flow(&replacement).await?;
         // The old flow is spent.
-        old.expires_at = now();
-        old.updated_at = now();
+        old.expires_at = self.clock.now();
+        old.updated_at = self.clock.now();
         self.store.update_flow(&old).await?;
         Ok(VerificationOutcome::Replaced { replacement: Box::new(replacement), reason })
     }

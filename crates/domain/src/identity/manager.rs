@@ -18,7 +18,7 @@ use super::patch::{self, PatchError};
 use crate::courier::{Message, RenderError};
 use crate::schema::{SchemaError, SchemaRegistry, TraitFacts};
 use crate::store::{IdentityQuery, Store, StoreError};
-use crate::time::now;
+use crate::time::Clock;
 
 /// How a password arrives: in clear (hashed here) or already hashed (import).
 pub enum PasswordInput {
@@ -122,13 +122,19 @@ impl From<HashError> for IdentityError {
 #[derive(Clone)]
 pub struct IdentityManager {
     store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
     schemas: Arc<SchemaRegistry>,
     hasher: PasswordHasher,
 }
 
 impl IdentityManager {
-    pub fn new(store: Arc<dyn Store>, schemas: Arc<SchemaRegistry>, hasher: PasswordHasher) -> Self {
-        Self { store, schemas, hasher }
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        schemas: Arc<SchemaRegistry>,
+        hasher: PasswordHasher,
+    ) -> Self {
+        Self { store, clock, schemas, hasher }
     }
 
     pub fn schemas(&self) -> &SchemaRegistry {
@@ -140,7 +146,7 @@ impl IdentityManager {
         let schema_id = new.schema_id.unwrap_or_else(|| self.schemas.default_id().to_string());
         let facts = self.schemas.validate_traits(&schema_id, &new.traits)?;
         let hashed = self.hash(new.password).await?;
-        let at = now();
+        let at = self.clock.now();
         let state = new.state.unwrap_or_default();
         let mut identity = Identity {
             id: Uuid::new_v4(),
@@ -221,7 +227,7 @@ impl IdentityManager {
         )?;
         let facts = self.schemas.validate_traits(&update.schema_id, &update.traits)?;
         let hashed = self.hash(update.password).await?;
-        let at = now();
+        let at = self.clock.now();
         let before = notify.is_some().then(|| current.clone());
         let mut identity = current;
         if identity.state != update.state {

@@ -59,7 +59,14 @@ async fn render(
     expand: &Expand,
 ) -> Result<Value, ApiError> {
     let identity = if expand.identity { identity(state, session.identity_id).await? } else { None };
-    let view = views::session(session, identity.as_ref(), &state.urls, Audience::Admin, expand.devices);
+    let view = views::session(
+        session,
+        identity.as_ref(),
+        &state.urls,
+        Audience::Admin,
+        expand.devices,
+        state.clock.now(),
+    );
     serde_json::to_value(view).map_err(ApiError::internal)
 }
 
@@ -147,9 +154,10 @@ async fn list_of_identity(
         ..Default::default()
     };
     let (sessions, total) = state.sessions.list(&query).await?;
+    let now = state.clock.now();
     let body: Vec<_> = sessions
         .iter()
-        .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Admin, true))
+        .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Admin, true, now))
         .collect();
     let mut response = Json(body).into_response();
     page.headers(uri.path(), &params, total, response.headers_mut());

@@ -342,7 +342,7 @@ pub async fn fetch(
             return Err(csrf_violation("The anti-CSRF cookie does not belong to this flow."));
         }
     }
-    if flow.is_expired() {
+    if flow.is_expired(state.clock.now()) {
         let init = format!(
             "{}/self-service/{}/{}",
             state.urls.public,
@@ -374,7 +374,8 @@ pub fn flow_failure(error: FlowError) -> ApiError {
     match error {
         FlowError::NotFound => ApiError::not_found("The requested resource could not be found"),
         FlowError::Expired { expired_at, replacement } => {
-            let ago = latchkey_domain::time::now() - expired_at;
+            // The replacement was made when the expiry was noticed, by the domain's clock.
+            let ago = replacement.issued_at - expired_at;
             let mut e = ApiError::new(StatusCode::GONE, "self-service flow expired")
                 .with_id("self_service_flow_expired")
                 .with_reason(format!(

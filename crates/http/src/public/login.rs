@@ -148,8 +148,14 @@ async fn submit(
             return Err(error);
         }
     };
-    let session =
-        views::session(&issued.session, Some(&identity), &state.urls, views::Audience::Public, true);
+    let session = views::session(
+        &issued.session,
+        Some(&identity),
+        &state.urls,
+        views::Audience::Public,
+        true,
+        state.clock.now(),
+    );
     // `null` unless the show_verification_ui hook names a flow a code went out in.
     let show_verification = verification
         .filter(|_| state.web.login_shows_verification)
@@ -164,7 +170,7 @@ async fn submit(
     let max_age = state
         .web
         .session_cookie_persistent
-        .then(|| (issued.session.expires_at - latchkey_domain::time::now()).num_seconds());
+        .then(|| (issued.session.expires_at - state.clock.now()).num_seconds());
     let cookie = cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
     let response = if wants_json(&headers) { Json(body).into_response() } else { flows::see_other(&target) };
     Ok(flows::with_cookie(response, Some(cookie)))

@@ -156,7 +156,7 @@ async fn answer(
             let max_age = state
                 .web
                 .session_cookie_persistent
-                .then(|| (issued.session.expires_at - latchkey_domain::time::now()).num_seconds());
+                .then(|| (issued.session.expires_at - state.clock.now()).num_seconds());
             let cookie =
                 cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
             let response = if wants_json(headers) {

@@ -113,9 +113,16 @@ async fn submit(
     let mut body = Registered {
         continue_with: Vec::new(),
         identity: views::identity(&identity, &state.urls, Audience::Public, &CredentialsView::Omit),
-        session: issued
-            .as_ref()
-            .map(|i| views::session(&i.session, Some(&identity), &state.urls, Audience::Public, true)),
+        session: issued.as_ref().map(|i| {
+            views::session(
+                &i.session,
+                Some(&identity),
+                &state.urls,
+                Audience::Public,
+                true,
+                state.clock.now(),
+            )
+        }),
         session_token: None,
     };
     if flow.flow_type == FlowType::Api {
@@ -132,7 +139,7 @@ async fn submit(
         let max_age = state
             .web
             .session_cookie_persistent
-            .then(|| (i.session.expires_at - latchkey_domain::time::now()).num_seconds());
+            .then(|| (i.session.expires_at - state.clock.now()).num_seconds());
         cookies::set(&state.web.cookies, &state.web.session_cookie_name, &i.token, max_age)
     });
     let response = if wants_json(&headers) {

@@ -43,7 +43,8 @@ async fn whoami(State(state): State<AppState>, request: Request) -> Result<Respo
     // most of what a cached whoami would otherwise cost. The entry is
     // replaced, never changed, when the session or identity changes.
     let body = hit.rendered(|session, identity| {
-        let view = views::session(session, Some(identity), &state.urls, Audience::Public, true);
+        let view =
+            views::session(session, Some(identity), &state.urls, Audience::Public, true, state.clock.now());
         serde_json::to_vec(&view).expect("a JSON value serialises")
     });
     let mut response =
@@ -72,9 +73,10 @@ async fn list_mine(
         ..Default::default()
     };
     let (sessions, total) = state.sessions.list(&query).await?;
+    let now = state.clock.now();
     let body: Vec<_> = sessions
         .iter()
-        .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Public, true))
+        .map(|s| views::session(s, Some(&identity), &state.urls, Audience::Public, true, now))
         .collect();
     let mut response = Json(body).into_response();
     page.headers(uri.path(), &params, total, response.headers_mut());

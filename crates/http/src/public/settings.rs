@@ -128,7 +128,7 @@ async fn fetch(
             return Err(flows::csrf_violation("The anti-CSRF cookie does not belong to this flow."));
         }
     }
-    if flow.is_expired() {
+    if flow.is_expired(state.clock.now()) {
         return Err(ApiError::new(StatusCode::GONE, "self-service flow expired")
             .with_reason("The self-service flow expired; initialize a new one."));
     }

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
-use latchkey_domain::flow::verification::{VerificationOutcome, VerificationService, VerificationSubmission};
+use latchkey_domain::flow::verification::{VerificationOutcome, VerificationSubmission};
 use latchkey_domain::flow::{FlowError, FlowKind, FlowType};
 use latchkey_domain::text;
 use serde_json::json;
@@ -66,7 +66,7 @@ async fn follow_link(
     let flow = state.flows.load(id, FlowKind::Verification).await.map_err(flows::flow_failure)?;
     let location = format!("{}?flow={}", state.web.verification_ui_url, flow.id);
     let code = params.first("code").filter(|c| !c.is_empty());
-    let Some(code) = code.filter(|_| VerificationService::awaits_code(&flow)) else {
+    let Some(code) = code.filter(|_| state.verification.awaits_code(&flow)) else {
         return Ok(flows::see_other(&location));
     };
     let (csrf_hash, set_cookie) = match flow.flow_type {

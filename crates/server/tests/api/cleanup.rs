@@ -9,10 +9,11 @@ use std::process::Command;
 use std::time::Duration;
 
 use latchkey_domain::store::CodePurpose;
+use latchkey_domain::time::Clock;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, code_for, native_flow, spawn_app_on_with, spawn_app_with, submit_registration,
+    Backend, PASSWORD, TestApp, code_for, native_flow, spawn_app_beside, spawn_app_with, submit_registration,
 };
 use crate::on_both_databases;
 
@@ -78,15 +79,18 @@ async fn messages_to(app: &TestApp, to: &str) -> Vec<Value> {
 }
 
 async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
-    // Codes and sign-in flows die within a second; the rest lives for hours.
+    // `cleanup sql` judges by the wall clock, and the servers' clock runs
+    // half an hour behind it: what they make for less than that (codes live
+    // 15 minutes, sign-in flows 10 here) has expired by the time the CLI
+    // looks, and the rest (other flows an hour, sessions a day) lives on.
     // The servers' own periodic cleanup is off, so only the CLI cleans here.
     let short_lived = |c: &mut latchkey::config::Config| {
         c.selfservice.flows.recovery.enabled = true;
-        c.selfservice.methods.code.config.lifespan = "1s".parse().unwrap();
-        c.selfservice.flows.login.lifespan = "1s".parse().unwrap();
+        c.selfservice.flows.login.lifespan = "10m".parse().unwrap();
         c.database.cleanup.interval = "0s".parse().unwrap();
     };
     let app = spawn_app_with(backend, short_lived).await;
+    app.clock.set_offset(-chrono::Duration::minutes(30));
     let owner = "cleanup-owner@example.com";
     let signed_in = submit_registration(&app, json!({ "email": owner }), PASSWORD).await;
     let live_token = signed_in["session_token"].as_str().unwrap().to_string();
@@ -101,7 +105,7 @@ async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
     // A code mailed and delivered (by a second server that has SMTP), then a wrong guess.
     let recovery = recover(&app, owner).await;
     let (port, received) = latchkey_courier::test_smtp::start_server(false);
-    let courier = spawn_app_on_with(&app.dsn, |c| {
+    let courier = spawn_app_beside(&app, |c| {
         short_lived(c);
         c.courier.smtp.connection_uri = format!("smtp://127.0.0.1:{port}/?disable_starttls=true");
     })
@@ -123,8 +127,6 @@ async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
     assert_eq!(guess.status(), 200);
     // Another code, whose mail stays queued: no server here sends mail.
     recover(&app, owner).await;
-    // Let the codes and the sign-in flow expire.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cleanup.yml");
@@ -174,7 +176,7 @@ async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
     assert_eq!(queued[0]["status"], "queued");
     assert!(queued[0]["body"].as_str().unwrap().contains("code"));
     let (store, _) = latchkey::startup::open_store(&app.dsn).await.unwrap();
-    let since = latchkey_domain::time::now() - chrono::Duration::hours(1);
+    let since = app.clock.now() - chrono::Duration::hours(1);
     assert_eq!(store.count_code_failures(CodePurpose::Recovery, owner, since).await.unwrap(), 1);
     store.close().await;
     // Nothing is due twice.
@@ -183,7 +185,7 @@ async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
 
 async fn serve_cleans_up_periodically(backend: Backend) {
     let app = spawn_app_with(backend, |c| {
-        c.selfservice.flows.login.lifespan = "1s".parse().unwrap();
+        c.selfservice.flows.login.lifespan = "10m".parse().unwrap();
         c.database.cleanup.interval = "1s".parse().unwrap();
         c.database.cleanup.sleep.tables = "0s".parse().unwrap();
         c.database.cleanup.older_than = "0s".parse().unwrap();
@@ -196,6 +198,8 @@ async fn serve_cleans_up_periodically(backend: Backend) {
     let flow_url = |kind: &str, flow: &Value| {
         app.public_path(&format!("/self-service/{kind}/flows?id={}", flow["id"].as_str().unwrap()))
     };
+    // Past the sign-in flow's life; the registration flow lives an hour.
+    app.clock.advance(Duration::from_secs(11 * 60));
 
     // The expired sign-in flow is answered as expired until a run deletes it.
     let mut status = 0;

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use latchkey_courier::test_smtp::{Received, start_server, start_server_on};
 use latchkey_domain::courier::{Dispatch, Message, MessageStatus, Rendered};
+use latchkey_domain::time::{Clock, SystemClock};
 use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp, TestDatabase, spawn_app_on_with, spawn_app_with};
@@ -30,7 +31,7 @@ fn message(to: &str) -> Message {
         text: "Use 482913 to recover your account.".into(),
         html: Some("<p>Use <b>482913</b></p>".into()),
     };
-    Message::new(to, rendered, "recovery_code_valid")
+    Message::new(to, rendered, "recovery_code_valid", SystemClock.now())
 }
 
 /// Puts a message in the outbox through a second handle on the app's database.
@@ -277,10 +278,12 @@ async fn code_mail_is_abandoned_once_its_code_expired(backend: Backend) {
     let port = closed_port();
     let app = spawn_app_with(backend, |c| c.courier.smtp.connection_uri = smtp_uri(port)).await;
     let expiring = Message {
-        code_expires_at: Some(latchkey_domain::time::now() + chrono::Duration::seconds(3)),
+        code_expires_at: Some(app.clock.now() + chrono::Duration::minutes(15)),
         ..message("expiring@example.com")
     };
     enqueue(&app, &expiring).await;
+    wait_until(&app.dsn, expiring.id, "a retry", |m| m.send_count >= 2).await;
+    app.clock.advance(Duration::from_secs(16 * 60));
     wait_for(&app, expiring.id, "abandoned").await;
     let (_, dispatches) = load(&app.dsn, expiring.id).await;
     assert!(dispatches.len() >= 2, "retried while the code lived: {dispatches:?}");
@@ -290,7 +293,7 @@ async fn code_mail_is_abandoned_once_its_code_expired(backend: Backend) {
     let (port, received) = start_server(false);
     let app = spawn_app_with(backend, |c| c.courier.smtp.connection_uri = smtp_uri(port)).await;
     let dead = Message {
-        code_expires_at: Some(latchkey_domain::time::now() - chrono::Duration::seconds(1)),
+        code_expires_at: Some(app.clock.now() - chrono::Duration::seconds(1)),
         ..message("dead-code@example.com")
     };
     enqueue(&app, &dead).await;
@@ -332,7 +335,7 @@ async fn mail_outlives_an_outage_and_a_killed_server(backend: Backend) {
     let (store, _) = latchkey::startup::open_store(&dsn).await.unwrap();
     store.migrate().await.unwrap();
     let recovery = Message {
-        code_expires_at: Some(latchkey_domain::time::now() + chrono::Duration::hours(1)),
+        code_expires_at: Some(SystemClock.now() + chrono::Duration::hours(1)),
         ..message("outlives@example.com")
     };
     store.enqueue_message(&recovery).await.unwrap();
@@ -378,7 +381,7 @@ async fn a_backlog_goes_out_on_several_connections_in_order_per_recipient(backen
     for n in 0..48 {
         let to = if n % 6 == 0 { "same@example.com".to_string() } else { format!("many-{n}@example.com") };
         let rendered = Rendered { subject: format!("message {n}"), text: format!("body {n}"), html: None };
-        let message = Message::new(&to, rendered, "recovery_code_valid");
+        let message = Message::new(&to, rendered, "recovery_code_valid", queueing.clock.now());
         enqueue(&queueing, &message).await;
         queued.push(message);
     }

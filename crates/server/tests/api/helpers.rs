@@ -1,11 +1,12 @@
 //! Starts a real server per test and hands out clients for it.
 
 use std::path::PathBuf;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use latchkey::config::{Config, Hook, SchemaEntry};
 use latchkey::startup::Application;
 use latchkey_courier::test_smtp::{Received, start_server};
+use latchkey_domain::time::TestClock;
 use latchkey_store_tests::postgres::{FreshDatabase, fresh_database};
 use ory_kratos_client::apis::configuration::Configuration;
 use ory_kratos_client::apis::identity_api;
@@ -109,6 +110,8 @@ pub struct TestApp {
     pub public: Configuration,
     /// Where this server keeps its data, for a second server on the same database.
     pub dsn: String,
+    /// The server's clock: `app.clock.advance(d)` moves it past lifespans and windows.
+    pub clock: Arc<TestClock>,
     /// The server's hasher, for counting the verifications it ran.
     hasher: latchkey_hash::PasswordHasher,
     stop: Option<oneshot::Sender<()>>,
@@ -129,7 +132,7 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Config)) 
         store.migrate().await.unwrap();
         store.close().await;
     }
-    start(dsn, Some(db), adjust).await
+    start(dsn, Some(db), Arc::default(), adjust).await
 }
 
 /// Another server on an existing database (the first keeps it alive).
@@ -139,13 +142,23 @@ pub async fn spawn_app_on(dsn: &str) -> TestApp {
 
 /// [`spawn_app_on`] with the configuration adjusted.
 pub async fn spawn_app_on_with(dsn: &str, adjust: impl FnOnce(&mut Config)) -> TestApp {
-    start(dsn.to_string(), None, adjust).await
+    start(dsn.to_string(), None, Arc::default(), adjust).await
 }
 
-async fn start(dsn: String, db: Option<TestDatabase>, adjust: impl FnOnce(&mut Config)) -> TestApp {
+/// Another server on `app`'s database that reads `app`'s clock.
+pub async fn spawn_app_beside(app: &TestApp, adjust: impl FnOnce(&mut Config)) -> TestApp {
+    start(app.dsn.clone(), None, app.clock.clone(), adjust).await
+}
+
+async fn start(
+    dsn: String,
+    db: Option<TestDatabase>,
+    clock: Arc<TestClock>,
+    adjust: impl FnOnce(&mut Config),
+) -> TestApp {
     let mut config = test_config(&dsn);
     adjust(&mut config);
-    let app = Application::build(&config).await.expect("server starts");
+    let app = Application::build_with_clock(&config, clock.clone()).await.expect("server starts");
     let hasher = app.password_hasher();
     let public_url = format!("http://{}", app.public_addr());
     let admin_url = format!("http://{}", app.admin_addr());
@@ -172,6 +185,7 @@ async fn start(dsn: String, db: Option<TestDatabase>, adjust: impl FnOnce(&mut C
         admin_url,
         http: client(reqwest::redirect::Policy::none()),
         dsn,
+        clock,
         hasher,
         stop: Some(stop),
         server: Some(server),
@@ -190,7 +204,8 @@ impl TestApp {
         }
     }
 
-    /// Stops the server and starts a new one on the same database, configured afresh.
+    /// Stops the server and starts a new one on the same database, configured
+    /// afresh, on the same clock (time does not go back).
     pub async fn restart(mut self, adjust: impl FnOnce(&mut Config)) -> TestApp {
         let db = self._db.take();
         if let Some(stop) = self.stop.take() {
@@ -199,7 +214,7 @@ impl TestApp {
         if let Some(server) = self.server.take() {
             server.await.unwrap().unwrap();
         }
-        start(self.dsn.clone(), db, adjust).await
+        start(self.dsn.clone(), db, self.clock.clone(), adjust).await
     }
 
     /// Password verifications the server has run (dummy ones included).

@@ -7,6 +7,7 @@ use chrono::Duration;
 use latchkey::config::Config;
 use latchkey_domain::flow::login_throttle::{IDENTIFIER_BUCKET, identifier_subject};
 use latchkey_domain::store::RateWindow;
+use latchkey_domain::time::Clock;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -285,7 +286,7 @@ async fn successes_do_not_count_against_the_address(backend: Backend) {
 /// as if the identifier had been failing for a while.
 async fn seed_failures(app: &TestApp, identifier: &str, failures: usize) {
     let (store, _) = latchkey::startup::open_store(&app.dsn).await.unwrap();
-    let at = latchkey_domain::time::now() - Duration::minutes(30);
+    let at = app.clock.now() - Duration::minutes(30);
     let window = [RateWindow {
         bucket: IDENTIFIER_BUCKET,
         subject: identifier_subject(identifier),
@@ -324,7 +325,7 @@ async fn the_right_password_gets_in_once_the_lock_ends(backend: Backend) {
     assert_eq!(refused.status(), 429);
     let wait = retry_after(&refused);
     assert_eq!(wait, 1, "500 ms, rounded up");
-    tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+    app.clock.advance(std::time::Duration::from_secs(wait));
     let response = attempt(&app, "patient@example.com", PASSWORD, None).await;
     assert_eq!(response.status(), 200);
     let done: Value = response.json().await.unwrap();

@@ -283,12 +283,13 @@ async fn a_collector_that_is_down_costs_requests_nothing() {
 #[tokio::test]
 async fn courier_watch_exports_its_sends() {
     use latchkey_domain::courier::{Message, Rendered};
+    use latchkey_domain::time::{Clock, SystemClock};
     let (smtp_port, delivered) = latchkey_courier::test_smtp::start_server(false);
     let (_db, dsn) = TestDatabase::new(Backend::Sqlite).await;
     let (store, _) = latchkey::startup::open_store(&dsn).await.unwrap();
     store.migrate().await.unwrap();
     let rendered = Rendered { subject: "Your code is 482913".into(), text: "Use 482913.".into(), html: None };
-    let queued = Message::new("watched@example.com", rendered, "recovery_code_valid");
+    let queued = Message::new("watched@example.com", rendered, "recovery_code_valid", SystemClock.now());
     store.enqueue_message(&queued).await.unwrap();
     store.close().await;
 
