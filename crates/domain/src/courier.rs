@@ -421,7 +421,10 @@ impl Dispatcher {
         tokio::pin!(stop);
         loop {
             let busy = match self.dispatch_due().await {
-                Ok(n) => n as u32 == self.batch,
+                Ok(n) => {
+                    self.recorder.dispatch_round();
+                    n as u32 == self.batch
+                }
                 Err(e) => {
                     tracing::error!(error = %e, "the courier could not read the outbox");
                     false

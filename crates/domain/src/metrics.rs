@@ -15,6 +15,9 @@ pub trait Recorder: Send + Sync {
     fn mail_failed(&self) {}
     /// A message was given up for good.
     fn mail_abandoned(&self) {}
+    /// The dispatcher finished a round: it claimed what was due in the
+    /// outbox (a batch at most) and tried each message.
+    fn dispatch_round(&self) {}
 }
 
 /// Records nothing: the default until a registry is attached.

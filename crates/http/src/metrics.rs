@@ -178,6 +178,7 @@ pub struct Metrics {
     mail_sent: Counter,
     mail_failed: Counter,
     mail_abandoned: Counter,
+    dispatch_rounds: Counter,
     delivery_seconds: Histogram,
     courier_queue: Family<StateLabel, Gauge>,
     hash_wait_seconds: Histogram,
@@ -276,6 +277,12 @@ impl Metrics {
             "Emails this process gave up on",
             mail_abandoned.clone(),
         );
+        let dispatch_rounds = Counter::default();
+        registry.register(
+            "courier_dispatch_rounds",
+            "Rounds in which this process's courier read the outbox and tried what was due",
+            dispatch_rounds.clone(),
+        );
         let delivery_seconds = Histogram::new(DELIVERY_BUCKETS);
         registry.register(
             "courier_delivery_latency_seconds",
@@ -344,6 +351,7 @@ impl Metrics {
             mail_sent,
             mail_failed,
             mail_abandoned,
+            dispatch_rounds,
             delivery_seconds,
             courier_queue,
             hash_wait_seconds,
@@ -449,6 +457,10 @@ impl Recorder for Metrics {
 
     fn mail_abandoned(&self) {
         self.mail_abandoned.inc();
+    }
+
+    fn dispatch_round(&self) {
+        self.dispatch_rounds.inc();
     }
 }
 

@@ -222,6 +222,24 @@ impl TestApp {
         self.hasher.verifications()
     }
 
+    /// Password hashes (and verifications) running right now: nonzero
+    /// while a request is busy hashing.
+    pub fn hashes_running(&self) -> usize {
+        self.hasher.running()
+    }
+
+    /// The outbox's messages to `to`, oldest first, as the admin API lists
+    /// them. Flows queue their mail before they answer, so once a request
+    /// is answered this is everything it will ever send.
+    pub async fn outbox(&self, to: &str) -> Vec<Value> {
+        self.get_json(&self.admin_path(&format!("/admin/courier/messages?recipient={to}"))).await
+    }
+
+    /// Where this server's metrics are scraped.
+    pub fn metrics_url(&self) -> String {
+        self.admin_path("/metrics/prometheus")
+    }
+
     /// `GET /sessions/whoami` with the session token in `X-Session-Token`.
     pub async fn whoami(&self, token: &str) -> reqwest::Response {
         self.http
@@ -392,6 +410,42 @@ pub async fn code_for(received: &std::sync::Mutex<Vec<Received>>, to: &str, nth:
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
     panic!("no email for {to}");
+}
+
+/// Waits (bounded) until `done` holds, checking every few milliseconds.
+pub async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "{what} never happened");
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+}
+
+/// Rounds the courier scraped at `metrics` has finished
+/// (`latchkey_courier_dispatch_rounds_total`).
+pub async fn dispatch_rounds(http: &reqwest::Client, metrics: &str) -> u64 {
+    let body = http.get(metrics).send().await.unwrap().text().await.unwrap();
+    let total = body.lines().find_map(|l| l.strip_prefix("latchkey_courier_dispatch_rounds_total "));
+    total.unwrap_or_else(|| panic!("no dispatch rounds in:\n{body}")).parse().unwrap()
+}
+
+/// Waits (bounded) until each courier scraped at `metrics` has finished a
+/// round that began after this call. A courier's rounds follow one
+/// another, so every send any of them had started is done and recorded,
+/// and each has read the outbox since.
+pub async fn dispatchers_caught_up(http: &reqwest::Client, metrics: &[String]) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    // The round in progress now may have begun earlier; the one after it did not.
+    let mut targets = Vec::new();
+    for url in metrics {
+        targets.push(dispatch_rounds(http, url).await + 2);
+    }
+    for (url, target) in metrics.iter().zip(targets) {
+        while dispatch_rounds(http, url).await < target {
+            assert!(std::time::Instant::now() < deadline, "the courier at {url} stopped dispatching");
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+    }
 }
 
 /// The names of a flow's nodes, in order.

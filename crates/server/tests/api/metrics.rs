@@ -300,6 +300,7 @@ async fn courier_watch_exports_what_it_delivered(backend: Backend) {
     assert_eq!(must(&body, "latchkey_courier_delivery_latency_seconds_count"), MAILS as f64);
     assert_eq!(must(&body, "latchkey_courier_delivery_failures_total"), 0.0);
     assert_eq!(must(&body, "latchkey_courier_messages_abandoned_total"), 0.0);
+    assert!(must(&body, "latchkey_courier_dispatch_rounds_total") >= 1.0, "{body}");
     let idle = must(&body, "latchkey_db_pool_connections{state=\"idle\"}");
     let in_use = must(&body, "latchkey_db_pool_connections{state=\"in_use\"}");
     let max = must(&body, "latchkey_db_pool_max_connections");

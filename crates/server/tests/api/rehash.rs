@@ -3,13 +3,13 @@
 //! deactivation or password change made while the login was hashing stands.
 //! The server hashes with argon2; identities are imported with bcrypt hashes.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use latchkey::config::{Config, HashAlgorithm};
 use latchkey_hash::{HasherConfig, hash_password, verify_password};
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, TestApp, login, spawn_app_with};
+use crate::helpers::{Backend, TestApp, eventually, login, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -136,10 +136,17 @@ async fn rehash_never_undoes_a_concurrent_admin_change(backend: Backend) {
             let email = format!("race-{change:?}-{attempt}@example.com").to_lowercase();
             let id = import(&app, &email, &bcrypt4(OLD_PASSWORD)).await;
             let before = identity(&app, &id).await;
+            let checks = app.hash_checks();
             let (login_result, admin_done) = tokio::join!(
                 async { login(&app, &email, OLD_PASSWORD).await.map(|_| Instant::now()) },
                 async {
-                    tokio::time::sleep(Duration::from_millis(150)).await;
+                    // The login has checked the password and the hasher is
+                    // busy: almost always with the slow rehash, as checking
+                    // the bcrypt hash takes a millisecond. A write that lands
+                    // during the check instead refuses the login, which then
+                    // does not count as a race below.
+                    let hashing = || app.hash_checks() > checks && app.hashes_running() > 0;
+                    eventually("the login hashing", hashing).await;
                     apply(&app, &id, change, &email).await;
                     Instant::now()
                 },
@@ -198,16 +205,17 @@ async fn a_change_made_while_the_password_is_checked_refuses_the_login(backend: 
         for attempt in 0..4 {
             let email = format!("check-{change:?}-{attempt}@example.com").to_lowercase();
             let id = create(&app, &email).await;
-            let started = Instant::now();
-            let (login_result, admin_done) =
+            let checks = app.hash_checks();
+            let (login_result, landed_mid_check) =
                 tokio::join!(async { login(&app, &email, OLD_PASSWORD).await.map(|_| ()) }, async {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    // The login's password check is running (no other hash is).
+                    let checking = || app.hash_checks() > checks && app.hashes_running() > 0;
+                    eventually("the login's password check", checking).await;
                     apply(&app, &id, change, &email).await;
-                    Instant::now()
+                    app.hashes_running() > 0
                 },);
-            let login_done = Instant::now();
             // Only a login still verifying when the admin's write returned counts.
-            if admin_done - started < Duration::from_millis(400) && login_done > admin_done {
+            if landed_mid_check {
                 assert!(login_result.is_err(), "{change:?}: the login must not pass on the identity it read");
                 let sessions = app
                     .http

@@ -23,8 +23,8 @@ use latchkey_courier::test_smtp::{Received, start_server};
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, PASSWORD, TestApp, code_for, create_identity, native_flow, quickstart_schema, spawn_app_on_with,
-    spawn_app_with,
+    Backend, PASSWORD, TestApp, code_for, create_identity, dispatchers_caught_up, native_flow,
+    quickstart_schema, spawn_app_on_with, spawn_app_with,
 };
 use crate::on_both_databases;
 
@@ -84,10 +84,15 @@ fn smtp_uri(port: u16) -> String {
 }
 
 /// A `latchkey courier watch` process (the real binary), killed when dropped.
-struct Watcher(Child);
+struct Watcher {
+    child: Child,
+    /// Its `/metrics/prometheus`, to see its rounds.
+    metrics: String,
+}
 
 impl Watcher {
     fn start(dir: &Path, name: &str, dsn: &str, smtp: u16) -> Watcher {
+        let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let config = dir.join(format!("{name}.yml"));
         // The whole configuration, as `serve` would read it, not just the courier's part.
         let yaml = format!(
@@ -99,31 +104,31 @@ impl Watcher {
         std::fs::write(&config, yaml).unwrap();
         let log = std::fs::File::create(dir.join(format!("{name}.log"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
-            .args(["courier", "watch", "-c"])
+            .args(["courier", "watch", "--expose-metrics-port", &port.to_string(), "-c"])
             .arg(&config)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
             .spawn()
             .unwrap();
-        Watcher(child)
+        Watcher { child, metrics: format!("http://127.0.0.1:{port}/metrics/prometheus") }
     }
 
     /// SIGKILL: no chance to finish the send or give the claim back.
     fn kill(mut self) {
-        self.0.kill().unwrap();
-        self.0.wait().unwrap();
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     fn assert_running(&mut self) {
-        assert!(self.0.try_wait().unwrap().is_none(), "courier watch exited early");
+        assert!(self.child.try_wait().unwrap().is_none(), "courier watch exited early");
     }
 }
 
 impl Drop for Watcher {
     fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -292,6 +297,9 @@ async fn recoveries_across_two_servers(backend: Backend) {
         assert!(drained.elapsed() < DRAIN, "{} of {expected} mails arrived", received.lock().unwrap().len());
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // A second copy of any of them would have been sent by now.
+    let couriers = [apps[0].metrics_url(), apps[1].metrics_url(), watcher.metrics.clone()];
+    dispatchers_caught_up(&apps[0].http, &couriers).await;
     for n in 0..RECOVERIES {
         let outbox = messages(&apps[n % 2], &format!("recipient={}", address(n))).await;
         assert_eq!(outbox.len(), 3, "{outbox:?}");
@@ -434,7 +442,7 @@ async fn a_killed_dispatchers_claim_is_taken_over(backend: Backend) {
     let (port, received) = start_server(false);
     let a = spawn_app_on_with(&first.dsn, |c| shared(c, Some(port))).await;
     let b = spawn_app_on_with(&first.dsn, |c| shared(c, Some(port))).await;
-    let _watcher = Watcher::start(dir.path(), "watch", &first.dsn, port);
+    let watcher = Watcher::start(dir.path(), "watch", &first.dsn, port);
     expire_leases(backend, &first.dsn).await;
     let code = code_for(&received, owner, 0).await;
     let waiting = Instant::now();
@@ -448,6 +456,8 @@ async fn a_killed_dispatchers_claim_is_taken_over(backend: Backend) {
         assert!(waiting.elapsed() < DRAIN, "the message was not marked sent: {message}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    // Had another dispatcher claimed it too, its copy would be in by now.
+    dispatchers_caught_up(&a.http, &[a.metrics_url(), b.metrics_url(), watcher.metrics.clone()]).await;
     assert_eq!(received.lock().unwrap().len(), 1, "sent once");
     let (status, done) = post_recovery(&b, &flow, json!({"method": "code", "code": code})).await;
     assert_eq!((status, done["state"].as_str()), (200, Some("passed_challenge")), "{done}");

@@ -3,12 +3,11 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
 use latchkey::startup::{Application, StartError};
 use serde_json::json;
 
-use crate::helpers::{Backend, TestDatabase, spawn_app_with, test_config};
+use crate::helpers::{Backend, TestDatabase, eventually, spawn_app_with, test_config};
 
 #[tokio::test]
 async fn postgres_refuses_to_serve_until_migrated_by_the_cli() {
@@ -52,7 +51,8 @@ async fn in_flight_requests_finish_on_shutdown(backend: Backend) {
         "credentials": {"password": {"config": {"password": "a-slow-password"}}}
     }));
     let in_flight = tokio::spawn(request.send());
-    tokio::time::sleep(Duration::from_millis(30)).await;
+    // The server is hashing the password: the request is in flight.
+    eventually("the request reaching the hasher", || app.hashes_running() > 0).await;
     app.stop().await;
     let response = in_flight.await.unwrap().unwrap();
     assert_eq!(response.status(), 201);

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
+use axum::http::StatusCode;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
 use opentelemetry_proto::tonic::trace::v1::Span;
@@ -16,7 +17,7 @@ use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, ChildStderr, Command};
 
-use crate::helpers::{Backend, PASSWORD, TestDatabase};
+use crate::helpers::{Backend, PASSWORD, TestDatabase, dispatchers_caught_up};
 use crate::on_both_databases;
 
 on_both_databases!(request_spans_are_exported_under_the_callers_trace);
@@ -27,6 +28,12 @@ struct Received(Arc<Mutex<Vec<Bytes>>>);
 
 /// An OTLP/HTTP receiver: accepts `POST /v1/traces` and keeps the bodies.
 async fn start_collector() -> (String, Received) {
+    start_collector_answering(StatusCode::OK).await
+}
+
+/// A receiver that keeps each body and answers `status` (500: every export
+/// fails, and the exporter does not retry it, so one body is one batch).
+async fn start_collector_answering(status: StatusCode) -> (String, Received) {
     let received = Received::default();
     let kept = received.clone();
     let app = axum::Router::new().route(
@@ -36,7 +43,7 @@ async fn start_collector() -> (String, Received) {
             async move {
                 kept.0.lock().unwrap().push(body);
                 // An empty ExportTraceServiceResponse.
-                ([("content-type", "application/x-protobuf")], Vec::<u8>::new())
+                (status, [("content-type", "application/x-protobuf")], Vec::<u8>::new())
             }
         }),
     );
@@ -250,29 +257,31 @@ async fn request_spans_are_exported_under_the_callers_trace(backend: Backend) {
     assert!(children.contains(&"password.hash"), "{children:?}");
 }
 
-/// A collector that is down: requests are answered as fast as ever, the
-/// failure is logged once (not once per batch), and the stop is prompt.
+/// A collector that fails every export: requests are answered as fast as
+/// ever, the failure is logged once (not once per batch), and the stop is
+/// prompt.
 #[tokio::test]
-async fn a_collector_that_is_down_costs_requests_nothing() {
+async fn a_failing_collector_costs_requests_nothing() {
     let (_db, dsn) = TestDatabase::new(Backend::Sqlite).await;
-    // A port nothing listens on.
-    let closed = {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        listener.local_addr().unwrap().to_string()
-    };
-    let (child, stderr, public) = start(&dsn, &closed).await;
+    let (collector, refused) = start_collector_answering(StatusCode::INTERNAL_SERVER_ERROR).await;
+    let (child, stderr, public) = start(&dsn, &collector).await;
     let http = reqwest::Client::new();
-    // Two export rounds (one every 2s), each with spans to send.
-    for _ in 0..2 {
+    // Two export rounds (one every 2s), each with spans to send, each refused.
+    for round in 1..=2 {
         for _ in 0..5 {
             let started = Instant::now();
             let response = http.get(format!("http://{public}/sessions/whoami")).send().await.unwrap();
             assert_eq!(response.status(), 401);
             assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
         }
-        tokio::time::sleep(Duration::from_millis(2500)).await;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while refused.0.lock().unwrap().len() < round {
+            assert!(Instant::now() < deadline, "export round {round} never came");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
     let log = stop(child, stderr, Duration::from_secs(10)).await;
+    assert!(refused.0.lock().unwrap().len() >= 2);
     let warnings: Vec<&str> = log.lines().filter(|l| l.contains("could not send spans")).collect();
     assert_eq!(warnings.len(), 1, "{log}");
     assert!(warnings[0].contains("\"level\":\"WARN\""), "{log}");
@@ -296,8 +305,9 @@ async fn courier_watch_exports_its_sends() {
     let (collector, received) = start_collector().await;
     let config =
         std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut child = binary()
-        .args(["courier", "watch", "--dev", "-c"])
+        .args(["courier", "watch", "--dev", "--expose-metrics-port", &metrics_port.to_string(), "-c"])
         .arg(&config)
         .env("DSN", &dsn)
         .env("COURIER_SMTP_CONNECTION_URI", format!("smtp://127.0.0.1:{smtp_port}/?disable_starttls=true"))
@@ -315,8 +325,10 @@ async fn courier_watch_exports_its_sends() {
         assert!(Instant::now() < deadline, "the watcher delivers the queued message");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // A few more polls of the outbox, which must not be exported.
-    tokio::time::sleep(Duration::from_millis(1500)).await;
+    // More polls of the outbox, one of them begun after the send: none may
+    // be exported.
+    let metrics = format!("http://127.0.0.1:{metrics_port}/metrics/prometheus");
+    dispatchers_caught_up(&reqwest::Client::new(), &[metrics]).await;
     let pid = child.id().unwrap().to_string();
     assert!(Command::new("kill").args(["-TERM", &pid]).status().await.unwrap().success());
     let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await.unwrap().unwrap();
