@@ -598,14 +598,17 @@ fn code_secrets(config: &Config) -> Vec<String> {
     vec![latchkey_domain::session::random_token("")]
 }
 
-/// Browser-facing settings: UI URLs default to pages under the public base
-/// URL; `return_to` is limited to our own origins unless configured.
+/// Browser-facing settings: UI URLs default to the built-in pages under the
+/// public base URL (served when `ui.enabled`, which also makes the welcome
+/// page the default return URL); `return_to` is limited to our own origins
+/// unless configured.
 fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
     let ss = &config.selfservice;
     let or_default = |configured: &str, fallback: String| {
         if configured.is_empty() { fallback } else { configured.to_string() }
     };
-    let default_return = or_default(&ss.default_browser_return_url, format!("{}/", urls.public));
+    let landing = if config.ui.enabled { "/ui/welcome" } else { "/" };
+    let default_return = or_default(&ss.default_browser_return_url, format!("{}{landing}", urls.public));
     let origin = |url: &str| -> String {
         url.split_once("://")
             .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
@@ -673,6 +676,7 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         session_lifespan: lifespan,
         earliest_possible_extend: extend,
         dev: config.dev,
+        pages: config.ui.enabled,
     }
 }
 
