@@ -45,8 +45,8 @@ const STYLE: &str = include_str!("templates/style.css");
 static ENV: LazyLock<Environment<'static>> = LazyLock::new(|| {
     let mut env = Environment::new();
     // Tags leave no blank lines behind.
-    env.set_trim_blocks(true);
-    env.set_lstrip_blocks(true);
+    let syntax = minijinja::syntax::SyntaxConfig::builder().trim_blocks(true).lstrip_blocks(true).build();
+    env.set_syntax(syntax.expect("the default delimiters are valid"));
     for (name, source) in TEMPLATES {
         env.add_template(name, source).expect("the built-in templates parse");
     }
