@@ -712,4 +712,27 @@ mod tests {
             |m: &[(i64, &str, &str)]| m.iter().map(|(v, n, _)| (*v, n.to_string())).collect::<Vec<_>>();
         assert_eq!(names(latchkey_store_sqlite::MIGRATIONS), names(latchkey_store_postgres::MIGRATIONS));
     }
+
+    /// With the pages on, browsers land on the welcome page unless a
+    /// return URL is configured; the flows' UI URLs are the pages either way.
+    #[test]
+    fn the_pages_make_the_welcome_page_the_default_return() {
+        let urls = latchkey_http::BaseUrls::new("http://127.0.0.1:4433/", "http://127.0.0.1:4434/");
+        let mut config = crate::config::Config::default();
+        let off = super::web_settings(&config, &urls);
+        assert!(!off.pages);
+        assert_eq!(off.default_browser_return_url, "http://127.0.0.1:4433/");
+        config.ui.enabled = true;
+        let on = super::web_settings(&config, &urls);
+        assert!(on.pages);
+        assert_eq!(on.default_browser_return_url, "http://127.0.0.1:4433/ui/welcome");
+        assert_eq!(on.logout_return_url, "http://127.0.0.1:4433/ui/welcome");
+        assert_eq!(on.login_ui_url, "http://127.0.0.1:4433/ui/login");
+        assert_eq!(on.error_ui_url, "http://127.0.0.1:4433/ui/error");
+        config.selfservice.default_browser_return_url = "https://app.example.com/".into();
+        assert_eq!(
+            super::web_settings(&config, &urls).default_browser_return_url,
+            "https://app.example.com/"
+        );
+    }
 }
