@@ -5,13 +5,15 @@
 
 use std::collections::BTreeMap;
 
-use latchkey::config::Config;
+use latchkey::config::{Config, RegistrationStyle};
 
 use crate::helpers::{Backend, Jar, PASSWORD, TestApp, create_identity, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
     registration_welcome_logout_and_login,
+    registration_in_two_steps_goes_back_and_on,
+    an_expired_flow_starts_a_new_one,
     a_wrong_password_shows_its_message_on_the_page,
     german_by_accept_language,
     a_page_without_its_csrf_cookie_shows_the_error,
@@ -201,9 +203,24 @@ async fn registration_welcome_logout_and_login(backend: Backend) {
     assert!(page.url.contains("/ui/registration?flow="), "{}", page.url);
     assert_a_good_page(&page, "en");
     assert!(page.has("data-testid=\"page-registration\"") && page.has("name=\"csrf_token\""));
-    let welcome = browser
+    // A field's error is tied to it, and takes the focus.
+    let short = browser
         .submit(
             &page,
+            "form-main",
+            &[("traits.email", "page@example.com"), ("password", "short")],
+            "submit-password",
+        )
+        .await;
+    assert_a_good_page(&short, "en");
+    assert!(short.has("data-testid=\"message-4000032\""), "{}", short.html);
+    let password = attributes(&short.html[short.html.find("<input id=\"input-password\"").unwrap()..]);
+    assert_eq!(password["aria-describedby"], "input-password-messages");
+    assert!(password.contains_key("autofocus") && password["aria-invalid"] == "true");
+    assert!(short.has("<div id=\"input-password-messages\""));
+    let welcome = browser
+        .submit(
+            &short,
             "form-main",
             &[("traits.email", "page@example.com"), ("password", PASSWORD)],
             "submit-password",
@@ -235,6 +252,52 @@ async fn registration_welcome_logout_and_login(backend: Backend) {
     let settings = browser.open("/ui/settings").await;
     assert_a_good_page(&settings, "en");
     assert!(settings.has("id=\"form-profile\"") && settings.has("id=\"form-password\""));
+    app.stop().await;
+}
+
+async fn registration_in_two_steps_goes_back_and_on(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        pages_on(c);
+        c.selfservice.flows.registration.style = RegistrationStyle::ProfileFirst;
+    })
+    .await;
+    let mut browser = Browser::new(&app, "en");
+    let first = browser.open("/ui/registration").await;
+    assert_a_good_page(&first, "en");
+    assert!(!first.has("name=\"password\""), "traits first");
+    let second =
+        browser.submit(&first, "form-main", &[("traits.email", "two@example.com")], "submit-profile").await;
+    assert_a_good_page(&second, "en");
+    assert!(second.has("data-testid=\"message-1040009\""), "{}", second.html);
+    // Back is a form of its own, carrying the traits and its method.
+    let back_form = second.form("form-profile-screen");
+    assert!(back_form.fields.contains(&("method".to_string(), "profile".to_string())));
+    assert!(back_form.fields.contains(&("traits.email".to_string(), "two@example.com".to_string())));
+    let again = browser.submit(&second, "form-profile-screen", &[], "submit-screen").await;
+    assert!(again.has("value=\"two@example.com\"") && !again.has("name=\"password\""), "{}", again.html);
+    let second = browser.submit(&again, "form-main", &[], "submit-profile").await;
+    let welcome =
+        browser.submit(&second, "form-password", &[("password", PASSWORD)], "submit-password").await;
+    assert!(
+        welcome.has("data-testid=\"welcome-signed-in\"") && welcome.has("two@example.com"),
+        "{}",
+        welcome.html
+    );
+    app.stop().await;
+}
+
+async fn an_expired_flow_starts_a_new_one(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        pages_on(c);
+        c.selfservice.flows.login.lifespan = "1s".parse().unwrap();
+    })
+    .await;
+    let mut browser = Browser::new(&app, "en");
+    let first = browser.open("/ui/login").await;
+    tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
+    let fresh = browser.open(&first.url).await;
+    assert_a_good_page(&fresh, "en");
+    assert!(fresh.url.contains("/ui/login?flow=") && fresh.url != first.url, "{}", fresh.url);
     app.stop().await;
 }
 
