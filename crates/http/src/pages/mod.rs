@@ -113,8 +113,14 @@ fn content_security_policy(state: &AppState) -> HeaderValue {
             targets.push(origin);
         }
     }
+    // The stylesheet is linked from the public base URL, which need not be
+    // the host a browser typed.
+    let own = match origin(&state.urls.public) {
+        Some(public) => format!("'self' {public}"),
+        None => "'self'".to_string(),
+    };
     let policy = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src {own}; img-src {own}; form-action {}; frame-ancestors 'none'; base-uri 'none'",
         targets.join(" ")
     );
     HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))
