@@ -252,6 +252,11 @@ async fn registration_welcome_logout_and_login(backend: Backend) {
     let settings = browser.open("/ui/settings").await;
     assert_a_good_page(&settings, "en");
     assert!(settings.has("id=\"form-profile\"") && settings.has("id=\"form-password\""));
+    // The profile form sends no password, so its own required field cannot block it.
+    assert!(!settings.form("form-profile").fields.iter().any(|(name, _)| name == "password"));
+    let saved =
+        browser.submit(&settings, "form-profile", &[("traits.name.first", "Ada")], "submit-profile").await;
+    assert!(saved.has("data-testid=\"message-1050001\"") && saved.has("value=\"Ada\""), "{}", saved.html);
     app.stop().await;
 }
 
