@@ -210,8 +210,8 @@ fn may_start_send(claimed_at: DateTime<Utc>, lease: chrono::Duration, at: DateTi
     at <= claimed_at + lease / 2
 }
 
-/// What the admin API shows of the outbox: messages, newest last, and one
-/// message with its delivery attempts.
+/// What the admin API and the `--dev` mail viewer show of the outbox:
+/// messages, and one message with its delivery attempts.
 #[derive(Clone)]
 pub struct Outbox {
     store: std::sync::Arc<dyn crate::store::Store>,
@@ -231,6 +231,28 @@ impl Outbox {
 
     pub async fn get(&self, id: Uuid) -> Result<Option<(Message, Vec<Dispatch>)>, crate::store::StoreError> {
         self.store.get_message(id).await
+    }
+
+    /// The newest `limit` messages, newest first. The store lists by id, so
+    /// this reads the whole outbox a page at a time: it serves the `--dev`
+    /// mail viewer, where the outbox is small, not production sizes.
+    pub async fn newest(&self, limit: usize) -> Result<Vec<Message>, crate::store::StoreError> {
+        const PAGE: u32 = 500;
+        let mut all = Vec::new();
+        let mut after = None;
+        loop {
+            let query = crate::store::MessageQuery { status: None, recipient: None, after, limit: PAGE };
+            let page = self.store.list_messages(&query).await?;
+            let last_page = page.len() < PAGE as usize;
+            after = page.last().map(|m| m.id);
+            all.extend(page);
+            if last_page {
+                break;
+            }
+        }
+        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
+        all.truncate(limit);
+        Ok(all)
     }
 }
 

@@ -160,13 +160,21 @@ fn chain(cause: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
+impl ApiError {
+    /// Logs the cause of a 500, if any; done once, as the error is answered
+    /// (as JSON here, or as a page by the built-in pages).
+    pub fn log_cause(&self) {
         if let Some(cause) = self.extra.as_ref().and_then(|e| e.cause.as_deref()) {
             // Once per failed request, with its id (also on the request's span).
             let request_id = crate::edge::current_request_id();
             tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = %chain(cause), "request failed");
         }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        self.log_cause();
         let mut response = (self.status, Json(self.body())).into_response();
         if let Some(id) = self.id {
             response.headers_mut().insert("ory-error-id", HeaderValue::from_static(id));

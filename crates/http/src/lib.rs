@@ -1,5 +1,5 @@
 //! Latchkey's HTTP surface: the public router (self-service, sessions,
-//! schemas, health, the OpenAPI document) and the admin router (identities,
+//! schemas, health, the OpenAPI document, the built-in pages) and the admin router (identities,
 //! sessions, recovery codes, courier messages, health, version, metrics),
 //! speaking Ory Kratos's wire format so its SDKs and UIs work unchanged.
 
@@ -14,6 +14,7 @@ mod error;
 mod limits;
 mod metrics;
 mod nul;
+mod pages;
 mod pagination;
 mod public;
 mod query;
@@ -70,7 +71,7 @@ pub const MAX_BODY_BYTES: usize = MAX_ADMIN_BODY_BYTES;
 /// The router served on `serve.public`.
 pub fn public_router(state: AppState) -> Router {
     let flow_starts = middleware::from_fn_with_state(state.clone(), send_limits::flow_starts);
-    let routes = public::router().route_layer(flow_starts);
+    let routes = public::router().route_layer(flow_starts).merge(pages::router(&state));
     finish(routes.merge(redirect::admin_paths_on_public()), state, MAX_PUBLIC_BODY_BYTES, "public")
 }
 

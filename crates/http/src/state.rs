@@ -73,8 +73,11 @@ pub struct WebSettings {
     pub earliest_possible_extend: Duration,
     /// `serve.public.trusted_proxies`: peers whose `X-Forwarded-For` is believed.
     pub trusted_proxies: crate::client_ip::TrustedProxies,
-    /// `--dev`: courier bodies are shown, cookies work without TLS.
+    /// `--dev`: courier bodies are shown, cookies work without TLS, and
+    /// `/ui/dev/mail` lists the outbox.
     pub dev: bool,
+    /// `ui.enabled`: the account pages under `/ui/` are served.
+    pub pages: bool,
 }
 
 /// What every handler reaches through `State`. axum clones the state for

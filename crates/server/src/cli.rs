@@ -34,6 +34,10 @@ enum Command {
     /// Self-service flows: login, registration, settings, recovery and verification (the last two
     /// when `selfservice.flows.<name>.enabled` is true; codes go out through the courier).
     ///
+    /// With ui.enabled (on in the quickstart) the public API also serves account pages under /ui/
+    /// (login, registration, recovery, verification, settings, error, welcome); with --dev,
+    /// /ui/dev/mail lists the courier's messages so codes can be read without a mail server.
+    ///
     /// On SQLite (and `dsn: memory`) pending database migrations are applied at start.
     /// On PostgreSQL the server refuses to start until `latchkey migrate sql` has been run.
     /// Every config key can be overridden by an environment variable named after its path,

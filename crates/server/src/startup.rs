@@ -638,14 +638,17 @@ fn code_secrets(config: &Config) -> Vec<String> {
     vec![latchkey_domain::session::random_token("")]
 }
 
-/// Browser-facing settings: UI URLs default to pages under the public base
-/// URL; `return_to` is limited to our own origins unless configured.
+/// Browser-facing settings: UI URLs default to the built-in pages under the
+/// public base URL (served when `ui.enabled`, which also makes the welcome
+/// page the default return URL); `return_to` is limited to our own origins
+/// unless configured.
 fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
     let ss = &config.selfservice;
     let or_default = |configured: &str, fallback: String| {
         if configured.is_empty() { fallback } else { configured.to_string() }
     };
-    let default_return = or_default(&ss.default_browser_return_url, format!("{}/", urls.public));
+    let landing = if config.ui.enabled { "/ui/welcome" } else { "/" };
+    let default_return = or_default(&ss.default_browser_return_url, format!("{}{landing}", urls.public));
     let origin = |url: &str| -> String {
         url.split_once("://")
             .map(|(scheme, rest)| format!("{scheme}://{}", rest.split('/').next().unwrap_or_default()))
@@ -713,6 +716,7 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         session_lifespan: lifespan,
         earliest_possible_extend: extend,
         dev: config.dev,
+        pages: config.ui.enabled,
     }
 }
 
@@ -747,5 +751,28 @@ mod tests {
         let names =
             |m: &[(i64, &str, &str)]| m.iter().map(|(v, n, _)| (*v, n.to_string())).collect::<Vec<_>>();
         assert_eq!(names(latchkey_store_sqlite::MIGRATIONS), names(latchkey_store_postgres::MIGRATIONS));
+    }
+
+    /// With the pages on, browsers land on the welcome page unless a
+    /// return URL is configured; the flows' UI URLs are the pages either way.
+    #[test]
+    fn the_pages_make_the_welcome_page_the_default_return() {
+        let urls = latchkey_http::BaseUrls::new("http://127.0.0.1:4433/", "http://127.0.0.1:4434/");
+        let mut config = crate::config::Config::default();
+        let off = super::web_settings(&config, &urls);
+        assert!(!off.pages);
+        assert_eq!(off.default_browser_return_url, "http://127.0.0.1:4433/");
+        config.ui.enabled = true;
+        let on = super::web_settings(&config, &urls);
+        assert!(on.pages);
+        assert_eq!(on.default_browser_return_url, "http://127.0.0.1:4433/ui/welcome");
+        assert_eq!(on.logout_return_url, "http://127.0.0.1:4433/ui/welcome");
+        assert_eq!(on.login_ui_url, "http://127.0.0.1:4433/ui/login");
+        assert_eq!(on.error_ui_url, "http://127.0.0.1:4433/ui/error");
+        config.selfservice.default_browser_return_url = "https://app.example.com/".into();
+        assert_eq!(
+            super::web_settings(&config, &urls).default_browser_return_url,
+            "https://app.example.com/"
+        );
     }
 }

@@ -205,14 +205,19 @@ pub fn with_cookie(mut response: Response, cookie: Option<HeaderValue>) -> Respo
 }
 
 /// The flow as JSON with `status`; browser flows get a freshly masked token.
-pub fn flow_json(state: &AppState, mut flow: Flow, headers: &HeaderMap, status: StatusCode) -> Response {
+pub fn flow_json(state: &AppState, flow: Flow, headers: &HeaderMap, status: StatusCode) -> Response {
+    (status, Json(flow_view(state, flow, headers))).into_response()
+}
+
+/// The flow as the API shows it; browser flows get a freshly masked token.
+pub fn flow_view(state: &AppState, mut flow: Flow, headers: &HeaderMap) -> Value {
     if flow.flow_type == FlowType::Browser
         && let Some(secret) =
             cookie(headers, &state.web.csrf_cookie_name).filter(|c| csrf::is_valid_secret(c))
     {
         flow.set_csrf_token(&csrf::mask(secret));
     }
-    (status, Json(views::flow(&flow))).into_response()
+    views::flow(&flow)
 }
 
 /// Browsers asking for HTML go to the flow's UI; everyone else gets JSON.
@@ -330,6 +335,19 @@ pub async fn fetch(
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
     let id = fetch_id(&params)?;
+    let flow = fetch_flow(state, kind, id, headers).await?;
+    Ok(flow_json(state, flow, headers, StatusCode::OK))
+}
+
+/// The flow [`fetch`] shows, after its checks: a browser flow only with the
+/// CSRF cookie it was started with, and none that expired (410, naming
+/// where to start again).
+pub async fn fetch_flow(
+    state: &AppState,
+    kind: FlowKind,
+    id: Uuid,
+    headers: &HeaderMap,
+) -> Result<Flow, ApiError> {
     let flow = match state.flows.load(id, kind).await {
         Ok(flow) => flow,
         Err(FlowError::NotFound) => return Err(flow_not_found()),
@@ -366,7 +384,7 @@ pub async fn fetch(
         error.extra = Some(Box::new(Extra { details: Some(details), ..Default::default() }));
         return Err(error);
     }
-    Ok(flow_json(state, flow, headers, StatusCode::OK))
+    Ok(flow)
 }
 
 /// Errors a flow submit can end in, other than a rejected form.

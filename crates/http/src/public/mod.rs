@@ -8,7 +8,7 @@ mod recovery;
 mod registration;
 mod schemas;
 pub(crate) mod sessions;
-mod settings;
+pub(crate) mod settings;
 mod verification;
 
 use axum::Router;

@@ -116,13 +116,19 @@ async fn fetch(
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
     let id = flows::fetch_id(&params)?;
+    Ok(Json(fetch_view(&state, id, &headers).await?).into_response())
+}
+
+/// What `GET /self-service/settings/flows?id=` shows: the flow, only to
+/// the session owning it, only with its CSRF cookie, not expired.
+pub async fn fetch_view(state: &AppState, id: uuid::Uuid, headers: &HeaderMap) -> Result<Value, ApiError> {
     let flow = match state.flows.load(id, FlowKind::Settings).await {
         Err(FlowError::NotFound) => return Err(flows::flow_not_found()),
         other => other.map_err(flows::flow_failure)?,
     };
-    let (_, identity) = owned_flow(&state, &headers, &flow).await?;
+    let (_, identity) = owned_flow(state, headers, &flow).await?;
     if flow.flow_type == FlowType::Browser {
-        let matches = cookie(&headers, &state.web.csrf_cookie_name)
+        let matches = cookie(headers, &state.web.csrf_cookie_name)
             .is_some_and(|secret| flow.csrf_hash.as_deref() == Some(csrf::hash(secret).as_str()));
         if !matches {
             return Err(flows::csrf_violation("The anti-CSRF cookie does not belong to this flow."));
@@ -134,11 +140,11 @@ async fn fetch(
     }
     let mut flow = flow;
     if flow.flow_type == FlowType::Browser
-        && let Some(secret) = cookie(&headers, &state.web.csrf_cookie_name)
+        && let Some(secret) = cookie(headers, &state.web.csrf_cookie_name)
     {
         flow.set_csrf_token(&csrf::mask(secret));
     }
-    Ok(Json(body(&state, &flow, &identity, Vec::new())).into_response())
+    Ok(body(state, &flow, &identity, Vec::new()))
 }
 
 /// 403 `session_refresh_required`: sign in again, then come back to this flow.

@@ -342,6 +342,15 @@ mod tests {
     }
 
     #[test]
+    fn the_pages_are_off_unless_turned_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        assert!(!load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.ui.enabled);
+        let env = vec![("UI_ENABLED".to_string(), "true".to_string())];
+        assert!(load(&[a], env, false).unwrap().config.ui.enabled);
+    }
+
+    #[test]
     fn cleanup_needs_no_more_configuration_than_a_dsn() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(dir.path(), "a.yml", "dsn: memory\nselfservice:\n  flows:\n    nonsense: 1\n");

@@ -58,6 +58,7 @@ pub struct Config {
     pub feature_flags: FeatureFlags,
     pub security: Security,
     pub tracing: TracingConfig,
+    pub ui: UiConfig,
 }
 
 impl Config {

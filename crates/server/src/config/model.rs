@@ -8,6 +8,16 @@ use serde_json::Value;
 use super::redact::redact_dsn;
 use super::values::{ByteSize, Duration, TrustedNetwork};
 
+/// `ui`, Latchkey's own block (Kratos has no pages): with `enabled`, the
+/// public listener serves account pages under `/ui/` (login, registration,
+/// recovery, verification, settings, error, welcome), and
+/// `selfservice.default_browser_return_url` defaults to the welcome page.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UiConfig {
+    pub enabled: bool,
+}
+
 /// Kratos's `tracing` block. `provider: otel` exports spans over OTLP/HTTP
 /// (`providers.otlp`); empty (the default) exports nothing and installs no
 /// exporter at all. Other providers Kratos knows stop the start.

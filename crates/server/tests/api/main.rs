@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod native;
 mod notices;
+mod pages;
 mod recovery;
 mod refused;
 mod rehash;
