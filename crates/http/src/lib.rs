@@ -103,6 +103,9 @@ fn finish(router: Router<AppState>, state: AppState, body_limit: usize, api: &'s
         .layer(middleware::from_fn(limits::bounded_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(limits::BodyLimit(body_limit)))
+        // Wraps whichever route (or the fallback) the raw path matched, so
+        // no handler sees an unclean path.
+        .layer(middleware::from_fn(redirect::clean_path))
         // Outermost, so refusals by the layers above are counted too.
         .layer(track)
         .with_state(state)

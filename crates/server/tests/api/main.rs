@@ -21,6 +21,7 @@ mod logs;
 mod metrics;
 mod native;
 mod notices;
+mod parity;
 mod recovery;
 mod refused;
 mod rehash;
