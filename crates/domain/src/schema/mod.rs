@@ -6,5 +6,5 @@ mod extension;
 mod meta;
 mod registry;
 
-pub use extension::{AddressRef, TraitFacts, normalize};
+pub use extension::{AddressRef, IdentifierTrait, TraitFacts, normalize};
 pub use registry::{IdentitySchema, SchemaError, SchemaRegistry, SchemaSource};

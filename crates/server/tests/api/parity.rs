@@ -1,12 +1,17 @@
 //! Where browsers and Ory's UIs rely on Kratos's exact behaviour: unclean
-//! paths redirected, the registration style's default.
+//! paths redirected, the registration style's default, the login field's
+//! label taken from the schema.
 
 use serde_json::Value;
 
 use crate::helpers::{Backend, TestApp, names, native_flow, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
-on_both_databases!(repeated_slashes_are_redirected_to_the_clean_path, registration_defaults_to_profile_first);
+on_both_databases!(
+    repeated_slashes_are_redirected_to_the_clean_path,
+    registration_defaults_to_profile_first,
+    login_identifier_is_labelled_by_the_schema,
+);
 
 async fn moved(app: &TestApp, method: reqwest::Method, url: &str) -> String {
     let response = app.http.request(method, url).send().await.unwrap();
@@ -59,5 +64,23 @@ async fn registration_defaults_to_profile_first(backend: Backend) {
     let names = names(&flow);
     assert!(names.iter().any(|n| n == "traits.email"), "{names:?}");
     assert!(!names.iter().any(|n| n == "password"), "screen one asks for traits only: {names:?}");
+    app.stop().await;
+}
+
+async fn login_identifier_is_labelled_by_the_schema(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let flow = native_flow(&app, "login").await;
+    let identifier = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "identifier")
+        .unwrap();
+    // The quickstart schema has one identifier, `traits.email`, titled "E-Mail".
+    assert_eq!(
+        identifier["meta"]["label"],
+        serde_json::json!({"id": 1070002, "text": "E-Mail", "type": "info",
+            "context": {"title": "E-Mail", "name": "traits.email"}})
+    );
     app.stop().await;
 }
