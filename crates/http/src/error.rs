@@ -144,6 +144,11 @@ fn chain(cause: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The `error` object of an [`ApiError`] response, kept on the response so
+/// the error flow can store it without parsing the body back.
+#[derive(Debug, Clone)]
+pub struct ErrorObject(pub Value);
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         if let Some(cause) = self.extra.as_ref().and_then(|e| e.cause.as_deref()) {
@@ -151,7 +156,9 @@ impl IntoResponse for ApiError {
             let request_id = crate::edge::current_request_id();
             tracing::error!(request_id = request_id.as_deref().unwrap_or("-"), error = %chain(cause), "request failed");
         }
-        let mut response = (self.status, Json(self.body())).into_response();
+        let mut body = self.body();
+        let mut response = (self.status, Json(&body)).into_response();
+        response.extensions_mut().insert(ErrorObject(body["error"].take()));
         if let Some(id) = self.id {
             response.headers_mut().insert("ory-error-id", HeaderValue::from_static(id));
         }

@@ -11,6 +11,7 @@ mod cors;
 mod csrf;
 mod edge;
 mod error;
+mod error_ui;
 mod limits;
 mod metrics;
 mod nul;
@@ -70,7 +71,9 @@ pub const MAX_BODY_BYTES: usize = MAX_ADMIN_BODY_BYTES;
 /// The router served on `serve.public`.
 pub fn public_router(state: AppState) -> Router {
     let flow_starts = middleware::from_fn_with_state(state.clone(), send_limits::flow_starts);
-    let routes = public::router().route_layer(flow_starts);
+    let to_error_ui = middleware::from_fn_with_state(state.clone(), error_ui::forward);
+    // A refused start stays a 429 with `Retry-After`, so the error UI is inside.
+    let routes = public::router().route_layer(to_error_ui).route_layer(flow_starts);
     finish(routes.merge(redirect::admin_paths_on_public()), state, MAX_PUBLIC_BODY_BYTES, "public")
 }
 

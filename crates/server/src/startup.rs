@@ -432,6 +432,7 @@ fn domain_services(
         health: latchkey_domain::health::Health::new(store.clone()),
         sessions: SessionService::new(store.clone(), web.session_lifespan, web.earliest_possible_extend),
         flows: latchkey_domain::flow::Flows::new(store.clone()),
+        flow_errors: latchkey_domain::flow::errors::FlowErrors::new(store.clone()),
         outbox: latchkey_domain::courier::Outbox::new(store),
         identities,
         login,

@@ -1,0 +1,106 @@
+//! Browsers are not shown raw JSON: a browser request to a self-service
+//! route that fails outside the form (a CSRF violation, a flow that is gone,
+//! a server failure) has its error stored by the error flow and is sent 303
+//! to `selfservice.flows.error.ui_url?id=<id>`, as Kratos's error manager
+//! does. Requests that want JSON and native (`api`) flows keep the JSON
+//! error. Failures a form can show are answered with the flow itself and
+//! never reach here.
+
+use std::cell::Cell;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::Response;
+use latchkey_domain::flow::FlowType;
+
+use crate::error::ErrorObject;
+use crate::public::flows::see_other;
+use crate::request::wants_json;
+use crate::state::AppState;
+
+tokio::task_local! {
+    /// The type of the flow the request turned out to be about, once known.
+    static FLOW_TYPE: Cell<Option<FlowType>>;
+}
+
+/// Called when a submit has loaded its flow: errors on a native flow stay
+/// JSON whatever the request asks for, as in Kratos.
+pub fn note_flow_type(flow_type: FlowType) {
+    let _ = FLOW_TYPE.try_with(|seen| seen.set(Some(flow_type)));
+}
+
+/// Middleware for the public routes.
+pub async fn forward(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if !is_browser_route(request.uri().path()) || wants_json(request.headers()) {
+        return next.run(request).await;
+    }
+    let (response, flow_type) = FLOW_TYPE
+        .scope(Cell::new(None), async move {
+            let response = next.run(request).await;
+            (response, FLOW_TYPE.with(Cell::get))
+        })
+        .await;
+    if flow_type == Some(FlowType::Api) {
+        return response;
+    }
+    let Some(ErrorObject(error)) = response.extensions().get::<ErrorObject>() else {
+        return response;
+    };
+    match state.flow_errors.record(error.clone()).await {
+        Ok(id) => {
+            let url = &state.web.error_ui_url;
+            let separator = if url.contains('?') { '&' } else { '?' };
+            see_other(&format!("{url}{separator}id={id}"))
+        }
+        Err(e) => {
+            // The error itself is still worth showing.
+            tracing::error!(error = %e, "could not store an error for the error UI");
+            response
+        }
+    }
+}
+
+/// Where Kratos forwards errors to the error UI: starting a browser flow,
+/// submitting any flow (its type is known only once it is loaded), and
+/// browser logout.
+fn is_browser_route(path: &str) -> bool {
+    matches!(
+        path.split('/').collect::<Vec<_>>().as_slice(),
+        ["", "self-service", "login" | "registration" | "recovery" | "verification" | "settings"]
+            | [
+                "",
+                "self-service",
+                "login" | "registration" | "recovery" | "verification" | "settings",
+                "browser"
+            ]
+            | ["", "self-service", "logout"]
+            | ["", "self-service", "logout", "browser"]
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_browser_route;
+
+    #[test]
+    fn browser_starts_submits_and_logout_forward() {
+        for path in [
+            "/self-service/login",
+            "/self-service/settings",
+            "/self-service/registration/browser",
+            "/self-service/logout",
+            "/self-service/logout/browser",
+        ] {
+            assert!(is_browser_route(path), "{path}");
+        }
+        for path in [
+            "/self-service/login/api",
+            "/self-service/login/flows",
+            "/self-service/logout/api",
+            "/self-service/errors",
+            "/sessions/whoami",
+        ] {
+            assert!(!is_browser_route(path), "{path}");
+        }
+    }
+}
