@@ -6,46 +6,37 @@
 //! error. Failures a form can show are answered with the flow itself and
 //! never reach here.
 
-use std::cell::Cell;
-
 use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
-use latchkey_domain::flow::FlowType;
+use latchkey_domain::flow::{FlowKind, FlowType};
 
 use crate::error::ErrorObject;
-use crate::public::flows::see_other;
+use crate::public::flows::{flow_id, see_other};
+use crate::query::QueryParams;
 use crate::request::wants_json;
 use crate::state::AppState;
 
-tokio::task_local! {
-    /// The type of the flow the request turned out to be about, once known.
-    static FLOW_TYPE: Cell<Option<FlowType>>;
-}
-
-/// Called when a submit has loaded its flow: errors on a native flow stay
-/// JSON whatever the request asks for, as in Kratos.
-pub fn note_flow_type(flow_type: FlowType) {
-    let _ = FLOW_TYPE.try_with(|seen| seen.set(Some(flow_type)));
-}
-
 /// Middleware for the public routes.
 pub async fn forward(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    if !is_browser_route(request.uri().path()) || wants_json(request.headers()) {
+    let path = request.uri().path();
+    if !is_browser_route(path) || wants_json(request.headers()) {
         return next.run(request).await;
     }
-    let (response, flow_type) = FLOW_TYPE
-        .scope(Cell::new(None), async move {
-            let response = next.run(request).await;
-            (response, FLOW_TYPE.with(Cell::get))
-        })
-        .await;
-    if flow_type == Some(FlowType::Api) {
-        return response;
-    }
+    let submitted = submit_kind(path).map(|kind| (kind, QueryParams::parse(request.uri().query())));
+    let response = next.run(request).await;
     let Some(ErrorObject(error)) = response.extensions().get::<ErrorObject>() else {
         return response;
     };
+    // Errors on a native flow stay JSON whatever the request asks for, as
+    // in Kratos, which loads the flow before anything else can fail.
+    if let Some((kind, params)) = submitted
+        && let Ok(id) = flow_id(&params, "flow")
+        && let Ok(flow) = state.flows.load(id, kind).await
+        && flow.flow_type == FlowType::Api
+    {
+        return response;
+    }
     match state.flow_errors.record(error.clone()).await {
         Ok(id) => {
             let url = &state.web.error_ui_url;
@@ -57,6 +48,18 @@ pub async fn forward(State(state): State<AppState>, request: Request, next: Next
             tracing::error!(error = %e, "could not store an error for the error UI");
             response
         }
+    }
+}
+
+/// The flow a submit route (`/self-service/<kind>`) is for.
+fn submit_kind(path: &str) -> Option<FlowKind> {
+    match path.strip_prefix("/self-service/")? {
+        "login" => Some(FlowKind::Login),
+        "registration" => Some(FlowKind::Registration),
+        "recovery" => Some(FlowKind::Recovery),
+        "verification" => Some(FlowKind::Verification),
+        "settings" => Some(FlowKind::Settings),
+        _ => None,
     }
 }
 

@@ -312,7 +312,6 @@ pub async fn load_for_submit(
 ) -> Result<Flow, ApiError> {
     let id = flow_id(params, "flow")?;
     let flow = state.flows.load(id, kind).await.map_err(flow_failure)?;
-    crate::error_ui::note_flow_type(flow.flow_type);
     match flow.flow_type {
         FlowType::Api => ensure_api_client(headers)?,
         FlowType::Browser if flow.admin_issued() => {}
