@@ -5,7 +5,7 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, Jar, PASSWORD, TestApp, native_flow, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, Jar, PASSWORD, TestApp, native_flow, register, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -13,6 +13,7 @@ on_both_databases!(
     json_clients_and_native_flows_keep_json_errors,
     browser_starts_and_logout_forward_their_errors,
     stub_and_unknown_ids,
+    settings_without_a_session_sends_the_browser_to_sign_in,
 );
 
 const ERROR_UI: &str = "http://127.0.0.1:4455/error";
@@ -205,5 +206,45 @@ async fn stub_and_unknown_ids(backend: Backend) {
         app.http.get(app.admin_path("/admin/self-service/errors?id=stub:500")).send().await.unwrap();
     assert_eq!(response.status(), 307);
     assert_eq!(response.headers()["location"], app.public_path("/self-service/errors?id=stub:500"));
+    app.stop().await;
+}
+
+async fn settings_without_a_session_sends_the_browser_to_sign_in(backend: Backend) {
+    let app = app(backend).await;
+    let (token, _) = register(&app, "settings-gone@example.com", PASSWORD).await;
+    let mut jar = Jar::default();
+    let response = app
+        .http
+        .get(app.public_path("/self-service/settings/browser"))
+        .header("cookie", format!("ory_kratos_session={token}"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    jar.store(&response);
+    let flow: Value = response.json().await.unwrap();
+    let csrf = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "csrf_token")
+        .unwrap()["attributes"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // The CSRF cookie is there, the session cookie is not.
+    let submit = || {
+        app.http
+            .post(app.public_path(&format!("/self-service/settings?flow={}", flow["id"].as_str().unwrap())))
+            .header("cookie", jar.header())
+            .header("content-type", FORM)
+            .body(format!("method=password&password={PASSWORD}&csrf_token={}", encode(&csrf)))
+    };
+    let response = submit().send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], app.public_path("/self-service/login/browser"));
+    let response = submit().header("accept", "application/json").send().await.unwrap();
+    assert_eq!(response.status(), 401);
     app.stop().await;
 }
