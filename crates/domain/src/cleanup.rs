@@ -2,8 +2,8 @@
 //! `serve`): deletes what nothing reads any more — expired flows with their
 //! codes, used and expired codes, wrong-code and rate-limit records older
 //! than every window that counts them, expired and revoked sessions,
-//! delivered or abandoned mail — and blanks delivered mail whose code has
-//! expired. It works table by table in small batches, each its own short
+//! delivered or abandoned mail, expired errors of the error flow — and
+//! blanks delivered mail whose code has expired. It works table by table in small batches, each its own short
 //! transaction, so it never holds a lock for long, and is safe to stop at
 //! any point or to run from several servers at once.
 
@@ -44,7 +44,8 @@ impl CleanupSettings {
             CleanupStep::Sessions
             | CleanupStep::Flows
             | CleanupStep::OneTimeCodes
-            | CleanupStep::CourierMessages => self.keep_last,
+            | CleanupStep::CourierMessages
+            | CleanupStep::FlowErrors => self.keep_last,
         };
         // Keeping for longer than dates go back keeps everything (and the
         // epoch is a time both databases store).
@@ -124,6 +125,7 @@ pub async fn run_periodically(
                         courier_messages = r.courier_messages,
                         courier_dispatches = r.courier_dispatches,
                         courier_bodies_cleared = r.courier_bodies_cleared,
+                        selfservice_errors = r.flow_errors,
                         "database cleanup removed expired records"
                     );
                 }

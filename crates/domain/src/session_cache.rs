@@ -23,6 +23,7 @@ use uuid::Uuid;
 
 use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
+use crate::flow::errors::FlowErrorRecord;
 use crate::identity::{AddressStatus, CredentialType, Identity};
 use crate::metrics::{NoRecorder, Recorder};
 use crate::session::{Session, SessionHit};
@@ -575,6 +576,16 @@ impl FlowStore for CachingStore {
     #[tracing::instrument(name = "store.update_flow", level = "debug", skip_all)]
     async fn update_flow(&self, flow: &Flow) -> Result<(), StoreError> {
         self.inner.update_flow(flow).await
+    }
+
+    #[tracing::instrument(name = "store.create_flow_error", level = "debug", skip_all)]
+    async fn create_flow_error(&self, error: &FlowErrorRecord) -> Result<(), StoreError> {
+        self.inner.create_flow_error(error).await
+    }
+
+    #[tracing::instrument(name = "store.get_flow_error", level = "debug", skip_all)]
+    async fn get_flow_error(&self, id: Uuid) -> Result<Option<FlowErrorRecord>, StoreError> {
+        self.inner.get_flow_error(id).await
     }
 }
 

@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
+use crate::flow::errors::FlowErrorRecord;
 use crate::identity::{AddressStatus, CredentialType, Identity};
 use crate::session::Session;
 
@@ -163,6 +164,10 @@ pub trait FlowStore: Send + Sync {
     async fn get_flow(&self, id: Uuid) -> Result<Option<Flow>, StoreError>;
     /// Fails with `NotFound` when the flow is gone.
     async fn update_flow(&self, flow: &Flow) -> Result<(), StoreError>;
+    /// Keeps an error for the error UI (`selfservice_errors`).
+    async fn create_flow_error(&self, error: &FlowErrorRecord) -> Result<(), StoreError>;
+    /// The error with this id, expired or not (the cleanup removes it).
+    async fn get_flow_error(&self, id: Uuid) -> Result<Option<FlowErrorRecord>, StoreError>;
 }
 
 /// Which sessions to list.
@@ -468,11 +473,13 @@ pub enum CleanupStep {
     /// Delivered or abandoned messages last changed before `before`, with
     /// their delivery attempts.
     CourierMessages,
+    /// Errors kept for the error UI that expired before `before`.
+    FlowErrors,
 }
 
 impl CleanupStep {
     /// Every step, in the order a run takes them.
-    pub const ALL: [CleanupStep; 7] = [
+    pub const ALL: [CleanupStep; 8] = [
         CleanupStep::CourierBodies,
         CleanupStep::Sessions,
         CleanupStep::Flows,
@@ -480,6 +487,7 @@ impl CleanupStep {
         CleanupStep::CodeFailures,
         CleanupStep::RateEvents,
         CleanupStep::CourierMessages,
+        CleanupStep::FlowErrors,
     ];
 
     /// A short name for progress reports.
@@ -492,6 +500,7 @@ impl CleanupStep {
             CleanupStep::RateEvents => "old rate-limit events",
             CleanupStep::CourierBodies => "delivered mail with expired codes (blanked)",
             CleanupStep::CourierMessages => "delivered and abandoned mail",
+            CleanupStep::FlowErrors => "expired errors of the error flow",
         }
     }
 
@@ -506,6 +515,7 @@ impl CleanupStep {
             CleanupStep::RateEvents => report.rate_events,
             CleanupStep::CourierBodies => report.courier_bodies_cleared,
             CleanupStep::CourierMessages => report.courier_messages,
+            CleanupStep::FlowErrors => report.flow_errors,
         }
     }
 }
@@ -523,11 +533,13 @@ pub struct CleanupReport {
     pub courier_dispatches: u64,
     /// Messages whose subject and bodies were blanked (kept, not deleted).
     pub courier_bodies_cleared: u64,
+    /// `selfservice_errors`.
+    pub flow_errors: u64,
 }
 
 impl CleanupReport {
     /// Each count under its table's name, for reports.
-    pub fn rows(&self) -> [(&'static str, u64); 8] {
+    pub fn rows(&self) -> [(&'static str, u64); 9] {
         [
             ("sessions", self.sessions),
             ("selfservice_flows", self.flows),
@@ -537,6 +549,7 @@ impl CleanupReport {
             ("courier_messages", self.courier_messages),
             ("courier_dispatches", self.courier_dispatches),
             ("courier_messages (bodies cleared)", self.courier_bodies_cleared),
+            ("selfservice_errors", self.flow_errors),
         ]
     }
 
@@ -555,6 +568,7 @@ impl std::ops::AddAssign for CleanupReport {
         self.courier_messages += other.courier_messages;
         self.courier_dispatches += other.courier_dispatches;
         self.courier_bodies_cleared += other.courier_bodies_cleared;
+        self.flow_errors += other.flow_errors;
     }
 }
 

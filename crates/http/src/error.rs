@@ -160,6 +160,11 @@ fn chain(cause: &(dyn std::error::Error + 'static)) -> String {
     text
 }
 
+/// The `error` object of an [`ApiError`] response, kept on the response so
+/// the error flow can store it without parsing the body back.
+#[derive(Debug, Clone)]
+pub struct AnsweredError(pub Value);
+
 impl ApiError {
     /// Logs the cause of a 500, if any; done once, as the error is answered
     /// (as JSON here, or as a page by the built-in pages).
@@ -175,7 +180,9 @@ impl ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         self.log_cause();
-        let mut response = (self.status, Json(self.body())).into_response();
+        let mut body = self.body();
+        let mut response = (self.status, Json(&body)).into_response();
+        response.extensions_mut().insert(AnsweredError(body["error"].take()));
         if let Some(id) = self.id {
             response.headers_mut().insert("ory-error-id", HeaderValue::from_static(id));
         }

@@ -11,6 +11,7 @@ mod cors;
 mod csrf;
 mod edge;
 mod error;
+mod error_ui;
 mod limits;
 mod metrics;
 mod nul;
@@ -71,7 +72,10 @@ pub const MAX_BODY_BYTES: usize = MAX_ADMIN_BODY_BYTES;
 /// The router served on `serve.public`.
 pub fn public_router(state: AppState) -> Router {
     let flow_starts = middleware::from_fn_with_state(state.clone(), send_limits::flow_starts);
-    let routes = public::router().route_layer(flow_starts).merge(pages::router(&state));
+    let to_error_ui = middleware::from_fn_with_state(state.clone(), error_ui::forward);
+    // A refused start stays a 429 with `Retry-After`, so the error UI is inside.
+    let routes =
+        public::router().route_layer(to_error_ui).route_layer(flow_starts).merge(pages::router(&state));
     finish(routes.merge(redirect::admin_paths_on_public()), state, MAX_PUBLIC_BODY_BYTES, "public")
 }
 
@@ -104,6 +108,9 @@ fn finish(router: Router<AppState>, state: AppState, body_limit: usize, api: &'s
         .layer(middleware::from_fn(limits::bounded_request))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(Extension(limits::BodyLimit(body_limit)))
+        // Wraps whichever route (or the fallback) the raw path matched, so
+        // no handler sees an unclean path.
+        .layer(middleware::from_fn(redirect::clean_path))
         // Outermost, so refusals by the layers above are counted too.
         .layer(track)
         .with_state(state)

@@ -17,46 +17,52 @@ pub fn wants_json(headers: &HeaderMap) -> bool {
     if content_type == Some("application/json") {
         return true;
     }
-    let Some(accept) = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
     const OFFERS: [&str; 4] = ["text/html", "text/*", "*/*", "application/json"];
-    let ranges: Vec<(&str, f32)> = accept
-        .split(',')
-        .map(|part| {
+    negotiate(headers, &OFFERS, "text/html") == "application/json"
+}
+
+/// The offer `Accept` picks, as Go's `httputil.NegotiateContentType` (which
+/// Kratos uses) picks it: the highest quality wins; at equal quality an
+/// exact match beats `type/*`, which beats `*/*`; at equal quality and
+/// precision the earlier offer wins.
+fn negotiate<'a>(headers: &HeaderMap, offers: &[&'a str], default: &'a str) -> &'a str {
+    let specs: Vec<(&str, f32)> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|part| {
             let mut pieces = part.split(';').map(str::trim);
-            let range = pieces.next().unwrap_or_default();
+            let range = pieces.next().filter(|r| !r.is_empty())?;
             let q = pieces.find_map(|p| p.strip_prefix("q=")).and_then(|q| q.parse().ok()).unwrap_or(1.0);
-            (range, q)
+            Some((range, q))
         })
         .collect();
-    let quality = |offer: &str| {
-        let (kind, _) = offer.split_once('/').unwrap_or((offer, ""));
-        ranges
-            .iter()
-            .filter(|(range, _)| {
-                *range == offer || *range == "*/*" || range.strip_suffix("/*").is_some_and(|k| k == kind)
-            })
-            // The most specific matching range decides.
-            .max_by_key(|(range, _)| {
-                if *range == offer {
-                    2
-                } else if range.ends_with("/*") && *range != "*/*" {
-                    1
-                } else {
-                    0
+    // (offer, quality, wildness: 0 exact, 1 `type/*`, 2 `*/*`, 3 none yet)
+    let mut best = (default, -1.0_f32, 3_u8);
+    for offer in offers {
+        for &(range, q) in &specs {
+            if q == 0.0 || q < best.1 {
+                continue;
+            }
+            let wild = if range == "*/*" {
+                2
+            } else if let Some(kind) = range.strip_suffix('*').filter(|k| k.ends_with('/')) {
+                if !offer.starts_with(kind) {
+                    continue;
                 }
-            })
-            .map_or(0.0, |(_, q)| *q)
-    };
-    let mut best = (OFFERS[0], quality(OFFERS[0]));
-    for offer in &OFFERS[1..] {
-        let q = quality(offer);
-        if q > best.1 {
-            best = (offer, q);
+                1
+            } else if range == *offer {
+                0
+            } else {
+                continue;
+            };
+            if q > best.1 || best.2 > wild {
+                best = (offer, q, wild);
+            }
         }
     }
-    best.1 > 0.0 && best.0 == "application/json"
+    best.0
 }
 
 /// The value of one cookie.
@@ -119,6 +125,11 @@ mod tests {
         assert!(!wants_json(&headers(&[("accept", "text/html,application/json")])));
         assert!(wants_json(&headers(&[("accept", "text/html;q=0.5, application/json")])));
         assert!(!wants_json(&headers(&[])));
+        // An exact match beats a wildcard of the same quality: axios's default.
+        assert!(wants_json(&headers(&[("accept", "application/json, text/plain, */*")])));
+        assert!(!wants_json(&headers(&[("accept", "text/html, application/json, */*")])));
+        assert!(!wants_json(&headers(&[("accept", "text/plain, */*;q=0.8")])));
+        assert!(!wants_json(&headers(&[("accept", "application/json;q=0")])));
     }
 
     #[test]

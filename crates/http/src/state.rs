@@ -114,6 +114,8 @@ pub struct Services {
     pub verification: VerificationService,
     pub sessions: latchkey_domain::session_service::SessionService,
     pub flows: latchkey_domain::flow::Flows,
+    /// Errors kept for the error UI (the error flow).
+    pub flow_errors: latchkey_domain::flow::errors::FlowErrors,
     pub outbox: latchkey_domain::courier::Outbox,
     /// Per-client limits on starting flows and asking for codes.
     pub send_limits: SendLimits,

@@ -22,7 +22,7 @@ use latchkey_domain::flow::registration::{RegistrationService, RegistrationSetti
 use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
 use latchkey_domain::flow::verification::{VerificationService, VerificationSettings};
 use latchkey_domain::password_policy::PasswordPolicy;
-use latchkey_domain::schema::SchemaSource;
+use latchkey_domain::schema::{IdentitySchema, SchemaSource};
 use latchkey_domain::send_limits::{SendLimitSettings, SendLimits};
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::session_service::SessionService;
@@ -416,7 +416,7 @@ fn domain_services(
         hasher,
         LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config)),
         verification.clone(),
-        login_settings(config, &urls, &web),
+        login_settings(config, &urls, &web, identities.schemas().default_schema()),
     );
     let settings = SettingsService::new(
         store.clone(),
@@ -468,8 +468,9 @@ fn domain_services(
             web.session_lifespan,
             web.earliest_possible_extend,
         ),
-        clock,
         flows: latchkey_domain::flow::Flows::new(store.clone()),
+        flow_errors: latchkey_domain::flow::errors::FlowErrors::new(store.clone(), clock.clone()),
+        clock,
         outbox: latchkey_domain::courier::Outbox::new(store),
         identities,
         login,
@@ -535,7 +536,12 @@ fn send_limits(config: &Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) ->
 }
 
 /// `selfservice.flows.login` and the hooks after a password login.
-fn login_settings(config: &Config, urls: &BaseUrls, web: &WebSettings) -> LoginSettings {
+fn login_settings(
+    config: &Config,
+    urls: &BaseUrls,
+    web: &WebSettings,
+    schema: &IdentitySchema,
+) -> LoginSettings {
     let login = &config.selfservice.flows.login;
     let has_hook = |name: &str| login.after.password_hooks().any(|h| h == name);
     LoginSettings {
@@ -549,6 +555,7 @@ fn login_settings(config: &Config, urls: &BaseUrls, web: &WebSettings) -> LoginS
             true if config.feature_flags.legacy_require_verified_login_error => RequireVerified::FormError,
             true => RequireVerified::SendCode,
         },
+        identifier_label: latchkey_domain::flow::login::identifier_label(schema),
     }
 }
 

@@ -160,6 +160,16 @@ impl CleanupStore for PgStore {
                     )
                     .await?;
             }
+            CleanupStep::FlowErrors => {
+                report.flow_errors = self
+                    .batch(
+                        "DELETE FROM selfservice_errors WHERE id IN (SELECT id FROM selfservice_errors \
+                         WHERE expires_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)",
+                        before,
+                        limit,
+                    )
+                    .await?;
+            }
         }
         Ok(report)
     }

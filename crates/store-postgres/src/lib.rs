@@ -35,6 +35,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (8, "one_time_code_attempts", include_str!("../migrations/0008_one_time_code_attempts.sql")),
     (9, "cleanup", include_str!("../migrations/0009_cleanup.sql")),
     (10, "courier_backoff", include_str!("../migrations/0010_courier_backoff.sql")),
+    (11, "selfservice_errors", include_str!("../migrations/0011_selfservice_errors.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

@@ -162,6 +162,16 @@ impl CleanupStore for SqliteStore {
                     )
                     .await?;
             }
+            CleanupStep::FlowErrors => {
+                report.flow_errors = self
+                    .batch(
+                        "DELETE FROM selfservice_errors WHERE id IN (SELECT id FROM selfservice_errors \
+                         WHERE expires_at < ?1 LIMIT ?2)",
+                        &before,
+                        limit,
+                    )
+                    .await?;
+            }
         }
         Ok(report)
     }

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
 use latchkey_domain::cleanup::{self, CleanupSettings};
+use latchkey_domain::flow::errors::FlowErrorRecord;
 use latchkey_domain::flow::recovery::RecoveryState;
 use latchkey_domain::flow::registration::RegistrationState;
 use latchkey_domain::flow::{Flow, FlowRequest, FlowState, FlowType};
@@ -258,6 +259,20 @@ pub async fn flow_round_trips(store: &dyn Store) {
     let ghost = Flow { id: Uuid::new_v4(), ..flow };
     assert!(matches!(store.update_flow(&ghost).await, Err(StoreError::NotFound)));
     assert!(store.get_flow(ghost.id).await.unwrap().is_none());
+}
+
+/// An error kept for the error UI reads back whole, JSON and times alike;
+/// ids are unique.
+pub async fn flow_error_round_trips(store: &dyn Store) {
+    let error = json!({
+        "id": "security_csrf_violation", "code": 403, "status": "Forbidden",
+        "reason": "Grüße ✓", "details": {"ratio": 1.5, "list": [1, null]}, "message": "m",
+    });
+    let record = FlowErrorRecord::new(error, now());
+    store.create_flow_error(&record).await.unwrap();
+    assert_eq!(store.get_flow_error(record.id).await.unwrap(), Some(record.clone()));
+    assert!(matches!(store.create_flow_error(&record).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_flow_error(Uuid::new_v4()).await.unwrap(), None);
 }
 
 /// A fresh live session of `identity_id`, as the login flow issues it.
@@ -1463,6 +1478,17 @@ pub async fn cleanup_removes_what_is_due_and_keeps_the_rest(store: &dyn Store) {
     let live_flow = flow_expiring(ahead(60));
     store.create_flow(&old_flow).await.unwrap();
     store.create_flow(&live_flow).await.unwrap();
+
+    // Errors of the error flow: expired more than an hour before `t` go.
+    let error_expiring = |at: DateTime<Utc>| FlowErrorRecord {
+        expires_at: at,
+        ..FlowErrorRecord::new(json!({"code": 403}), at - Duration::hours(1))
+    };
+    let old_error = error_expiring(ago(120));
+    let recent_error = error_expiring(ago(30));
+    for e in [&old_error, &recent_error] {
+        store.create_flow_error(e).await.unwrap();
+    }
     let used_in_old = OneTimeCode { expires_at: ahead(60), ..recovery_code(old_flow.id, None, &address) };
     store.create_code(&used_in_old, None).await.unwrap();
     assert!(store.use_code(used_in_old.id, ago(150)).await.unwrap());
@@ -1545,8 +1571,11 @@ pub async fn cleanup_removes_what_is_due_and_keeps_the_rest(store: &dyn Store) {
             courier_messages: 2,
             courier_dispatches: 4,
             courier_bodies_cleared: 1,
+            flow_errors: 1,
         }
     );
+    assert!(store.get_flow_error(old_error.id).await.unwrap().is_none());
+    assert!(store.get_flow_error(recent_error.id).await.unwrap().is_some());
 
     // Gone.
     for s in [&expired, &revoked] {

@@ -31,6 +31,7 @@ macro_rules! contract_checks {
             list_pages_by_id_and_filters,
             delete_cascades,
             flow_round_trips,
+            flow_error_round_trips,
             session_by_token_joins_the_identity,
             session_tokens_are_unique,
             [whole_store] list_and_count_sessions,

@@ -13,10 +13,10 @@ use super::login_throttle::{Admission, Limit, LoginThrottle};
 use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowRequest, FlowState};
 use crate::identity::{CredentialType, Identity, IdentityState};
-use crate::schema::normalize;
+use crate::schema::{IdentitySchema, normalize};
 use crate::session::{self, Device, IssuedSession};
 use crate::store::Store;
-use crate::text;
+use crate::text::{self, Message};
 use crate::time::Clock;
 use crate::ui::{Group, Input, Node};
 
@@ -30,6 +30,21 @@ pub struct LoginSettings {
     pub require_verified_address: RequireVerified,
     /// The `verification` after-login hook: mail a code to an unverified address.
     pub send_verification: bool,
+    /// The `identifier` field's label: see [`identifier_label`].
+    pub identifier_label: Message,
+}
+
+/// Kratos's label for the `identifier` field: the trait's title (1070002)
+/// when the schema names the person by exactly one titled trait, else "ID"
+/// (1070004), as several identifiers have no one name.
+pub fn identifier_label(schema: &IdentitySchema) -> Message {
+    match schema.identifier_traits().as_slice() {
+        [only] => match &only.title {
+            Some(title) if !title.is_empty() => text::label_trait(title, &only.name),
+            _ => text::label_id(),
+        },
+        _ => text::label_id(),
+    }
 }
 
 /// How the `require_verified_address` hook refuses an identity with no
@@ -135,7 +150,7 @@ impl LoginService {
             value: Some(Value::String(String::new())),
             required: true,
             autocomplete: None,
-            label: Some(text::label_id()),
+            label: Some(self.settings.identifier_label.clone()),
         };
         flow.ui.nodes.insert(0, identifier.into_node());
         flow.ui.nodes.push(Node::password("current-password"));
@@ -341,5 +356,56 @@ impl LoginService {
             Ok(false) => tracing::debug!("the password hash changed during login; not upgraded"),
             Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use base64::Engine;
+    use serde_json::json;
+
+    use super::identifier_label;
+    use crate::schema::{SchemaRegistry, SchemaSource};
+
+    fn label(traits: serde_json::Value) -> crate::text::Message {
+        let schema = json!({"$schema": "http://json-schema.org/draft-07/schema#", "definitions": {
+            "mail": {"type": "string", "title": "Mail", "ory.sh/kratos": {"credentials": {"code": {"identifier": true}}}}},
+            "type": "object", "properties": {"traits": {"type": "object", "properties": traits}}});
+        let url =
+            format!("base64://{}", base64::engine::general_purpose::STANDARD.encode(schema.to_string()));
+        let registry =
+            SchemaRegistry::load(&[SchemaSource { id: "default".into(), url }], "default").unwrap();
+        identifier_label(registry.default_schema())
+    }
+
+    fn password_id(title: Option<&str>) -> serde_json::Value {
+        let mut node =
+            json!({"type": "string", "ory.sh/kratos": {"credentials": {"password": {"identifier": true}}}});
+        if let Some(title) = title {
+            node["title"] = json!(title);
+        }
+        node
+    }
+
+    #[test]
+    fn one_titled_identifier_names_the_field() {
+        let one =
+            label(json!({"email": password_id(Some("E-Mail")), "name": {"type": "string", "title": "Name"}}));
+        assert_eq!((one.id, one.text.as_str()), (1070002, "E-Mail"));
+        assert_eq!(one.context, Some(json!({"title": "E-Mail", "name": "traits.email"})));
+        // Nested and behind a reference, and for any method.
+        let nested = label(
+            json!({"contact": {"type": "object", "properties": {"mail": {"$ref": "#/definitions/mail"}}}}),
+        );
+        assert_eq!(nested.context, Some(json!({"title": "Mail", "name": "traits.contact.mail"})));
+    }
+
+    #[test]
+    fn several_identifiers_no_identifier_or_no_title_say_id() {
+        let several =
+            label(json!({"email": password_id(Some("E-Mail")), "username": password_id(Some("Username"))}));
+        assert_eq!((several.id, several.text.as_str()), (1070004, "ID"));
+        assert_eq!(label(json!({"email": password_id(None)})).id, 1070004);
+        assert_eq!(label(json!({"name": {"type": "string", "title": "Name"}})).id, 1070004);
     }
 }

@@ -4,6 +4,7 @@
 //! flow module builds on these.
 
 pub mod code;
+pub mod errors;
 pub mod login;
 pub mod login_throttle;
 pub mod recovery;

@@ -63,6 +63,47 @@ pub(super) fn collect(schema: &Value, traits: &Value) -> TraitFacts {
     facts
 }
 
+/// A trait a person signs in with (any method's identifier, a passkey's
+/// display name, a TOTP account name): its path (`traits.email`) and title.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdentifierTrait {
+    pub name: String,
+    pub title: Option<String>,
+}
+
+pub(super) fn identifier_traits(schema: &Value) -> Vec<IdentifierTrait> {
+    let mut found = Vec::new();
+    if let Some(node) = schema.pointer("/properties/traits") {
+        find_identifiers(schema, node, "traits", &mut found, 0);
+    }
+    found
+}
+
+fn find_identifiers(root: &Value, node: &Value, name: &str, found: &mut Vec<IdentifierTrait>, depth: usize) {
+    if depth > 32 {
+        return;
+    }
+    let node = match node.get("$ref").and_then(Value::as_str) {
+        Some(r) if r.starts_with('#') => match root.pointer(&r[1..]) {
+            Some(target) => target,
+            None => return,
+        },
+        _ => node,
+    };
+    if let Some(keyword) = node.get(KRATOS_KEYWORD)
+        && let Ok(keyword) = KratosKeyword::deserialize(keyword)
+        && keyword.names_the_person()
+    {
+        let title = node.get("title").and_then(Value::as_str).map(str::to_string);
+        found.push(IdentifierTrait { name: name.to_string(), title });
+    }
+    if let Some(props) = node.get("properties").and_then(Value::as_object) {
+        for (key, sub) in props {
+            find_identifiers(root, sub, &format!("{name}.{key}"), found, depth + 1);
+        }
+    }
+}
+
 /// Local `$ref`s are followed; the depth bound stops reference cycles.
 fn walk(root: &Value, node: &Value, value: &Value, facts: &mut TraitFacts, depth: usize) {
     if depth > 32 {

@@ -21,14 +21,24 @@ pub(super) struct KratosKeyword {
     pub organizations: Option<OrganizationsKeyword>,
 }
 
+impl KratosKeyword {
+    /// Whether a login form asks for this trait by one method or another.
+    pub(super) fn names_the_person(&self) -> bool {
+        let c = &self.credentials;
+        c.password.as_ref().is_some_and(|p| p.identifier)
+            || c.webauthn.as_ref().is_some_and(|w| w.identifier)
+            || c.passkey.as_ref().is_some_and(|p| p.display_name == Some(true))
+            || c.totp.as_ref().is_some_and(|t| t.account_name == Some(true))
+            || c.code.as_ref().is_some_and(|c| c.identifier)
+    }
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct CredentialsKeyword {
     pub password: Option<IdentifierKeyword>,
     pub webauthn: Option<IdentifierKeyword>,
-    #[allow(dead_code)]
     pub passkey: Option<PasskeyKeyword>,
-    #[allow(dead_code)]
     pub totp: Option<TotpKeyword>,
     pub code: Option<CodeKeyword>,
 }
@@ -43,14 +53,12 @@ pub(super) struct IdentifierKeyword {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PasskeyKeyword {
-    #[allow(dead_code)]
     pub display_name: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct TotpKeyword {
-    #[allow(dead_code)]
     pub account_name: Option<bool>,
 }
 

@@ -6,6 +6,6 @@ mod extension;
 mod meta;
 mod registry;
 
-pub use extension::{AddressRef, TraitFacts, normalize};
+pub use extension::{AddressRef, IdentifierTrait, TraitFacts, normalize};
 pub use meta::SchemaProblem;
 pub use registry::{IdentitySchema, ReadError, SchemaError, SchemaRegistry, SchemaSource};

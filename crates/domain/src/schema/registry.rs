@@ -60,6 +60,11 @@ impl IdentitySchema {
     pub fn encoded_id(&self) -> String {
         URL_SAFE_NO_PAD.encode(self.id.as_bytes())
     }
+
+    /// The traits people sign in with, in schema order.
+    pub fn identifier_traits(&self) -> Vec<extension::IdentifierTrait> {
+        extension::identifier_traits(&self.raw)
+    }
 }
 
 /// All configured schemas, by id, plus which one new identities default to.
@@ -89,6 +94,12 @@ impl SchemaRegistry {
 
     pub fn default_id(&self) -> &str {
         &self.default_id
+    }
+
+    /// The schema new identities get unless they name another.
+    pub fn default_schema(&self) -> &Arc<IdentitySchema> {
+        // `load` refuses a default that names no schema.
+        &self.schemas[&self.default_id]
     }
 
     /// Looks a schema up by its id or by the base64url form used in URLs.

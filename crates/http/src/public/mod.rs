@@ -1,5 +1,6 @@
 //! The public API: what browsers and apps call.
 
+mod errors;
 pub(crate) mod flows;
 mod login;
 mod logout;
@@ -25,6 +26,7 @@ pub fn router() -> Router<AppState> {
         .merge(recovery::router())
         .merge(verification::router())
         .merge(logout::router())
+        .merge(errors::router())
         .merge(openapi::router())
         .merge(crate::admin::health::router())
 }

@@ -177,6 +177,13 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body_json, FlowKind::Settings).await?;
+    // A browser whose session is gone signs in again, as in Kratos.
+    if flow.flow_type == FlowType::Browser
+        && !wants_json(&headers)
+        && current_session(&state, &headers).await?.is_none()
+    {
+        return Ok(flows::see_other(&format!("{}/self-service/login/browser", state.urls.public)));
+    }
     let (session, identity) = owned_flow(&state, &headers, &flow).await?;
     let Some(submission) = SettingsSubmission::read(&body_json, &identity.traits) else {
         flow.ui.reset_messages();

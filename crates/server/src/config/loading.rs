@@ -397,7 +397,7 @@ mod tests {
             ("SELFSERVICE_FLOWS_LOGIN_LIFESPAN", "720h"),
             ("SESSION_EARLIEST_POSSIBLE_EXTEND", "100ms"),
             ("SESSION_COOKIE_SAME_SITE", "Strict"),
-            ("SELFSERVICE_FLOWS_REGISTRATION_STYLE", "profile_first"),
+            ("SELFSERVICE_FLOWS_REGISTRATION_STYLE", "unified"),
             ("HASHERS_ARGON2_MEMORY", "64MB"),
             ("TRACING_PROVIDER", "otel"),
             ("TRACING_PROVIDERS_OTLP_SERVER_URL", "c:4318"),
@@ -409,7 +409,7 @@ mod tests {
             Some(std::time::Duration::from_millis(100))
         );
         assert_eq!(c.session.cookie.same_site, Some(super::super::SameSite::Strict));
-        assert_eq!(c.selfservice.flows.registration.style, super::super::RegistrationStyle::ProfileFirst);
+        assert_eq!(c.selfservice.flows.registration.style, super::super::RegistrationStyle::Unified);
         assert_eq!(c.hashers.argon2.memory.bytes(), 64 << 20);
         assert!(c.tracing.exports());
         for (name, value, key) in [

@@ -488,21 +488,21 @@ impl Default for RegistrationFlow {
             ui_url: String::new(),
             lifespan: Duration::hours(1),
             enabled: true,
-            style: RegistrationStyle::Unified,
+            style: RegistrationStyle::ProfileFirst,
             enable_legacy_one_step: None,
             after: After::default(),
         }
     }
 }
 
-/// `selfservice.flows.registration.style`.
+/// `selfservice.flows.registration.style`; Kratos's default is `profile_first`.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RegistrationStyle {
     /// One step.
-    #[default]
     Unified,
     /// Traits, then credentials.
+    #[default]
     ProfileFirst,
 }
 

@@ -208,9 +208,18 @@ async fn browser_logout(backend: Backend) {
     let app = spawn_app(backend).await;
     let (token, _) = register(&app, "bye@example.com", PASSWORD).await;
     let mut jar = Jar::default();
-    // No session: 401.
-    let response = app.http.get(app.public_path("/self-service/logout/browser")).send().await.unwrap();
+    // No session: 401 for JSON clients; a browser is sent to the error UI.
+    let response = app
+        .http
+        .get(app.public_path("/self-service/logout/browser"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 401);
+    let response = app.http.get(app.public_path("/self-service/logout/browser")).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert!(response.headers()["location"].to_str().unwrap().contains("/ui/error?id="));
     // A browser holding the session cookie.
     let cookie = format!("ory_kratos_session={token}");
     let response = app
@@ -241,7 +250,9 @@ async fn browser_logout(backend: Backend) {
     let whoami =
         app.http.get(app.public_path("/sessions/whoami")).header("cookie", &cookie).send().await.unwrap();
     assert_eq!(whoami.status(), 401);
-    // The logout link works once.
-    assert_eq!(app.http.get(logout_url).send().await.unwrap().status(), 401);
+    // The logout link works once; again, the browser is shown why on the error UI.
+    let again = app.http.get(logout_url).send().await.unwrap();
+    assert_eq!(again.status(), 303);
+    assert!(again.headers()["location"].to_str().unwrap().contains("/ui/error?id="));
     app.stop().await;
 }

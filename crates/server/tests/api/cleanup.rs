@@ -50,6 +50,7 @@ fn rows(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
         "courier_messages",
         "courier_dispatches",
         "courier_messages (bodies cleared)",
+        "selfservice_errors",
     ]
     .into_iter()
     .map(|t| (t.to_string(), 0))

@@ -96,6 +96,8 @@ pub fn test_config(dsn: &str) -> Config {
     ss.allowed_return_urls = vec!["http://127.0.0.1:4455".into()];
     ss.flows.login.ui_url = "http://127.0.0.1:4455/login".into();
     ss.flows.registration.ui_url = "http://127.0.0.1:4455/registration".into();
+    // Most tests register in one request; the ones about two steps say so.
+    ss.flows.registration.style = latchkey::config::RegistrationStyle::Unified;
     ss.flows.registration.after.password.hooks = vec![Hook { hook: "session".into(), config: None }];
     config
 }

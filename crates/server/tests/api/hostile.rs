@@ -43,6 +43,8 @@ async fn refused(response: reqwest::Response) -> (u16, Value) {
 async fn post_form(app: &TestApp, kind: &str, body: String) -> reqwest::Response {
     app.http
         .post(app.public_path(&format!("/self-service/{kind}?flow=x")))
+        // As JSON: a browser would be sent to the error UI with the same error.
+        .header("accept", "application/json")
         .header("content-type", FORM)
         .body(body)
         .send()

@@ -207,12 +207,23 @@ async fn disabled_flows_are_refused_as_kratos_does(backend: Backend) {
         [("registration", "Registration"), ("recovery", "Recovery"), ("verification", "Verification")]
     {
         for path in [format!("/self-service/{kind}/api"), format!("/self-service/{kind}/browser")] {
-            let response = app.http.get(app.public_path(&path)).send().await.unwrap();
+            let response = app
+                .http
+                .get(app.public_path(&path))
+                .header("accept", "application/json")
+                .send()
+                .await
+                .unwrap();
             assert_eq!(response.status(), 400, "{path}");
             let body: Value = response.json().await.unwrap();
             assert_eq!(body["error"]["id"], "self_service_flow_disabled", "{path}: {body}");
             assert_eq!(body["error"]["reason"], format!("{name} is not allowed because it was disabled."));
         }
+        // A browser is shown it on the error UI.
+        let response =
+            app.http.get(app.public_path(&format!("/self-service/{kind}/browser"))).send().await.unwrap();
+        assert_eq!(response.status(), 303);
+        assert!(response.headers()["location"].to_str().unwrap().contains("/ui/error?id="));
         let submit = format!("/self-service/{kind}?flow={}", uuid::Uuid::new_v4());
         let response =
             app.http.post(app.public_path(&submit)).json(&json!({"method": "code"})).send().await.unwrap();

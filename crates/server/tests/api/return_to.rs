@@ -168,6 +168,7 @@ async fn logout_checks_return_to_before_ending_the_session(backend: Backend) {
             .http
             .get(app.public_path("/self-service/logout/browser"))
             .query(&[("return_to", target)])
+            .header("accept", "application/json")
             .header("cookie", &cookie);
         async move {
             let response = request.send().await.unwrap();
@@ -191,9 +192,11 @@ async fn logout_checks_return_to_before_ending_the_session(backend: Backend) {
     };
     let whoami =
         || app.http.get(app.public_path("/sessions/whoami")).header("x-session-token", &token).send();
+    // A browser following the link is shown the refusal on the error UI.
     for target in HOSTILE {
         let response = logout(target).await.unwrap();
-        assert_eq!(response.status(), 400, "logout return_to={target}");
+        assert_eq!(response.status(), 303, "logout return_to={target}");
+        assert!(response.headers()["location"].to_str().unwrap().contains("/error?id="), "{target}");
     }
     assert_eq!(whoami().await.unwrap().status(), 200, "a refused logout leaves the session alone");
     let response = logout("/bye").await.unwrap();
