@@ -28,12 +28,18 @@ pub async fn show(
     page(&state, lang, StatusCode::OK, error.as_ref(), id)
 }
 
-/// The error stored under `id`, as `GET /self-service/errors?id=` answers it
-/// (`{"id", "error": {code, status, reason, message, …}}`). Latchkey stores
-/// no errors yet, so there is none: the page shows the id and a generic
-/// message. Point this at the error flow's service once it exists.
-async fn stored_error(_state: &AppState, _id: &str) -> Option<Value> {
-    None
+/// The error stored under `id` (or a stub id), shaped as the API answers
+/// errors (`{"error": {code, status, reason, message, …}}`); `None` when it
+/// is unknown or expired, and the page then shows the id and a generic
+/// message. A failure to read it is logged and treated the same way.
+async fn stored_error(state: &AppState, id: &str) -> Option<Value> {
+    match state.flow_errors.find(id).await {
+        Ok(found) => found.map(|record| json!({ "error": record.error })),
+        Err(e) => {
+            tracing::warn!(error = %e, "could not read a stored error for the error page");
+            None
+        }
+    }
 }
 
 /// An error a page ran into, shown as a page with the error's status.

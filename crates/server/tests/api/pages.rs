@@ -358,7 +358,22 @@ async fn a_page_without_its_csrf_cookie_shows_the_error(backend: Backend) {
         error.has("data-testid=\"page-error\"") && error.has("data-error-id=\"security_csrf_violation\"")
     );
     assert!(error.has("id=\"link-start-again\""));
-    // The error UI itself, with the id an error flow hands it.
+    // A form posted from a browser that lost the cookie goes to the error
+    // UI, which shows the stored error.
+    let posted = stranger
+        .submit(
+            &login,
+            "form-main",
+            &[("identifier", "x@example.com"), ("password", "whatever")],
+            "submit-password",
+        )
+        .await;
+    assert!(posted.url.contains("/ui/error?id="), "{}", posted.url);
+    assert_eq!(posted.status, 200);
+    assert!(posted.has("data-error-id=\"security_csrf_violation\""), "{}", posted.html);
+    let stub = browser.open("/ui/error?id=stub:500").await;
+    assert!(stub.has("This is a stub error."), "{}", stub.html);
+    // An id that names nothing still gives a page, with the id escaped.
     let shown = browser.open("/ui/error?id=a-reference%3Cb%3E").await;
     assert_a_good_page(&shown, "en");
     assert!(shown.has("data-testid=\"error-id\">a-reference&lt;b&gt;<"), "escaped: {}", shown.html);
