@@ -1,0 +1,106 @@
+//! What Ory Elements (contrib/elements, driven in Chromium by
+//! tests/browser/suites/elements.test.mjs) sends, replayed over HTTP: an app
+//! on another origin calling the browser flows with JSON, cookies and CORS.
+
+use serde_json::{Value, json};
+
+use crate::helpers::{Backend, Jar, TestApp, code_for, create_identity, spawn_app_with_mail};
+use crate::on_both_databases;
+
+on_both_databases!(recovery_code_with_the_empty_resend_field);
+
+const APP: &str = "http://127.0.0.1:5173";
+
+/// A browser flow started as the app's page does, with its cookies and CSRF token.
+async fn browser_flow(app: &TestApp, kind: &str, jar: &mut Jar) -> (Value, String) {
+    let response = app
+        .http
+        .get(app.public_path(&format!("/self-service/{kind}/browser")))
+        .header("accept", "application/json")
+        .header("origin", APP)
+        .send()
+        .await
+        .unwrap();
+    jar.store(&response);
+    let flow: Value = response.json().await.unwrap();
+    let csrf = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "csrf_token")
+        .unwrap()["attributes"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    (flow, csrf)
+}
+
+/// A submit as the SDK makes it: JSON, from the app's origin, with cookies.
+async fn submit(app: &TestApp, kind: &str, flow: &Value, jar: &mut Jar, body: Value) -> (u16, Value) {
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/{kind}?flow={}", flow["id"].as_str().unwrap())))
+        .header("accept", "application/json")
+        .header("origin", APP)
+        .header("cookie", jar.header())
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        response.headers().get("access-control-allow-origin").and_then(|v| v.to_str().ok()),
+        Some(APP)
+    );
+    jar.store(&response);
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
+async fn app_for_elements(
+    backend: Backend,
+) -> (TestApp, std::sync::Arc<std::sync::Mutex<Vec<latchkey_courier::test_smtp::Received>>>) {
+    spawn_app_with_mail(backend, |c| {
+        c.selfservice.flows.recovery.enabled = true;
+        c.selfservice.flows.settings.ui_url = format!("{APP}/settings");
+        let cors = &mut c.serve.public.cors;
+        cors.enabled = true;
+        cors.allowed_origins = vec![APP.into()];
+    })
+    .await
+}
+
+/// Elements sends every field of the form, so the code arrives with the
+/// resend button's `email` empty. Kratos reads an empty `email` as none (a
+/// code attempt); reading it as a resend fails with "email is missing".
+async fn recovery_code_with_the_empty_resend_field(backend: Backend) {
+    let (app, received) = app_for_elements(backend).await;
+    create_identity(&app, "elements-recovery@example.com").await;
+    let mut jar = Jar::default();
+    let (flow, csrf) = browser_flow(&app, "recovery", &mut jar).await;
+    let (status, sent) = submit(
+        &app,
+        "recovery",
+        &flow,
+        &mut jar,
+        json!({"method": "code", "email": "elements-recovery@example.com", "csrf_token": csrf}),
+    )
+    .await;
+    assert_eq!((status, sent["state"].as_str()), (200, Some("sent_email")), "{sent}");
+    let code = code_for(&received, "elements-recovery@example.com", 0).await;
+
+    let (status, done) = submit(
+        &app,
+        "recovery",
+        &flow,
+        &mut jar,
+        json!({"method": "code", "code": code, "email": "", "csrf_token": csrf}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["state"], "passed_challenge");
+    let next = &done["continue_with"][0];
+    assert_eq!(next["action"], "show_settings_ui");
+    let url = next["flow"]["url"].as_str().unwrap();
+    assert!(url.starts_with(&format!("{APP}/settings?flow=")), "{url}");
+    assert!(jar.get("ory_kratos_session").is_some());
+    app.stop().await;
+}
