@@ -4,10 +4,12 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, Jar, TestApp, code_for, create_identity, spawn_app_with_mail};
+use crate::helpers::{
+    Backend, Jar, PASSWORD, TestApp, code_for, create_identity, names, spawn_app_with_mail,
+};
 use crate::on_both_databases;
 
-on_both_databases!(recovery_code_with_the_empty_resend_field);
+on_both_databases!(recovery_code_with_the_empty_resend_field, two_step_registration_leaves_no_method_active);
 
 const APP: &str = "http://127.0.0.1:5173";
 
@@ -102,5 +104,67 @@ async fn recovery_code_with_the_empty_resend_field(backend: Backend) {
     let url = next["flow"]["url"].as_str().unwrap();
     assert!(url.starts_with(&format!("{APP}/settings?flow=")), "{url}");
     assert!(jar.get("ory_kratos_session").is_some());
+    app.stop().await;
+}
+
+/// Elements reads `active` to pick which group of nodes to show. After the
+/// profile step of two-step registration Kratos leaves no method active, so
+/// Elements shows the password form; an `active: profile` made it show the
+/// profile group only (a "Back" button) and no password field.
+async fn two_step_registration_leaves_no_method_active(backend: Backend) {
+    let (app, _received) = spawn_app_with_mail(backend, |c| {
+        c.selfservice.flows.registration.style = latchkey::config::RegistrationStyle::ProfileFirst;
+        let cors = &mut c.serve.public.cors;
+        cors.enabled = true;
+        cors.allowed_origins = vec![APP.into()];
+    })
+    .await;
+    let mut jar = Jar::default();
+    let (flow, csrf) = browser_flow(&app, "registration", &mut jar).await;
+    let traits = json!({"email": "two-steps@example.com"});
+    let (status, second) = submit(
+        &app,
+        "registration",
+        &flow,
+        &mut jar,
+        json!({"method": "profile", "traits": traits, "csrf_token": csrf}),
+    )
+    .await;
+    assert_eq!(status, 400, "Kratos answers the next screen as 400 with the flow: {second}");
+    assert_eq!(second["state"], "choose_method");
+    assert!(second.get("active").is_none(), "{second}");
+    assert!(names(&second).contains(&"password".to_string()));
+
+    // Going back to the profile form leaves none active either.
+    let (_, back) = submit(
+        &app,
+        "registration",
+        &flow,
+        &mut jar,
+        json!({"method": "profile", "screen": "previous", "traits": traits, "csrf_token": csrf}),
+    )
+    .await;
+    assert!(back.get("active").is_none(), "{back}");
+    let (_, second) = submit(
+        &app,
+        "registration",
+        &flow,
+        &mut jar,
+        json!({"method": "profile", "traits": traits, "csrf_token": csrf}),
+    )
+    .await;
+    assert!(second.get("active").is_none(), "{second}");
+
+    // The credentials screen signs up with what Elements sends: the hidden traits and the password.
+    let (status, done) = submit(
+        &app,
+        "registration",
+        &flow,
+        &mut jar,
+        json!({"method": "password", "traits": traits, "password": PASSWORD, "csrf_token": csrf}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["identity"]["traits"]["email"], "two-steps@example.com");
     app.stop().await;
 }
