@@ -1,7 +1,8 @@
 // Ory Elements (contrib/elements) on its own origin, against Latchkey with
-// CORS and the stock SDK: a person signs up, verifies the address, signs out
-// and in (after a wrong password), and recovers the account with the mailed
-// code (after a wrong one), setting a new password that then signs in.
+// CORS and the stock SDK: a person signs up in two steps, verifies the
+// address, changes the profile, signs out and in (after a wrong password), and
+// recovers the account with the mailed code (after a wrong one), setting a new
+// password that then signs in.
 import assert from "node:assert/strict"
 import path from "node:path"
 import { after, before, test } from "node:test"
@@ -19,7 +20,13 @@ before(async () => {
   npmBuild(appDir, "elements")
   smtp = await startSmtp()
   app = await serveApp(path.join(appDir, "dist"))
-  latchkey = await startLatchkey({ name: "elements-latchkey", smtpPort: smtp.port, uiUrl: () => app.origin })
+  latchkey = await startLatchkey({
+    name: "elements-latchkey",
+    smtpPort: smtp.port,
+    uiUrl: () => app.origin,
+    // Kratos's default, so what an Elements app meets there: traits first, then the password.
+    env: { SELFSERVICE_FLOWS_REGISTRATION_STYLE: "profile_first" },
+  })
   app.overrides["/config.js"] = `window.LATCHKEY_URL = ${JSON.stringify(latchkey.publicUrl)}`
   browser = await launchBrowser()
   journey = await openJourney(browser, "elements")
@@ -88,6 +95,10 @@ test("a person signs up and verifies the address with the mailed code", () =>
     await page.goto(`${app.origin}/registration`)
     await arrive("/registration", "registration")
     await page.fill('input[name="traits.email"]', email)
+    await page.fill('input[name="traits.name.first"]', "Ada")
+    await submit('button[type="submit"][value="profile"]')
+    await page.locator('input[name="password"]').waitFor()
+    await journey.shot("registration-password")
     await page.fill('input[name="password"]', firstPassword)
     const answer = await submit('button[type="submit"][value="password"]')
     assert.equal(answer.status(), 200)
@@ -97,6 +108,23 @@ test("a person signs up and verifies the address with the mailed code", () =>
     await submit('button[type="submit"][value="code"]')
     await page.getByText("You successfully verified your email address.").waitFor()
     await journey.shot("verification-done")
+  }))
+
+test("the person changes the profile in settings", () =>
+  journey.guard(async () => {
+    const { page } = journey
+    await page.goto(`${app.origin}/settings`)
+    await arrive("/settings", "settings")
+    await page.fill('input[name="traits.name.last"]', "Lovelace")
+    const saved = await submit('button[type="submit"][value="profile"]')
+    assert.equal(saved.status(), 200)
+    await page.getByText("Your changes have been saved").waitFor()
+    await journey.shot("settings-profile-saved")
+    const session = await page.evaluate(
+      (url) => fetch(`${url}/sessions/whoami`, { credentials: "include" }).then((r) => r.json()),
+      latchkey.publicUrl,
+    )
+    assert.deepEqual(session.identity.traits.name, { first: "Ada", last: "Lovelace" })
   }))
 
 test("the person signs out, mistypes the password, and signs in", () =>
