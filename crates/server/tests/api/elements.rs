@@ -9,7 +9,11 @@ use crate::helpers::{
 };
 use crate::on_both_databases;
 
-on_both_databases!(recovery_code_with_the_empty_resend_field, two_step_registration_leaves_no_method_active);
+on_both_databases!(
+    recovery_code_with_the_empty_resend_field,
+    two_step_registration_leaves_no_method_active,
+    refresh_login_knows_the_identifier,
+);
 
 const APP: &str = "http://127.0.0.1:5173";
 
@@ -166,5 +170,117 @@ async fn two_step_registration_leaves_no_method_active(backend: Backend) {
     .await;
     assert_eq!(status, 200, "{done}");
     assert_eq!(done["identity"]["traits"]["email"], "two-steps@example.com");
+    app.stop().await;
+}
+
+/// A settings change past `privileged_session_max_age` sends Elements to a
+/// refresh login, whose form it shows as Kratos builds it: the identifier
+/// hidden and filled in, only the password asked for. Elements then submits
+/// the hidden identifier with the password, and follows the answer's
+/// `redirect_browser_to` back to settings.
+async fn refresh_login_knows_the_identifier(backend: Backend) {
+    let (app, _received) = app_for_elements(backend).await;
+    create_identity(&app, "elements-refresh@example.com").await;
+    let mut jar = Jar::default();
+    let (flow, csrf) = browser_flow(&app, "login", &mut jar).await;
+    let identifier = |flow: &Value| {
+        flow["ui"]["nodes"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|n| n["attributes"]["name"] == "identifier")
+            .cloned()
+    };
+    assert_eq!(identifier(&flow).unwrap()["attributes"]["type"], "text", "a first login asks for it");
+    let (status, _) = submit(
+        &app,
+        "login",
+        &flow,
+        &mut jar,
+        json!({"method": "password", "identifier": "elements-refresh@example.com", "password": PASSWORD, "csrf_token": csrf}),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let back = app.public_path("/self-service/settings/browser");
+    let response = app
+        .http
+        .get(app.public_path("/self-service/login/browser"))
+        .query(&[("refresh", "true"), ("return_to", back.as_str())])
+        .header("accept", "application/json")
+        .header("origin", APP)
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    jar.store(&response);
+    let refresh: Value = response.json().await.unwrap();
+    assert_eq!(refresh["refresh"], true);
+    let node = identifier(&refresh).unwrap();
+    assert_eq!(node["attributes"]["type"], "hidden", "{node}");
+    assert_eq!(node["attributes"]["value"], "elements-refresh@example.com");
+    assert!(node["meta"].get("label").is_none_or(Value::is_null), "{node}");
+
+    let csrf = refresh["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["attributes"]["name"] == "csrf_token")
+        .unwrap()["attributes"]["value"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, done) = submit(
+        &app,
+        "login",
+        &refresh,
+        &mut jar,
+        json!({"method": "password", "identifier": "elements-refresh@example.com", "password": PASSWORD, "csrf_token": csrf}),
+    )
+    .await;
+    assert_eq!(status, 200, "{done}");
+    // Elements follows this back to where the refresh was asked for.
+    assert_eq!(
+        done["continue_with"],
+        json!([{"action": "redirect_browser_to", "redirect_browser_to": back}])
+    );
+
+    // Settings asks for that refresh with a return to `GET /self-service/settings?flow=`,
+    // which sends the browser on to the settings UI with its flow.
+    let settings: Value = app
+        .http
+        .get(app.public_path("/self-service/settings/browser"))
+        .header("accept", "application/json")
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = settings["id"].as_str().unwrap();
+    let response = app
+        .http
+        .get(app.public_path(&format!("/self-service/settings?flow={id}")))
+        .header("cookie", jar.header())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], format!("{APP}/settings?flow={id}").as_str());
+
+    // Without a session a refresh is an ordinary login form.
+    let anonymous: Value = app
+        .http
+        .get(app.public_path("/self-service/login/browser?refresh=true"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(identifier(&anonymous).unwrap()["attributes"]["type"], "text");
     app.stop().await;
 }
