@@ -5,7 +5,7 @@
 // password that then signs in.
 import assert from "node:assert/strict"
 import path from "node:path"
-import { after, before, test } from "node:test"
+import { after, before, describe, test } from "node:test"
 import { launchBrowser, openJourney } from "../lib/browser.mjs"
 import { startLatchkey } from "../lib/latchkey.mjs"
 import { npmBuild } from "../lib/npm.mjs"
@@ -188,3 +188,78 @@ test(
       await screen.getByText("stub:500").waitFor()
     }),
 )
+
+// A second Latchkey whose privileged sessions last 5 s, so changing the
+// password in settings asks for a refresh login first; and a lost CSRF cookie.
+describe("a stale session and a lost cookie", () => {
+  let main
+  before(async () => {
+    main = { app, latchkey, journey }
+    app = await serveApp(path.join(appDir, "dist"))
+    latchkey = await startLatchkey({
+      name: "elements-refresh-latchkey",
+      smtpPort: smtp.port,
+      uiUrl: () => app.origin,
+      env: { SELFSERVICE_FLOWS_SETTINGS_PRIVILEGED_SESSION_MAX_AGE: "5s" },
+    })
+    app.overrides["/config.js"] = `window.LATCHKEY_URL = ${JSON.stringify(latchkey.publicUrl)}`
+    journey = await openJourney(browser, "elements-refresh")
+  })
+  after(async () => {
+    await journey?.close()
+    await latchkey?.stop()
+    await app?.close()
+    ;({ app, latchkey, journey } = main)
+  })
+
+  test("a password change after the session aged asks for the password again, then saves", () =>
+    journey.guard(async () => {
+      const { page } = journey
+      await page.goto(`${app.origin}/registration`)
+      await arrive("/registration", "registration")
+      await page.fill('input[name="traits.email"]', email)
+      await page.fill('input[name="password"]', firstPassword)
+      await submit('button[type="submit"][value="password"]')
+      await arrive("/verification", "verification")
+
+      await page.goto(`${app.origin}/settings`)
+      await arrive("/settings", "settings")
+      await page.waitForTimeout(5500)
+      await page.fill('input[name="password"]', secondPassword)
+      const refused = await submit('button[type="submit"][value="password"]')
+      assert.equal(refused.status(), 403)
+      await arrive("/login", "refresh-login")
+      // Only the password is asked for: the identifier is known.
+      assert.equal(await page.locator('input[name="identifier"]').getAttribute("type"), "hidden")
+      await page.fill('input[name="password"]', firstPassword)
+      await submit('button[type="submit"][value="password"]')
+
+      await arrive("/settings", "settings-after-refresh")
+      await page.fill('input[name="password"]', secondPassword)
+      const saved = await submit('button[type="submit"][value="password"]')
+      assert.equal(saved.status(), 200)
+      await page.getByText("Your changes have been saved").waitFor()
+      await journey.shot("settings-password-saved")
+    }))
+
+  test("a login whose CSRF cookie was lost starts a new flow, which signs in", () =>
+    journey.guard(async () => {
+      const { page, context } = journey
+      await page.goto(`${app.origin}/welcome`)
+      await page.getByRole("link", { name: "Sign out" }).click()
+      await arrive("/login", "signed-out-login")
+      const firstFlow = new URL(page.url()).searchParams.get("flow")
+      await context.clearCookies({ name: /^csrf_token_/ })
+      await page.fill('input[name="identifier"]', email)
+      await page.fill('input[name="password"]', secondPassword)
+      const refused = await submit('button[type="submit"][value="password"]')
+      // 403 security_csrf_violation; Elements starts a new flow at once.
+      assert.equal(refused.status(), 403)
+      await page.waitForURL((url) => url.pathname === "/login" && url.searchParams.get("flow") !== firstFlow)
+      await arrive("/login", "login-new-flow")
+      await page.fill('input[name="identifier"]', email)
+      await page.fill('input[name="password"]', secondPassword)
+      await submit('button[type="submit"][value="password"]')
+      await arrive("/welcome", "welcome")
+    }))
+})
