@@ -48,19 +48,28 @@ mkdir -p "$BROWSER_SCREENSHOTS" "$BROWSER_TESTS_OUT"
 # when this script ends (a suite crashed, ^C) is stopped by pid.
 export BROWSER_TESTS_PIDS="$BROWSER_TESTS_OUT/pids"
 : >"$BROWSER_TESTS_PIDS"
+runner=
 stop_children() {
+  # The runner leads its own process group: its test processes and what they started.
+  [ -z "$runner" ] || kill -- "-$runner" 2>/dev/null || true
   while read -r pid; do
     kill "$pid" 2>/dev/null || true
   done <"$BROWSER_TESTS_PIDS"
 }
 trap stop_children EXIT
+trap 'exit 130' INT TERM
 
 if [ $# -gt 0 ]; then suites=("$@"); else suites=(tests/browser/suites/*.test.mjs); fi
 echo "== node --test ${suites[*]}"
+# In the background, so that a signal to this script is handled at once, and
+# in a process group of its own, so that stopping it stops everything it began.
+setsid node --test --test-concurrency=1 "${suites[@]}" &
+runner=$!
 set +e
-node --test --test-concurrency=1 "${suites[@]}"
+wait "$runner"
 status=$?
 set -e
+runner=
 shots=$(find "$BROWSER_SCREENSHOTS" -name '*.png' | wc -l)
 echo "== $shots screenshots in target/browser-screenshots/, logs in target/browser-tests/logs/"
 [ "$status" = 0 ] || echo "browser tests failed; the logs above name what to read" >&2

@@ -24,8 +24,18 @@ export function start(name, command, args, options = {}) {
   const child = spawn(command, args, { ...options, stdio: ["ignore", log, log] })
   fs.closeSync(log)
   children.add(child)
-  if (process.env.BROWSER_TESTS_PIDS) fs.appendFileSync(process.env.BROWSER_TESTS_PIDS, `${child.pid}\n`)
-  const exited = new Promise((resolve) => child.on("exit", (code, signal) => resolve(code ?? signal)))
+  const pids = process.env.BROWSER_TESTS_PIDS
+  if (pids) fs.appendFileSync(pids, `${child.pid}\n`)
+  const exited = new Promise((resolve) =>
+    child.on("exit", (code, signal) => {
+      // Gone: its pid may be reused, so the script's trap must not kill it.
+      if (pids) {
+        const rest = fs.readFileSync(pids, "utf8").split("\n").filter((p) => p && p !== String(child.pid))
+        fs.writeFileSync(pids, rest.map((p) => `${p}\n`).join(""))
+      }
+      resolve(code ?? signal)
+    }),
+  )
   return {
     child,
     logPath,
