@@ -128,13 +128,28 @@ impl LoginService {
         Self { store, clock, hasher, throttle, verification, settings: Arc::new(settings) }
     }
 
-    pub async fn create(&self, request: &FlowRequest, refresh: bool) -> Result<Flow, FlowError> {
-        let flow = self.build(request, refresh);
+    /// A new login flow. A refresh for a signed-in identity (`signed_in`)
+    /// asks for the password only: as in Kratos, its identifier is a hidden
+    /// field already filled in, which clients such as Ory Elements rely on.
+    pub async fn create(
+        &self,
+        request: &FlowRequest,
+        refresh: bool,
+        signed_in: Option<uuid::Uuid>,
+    ) -> Result<Flow, FlowError> {
+        let known = match signed_in.filter(|_| refresh) {
+            // Sessions carry the identity without credentials; read them.
+            Some(id) => self.store.get_identity(id).await?.and_then(|identity| {
+                identity.credential(CredentialType::Password).and_then(|c| c.identifiers.first().cloned())
+            }),
+            None => None,
+        };
+        let flow = self.build(request, refresh, known);
         self.store.create_flow(&flow).await?;
         Ok(flow)
     }
 
-    fn build(&self, request: &FlowRequest, refresh: bool) -> Flow {
+    fn build(&self, request: &FlowRequest, refresh: bool, known_identifier: Option<String>) -> Flow {
         let mut flow = Flow::new(
             request,
             self.clock.now(),
@@ -143,14 +158,25 @@ impl LoginService {
             FlowState::Login(LoginState::ChooseMethod),
         );
         flow.refresh = refresh;
-        let identifier = Input {
-            name: "identifier",
-            input_type: "text",
-            group: Group::Default,
-            value: Some(Value::String(String::new())),
-            required: true,
-            autocomplete: None,
-            label: Some(self.settings.identifier_label.clone()),
+        let identifier = match known_identifier {
+            Some(known) => Input {
+                name: "identifier",
+                input_type: "hidden",
+                group: Group::Default,
+                value: Some(Value::String(known)),
+                required: true,
+                autocomplete: None,
+                label: None,
+            },
+            None => Input {
+                name: "identifier",
+                input_type: "text",
+                group: Group::Default,
+                value: Some(Value::String(String::new())),
+                required: true,
+                autocomplete: None,
+                label: Some(self.settings.identifier_label.clone()),
+            },
         };
         flow.ui.nodes.insert(0, identifier.into_node());
         flow.ui.nodes.push(Node::password("current-password"));
@@ -323,7 +349,7 @@ impl LoginService {
     /// A replacement flow carrying the "expired" message.
     async fn expired(&self, old: &Flow) -> Result<FlowError, FlowError> {
         let request = old.replacement_request();
-        let mut replacement = self.build(&request, old.refresh);
+        let mut replacement = self.build(&request, old.refresh, hidden_identifier(old));
         replacement
             .ui
             .messages
@@ -357,6 +383,15 @@ impl LoginService {
             Err(e) => tracing::warn!(error = %e, "could not upgrade a password hash"),
         }
     }
+}
+
+/// The identifier a refresh flow was started with, kept by its replacement.
+fn hidden_identifier(flow: &Flow) -> Option<String> {
+    let node = flow.ui.nodes.iter().find(|n| n.name() == Some("identifier"))?;
+    if node.attributes["type"] != "hidden" {
+        return None;
+    }
+    node.attributes["value"].as_str().map(str::to_string)
 }
 
 #[cfg(test)]

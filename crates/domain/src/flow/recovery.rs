@@ -52,13 +52,15 @@ pub enum RecoverySubmission {
 
 impl RecoverySubmission {
     /// The method that handles a submitted form in `state`; `None` when no
-    /// method takes it. Once a code was sent, a form with `email` is a resend
-    /// and one without is a code attempt, whatever `method` says.
+    /// method takes it. Once a code was sent, a form with an `email` is a
+    /// resend and one without is a code attempt, whatever `method` says. An
+    /// empty `email` counts as none, as in Kratos: form libraries (Ory
+    /// Elements among them) send the resend button's field empty with a code.
     pub fn read(state: &FlowState, body: &Value) -> Option<Self> {
         let FlowState::Recovery(state) = state else { return None };
         let email = field(body, "email").map(str::to_string);
         match state {
-            RecoveryState::SentEmail { .. } => Some(match email {
+            RecoveryState::SentEmail { .. } => Some(match email.filter(|e| !e.is_empty()) {
                 Some(email) => RecoverySubmission::SendCode { email },
                 None => {
                     RecoverySubmission::Code { code: field(body, "code").unwrap_or_default().to_string() }

@@ -190,7 +190,10 @@ impl RegistrationService {
         traits: Value,
         back: bool,
     ) -> Result<RegistrationOutcome, FlowError> {
-        flow.active = Some("profile".into());
+        // As Kratos: the profile step leaves no method active. Clients read an
+        // active `profile` as "show the profile group only" (Ory Elements
+        // then hides the password field on the credentials screen).
+        flow.active = None;
         if back || !self.settings.two_step {
             self.first_screen(&mut flow);
             show_traits(&mut flow.ui, &traits);

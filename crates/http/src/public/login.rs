@@ -52,11 +52,13 @@ async fn init(
             "Authenticator assurance level `{aal}` is not available: no second factor is configured."
         )));
     }
-    if !refresh && flows::current_session(&state, &headers).await?.is_some() {
+    let signed_in = flows::current_session_hit(&state, &headers).await?;
+    if !refresh && signed_in.is_some() {
         return Ok(flows::already_signed_in(&state, &headers, flow_type, &params));
     }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
-    let flow = state.login.create(&started.request, refresh).await.map_err(flows::flow_failure)?;
+    let identity = signed_in.as_ref().map(|hit| hit.identity.id);
+    let flow = state.login.create(&started.request, refresh, identity).await.map_err(flows::flow_failure)?;
     state.metrics.flow_started(flow.kind(), flow.flow_type);
     Ok(flows::started(flow, started, &headers, &state.web.login_ui_url))
 }
@@ -172,6 +174,17 @@ async fn submit(
         .session_cookie_persistent
         .then(|| (issued.session.expires_at - state.clock.now()).num_seconds());
     let cookie = cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
-    let response = if wants_json(&headers) { Json(body).into_response() } else { flows::see_other(&target) };
+    let response = if wants_json(&headers) {
+        // As Kratos: a browser flow answered as JSON names where to go next,
+        // which single-page apps (Ory Elements) follow, e.g. back to settings
+        // after a refresh.
+        let back = flow.return_to.clone().unwrap_or_else(|| state.web.default_browser_return_url.clone());
+        let mut items = vec![ContinueWith::RedirectBrowserTo { redirect_browser_to: back }];
+        items.extend(body.continue_with.take().unwrap_or_default());
+        body.continue_with = Some(items);
+        Json(body).into_response()
+    } else {
+        flows::see_other(&target)
+    };
     Ok(flows::with_cookie(response, Some(cookie)))
 }

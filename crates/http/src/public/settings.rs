@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 
 use axum::extract::{ConnectInfo, OriginalUri, State};
-use axum::http::{HeaderMap, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json, Router};
@@ -168,14 +168,36 @@ fn refresh_required(state: &AppState, flow: &Flow) -> ApiError {
     error
 }
 
+/// A browser sent back to `GET /self-service/settings?flow=` with nothing
+/// to submit (where a refresh login returns to) goes on to the settings UI
+/// with its flow, as in Kratos, rather than failing the CSRF check of a submit.
+fn browser_return(
+    state: &AppState,
+    method: &Method,
+    headers: &HeaderMap,
+    params: &QueryParams,
+    body: &Value,
+) -> Option<String> {
+    let nothing_submitted = body.as_object().is_none_or(|fields| fields.is_empty());
+    if *method != Method::GET || wants_json(headers) || !nothing_submitted {
+        return None;
+    }
+    let id = uuid::Uuid::parse_str(params.first("flow")?).ok()?;
+    Some(format!("{}?flow={id}", state.web.settings_ui_url))
+}
+
 async fn submit(
     State(state): State<AppState>,
+    method: Method,
     OriginalUri(uri): OriginalUri,
     peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     headers: HeaderMap,
     crate::submit::SubmitBody(body_json): crate::submit::SubmitBody,
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
+    if let Some(ui) = browser_return(&state, &method, &headers, &params, &body_json) {
+        return Ok(flows::see_other(&ui));
+    }
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body_json, FlowKind::Settings).await?;
     // A browser whose session is gone signs in again, as in Kratos.
     if flow.flow_type == FlowType::Browser

@@ -12,6 +12,7 @@ mod code_races;
 mod config;
 mod cors;
 mod courier;
+mod elements;
 mod error_flow;
 mod errors;
 mod health;
