@@ -5,8 +5,9 @@
 // in. Then what goes wrong: a flow that expired, and a form posted after its
 // anti-CSRF cookie was lost, which lands on the error page.
 import assert from "node:assert/strict"
+import path from "node:path"
 import { after, before, test } from "node:test"
-import { launchBrowser, openJourney } from "../lib/browser.mjs"
+import { launchBrowser, openJourney, screenshotRoot } from "../lib/browser.mjs"
 import { startLatchkey } from "../lib/latchkey.mjs"
 import { startSmtp } from "../lib/smtp.mjs"
 
@@ -171,4 +172,38 @@ test("a form posted without its anti-CSRF cookie lands on the error page", () =>
     await arrive("error", "csrf-error-page")
     const shown = await page.locator("main").innerText()
     assert.match(shown, /security_csrf_violation|CSRF/i)
+  }))
+
+test("on a phone, in German, every page fits the screen and names its fields", () =>
+  journey.guard(async () => {
+    const phone = await browser.newContext({
+      viewport: { width: 375, height: 740 },
+      deviceScaleFactor: 2,
+      isMobile: true,
+      hasTouch: true,
+      locale: "de-DE",
+      extraHTTPHeaders: { "Accept-Language": "de-DE,de;q=0.9" },
+    })
+    try {
+      const page = await phone.newPage()
+      for (const name of ["login", "registration", "recovery", "verification"]) {
+        await page.goto(`${latchkey.publicUrl}/ui/${name}`)
+        await page.getByTestId(`page-${name}`).waitFor({ timeout: 15000 })
+        assert.equal(await page.getAttribute("html", "lang"), "de")
+        const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth)
+        assert.ok(overflow <= 0, `${name} is ${overflow}px wider than the phone`)
+        // Every visible input has a label that names it.
+        const unlabelled = await page.$$eval("input:not([type=hidden])", (inputs) =>
+          inputs.filter((i) => !(i.labels && i.labels.length && i.labels[0].innerText.trim())).map((i) => i.name),
+        )
+        assert.deepEqual(unlabelled, [], `${name}: inputs without a label`)
+        await page.screenshot({
+          path: path.join(screenshotRoot, "pages", `phone-de-${name}.png`),
+          fullPage: true,
+          animations: "disabled",
+        })
+      }
+    } finally {
+      await phone.close()
+    }
   }))

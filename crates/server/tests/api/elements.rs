@@ -5,7 +5,7 @@
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Jar, PASSWORD, TestApp, code_for, create_identity, names, spawn_app_with_mail,
+    Backend, Jar, PASSWORD, TestApp, code_for, create_identity, csrf_token_of, names, spawn_app_with_mail,
 };
 use crate::on_both_databases;
 
@@ -29,15 +29,7 @@ async fn browser_flow(app: &TestApp, kind: &str, jar: &mut Jar) -> (Value, Strin
         .unwrap();
     jar.store(&response);
     let flow: Value = response.json().await.unwrap();
-    let csrf = flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["attributes"]["name"] == "csrf_token")
-        .unwrap()["attributes"]["value"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_token_of(&flow);
     (flow, csrf)
 }
 
@@ -222,15 +214,7 @@ async fn refresh_login_knows_the_identifier(backend: Backend) {
     assert_eq!(node["attributes"]["value"], "elements-refresh@example.com");
     assert!(node["meta"].get("label").is_none_or(Value::is_null), "{node}");
 
-    let csrf = refresh["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["attributes"]["name"] == "csrf_token")
-        .unwrap()["attributes"]["value"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_token_of(&refresh);
     let (status, done) = submit(
         &app,
         "login",

@@ -5,7 +5,9 @@
 
 use serde_json::Value;
 
-use crate::helpers::{Backend, Jar, PASSWORD, TestApp, native_flow, register, spawn_app, spawn_app_with};
+use crate::helpers::{
+    Backend, Jar, PASSWORD, TestApp, csrf_token_of, native_flow, register, spawn_app, spawn_app_with,
+};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -49,15 +51,7 @@ async fn browser_login(app: &TestApp) -> (String, Jar, String) {
         .unwrap();
     jar.store(&response);
     let flow: Value = response.json().await.unwrap();
-    let csrf = flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["attributes"]["name"] == "csrf_token")
-        .unwrap()["attributes"]["value"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_token_of(&flow);
     (flow["id"].as_str().unwrap().to_string(), jar, csrf)
 }
 
@@ -224,15 +218,7 @@ async fn settings_without_a_session_sends_the_browser_to_sign_in(backend: Backen
     assert_eq!(response.status(), 200);
     jar.store(&response);
     let flow: Value = response.json().await.unwrap();
-    let csrf = flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["attributes"]["name"] == "csrf_token")
-        .unwrap()["attributes"]["value"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_token_of(&flow);
     // The CSRF cookie is there, the session cookie is not.
     let submit = || {
         app.http

@@ -459,3 +459,13 @@ pub fn names(flow: &Value) -> Vec<String> {
         .map(|n| n["attributes"]["name"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// The masked CSRF token a browser flow's form carries (its `csrf_token` node).
+pub fn csrf_token_of(flow: &Value) -> String {
+    let nodes = flow["ui"]["nodes"].as_array().expect("a flow has nodes");
+    let node = nodes
+        .iter()
+        .find(|n| n["attributes"]["name"] == "csrf_token")
+        .expect("a browser flow has a CSRF token");
+    node["attributes"]["value"].as_str().expect("the token is a string").to_string()
+}

@@ -12,7 +12,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::helpers::{
-    Backend, Jar, PASSWORD, TestApp, create_identity, native_flow, spawn_app_on_with, spawn_app_with,
+    Backend, Jar, PASSWORD, TestApp, create_identity, csrf_token_of, native_flow, spawn_app_on_with,
+    spawn_app_with,
 };
 use crate::on_both_databases;
 
@@ -180,15 +181,7 @@ async fn browser_forms_get_the_flow_back_with_a_message(backend: Backend) {
             .unwrap()
     };
     let flow = fetch().await;
-    let csrf = flow["ui"]["nodes"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|n| n["attributes"]["name"] == "csrf_token")
-        .unwrap()["attributes"]["value"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let csrf = csrf_token_of(&flow);
     let url = app.public_path(&format!("/self-service/login?flow={id}"));
     // A form post from a page, or the same flow driven by a script asking for JSON.
     let post = |password: &'static str, accept_json: bool| {
