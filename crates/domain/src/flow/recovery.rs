@@ -290,7 +290,8 @@ impl RecoveryService {
         // As Kratos: a deactivated identity gets no session; the flow is
         // replaced by one that says so.
         if identity.state != IdentityState::Active {
-            let replacement = self.start_over(flow, text::identity_disabled()).await?;
+            let replacement = self.fresh_flow(&flow, text::identity_disabled()).await?;
+            self.spend(flow).await?;
             return Ok(RecoveryOutcome::IdentityDisabled { replacement, identity_id });
         }
         // Getting the code proves the address; admin-issued codes prove nothing.
@@ -358,20 +359,29 @@ impl RecoveryService {
         })
     }
 
+    /// A new flow to carry on with. As in Kratos, `old` is left as it is:
+    /// it can still be fetched, and every further code sent to it gets this
+    /// same answer (its attempts stay counted past the limit, so no code
+    /// works on it again). Native apps rely on that to keep their form.
     async fn replace(&self, old: Flow, reason: &'static str) -> Result<RecoveryOutcome, FlowError> {
-        let replacement = self.start_over(old, text::validation_generic(reason)).await?;
+        let replacement = self.fresh_flow(&old, text::validation_generic(reason)).await?;
         Ok(RecoveryOutcome::Replaced { replacement, reason })
     }
 
-    /// A fresh flow showing `message`, with `old` spent.
-    async fn start_over(&self, mut old: Flow, message: text::Message) -> Result<Box<Flow>, FlowError> {
+    /// A new flow for the client `old` came from, showing `message`.
+    async fn fresh_flow(&self, old: &Flow, message: text::Message) -> Result<Box<Flow>, FlowError> {
         let mut replacement = self.build(&old.replacement_request());
         replacement.ui.messages.push(message);
         self.store.create_flow(&replacement).await?;
-        old.expires_at = self.clock.now();
-        old.updated_at = self.clock.now();
-        self.store.update_flow(&old).await?;
         Ok(Box::new(replacement))
+    }
+
+    /// Ends `flow` now.
+    async fn spend(&self, mut flow: Flow) -> Result<(), FlowError> {
+        flow.expires_at = self.clock.now();
+        flow.updated_at = self.clock.now();
+        self.store.update_flow(&flow).await?;
+        Ok(())
     }
 
     async fn save(

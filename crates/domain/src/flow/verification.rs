@@ -386,19 +386,18 @@ impl VerificationService {
         Ok(Some(flow))
     }
 
+    /// A new flow to carry on with. As in Kratos, `old` is left as it is:
+    /// every further submit to it gets this same answer (its attempts stay
+    /// counted past the limit, or it stays verified).
     async fn replace(
         &self,
-        mut old: Flow,
+        old: Flow,
         message: text::Message,
         reason: &'static str,
     ) -> Result<VerificationOutcome, FlowError> {
         let mut replacement = self.build(&old.replacement_request());
         replacement.ui.messages.push(message);
         self.store.create_flow(&replacement).await?;
-        // The old flow is spent.
-        old.expires_at = self.clock.now();
-        old.updated_at = self.clock.now();
-        self.store.update_flow(&old).await?;
         Ok(VerificationOutcome::Replaced { replacement: Box::new(replacement), reason })
     }
 }

@@ -142,9 +142,26 @@ async fn wrong_codes_and_limits(backend: Backend) {
         assert_eq!(body["state"], "sent_email");
     }
     // The sixth attempt is refused even with the right code; a new flow is offered.
+    let old_flow_url =
+        app.public_path(&format!("/self-service/recovery/flows?id={}", flow["id"].as_str().unwrap()));
+    let before: Value = app.http.get(&old_flow_url).send().await.unwrap().json().await.unwrap();
     let (status, body) = post(&app, &flow, json!({"method": "code", "code": code})).await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["error"]["details"]["continue_with"][0]["action"], "show_recovery_ui");
+    let offered = body["error"]["details"]["continue_with"][0]["flow"]["id"].clone();
+    // As Kratos: the old flow is left as it was, and every further code to
+    // it gets the same answer with another new flow (native apps keep their form).
+    let (status, again) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 400, "{again}");
+    assert_eq!(again["error"]["reason"], body["error"]["reason"]);
+    assert_ne!(again["error"]["details"]["continue_with"][0]["flow"]["id"], offered);
+    let old = app.http.get(&old_flow_url).send().await.unwrap();
+    assert_eq!(old.status(), 200);
+    let old: Value = old.json().await.unwrap();
+    assert_eq!(
+        (old["expires_at"].clone(), old["state"].clone()),
+        (before["expires_at"].clone(), json!("sent_email"))
+    );
 
     // Across flows: two more failures reach the per-address budget of 7;
     // past it a code is judged only on the first attempt made against it, so

@@ -452,6 +452,11 @@ async fn wrong_codes_and_limits(backend: Backend) {
     assert_eq!(body["error"]["id"], "self_service_flow_replaced");
     let replacement = body["use_flow_id"].as_str().unwrap().to_string();
     assert_ne!(replacement, id(&flow));
+    // As Kratos: the old flow is left as it was; a further code gets the same answer.
+    let (status, again) = post(&app, id(&flow), json!({"method": "code", "code": code})).await;
+    assert_eq!((status, &again["error"]["id"]), (410, &json!("self_service_flow_replaced")), "{again}");
+    let (_, old) = fetch(&app, id(&flow), None).await;
+    assert_eq!((&old["expires_at"], &old["state"]), (&flow["expires_at"], &json!("sent_email")));
     assert!(!address(&app, &identity_id).await.verified);
     let (_, fresh) = fetch(&app, &replacement, None).await;
     assert_eq!(
