@@ -407,18 +407,22 @@ fn escape_html(value: &str, out: &mut String) {
 /// built-in template.
 fn builtin_source(template_type: &str) -> (&'static str, &'static str, &'static str) {
     match template_type {
+        // The code comes before anything else that may hold digits (the
+        // address, the minutes): tools and Kratos's own tests take the
+        // first six-digit run of the body.
         "recovery_code_valid" => (
             "{{ .RecoveryCode }} is your account recovery code",
             "Hello,\n\n\
-             We received a request to recover the account for {{ .To }}.\n\
-             Enter this code to continue:\n\n\
+             Enter this code to recover your account:\n\n\
              {{ .RecoveryCode }}\n\n\
+             We received a request to recover the account for {{ .To }}. \
              The code expires in {{ .ExpiresInMinutes }} minutes.\n\n\
              If you did not ask to recover your account, you can ignore this email. Nothing has changed.\n",
             "<p>Hello,</p>\n\
-                 <p>We received a request to recover the account for {{ .To }}. Enter this code to continue:</p>\n\
+                 <p>Enter this code to recover your account:</p>\n\
                  <p style=\"font-size: 24px; font-weight: bold; letter-spacing: 4px;\">{{ .RecoveryCode }}</p>\n\
-                 <p>The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
+                 <p>We received a request to recover the account for {{ .To }}. \
+                 The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
                  <p>If you did not ask to recover your account, you can ignore this email. Nothing has changed.</p>\n",
         ),
         "recovery_code_invalid" => (
@@ -435,15 +439,15 @@ fn builtin_source(template_type: &str) -> (&'static str, &'static str, &'static 
         "verification_code_valid" => (
             "{{ .VerificationCode }} is your verification code",
             "Hello,\n\n\
-             Enter this code to confirm that {{ .To }} is your email address:\n\n\
+             Enter this code to confirm your email address:\n\n\
              {{ .VerificationCode }}\n\n\
-             Or open this link: {{ .VerificationURL }}\n\n\
+             It confirms that {{ .To }} is yours. Or open this link: {{ .VerificationURL }}\n\n\
              The code expires in {{ .ExpiresInMinutes }} minutes.\n\n\
              If you did not ask for this code, you can ignore this email.\n",
             "<p>Hello,</p>\n\
-                 <p>Enter this code to confirm that {{ .To }} is your email address:</p>\n\
+                 <p>Enter this code to confirm your email address:</p>\n\
                  <p style=\"font-size: 24px; font-weight: bold; letter-spacing: 4px;\">{{ .VerificationCode }}</p>\n\
-                 <p>Or <a href=\"{{ .VerificationURL }}\">open this link</a>.</p>\n\
+                 <p>It confirms that {{ .To }} is yours. Or <a href=\"{{ .VerificationURL }}\">open this link</a>.</p>\n\
                  <p>The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
                  <p>If you did not ask for this code, you can ignore this email.</p>\n",
         ),
@@ -559,6 +563,34 @@ impl latchkey_domain::courier::Renderer for Templates {
 mod config_tests {
     use super::*;
     use serde_json::json;
+
+    /// The first run of six digits, as Kratos's tests and many tools read a code.
+    fn first_six_digits(text: &str) -> Option<&str> {
+        let bytes = text.as_bytes();
+        (0..bytes.len().saturating_sub(5))
+            .find(|&i| bytes[i..i + 6].iter().all(u8::is_ascii_digit))
+            .map(|i| &text[i..i + 6])
+    }
+
+    #[test]
+    fn the_code_comes_before_any_other_digits_in_code_mail() {
+        let templates = Templates::builtin();
+        for (template, key) in
+            [("recovery_code_valid", "RecoveryCode"), ("verification_code_valid", "VerificationCode")]
+        {
+            let data = json!({
+                "To": "user20261129@example.com",
+                key: "042137",
+                "ExpiresInMinutes": 123456,
+                "VerificationURL": "http://127.0.0.1:4433/self-service/verification?flow=99999999&code=042137",
+                "Identity": {"id": "00000000-0000-0000-0000-000000000000", "traits": {}},
+            });
+            let rendered = templates.render(template, data.as_object().unwrap()).unwrap();
+            assert_eq!(first_six_digits(&rendered.text), Some("042137"), "{template}: {}", rendered.text);
+            let html = rendered.html.unwrap();
+            assert_eq!(first_six_digits(&html), Some("042137"), "{template}: {html}");
+        }
+    }
 
     #[test]
     fn configured_parts_replace_built_in_ones() {
