@@ -78,6 +78,9 @@ pub struct WebSettings {
     pub dev: bool,
     /// `ui.enabled`: the account pages under `/ui/` are served.
     pub pages: bool,
+    /// API flows refuse requests with an `Origin` or cookies (browsers), unless
+    /// `--dev` with `DEV_DISABLE_API_FLOW_ENFORCEMENT=true` turned that off.
+    pub enforce_api_flows: bool,
 }
 
 /// What every handler reaches through `State`. axum clones the state for

@@ -277,6 +277,9 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     if loaded.config.dev {
         tracing::warn!("running in --dev mode: do not use it in production");
     }
+    if loaded.config.disable_api_flow_enforcement {
+        tracing::warn!("DEV_DISABLE_API_FLOW_ENFORCEMENT: API flows accept requests from browsers");
+    }
     let config = loaded.config;
     tracing::info!(dsn = %config.redacted_dsn(), "opening the database");
     let app = Application::build(&config).await.map_err(|e| e.to_string())?;

@@ -724,6 +724,7 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         earliest_possible_extend: extend,
         dev: config.dev,
         pages: config.ui.enabled,
+        enforce_api_flows: !config.disable_api_flow_enforcement,
     }
 }
 

@@ -319,7 +319,8 @@ pub async fn load_for_submit(
     let id = flow_id(params, "flow")?;
     let flow = state.flows.load(id, kind).await.map_err(flow_failure)?;
     match flow.flow_type {
-        FlowType::Api => ensure_api_client(headers)?,
+        FlowType::Api if state.web.enforce_api_flows => ensure_api_client(headers)?,
+        FlowType::Api => {}
         FlowType::Browser if flow.admin_issued() => {}
         FlowType::Browser => ensure_csrf(state, headers, &flow, field(body, "csrf_token"))?,
     }

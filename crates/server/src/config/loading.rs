@@ -159,6 +159,9 @@ fn finish_load(
     env: impl IntoIterator<Item = (String, String)>,
     dev: bool,
 ) -> Result<Loaded, ConfigError> {
+    let env: Vec<(String, String)> = env.into_iter().collect();
+    let api_flows_open =
+        dev && env.iter().any(|(name, value)| name == "DEV_DISABLE_API_FLOW_ENFORCEMENT" && value == "true");
     apply_env(&mut merged, env)?;
     if dev {
         merged.as_object_mut().expect("merged config is an object").insert("dev".into(), Value::Bool(true));
@@ -190,6 +193,7 @@ fn finish_load(
         }
     }
     let mut config = config;
+    config.disable_api_flow_enforcement = api_flows_open;
     apply_defaults(&mut config, &notices);
     Ok(Loaded { config, unsupported_keys: unsupported, notices })
 }
@@ -499,6 +503,16 @@ mod tests {
         let loaded = load(&[a, c], Vec::new(), false).unwrap();
         assert!(!loaded.config.tracing.exports());
         assert_eq!(loaded.unsupported_keys, vec!["tracing.providers.jaeger"]);
+    }
+
+    #[test]
+    fn api_flow_enforcement_is_disabled_only_in_dev_with_the_variable() {
+        let env = |value: &str| vec![("DEV_DISABLE_API_FLOW_ENFORCEMENT".to_string(), value.to_string())];
+        let open = |env, dev| load_str(MINIMAL, env, dev).unwrap().config.disable_api_flow_enforcement;
+        assert!(open(env("true"), true));
+        assert!(!open(env("true"), false), "never without --dev");
+        assert!(!open(env("1"), true), "only `true`, as Kratos reads it");
+        assert!(!open(Vec::new(), true));
     }
 
     #[test]

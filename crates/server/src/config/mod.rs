@@ -44,6 +44,12 @@ pub struct Config {
     pub dsn: String,
     /// Set by `--dev`: relaxed cookies, courier bodies shown, low bcrypt cost allowed.
     pub dev: bool,
+    /// `DEV_DISABLE_API_FLOW_ENFORCEMENT=true` with `--dev` (as Kratos): API
+    /// flows accept requests that carry an `Origin` or cookies, so a native
+    /// app running in a browser during development can use them. Never set
+    /// without `--dev`, and not a configuration key.
+    #[serde(skip)]
+    pub disable_api_flow_enforcement: bool,
     pub version: Option<String>,
     pub serve: Serve,
     pub log: Log,

@@ -352,4 +352,26 @@ async fn api_flows_refuse_browser_traits(backend: Backend) {
     let flow: Value = ok.json().await.unwrap();
     assert_eq!(flow["return_to"], "http://127.0.0.1:4455/after");
     app.stop().await;
+
+    // `--dev` with DEV_DISABLE_API_FLOW_ENFORCEMENT=true: a native app in a
+    // browser (Origin, cookies) may use API flows.
+    let app = spawn_app_with(backend, |c| {
+        c.dev = true;
+        c.disable_api_flow_enforcement = true;
+    })
+    .await;
+    let flow = native_flow(&app, "login").await;
+    let url = app.public_path(&format!("/self-service/login?flow={}", flow["id"].as_str().unwrap()));
+    let from_browser = app
+        .http
+        .post(&url)
+        .header("origin", "http://127.0.0.1:19006")
+        .header("cookie", "session=1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let answer: Value = from_browser.json().await.unwrap();
+    assert_eq!(answer["ui"]["messages"][0]["id"], 4000006, "reached the credential check: {answer}");
+    app.stop().await;
 }
