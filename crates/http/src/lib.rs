@@ -36,6 +36,7 @@ use axum::http::{HeaderValue, Method, header};
 use axum::middleware::{self, Next};
 use axum::response::Response;
 
+pub use admin::health::config_revision;
 pub use client_ip::{Network, NetworkError, TrustedProxies};
 pub use cors::{CorsError, CorsSettings, cors_layer};
 pub use edge::{MAX_REQUEST_ID_LEN, REQUEST_ID_HEADER, RequestId, SpanHooks, current_request_id, edge};

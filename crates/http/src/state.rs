@@ -107,6 +107,8 @@ impl std::ops::Deref for AppState {
 pub struct Services {
     /// Readiness and the readings metrics report.
     pub health: latchkey_domain::health::Health,
+    /// What `/admin/health/config` answers (see `admin::health::config_revision`).
+    pub config_revision: String,
     /// Where every time the handlers decide by comes from.
     pub clock: Arc<dyn Clock>,
     pub identities: IdentityManager,

@@ -462,6 +462,11 @@ fn domain_services(
     );
     Ok(Services {
         health: latchkey_domain::health::Health::new(store.clone()),
+        // The configuration as loaded, hashed when it names no revision.
+        config_revision: latchkey_http::config_revision(
+            config.revision.as_deref(),
+            &serde_json::to_vec(config).unwrap_or_default(),
+        ),
         sessions: SessionService::new(
             store.clone(),
             clock.clone(),

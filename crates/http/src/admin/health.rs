@@ -14,6 +14,28 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/health/alive", get(alive)).route("/health/ready", get(ready))
 }
 
+/// `GET /admin/health/config`: which configuration this server runs, as
+/// Kratos answers it: the configuration's `revision` when it sets one, else
+/// the hex SHA-256 of the loaded configuration. Admin listener only.
+pub fn config_router() -> Router<AppState> {
+    Router::new().route(
+        "/health/config",
+        get(|State(state): State<AppState>| async move {
+            ([(axum::http::header::CONTENT_TYPE, "text/plain; charset=utf-8")], state.config_revision.clone())
+        }),
+    )
+}
+
+/// The answer of `/admin/health/config` for a configuration: its own
+/// `revision`, or the hex SHA-256 of `loaded` (the configuration as JSON).
+pub fn config_revision(revision: Option<&str>, loaded: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    match revision.filter(|r| !r.is_empty()) {
+        Some(revision) => revision.to_string(),
+        None => Sha256::digest(loaded).iter().map(|b| format!("{b:02x}")).collect(),
+    }
+}
+
 /// What both probes answer when healthy.
 #[derive(Serialize)]
 struct Health {

@@ -21,6 +21,7 @@ pub fn router() -> Router<AppState> {
         .merge(sessions::router())
         .merge(recovery::router())
         .merge(health::router())
+        .merge(health::config_router())
         .route(
             "/version",
             get(|axum::extract::State(state): axum::extract::State<AppState>| async move {

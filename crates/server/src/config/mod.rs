@@ -51,6 +51,9 @@ pub struct Config {
     #[serde(skip)]
     pub disable_api_flow_enforcement: bool,
     pub version: Option<String>,
+    /// Kratos's key: a label for this configuration, answered by
+    /// `GET /admin/health/config` (so a deploy can tell when it is live).
+    pub revision: Option<String>,
     pub serve: Serve,
     pub log: Log,
     pub secrets: Secrets,

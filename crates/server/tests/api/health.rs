@@ -3,10 +3,36 @@
 use ory_kratos_client::apis::{identity_api, metadata_api};
 use serde_json::Value;
 
-use crate::helpers::{Backend, spawn_app};
+use crate::helpers::{Backend, TestApp, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
-on_both_databases!(health_version_and_schemas);
+on_both_databases!(health_version_and_schemas, the_loaded_config_is_named_by_its_revision_or_digest);
+
+async fn config_revision(app: &TestApp) -> String {
+    let response = app.http.get(app.admin_path("/admin/health/config")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
+    response.text().await.unwrap()
+}
+
+async fn the_loaded_config_is_named_by_its_revision_or_digest(backend: Backend) {
+    let plain = spawn_app(backend).await;
+    let digest = config_revision(&plain).await;
+    assert!(digest.len() == 64 && digest.chars().all(|c| c.is_ascii_hexdigit()), "{digest}");
+    assert_eq!(config_revision(&plain).await, digest, "the same configuration, the same answer");
+    // Admin only: the public port does not say which configuration runs.
+    assert_eq!(plain.http.get(plain.public_path("/health/config")).send().await.unwrap().status(), 404);
+    plain.stop().await;
+
+    let other = spawn_app_with(backend, |c| c.security.send_limits.address.max = 99).await;
+    let changed = config_revision(&other).await;
+    assert_ne!(changed, digest, "another configuration, another digest");
+    other.stop().await;
+
+    let named = spawn_app_with(backend, |c| c.revision = Some("deploy-42".into())).await;
+    assert_eq!(config_revision(&named).await, "deploy-42");
+    named.stop().await;
+}
 
 async fn health_version_and_schemas(backend: Backend) {
     let app = spawn_app(backend).await;
