@@ -85,7 +85,9 @@ enum Command {
 
 #[derive(Args)]
 struct ServeArgs {
-    /// Config file (YAML, Kratos key names); repeat to layer files, later ones win.
+    /// Config file (YAML, Kratos key names); repeat to layer files, later ones win. Edits apply
+    /// within a second without a restart, except dsn, the listeners, the courier's relay and the
+    /// cleanup; an invalid edit is logged and the running configuration stays.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Vec<PathBuf>,
     /// Development mode: cookies without `Secure`, courier bodies visible, low bcrypt cost allowed.
@@ -282,7 +284,12 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     }
     let config = loaded.config;
     tracing::info!(dsn = %config.redacted_dsn(), "opening the database");
-    let app = Application::build(&config).await.map_err(|e| e.to_string())?;
+    let app =
+        Application::build(&config).await.map_err(|e| e.to_string())?.reload_from(crate::reload::Source {
+            files: args.config.clone(),
+            env: std::env::vars().collect(),
+            dev: args.dev,
+        });
     tracing::info!(
         public = %app.public_addr(),
         admin = %app.admin_addr(),

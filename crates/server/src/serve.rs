@@ -41,9 +41,29 @@ impl Limits {
     }
 }
 
-/// Serves `router` on `listener` until `stop` fires, then stops accepting,
+/// The router a listener serves, which a configuration reload replaces
+/// while connections stay open: each request takes the one current then.
+#[derive(Clone)]
+pub struct Routes(Arc<std::sync::RwLock<Router>>);
+
+impl Routes {
+    pub fn new(router: Router) -> Self {
+        Self(Arc::new(std::sync::RwLock::new(router)))
+    }
+
+    fn current(&self) -> Router {
+        // A panic while swapping cannot leave a half-written router behind.
+        self.0.read().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    pub fn replace(&self, router: Router) {
+        *self.0.write().unwrap_or_else(std::sync::PoisonError::into_inner) = router;
+    }
+}
+
+/// Serves `routes` on `listener` until `stop` fires, then stops accepting,
 /// closes idle connections, and returns once every connection has ended.
-pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut stop: watch::Receiver<()>) {
+pub async fn serve(listener: TcpListener, routes: Routes, limits: Limits, mut stop: watch::Receiver<()>) {
     let permits = Arc::new(Semaphore::new(limits.max_connections as usize));
     loop {
         // Beyond the cap, clients wait in the kernel's backlog, unserved.
@@ -63,10 +83,10 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
             },
             _ = stop.changed() => break,
         };
-        let router = router.clone();
+        let routes = routes.clone();
         let stop = stop.clone();
         tokio::spawn(async move {
-            serve_connection(stream, peer, router, limits, stop).await;
+            serve_connection(stream, peer, routes, limits, stop).await;
             drop(permit);
         });
     }
@@ -78,7 +98,7 @@ pub async fn serve(listener: TcpListener, router: Router, limits: Limits, mut st
 async fn serve_connection(
     stream: TcpStream,
     peer: SocketAddr,
-    router: Router,
+    routes: Routes,
     limits: Limits,
     mut stop: watch::Receiver<()>,
 ) {
@@ -88,7 +108,7 @@ async fn serve_connection(
         hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
             request.extensions_mut().insert(ConnectInfo(peer));
             let busy = Busy::start(&activity);
-            let mut router = router.clone();
+            let mut router = routes.current();
             async move {
                 let response: Result<_, Infallible> = router.call(request).await;
                 drop(busy);

@@ -8,6 +8,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::serve::Routes;
 use latchkey_courier::{SmtpConfig, SmtpMailer};
 use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::courier::Dispatcher;
@@ -199,6 +200,10 @@ pub struct Application {
     cors: Option<latchkey_http::CorsLayer>,
     /// Set when spans are exported (`tracing.provider: otel`).
     span_hooks: Option<latchkey_http::SpanHooks>,
+    /// The configuration it was built from, to tell what a reload changes.
+    running: Config,
+    /// Where to read the configuration again, when hot reload is on.
+    reload: Option<crate::reload::Source>,
 }
 
 /// Stops a background task when its owner goes away, built or not run.
@@ -254,7 +259,16 @@ impl Application {
             hasher,
             cors,
             span_hooks: config.tracing.exports().then_some(crate::trace_export::SPAN_HOOKS),
+            running: config.clone(),
+            reload: None,
         })
+    }
+
+    /// Watches the files `source` names and applies their changes while
+    /// running (see `crate::reload`).
+    pub fn reload_from(mut self, source: crate::reload::Source) -> Self {
+        self.reload = Some(source);
+        self
     }
 
     /// The server's password hasher; its [`PasswordHasher::verifications`]
@@ -281,18 +295,29 @@ impl Application {
         let wait = |mut rx: tokio::sync::watch::Receiver<()>| async move {
             let _ = rx.changed().await;
         };
-        let body_timeout = axum::Extension(latchkey_http::BodyReadTimeout(self.body_read_timeout));
-        let public_router = latchkey_http::edge(
-            latchkey_http::public_router(self.state.clone()).layer(body_timeout),
-            self.cors,
-            self.span_hooks,
-        );
-        let admin_router = latchkey_http::edge(
-            latchkey_http::admin_router(self.state).layer(body_timeout),
-            None,
-            self.span_hooks,
-        );
-        let public = crate::serve::serve(self.public, public_router, self.limits, stop_rx.clone());
+        let (public_router, admin_router) =
+            crate::reload::routers(self.state.clone(), self.cors, self.body_read_timeout, self.span_hooks);
+        let (public_routes, admin_routes) = (Routes::new(public_router), Routes::new(admin_router));
+        let reload = self.reload.take().map(|source| {
+            let parts = crate::reload::Parts {
+                store: self.store.clone(),
+                clock: self.clock.clone(),
+                hasher: self.hasher.clone(),
+                metrics: self.state.metrics.clone(),
+                urls: (*self.state.urls).clone(),
+                span_hooks: self.span_hooks,
+                running: self.running.clone(),
+            };
+            let watching = crate::reload::watch_files(
+                source,
+                parts,
+                public_routes.clone(),
+                admin_routes.clone(),
+                stop_rx.clone(),
+            );
+            tokio::spawn(watching)
+        });
+        let public = crate::serve::serve(self.public, public_routes, self.limits, stop_rx.clone());
         // The courier stops with the listeners; a send in progress finishes first.
         let courier = self.courier.take().map(|dispatcher| {
             let stop = wait(stop_rx.clone());
@@ -309,13 +334,13 @@ impl Application {
                 stop,
             ))
         });
-        let admin = crate::serve::serve(self.admin, admin_router, self.limits, stop_rx);
+        let admin = crate::serve::serve(self.admin, admin_routes, self.limits, stop_rx);
         tokio::spawn(async move {
             shutdown.await;
             let _ = stop_tx.send(());
         });
         tokio::join!(public, admin);
-        for task in [courier, cleanup].into_iter().flatten() {
+        for task in [courier, cleanup, reload].into_iter().flatten() {
             let _ = task.await;
         }
         // Dropping the guard aborts the listener and returns its connection.
@@ -355,7 +380,7 @@ async fn open_current_store(
     Ok((store, listener))
 }
 
-fn schema_sources(config: &Config) -> Vec<SchemaSource> {
+pub(crate) fn schema_sources(config: &Config) -> Vec<SchemaSource> {
     config.identity.schemas.iter().map(|s| SchemaSource { id: s.id.clone(), url: s.url.clone() }).collect()
 }
 
@@ -381,7 +406,7 @@ async fn bind_listeners(config: &Config) -> Result<(TcpListener, TcpListener, Ba
 }
 
 /// The domain services the handlers call, wired to one another.
-fn domain_services(
+pub(crate) fn domain_services(
     config: &Config,
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,

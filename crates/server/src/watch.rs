@@ -72,7 +72,12 @@ impl Watcher {
             );
             // Scrapes are not traced.
             let router = latchkey_http::edge(router, None, None);
-            tokio::spawn(crate::serve::serve(listener, router, self.limits, stop_rx.clone()))
+            tokio::spawn(crate::serve::serve(
+                listener,
+                crate::serve::Routes::new(router),
+                self.limits,
+                stop_rx.clone(),
+            ))
         });
         tokio::spawn(async move {
             shutdown.await;

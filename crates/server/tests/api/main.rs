@@ -28,6 +28,7 @@ mod parity;
 mod recovery;
 mod refused;
 mod rehash;
+mod reload;
 mod return_to;
 mod review_findings;
 mod revocation;
