@@ -203,7 +203,8 @@ identity:
 
 
 def psql(url, sql):
-    subprocess.run(["psql", url, "-qAtc", sql], check=True, stdout=subprocess.DEVNULL)
+    env = dict(os.environ, PGOPTIONS="-c client_min_messages=warning")
+    subprocess.run(["psql", url, "-qAtc", sql], check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 class Server:
