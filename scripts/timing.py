@@ -32,6 +32,12 @@ from datetime import datetime, timezone
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLOWS = ("recovery", "verification", "login")
+# Other known sides for login, each against unknown addresses: an identity
+# without a password, a deactivated one, one whose hash was imported with
+# other parameters than the configured hasher's.
+LOGIN_VARIANTS = ("login-nopassword", "login-inactive", "login-otherhash")
+# A real bcrypt hash's salt and digest; the cost in front is set per run.
+BCRYPT_TAIL = "iiCigTe6scRSMso87E.XEu2jZcbqkBbhmBFPE47PiBZRdeOAlCuo."
 PASSWORD = "timing-script passphrase, long and unusual"
 WRONG_PASSWORD = "not the password of anyone here"
 
@@ -300,27 +306,37 @@ class Client:
                     raise
 
 
-def create_identities(admin, n, tag):
+def other_hash(hasher):
+    """A bcrypt hash at other parameters than the configured hasher's."""
+    algo, _, params = hasher.partition(":")
+    cost = int(params or 12) + 2 if algo == "bcrypt" else 10
+    return f"$2b${cost:02d}${BCRYPT_TAIL}"
+
+
+def create_identities(admin, n, tag, kind="login", hasher=""):
     known = []
     for i in range(n):
-        email = f"known-{tag}-{i}@timing.example"
-        status, body, _ = admin.call(
-            "POST",
-            "/admin/identities",
-            {
-                "schema_id": "default",
-                "traits": {"email": email},
-                "credentials": {"password": {"config": {"password": PASSWORD}}},
-            },
-        )
+        email = f"known-{kind}-{tag}-{i}@timing.example"
+        identity = {"schema_id": "default", "traits": {"email": email}}
+        if kind == "login-otherhash":
+            identity["credentials"] = {"password": {"config": {"hashed_password": other_hash(hasher)}}}
+        elif kind != "login-nopassword":
+            identity["credentials"] = {"password": {"config": {"password": PASSWORD}}}
+        if kind == "login-inactive":
+            identity["state"] = "inactive"
+        status, body, _ = admin.call("POST", "/admin/identities", identity)
         if status != 201:
             raise SystemExit(f"creating an identity: {status} {body[:300]!r}")
+        created = json.loads(body)
+        if created.get("state", "active") != identity.get("state", "active"):
+            raise SystemExit(f"identity created as {created.get('state')}, not {identity['state']}")
         known.append(email)
     return known
 
 
 def one_request(public, flow, email):
     """Starts a fresh native flow (not timed), then times the submission."""
+    flow = flow.split("-")[0]
     status, body, _ = public.call("GET", f"/self-service/{flow}/api")
     if status != 200:
         raise SystemExit(f"starting a {flow} flow: {status} {body[:300]!r}")
@@ -402,7 +418,7 @@ def main():
     ap.add_argument("--samples", type=int, default=5000, help="timed requests per side and flow (default 5000)")
     ap.add_argument("--warmup", type=int, default=200, help="untimed pairs before each flow's samples (default 200)")
     ap.add_argument("--identities", type=int, default=100, help="known addresses, cycled (default 100); as many unknown ones")
-    ap.add_argument("--flows", default=",".join(FLOWS), help="comma-separated subset of " + ",".join(FLOWS))
+    ap.add_argument("--flows", default=",".join(FLOWS), help="comma-separated, from " + ",".join(FLOWS + LOGIN_VARIANTS) + " or all (default: the first three)")
     ap.add_argument("--hasher", default="bcrypt:8",
                     help="bcrypt:COST or argon2:m=KIB,t=N,p=N (default bcrypt:8; the server runs with --dev so low costs are allowed)")
     ap.add_argument("--seed", type=int, help="seed for the order within pairs")
@@ -410,8 +426,10 @@ def main():
     args = ap.parse_args()
 
     flows = [f for f in args.flows.split(",") if f]
+    if flows == ["all"]:
+        flows = list(FLOWS + LOGIN_VARIANTS)
     for f in flows:
-        if f not in FLOWS:
+        if f not in FLOWS + LOGIN_VARIANTS:
             ap.error(f"unknown flow {f}")
     binary = args.bin
     if not binary:
@@ -435,9 +453,12 @@ def main():
             known = create_identities(admin, args.identities, tag)
             unknown = [f"unknown-{tag}-{i}@timing.example" for i in range(args.identities)]
             for flow in flows:
+                pool = known
+                if flow in LOGIN_VARIANTS:
+                    pool = create_identities(admin, args.identities, tag, flow, args.hasher)
                 print(f"{db} {flow}: {args.warmup} + {args.samples} pairs", file=sys.stderr, flush=True)
                 start = time.monotonic()
-                times, statuses = measure(public, flow, known, unknown, args.samples, args.warmup, rng)
+                times, statuses = measure(public, flow, pool, unknown, args.samples, args.warmup, rng)
                 results.append(compare(db, flow, times, statuses, time.monotonic() - start))
         finally:
             server.stop()
@@ -450,6 +471,7 @@ def main():
         "samples": args.samples,
         "warmup": args.warmup,
         "identities": args.identities,
+        "other_hash": other_hash(args.hasher) if "login-otherhash" in flows else None,
         "seed": args.seed,
         "cpus": os.cpu_count(),
     }
