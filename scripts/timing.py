@@ -376,6 +376,11 @@ def compare(db, flow, times, statuses, elapsed_s):
     }
 
 
+def fmt_p(p):
+    # erfc underflows to 0 beyond about 1e-308.
+    return f"{p:.3g}" if p > 0 else "< 1e-300"
+
+
 def markdown(results):
     head = (
         "| db | flow | side | n | median ms | p10 ms | p90 ms | p99 ms | Mann-Whitney p | KS D | KS p |\n"
@@ -386,7 +391,7 @@ def markdown(results):
         for side in ("known", "unknown"):
             s = r[side]
             tests = (
-                f"{r['mann_whitney']['p']:.3g} | {r['ks']['d']:.4f} | {r['ks']['p']:.3g}"
+                f"{fmt_p(r['mann_whitney']['p'])} | {r['ks']['d']:.4f} | {fmt_p(r['ks']['p'])}"
                 if side == "known"
                 else " | | "
             )
