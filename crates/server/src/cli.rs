@@ -86,8 +86,9 @@ enum Command {
 #[derive(Args)]
 struct ServeArgs {
     /// Config file (YAML, Kratos key names); repeat to layer files, later ones win. Edits apply
-    /// within a second without a restart, except dsn, the listeners, the courier's relay and the
-    /// cleanup; an invalid edit is logged and the running configuration stays.
+    /// within a second without a restart, except dsn, the listeners and serve.limits, hashers,
+    /// courier.smtp, database.cleanup, log and tracing (named in the log when they change); an
+    /// invalid edit is logged and the running configuration stays.
     #[arg(short = 'c', long = "config", value_name = "FILE")]
     config: Vec<PathBuf>,
     /// Development mode: cookies without `Secure`, courier bodies visible, low bcrypt cost allowed.

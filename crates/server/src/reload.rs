@@ -1,10 +1,11 @@
 //! Configuration hot reload, as Kratos does it: the files `serve` was started
 //! with are read again every second; when they change and still load and
 //! validate, the HTTP side (every service and both routers) is rebuilt from
-//! them and swapped in while connections stay open. What was bound or opened
-//! at start (`dsn`, the listeners, the courier's relay, the cleanup) keeps
-//! its first value until a restart; an invalid edit keeps the running
-//! configuration and says why in the log.
+//! them and swapped in while connections stay open. What was bound, opened or
+//! started once (`dsn`, the listeners and their limits, the hasher, the
+//! courier's relay, the cleanup, logging and trace export) keeps its first
+//! value until a restart, and the log names such keys when they change; an
+//! invalid edit keeps the running configuration and says why in the log.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -79,8 +80,14 @@ impl Parts {
         Ok(routers(AppState::new(services), cors, body_read_timeout, self.span_hooks))
     }
 
-    /// The keys a reload cannot change, named when an edit changes them.
+    /// The keys a reload cannot change, named when an edit changes them:
+    /// what was opened, bound or started once (the database, the listeners
+    /// and their connection limits, the hasher's threads, the courier, the
+    /// cleanup, logging and trace export).
     fn needs_restart(&self, config: &Config) -> Vec<&'static str> {
+        fn differ<T: serde::Serialize>(a: &T, b: &T) -> bool {
+            serde_json::to_value(a).ok() != serde_json::to_value(b).ok()
+        }
         let (was, now) = (&self.running, config);
         let mut keys = Vec::new();
         if was.dsn != now.dsn {
@@ -92,6 +99,23 @@ impl Parts {
         }
         if (&was.serve.admin.host, was.serve.admin.port) != (&now.serve.admin.host, now.serve.admin.port) {
             keys.push("serve.admin.host/port");
+        }
+        // The body read timeout is the one limit a rebuild applies.
+        let mut limits = now.serve.limits.clone();
+        limits.body_read_timeout = was.serve.limits.body_read_timeout;
+        if differ(&was.serve.limits, &limits) {
+            keys.push("serve.limits");
+        }
+        for (key, changed) in [
+            ("hashers", differ(&was.hashers, &now.hashers)),
+            ("courier.smtp", differ(&was.courier.smtp, &now.courier.smtp)),
+            ("database.cleanup", differ(&was.database.cleanup, &now.database.cleanup)),
+            ("log", differ(&was.log, &now.log)),
+            ("tracing", differ(&was.tracing, &now.tracing)),
+        ] {
+            if changed {
+                keys.push(key);
+            }
         }
         keys
     }

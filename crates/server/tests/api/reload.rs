@@ -130,8 +130,16 @@ async fn edits_to_the_config_file_apply_without_a_restart(backend: Backend) {
     assert!(subjects().await.iter().all(|s| s.starts_with("Before ")), "{:?}", subjects().await);
 
     // A lower limit and another subject, applied while the server runs.
-    std::fs::write(&path, config(&db.dsn, public, admin, "two", 3, &after)).unwrap();
+    // A key only a restart applies (the hasher's cost) is named; the rest still applies.
+    let edited =
+        format!("{}hashers:\n  bcrypt:\n    cost: 13\n", config(&db.dsn, public, admin, "two", 3, &after));
+    std::fs::write(&path, edited).unwrap();
     await_revision("two").await;
+    assert!(
+        read_log().contains("apply only after a restart") && read_log().contains("hashers"),
+        "{}",
+        read_log()
+    );
     recover().await;
     let now = subjects().await;
     assert_eq!(now.iter().filter(|s| s.starts_with("After ")).count(), 1, "{now:?}");
