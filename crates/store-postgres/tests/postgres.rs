@@ -264,22 +264,6 @@ async fn recovery_codes_survive_the_one_time_codes_migration() {
     .await;
 }
 
-/// A recovery flow waiting for the code sent to a@example.com.
-fn recovery_flow() -> latchkey_domain::flow::Flow {
-    use latchkey_domain::flow::recovery::RecoveryState;
-    use latchkey_domain::flow::{Flow, FlowRequest, FlowState, FlowType};
-    let request = FlowRequest {
-        flow_type: FlowType::Api,
-        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
-        return_to: None,
-        after_verification_return_to: None,
-        csrf_hash: None,
-    };
-    let lifespan = chrono::Duration::minutes(10);
-    let state = RecoveryState::SentEmail { address: "a@example.com".into(), admin_issued: false };
-    Flow::new(&request, now(), lifespan, "http://127.0.0.1:4433", FlowState::Recovery(state))
-}
-
 /// Flows in flight keep the attempts their document counted once the count
 /// moves to a column of its own.
 #[tokio::test]
@@ -291,7 +275,8 @@ async fn code_attempts_survive_the_code_attempts_migration() {
         raw.close().await;
 
         let store = PgStore::connect(&dsn).await.unwrap();
-        let (counted, fresh) = (recovery_flow(), recovery_flow());
+        let flow = || latchkey_store_tests::sent_recovery_flow("a@example.com", chrono::Duration::minutes(10));
+        let (counted, fresh) = (flow(), flow());
         store.create_flow(&counted).await.unwrap();
         store.create_flow(&fresh).await.unwrap();
         // As a build that counted attempts in the flow document wrote it.
@@ -358,7 +343,7 @@ async fn codes_in_flight_keep_their_flows_attempts_across_the_per_code_migration
         raw.close().await;
 
         let store = PgStore::connect(&dsn).await.unwrap();
-        let flow = recovery_flow();
+        let flow = latchkey_store_tests::sent_recovery_flow("a@example.com", chrono::Duration::minutes(10));
         store.create_flow(&flow).await.unwrap();
         for _ in 0..3 {
             store.count_code_attempt(flow.id).await.unwrap();

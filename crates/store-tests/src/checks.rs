@@ -35,6 +35,19 @@ fn now() -> DateTime<Utc> {
     SystemClock.now()
 }
 
+/// A native recovery flow whose code went to `address`, living `lifespan`.
+pub fn sent_recovery_flow(address: &str, lifespan: Duration) -> Flow {
+    let request = FlowRequest {
+        flow_type: FlowType::Api,
+        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
+        return_to: None,
+        after_verification_return_to: None,
+        csrf_hash: None,
+    };
+    let state = RecoveryState::SentEmail { address: address.into(), admin_issued: false };
+    Flow::new(&request, now(), lifespan, "http://127.0.0.1:4433", FlowState::Recovery(state))
+}
+
 /// An identity with a password credential and one email address.
 pub fn sample_identity(email: &str) -> Identity {
     let at = now();
@@ -1021,17 +1034,7 @@ pub async fn code_failures_count_per_purpose(store: &dyn Store) {
 }
 
 pub async fn code_attempts_count_atomically_per_flow(store: &dyn Store) {
-    let request = FlowRequest {
-        flow_type: FlowType::Api,
-        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
-        return_to: None,
-        after_verification_return_to: None,
-        csrf_hash: None,
-    };
-    let new_flow = || {
-        let state = RecoveryState::SentEmail { address: String::new(), admin_issued: false };
-        Flow::new(&request, now(), Duration::minutes(10), "http://127.0.0.1:4433", FlowState::Recovery(state))
-    };
+    let new_flow = || sent_recovery_flow("", Duration::minutes(10));
     let flow = new_flow();
     store.create_flow(&flow).await.unwrap();
     // Many at once: each gets its own number, none is lost.
@@ -1396,16 +1399,7 @@ async fn clean_as_of(store: &dyn Store, at: DateTime<Utc>, batch_size: u32) -> C
 }
 
 fn flow_expiring(at: DateTime<Utc>) -> Flow {
-    let request = FlowRequest {
-        flow_type: FlowType::Api,
-        request_url: "http://127.0.0.1:4433/self-service/recovery/api".into(),
-        return_to: None,
-        after_verification_return_to: None,
-        csrf_hash: None,
-    };
-    let state = RecoveryState::SentEmail { address: String::new(), admin_issued: false };
-    let mut flow =
-        Flow::new(&request, now(), Duration::hours(1), "http://127.0.0.1:4433", FlowState::Recovery(state));
+    let mut flow = sent_recovery_flow("", Duration::hours(1));
     flow.expires_at = at;
     flow
 }

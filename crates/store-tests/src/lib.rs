@@ -13,7 +13,7 @@ use std::sync::Arc;
 use latchkey_domain::store::Store;
 use tokio::sync::RwLock;
 
-pub use checks::sample_identity;
+pub use checks::{sample_identity, sent_recovery_flow};
 
 /// The one list of contract checks, expanded by [`contract_tests!`] (more
 /// ways to run them would expand it too). `[whole_store]` marks the
