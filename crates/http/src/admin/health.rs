@@ -58,3 +58,23 @@ async fn ready(State(state): State<AppState>) -> Result<Json<Health>, ApiError> 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::config_revision;
+
+    #[test]
+    fn a_revision_names_the_config_else_its_digest_does() {
+        assert_eq!(config_revision(Some("deploy-42"), b"{}"), "deploy-42");
+        // An empty revision is none, as in Kratos.
+        let digest = config_revision(Some(""), b"{\"dsn\":\"memory\"}");
+        assert_eq!(digest, config_revision(None, b"{\"dsn\":\"memory\"}"));
+        assert_eq!(digest.len(), 64);
+        assert_ne!(digest, config_revision(None, b"{\"dsn\":\"sqlite://other\"}"));
+        // SHA-256 of the empty input, to pin the algorithm and the encoding.
+        assert_eq!(
+            config_revision(None, b""),
+            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
+    }
+}
