@@ -1,6 +1,6 @@
 //! What operators ask of a running server besides its flows: whether the
 //! database answers (readiness), and the readings a metrics scrape reports
-//! (the courier's queue, the connection pool).
+//! (the courier's queue, pending code requests, the connection pool).
 
 use std::sync::Arc;
 
@@ -24,6 +24,11 @@ impl Health {
     /// Messages waiting in the outbox, by state.
     pub async fn unsent(&self) -> Result<Unsent, StoreError> {
         self.store.count_unsent().await
+    }
+
+    /// Code requests not yet served (see `flow::code_requests`).
+    pub async fn code_requests_pending(&self) -> Result<u64, StoreError> {
+        self.store.count_code_requests().await
     }
 
     pub fn pool_usage(&self) -> PoolUsage {

@@ -28,9 +28,9 @@ use crate::identity::{AddressStatus, CredentialType, Identity};
 use crate::metrics::{NoRecorder, Recorder};
 use crate::session::{Session, SessionHit};
 use crate::store::{
-    AdmitRule, CleanupReport, CleanupStep, CleanupStore, CodePurpose, CodeStore, Database, FlowStore,
-    IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore, PoolUsage,
-    RateStore, RateWindow, SessionQuery, SessionStore, Store, StoreError, Unsent, WindowCount,
+    AdmitRule, CleanupReport, CleanupStep, CleanupStore, CodePurpose, CodeRequest, CodeStore, Database,
+    FlowStore, IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore,
+    PoolUsage, RateStore, RateWindow, SessionQuery, SessionStore, Store, StoreError, Unsent, WindowCount,
 };
 
 struct Entry {
@@ -455,6 +455,47 @@ impl RateStore for CachingStore {
 
 #[async_trait]
 impl CodeStore for CachingStore {
+    #[tracing::instrument(name = "store.record_code_request", level = "debug", skip_all)]
+    async fn record_code_request(&self, flow: &Flow, request: &CodeRequest) -> Result<(), StoreError> {
+        self.inner.record_code_request(flow, request).await
+    }
+
+    #[tracing::instrument(name = "store.claim_code_request", level = "debug", skip_all)]
+    async fn claim_code_request(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<CodeRequest>, StoreError> {
+        self.inner.claim_code_request(id, now, lease_until).await
+    }
+
+    #[tracing::instrument(name = "store.claim_stale_code_requests", level = "debug", skip_all)]
+    async fn claim_stale_code_requests(
+        &self,
+        requested_before: DateTime<Utc>,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<CodeRequest>, StoreError> {
+        self.inner.claim_stale_code_requests(requested_before, limit, now, lease_until).await
+    }
+
+    #[tracing::instrument(name = "store.fulfil_code_request", level = "debug", skip_all)]
+    async fn fulfil_code_request(
+        &self,
+        request_id: Uuid,
+        code: Option<&OneTimeCode>,
+        message: Option<&Message>,
+    ) -> Result<bool, StoreError> {
+        self.inner.fulfil_code_request(request_id, code, message).await
+    }
+
+    #[tracing::instrument(name = "store.count_code_requests", level = "debug", skip_all)]
+    async fn count_code_requests(&self) -> Result<u64, StoreError> {
+        self.inner.count_code_requests().await
+    }
+
     #[tracing::instrument(name = "store.create_code", level = "debug", skip_all)]
     async fn create_code(&self, code: &OneTimeCode, message: Option<&Message>) -> Result<(), StoreError> {
         self.inner.create_code(code, message).await

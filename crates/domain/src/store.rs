@@ -324,8 +324,58 @@ pub struct OneTimeCode {
     pub created_at: chrono::DateTime<chrono::Utc>,
 }
 
+/// A code mail asked for by address (a recovery or verification submit),
+/// as recorded on the request path. What the address leads to (an
+/// identity, a code, a mail or nothing) is worked out afterwards, off the
+/// request path: see `flow::code_requests`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CodeRequest {
+    pub id: Uuid,
+    pub flow_id: Uuid,
+    pub purpose: CodePurpose,
+    /// The normalised address the code is asked for.
+    pub address: String,
+    pub requested_at: chrono::DateTime<chrono::Utc>,
+}
+
 #[async_trait]
 pub trait CodeStore: Send + Sync {
+    /// Saves `flow` and records `request` in one transaction, so a flow in
+    /// `sent_email` always has its request behind it. Fails with `NotFound`
+    /// when the flow is gone.
+    async fn record_code_request(&self, flow: &Flow, request: &CodeRequest) -> Result<(), StoreError>;
+    /// Claims the request `id` until `lease_until` unless it is gone or
+    /// another worker holds a claim on it at `now`.
+    async fn claim_code_request(
+        &self,
+        id: Uuid,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Option<CodeRequest>, StoreError>;
+    /// Claims up to `limit` requests made before `requested_before` that
+    /// nobody holds a claim on at `now` (their worker died, or their
+    /// server stopped before getting to them), oldest first.
+    async fn claim_stale_code_requests(
+        &self,
+        requested_before: chrono::DateTime<chrono::Utc>,
+        limit: u32,
+        now: chrono::DateTime<chrono::Utc>,
+        lease_until: chrono::DateTime<chrono::Utc>,
+    ) -> Result<Vec<CodeRequest>, StoreError>;
+    /// Ends request `request_id` in one transaction: deletes it and, with a
+    /// `code`, stores the code and its `message` as [`CodeStore::create_code`]
+    /// does (the flow's earlier codes retired, so the code served last is
+    /// the one that works, and its mail the last queued). Requests of one
+    /// flow are ended one at a time. False, with nothing written, when the
+    /// request was already ended.
+    async fn fulfil_code_request(
+        &self,
+        request_id: Uuid,
+        code: Option<&OneTimeCode>,
+        message: Option<&Message>,
+    ) -> Result<bool, StoreError>;
+    /// Requests not yet ended (an index-free count of a small table).
+    async fn count_code_requests(&self) -> Result<u64, StoreError>;
     /// Stores a code and, in the same transaction, the message announcing it;
     /// the flow's earlier unused codes are deleted (a resend retires them).
     async fn create_code(&self, code: &OneTimeCode, message: Option<&Message>) -> Result<(), StoreError>;

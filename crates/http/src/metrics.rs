@@ -181,6 +181,7 @@ pub struct Metrics {
     dispatch_rounds: Counter,
     delivery_seconds: Histogram,
     courier_queue: Family<StateLabel, Gauge>,
+    code_requests: Gauge,
     hash_wait_seconds: Histogram,
     hash_queue: Gauge,
     hash_running: Gauge,
@@ -295,6 +296,12 @@ impl Metrics {
             "Emails not yet delivered in the shared outbox: queued (waiting or to be retried) or processing",
             courier_queue.clone(),
         );
+        let code_requests = Gauge::default();
+        registry.register(
+            "code_requests_pending",
+            "Recovery and verification code requests recorded but not yet turned into a code and its email",
+            code_requests.clone(),
+        );
         let hash_wait_seconds = Histogram::new(HASH_WAIT_BUCKETS);
         register_if(
             &mut registry,
@@ -354,6 +361,7 @@ impl Metrics {
             dispatch_rounds,
             delivery_seconds,
             courier_queue,
+            code_requests,
             hash_wait_seconds,
             hash_queue,
             hash_running,
@@ -417,6 +425,12 @@ impl Metrics {
             }
             // The gauge keeps its last value; the scrape still answers.
             Err(e) => tracing::warn!(error = %e, "could not count the courier's queue for metrics"),
+        }
+        match health.code_requests_pending().await {
+            Ok(n) => {
+                self.code_requests.set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+            Err(e) => tracing::warn!(error = %e, "could not count the pending code requests for metrics"),
         }
         let pool = health.pool_usage();
         self.db_connections.get_or_create(&StateLabel { state: "idle" }).set(i64::from(pool.idle));

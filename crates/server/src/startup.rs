@@ -13,6 +13,7 @@ use latchkey_courier::{SmtpConfig, SmtpMailer};
 use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::code::CodeSettings;
+use latchkey_domain::flow::code_requests::CodeRequestSweeper;
 use latchkey_domain::flow::login::RequireVerified;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
 use latchkey_domain::flow::login_throttle::{
@@ -323,6 +324,18 @@ impl Application {
             let stop = wait(stop_rx.clone());
             tokio::spawn(async move { dispatcher.run(std::time::Duration::from_secs(1), stop).await })
         });
+        // Code requests a stopped server left unserved; one taken when the
+        // listeners stop is ended by its transaction or claimed again later.
+        let sweeper = {
+            let sweeper = CodeRequestSweeper::new(
+                self.store.clone(),
+                self.clock.clone(),
+                self.state.recovery.clone(),
+                self.state.verification.clone(),
+            );
+            let stop = wait(stop_rx.clone());
+            tokio::spawn(async move { sweeper.run(std::time::Duration::from_secs(1), stop).await })
+        };
         // So does the cleanup; a batch cut short rolls back.
         let cleanup = self.cleanup.take().map(|(settings, every)| {
             let stop = wait(stop_rx.clone());
@@ -340,6 +353,7 @@ impl Application {
             let _ = stop_tx.send(());
         });
         tokio::join!(public, admin);
+        let _ = sweeper.await;
         for task in [courier, cleanup, reload].into_iter().flatten() {
             let _ = task.await;
         }

@@ -9,9 +9,11 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_domain::courier::Message;
+use latchkey_domain::flow::Flow;
 use latchkey_domain::identity::Identity;
-use latchkey_domain::store::{CodePurpose, CodeStore, OneTimeCode, StoreError};
+use latchkey_domain::store::{CodePurpose, CodeRequest, CodeStore, OneTimeCode, StoreError};
 use sqlx::AssertSqlSafe;
+use sqlx::PgConnection;
 use sqlx::postgres::PgRow;
 use uuid::Uuid;
 
@@ -59,37 +61,83 @@ impl PgStore {
     }
 }
 
+/// Stores `code` and its `message`, retiring the flow's earlier unused codes.
+pub(crate) async fn insert_code(
+    conn: &mut PgConnection,
+    code: &OneTimeCode,
+    message: Option<&Message>,
+) -> Result<(), StoreError> {
+    // Inserted first, so a clashing id fails before anything is retired.
+    sqlx::query(
+        "INSERT INTO one_time_codes (id, flow_id, purpose, identity_id, address, code_hmac, expires_at, \
+         used_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(code.id)
+    .bind(code.flow_id)
+    .bind(code.purpose.as_str())
+    .bind(code.identity_id)
+    .bind(&code.address)
+    .bind(&code.code_hmac)
+    .bind(code.expires_at)
+    .bind(code.used_at)
+    .bind(code.created_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    // A resend retires the codes sent before it; used ones stay as a record.
+    sqlx::query("DELETE FROM one_time_codes WHERE flow_id = $1 AND used_at IS NULL AND id <> $2")
+        .bind(code.flow_id)
+        .bind(code.id)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    if let Some(message) = message {
+        insert_message(conn, message, Some(code.expires_at)).await?;
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl CodeStore for PgStore {
+    async fn record_code_request(&self, flow: &Flow, request: &CodeRequest) -> Result<(), StoreError> {
+        self.record_request(flow, request).await
+    }
+
+    async fn claim_code_request(
+        &self,
+        id: Uuid,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Option<CodeRequest>, StoreError> {
+        self.claim_request(id, now, lease_until).await
+    }
+
+    async fn claim_stale_code_requests(
+        &self,
+        requested_before: DateTime<Utc>,
+        limit: u32,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+    ) -> Result<Vec<CodeRequest>, StoreError> {
+        self.claim_stale_requests(requested_before, limit, now, lease_until).await
+    }
+
+    async fn fulfil_code_request(
+        &self,
+        request_id: Uuid,
+        code: Option<&OneTimeCode>,
+        message: Option<&Message>,
+    ) -> Result<bool, StoreError> {
+        self.fulfil_request(request_id, code, message).await
+    }
+
+    async fn count_code_requests(&self) -> Result<u64, StoreError> {
+        self.count_requests().await
+    }
+
     async fn create_code(&self, code: &OneTimeCode, message: Option<&Message>) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(backend)?;
-        // Inserted first, so a clashing id fails before anything is retired.
-        sqlx::query(
-            "INSERT INTO one_time_codes (id, flow_id, purpose, identity_id, address, code_hmac, expires_at, \
-             used_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(code.id)
-        .bind(code.flow_id)
-        .bind(code.purpose.as_str())
-        .bind(code.identity_id)
-        .bind(&code.address)
-        .bind(&code.code_hmac)
-        .bind(code.expires_at)
-        .bind(code.used_at)
-        .bind(code.created_at)
-        .execute(&mut *tx)
-        .await
-        .map_err(write_error)?;
-        // A resend retires the codes sent before it; used ones stay as a record.
-        sqlx::query("DELETE FROM one_time_codes WHERE flow_id = $1 AND used_at IS NULL AND id <> $2")
-            .bind(code.flow_id)
-            .bind(code.id)
-            .execute(&mut *tx)
-            .await
-            .map_err(backend)?;
-        if let Some(message) = message {
-            insert_message(&mut tx, message, Some(code.expires_at)).await?;
-        }
+        insert_code(&mut tx, code, message).await?;
         tx.commit().await.map_err(write_error)
     }
 

@@ -2,6 +2,7 @@
 //! pool, sized and tuned from the same DSN query parameters Kratos reads.
 
 mod cleanup;
+mod code_requests;
 mod codec;
 mod codes;
 mod courier;
@@ -36,6 +37,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "cleanup", include_str!("../migrations/0009_cleanup.sql")),
     (10, "courier_backoff", include_str!("../migrations/0010_courier_backoff.sql")),
     (11, "selfservice_errors", include_str!("../migrations/0011_selfservice_errors.sql")),
+    (12, "code_requests", include_str!("../migrations/0012_code_requests.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

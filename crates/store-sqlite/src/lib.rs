@@ -2,6 +2,7 @@
 //! mode (or in memory for throwaway runs).
 
 mod cleanup;
+mod code_requests;
 mod codec;
 mod codes;
 mod courier;
@@ -34,6 +35,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (9, "cleanup", include_str!("../migrations/0009_cleanup.sql")),
     (10, "courier_backoff", include_str!("../migrations/0010_courier_backoff.sql")),
     (11, "selfservice_errors", include_str!("../migrations/0011_selfservice_errors.sql")),
+    (12, "code_requests", include_str!("../migrations/0012_code_requests.sql")),
 ];
 
 /// The SQLite implementation of every port.

@@ -4,6 +4,7 @@
 //! flow module builds on these.
 
 pub mod code;
+pub mod code_requests;
 pub mod errors;
 pub mod login;
 pub mod login_throttle;

@@ -10,6 +10,7 @@ use chrono::Duration;
 use serde_json::{Map, Value, json};
 
 use super::code::{self, CodeCheck, CodeSettings};
+use super::code_requests;
 use super::settings::SettingsService;
 use super::{Flow, FlowError, FlowRequest, FlowState, field};
 use crate::courier::Renderer;
@@ -18,7 +19,7 @@ use crate::notice;
 use crate::schema::normalize;
 use crate::send_limits::SendLimits;
 use crate::session::{self, Device, IssuedSession};
-use crate::store::{CodePurpose, Store};
+use crate::store::{CodePurpose, CodeRequest, Store};
 use crate::text;
 use crate::time::Clock;
 
@@ -216,21 +217,54 @@ impl RecoveryService {
             flow.ui.add_message(Some("email"), problem);
             return self.save(flow, RecoveryOutcome::Rejected).await;
         }
-        let identity = self.store.identity_by_recovery_address(Via::Email.as_str(), &address).await?;
-        // Unknown addresses store a code too (one that recovers nothing), so
-        // both paths do the same work and take the same time. Past the
-        // address's send limit nothing is stored or mailed (its earlier code
-        // keeps working), yet the code is still made, the mail rendered and
-        // the answer the same: with the writes the limit makes in their
-        // place (see `admit_code_mail`) capped and sent requests do the same
-        // work too.
-        let send = self.limits.admit_code_mail(CodePurpose::Recovery, &address).await?;
+        // Whether the address has an account is not looked at here: see
+        // `code_requests`. The request path is the same for every address.
+        let admin_issued = flow.admin_issued();
+        flow.state = FlowState::Recovery(RecoveryState::SentEmail { address: address.clone(), admin_issued });
+        code::code_form(&mut flow, text::label_recovery_code(), &address);
+        flow.ui.messages.push(text::recovery_code_sent());
+        flow.updated_at = self.clock.now();
+        let request = code_requests::new_request(&flow, CodePurpose::Recovery, &address);
+        self.store.record_code_request(&flow, &request).await?;
+        self.serve_soon(request.id);
+        Ok(RecoveryOutcome::Updated(flow))
+    }
+
+    /// Serves request `id` in a task of its own, after the answer.
+    fn serve_soon(&self, id: uuid::Uuid) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let served = match code_requests::claim(this.store.as_ref(), this.clock.as_ref(), id).await {
+                Ok(Some((request, flow))) => this.serve(request, flow).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = served {
+                tracing::error!(error = %e, request_id = %id, "a recovery code request could not be served");
+            }
+        });
+    }
+
+    /// Issues the code `request` asked for, if the address has an account,
+    /// and queues its mail. Unknown addresses store a code too (one that
+    /// recovers nothing), and get a notice when
+    /// `notify_unknown_recipients` is on. Past the address's send limit
+    /// nothing is stored or mailed (its earlier code keeps working).
+    pub(crate) async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
+        let address = &request.address;
+        let identity = self.store.identity_by_recovery_address(Via::Email.as_str(), address).await?;
+        if !self.limits.admit_code_mail(CodePurpose::Recovery, address).await? {
+            self.store.fulfil_code_request(request.id, None, None).await?;
+            return Ok(());
+        }
+        // Made now, not when asked for: of two resends served out of order
+        // the code that works is the one in the newest mail.
         let at = self.clock.now();
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Recovery,
             identity.as_ref().map(|i| i.id),
-            &address,
+            address,
             None,
             at,
         );
@@ -241,22 +275,16 @@ impl RecoveryService {
                 data.insert("RecoveryCode".into(), json!(code));
                 data.insert("ExpiresInMinutes".into(), json!(self.settings.codes.lifespan.num_minutes()));
                 data.insert("Identity".into(), json!({ "id": identity.id, "traits": identity.traits }));
-                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_valid", &data, at)?)
+                Some(code::render(self.renderer.as_ref(), address, "recovery_code_valid", &data, at)?)
             }
             None if self.settings.notify_unknown_recipients => {
-                Some(code::render(self.renderer.as_ref(), &address, "recovery_code_invalid", &data, at)?)
+                Some(code::render(self.renderer.as_ref(), address, "recovery_code_invalid", &data, at)?)
             }
             None => None,
         };
-        if send {
-            self.store.create_code(&stored, message.as_ref()).await?;
-        }
         // Attempts carry over across resends: the store counts them per flow.
-        let admin_issued = flow.admin_issued();
-        flow.state = FlowState::Recovery(RecoveryState::SentEmail { address: address.clone(), admin_issued });
-        code::code_form(&mut flow, text::label_recovery_code(), &address);
-        flow.ui.messages.push(text::recovery_code_sent());
-        self.save(flow, RecoveryOutcome::Updated).await
+        self.store.fulfil_code_request(request.id, Some(&stored), message.as_ref()).await?;
+        Ok(())
     }
 
     async fn check_code(

@@ -10,12 +10,14 @@ use chrono::Duration;
 use serde_json::{Map, Value, json};
 
 use super::code::{self, CodeCheck, CodeSettings};
+use super::code_requests;
 use super::{Flow, FlowError, FlowRequest, FlowState, field};
+use crate::courier::Message;
 use crate::courier::Renderer;
 use crate::identity::{AddressStatus, Identity, VerifiableAddress, Via};
 use crate::schema::normalize;
 use crate::send_limits::SendLimits;
-use crate::store::{CodePurpose, Store};
+use crate::store::{CodePurpose, CodeRequest, OneTimeCode, Store};
 use crate::text;
 use crate::time::Clock;
 use crate::ui::{Container, Group, Node};
@@ -218,34 +220,82 @@ impl VerificationService {
             self.store.update_flow(&flow).await?;
             return Ok(VerificationOutcome::Rejected(flow));
         }
-        let identity = self.store.identity_by_verifiable_address(Via::Email.as_str(), &address).await?;
-        let target = identity.as_ref().and_then(|i| {
-            let a = i.verifiable_addresses.iter().find(|a| a.via == Via::Email && a.value == address)?;
-            Some((i, a))
-        });
-        self.store_code(&flow, &address, target).await?;
+        // Whether the address has an account is not looked at here: see
+        // `code_requests`. The request path is the same for every address.
         show_code_form(&mut flow, &address);
         flow.updated_at = self.clock.now();
-        self.store.update_flow(&flow).await?;
+        let request = code_requests::new_request(&flow, CodePurpose::Verification, &address);
+        self.store.record_code_request(&flow, &request).await?;
+        self.serve_soon(request.id);
         Ok(VerificationOutcome::Updated(flow))
     }
 
+    /// Serves request `id` in a task of its own, after the answer.
+    fn serve_soon(&self, id: uuid::Uuid) {
+        let this = self.clone();
+        tokio::spawn(async move {
+            let served = match code_requests::claim(this.store.as_ref(), this.clock.as_ref(), id).await {
+                Ok(Some((request, flow))) => this.serve(request, flow).await,
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            };
+            if let Err(e) = served {
+                tracing::error!(error = %e, request_id = %id, "a verification code request could not be served");
+            }
+        });
+    }
+
+    /// Issues the code `request` asked for and queues its mail, as
+    /// [`Self::store_code`] does, ending the request in the same
+    /// transaction.
+    pub(crate) async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
+        let address = &request.address;
+        let identity = self.store.identity_by_verifiable_address(Via::Email.as_str(), address).await?;
+        let target = identity.as_ref().and_then(|i| {
+            let a = i.verifiable_addresses.iter().find(|a| a.via == Via::Email && &a.value == address)?;
+            Some((i, a))
+        });
+        if !self.limits.admit_code_mail(CodePurpose::Verification, address).await? {
+            self.store.fulfil_code_request(request.id, None, None).await?;
+            return Ok(());
+        }
+        // Made now, not when asked for: of two resends served out of order the
+        // code that works is the one in the newest mail.
+        let (stored, message) = self.code_mail(&flow, address, target, self.clock.now())?;
+        self.mark_sent(target).await?;
+        self.store.fulfil_code_request(request.id, Some(&stored), message.as_ref()).await?;
+        Ok(())
+    }
+
     /// Stores a fresh code for the flow (retiring earlier ones) with the
-    /// email announcing it; unknown addresses get a code too (one that
-    /// verifies nothing), so both paths do the same work. Past the
-    /// address's send limit nothing is stored or mailed (its earlier code
-    /// keeps working) but the code is still made and the mail rendered: with
-    /// the writes the limit makes in their place (see `admit_code_mail`) the
-    /// work, like the caller's answer, is the same. True when a `pending`
-    /// address moved to `sent`.
+    /// email announcing it, unless the address is past its send limit
+    /// (then its earlier code keeps working). True when a `pending` address
+    /// moved to `sent`.
     async fn store_code(
         &self,
         flow: &Flow,
         address: &str,
         target: Option<(&Identity, &VerifiableAddress)>,
     ) -> Result<bool, FlowError> {
-        let send = self.limits.admit_code_mail(CodePurpose::Verification, address).await?;
-        let at = self.clock.now();
+        if !self.limits.admit_code_mail(CodePurpose::Verification, address).await? {
+            // Nothing went out, so a `pending` address stays pending.
+            return Ok(false);
+        }
+        let (stored, message) = self.code_mail(flow, address, target, self.clock.now())?;
+        self.store.create_code(&stored, message.as_ref()).await?;
+        self.mark_sent(target).await
+    }
+
+    /// A fresh code for `flow` made `at` and the mail announcing it: the
+    /// code to the identity owning `address`, if any; otherwise a code that
+    /// verifies nothing, and a notice when `notify_unknown_recipients` is on.
+    fn code_mail(
+        &self,
+        flow: &Flow,
+        address: &str,
+        target: Option<(&Identity, &VerifiableAddress)>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<(OneTimeCode, Option<Message>), FlowError> {
         let (code, stored) = self.settings.codes.issue(
             flow.id,
             CodePurpose::Verification,
@@ -277,11 +327,12 @@ impl VerificationService {
             }
             None => None,
         };
-        if !send {
-            // Nothing went out, so a `pending` address stays pending.
-            return Ok(false);
-        }
-        self.store.create_code(&stored, message.as_ref()).await?;
+        Ok((stored, message))
+    }
+
+    /// Moves a `pending` address to `sent` once a code is on its way; true
+    /// when it moved.
+    async fn mark_sent(&self, target: Option<(&Identity, &VerifiableAddress)>) -> Result<bool, FlowError> {
         match target {
             Some((identity, a)) if !a.verified && a.status == AddressStatus::Pending => {
                 self.store

@@ -128,6 +128,7 @@ async fn cleanup_sql_removes_what_is_due_and_keeps_the_rest(backend: Backend) {
     assert_eq!(guess.status(), 200);
     // Another code, whose mail stays queued: no server here sends mail.
     recover(&app, owner).await;
+    app.code_requests_served().await;
 
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("cleanup.yml");

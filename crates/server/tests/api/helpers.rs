@@ -231,10 +231,29 @@ impl TestApp {
     }
 
     /// The outbox's messages to `to`, oldest first, as the admin API lists
-    /// them. Flows queue their mail before they answer, so once a request
-    /// is answered this is everything it will ever send.
+    /// them, once every code request made so far is served: then it is
+    /// everything the requests answered so far will ever send.
     pub async fn outbox(&self, to: &str) -> Vec<Value> {
+        self.code_requests_served().await;
         self.get_json(&self.admin_path(&format!("/admin/courier/messages?recipient={to}"))).await
+    }
+
+    /// Waits (bounded) until no recovery or verification code request is
+    /// pending (`latchkey_code_requests_pending` is 0): each request answered
+    /// so far has its code and mail written, or was capped.
+    pub async fn code_requests_served(&self) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        loop {
+            let body = self.http.get(self.metrics_url()).send().await.unwrap().text().await.unwrap();
+            let pending = body.lines().find_map(|l| l.strip_prefix("latchkey_code_requests_pending "));
+            let pending: u64 =
+                pending.unwrap_or_else(|| panic!("no pending code requests in:\n{body}")).parse().unwrap();
+            if pending == 0 {
+                return;
+            }
+            assert!(std::time::Instant::now() < deadline, "{pending} code requests were never served");
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
     }
 
     /// Where this server's metrics are scraped.

@@ -338,6 +338,7 @@ async fn expired_codes_and_resends(backend: Backend) {
 
 /// The code in the newest message queued for `to`.
 async fn newest_code_in_outbox(app: &TestApp, to: &str) -> String {
+    app.code_requests_served().await;
     let outbox: Vec<Value> = app
         .http
         .get(app.admin_path(&format!("/admin/courier/messages?recipient={to}")))

@@ -71,6 +71,7 @@ fn blanked(mut answer: Value) -> Value {
 
 /// The outbox's messages to `to`, oldest first.
 async fn outbox(app: &TestApp, to: &str) -> Vec<Value> {
+    app.code_requests_served().await;
     let url = app.admin_path(&format!("/admin/courier/messages?recipient={to}"));
     let mut messages: Vec<Value> = app.get_json(&url).await;
     messages.sort_by_key(|m| m["created_at"].as_str().unwrap().to_string());

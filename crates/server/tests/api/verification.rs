@@ -127,6 +127,8 @@ async fn native_verification_journey(backend: Backend) {
     assert_eq!(names(&sent), ["code", "method", "method", "email"]);
     assert_eq!(sent["ui"]["nodes"][0]["meta"]["label"]["id"], 1070011);
     assert_eq!(sent["ui"]["nodes"][3]["attributes"]["value"], "verify-me@example.com");
+    // The code is issued after the answer (see `code_requests`).
+    app.code_requests_served().await;
     assert_eq!(address(&app, &identity_id).await.status, "sent");
     let code = code_for(&received, "verify-me@example.com", 0).await;
     let mail = received.lock().unwrap()[0].data.clone();

@@ -1,0 +1,139 @@
+//! Code mails asked for by address, served after the answer.
+//!
+//! A recovery or verification submit that names an address records one
+//! request row (with the flow, in one transaction) and answers. Everything
+//! that depends on whether the address has an account happens here, once
+//! the answer is out: finding the identity, the address's send cap, making
+//! the code, rendering and queueing the mail. So the request path does the
+//! same reads and writes whatever the address, and neither its answer nor
+//! its timing tells an account from none, or a capped address from one
+//! that was mailed. Doing the same work for both cases inside the request
+//! was tried first; the known side still took a third longer (its mail
+//! rendered and queued), which a few hundred requests could tell apart.
+//!
+//! The server that records a request serves it at once, in a task of its
+//! own. A request whose server stopped first is claimed by any server's
+//! [`CodeRequestSweeper`]; claims carry a lease, so a request is served by
+//! one worker at a time, and the code is written in the transaction that
+//! ends the request, so it is issued at most once.
+
+use std::sync::Arc;
+
+use chrono::Duration;
+use uuid::Uuid;
+
+use super::recovery::RecoveryService;
+use super::verification::VerificationService;
+use super::{Flow, FlowError};
+use crate::store::{CodePurpose, CodeRequest, Store};
+use crate::time::Clock;
+
+/// How long a worker holds a request before another may serve it.
+const LEASE: Duration = Duration::minutes(1);
+/// Requests older than this with no live claim are left for the sweeper:
+/// their own server's task would have claimed them by now.
+const STALE_AFTER: Duration = Duration::seconds(5);
+const SWEEP_BATCH: u32 = 64;
+
+/// A request for a code for `address` in `flow`, made now.
+pub(crate) fn new_request(flow: &Flow, purpose: CodePurpose, address: &str) -> CodeRequest {
+    CodeRequest {
+        id: Uuid::new_v4(),
+        flow_id: flow.id,
+        purpose,
+        address: address.to_string(),
+        requested_at: flow.updated_at,
+    }
+}
+
+/// Claims request `id` and reads its flow: `None` when another worker
+/// holds it or it was served already, or when its flow can take no code
+/// any more (then the request is ended unserved).
+pub(crate) async fn claim(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    id: Uuid,
+) -> Result<Option<(CodeRequest, Flow)>, FlowError> {
+    let now = clock.now();
+    let Some(request) = store.claim_code_request(id, now, now + LEASE).await? else {
+        return Ok(None);
+    };
+    Ok(with_flow(store, clock, request).await?)
+}
+
+/// The request with its flow, or `None` (the request ended) when the flow
+/// is gone or expired: a code for it could never be used.
+async fn with_flow(
+    store: &dyn Store,
+    clock: &dyn Clock,
+    request: CodeRequest,
+) -> Result<Option<(CodeRequest, Flow)>, FlowError> {
+    match store.get_flow(request.flow_id).await? {
+        Some(flow) if !flow.is_expired(clock.now()) => Ok(Some((request, flow))),
+        _ => {
+            store.fulfil_code_request(request.id, None, None).await?;
+            Ok(None)
+        }
+    }
+}
+
+/// Serves the requests their own server did not (it stopped, or crashed,
+/// before its task ran).
+#[derive(Clone)]
+pub struct CodeRequestSweeper {
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    recovery: RecoveryService,
+    verification: VerificationService,
+}
+
+impl CodeRequestSweeper {
+    pub fn new(
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+        recovery: RecoveryService,
+        verification: VerificationService,
+    ) -> Self {
+        Self { store, clock, recovery, verification }
+    }
+
+    /// One batch of stale requests, served in the order they were made;
+    /// returns how many were claimed.
+    pub async fn sweep(&self) -> Result<usize, FlowError> {
+        let now = self.clock.now();
+        let claimed =
+            self.store.claim_stale_code_requests(now - STALE_AFTER, SWEEP_BATCH, now, now + LEASE).await?;
+        let count = claimed.len();
+        for request in claimed {
+            let Some((request, flow)) = with_flow(self.store.as_ref(), self.clock.as_ref(), request).await?
+            else {
+                continue;
+            };
+            match request.purpose {
+                CodePurpose::Recovery => self.recovery.serve(request, flow).await?,
+                CodePurpose::Verification => self.verification.serve(request, flow).await?,
+            }
+        }
+        Ok(count)
+    }
+
+    /// Sweeps every `interval` (at once again while a batch comes back
+    /// full) until `stop` resolves.
+    pub async fn run(&self, interval: std::time::Duration, stop: impl std::future::Future<Output = ()>) {
+        tokio::pin!(stop);
+        loop {
+            let full = match self.sweep().await {
+                Ok(n) => n as u32 == SWEEP_BATCH,
+                Err(e) => {
+                    tracing::error!(error = %e, "stale code requests could not be served");
+                    false
+                }
+            };
+            let pause = if full { std::time::Duration::ZERO } else { interval };
+            tokio::select! {
+                () = &mut stop => return,
+                () = tokio::time::sleep(pause) => {}
+            }
+        }
+    }
+}
