@@ -36,6 +36,11 @@ FLOWS = ("recovery", "verification", "login")
 # without a password, a deactivated one, one whose hash was imported with
 # other parameters than the configured hasher's.
 LOGIN_VARIANTS = ("login-nopassword", "login-inactive", "login-otherhash")
+# Send caps: an address past its cap against one still mailed, both with
+# accounts, on a server of their own with the per-address cap on
+# (CAP_PER_ADDRESS a window) and the per-client limits out of reach.
+CAP_VARIANTS = ("recovery-capped", "verification-capped")
+CAP_PER_ADDRESS = 5
 # A real bcrypt hash's salt and digest; the cost in front is set per run.
 BCRYPT_TAIL = "iiCigTe6scRSMso87E.XEu2jZcbqkBbhmBFPE47PiBZRdeOAlCuo."
 PASSWORD = "timing-script passphrase, long and unusual"
@@ -153,11 +158,22 @@ def hasher_yaml(spec):
     sys.exit(f"--hasher: expected bcrypt:COST or argon2:m=KIB,t=N,p=N, got {spec}")
 
 
-def write_config(path, dsn, public_port, admin_port, hasher):
+def send_limits_yaml(capped):
+    if not capped:
+        return "  send_limits:\n    enabled: false\n"
+    return (
+        "  send_limits:\n    enabled: true\n"
+        f"    address:\n      max: {CAP_PER_ADDRESS}\n      window: 1h\n"
+        "    ip:\n      flows_per_minute: 1000000000\n      codes_per_minute: 1000000000\n"
+    )
+
+
+def write_config(path, dsn, public_port, admin_port, hasher, capped=False):
     schema = os.path.join(REPO, "contrib/quickstart/identity.schema.json")
     # Limits off: one client asking for the same addresses thousands of
     # times would be refused (or silently capped) within a second, and the
-    # comparison is of the uncapped paths. courier.smtp is unset, so mail
+    # comparison is of the uncapped paths; the send-cap comparison runs on a
+    # server of its own with only the per-address cap. courier.smtp is unset, so mail
     # stays in the outbox and no dispatcher competes for the CPU.
     text = f"""version: v0.13.0
 dsn: "{dsn}"
@@ -181,9 +197,7 @@ secrets:
 {hasher_yaml(hasher)}security:
   login_throttling:
     enabled: false
-  send_limits:
-    enabled: false
-selfservice:
+{send_limits_yaml(capped)}selfservice:
   default_browser_return_url: http://127.0.0.1:{public_port}/
   methods:
     password:
@@ -214,7 +228,7 @@ def psql(url, sql):
 
 
 class Server:
-    def __init__(self, binary, db, pg_url, hasher, workdir):
+    def __init__(self, binary, db, pg_url, hasher, workdir, capped=False):
         self.binary, self.db, self.pg_url = binary, db, pg_url
         self.dir = tempfile.mkdtemp(prefix=f"timing-{db}-", dir=workdir)
         self.public_port, self.admin_port = free_port(), free_port()
@@ -222,7 +236,7 @@ class Server:
         if db == "sqlite":
             self.dsn = f"sqlite://{self.dir}/timing.db?_fk=true"
         else:
-            self.pg_db = f"latchkey_timing_{os.getpid()}"
+            self.pg_db = f"latchkey_timing_{os.getpid()}{'_capped' if capped else ''}"
             psql(pg_url, f"DROP DATABASE IF EXISTS {self.pg_db} WITH (FORCE)")
             psql(pg_url, f"CREATE DATABASE {self.pg_db}")
             parts = urllib.parse.urlsplit(pg_url)
@@ -233,7 +247,7 @@ class Server:
                 stdout=subprocess.DEVNULL,
             )
         self.config = os.path.join(self.dir, "latchkey.yml")
-        write_config(self.config, self.dsn, self.public_port, self.admin_port, hasher)
+        write_config(self.config, self.dsn, self.public_port, self.admin_port, hasher, capped)
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         # --dev only so that a bcrypt cost below 12 is accepted.
         self.proc = subprocess.Popen(
@@ -320,7 +334,7 @@ def create_identities(admin, n, tag, kind="login", hasher=""):
         identity = {"schema_id": "default", "traits": {"email": email}}
         if kind == "login-otherhash":
             identity["credentials"] = {"password": {"config": {"hashed_password": other_hash(hasher)}}}
-        elif kind != "login-nopassword":
+        elif kind not in ("login-nopassword", "mailed", "capped"):
             identity["credentials"] = {"password": {"config": {"password": PASSWORD}}}
         if kind == "login-inactive":
             identity["state"] = "inactive"
@@ -390,13 +404,16 @@ def markdown(results):
     for r in results:
         for side in ("known", "unknown"):
             s = r[side]
+            label = side
+            if r["flow"] in CAP_VARIANTS:
+                label = {"known": "mailed", "unknown": "capped"}[side]
             tests = (
                 f"{fmt_p(r['mann_whitney']['p'])} | {r['ks']['d']:.4f} | {fmt_p(r['ks']['p'])}"
                 if side == "known"
                 else " | | "
             )
             rows.append(
-                f"| {r['db']} | {r['flow']} | {side} | {s['n']} | {s['median_ms']:.3f} | "
+                f"| {r['db']} | {r['flow']} | {label} | {s['n']} | {s['median_ms']:.3f} | "
                 f"{s['p10_ms']:.3f} | {s['p90_ms']:.3f} | {s['p99_ms']:.3f} | {tests} |"
             )
     return head + "\n".join(rows) + "\n"
@@ -423,7 +440,7 @@ def main():
     ap.add_argument("--samples", type=int, default=5000, help="timed requests per side and flow (default 5000)")
     ap.add_argument("--warmup", type=int, default=200, help="untimed pairs before each flow's samples (default 200)")
     ap.add_argument("--identities", type=int, default=100, help="known addresses, cycled (default 100); as many unknown ones")
-    ap.add_argument("--flows", default=",".join(FLOWS), help="comma-separated, from " + ",".join(FLOWS + LOGIN_VARIANTS) + " or all (default: the first three)")
+    ap.add_argument("--flows", default=",".join(FLOWS), help="comma-separated, from " + ",".join(FLOWS + LOGIN_VARIANTS + CAP_VARIANTS) + " or all (default: the first three)")
     ap.add_argument("--hasher", default="bcrypt:8",
                     help="bcrypt:COST or argon2:m=KIB,t=N,p=N (default bcrypt:8; the server runs with --dev so low costs are allowed)")
     ap.add_argument("--seed", type=int, help="seed for the order within pairs")
@@ -432,9 +449,9 @@ def main():
 
     flows = [f for f in args.flows.split(",") if f]
     if flows == ["all"]:
-        flows = list(FLOWS + LOGIN_VARIANTS)
+        flows = list(FLOWS + LOGIN_VARIANTS + CAP_VARIANTS)
     for f in flows:
-        if f not in FLOWS + LOGIN_VARIANTS:
+        if f not in FLOWS + LOGIN_VARIANTS + CAP_VARIANTS:
             ap.error(f"unknown flow {f}")
     binary = args.bin
     if not binary:
@@ -450,23 +467,49 @@ def main():
     os.makedirs(workdir, exist_ok=True)
     results = []
     for db in dbs:
-        server = Server(binary, db, args.postgres_url, args.hasher, workdir)
-        try:
-            admin = Client(server.admin_port)
-            public = Client(server.public_port)
-            tag = f"{os.getpid()}-{rng.randrange(1 << 30)}"
-            known = create_identities(admin, args.identities, tag)
-            unknown = [f"unknown-{tag}-{i}@timing.example" for i in range(args.identities)]
-            for flow in flows:
-                pool = known
-                if flow in LOGIN_VARIANTS:
-                    pool = create_identities(admin, args.identities, tag, flow, args.hasher)
-                print(f"{db} {flow}: {args.warmup} + {args.samples} pairs", file=sys.stderr, flush=True)
-                start = time.monotonic()
-                times, statuses = measure(public, flow, pool, unknown, args.samples, args.warmup, rng)
-                results.append(compare(db, flow, times, statuses, time.monotonic() - start))
-        finally:
-            server.stop()
+        plain = [f for f in flows if f not in CAP_VARIANTS]
+        if plain:
+            server = Server(binary, db, args.postgres_url, args.hasher, workdir)
+            try:
+                admin = Client(server.admin_port)
+                public = Client(server.public_port)
+                tag = f"{os.getpid()}-{rng.randrange(1 << 30)}"
+                known = create_identities(admin, args.identities, tag)
+                unknown = [f"unknown-{tag}-{i}@timing.example" for i in range(args.identities)]
+                for flow in plain:
+                    pool = known
+                    if flow in LOGIN_VARIANTS:
+                        pool = create_identities(admin, args.identities, tag, flow, args.hasher)
+                    print(f"{db} {flow}: {args.warmup} + {args.samples} pairs", file=sys.stderr, flush=True)
+                    start = time.monotonic()
+                    times, statuses = measure(public, flow, pool, unknown, args.samples, args.warmup, rng)
+                    results.append(compare(db, flow, times, statuses, time.monotonic() - start))
+            finally:
+                server.stop()
+        capped_flows = [f for f in flows if f in CAP_VARIANTS]
+        if capped_flows:
+            server = Server(binary, db, args.postgres_url, args.hasher, workdir, capped=True)
+            try:
+                admin = Client(server.admin_port)
+                public = Client(server.public_port)
+                for flow in capped_flows:
+                    tag = f"{os.getpid()}-{rng.randrange(1 << 30)}"
+                    # Mailed: enough addresses that none reaches its cap.
+                    per_address = CAP_PER_ADDRESS - 1
+                    mailed = create_identities(
+                        admin, -(-(args.warmup + args.samples) // per_address), tag, "mailed"
+                    )
+                    # Capped: asked for up to their cap before the clock starts.
+                    capped = create_identities(admin, args.identities, tag, "capped")
+                    for email in capped:
+                        for _ in range(CAP_PER_ADDRESS):
+                            one_request(public, flow, email)
+                    print(f"{db} {flow}: {args.warmup} + {args.samples} pairs", file=sys.stderr, flush=True)
+                    start = time.monotonic()
+                    times, statuses = measure(public, flow, mailed, capped, args.samples, args.warmup, rng)
+                    results.append(compare(db, flow, times, statuses, time.monotonic() - start))
+            finally:
+                server.stop()
 
     meta = {
         "when": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -22,8 +22,8 @@ use latchkey_domain::session::{
     random_token,
 };
 use latchkey_domain::store::{
-    CleanupReport, CodePurpose, IdentityQuery, OneTimeCode, RateWindow, SessionQuery, Store, StoreError,
-    WindowCount,
+    CleanupReport, CleanupStep, CodePurpose, CodeRequest, IdentityQuery, OneTimeCode, RateWindow,
+    SessionQuery, Store, StoreError, WindowCount,
 };
 use latchkey_domain::text;
 use latchkey_domain::time::{Clock, SystemClock};
@@ -1152,6 +1152,128 @@ pub async fn address_attempts_count_atomically(store: &dyn Store) {
     assert_eq!(recovery.await.unwrap(), 1);
     let elsewhere = unique_email("address-attempts-other");
     assert_eq!(store.count_address_attempt(purpose, &elsewhere, Uuid::new_v4(), at, since).await.unwrap(), 1);
+}
+
+fn code_request(flow: &Flow, requested_at: DateTime<Utc>) -> CodeRequest {
+    CodeRequest {
+        id: Uuid::new_v4(),
+        flow_id: flow.id,
+        purpose: CodePurpose::Recovery,
+        address: unique_email("code-request"),
+        requested_at,
+    }
+}
+
+pub async fn code_requests_are_recorded_with_their_flow(store: &dyn Store) {
+    let mut flow = sent_recovery_flow("asked@example.com", Duration::hours(1));
+    store.create_flow(&flow).await.unwrap();
+    flow.ui.messages.push(text::recovery_code_sent());
+    let request = code_request(&flow, now());
+    store.record_code_request(&flow, &request).await.unwrap();
+    let stored = store.get_flow(flow.id).await.unwrap().unwrap();
+    assert_eq!(stored.ui.messages.len(), 1, "the flow is saved with its request");
+    let claimed = store.claim_code_request(request.id, now(), now() + Duration::minutes(1)).await.unwrap();
+    assert_eq!(claimed, Some(request.clone()));
+
+    // A flow that is gone takes no request, and nothing is written.
+    let gone = sent_recovery_flow("asked@example.com", Duration::hours(1));
+    let orphan = code_request(&gone, now());
+    assert!(matches!(store.record_code_request(&gone, &orphan).await, Err(StoreError::NotFound)));
+    assert_eq!(store.claim_code_request(orphan.id, now(), now()).await.unwrap(), None);
+    // An id taken already is a conflict; the flow is not saved either.
+    flow.ui.messages.clear();
+    assert!(matches!(store.record_code_request(&flow, &request).await, Err(StoreError::Conflict(_))));
+    assert_eq!(store.get_flow(flow.id).await.unwrap().unwrap().ui.messages.len(), 1);
+}
+
+pub async fn code_requests_are_claimed_and_ended_once(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("code-request-owner"));
+    store.create_identity(&identity).await.unwrap();
+    let flow = sent_recovery_flow("claimed@example.com", Duration::hours(1));
+    store.create_flow(&flow).await.unwrap();
+    let at = now();
+    let request = code_request(&flow, at);
+    store.record_code_request(&flow, &request).await.unwrap();
+
+    // Of many claims at once exactly one gets the request, until its lease lapses.
+    let lease = at + Duration::minutes(1);
+    let claims = join_all((0..8).map(|_| store.claim_code_request(request.id, at, lease))).await;
+    let won: Vec<_> = claims.into_iter().map(Result::unwrap).flatten().collect();
+    assert_eq!(won, vec![request.clone()]);
+    assert_eq!(
+        store.claim_code_request(request.id, lease - Duration::seconds(1), lease).await.unwrap(),
+        None
+    );
+    let later = lease + Duration::minutes(1);
+    assert_eq!(store.claim_code_request(request.id, lease, later).await.unwrap(), Some(request.clone()));
+
+    // Ended once, with the code and its mail in the same step; a second end writes nothing.
+    let code = recovery_code(flow.id, Some(identity.id), &request.address);
+    let message = sample_message(&request.address);
+    assert!(store.fulfil_code_request(request.id, Some(&code), Some(&message)).await.unwrap());
+    assert_eq!(store.live_codes(flow.id, at).await.unwrap(), vec![code.clone()]);
+    assert!(store.get_message(message.id).await.unwrap().is_some());
+    let again = recovery_code(flow.id, Some(identity.id), &request.address);
+    let other = sample_message(&request.address);
+    assert!(!store.fulfil_code_request(request.id, Some(&again), Some(&other)).await.unwrap());
+    assert_eq!(store.live_codes(flow.id, at).await.unwrap(), vec![code.clone()]);
+    assert!(store.get_message(other.id).await.unwrap().is_none());
+    assert_eq!(store.claim_code_request(request.id, later, later).await.unwrap(), None);
+
+    // A resend's code retires the earlier one; a capped request ends with nothing written.
+    let resend = code_request(&flow, now());
+    store.record_code_request(&flow, &resend).await.unwrap();
+    let newer = OneTimeCode {
+        created_at: code.created_at + Duration::milliseconds(1),
+        ..recovery_code(flow.id, Some(identity.id), &resend.address)
+    };
+    assert!(store.fulfil_code_request(resend.id, Some(&newer), None).await.unwrap());
+    assert_eq!(store.live_codes(flow.id, at).await.unwrap(), vec![newer.clone()]);
+    let capped = code_request(&flow, now());
+    store.record_code_request(&flow, &capped).await.unwrap();
+    assert!(store.fulfil_code_request(capped.id, None, None).await.unwrap());
+    assert_eq!(store.live_codes(flow.id, at).await.unwrap(), vec![newer]);
+}
+
+pub async fn stale_code_requests_are_claimed_once_and_go_with_their_flow(store: &dyn Store) {
+    let at = now();
+    let flow = sent_recovery_flow("stale@example.com", Duration::hours(1));
+    store.create_flow(&flow).await.unwrap();
+    let old = code_request(&flow, at - Duration::seconds(30));
+    let older = code_request(&flow, at - Duration::seconds(40));
+    let fresh = code_request(&flow, at);
+    // Other checks' requests (a shared PostgreSQL keeps earlier runs' too)
+    // may be stale as well: only this flow's are looked at.
+    let pending = store.count_code_requests().await.unwrap();
+    for request in [&old, &older, &fresh] {
+        store.record_code_request(&flow, request).await.unwrap();
+    }
+    assert_eq!(store.count_code_requests().await.unwrap(), pending + 3);
+    let ours = |claimed: Vec<CodeRequest>| -> Vec<CodeRequest> {
+        claimed.into_iter().filter(|r| r.flow_id == flow.id).collect()
+    };
+    // One held by its own server is not stale, whatever its age.
+    let held = store.claim_code_request(old.id, at, at + Duration::minutes(1)).await.unwrap();
+    assert_eq!(held, Some(old.clone()));
+
+    let before = at - Duration::seconds(5);
+    let lease = at + Duration::minutes(1);
+    let sweeps = join_all((0..4).map(|_| store.claim_stale_code_requests(before, 1000, at, lease))).await;
+    let claimed = ours(sweeps.into_iter().flat_map(Result::unwrap).collect());
+    assert_eq!(claimed, vec![older.clone()], "each stale request goes to one sweep");
+    // Once the claims lapse, both old ones are stale again, oldest first.
+    let lapsed = store.claim_stale_code_requests(before, 1000, lease, lease + Duration::minutes(1)).await;
+    assert_eq!(ours(lapsed.unwrap()), vec![older.clone(), old.clone()]);
+    let limited =
+        store.claim_stale_code_requests(at + Duration::seconds(1), 1, lease + Duration::minutes(2), lease);
+    assert_eq!(limited.await.unwrap().len(), 1);
+
+    // Requests go with their flow.
+    let report = store.cleanup_batch(CleanupStep::Flows, flow.expires_at + Duration::seconds(1), 1000).await;
+    assert!(report.unwrap().flows >= 1);
+    for request in [&old, &older, &fresh] {
+        assert!(!store.fulfil_code_request(request.id, None, None).await.unwrap(), "gone with the flow");
+    }
 }
 
 pub async fn identity_found_by_recovery_address(store: &dyn Store) {

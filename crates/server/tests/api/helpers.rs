@@ -239,21 +239,10 @@ impl TestApp {
     }
 
     /// Waits (bounded) until no recovery or verification code request is
-    /// pending (`latchkey_code_requests_pending` is 0): each request answered
-    /// so far has its code and mail written, or was capped.
+    /// pending: each request answered so far has its code and mail written,
+    /// or was capped.
     pub async fn code_requests_served(&self) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-        loop {
-            let body = self.http.get(self.metrics_url()).send().await.unwrap().text().await.unwrap();
-            let pending = body.lines().find_map(|l| l.strip_prefix("latchkey_code_requests_pending "));
-            let pending: u64 =
-                pending.unwrap_or_else(|| panic!("no pending code requests in:\n{body}")).parse().unwrap();
-            if pending == 0 {
-                return;
-            }
-            assert!(std::time::Instant::now() < deadline, "{pending} code requests were never served");
-            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        }
+        code_requests_served(&self.http, &self.metrics_url()).await;
     }
 
     /// Where this server's metrics are scraped.
@@ -466,6 +455,23 @@ pub async fn dispatchers_caught_up(http: &reqwest::Client, metrics: &[String]) {
             assert!(std::time::Instant::now() < deadline, "the courier at {url} stopped dispatching");
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
+    }
+}
+
+/// Waits (bounded) until the server scraped at `metrics` has no recovery
+/// or verification code request pending (`latchkey_code_requests_pending`).
+pub async fn code_requests_served(http: &reqwest::Client, metrics: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let body = http.get(metrics).send().await.unwrap().text().await.unwrap();
+        let pending = body.lines().find_map(|l| l.strip_prefix("latchkey_code_requests_pending "));
+        let pending: u64 =
+            pending.unwrap_or_else(|| panic!("no pending code requests in:\n{body}")).parse().unwrap();
+        if pending == 0 {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{pending} code requests were never served");
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
 }
 

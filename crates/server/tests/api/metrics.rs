@@ -257,6 +257,7 @@ async fn courier_watch_exports_what_it_delivered(backend: Backend) {
         assert_eq!(sent.status(), 200);
     }
     // Queued, with nobody to send it: serve's scrape shows the outbox.
+    app.code_requests_served().await;
     let body = scrape(&app).await;
     assert_eq!(must(&body, "latchkey_courier_queue_messages{state=\"queued\"}"), MAILS as f64, "{body}");
 

@@ -394,6 +394,7 @@ async fn the_dev_mail_viewer_shows_the_code_with_dev_only(backend: Backend) {
     assert!(sent.has("data-testid=\"message-1060003\""), "{}", sent.html);
     assert!(sent.has("id=\"form-code-email\""), "resending is its own form");
 
+    app.code_requests_served().await;
     let list = browser.open("/ui/dev/mail").await;
     assert_a_good_page(&list, "en");
     assert!(list.has("data-testid=\"mail-row\"") && list.has("mail@example.com"));

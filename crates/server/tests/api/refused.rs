@@ -80,6 +80,7 @@ async fn malformed_addresses_are_refused_and_never_mailed(backend: Backend) {
     }
 
     // Only the well-formed (unknown) address was written to, once per flow.
+    app.code_requests_served().await;
     let messages: Vec<Value> = app.get_json(&app.admin_path("/admin/courier/messages")).await;
     let recipients: Vec<&str> = messages.iter().map(|m| m["recipient"].as_str().unwrap()).collect();
     assert_eq!(recipients, ["ok@example.com", "ok@example.com"], "{messages:?}");

@@ -116,6 +116,7 @@ async fn edits_to_the_config_file_apply_without_a_restart(backend: Backend) {
         assert_eq!(sent.status(), 200);
     };
     let subjects = || async {
+        crate::helpers::code_requests_served(&http, &format!("{admin_url}/metrics/prometheus")).await;
         let messages: Vec<Value> = http
             .get(format!("{admin_url}/admin/courier/messages"))
             .send()
