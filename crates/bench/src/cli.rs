@@ -15,8 +15,9 @@ use reqwest::Url;
     about = "Drive a running Latchkey (or Ory Kratos) server with concurrent clients and report \
 throughput and latency per scenario",
     after_help = "Scenarios run in this order: health, whoami, login, registration, whoami-under-login, \
-journey-recovery, journey-verification, login-attack. Without --scenario all of them run except the two \
-journeys and login-attack, which run only when named: journey-recovery changes the benchmark users' \
+journey-recovery, journey-verification, recovery-request, login-attack. Without --scenario all of them run \
+except the two journeys, recovery-request and login-attack, which run only when named: recovery-request asks \
+for recovery codes (half for the benchmark users, half for unknown addresses) and fills the outbox; journey-recovery changes the benchmark users' \
 passwords (and, with a revoke_active_sessions settings hook, ends their sessions), and \
 journey-verification verifies their addresses. Both need a server started with --dev (so the admin \
 courier API shows the codes), journey-recovery with recovery enabled and journey-verification with \
@@ -87,6 +88,10 @@ pub enum Scenario {
     /// Native email verification by emailed code; needs a server with --dev
     /// and verification enabled. Not run by default: it verifies the users' addresses.
     JourneyVerification,
+    /// Native recovery code requests (flow, then the address), half for the
+    /// benchmark users' addresses and half for addresses nobody has. Not run
+    /// by default: it fills the outbox with mail for the users.
+    RecoveryRequest,
     /// One address sends wrong passwords for one user while the user signs in
     /// from another. Not run by default: it leaves that user throttled for a while.
     LoginAttack,
@@ -102,6 +107,7 @@ impl Scenario {
             Scenario::WhoamiUnderLogin => "whoami-under-login",
             Scenario::JourneyRecovery => "journey-recovery",
             Scenario::JourneyVerification => "journey-verification",
+            Scenario::RecoveryRequest => "recovery-request",
             Scenario::LoginAttack => "login-attack",
         }
     }
@@ -109,7 +115,13 @@ impl Scenario {
     /// Whether it runs when no --scenario is given: not when it changes the
     /// benchmark users or needs a server in --dev.
     pub fn is_default(self) -> bool {
-        !matches!(self, Scenario::JourneyRecovery | Scenario::JourneyVerification | Scenario::LoginAttack)
+        !matches!(
+            self,
+            Scenario::JourneyRecovery
+                | Scenario::JourneyVerification
+                | Scenario::RecoveryRequest
+                | Scenario::LoginAttack
+        )
     }
 }
 

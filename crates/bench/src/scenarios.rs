@@ -104,6 +104,12 @@ impl Bench {
                 let journeys = self.measure(self.journey_recovery(&pool, &last)).await;
                 Ok(vec![line("journey-recovery", "journeys/s", journeys)])
             }
+            Scenario::RecoveryRequest => {
+                let pool = self.pool().await?;
+                self.api.recovery_send(&pool[0].email).await.map_err(|e| format!("probe: {e}"))?;
+                let requests = self.measure(self.recovery_request(&pool)).await;
+                Ok(vec![line("recovery-request", "code requests/s", requests)])
+            }
             Scenario::LoginAttack => {
                 let settings = &self.settings;
                 let attack = attack::Attack {
@@ -203,6 +209,23 @@ impl Bench {
             Box::pin(async move {
                 let index = client % pool.len();
                 recovery::journey(&api, &pool[index], &last[index], password_length).await
+            })
+        }
+    }
+
+    /// One request is a new native recovery flow and a code asked for in
+    /// it: by even clients for their own user's address, by odd ones for an
+    /// address nobody has.
+    fn recovery_request(&self, pool: &Arc<[User]>) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+        let (api, pool) = (Arc::clone(&self.api), Arc::clone(pool));
+        move |client| {
+            let (api, pool) = (Arc::clone(&api), Arc::clone(&pool));
+            Box::pin(async move {
+                let email = match client % 2 {
+                    0 => pool[client % pool.len()].email.clone(),
+                    _ => format!("nobody-{client}@bench.example"),
+                };
+                api.recovery_send(&email).await.map(|_| ())
             })
         }
     }

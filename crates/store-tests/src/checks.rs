@@ -1198,7 +1198,7 @@ pub async fn code_requests_are_claimed_and_ended_once(store: &dyn Store) {
     // Of many claims at once exactly one gets the request, until its lease lapses.
     let lease = at + Duration::minutes(1);
     let claims = join_all((0..8).map(|_| store.claim_code_request(request.id, at, lease))).await;
-    let won: Vec<_> = claims.into_iter().map(Result::unwrap).flatten().collect();
+    let won: Vec<_> = claims.into_iter().filter_map(Result::unwrap).collect();
     assert_eq!(won, vec![request.clone()]);
     assert_eq!(
         store.claim_code_request(request.id, lease - Duration::seconds(1), lease).await.unwrap(),

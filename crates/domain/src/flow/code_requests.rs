@@ -58,7 +58,7 @@ pub(crate) async fn claim(
     let Some(request) = store.claim_code_request(id, now, now + LEASE).await? else {
         return Ok(None);
     };
-    Ok(with_flow(store, clock, request).await?)
+    with_flow(store, clock, request).await
 }
 
 /// The request with its flow, or `None` (the request ended) when the flow
