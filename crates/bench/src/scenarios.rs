@@ -216,7 +216,10 @@ impl Bench {
     /// One request is a new native recovery flow and a code asked for in
     /// it: by even clients for their own user's address, by odd ones for an
     /// address nobody has.
-    fn recovery_request(&self, pool: &Arc<[User]>) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+    fn recovery_request(
+        &self,
+        pool: &Arc<[User]>,
+    ) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
         let (api, pool) = (Arc::clone(&self.api), Arc::clone(pool));
         move |client| {
             let (api, pool) = (Arc::clone(&api), Arc::clone(&pool));

@@ -59,8 +59,8 @@ pub(crate) fn routers(
 }
 
 impl Parts {
-    /// Both routers built anew from `config`.
-    fn rebuild(&self, config: &Config) -> Result<(Router, Router), StartError> {
+    /// Both routers built anew from `config`, and the services they call.
+    fn rebuild(&self, config: &Config) -> Result<(Router, Router, AppState), StartError> {
         let cors = latchkey_http::cors_layer(&config.serve.public.cors.settings())
             .map_err(|e| StartError::Cors(e.to_string()))?;
         let schemas =
@@ -77,7 +77,9 @@ impl Parts {
             self.metrics.clone(),
         )?;
         let body_read_timeout = config.serve.limits.body_read_timeout.std();
-        Ok(routers(AppState::new(services), cors, body_read_timeout, self.span_hooks))
+        let state = AppState::new(services);
+        let (public, admin) = routers(state.clone(), cors, body_read_timeout, self.span_hooks);
+        Ok((public, admin, state))
     }
 
     /// The keys a reload cannot change, named when an edit changes them:
@@ -127,6 +129,7 @@ pub(crate) async fn watch_files(
     parts: Parts,
     public: Routes,
     admin: Routes,
+    services: watch::Sender<AppState>,
     mut stop: watch::Receiver<()>,
 ) {
     let mut seen = read_all(&source.files);
@@ -152,9 +155,10 @@ pub(crate) async fn watch_files(
             tracing::warn!(keys = %restart.join(", "), "these keys changed but apply only after a restart");
         }
         match parts.rebuild(&loaded.config) {
-            Ok((new_public, new_admin)) => {
+            Ok((new_public, new_admin, state)) => {
                 public.replace(new_public);
                 admin.replace(new_admin);
+                services.send_replace(state);
                 tracing::info!(
                     revision = loaded.config.revision.as_deref().unwrap_or("-"),
                     "configuration reloaded"

@@ -13,7 +13,7 @@ use latchkey_courier::{SmtpConfig, SmtpMailer};
 use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::code::CodeSettings;
-use latchkey_domain::flow::code_requests::CodeRequestSweeper;
+use latchkey_domain::flow::code_requests::{CodeRequestSweeper, sweep_periodically};
 use latchkey_domain::flow::login::RequireVerified;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
 use latchkey_domain::flow::login_throttle::{
@@ -299,6 +299,8 @@ impl Application {
         let (public_router, admin_router) =
             crate::reload::routers(self.state.clone(), self.cors, self.body_read_timeout, self.span_hooks);
         let (public_routes, admin_routes) = (Routes::new(public_router), Routes::new(admin_router));
+        // The services in force: the start's, until a reload replaces them.
+        let services = tokio::sync::watch::Sender::new(self.state.clone());
         let reload = self.reload.take().map(|source| {
             let parts = crate::reload::Parts {
                 store: self.store.clone(),
@@ -314,6 +316,7 @@ impl Application {
                 parts,
                 public_routes.clone(),
                 admin_routes.clone(),
+                services.clone(),
                 stop_rx.clone(),
             );
             tokio::spawn(watching)
@@ -324,17 +327,23 @@ impl Application {
             let stop = wait(stop_rx.clone());
             tokio::spawn(async move { dispatcher.run(std::time::Duration::from_secs(1), stop).await })
         });
-        // Code requests a stopped server left unserved; one taken when the
+        // Code requests a stopped server left unserved, served with the
+        // services in force (a reload replaces them); one taken when the
         // listeners stop is ended by its transaction or claimed again later.
         let sweeper = {
-            let sweeper = CodeRequestSweeper::new(
-                self.store.clone(),
-                self.clock.clone(),
-                self.state.recovery.clone(),
-                self.state.verification.clone(),
-            );
+            let (store, clock) = (self.store.clone(), self.clock.clone());
+            let services = services.subscribe();
+            let current = move || {
+                let state = services.borrow();
+                CodeRequestSweeper::new(
+                    store.clone(),
+                    clock.clone(),
+                    state.recovery.clone(),
+                    state.verification.clone(),
+                )
+            };
             let stop = wait(stop_rx.clone());
-            tokio::spawn(async move { sweeper.run(std::time::Duration::from_secs(1), stop).await })
+            tokio::spawn(sweep_periodically(current, std::time::Duration::from_secs(1), stop))
         };
         // So does the cleanup; a batch cut short rolls back.
         let cleanup = self.cleanup.take().map(|(settings, every)| {

@@ -116,24 +116,30 @@ impl CodeRequestSweeper {
         }
         Ok(count)
     }
+}
 
-    /// Sweeps every `interval` (at once again while a batch comes back
-    /// full) until `stop` resolves.
-    pub async fn run(&self, interval: std::time::Duration, stop: impl std::future::Future<Output = ()>) {
-        tokio::pin!(stop);
-        loop {
-            let full = match self.sweep().await {
-                Ok(n) => n as u32 == SWEEP_BATCH,
-                Err(e) => {
-                    tracing::error!(error = %e, "stale code requests could not be served");
-                    false
-                }
-            };
-            let pause = if full { std::time::Duration::ZERO } else { interval };
-            tokio::select! {
-                () = &mut stop => return,
-                () = tokio::time::sleep(pause) => {}
+/// Sweeps every `interval` (at once again while a batch comes back full)
+/// until `stop` resolves, each round with the sweeper `current` gives: a
+/// configuration reload brings new services, and leftovers are served with
+/// the settings in force.
+pub async fn sweep_periodically(
+    current: impl Fn() -> CodeRequestSweeper,
+    interval: std::time::Duration,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    loop {
+        let full = match current().sweep().await {
+            Ok(n) => n as u32 == SWEEP_BATCH,
+            Err(e) => {
+                tracing::error!(error = %e, "stale code requests could not be served");
+                false
             }
+        };
+        let pause = if full { std::time::Duration::ZERO } else { interval };
+        tokio::select! {
+            () = &mut stop => return,
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }
