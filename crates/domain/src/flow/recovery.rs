@@ -226,23 +226,8 @@ impl RecoveryService {
         flow.updated_at = self.clock.now();
         let request = code_requests::new_request(&flow, CodePurpose::Recovery, &address);
         self.store.record_code_request(&flow, &request).await?;
-        self.serve_soon(request.id);
+        code_requests::serve_soon(self.clone(), request.id);
         Ok(RecoveryOutcome::Updated(flow))
-    }
-
-    /// Serves request `id` in a task of its own, after the answer.
-    fn serve_soon(&self, id: uuid::Uuid) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let served = match code_requests::claim(this.store.as_ref(), this.clock.as_ref(), id).await {
-                Ok(Some((request, flow))) => this.serve(request, flow).await,
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = served {
-                tracing::error!(error = %e, request_id = %id, "a recovery code request could not be served");
-            }
-        });
     }
 
     /// Issues the code `request` asked for, if the address has an account,
@@ -250,7 +235,7 @@ impl RecoveryService {
     /// recovers nothing), and get a notice when
     /// `notify_unknown_recipients` is on. Past the address's send limit
     /// nothing is stored or mailed (its earlier code keeps working).
-    pub(crate) async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
+    async fn serve_request(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
         let address = &request.address;
         let identity = self.store.identity_by_recovery_address(Via::Email.as_str(), address).await?;
         if !self.limits.admit_code_mail(CodePurpose::Recovery, address).await? {
@@ -420,5 +405,20 @@ impl RecoveryService {
         flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(outcome(flow))
+    }
+}
+
+#[async_trait::async_trait]
+impl code_requests::ServesCodeRequests for RecoveryService {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
+        self.serve_request(request, flow).await
     }
 }

@@ -226,29 +226,14 @@ impl VerificationService {
         flow.updated_at = self.clock.now();
         let request = code_requests::new_request(&flow, CodePurpose::Verification, &address);
         self.store.record_code_request(&flow, &request).await?;
-        self.serve_soon(request.id);
+        code_requests::serve_soon(self.clone(), request.id);
         Ok(VerificationOutcome::Updated(flow))
-    }
-
-    /// Serves request `id` in a task of its own, after the answer.
-    fn serve_soon(&self, id: uuid::Uuid) {
-        let this = self.clone();
-        tokio::spawn(async move {
-            let served = match code_requests::claim(this.store.as_ref(), this.clock.as_ref(), id).await {
-                Ok(Some((request, flow))) => this.serve(request, flow).await,
-                Ok(None) => Ok(()),
-                Err(e) => Err(e),
-            };
-            if let Err(e) = served {
-                tracing::error!(error = %e, request_id = %id, "a verification code request could not be served");
-            }
-        });
     }
 
     /// Issues the code `request` asked for and queues its mail, as
     /// [`Self::store_code`] does, ending the request in the same
     /// transaction.
-    pub(crate) async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
+    async fn serve_request(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
         let address = &request.address;
         let identity = self.store.identity_by_verifiable_address(Via::Email.as_str(), address).await?;
         let target = identity.as_ref().and_then(|i| {
@@ -465,5 +450,20 @@ fn show_code_form(flow: &mut Flow, address: &str) {
 fn strip_api_csrf(flow: &mut Flow) {
     if flow.flow_type == super::FlowType::Api {
         flow.ui.nodes.retain(|n| n.name() != Some("csrf_token"));
+    }
+}
+
+#[async_trait::async_trait]
+impl code_requests::ServesCodeRequests for VerificationService {
+    fn store(&self) -> &dyn Store {
+        self.store.as_ref()
+    }
+
+    fn clock(&self) -> &dyn Clock {
+        self.clock.as_ref()
+    }
+
+    async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
+        self.serve_request(request, flow).await
     }
 }
