@@ -460,16 +460,6 @@ impl CodeStore for CachingStore {
         self.inner.record_code_request(flow, request).await
     }
 
-    #[tracing::instrument(name = "store.claim_code_request", level = "debug", skip_all)]
-    async fn claim_code_request(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<CodeRequest>, StoreError> {
-        self.inner.claim_code_request(id, now, lease_until).await
-    }
-
     #[tracing::instrument(name = "store.claim_stale_code_requests", level = "debug", skip_all)]
     async fn claim_stale_code_requests(
         &self,

@@ -344,17 +344,10 @@ pub trait CodeStore: Send + Sync {
     /// `sent_email` always has its request behind it. Fails with `NotFound`
     /// when the flow is gone.
     async fn record_code_request(&self, flow: &Flow, request: &CodeRequest) -> Result<(), StoreError>;
-    /// Claims the request `id` until `lease_until` unless it is gone or
-    /// another worker holds a claim on it at `now`.
-    async fn claim_code_request(
-        &self,
-        id: Uuid,
-        now: chrono::DateTime<chrono::Utc>,
-        lease_until: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<CodeRequest>, StoreError>;
-    /// Claims up to `limit` requests made before `requested_before` that
-    /// nobody holds a claim on at `now` (their worker died, or their
-    /// server stopped before getting to them), oldest first.
+    /// Claims, until `lease_until`, up to `limit` requests made before
+    /// `requested_before` that no sweep holds a claim on at `now` (their
+    /// server stopped before serving them, or its task failed), oldest
+    /// first. Concurrent sweeps never get the same request.
     async fn claim_stale_code_requests(
         &self,
         requested_before: chrono::DateTime<chrono::Utc>,

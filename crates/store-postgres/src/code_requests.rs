@@ -1,7 +1,7 @@
 //! Code requests on PostgreSQL: the one row a recovery or verification
-//! submit records, claimed by a worker with a lease (`SKIP LOCKED`, so
-//! servers sharing the database never take the same one) and ended in the
-//! transaction that issues its code.
+//! submit records, claimed by a sweep with a lease when its own server left
+//! it (`SKIP LOCKED`, so servers sharing the database never take the same
+//! one), and ended in the transaction that issues its code.
 
 use chrono::{DateTime, Utc};
 use latchkey_domain::courier::Message;
@@ -56,25 +56,6 @@ impl PgStore {
         .await
         .map_err(write_error)?;
         tx.commit().await.map_err(write_error)
-    }
-
-    pub(crate) async fn claim_request(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<CodeRequest>, StoreError> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE code_requests SET claimed_until = $1 \
-             WHERE id = $2 AND (claimed_until IS NULL OR claimed_until <= $3) RETURNING {COLUMNS}"
-        )))
-        .bind(lease_until)
-        .bind(id)
-        .bind(now)
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(backend)?;
-        row.as_ref().map(request_from_row).transpose()
     }
 
     pub(crate) async fn claim_stale_requests(

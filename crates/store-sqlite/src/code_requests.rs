@@ -1,7 +1,7 @@
 //! Code requests on SQLite: the one row a recovery or verification submit
-//! records, claimed by a worker with a lease and ended in the transaction
-//! that issues its code. `BEGIN IMMEDIATE` serialises the writers, so a
-//! claim is never handed out twice.
+//! records, claimed by a sweep with a lease when its own server left it, and
+//! ended in the transaction that issues its code. `BEGIN IMMEDIATE`
+//! serialises the writers, so neither a claim nor an end happens twice.
 
 use chrono::{DateTime, Utc};
 use latchkey_domain::courier::Message;
@@ -53,27 +53,6 @@ impl SqliteStore {
         .await
         .map_err(write_error)?;
         tx.commit().await.map_err(write_error)
-    }
-
-    pub(crate) async fn claim_request(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<CodeRequest>, StoreError> {
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE code_requests SET claimed_until = ? \
-             WHERE id = ? AND (claimed_until IS NULL OR claimed_until <= ?) RETURNING {COLUMNS}"
-        )))
-        .bind(time(lease_until))
-        .bind(id.to_string())
-        .bind(time(now))
-        .fetch_optional(&mut *tx)
-        .await
-        .map_err(backend)?;
-        tx.commit().await.map_err(write_error)?;
-        row.as_ref().map(request_from_row).transpose()
     }
 
     pub(crate) async fn claim_stale_requests(

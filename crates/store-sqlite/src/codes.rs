@@ -102,15 +102,6 @@ impl CodeStore for SqliteStore {
         self.record_request(flow, request).await
     }
 
-    async fn claim_code_request(
-        &self,
-        id: Uuid,
-        now: DateTime<Utc>,
-        lease_until: DateTime<Utc>,
-    ) -> Result<Option<CodeRequest>, StoreError> {
-        self.claim_request(id, now, lease_until).await
-    }
-
     async fn claim_stale_code_requests(
         &self,
         requested_before: DateTime<Utc>,

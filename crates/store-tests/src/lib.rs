@@ -59,7 +59,7 @@ macro_rules! contract_checks {
             deleting_an_identity_deletes_its_codes,
             set_address_status_moves_one_address,
             code_requests_are_recorded_with_their_flow,
-            code_requests_are_claimed_and_ended_once,
+            code_requests_are_ended_once,
             [whole_store] stale_code_requests_are_claimed_once_and_go_with_their_flow,
             password_hash_is_swapped_only_while_unchanged,
             rate_events_are_admitted_atomically,

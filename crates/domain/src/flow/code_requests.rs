@@ -18,11 +18,14 @@
 //! known and unknown addresses could time that instead: measured on
 //! PostgreSQL it made requests that followed a known address about 60 µs
 //! slower. Paused for [`PAUSE`], the work lands among the requests of the
-//! next tens of milliseconds, whoever sends them. A request whose server
-//! stopped first is claimed by any server's
-//! [`CodeRequestSweeper`]; claims carry a lease, so a request is served by
-//! one worker at a time, and the code is written in the transaction that
-//! ends the request, so it is issued at most once.
+//! next tens of milliseconds, whoever sends them. The task serves the
+//! request from memory (the request and its flow as just saved), so the
+//! only extra database work the split costs is the request's own row. A
+//! request whose server stopped first is claimed by any server's
+//! [`CodeRequestSweeper`] (claims carry a lease, so sweeps do not serve one
+//! request twice). Whoever serves a request writes its code in the
+//! transaction that deletes the request, so a code is issued at most once
+//! even if a slow task and a sweep both get to it.
 
 use std::sync::Arc;
 
@@ -39,7 +42,7 @@ use crate::time::Clock;
 pub const PAUSE: std::ops::Range<std::time::Duration> =
     std::time::Duration::from_millis(10)..std::time::Duration::from_millis(60);
 
-/// How long a worker holds a request before another may serve it.
+/// How long a sweep holds a request before another may serve it.
 const LEASE: Duration = Duration::minutes(1);
 /// Requests older than this with no live claim are left for the sweeper:
 /// their own server's task would have claimed them by now.
@@ -60,24 +63,18 @@ pub(crate) fn new_request(flow: &Flow, purpose: CodePurpose, address: &str) -> C
 /// What serves a request of one purpose (recovery, verification).
 #[async_trait::async_trait]
 pub(crate) trait ServesCodeRequests: Clone + Send + Sync + 'static {
-    fn store(&self) -> &dyn Store;
-    fn clock(&self) -> &dyn Clock;
     /// Issues the code `request` asked for, if any, and queues its mail,
     /// ending the request in the same transaction.
     async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError>;
 }
 
-/// Serves request `id` with `server` in a task of its own, after
-/// [`PAUSE`] (see the module's comment for why).
-pub(crate) fn serve_soon(server: impl ServesCodeRequests, id: Uuid) {
+/// Serves `request`, made in `flow`, with `server` in a task of its own,
+/// after [`PAUSE`] (see the module's comment for why).
+pub(crate) fn serve_soon(server: impl ServesCodeRequests, request: CodeRequest, flow: Flow) {
     tokio::spawn(async move {
         tokio::time::sleep(pause()).await;
-        let served = match claim(server.store(), server.clock(), id).await {
-            Ok(Some((request, flow))) => server.serve(request, flow).await,
-            Ok(None) => Ok(()),
-            Err(e) => Err(e),
-        };
-        if let Err(e) = served {
+        let id = request.id;
+        if let Err(e) = server.serve(request, flow).await {
             tracing::error!(error = %e, request_id = %id, "a code request could not be served");
         }
     });
@@ -89,21 +86,6 @@ fn pause() -> std::time::Duration {
     let _ = getrandom::fill(&mut bytes);
     let span = PAUSE.end - PAUSE.start;
     PAUSE.start + span.mul_f64(f64::from(u32::from_le_bytes(bytes)) / f64::from(u32::MAX))
-}
-
-/// Claims request `id` and reads its flow: `None` when another worker
-/// holds it or it was served already, or when its flow can take no code
-/// any more (then the request is ended unserved).
-async fn claim(
-    store: &dyn Store,
-    clock: &dyn Clock,
-    id: Uuid,
-) -> Result<Option<(CodeRequest, Flow)>, FlowError> {
-    let now = clock.now();
-    let Some(request) = store.claim_code_request(id, now, now + LEASE).await? else {
-        return Ok(None);
-    };
-    with_flow(store, clock, request).await
 }
 
 /// The request with its flow, or `None` (the request ended) when the flow

@@ -226,7 +226,7 @@ impl RecoveryService {
         flow.updated_at = self.clock.now();
         let request = code_requests::new_request(&flow, CodePurpose::Recovery, &address);
         self.store.record_code_request(&flow, &request).await?;
-        code_requests::serve_soon(self.clone(), request.id);
+        code_requests::serve_soon(self.clone(), request, flow.clone());
         Ok(RecoveryOutcome::Updated(flow))
     }
 
@@ -410,14 +410,6 @@ impl RecoveryService {
 
 #[async_trait::async_trait]
 impl code_requests::ServesCodeRequests for RecoveryService {
-    fn store(&self) -> &dyn Store {
-        self.store.as_ref()
-    }
-
-    fn clock(&self) -> &dyn Clock {
-        self.clock.as_ref()
-    }
-
     async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
         self.serve_request(request, flow).await
     }

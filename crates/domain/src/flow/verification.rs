@@ -226,7 +226,7 @@ impl VerificationService {
         flow.updated_at = self.clock.now();
         let request = code_requests::new_request(&flow, CodePurpose::Verification, &address);
         self.store.record_code_request(&flow, &request).await?;
-        code_requests::serve_soon(self.clone(), request.id);
+        code_requests::serve_soon(self.clone(), request, flow.clone());
         Ok(VerificationOutcome::Updated(flow))
     }
 
@@ -455,14 +455,6 @@ fn strip_api_csrf(flow: &mut Flow) {
 
 #[async_trait::async_trait]
 impl code_requests::ServesCodeRequests for VerificationService {
-    fn store(&self) -> &dyn Store {
-        self.store.as_ref()
-    }
-
-    fn clock(&self) -> &dyn Clock {
-        self.clock.as_ref()
-    }
-
     async fn serve(&self, request: CodeRequest, flow: Flow) -> Result<(), FlowError> {
         self.serve_request(request, flow).await
     }
