@@ -26,6 +26,8 @@ pub struct TraitFacts {
     pub code_identifiers: Vec<AddressRef>,
     pub verifiable_addresses: Vec<AddressRef>,
     pub recovery_addresses: Vec<AddressRef>,
+    /// The trait marked `totp.account_name`, named in the TOTP app.
+    pub totp_account_name: Option<String>,
 }
 
 /// Canonical form of identifiers and addresses, so that lookalikes compare
@@ -153,6 +155,9 @@ fn apply(keyword: &KratosKeyword, text: &str, facts: &mut TraitFacts) {
     if let Some(code) = creds.code.as_ref().filter(|c| c.identifier) {
         let via = code.via.unwrap_or_default();
         facts.code_identifiers.push(AddressRef { via, value: normalize(text, via) });
+    }
+    if creds.totp.as_ref().and_then(|t| t.account_name) == Some(true) {
+        facts.totp_account_name = Some(text.to_string());
     }
     if let Some(v) = &keyword.verification {
         let via = v.via.unwrap_or_default();
