@@ -22,6 +22,12 @@ pub struct SecondFactors {
     pub lookup: Option<LookupSecrets>,
 }
 
+impl SecondFactors {
+    pub fn any(&self) -> bool {
+        self.totp.is_some() || self.lookup.is_some()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecondFactorError {
     #[error(transparent)]

@@ -129,6 +129,16 @@ impl TotpKey {
     pub fn matching_step(&self, code: &str, now: DateTime<Utc>) -> Option<i64> {
         matching_step(&self.key, code, now)
     }
+
+    /// The code an app shows at `at`.
+    pub fn code_at(&self, at: DateTime<Utc>) -> String {
+        code_at_step(&self.key, step_at(at))
+    }
+
+    /// A key typed in as apps take it (base32), named nothing.
+    pub fn from_secret(secret: &str) -> Option<Self> {
+        Self::from_url(&format!("otpauth://totp/?secret={secret}"))
+    }
 }
 
 /// Percent-encodes all but unreserved characters and `keep`.

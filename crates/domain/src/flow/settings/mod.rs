@@ -183,6 +183,15 @@ impl SettingsService {
     }
 
     pub async fn create(&self, request: &FlowRequest, identity: &Identity) -> Result<Flow, FlowError> {
+        // A session's identity comes without credentials; the second
+        // factors' forms depend on them.
+        let loaded;
+        let identity = if self.second_factors.any() && identity.credentials.is_empty() {
+            loaded = self.reload(identity.id).await?;
+            &loaded
+        } else {
+            identity
+        };
         let flow = self.build(request, identity);
         self.store.create_flow(&flow).await?;
         Ok(flow)

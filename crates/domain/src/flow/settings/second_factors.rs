@@ -141,7 +141,7 @@ impl SettingsService {
         Ok(())
     }
 
-    async fn reload(&self, id: uuid::Uuid) -> Result<Identity, FlowError> {
+    pub(super) async fn reload(&self, id: uuid::Uuid) -> Result<Identity, FlowError> {
         match self.identities.get(id).await {
             Ok(identity) => Ok(identity),
             Err(IdentityError::NotFound) => Err(FlowError::NotFound),
