@@ -65,8 +65,12 @@ pub struct Field {
     pub pattern: Option<String>,
     pub maxlength: Option<u64>,
     pub href: Option<String>,
-    /// An image's source, when it is one a page may show.
+    /// An image's web URL, when it is one a page may show.
     pub src: Option<String>,
+    /// An image inlined as a base64 `data:` URL (a QR code): checked to hold
+    /// nothing but base64, so the template writes it unescaped (escaping
+    /// each `/` would triple its size).
+    pub src_inline: Option<String>,
     pub width: Option<u64>,
     pub height: Option<u64>,
     /// A text node's text (its `label` is the node's label).
@@ -151,7 +155,13 @@ pub fn build(ui: &Value, lang: Lang) -> Page {
         let name = attr_str(node, "name").unwrap_or_default();
         let form_id = ids.unique(&format!("form-{group}-{}", slug(name)));
         let field = field(node, &group, &[node], &group_of, lang, &mut ids);
-        forms.push(Form { id: form_id, title: None, hidden, fields: vec![field] });
+        // A method of lone buttons only (lookup codes) is headed by its first.
+        let headed = forms
+            .iter()
+            .any(|f| f.id == format!("form-{group}") || f.id.starts_with(&format!("form-{group}-")));
+        let title =
+            (split && !headed).then(|| lang.word(&format!("group_{group}")).unwrap_or(&group).to_string());
+        forms.push(Form { id: form_id, title, hidden, fields: vec![field] });
     }
     Page {
         action: ui
@@ -236,7 +246,8 @@ fn field(
         label,
         text,
         items,
-        src: attr_str(node, "src").filter(|s| is_image_src(s)).map(str::to_string),
+        src: attr_str(node, "src").filter(|s| is_web_url(s)).map(str::to_string),
+        src_inline: attr_str(node, "src").filter(|s| is_inline_image(s)).map(str::to_string),
         width: node.pointer("/attributes/width").and_then(Value::as_u64),
         height: node.pointer("/attributes/height").and_then(Value::as_u64),
         required: node.pointer("/attributes/required") == Some(&Value::Bool(true)),
@@ -289,14 +300,14 @@ fn is_web_url(url: &str) -> bool {
         || (url.starts_with('/') && !url.starts_with("//"))
 }
 
-/// Web images, and images inlined as `data:` URLs (a QR code); never
-/// another `data:` type, which a browser could render as a page.
-fn is_image_src(src: &str) -> bool {
-    let lower = src.to_ascii_lowercase();
-    is_web_url(src)
-        || ["data:image/png;base64,", "data:image/jpeg;base64,", "data:image/gif;base64,"]
-            .iter()
-            .any(|prefix| lower.starts_with(prefix))
+/// An image inlined as a base64 `data:` URL; never another `data:` type,
+/// which a browser could render as a page, nor a character that could
+/// leave the attribute.
+fn is_inline_image(src: &str) -> bool {
+    ["data:image/png;base64,", "data:image/jpeg;base64,", "data:image/gif;base64,"]
+        .iter()
+        .find_map(|prefix| src.strip_prefix(prefix))
+        .is_some_and(|data| data.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
 }
 
 /// A name as an id fragment: `traits.email` → `traits-email`.
@@ -448,7 +459,7 @@ mod tests {
         assert_eq!(ids, ["form-totp", "form-lookup_secret", "form-lookup_secret-lookup_secret_confirm"]);
         let totp = &page.forms[0].fields;
         assert_eq!((totp[0].kind, totp[0].id.as_str()), ("image", "image-totp_qr"));
-        assert_eq!(totp[0].src.as_deref(), Some("data:image/png;base64,iVBO"));
+        assert_eq!(totp[0].src_inline.as_deref(), Some("data:image/png;base64,iVBO"));
         assert_eq!((totp[0].width, totp[0].label.as_str()), (Some(256), "QR"));
         assert_eq!(
             (totp[1].kind, totp[1].text.as_str(), totp[1].label.as_str()),
@@ -456,8 +467,13 @@ mod tests {
         );
         let codes = &page.forms[1].fields;
         assert_eq!(codes[0].items, ["abcd1234", "Used 2030-01-01"]);
-        assert_eq!(codes[1].src, None, "a data: URL that is no image is not shown");
+        assert_eq!(
+            (&codes[1].src, &codes[1].src_inline),
+            (&None, &None),
+            "a data: URL that is no image is not shown"
+        );
         let confirm = &page.forms[2];
+        assert_eq!(confirm.title, None, "its group is headed already");
         let hidden: Vec<_> = confirm.hidden.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
         assert_eq!(hidden, [("csrf_token", "tok"), ("method", "lookup_secret")]);
     }
