@@ -206,4 +206,15 @@ mod tests {
         assert_eq!(collect(&schema, &json!({})), TraitFacts::default());
         assert_eq!(collect(&schema, &json!({"email": 5})), TraitFacts::default());
     }
+
+    #[test]
+    fn the_totp_account_name_is_the_marked_trait_as_typed() {
+        let schema = json!({"properties": {"traits": {"properties": {
+            "email": {"type": "string", "ory.sh/kratos": {"credentials": {
+                "password": {"identifier": true}, "totp": {"account_name": true}}}}}}}});
+        let facts = collect(&schema, &json!({"email": "Ada@Example.com"}));
+        assert_eq!(facts.totp_account_name.as_deref(), Some("Ada@Example.com"));
+        assert_eq!(facts.password_identifiers, vec!["ada@example.com"]);
+        assert_eq!(collect(&schema, &json!({})).totp_account_name, None);
+    }
 }
