@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod notice;
 pub mod password_policy;
 pub mod schema;
+pub mod second_factor;
 pub mod send_limits;
 pub mod session;
 pub mod session_cache;

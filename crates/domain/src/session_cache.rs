@@ -24,7 +24,7 @@ use uuid::Uuid;
 use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
 use crate::flow::errors::FlowErrorRecord;
-use crate::identity::{AddressStatus, CredentialType, Identity};
+use crate::identity::{AddressStatus, Credential, CredentialType, Identity};
 use crate::metrics::{NoRecorder, Recorder};
 use crate::session::{Session, SessionHit};
 use crate::store::{
@@ -379,6 +379,55 @@ impl IdentityStore for CachingStore {
         // whoami shows addresses, so this is an identity write like any other.
         let _writing = self.cache.writing(Scope::Identity(identity_id));
         self.inner.set_address_status(identity_id, address_id, status, at).await
+    }
+
+    #[tracing::instrument(name = "store.set_credential", level = "debug", skip_all)]
+    async fn set_credential(
+        &self,
+        identity_id: Uuid,
+        credential: &Credential,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // The identity's `updated_at` changes, which whoami shows.
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.set_credential(identity_id, credential, at).await
+    }
+
+    #[tracing::instrument(name = "store.remove_credential", level = "debug", skip_all)]
+    async fn remove_credential(
+        &self,
+        identity_id: Uuid,
+        kind: CredentialType,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.cache.writing(Scope::Identity(identity_id));
+        self.inner.remove_credential(identity_id, kind, at).await
+    }
+
+    #[tracing::instrument(name = "store.spend_totp_step", level = "debug", skip_all)]
+    async fn spend_totp_step(&self, identity_id: Uuid, step: i64) -> Result<bool, StoreError> {
+        // Nothing whoami shows.
+        self.inner.spend_totp_step(identity_id, step).await
+    }
+
+    #[tracing::instrument(name = "store.spend_lookup_code", level = "debug", skip_all)]
+    async fn spend_lookup_code(
+        &self,
+        identity_id: Uuid,
+        set: Uuid,
+        position: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        self.inner.spend_lookup_code(identity_id, set, position, at).await
+    }
+
+    #[tracing::instrument(name = "store.used_lookup_codes", level = "debug", skip_all)]
+    async fn used_lookup_codes(
+        &self,
+        identity_id: Uuid,
+        set: Uuid,
+    ) -> Result<Vec<(u32, DateTime<Utc>)>, StoreError> {
+        self.inner.used_lookup_codes(identity_id, set).await
     }
 }
 

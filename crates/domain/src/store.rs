@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::courier::{Dispatch, Message, MessageStatus};
 use crate::flow::Flow;
 use crate::flow::errors::FlowErrorRecord;
-use crate::identity::{AddressStatus, CredentialType, Identity};
+use crate::identity::{AddressStatus, Credential, CredentialType, Identity};
 use crate::session::Session;
 
 /// What can go wrong in storage, in terms the domain can act on.
@@ -141,6 +141,46 @@ pub trait IdentityStore: Send + Sync {
         status: AddressStatus,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError>;
+    /// Puts `credential` in place of the identity's credential of its type
+    /// (a second factor set up) and stamps the identity `updated_at` = `at`,
+    /// touching nothing else. A new `lookup_secret` forgets which of the old
+    /// codes were spent. False when there is no such identity.
+    async fn set_credential(
+        &self,
+        identity_id: Uuid,
+        credential: &Credential,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Removes the identity's credential of `kind` (with, for
+    /// `lookup_secret`, the record of spent codes) and stamps the identity;
+    /// false when it had none.
+    async fn remove_credential(
+        &self,
+        identity_id: Uuid,
+        kind: CredentialType,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
+    /// Records TOTP time step `step` as used by the identity, but only if it
+    /// is later than every step recorded before and the identity has a TOTP
+    /// credential: one conditional write, so of parallel calls with one
+    /// step exactly one returns true.
+    async fn spend_totp_step(&self, identity_id: Uuid, step: i64) -> Result<bool, StoreError>;
+    /// Marks code `position` of the identity's lookup codes `set` used `at`,
+    /// but only if it was not and `set` is still the identity's current one:
+    /// of parallel calls for one code exactly one returns true.
+    async fn spend_lookup_code(
+        &self,
+        identity_id: Uuid,
+        set: Uuid,
+        position: u32,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
+    /// The spent codes of the identity's lookup codes `set`: position and when.
+    async fn used_lookup_codes(
+        &self,
+        identity_id: Uuid,
+        set: Uuid,
+    ) -> Result<Vec<(u32, chrono::DateTime<chrono::Utc>)>, StoreError>;
 }
 
 /// Schema management and health, shared by every backend.

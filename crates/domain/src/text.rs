@@ -215,3 +215,66 @@ pub fn no_verification_method() -> Message {
 pub fn address_not_verified() -> Message {
     error(4000010, "This account is not active yet: please verify your email address first.", None)
 }
+
+// Second factors in settings (1050xxx) and their errors (4000xxx).
+pub fn label_verify_code() -> Message {
+    info(1070006, "Verify code")
+}
+pub fn totp_unlink() -> Message {
+    info(1050004, "Remove the authenticator app")
+}
+pub fn totp_qr_label() -> Message {
+    info(1050005, "QR code for your authenticator app")
+}
+/// The TOTP key in base32, for typing into an app that cannot scan.
+pub fn totp_secret(secret: &str) -> Message {
+    Message { context: Some(json!({ "secret": secret })), ..info(1050006, secret) }
+}
+pub fn totp_secret_label() -> Message {
+    info(1050017, "Your authenticator app's key, if you cannot scan the QR code.")
+}
+pub fn lookup_reveal() -> Message {
+    info(1050007, "Show backup recovery codes")
+}
+pub fn lookup_regenerate() -> Message {
+    info(1050008, "Make new backup recovery codes")
+}
+pub fn lookup_confirm() -> Message {
+    info(1050011, "Save these backup recovery codes")
+}
+pub fn lookup_disable() -> Message {
+    info(1050016, "Turn off backup recovery codes")
+}
+pub fn lookup_codes_label() -> Message {
+    info(1050010, "Your backup recovery codes. Keep them somewhere safe: each works once.")
+}
+/// One code of the list, still usable.
+pub fn lookup_code(code: &str) -> Message {
+    Message { context: Some(json!({ "secret": code })), ..info(1050009, code) }
+}
+/// One code of the list, spent.
+pub fn lookup_code_used(at: chrono::DateTime<chrono::Utc>) -> Message {
+    Message {
+        context: Some(json!({ "used_at": at, "used_at_unix": at.timestamp() })),
+        ..info(1050014, &format!("Used {}", at.format("%Y-%m-%d %H:%M:%S UTC")))
+    }
+}
+/// The whole list: `shown` is each code, or "used"; `each` the messages above.
+pub fn lookup_codes(shown: &[String], each: &[Message]) -> Message {
+    Message { context: Some(json!({ "secrets": each })), ..info(1050015, &shown.join(", ")) }
+}
+pub fn totp_code_wrong() -> Message {
+    error(4000008, "That authentication code is not right. Please try again.", None)
+}
+pub fn no_totp_device() -> Message {
+    error(4000011, "You have not set up an authenticator app.", None)
+}
+pub fn lookup_code_already_used() -> Message {
+    error(4000012, "That backup recovery code was used already.", None)
+}
+pub fn no_lookup_codes() -> Message {
+    error(4000014, "You have no backup recovery codes.", None)
+}
+pub fn lookup_code_invalid() -> Message {
+    error(4000016, "That backup recovery code is not right.", None)
+}

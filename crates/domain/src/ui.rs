@@ -16,10 +16,12 @@ pub enum Group {
     Profile,
     Code,
     Link,
+    LookupSecret,
+    Totp,
 }
 
-/// One form element. Latchkey produces inputs and links (`a`) only; Kratos's
-/// other kinds (`text`, `img`, `script`) are not built yet.
+/// One form element: an input, a link (`a`), an image (`img`) or a text
+/// (`text`). Kratos's `script` kind is not built.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Node {
     #[serde(rename = "type")]
@@ -78,6 +80,34 @@ impl Input<'_> {
 impl Node {
     pub fn name(&self) -> Option<&str> {
         self.attributes.get("name").and_then(Value::as_str)
+    }
+
+    /// What tells the node apart, as Kratos's node id: an input's `name`,
+    /// else the `id` links, images and texts carry.
+    pub fn id(&self) -> Option<&str> {
+        self.name().or_else(|| self.attributes.get("id").and_then(Value::as_str))
+    }
+
+    /// An image (`img` node), e.g. a QR code as a `data:` URL.
+    pub fn image(group: Group, id: &str, src: &str, side: u32, label: Message) -> Node {
+        Node {
+            kind: "img".into(),
+            group,
+            attributes: json!({ "src": src, "id": id, "width": side, "height": side, "node_type": "img" }),
+            messages: Vec::new(),
+            meta: Meta { label: Some(label) },
+        }
+    }
+
+    /// A text to show (`text` node), labelled.
+    pub fn text(group: Group, id: &str, text: Message, label: Message) -> Node {
+        Node {
+            kind: "text".into(),
+            group,
+            attributes: json!({ "text": text, "id": id, "node_type": "text" }),
+            messages: Vec::new(),
+            meta: Meta { label: Some(label) },
+        }
     }
 
     /// The hidden CSRF node; API flows carry it with an empty value.
@@ -154,9 +184,9 @@ impl Container {
         self.nodes.iter_mut().find(|n| n.name() == Some(name))
     }
 
-    /// Adds the node, replacing one of the same name and group.
+    /// Adds the node, replacing one of the same id and group.
     pub fn upsert(&mut self, node: Node) {
-        match self.nodes.iter_mut().find(|n| n.name() == node.name() && n.group == node.group) {
+        match self.nodes.iter_mut().find(|n| n.id() == node.id() && n.group == node.group) {
             Some(existing) => *existing = node,
             None => self.nodes.push(node),
         }

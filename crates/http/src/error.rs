@@ -206,6 +206,11 @@ impl From<StoreError> for ApiError {
     }
 }
 
+fn capitalised(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
 impl From<IdentityError> for ApiError {
     fn from(e: IdentityError) -> Self {
         match e {
@@ -225,6 +230,11 @@ impl From<IdentityError> for ApiError {
                 ApiError::bad_request().with_reason(e.to_string())
             }
             IdentityError::Store(e) => e.into(),
+            e @ IdentityError::NoSuchCredential(_) => {
+                ApiError::not_found("The requested resource could not be found")
+                    .with_reason(format!("{}.", capitalised(&e.to_string())))
+            }
+            IdentityError::CredentialKept(reason) => ApiError::bad_request().with_reason(reason),
             e @ (IdentityError::Hashing(_) | IdentityError::Notice(_)) => ApiError::internal(e),
         }
     }

@@ -138,6 +138,7 @@ impl Classify for SettingsOutcome {
     fn outcome(&self) -> FlowOutcome {
         match self {
             SettingsOutcome::Saved { .. } => FlowOutcome::Success,
+            SettingsOutcome::Shown(_) => FlowOutcome::Continued,
             SettingsOutcome::Rejected(_) | SettingsOutcome::RefreshRequired(_) => FlowOutcome::Rejected,
         }
     }

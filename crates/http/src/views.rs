@@ -115,6 +115,9 @@ pub fn identity<'a>(
 }
 
 fn credential(c: &Credential, with_config: bool) -> CredentialView<'_> {
+    // Second factors' configs hold their (sealed) secrets: never shown, even
+    // when asked for (Kratos shows them).
+    let with_config = with_config && !matches!(c.kind, CredentialType::Totp | CredentialType::LookupSecret);
     CredentialView {
         config: if with_config { Cow::Borrowed(&c.config) } else { Cow::Owned(Value::Object(Map::new())) },
         created_at: c.created_at,
@@ -376,9 +379,14 @@ mod tests {
                 .unwrap();
         assert!(view.get("identity").is_none());
         assert_eq!(view["devices"], json!([]));
+        let with_config = CredentialsView::Include([CredentialType::Password].into());
+        let view = serde_json::to_value(identity(&ident, &urls, Audience::Admin, &with_config)).unwrap();
+        assert_eq!(view["credentials"]["password"]["config"]["b"], json!([1, 2.5, null]));
+        assert_eq!(view["credentials"]["totp"]["config"], json!({}));
+        // A second factor's config holds its sealed secret: never shown, even when asked for.
         let with_config = CredentialsView::Include([CredentialType::Totp].into());
         let view = serde_json::to_value(identity(&ident, &urls, Audience::Admin, &with_config)).unwrap();
-        assert_eq!(view["credentials"]["password"]["config"], json!({}));
-        assert_eq!(view["credentials"]["totp"]["config"]["b"], json!([1, 2.5, null]));
+        assert_eq!(view["credentials"]["totp"]["config"], json!({}));
+        assert_eq!(view["credentials"]["totp"]["identifiers"], json!(["a@b.co"]));
     }
 }

@@ -63,6 +63,11 @@ enum Command {
     /// over OTLP/HTTP to tracing.providers.otlp.server_url, continuing a caller's W3C traceparent;
     /// other providers stop the start.
     ///
+    /// Second factors, set up in the settings flow: selfservice.methods.totp (authenticator apps;
+    /// config.issuer names the service in the app) and selfservice.methods.lookup_secret (backup
+    /// codes). Both are off by default and need secrets.cipher (32-character secrets), which seals
+    /// their secrets in the database; the start fails without it.
+    ///
     /// Abuse limits are on by default (README, "Security defaults"): failed password logins are
     /// throttled per identifier, per identifier and client address, and per client address,
     /// before any hash (security.login_throttling); recovery and verification mails are capped per

@@ -25,6 +25,7 @@ use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
 use latchkey_domain::flow::verification::{VerificationService, VerificationSettings};
 use latchkey_domain::password_policy::PasswordPolicy;
 use latchkey_domain::schema::{IdentitySchema, SchemaSource};
+use latchkey_domain::second_factor::{LookupSecrets, SecondFactors, SecretCipher, Totp};
 use latchkey_domain::send_limits::{SendLimitSettings, SendLimits};
 use latchkey_domain::session_cache::{CachingStore, SessionCache};
 use latchkey_domain::session_service::SessionService;
@@ -63,6 +64,8 @@ pub enum StartError {
     NoRelay,
     #[error("--expose-metrics-port: {0}")]
     MetricsListener(String),
+    #[error("secrets.cipher is not set: selfservice.methods.{0} stores its secrets encrypted with it")]
+    NoCipherSecret(&'static str),
 }
 
 /// Which backend a DSN names.
@@ -472,6 +475,7 @@ pub(crate) fn domain_services(
         identities.clone(),
         templates.clone(),
         verification.clone(),
+        second_factors(config, store.clone(), clock.clone(), &urls.public)?,
         SettingsSettings {
             public_base: urls.public.clone(),
             lifespan: flows.settings.lifespan.chrono(),
@@ -536,6 +540,28 @@ pub(crate) fn domain_services(
         web: Arc::new(web),
         version: VERSION,
         metrics,
+    })
+}
+
+/// `selfservice.methods.totp` and `.lookup_secret`, sealing with
+/// `secrets.cipher` (which loading demands when either is on).
+pub(crate) fn second_factors(
+    config: &Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    public_base: &str,
+) -> Result<SecondFactors, StartError> {
+    let Some(method) = config.second_factor_methods().next() else {
+        return Ok(SecondFactors::default());
+    };
+    let cipher = SecretCipher::new(&config.secrets.cipher).ok_or(StartError::NoCipherSecret(method))?;
+    let cipher = Arc::new(cipher);
+    let methods = &config.selfservice.methods;
+    Ok(SecondFactors {
+        totp: methods.totp.enabled.then(|| {
+            Totp::new(store.clone(), clock.clone(), cipher.clone(), config.totp_issuer(public_base))
+        }),
+        lookup: methods.lookup_secret.enabled.then(|| LookupSecrets::new(store, clock, cipher)),
     })
 }
 

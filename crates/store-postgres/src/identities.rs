@@ -253,41 +253,191 @@ impl IdentityStore for PgStore {
         tx.commit().await.map_err(backend)?;
         Ok(true)
     }
+    async fn set_credential(
+        &self,
+        identity_id: Uuid,
+        credential: &Credential,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        // Stamping the identity first locks its row: writers of one
+        // identity's credentials take their turns.
+        let stamped = sqlx::query("UPDATE identities SET updated_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(identity_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if stamped.rows_affected() == 0 {
+            return Ok(false);
+        }
+        sqlx::query("DELETE FROM identity_credentials WHERE identity_id = $1 AND type = $2")
+            .bind(identity_id)
+            .bind(credential.kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        forget_spent_codes(&mut tx, identity_id, credential.kind).await?;
+        insert_credential(&mut tx, identity_id, credential).await?;
+        // whoami shows the identity's `updated_at`.
+        crate::announce(&mut tx, format!("i:{identity_id}")).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(true)
+    }
+
+    async fn remove_credential(
+        &self,
+        identity_id: Uuid,
+        kind: CredentialType,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(backend)?;
+        let removed = sqlx::query("DELETE FROM identity_credentials WHERE identity_id = $1 AND type = $2")
+            .bind(identity_id)
+            .bind(kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if removed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        forget_spent_codes(&mut tx, identity_id, kind).await?;
+        sqlx::query("UPDATE identities SET updated_at = $1 WHERE id = $2")
+            .bind(at)
+            .bind(identity_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        crate::announce(&mut tx, format!("i:{identity_id}")).await?;
+        tx.commit().await.map_err(backend)?;
+        Ok(true)
+    }
+
+    async fn spend_totp_step(&self, identity_id: Uuid, step: i64) -> Result<bool, StoreError> {
+        // One statement: a parallel upsert of the same identity waits for
+        // this one's row and then re-checks the condition against it, so a
+        // step passes once.
+        let done = sqlx::query(
+            "INSERT INTO totp_used_steps (identity_id, step) SELECT $1, $2 \
+             WHERE EXISTS (SELECT 1 FROM identity_credentials WHERE identity_id = $1 AND type = $3) \
+             ON CONFLICT (identity_id) DO UPDATE SET step = EXCLUDED.step \
+             WHERE totp_used_steps.step < EXCLUDED.step",
+        )
+        .bind(identity_id)
+        .bind(step)
+        .bind(CredentialType::Totp.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn spend_lookup_code(
+        &self,
+        identity_id: Uuid,
+        set: Uuid,
+        position: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO lookup_secret_uses (identity_id, set_id, position, used_at) SELECT $1, $2, $3, $4 \
+             WHERE EXISTS (SELECT 1 FROM identity_credentials WHERE identity_id = $1 AND type = $5 \
+                           AND config ->> 'set' = $2::text) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(identity_id)
+        .bind(set)
+        .bind(i32::try_from(position).map_err(backend)?)
+        .bind(at)
+        .bind(CredentialType::LookupSecret.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn used_lookup_codes(
+        &self,
+        identity_id: Uuid,
+        set: Uuid,
+    ) -> Result<Vec<(u32, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, used_at FROM lookup_secret_uses WHERE identity_id = $1 AND set_id = $2 \
+             ORDER BY position",
+        )
+        .bind(identity_id)
+        .bind(set)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let position: i32 = col(row, "position")?;
+                Ok((u32::try_from(position).map_err(backend)?, col(row, "used_at")?))
+            })
+            .collect()
+    }
+}
+
+async fn insert_credential(
+    conn: &mut PgConnection,
+    identity_id: Uuid,
+    credential: &Credential,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+    )
+    .bind(credential.id)
+    .bind(identity_id)
+    .bind(credential.kind.as_str())
+    .bind(&credential.config)
+    .bind(credential.version)
+    .bind(credential.created_at)
+    .bind(credential.updated_at)
+    .execute(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    if credential.identifiers.is_empty() {
+        return Ok(());
+    }
+    // All of a credential's identifiers in one round trip, positions
+    // counted from zero as in the SQLite store.
+    sqlx::query(
+        "INSERT INTO identity_credential_identifiers (credential_id, identity_id, type, identifier, position) \
+         SELECT $1, $2, $3, t.identifier, (t.n - 1)::integer \
+         FROM unnest($4::text[]) WITH ORDINALITY AS t (identifier, n)",
+    )
+    .bind(credential.id)
+    .bind(identity_id)
+    .bind(credential.kind.as_str())
+    .bind(&credential.identifiers)
+    .execute(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    Ok(())
+}
+
+/// A lookup-secret credential replaced or removed takes the record of its
+/// spent codes along.
+async fn forget_spent_codes(
+    conn: &mut PgConnection,
+    identity_id: Uuid,
+    kind: CredentialType,
+) -> Result<(), StoreError> {
+    if kind == CredentialType::LookupSecret {
+        sqlx::query("DELETE FROM lookup_secret_uses WHERE identity_id = $1")
+            .bind(identity_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 async fn insert_children(conn: &mut PgConnection, identity: &Identity) -> Result<(), StoreError> {
     for credential in identity.credentials.values() {
-        sqlx::query(
-            "INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(credential.id)
-        .bind(identity.id)
-        .bind(credential.kind.as_str())
-        .bind(&credential.config)
-        .bind(credential.version)
-        .bind(credential.created_at)
-        .bind(credential.updated_at)
-        .execute(&mut *conn)
-        .await
-        .map_err(write_error)?;
-        if credential.identifiers.is_empty() {
-            continue;
-        }
-        // All of a credential's identifiers in one round trip, positions
-        // counted from zero as in the SQLite store.
-        sqlx::query(
-            "INSERT INTO identity_credential_identifiers (credential_id, identity_id, type, identifier, position) \
-             SELECT $1, $2, $3, t.identifier, (t.n - 1)::integer \
-             FROM unnest($4::text[]) WITH ORDINALITY AS t (identifier, n)",
-        )
-        .bind(credential.id)
-        .bind(identity.id)
-        .bind(credential.kind.as_str())
-        .bind(&credential.identifiers)
-        .execute(&mut *conn)
-        .await
-        .map_err(write_error)?;
+        insert_credential(conn, identity.id, credential).await?;
     }
     for a in &identity.verifiable_addresses {
         sqlx::query(

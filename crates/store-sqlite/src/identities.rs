@@ -211,6 +211,145 @@ impl IdentityStore for SqliteStore {
         .map_err(backend)?;
         Ok(done.rows_affected() == 1)
     }
+    async fn set_credential(
+        &self,
+        identity_id: Uuid,
+        credential: &Credential,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let id = identity_id.to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let stamped = sqlx::query("UPDATE identities SET updated_at = ? WHERE id = ?")
+            .bind(time(at))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if stamped.rows_affected() == 0 {
+            return Ok(false);
+        }
+        // The identifiers go with the old row (ON DELETE CASCADE).
+        sqlx::query("DELETE FROM identity_credentials WHERE identity_id = ? AND type = ?")
+            .bind(&id)
+            .bind(credential.kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        forget_spent_codes(&mut tx, &id, credential.kind).await?;
+        insert_credential(&mut tx, &id, credential).await?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(true)
+    }
+
+    async fn remove_credential(
+        &self,
+        identity_id: Uuid,
+        kind: CredentialType,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let id = identity_id.to_string();
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
+        let removed = sqlx::query("DELETE FROM identity_credentials WHERE identity_id = ? AND type = ?")
+            .bind(&id)
+            .bind(kind.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        if removed.rows_affected() == 0 {
+            return Ok(false);
+        }
+        forget_spent_codes(&mut tx, &id, kind).await?;
+        sqlx::query("UPDATE identities SET updated_at = ? WHERE id = ?")
+            .bind(time(at))
+            .bind(&id)
+            .execute(&mut *tx)
+            .await
+            .map_err(backend)?;
+        tx.commit().await.map_err(write_error)?;
+        Ok(true)
+    }
+
+    async fn spend_totp_step(&self, identity_id: Uuid, step: i64) -> Result<bool, StoreError> {
+        // One statement, so SQLite's write lock makes it atomic: the upsert
+        // only writes a step later than the stored one.
+        let done = sqlx::query(
+            "INSERT INTO totp_used_steps (identity_id, step) SELECT ?, ? \
+             WHERE EXISTS (SELECT 1 FROM identity_credentials WHERE identity_id = ? AND type = ?) \
+             ON CONFLICT (identity_id) DO UPDATE SET step = excluded.step WHERE totp_used_steps.step < excluded.step",
+        )
+        .bind(identity_id.to_string())
+        .bind(step)
+        .bind(identity_id.to_string())
+        .bind(CredentialType::Totp.as_str())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn spend_lookup_code(
+        &self,
+        identity_id: Uuid,
+        set: Uuid,
+        position: u32,
+        at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let done = sqlx::query(
+            "INSERT INTO lookup_secret_uses (identity_id, set_id, position, used_at) SELECT ?, ?, ?, ? \
+             WHERE EXISTS (SELECT 1 FROM identity_credentials WHERE identity_id = ? AND type = ? \
+                           AND json_extract(config, '$.set') = ?) \
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(identity_id.to_string())
+        .bind(set.to_string())
+        .bind(i64::from(position))
+        .bind(time(at))
+        .bind(identity_id.to_string())
+        .bind(CredentialType::LookupSecret.as_str())
+        .bind(set.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn used_lookup_codes(
+        &self,
+        identity_id: Uuid,
+        set: Uuid,
+    ) -> Result<Vec<(u32, DateTime<Utc>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT position, used_at FROM lookup_secret_uses WHERE identity_id = ? AND set_id = ? ORDER BY position",
+        )
+        .bind(identity_id.to_string())
+        .bind(set.to_string())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(backend)?;
+        rows.iter()
+            .map(|row| {
+                let position: i64 = col(row, "position")?;
+                Ok((u32::try_from(position).map_err(backend)?, time_col(row, "used_at")?))
+            })
+            .collect()
+    }
+}
+
+/// A lookup-secret credential replaced or removed takes the record of its
+/// spent codes along.
+async fn forget_spent_codes(
+    conn: &mut SqliteConnection,
+    identity_id: &str,
+    kind: CredentialType,
+) -> Result<(), StoreError> {
+    if kind == CredentialType::LookupSecret {
+        sqlx::query("DELETE FROM lookup_secret_uses WHERE identity_id = ?")
+            .bind(identity_id)
+            .execute(&mut *conn)
+            .await
+            .map_err(backend)?;
+    }
+    Ok(())
 }
 
 fn placeholders(n: usize) -> String {
@@ -220,35 +359,7 @@ fn placeholders(n: usize) -> String {
 async fn insert_children(conn: &mut SqliteConnection, identity: &Identity) -> Result<(), StoreError> {
     let identity_id = identity.id.to_string();
     for credential in identity.credentials.values() {
-        let credential_id = credential.id.to_string();
-        sqlx::query(
-            "INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at) \
-             VALUES (?, ?, ?, ?, ?, ?, ?)",
-        )
-        .bind(&credential_id)
-        .bind(&identity_id)
-        .bind(credential.kind.as_str())
-        .bind(json(&credential.config))
-        .bind(credential.version)
-        .bind(time(credential.created_at))
-        .bind(time(credential.updated_at))
-        .execute(&mut *conn)
-        .await
-        .map_err(write_error)?;
-        for (position, identifier) in credential.identifiers.iter().enumerate() {
-            sqlx::query(
-                "INSERT INTO identity_credential_identifiers (credential_id, identity_id, type, identifier, position) \
-                 VALUES (?, ?, ?, ?, ?)",
-            )
-            .bind(&credential_id)
-            .bind(&identity_id)
-            .bind(credential.kind.as_str())
-            .bind(identifier)
-            .bind(position as i64)
-            .execute(&mut *conn)
-            .await
-            .map_err(write_error)?;
-        }
+        insert_credential(conn, &identity_id, credential).await?;
     }
     for a in &identity.verifiable_addresses {
         sqlx::query(
@@ -279,6 +390,43 @@ async fn insert_children(conn: &mut SqliteConnection, identity: &Identity) -> Re
         .bind(&a.value)
         .bind(time(a.created_at))
         .bind(time(a.updated_at))
+        .execute(&mut *conn)
+        .await
+        .map_err(write_error)?;
+    }
+    Ok(())
+}
+
+async fn insert_credential(
+    conn: &mut SqliteConnection,
+    identity_id: &str,
+    credential: &Credential,
+) -> Result<(), StoreError> {
+    let credential_id = credential.id.to_string();
+    sqlx::query(
+        "INSERT INTO identity_credentials (id, identity_id, type, config, version, created_at, updated_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&credential_id)
+    .bind(identity_id)
+    .bind(credential.kind.as_str())
+    .bind(json(&credential.config))
+    .bind(credential.version)
+    .bind(time(credential.created_at))
+    .bind(time(credential.updated_at))
+    .execute(&mut *conn)
+    .await
+    .map_err(write_error)?;
+    for (position, identifier) in credential.identifiers.iter().enumerate() {
+        sqlx::query(
+            "INSERT INTO identity_credential_identifiers (credential_id, identity_id, type, identifier, position) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&credential_id)
+        .bind(identity_id)
+        .bind(credential.kind.as_str())
+        .bind(identifier)
+        .bind(position as i64)
         .execute(&mut *conn)
         .await
         .map_err(write_error)?;

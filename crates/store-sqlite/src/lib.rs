@@ -36,6 +36,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (10, "courier_backoff", include_str!("../migrations/0010_courier_backoff.sql")),
     (11, "selfservice_errors", include_str!("../migrations/0011_selfservice_errors.sql")),
     (12, "code_requests", include_str!("../migrations/0012_code_requests.sql")),
+    (13, "second_factors", include_str!("../migrations/0013_second_factors.sql")),
 ];
 
 /// The SQLite implementation of every port.

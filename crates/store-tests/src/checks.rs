@@ -1748,3 +1748,114 @@ pub async fn concurrent_cleanups_share_the_work(store: &dyn Store) {
         assert!(store.get_flow(flow.id).await.unwrap().is_none());
     }
 }
+
+fn second_factor(kind: CredentialType, identity: &Identity, config: serde_json::Value) -> Credential {
+    let at = now();
+    Credential {
+        id: Uuid::new_v4(),
+        kind,
+        identifiers: vec![identity.id.to_string()],
+        config,
+        version: 0,
+        created_at: at,
+        updated_at: at,
+    }
+}
+
+pub async fn credentials_are_set_and_removed_alone(store: &dyn Store) {
+    let mut identity = sample_identity(&unique_email("second-factor"));
+    store.create_identity(&identity).await.unwrap();
+
+    let at = now() + Duration::seconds(1);
+    let totp = second_factor(CredentialType::Totp, &identity, json!({"sealed_totp_url": "xc20p1.a"}));
+    assert!(store.set_credential(identity.id, &totp, at).await.unwrap());
+    identity.credentials.insert(CredentialType::Totp, totp);
+    identity.updated_at = at;
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity, "the rest is untouched");
+
+    // Setting it again replaces it: one credential per type.
+    let later = at + Duration::seconds(1);
+    let again = second_factor(CredentialType::Totp, &identity, json!({"sealed_totp_url": "xc20p1.b"}));
+    assert!(store.set_credential(identity.id, &again, later).await.unwrap());
+    identity.credentials.insert(CredentialType::Totp, again.clone());
+    identity.updated_at = later;
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+    let found =
+        store.find_identity_by_identifier(CredentialType::Totp, &identity.id.to_string()).await.unwrap();
+    assert_eq!(found.map(|i| i.id), Some(identity.id));
+
+    // Identifiers stay unique per type.
+    let other = sample_identity(&unique_email("second-factor-other"));
+    store.create_identity(&other).await.unwrap();
+    let clash = Credential { id: Uuid::new_v4(), ..again.clone() };
+    assert!(matches!(store.set_credential(other.id, &clash, later).await, Err(StoreError::Conflict(_))));
+    assert!(store.get_identity(other.id).await.unwrap().unwrap().credential(CredentialType::Totp).is_none());
+
+    let last = later + Duration::seconds(1);
+    assert!(store.remove_credential(identity.id, CredentialType::Totp, last).await.unwrap());
+    assert!(!store.remove_credential(identity.id, CredentialType::Totp, last).await.unwrap());
+    identity.credentials.remove(&CredentialType::Totp);
+    identity.updated_at = last;
+    assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
+
+    assert!(!store.set_credential(Uuid::new_v4(), &again, last).await.unwrap(), "no such identity");
+    assert!(!store.remove_credential(Uuid::new_v4(), CredentialType::Totp, last).await.unwrap());
+}
+
+pub async fn totp_steps_pass_only_forward_and_once(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("totp-steps"));
+    store.create_identity(&identity).await.unwrap();
+    assert!(!store.spend_totp_step(identity.id, 100).await.unwrap(), "no TOTP credential");
+    let totp = second_factor(CredentialType::Totp, &identity, json!({}));
+    assert!(store.set_credential(identity.id, &totp, now()).await.unwrap());
+
+    assert!(store.spend_totp_step(identity.id, 100).await.unwrap());
+    assert!(!store.spend_totp_step(identity.id, 100).await.unwrap(), "the same step twice");
+    assert!(!store.spend_totp_step(identity.id, 99).await.unwrap(), "an earlier step");
+    assert!(store.spend_totp_step(identity.id, 101).await.unwrap());
+
+    let results = join_all((0..16).map(|_| store.spend_totp_step(identity.id, 200))).await;
+    let passed = results.into_iter().map(Result::unwrap).filter(|ok| *ok).count();
+    assert_eq!(passed, 1, "of parallel submits of one code, one gets in");
+
+    // Another identity's steps are its own.
+    let other = sample_identity(&unique_email("totp-steps-other"));
+    store.create_identity(&other).await.unwrap();
+    let totp = second_factor(CredentialType::Totp, &other, json!({}));
+    assert!(store.set_credential(other.id, &totp, now()).await.unwrap());
+    assert!(store.spend_totp_step(other.id, 150).await.unwrap());
+}
+
+pub async fn lookup_codes_are_spent_once_per_set(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("lookup-codes"));
+    store.create_identity(&identity).await.unwrap();
+    let set = Uuid::new_v4();
+    assert!(!store.spend_lookup_code(identity.id, set, 0, now()).await.unwrap(), "no codes");
+    let codes = second_factor(CredentialType::LookupSecret, &identity, json!({"set": set}));
+    assert!(store.set_credential(identity.id, &codes, now()).await.unwrap());
+
+    let at = now();
+    assert!(store.spend_lookup_code(identity.id, set, 3, at).await.unwrap());
+    assert!(!store.spend_lookup_code(identity.id, set, 3, at + Duration::seconds(1)).await.unwrap());
+    assert!(store.spend_lookup_code(identity.id, set, 4, at).await.unwrap());
+    assert!(
+        !store.spend_lookup_code(identity.id, Uuid::new_v4(), 5, at).await.unwrap(),
+        "not the current set"
+    );
+    let results = join_all((0..16).map(|_| store.spend_lookup_code(identity.id, set, 7, at))).await;
+    assert_eq!(results.into_iter().map(Result::unwrap).filter(|ok| *ok).count(), 1);
+    assert_eq!(store.used_lookup_codes(identity.id, set).await.unwrap(), vec![(3, at), (4, at), (7, at)]);
+
+    // New codes start unspent, and the old set's marks are gone.
+    let fresh = Uuid::new_v4();
+    let codes = second_factor(CredentialType::LookupSecret, &identity, json!({"set": fresh}));
+    assert!(store.set_credential(identity.id, &codes, now()).await.unwrap());
+    assert!(store.used_lookup_codes(identity.id, set).await.unwrap().is_empty());
+    assert!(!store.spend_lookup_code(identity.id, set, 0, at).await.unwrap());
+    assert!(store.spend_lookup_code(identity.id, fresh, 3, at).await.unwrap());
+
+    // Removed codes cannot be spent, and their marks go with them.
+    assert!(store.remove_credential(identity.id, CredentialType::LookupSecret, now()).await.unwrap());
+    assert!(store.used_lookup_codes(identity.id, fresh).await.unwrap().is_empty());
+    assert!(!store.spend_lookup_code(identity.id, fresh, 1, at).await.unwrap());
+}

@@ -12,7 +12,7 @@ use super::FlowKind;
 use super::login::LoginState;
 use super::recovery::RecoveryState;
 use super::registration::RegistrationState;
-use super::settings::SettingsState;
+use super::settings::{PendingFactors, SettingsState};
 use super::verification::VerificationState;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -48,8 +48,8 @@ impl FlowState {
             | FlowState::Registration(RegistrationState::PassedChallenge)
             | FlowState::Recovery(RecoveryState::PassedChallenge { .. })
             | FlowState::Verification(VerificationState::PassedChallenge) => "passed_challenge",
-            FlowState::Settings(SettingsState::ShowForm) => "show_form",
-            FlowState::Settings(SettingsState::Success) => "success",
+            FlowState::Settings(SettingsState::ShowForm(_)) => "show_form",
+            FlowState::Settings(SettingsState::Success(_)) => "success",
         }
     }
 
@@ -78,6 +78,20 @@ impl FlowState {
             | FlowState::Verification(VerificationState::SentEmail { address }) => {
                 json!({ "address": address })
             }
+            FlowState::Settings(state) => {
+                let pending = state.pending();
+                let mut stored = serde_json::Map::new();
+                for (key, value) in [
+                    ("totp_key", &pending.totp_key),
+                    ("lookup_codes", &pending.lookup_codes),
+                    ("lookup_shown", &pending.lookup_shown),
+                ] {
+                    if let Some(value) = value {
+                        stored.insert(key.into(), Value::String(value.clone()));
+                    }
+                }
+                if stored.is_empty() { Value::Null } else { Value::Object(stored) }
+            }
             _ => Value::Null,
         }
     }
@@ -96,8 +110,12 @@ impl FlowState {
             (FlowKind::Registration, "passed_challenge") => {
                 FlowState::Registration(RegistrationState::PassedChallenge)
             }
-            (FlowKind::Settings, "show_form") => FlowState::Settings(SettingsState::ShowForm),
-            (FlowKind::Settings, "success") => FlowState::Settings(SettingsState::Success),
+            (FlowKind::Settings, "show_form") => {
+                FlowState::Settings(SettingsState::ShowForm(pending(&internal)))
+            }
+            (FlowKind::Settings, "success") => {
+                FlowState::Settings(SettingsState::Success(pending(&internal)))
+            }
             (FlowKind::Recovery, "choose_method") => FlowState::Recovery(RecoveryState::ChooseMethod),
             (FlowKind::Recovery, "sent_email") => {
                 FlowState::Recovery(RecoveryState::SentEmail { address: address(), admin_issued })
@@ -117,6 +135,16 @@ impl FlowState {
             (kind, _) => return Err(UnknownState { kind, state }),
         };
         Ok(typed)
+    }
+}
+
+/// A settings form's sealed second-factor secrets, as stored.
+fn pending(internal: &Value) -> PendingFactors {
+    let text = |key: &str| internal.get(key).and_then(Value::as_str).map(str::to_string);
+    PendingFactors {
+        totp_key: text("totp_key"),
+        lookup_codes: text("lookup_codes"),
+        lookup_shown: text("lookup_shown"),
     }
 }
 
@@ -170,8 +198,17 @@ mod tests {
             traits: Some(json!({ "email": "a@example.com" })),
         }));
         round_trip(FlowState::Registration(RegistrationState::PassedChallenge));
-        round_trip(FlowState::Settings(SettingsState::ShowForm));
-        round_trip(FlowState::Settings(SettingsState::Success));
+        round_trip(FlowState::Settings(SettingsState::ShowForm(PendingFactors::default())));
+        round_trip(FlowState::Settings(SettingsState::Success(PendingFactors::default())));
+        round_trip(FlowState::Settings(SettingsState::ShowForm(PendingFactors {
+            totp_key: Some("xc20p1.a".into()),
+            lookup_codes: Some("xc20p1.b".into()),
+            lookup_shown: Some("xc20p1.c".into()),
+        })));
+        round_trip(FlowState::Settings(SettingsState::Success(PendingFactors {
+            totp_key: Some("xc20p1.a".into()),
+            ..Default::default()
+        })));
         round_trip(FlowState::Recovery(RecoveryState::ChooseMethod));
         round_trip(FlowState::Recovery(RecoveryState::SentEmail {
             address: "a@example.com".into(),

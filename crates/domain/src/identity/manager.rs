@@ -91,6 +91,12 @@ pub enum IdentityError {
     /// A notice the change sends could not be made; the change is not saved.
     #[error("cannot write a notice: {0}")]
     Notice(#[source] RenderError),
+    /// The identity has no credential of the type named.
+    #[error("this identity has no {0} credential to remove")]
+    NoSuchCredential(String),
+    /// A credential the admin API may not remove; the text says why.
+    #[error("{0}")]
+    CredentialKept(String),
 }
 
 impl From<StoreError> for IdentityError {
@@ -178,6 +184,34 @@ impl IdentityManager {
 
     pub async fn delete(&self, id: Uuid) -> Result<(), IdentityError> {
         if self.store.delete_identity(id).await? { Ok(()) } else { Err(IdentityError::NotFound) }
+    }
+
+    /// Removes the identity's credential of type `kind`, as Kratos's admin
+    /// API does: second factors (`totp`, `lookup_secret`) go, so support can
+    /// help someone who lost their device; the last first factor stays (the
+    /// password is Latchkey's only one, so it always stays); other types
+    /// cannot be removed this way.
+    pub async fn remove_credential(&self, id: Uuid, kind: &str) -> Result<(), IdentityError> {
+        let identity = self.get(id).await?;
+        let missing = || IdentityError::NoSuchCredential(kind.to_string());
+        let kind = kind.parse::<CredentialType>().map_err(|_| missing())?;
+        if identity.credential(kind).is_none() {
+            return Err(missing());
+        }
+        match kind {
+            CredentialType::Totp | CredentialType::LookupSecret => {}
+            CredentialType::Password | CredentialType::Oidc | CredentialType::Saml => {
+                return Err(IdentityError::CredentialKept(
+                    "The last first-factor credential cannot be removed.".into(),
+                ));
+            }
+            other => {
+                return Err(IdentityError::CredentialKept(format!(
+                    "{other} credentials cannot be removed here."
+                )));
+            }
+        }
+        if self.store.remove_credential(id, kind, self.clock.now()).await? { Ok(()) } else { Err(missing()) }
     }
 
     /// Replaces traits, state and metadata; credentials stay unless a new

@@ -26,6 +26,8 @@ pub struct TraitFacts {
     pub code_identifiers: Vec<AddressRef>,
     pub verifiable_addresses: Vec<AddressRef>,
     pub recovery_addresses: Vec<AddressRef>,
+    /// The trait marked `totp.account_name`, named in the TOTP app.
+    pub totp_account_name: Option<String>,
 }
 
 /// Canonical form of identifiers and addresses, so that lookalikes compare
@@ -154,6 +156,9 @@ fn apply(keyword: &KratosKeyword, text: &str, facts: &mut TraitFacts) {
         let via = code.via.unwrap_or_default();
         facts.code_identifiers.push(AddressRef { via, value: normalize(text, via) });
     }
+    if creds.totp.as_ref().and_then(|t| t.account_name) == Some(true) {
+        facts.totp_account_name = Some(text.to_string());
+    }
     if let Some(v) = &keyword.verification {
         let via = v.via.unwrap_or_default();
         facts.verifiable_addresses.push(AddressRef { via, value: normalize(text, via) });
@@ -200,5 +205,16 @@ mod tests {
             "email": {"ory.sh/kratos": {"credentials": {"password": {"identifier": true}}}}}}}});
         assert_eq!(collect(&schema, &json!({})), TraitFacts::default());
         assert_eq!(collect(&schema, &json!({"email": 5})), TraitFacts::default());
+    }
+
+    #[test]
+    fn the_totp_account_name_is_the_marked_trait_as_typed() {
+        let schema = json!({"properties": {"traits": {"properties": {
+            "email": {"type": "string", "ory.sh/kratos": {"credentials": {
+                "password": {"identifier": true}, "totp": {"account_name": true}}}}}}}});
+        let facts = collect(&schema, &json!({"email": "Ada@Example.com"}));
+        assert_eq!(facts.totp_account_name.as_deref(), Some("Ada@Example.com"));
+        assert_eq!(facts.password_identifiers, vec!["ada@example.com"]);
+        assert_eq!(collect(&schema, &json!({})).totp_account_name, None);
     }
 }

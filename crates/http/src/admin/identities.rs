@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get};
 use axum::{Json, Router};
 use latchkey_domain::identity::{
     AddressClaim, AddressStatus, CredentialType, IdentityState, IdentityUpdate, NewIdentity, PasswordInput,
@@ -32,6 +32,7 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/identities", get(list).post(create).patch(batch))
         .route("/identities/{id}", get(show).put(replace).patch(patch).delete(remove))
+        .route("/identities/{id}/credentials/{type}", delete(remove_credential))
 }
 
 #[derive(Deserialize)]
@@ -403,5 +404,15 @@ async fn patch(
 
 async fn remove(State(state): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
     state.identities.delete(parse_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `DELETE /admin/identities/{id}/credentials/{type}`: 204, or 404 when the
+/// identity has no such credential, 400 for one that must stay.
+async fn remove_credential(
+    State(state): State<AppState>,
+    Path((id, kind)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    state.identities.remove_credential(parse_id(&id)?, &kind).await?;
     Ok(StatusCode::NO_CONTENT)
 }

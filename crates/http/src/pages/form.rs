@@ -11,6 +11,9 @@
 //!   visible fields' `required` blocking it.
 //! - A `method` button skips the browser's validation when the form holds
 //!   required fields of another method's group.
+//! - Images (`img`, e.g. a QR code) and texts (`text`, e.g. a key or a list
+//!   of codes, whose message context lists `secrets`) are shown with their
+//!   labels; an image only from a web URL or an image `data:` URL.
 
 use serde::Serialize;
 use serde_json::Value;
@@ -44,7 +47,7 @@ pub struct Hidden {
 /// One visible node.
 #[derive(Debug, Serialize)]
 pub struct Field {
-    /// `input`, `checkbox`, `submit`, `link` or `text`.
+    /// `input`, `checkbox`, `submit`, `link`, `image` or `text`.
     pub kind: &'static str,
     pub id: String,
     pub name: String,
@@ -62,6 +65,18 @@ pub struct Field {
     pub pattern: Option<String>,
     pub maxlength: Option<u64>,
     pub href: Option<String>,
+    /// An image's web URL, when it is one a page may show.
+    pub src: Option<String>,
+    /// An image inlined as a base64 `data:` URL (a QR code): checked to hold
+    /// nothing but base64, so the template writes it unescaped (escaping
+    /// each `/` would triple its size).
+    pub src_inline: Option<String>,
+    pub width: Option<u64>,
+    pub height: Option<u64>,
+    /// A text node's text (its `label` is the node's label).
+    pub text: String,
+    /// A text node's list, when its message lists `secrets` (lookup codes).
+    pub items: Vec<String>,
     /// `formnovalidate` on a submit button.
     pub novalidate: bool,
     /// The id of the element holding `messages`, for `aria-describedby`.
@@ -140,7 +155,13 @@ pub fn build(ui: &Value, lang: Lang) -> Page {
         let name = attr_str(node, "name").unwrap_or_default();
         let form_id = ids.unique(&format!("form-{group}-{}", slug(name)));
         let field = field(node, &group, &[node], &group_of, lang, &mut ids);
-        forms.push(Form { id: form_id, title: None, hidden, fields: vec![field] });
+        // A method of lone buttons only (lookup codes) is headed by its first.
+        let headed = forms
+            .iter()
+            .any(|f| f.id == format!("form-{group}") || f.id.starts_with(&format!("form-{group}-")));
+        let title =
+            (split && !headed).then(|| lang.word(&format!("group_{group}")).unwrap_or(&group).to_string());
+        forms.push(Form { id: form_id, title, hidden, fields: vec![field] });
     }
     Page {
         action: ui
@@ -173,6 +194,7 @@ fn field(
         Some("input") if input_type == "checkbox" => "checkbox",
         Some("input") => "input",
         Some("a") => "link",
+        Some("img") => "image",
         _ => "text",
     };
     let value = node.pointer("/attributes/value").and_then(|v| match v {
@@ -188,6 +210,7 @@ fn field(
         "submit" => ids.unique(&format!("submit-{}", slug(&name))),
         "link" => ids.unique(&format!("link-{}", slug(attr_str(node, "id").unwrap_or("node")))),
         "text" => ids.unique(&format!("text-{}", slug(attr_str(node, "id").unwrap_or("node")))),
+        "image" => ids.unique(&format!("image-{}", slug(attr_str(node, "id").unwrap_or("node")))),
         _ => ids.unique(&format!("input-{}", slug(&name))),
     };
     // Another method's required field must not stop this method's button.
@@ -198,10 +221,16 @@ fn field(
                 && other != "default"
                 && other != group
         });
-    let text = match kind {
-        "text" => node.pointer("/attributes/text").map(|m| lang.message(m)).unwrap_or(label),
-        _ => label,
-    };
+    let message = node.pointer("/attributes/text").filter(|_| kind == "text");
+    let text = message.map(|m| lang.message(m)).unwrap_or_default();
+    let items = message
+        .and_then(|m| m.pointer("/context/secrets"))
+        .and_then(Value::as_array)
+        .map(|list| list.iter().map(|m| lang.message(m)).collect())
+        .unwrap_or_default();
+    // A text or image without a label of its own shows none.
+    let label =
+        if matches!(kind, "text" | "image") && label_message.is_none() { String::new() } else { label };
     Field {
         kind,
         messages_id: (!node_messages.is_empty()).then(|| format!("{id}-messages")),
@@ -214,7 +243,13 @@ fn field(
         autofocus: false,
         value: if kind == "checkbox" { "true".into() } else { value.unwrap_or_default() },
         input_type,
-        label: text,
+        label,
+        text,
+        items,
+        src: attr_str(node, "src").filter(|s| is_web_url(s)).map(str::to_string),
+        src_inline: attr_str(node, "src").filter(|s| is_inline_image(s)).map(str::to_string),
+        width: node.pointer("/attributes/width").and_then(Value::as_u64),
+        height: node.pointer("/attributes/height").and_then(Value::as_u64),
         required: node.pointer("/attributes/required") == Some(&Value::Bool(true)),
         disabled: node.pointer("/attributes/disabled") == Some(&Value::Bool(true)),
         autocomplete: attr_str(node, "autocomplete").map(str::to_string),
@@ -263,6 +298,16 @@ fn is_web_url(url: &str) -> bool {
     lower.starts_with("https://")
         || lower.starts_with("http://")
         || (url.starts_with('/') && !url.starts_with("//"))
+}
+
+/// An image inlined as a base64 `data:` URL; never another `data:` type,
+/// which a browser could render as a page, nor a character that could
+/// leave the attribute.
+fn is_inline_image(src: &str) -> bool {
+    ["data:image/png;base64,", "data:image/jpeg;base64,", "data:image/gif;base64,"]
+        .iter()
+        .find_map(|prefix| src.strip_prefix(prefix))
+        .is_some_and(|data| data.bytes().all(|b| b.is_ascii_alphanumeric() || b"+/=".contains(&b)))
 }
 
 /// A name as an id fragment: `traits.email` → `traits-email`.
@@ -387,5 +432,49 @@ mod tests {
         assert!(field.invalid);
         assert_eq!(field.messages_id.as_deref(), Some("input-password-messages"));
         assert_eq!(page.forms[1].fields[0].href, None);
+    }
+
+    #[test]
+    fn images_and_texts_render_with_their_labels() {
+        let label = |id: u64, text: &str| json!({"label": {"id": id, "text": text, "type": "info"}});
+        let ui = json!({"action": "http://x/s", "method": "POST", "nodes": [
+            csrf(),
+            {"type": "img", "group": "totp", "messages": [], "meta": label(1050005, "QR"),
+             "attributes": {"id": "totp_qr", "src": "data:image/png;base64,iVBO", "width": 256, "height": 256, "node_type": "img"}},
+            {"type": "text", "group": "totp", "messages": [], "meta": label(1050017, "Key"),
+             "attributes": {"id": "totp_secret_key", "node_type": "text",
+                            "text": {"id": 1050006, "text": "JBSWY3DP", "type": "info", "context": {"secret": "JBSWY3DP"}}}},
+            input("totp_code", "text", "totp", true), button("method", "totp", "totp"),
+            {"type": "text", "group": "lookup_secret", "messages": [], "meta": label(1050010, "Codes"),
+             "attributes": {"id": "lookup_secret_codes", "node_type": "text",
+                            "text": {"id": 1050015, "text": "abcd1234, used", "type": "info", "context": {"secrets": [
+                                {"id": 1050009, "text": "abcd1234", "type": "info"},
+                                {"id": 1050014, "text": "Used 2030-01-01", "type": "info"}]}}}},
+            button("lookup_secret_confirm", "true", "lookup_secret"),
+            {"type": "img", "group": "lookup_secret", "messages": [], "meta": {},
+             "attributes": {"id": "evil", "src": "data:text/html;base64,PHNjcmlwdD4=", "node_type": "img"}},
+        ]});
+        let page = build(&ui, Lang::En);
+        let ids: Vec<_> = page.forms.iter().map(|f| f.id.as_str()).collect();
+        assert_eq!(ids, ["form-totp", "form-lookup_secret", "form-lookup_secret-lookup_secret_confirm"]);
+        let totp = &page.forms[0].fields;
+        assert_eq!((totp[0].kind, totp[0].id.as_str()), ("image", "image-totp_qr"));
+        assert_eq!(totp[0].src_inline.as_deref(), Some("data:image/png;base64,iVBO"));
+        assert_eq!((totp[0].width, totp[0].label.as_str()), (Some(256), "QR"));
+        assert_eq!(
+            (totp[1].kind, totp[1].text.as_str(), totp[1].label.as_str()),
+            ("text", "JBSWY3DP", "Key")
+        );
+        let codes = &page.forms[1].fields;
+        assert_eq!(codes[0].items, ["abcd1234", "Used 2030-01-01"]);
+        assert_eq!(
+            (&codes[1].src, &codes[1].src_inline),
+            (&None, &None),
+            "a data: URL that is no image is not shown"
+        );
+        let confirm = &page.forms[2];
+        assert_eq!(confirm.title, None, "its group is headed already");
+        let hidden: Vec<_> = confirm.hidden.iter().map(|h| (h.name.as_str(), h.value.as_str())).collect();
+        assert_eq!(hidden, [("csrf_token", "tok"), ("method", "lookup_secret")]);
     }
 }

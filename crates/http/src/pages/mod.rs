@@ -120,7 +120,7 @@ fn content_security_policy(state: &AppState) -> HeaderValue {
         None => "'self'".to_string(),
     };
     let policy = format!(
-        "default-src 'none'; style-src {own}; img-src {own}; form-action {}; frame-ancestors 'none'; base-uri 'none'",
+        "default-src 'none'; style-src {own}; img-src {own} data:; form-action {}; frame-ancestors 'none'; base-uri 'none'",
         targets.join(" ")
     );
     HeaderValue::from_str(&policy).unwrap_or_else(|_| HeaderValue::from_static("default-src 'none'"))

@@ -40,15 +40,24 @@ fn identity_mismatch() -> ApiError {
         .with_reason("The settings flow belongs to another identity.")
 }
 
-/// The settings flow as the SDKs read it: the flow plus the identity it edits.
-fn body(state: &AppState, flow: &Flow, identity: &Identity, continue_with: Vec<ContinueWith>) -> Value {
-    let mut out = views::flow(flow);
+/// The settings flow as the SDKs read it: the flow plus the identity it
+/// edits, with the second-factor secrets it offers filled in for this
+/// answer only (the stored flow holds them sealed).
+fn body(
+    state: &AppState,
+    flow: &Flow,
+    identity: &Identity,
+    continue_with: Vec<ContinueWith>,
+) -> Result<Value, ApiError> {
+    let mut shown = flow.clone();
+    state.settings.show_secrets(&mut shown).map_err(flows::flow_failure)?;
+    let mut out = views::flow(&shown);
     out["identity"] = json!(views::identity(identity, &state.urls, Audience::Public, &CredentialsView::Omit));
     // Kratos omits an empty `continue_with` (`omitempty`), never `null`.
     if !continue_with.is_empty() {
         out["continue_with"] = json!(continue_with);
     }
-    out
+    Ok(out)
 }
 
 /// JSON for JSON clients (with a freshly masked CSRF token for browsers),
@@ -59,9 +68,9 @@ fn answer(
     identity: &Identity,
     headers: &HeaderMap,
     status: StatusCode,
-) -> Response {
+) -> Result<Response, ApiError> {
     if flow.flow_type == FlowType::Browser && !wants_json(headers) {
-        return flows::see_other(&format!("{}?flow={}", state.web.settings_ui_url, flow.id));
+        return Ok(flows::see_other(&format!("{}?flow={}", state.web.settings_ui_url, flow.id)));
     }
     if flow.flow_type == FlowType::Browser
         && let Some(secret) =
@@ -69,7 +78,7 @@ fn answer(
     {
         flow.set_csrf_token(&csrf::mask(secret));
     }
-    (status, Json(body(state, &flow, identity, Vec::new()))).into_response()
+    Ok((status, Json(body(state, &flow, identity, Vec::new())?)).into_response())
 }
 
 async fn init(
@@ -91,7 +100,7 @@ async fn init(
         flows::see_other(&format!("{}?flow={}", state.web.settings_ui_url, flow.id))
     } else {
         flow.set_csrf_token(&started.csrf_token);
-        Json(body(&state, &flow, &identity, Vec::new())).into_response()
+        Json(body(&state, &flow, &identity, Vec::new())?).into_response()
     };
     Ok(flows::with_cookie(response, started.set_cookie))
 }
@@ -144,7 +153,7 @@ pub async fn fetch_view(state: &AppState, id: uuid::Uuid, headers: &HeaderMap) -
     {
         flow.set_csrf_token(&csrf::mask(secret));
     }
-    Ok(body(state, &flow, &identity, Vec::new()))
+    body(state, &flow, &identity, Vec::new())
 }
 
 /// 403 `session_refresh_required`: sign in again, then come back to this flow.
@@ -210,7 +219,7 @@ async fn submit(
     let Some(submission) = SettingsSubmission::read(&body_json, &identity.traits) else {
         flow.ui.reset_messages();
         flow.ui.messages.push(text::no_settings_method());
-        return Ok(answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST));
+        return answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST);
     };
     flow.transient_payload = crate::submit::transient_payload(&body_json)?;
     // Named in the notices a change sends to the owner.
@@ -224,9 +233,8 @@ async fn submit(
         Err(e) => return Err(flows::flow_failure(e)),
     };
     match outcome {
-        SettingsOutcome::Rejected(flow) => {
-            Ok(answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST))
-        }
+        SettingsOutcome::Rejected(flow) => answer(&state, flow, &identity, &headers, StatusCode::BAD_REQUEST),
+        SettingsOutcome::Shown(flow) => answer(&state, flow, &identity, &headers, StatusCode::OK),
         SettingsOutcome::RefreshRequired(flow) => {
             if flow.flow_type == FlowType::Browser && !wants_json(&headers) {
                 return Ok(flows::see_other(&format!(
@@ -242,7 +250,7 @@ async fn submit(
                 .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
             if flow.flow_type == FlowType::Api {
                 let continue_with = show_verification.into_iter().collect();
-                return Ok(Json(body(&state, &flow, &updated, continue_with)).into_response());
+                return Ok(Json(body(&state, &flow, &updated, continue_with)?).into_response());
             }
             let target = flow
                 .return_to
@@ -255,7 +263,7 @@ async fn submit(
                 if let Some(secret) = cookie(&headers, &state.web.csrf_cookie_name) {
                     flow.set_csrf_token(&csrf::mask(secret));
                 }
-                Ok(Json(body(&state, &flow, &updated, continue_with)).into_response())
+                Ok(Json(body(&state, &flow, &updated, continue_with)?).into_response())
             } else {
                 Ok(flows::see_other(&target))
             }

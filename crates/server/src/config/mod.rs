@@ -101,6 +101,32 @@ impl Config {
         }
     }
 
+    /// The second-factor methods switched on, by key name; they need
+    /// `secrets.cipher`.
+    pub fn second_factor_methods(&self) -> impl Iterator<Item = &'static str> {
+        let methods = &self.selfservice.methods;
+        [("totp", methods.totp.enabled), ("lookup_secret", methods.lookup_secret.enabled)]
+            .into_iter()
+            .filter_map(|(name, on)| on.then_some(name))
+    }
+
+    /// The TOTP issuer: `selfservice.methods.totp.config.issuer`, else (as
+    /// Kratos) the host of the public base URL `public_base`.
+    pub fn totp_issuer(&self, public_base: &str) -> String {
+        if let Some(issuer) = self.selfservice.methods.totp.config.issuer.as_deref().filter(|i| !i.is_empty())
+        {
+            return issuer.to_string();
+        }
+        let authority = public_base.split_once("://").map_or(public_base, |(_, rest)| rest);
+        let authority = authority.split(['/', '?', '#']).next().unwrap_or_default();
+        let host_port = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host_port.strip_prefix('[') {
+            Some(v6) => v6.split(']').next().unwrap_or_default(),
+            None => host_port.split(':').next().unwrap_or_default(),
+        };
+        host.to_string()
+    }
+
     /// How often `serve` runs the cleanup; `None` when `interval` is zero.
     pub fn cleanup_interval(&self) -> Option<std::time::Duration> {
         Some(self.database.cleanup.interval).filter(|d| !d.is_zero()).map(Duration::std)
@@ -219,5 +245,45 @@ mod tests {
                 .unwrap_err();
             assert!(err.to_string().contains(key), "{err}");
         }
+    }
+
+    #[test]
+    fn second_factors_are_off_by_default_and_need_a_cipher_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let loaded = load(std::slice::from_ref(&a), Vec::new(), false).unwrap();
+        assert_eq!(loaded.config.second_factor_methods().count(), 0);
+        assert_eq!(loaded.config.totp_issuer("https://id.example.com:8443/base/"), "id.example.com");
+        assert_eq!(loaded.config.totp_issuer("http://[::1]:4433/"), "::1");
+
+        let env = |pairs: &[(&str, &str)]| {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>()
+        };
+        for key in ["SELFSERVICE_METHODS_TOTP_ENABLED", "SELFSERVICE_METHODS_LOOKUP_SECRET_ENABLED"] {
+            let err = load(std::slice::from_ref(&a), env(&[(key, "true")]), false).unwrap_err().to_string();
+            assert!(err.contains("`secrets.cipher`") && err.contains("32-character"), "{err}");
+        }
+        let on = load(
+            std::slice::from_ref(&a),
+            env(&[
+                ("SELFSERVICE_METHODS_TOTP_ENABLED", "true"),
+                ("SELFSERVICE_METHODS_TOTP_CONFIG_ISSUER", "Example Accounts"),
+                ("SELFSERVICE_METHODS_LOOKUP_SECRET_ENABLED", "true"),
+                ("SECRETS_CIPHER", "0123456789abcdef0123456789abcdef"),
+            ]),
+            false,
+        )
+        .unwrap();
+        assert_eq!(on.config.second_factor_methods().collect::<Vec<_>>(), ["totp", "lookup_secret"]);
+        assert_eq!(on.config.totp_issuer("https://id.example.com/"), "Example Accounts");
+        // Implemented keys, so no longer named in the start-up warning.
+        let b = write(
+            dir.path(),
+            "b.yml",
+            "selfservice:\n  methods:\n    totp:\n      enabled: false\n      config:\n        issuer: X\n    \
+             lookup_secret:\n      enabled: false\n",
+        );
+        let loaded = load(&[a, b], Vec::new(), false).unwrap();
+        assert!(loaded.unsupported_keys.is_empty(), "{:?}", loaded.unsupported_keys);
     }
 }

@@ -654,6 +654,33 @@ impl Default for VerificationFlow {
 pub struct Methods {
     pub password: PasswordMethod,
     pub code: CodeMethod,
+    pub totp: TotpMethod,
+    pub lookup_secret: LookupSecretMethod,
+}
+
+/// `selfservice.methods.totp`: authenticator apps as a second factor. Off
+/// by default, as in Kratos; on, it needs `secrets.cipher`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TotpMethod {
+    pub enabled: bool,
+    pub config: TotpMethodConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TotpMethodConfig {
+    /// Named in the app beside the account; Kratos's default is the public
+    /// base URL's host.
+    pub issuer: Option<String>,
+}
+
+/// `selfservice.methods.lookup_secret`: backup recovery codes. Off by
+/// default, as in Kratos; on, it needs `secrets.cipher`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LookupSecretMethod {
+    pub enabled: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]

@@ -90,6 +90,22 @@ pub(super) fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
             ));
         }
     }
+    // Second-factor secrets are sealed with secrets.cipher. Deriving a key from
+    // secrets.default instead would tie them to a secret rotated for other
+    // reasons (Kratos makes one up at random when it is unset), and every
+    // rotation would silently lock users out of their second factor; Kratos
+    // too demands secrets.cipher for encryption.
+    if let Some(method) = config.second_factor_methods().next()
+        && config.secrets.cipher.is_empty()
+    {
+        return Err(invalid(
+            "secrets.cipher",
+            format!(
+                "required when selfservice.methods.{method}.enabled is true: TOTP keys and backup codes \
+                 are stored encrypted with it (a list of 32-character secrets; the first encrypts)"
+            ),
+        ));
+    }
     for (key, list) in [
         ("secrets.default", &config.secrets.default),
         ("secrets.cookie", &config.secrets.cookie),

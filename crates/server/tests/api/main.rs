@@ -33,6 +33,7 @@ mod reload;
 mod return_to;
 mod review_findings;
 mod revocation;
+mod second_factors;
 mod send_limits;
 mod sessions;
 mod settings;

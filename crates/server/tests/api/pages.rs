@@ -18,6 +18,7 @@ on_both_databases!(
     german_by_accept_language,
     a_page_without_its_csrf_cookie_shows_the_error,
     the_dev_mail_viewer_shows_the_code_with_dev_only,
+    second_factors_show_on_the_settings_page,
 );
 
 /// Pages on, and every UI URL and the return URL left to their defaults.
@@ -420,4 +421,72 @@ async fn the_dev_mail_viewer_shows_the_code_with_dev_only(backend: Backend) {
     let pages = production.http.get(production.public_path("/ui/welcome")).send().await.unwrap();
     assert_eq!(pages.status(), 200, "the pages themselves stay");
     production.stop().await;
+}
+
+/// The text inside the first `<code>` after `marker`.
+fn code_after(page: &Page, marker: &str) -> String {
+    let start = page.html.find(marker).unwrap_or_else(|| panic!("no {marker} in {}", page.html));
+    let rest = &page.html[start..];
+    let open = rest.find("<code>").unwrap() + "<code>".len();
+    rest[open..open + rest[open..].find("</code>").unwrap()].to_string()
+}
+
+/// The TOTP and lookup-secret nodes (an image, texts, lone buttons) render
+/// with no page code of their own, and work without JavaScript.
+async fn second_factors_show_on_the_settings_page(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        pages_on(c);
+        c.selfservice.methods.totp.enabled = true;
+        c.selfservice.methods.lookup_secret.enabled = true;
+        c.secrets.cipher = vec!["0123456789abcdef0123456789abcdef".into()];
+    })
+    .await;
+    let mut browser = Browser::new(&app, "en");
+    let page = browser.open("/ui/registration").await;
+    let values = [("traits.email", "factors@example.com"), ("password", PASSWORD)];
+    let welcome = browser.submit(&page, "form-main", &values, "submit-password").await;
+    assert!(welcome.has("data-testid=\"welcome-signed-in\""));
+
+    let settings = browser.open("/ui/settings").await;
+    assert_a_good_page(&settings, "en");
+    let csp = settings.headers["content-security-policy"].to_str().unwrap();
+    assert!(csp.contains("img-src 'self'") && csp.contains(" data:;"), "{csp}");
+    assert!(settings.has("id=\"form-totp\"") && settings.has(">Authenticator app</h2>"));
+    assert!(settings.has(">Backup recovery codes</h2>"), "a group of lone buttons is headed too");
+    let img = &settings.html[settings.html.find("<img id=\"image-totp_qr\"").unwrap()..];
+    assert!(!img[..img.find('>').unwrap()].contains("&#x"), "the inlined image is written as it is");
+    let qr = attributes(img);
+    assert!(qr["src"].starts_with("data:image/png;base64,iVBORw0KGgo"), "{qr:?}");
+    assert_eq!((qr["width"].as_str(), qr["alt"].as_str()), ("256", "QR code for your authenticator app"));
+    let secret = code_after(&settings, "id=\"text-totp_secret_key\"");
+    let key = latchkey_domain::second_factor::totp::TotpKey::from_secret(&secret).expect("the key is shown");
+
+    let code = key.code_at(latchkey_domain::time::Clock::now(app.clock.as_ref()));
+    let linked = browser.submit(&settings, "form-totp", &[("totp_code", &code)], "submit-totp").await;
+    assert!(linked.has("data-testid=\"message-1050001\""), "{}", linked.html);
+    assert!(linked.has("id=\"submit-totp_unlink\"") && !linked.has("image-totp_qr"));
+
+    // Lookup codes: each button is a small form of its own.
+    let made = browser
+        .submit(
+            &linked,
+            "form-lookup_secret-lookup_secret_regenerate",
+            &[],
+            "submit-lookup_secret_regenerate",
+        )
+        .await;
+    assert_a_good_page(&made, "en");
+    let list = &made.html[made.html.find("id=\"text-lookup_secret_codes\"").unwrap()..];
+    let list = &list[..list.find("</ul>").unwrap()];
+    assert_eq!(list.matches("<li><code>").count(), 12, "{list}");
+    let first = code_after(&made, "id=\"text-lookup_secret_codes\"");
+    let saved = browser
+        .submit(&made, "form-lookup_secret-lookup_secret_confirm", &[], "submit-lookup_secret_confirm")
+        .await;
+    assert!(saved.has("data-testid=\"message-1050001\"") && !saved.has(&first));
+    let revealed = browser
+        .submit(&saved, "form-lookup_secret-lookup_secret_reveal", &[], "submit-lookup_secret_reveal")
+        .await;
+    assert_eq!(code_after(&revealed, "id=\"text-lookup_secret_codes\""), first);
+    app.stop().await;
 }

@@ -1,6 +1,11 @@
 //! The settings flow: a signed-in identity changes its password (password
-//! method) or its traits (profile method). Changing a credential needs a
+//! method) or its traits (profile method), and sets up or removes its
+//! second factors (`second_factors.rs`). Changing a credential needs a
 //! recent ("privileged") sign-in.
+
+mod second_factors;
+
+pub use second_factors::LookupAction;
 
 use std::sync::Arc;
 
@@ -14,6 +19,7 @@ use crate::courier::{Message, Renderer};
 use crate::identity::{Identity, IdentityError, IdentityManager, IdentityUpdate, PasswordInput};
 use crate::notice;
 use crate::password_policy::PasswordPolicy;
+use crate::second_factor::SecondFactors;
 use crate::session::{Device, Session};
 use crate::store::Store;
 use crate::text;
@@ -30,38 +36,87 @@ pub struct SettingsSettings {
     pub revoke_sessions_after_password: bool,
 }
 
-/// Where a settings flow stands.
+/// Where a settings flow stands. Either way the form may hold second-factor
+/// secrets waiting for the next submit.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SettingsState {
-    ShowForm,
+    ShowForm(PendingFactors),
     /// The last change was saved; the form stays usable.
-    Success,
+    Success(PendingFactors),
+}
+
+impl SettingsState {
+    pub fn pending(&self) -> &PendingFactors {
+        match self {
+            SettingsState::ShowForm(p) | SettingsState::Success(p) => p,
+        }
+    }
+}
+
+/// What a settings form holds for the second-factor methods between being
+/// shown and submitted (Kratos keeps it in the flow's internal context),
+/// each sealed with `secrets.cipher` and bound to the flow: a stored flow
+/// gives none of them away. The nodes that show them are filled in per
+/// response ([`SettingsService::show_secrets`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PendingFactors {
+    /// The TOTP key offered to an identity without one (its otpauth URL).
+    pub totp_key: Option<String>,
+    /// The codes "regenerate" made, which "confirm" saves.
+    pub lookup_codes: Option<String>,
+    /// The codes the form lists (revealed, or just made) with spent marks.
+    pub lookup_shown: Option<String>,
 }
 
 pub enum SettingsSubmission {
-    Password { password: SecretPassword },
-    Profile { traits: Value },
+    Password {
+        password: SecretPassword,
+    },
+    Profile {
+        traits: Value,
+    },
+    /// Link a TOTP app by one of its codes, or unlink it.
+    Totp {
+        code: String,
+        unlink: bool,
+    },
+    LookupSecret(LookupAction),
 }
 
 impl SettingsSubmission {
-    /// The method that handles a submitted form, chosen by its `method`;
-    /// `None` when no method takes it. A profile form without traits keeps
-    /// `current`.
+    /// The method that handles a submitted form, chosen by its `method`, or
+    /// (as Kratos's strategies do) by a second-factor button sent without
+    /// one; `None` when no method takes it. A profile form without traits
+    /// keeps `current`.
     pub fn read(body: &Value, current: &Value) -> Option<Self> {
-        match field(body, "method")? {
-            "password" => Some(SettingsSubmission::Password {
-                password: SecretPassword::new(field(body, "password").unwrap_or_default()),
-            }),
-            "profile" => Some(SettingsSubmission::Profile {
-                traits: body.get("traits").cloned().unwrap_or_else(|| current.clone()),
-            }),
-            _ => None,
+        let method = field(body, "method");
+        match method {
+            Some("password") => {
+                return Some(SettingsSubmission::Password {
+                    password: SecretPassword::new(field(body, "password").unwrap_or_default()),
+                });
+            }
+            Some("profile") => {
+                return Some(SettingsSubmission::Profile {
+                    traits: body.get("traits").cloned().unwrap_or_else(|| current.clone()),
+                });
+            }
+            _ => {}
         }
+        let unlink = second_factors::flag(body, crate::second_factor::totp::NODE_UNLINK);
+        if method == Some("totp") || unlink {
+            let code = field(body, crate::second_factor::totp::NODE_CODE).unwrap_or_default().to_string();
+            return Some(SettingsSubmission::Totp { code, unlink });
+        }
+        LookupAction::read(body).map(SettingsSubmission::LookupSecret)
     }
 }
 
 pub enum SettingsOutcome {
     Rejected(Flow),
+    /// The form changed but nothing was saved (lookup codes revealed or
+    /// made): shown again with 200, as Kratos returns to the UI.
+    Shown(Flow),
     /// Saved; a changed address got a code in the verification flow.
     Saved {
         flow: Flow,
@@ -79,6 +134,7 @@ pub struct SettingsService {
     identities: IdentityManager,
     renderer: Arc<dyn Renderer>,
     verification: VerificationService,
+    second_factors: SecondFactors,
     settings: Arc<SettingsSettings>,
 }
 
@@ -89,9 +145,18 @@ impl SettingsService {
         identities: IdentityManager,
         renderer: Arc<dyn Renderer>,
         verification: VerificationService,
+        second_factors: SecondFactors,
         settings: SettingsSettings,
     ) -> Self {
-        Self { store, clock, identities, renderer, verification, settings: Arc::new(settings) }
+        Self {
+            store,
+            clock,
+            identities,
+            renderer,
+            verification,
+            second_factors,
+            settings: Arc::new(settings),
+        }
     }
 
     /// What the owner is told about a change, queued with it: a changed
@@ -118,6 +183,15 @@ impl SettingsService {
     }
 
     pub async fn create(&self, request: &FlowRequest, identity: &Identity) -> Result<Flow, FlowError> {
+        // A session's identity comes without credentials; the second
+        // factors' forms depend on them.
+        let loaded;
+        let identity = if self.second_factors.any() && identity.credentials.is_empty() {
+            loaded = self.reload(identity.id).await?;
+            &loaded
+        } else {
+            identity
+        };
         let flow = self.build(request, identity);
         self.store.create_flow(&flow).await?;
         Ok(flow)
@@ -129,14 +203,15 @@ impl SettingsService {
             self.clock.now(),
             self.settings.lifespan,
             &self.settings.public_base,
-            FlowState::Settings(SettingsState::ShowForm),
+            FlowState::Settings(SettingsState::ShowForm(PendingFactors::default())),
         );
         flow.identity_id = Some(identity.id);
         self.form(&mut flow, identity);
         flow
     }
 
-    /// The profile form (filled with the current traits) and the password form.
+    /// The profile form (filled with the current traits), the password form
+    /// and the second factors' forms, with fresh pending secrets.
     fn form(&self, flow: &mut Flow, identity: &Identity) {
         flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
         let schema =
@@ -153,6 +228,7 @@ impl SettingsService {
         flow.ui.nodes.push(Node::submit(Group::Profile, "profile", text::label_save()));
         flow.ui.nodes.push(Node::password("new-password"));
         flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_save()));
+        self.second_factor_forms(flow, identity);
     }
 
     fn privileged(&self, session: &Session) -> bool {
@@ -192,6 +268,12 @@ impl SettingsService {
                 ("password", identity.traits.clone(), Some(password))
             }
             SettingsSubmission::Profile { traits } => ("profile", traits, None),
+            SettingsSubmission::Totp { code, unlink } => {
+                return self.submit_totp(flow, session, &identity, &code, unlink).await;
+            }
+            SettingsSubmission::LookupSecret(action) => {
+                return self.submit_lookup(flow, session, &identity, action).await;
+            }
         };
         flow.active = Some(method.into());
         let facts = match self.identities.schemas().validate_traits(&identity.schema_id, &traits) {
@@ -265,12 +347,23 @@ impl SettingsService {
             .send_for_identity(&flow, &mut updated, AddressPick::Pending)
             .await?
             .map(Box::new);
-        self.form(&mut flow, &updated);
-        flow.state = FlowState::Settings(SettingsState::Success);
+        self.saved(flow, updated, verification).await
+    }
+
+    /// A saved change: the form built afresh for the identity as it is now
+    /// (new pending secrets too, as Kratos builds a new flow's), `success`.
+    async fn saved(
+        &self,
+        mut flow: Flow,
+        identity: Identity,
+        verification: Option<Box<Flow>>,
+    ) -> Result<SettingsOutcome, FlowError> {
+        flow.state = FlowState::Settings(SettingsState::Success(PendingFactors::default()));
+        self.form(&mut flow, &identity);
         flow.ui.messages.push(text::settings_saved());
         flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
-        Ok(SettingsOutcome::Saved { flow, identity: Box::new(updated), verification })
+        Ok(SettingsOutcome::Saved { flow, identity: Box::new(identity), verification })
     }
 
     async fn save(
