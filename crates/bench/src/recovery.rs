@@ -17,6 +17,7 @@ pub async fn journey(
     last: &LastCode,
     password_length: usize,
 ) -> Result<(), CallError> {
+    mailbox::prime(api, &user.email, last).await?;
     let flow = api.recovery_send(&user.email).await?;
     let code = mailbox::wait_for_code(api, &user.email, last).await?;
     let (token, settings) = api.recovery_code(&flow, &code).await?;

@@ -10,6 +10,7 @@ use crate::users::User;
 /// One complete journey for `user`. Nothing else about the user changes,
 /// and an address already verified is verified again, so journeys repeat.
 pub async fn journey(api: &Api, user: &User, last: &LastCode) -> Result<(), CallError> {
+    mailbox::prime(api, &user.email, last).await?;
     let flow = api.verification_send(&user.email).await?;
     let code = mailbox::wait_for_code(api, &user.email, last).await?;
     api.verification_code(&flow, &code).await
