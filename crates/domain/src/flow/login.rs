@@ -220,20 +220,18 @@ impl LoginService {
                 return self.throttled(flow, limit, retry_after).await;
             }
         };
-        let identity =
-            match self.store.find_identity_by_identifier(CredentialType::Password, &normalized).await {
-                Ok(identity) => identity,
-                Err(e) => {
-                    self.throttle.not_judged(ticket).await;
-                    return Err(e.into());
-                }
-            };
-        let hash = identity
-            .as_ref()
-            .and_then(|i| i.credential(CredentialType::Password))
-            .and_then(|c| c.hashed_password())
-            .map(str::to_string);
-        // Unknown users are checked against a dummy hash, so both cost the same.
+        // The same one-row read whether or not the identifier exists; the
+        // identity itself is read only once the password is right.
+        let stored = match self.store.password_by_identifier(&normalized).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.throttle.not_judged(ticket).await;
+                return Err(e.into());
+            }
+        };
+        let hash = stored.as_ref().and_then(|s| s.hashed_password.clone());
+        // Unknown users are checked against a dummy hash of the configured
+        // hasher, so both cost the same.
         let verified = match self.hasher.verify_or_dummy(password.clone(), hash.clone()).await {
             Ok(ok) => ok,
             Err(latchkey_hash::HashError::PasswordTooLong) => false,
@@ -243,13 +241,13 @@ impl LoginService {
             }
         };
         // A failure stays recorded: the ticket already counted it.
-        let Some(identity) = identity.filter(|_| verified) else {
+        let Some(stored) = stored.filter(|_| verified) else {
             flow.ui.messages.push(text::invalid_credentials());
             return self.reject(flow).await;
         };
         // The check may have queued for a hasher: act on the identity as it
         // is now, so a deactivation or password change made meanwhile stands.
-        let fresh = self.store.get_identity(identity.id).await?.filter(|fresh| {
+        let fresh = self.store.get_identity(stored.identity_id).await?.filter(|fresh| {
             fresh.credential(CredentialType::Password).and_then(|c| c.hashed_password()) == hash.as_deref()
         });
         let Some(mut identity) = fresh else {
