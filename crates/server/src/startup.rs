@@ -241,7 +241,8 @@ impl Application {
         let (store, listener) = open_current_store(config, metrics.clone()).await?;
         let schemas =
             Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?);
-        let passwords = Passwords { hasher: hasher(config, &metrics), failure_floor: FailureFloor::new() };
+        let passwords =
+            Passwords { hasher: hasher(config, &metrics).await, failure_floor: FailureFloor::new() };
         let (public, admin, urls) = bind_listeners(config).await?;
         let identities =
             IdentityManager::new(store.clone(), clock.clone(), schemas, passwords.hasher.clone());
@@ -394,19 +395,17 @@ pub(crate) fn schema_sources(config: &Config) -> Vec<SchemaSource> {
     config.identity.schemas.iter().map(|s| SchemaSource { id: s.id.clone(), url: s.url.clone() }).collect()
 }
 
-/// The hasher, sized to the machine and reporting into `metrics`; its
-/// dummy hash is made in the background.
-fn hasher(config: &Config, metrics: &Metrics) -> PasswordHasher {
+/// The hasher, sized to the machine and reporting into `metrics`, with its
+/// dummy hash made: the first unknown identifier would otherwise wait for
+/// it, and stand out by that wait.
+async fn hasher(config: &Config, metrics: &Metrics) -> PasswordHasher {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hasher =
         PasswordHasher::new(hasher_config(config), cpus).with_wait_observer(metrics.hash_wait_observer());
     metrics.watch_hasher(hasher.clone());
-    let preparing = hasher.clone();
-    tokio::spawn(async move {
-        if let Err(e) = preparing.prepare_dummy().await {
-            tracing::warn!(error = %e, "could not make the dummy password hash");
-        }
-    });
+    if let Err(e) = hasher.prepare_dummy().await {
+        tracing::warn!(error = %e, "could not make the dummy password hash");
+    }
     hasher
 }
 
