@@ -30,7 +30,8 @@ use crate::session::{Session, SessionHit};
 use crate::store::{
     AdmitRule, CleanupReport, CleanupStep, CleanupStore, CodePurpose, CodeRequest, CodeStore, Database,
     FlowStore, IdentityQuery, IdentityStore, MessageQuery, MigrationState, OneTimeCode, OutboxStore,
-    PoolUsage, RateStore, RateWindow, SessionQuery, SessionStore, Store, StoreError, Unsent, WindowCount,
+    PoolUsage, RateStore, RateWindow, SessionQuery, SessionStore, Store, StoreError, StoredPassword, Unsent,
+    WindowCount,
 };
 
 struct Entry {
@@ -346,13 +347,9 @@ impl IdentityStore for CachingStore {
         self.inner.list_identities(query).await
     }
 
-    #[tracing::instrument(name = "store.find_identity_by_identifier", level = "debug", skip_all)]
-    async fn find_identity_by_identifier(
-        &self,
-        kind: CredentialType,
-        identifier: &str,
-    ) -> Result<Option<Identity>, StoreError> {
-        self.inner.find_identity_by_identifier(kind, identifier).await
+    #[tracing::instrument(name = "store.password_by_identifier", level = "debug", skip_all)]
+    async fn password_by_identifier(&self, identifier: &str) -> Result<Option<StoredPassword>, StoreError> {
+        self.inner.password_by_identifier(identifier).await
     }
 
     #[tracing::instrument(name = "store.replace_password_hash", level = "debug", skip_all)]

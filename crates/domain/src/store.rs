@@ -50,6 +50,15 @@ pub struct IdentityQuery {
     pub ids: Vec<Uuid>,
 }
 
+/// A password identifier's owner and stored hash (see
+/// [`IdentityStore::password_by_identifier`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPassword {
+    pub identity_id: Uuid,
+    /// `None` when the credential has no password set yet.
+    pub hashed_password: Option<String>,
+}
+
 /// How busy a store's connection pool is, read when metrics are scraped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolUsage {
@@ -112,11 +121,13 @@ pub trait IdentityStore: Send + Sync {
     /// Returns false when there was nothing to delete.
     async fn delete_identity(&self, id: Uuid) -> Result<bool, StoreError>;
     async fn list_identities(&self, query: &IdentityQuery) -> Result<Vec<Identity>, StoreError>;
-    async fn find_identity_by_identifier(
-        &self,
-        kind: CredentialType,
-        identifier: &str,
-    ) -> Result<Option<Identity>, StoreError>;
+    /// What a password login checks a password against: the identity that
+    /// holds `identifier` (normalised) as a password identifier, and that
+    /// credential's hash. One statement that yields one row whether or not
+    /// the identifier exists, so the lookup costs the same either way and a
+    /// login's timing cannot tell them apart; the whole identity is read
+    /// only once the password is right.
+    async fn password_by_identifier(&self, identifier: &str) -> Result<Option<StoredPassword>, StoreError>;
     /// Replaces the identity's password hash with `new_hash`, but only while
     /// the stored one is still `verified` (compare-and-swap), and touches
     /// nothing else: a login upgrading the hash it just checked can never

@@ -105,6 +105,12 @@ impl Argon2Hash {
         Ok(ct_eq(&candidate, &self.digest))
     }
 
+    /// See `cost_class`: the variant, version, memory, passes and lanes.
+    pub(crate) fn class(&self) -> String {
+        let (variant, version, p) = (self.algorithm.as_str(), self.version as u32, &self.params);
+        format!("{variant}:v={version},m={},t={},p={}", p.m_cost(), p.t_cost(), p.p_cost())
+    }
+
     pub(crate) fn check_import_limits(&self) -> Result<(), HashError> {
         check_limit(self.params.m_cost().into(), MAX_MEMORY_KIB.into(), "argon2 memory (KiB)")?;
         check_limit(self.params.t_cost().into(), MAX_ITERATIONS.into(), "argon2 iterations")?;

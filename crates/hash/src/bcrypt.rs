@@ -101,6 +101,11 @@ impl BcryptHash {
         self.cost
     }
 
+    /// See `cost_class`: the cost alone (`$2a$`, `$2b$`, … do the same work).
+    pub(crate) fn class(&self) -> String {
+        format!("bcrypt:{}", self.cost)
+    }
+
     pub(crate) fn verify(&self, password: &[u8]) -> Result<bool, HashError> {
         check_length(password)?;
         let candidate = compute(password, self.cost, self.salt)?;

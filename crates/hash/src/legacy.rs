@@ -100,6 +100,19 @@ impl Pbkdf2Hash {
         ct_eq(&candidate, &self.digest)
     }
 
+    /// See `cost_class`: the digest, the iterations and the key length
+    /// (each block of the key repeats every iteration).
+    pub(crate) fn class(&self) -> String {
+        let prf = match self.prf {
+            Prf::Sha1 => "sha1",
+            Prf::Sha224 => "sha224",
+            Prf::Sha256 => "sha256",
+            Prf::Sha384 => "sha384",
+            Prf::Sha512 => "sha512",
+        };
+        format!("pbkdf2-{prf}:i={},l={}", self.iterations, self.digest.len())
+    }
+
     pub(crate) fn check_import_limits(&self) -> Result<(), HashError> {
         check_limit(self.iterations.into(), MAX_PBKDF2_ITERATIONS.into(), "pbkdf2 iterations")?;
         check_limit(self.digest.len() as u64, MAX_PBKDF2_KEY_LEN as u64, "pbkdf2 key length (bytes)")
@@ -140,6 +153,11 @@ impl ScryptHash {
         let mut candidate = vec![0; self.digest.len()];
         scrypt::scrypt(password, &self.salt, &self.params, &mut candidate).map_err(InternalError::Scrypt)?;
         Ok(ct_eq(&candidate, &self.digest))
+    }
+
+    /// See `cost_class`: N, r and p.
+    pub(crate) fn class(&self) -> String {
+        format!("scrypt:n={},r={},p={}", self.n, self.params.r(), self.params.p())
     }
 
     pub(crate) fn check_import_limits(&self) -> Result<(), HashError> {

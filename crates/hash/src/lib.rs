@@ -124,6 +124,17 @@ impl HasherConfig {
     pub fn bcrypt_default() -> Self {
         Self::Bcrypt { cost: 12 }
     }
+
+    /// The [`cost_class`] of every hash this configuration makes, and so of
+    /// the dummy hash unknown identifiers are checked against.
+    pub fn cost_class(&self) -> String {
+        match *self {
+            Self::Argon2 { memory_kib, iterations, parallelism, .. } => {
+                format!("argon2id:v=19,m={memory_kib},t={iterations},p={parallelism}")
+            }
+            Self::Bcrypt { cost } => format!("bcrypt:{cost}"),
+        }
+    }
 }
 
 /// Hashes `password` with the configured algorithm and a fresh random salt.
@@ -187,6 +198,21 @@ pub fn needs_rehash(encoded: &str, cfg: &HasherConfig) -> bool {
         (Ok(Parsed::Bcrypt(h)), HasherConfig::Bcrypt { cost }) => h.cost() != *cost,
         _ => true,
     }
+}
+
+/// What verifying `encoded` costs, as a name: its algorithm and the
+/// parameters that set the work (`bcrypt:12`, `argon2id:v=19,m=65536,t=2,p=4`,
+/// `pbkdf2-sha256:i=100000,l=32`, `scrypt:n=32768,r=8,p=1`). Hashes of one
+/// class take about as long to verify, whatever their salt and password;
+/// [`HasherConfig::cost_class`] names the class of the hashes a
+/// configuration makes. `None` when the hash cannot be parsed.
+pub fn cost_class(encoded: &str) -> Option<String> {
+    Some(match parse(encoded).ok()? {
+        Parsed::Argon2(h) => h.class(),
+        Parsed::Bcrypt(h) => h.class(),
+        Parsed::Pbkdf2(h) => h.class(),
+        Parsed::Scrypt(h) => h.class(),
+    })
 }
 
 enum Parsed {
@@ -535,6 +561,27 @@ mod tests {
         ] {
             validate_imported_hash(&h).unwrap();
         }
+    }
+
+    #[test]
+    fn cost_classes_name_algorithm_and_work() {
+        // A configuration's class is the class of the hashes it makes.
+        for cfg in [fast_argon2(), HasherConfig::Bcrypt { cost: 4 }] {
+            let made = hash_password(PW, &cfg).unwrap();
+            assert_eq!(cost_class(&made), Some(cfg.cost_class()), "{made}");
+        }
+        assert_eq!(fast_argon2().cost_class(), "argon2id:v=19,m=1024,t=1,p=2");
+        // bcrypt's variants do the same work; salt and digest never count.
+        assert_eq!(cost_class(BCRYPT_2B).as_deref(), Some("bcrypt:4"));
+        assert_eq!(cost_class(&BCRYPT_2B.replacen("$2b$", "$2a$", 1)).as_deref(), Some("bcrypt:4"));
+        assert_eq!(cost_class(BCRYPT_72X), cost_class(BCRYPT_2B));
+        assert_eq!(cost_class(ARGON2ID).as_deref(), Some("argon2id:v=19,m=1024,t=2,p=2"));
+        assert_eq!(cost_class(ARGON2I).as_deref(), Some("argon2i:v=19,m=512,t=3,p=1"));
+        assert_eq!(cost_class(ARGON2ID_NO_V), cost_class(ARGON2ID_V16));
+        assert_eq!(cost_class(PBKDF2[2]).as_deref(), Some("pbkdf2-sha256:i=2000,l=32"));
+        assert_eq!(cost_class(SCRYPT).as_deref(), Some("scrypt:n=1024,r=8,p=1"));
+        assert_eq!(cost_class("$md5$abc"), None);
+        assert_eq!(cost_class("$2b$04$short"), None);
     }
 
     #[test]

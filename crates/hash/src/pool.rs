@@ -186,6 +186,16 @@ impl PasswordHasher {
         .await?
     }
 
+    /// Makes the dummy hash [`verify_or_dummy`](Self::verify_or_dummy) uses
+    /// now, so the first unknown identifier neither waits for it nor stands
+    /// out by that wait. A start-up step; an error (a configuration the
+    /// hasher refuses) shows again on first use.
+    pub async fn prepare_dummy(&self) -> Result<(), HashError> {
+        let cfg = Arc::clone(&self.config);
+        let dummy = Arc::clone(&self.dummy);
+        self.run(move || dummy.get_or_init(|| hash_password(DUMMY_PASSWORD, &cfg)).clone().map(drop)).await?
+    }
+
     /// Runs CPU-bound `work` on the hashing pool once a permit is free.
     ///
     /// The permit moves into the job, so it stays taken until the work
@@ -283,8 +293,9 @@ mod tests {
             for pw in ["anything", "latchkey dummy password for unknown identifiers"] {
                 assert!(!hasher.verify_or_dummy(pw.into(), None).await.unwrap());
             }
-            // Made once, then reused.
+            // Made once, then reused, also when prepared ahead.
             let first = hasher.dummy.get().cloned().unwrap().unwrap();
+            hasher.prepare_dummy().await.unwrap();
             hasher.verify_or_dummy("again".into(), None).await.unwrap();
             assert_eq!(hasher.dummy.get().cloned().unwrap().unwrap(), first);
             // Dummy verifications count like real ones.
@@ -306,6 +317,7 @@ mod tests {
         let broken = PasswordHasher::new(HasherConfig::Bcrypt { cost: 99 }, 1);
         assert!(matches!(broken.hash("pw".into()).await, Err(HashError::Internal(_))));
         assert!(matches!(broken.verify_or_dummy("pw".into(), None).await, Err(HashError::Internal(_))));
+        assert!(matches!(broken.prepare_dummy().await, Err(HashError::Internal(_))));
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

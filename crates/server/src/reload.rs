@@ -14,13 +14,12 @@ use std::time::Duration;
 use axum::Router;
 use latchkey_domain::time::Clock;
 use latchkey_domain::{IdentityManager, SchemaRegistry, Store};
-use latchkey_hash::PasswordHasher;
 use latchkey_http::{AppState, BaseUrls, Metrics, SpanHooks};
 use tokio::sync::watch;
 
 use crate::config::{self, Config};
 use crate::serve::Routes;
-use crate::startup::{StartError, domain_services, schema_sources};
+use crate::startup::{Passwords, StartError, domain_services, schema_sources};
 
 /// Where `serve` read its configuration, to read it again.
 pub struct Source {
@@ -29,12 +28,13 @@ pub struct Source {
     pub dev: bool,
 }
 
-/// What a rebuild reuses from the start: the store, the clock, the hasher,
-/// the metrics and the base URLs of the bound listeners.
+/// What a rebuild reuses from the start: the store, the clock, the hasher
+/// and the login failure floor, the metrics and the base URLs of the bound
+/// listeners.
 pub(crate) struct Parts {
     pub store: Arc<dyn Store>,
     pub clock: Arc<dyn Clock>,
-    pub hasher: PasswordHasher,
+    pub passwords: Passwords,
     pub metrics: Arc<Metrics>,
     pub urls: BaseUrls,
     pub span_hooks: Option<SpanHooks>,
@@ -65,14 +65,18 @@ impl Parts {
             .map_err(|e| StartError::Cors(e.to_string()))?;
         let schemas =
             Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?);
-        let identities =
-            IdentityManager::new(self.store.clone(), self.clock.clone(), schemas, self.hasher.clone());
+        let identities = IdentityManager::new(
+            self.store.clone(),
+            self.clock.clone(),
+            schemas,
+            self.passwords.hasher.clone(),
+        );
         let services = domain_services(
             config,
             self.store.clone(),
             self.clock.clone(),
             identities,
-            self.hasher.clone(),
+            self.passwords.clone(),
             self.urls.clone(),
             self.metrics.clone(),
         )?;

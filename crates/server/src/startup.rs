@@ -16,6 +16,7 @@ use latchkey_domain::flow::code::CodeSettings;
 use latchkey_domain::flow::code_requests::{CodeRequestSweeper, sweep_periodically};
 use latchkey_domain::flow::login::RequireVerified;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
+use latchkey_domain::flow::login_floor::FailureFloor;
 use latchkey_domain::flow::login_throttle::{
     AddressLimit, IdentifierLimit, LoginThrottle, LoginThrottleSettings,
 };
@@ -199,7 +200,7 @@ pub struct Application {
     cleanup: Option<(CleanupSettings, Duration)>,
     limits: crate::serve::Limits,
     body_read_timeout: Duration,
-    hasher: PasswordHasher,
+    passwords: Passwords,
     /// `serve.public.cors`, when enabled.
     cors: Option<latchkey_http::CorsLayer>,
     /// Set when spans are exported (`tracing.provider: otel`).
@@ -208,6 +209,14 @@ pub struct Application {
     running: Config,
     /// Where to read the configuration again, when hot reload is on.
     reload: Option<crate::reload::Source>,
+}
+
+/// Made once per process and kept across reloads: the hashing threads, and
+/// what password logins have learned about the cost of each kind of hash.
+#[derive(Clone)]
+pub(crate) struct Passwords {
+    pub hasher: PasswordHasher,
+    pub failure_floor: FailureFloor,
 }
 
 /// Stops a background task when its owner goes away, built or not run.
@@ -236,15 +245,17 @@ impl Application {
         let (store, listener) = open_current_store(config, metrics.clone()).await?;
         let schemas =
             Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?);
-        let hasher = hasher(config, &metrics);
+        let passwords =
+            Passwords { hasher: hasher(config, &metrics).await, failure_floor: FailureFloor::new() };
         let (public, admin, urls) = bind_listeners(config).await?;
-        let identities = IdentityManager::new(store.clone(), clock.clone(), schemas, hasher.clone());
+        let identities =
+            IdentityManager::new(store.clone(), clock.clone(), schemas, passwords.hasher.clone());
         let services = domain_services(
             config,
             store.clone(),
             clock.clone(),
             identities,
-            hasher.clone(),
+            passwords.clone(),
             urls,
             metrics.clone(),
         )?;
@@ -260,7 +271,7 @@ impl Application {
             cleanup: periodic_cleanup(config),
             limits: crate::serve::Limits::from_config(&config.serve.limits),
             body_read_timeout: config.serve.limits.body_read_timeout.std(),
-            hasher,
+            passwords,
             cors,
             span_hooks: config.tracing.exports().then_some(crate::trace_export::SPAN_HOOKS),
             running: config.clone(),
@@ -278,7 +289,7 @@ impl Application {
     /// The server's password hasher; its [`PasswordHasher::verifications`]
     /// count shows how many login attempts reached it.
     pub fn password_hasher(&self) -> PasswordHasher {
-        self.hasher.clone()
+        self.passwords.hasher.clone()
     }
 
     pub fn public_addr(&self) -> SocketAddr {
@@ -308,7 +319,7 @@ impl Application {
             let parts = crate::reload::Parts {
                 store: self.store.clone(),
                 clock: self.clock.clone(),
-                hasher: self.hasher.clone(),
+                passwords: self.passwords.clone(),
                 metrics: self.state.metrics.clone(),
                 urls: (*self.state.urls).clone(),
                 span_hooks: self.span_hooks,
@@ -410,12 +421,17 @@ pub(crate) fn schema_sources(config: &Config) -> Vec<SchemaSource> {
     config.identity.schemas.iter().map(|s| SchemaSource { id: s.id.clone(), url: s.url.clone() }).collect()
 }
 
-/// The hasher, sized to the machine and reporting into `metrics`.
-fn hasher(config: &Config, metrics: &Metrics) -> PasswordHasher {
+/// The hasher, sized to the machine and reporting into `metrics`, with its
+/// dummy hash made: the first unknown identifier would otherwise wait for
+/// it, and stand out by that wait.
+async fn hasher(config: &Config, metrics: &Metrics) -> PasswordHasher {
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
     let hasher =
         PasswordHasher::new(hasher_config(config), cpus).with_wait_observer(metrics.hash_wait_observer());
     metrics.watch_hasher(hasher.clone());
+    if let Err(e) = hasher.prepare_dummy().await {
+        tracing::warn!(error = %e, "could not make the dummy password hash");
+    }
     hasher
 }
 
@@ -437,7 +453,7 @@ pub(crate) fn domain_services(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     identities: IdentityManager,
-    hasher: PasswordHasher,
+    passwords: Passwords,
     urls: BaseUrls,
     metrics: Arc<Metrics>,
 ) -> Result<Services, StartError> {
@@ -464,7 +480,8 @@ pub(crate) fn domain_services(
     let login = LoginService::new(
         store.clone(),
         clock.clone(),
-        hasher,
+        passwords.hasher,
+        passwords.failure_floor,
         LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config)),
         verification.clone(),
         login_settings(config, &urls, &web, identities.schemas().default_schema()),

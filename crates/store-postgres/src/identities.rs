@@ -11,7 +11,7 @@ use latchkey_domain::courier::Message;
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress,
 };
-use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError};
+use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError, StoredPassword};
 use sqlx::postgres::PgRow;
 use sqlx::{AssertSqlSafe, PgConnection, Postgres, Transaction};
 use uuid::Uuid;
@@ -169,24 +169,24 @@ impl IdentityStore for PgStore {
         Ok(identities)
     }
 
-    async fn find_identity_by_identifier(
-        &self,
-        kind: CredentialType,
-        identifier: &str,
-    ) -> Result<Option<Identity>, StoreError> {
-        let mut tx = self.snapshot().await?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = \
-             (SELECT identity_id FROM identity_credential_identifiers WHERE type = $1 AND identifier = $2)"
-        )))
-        .bind(kind.as_str())
+    async fn password_by_identifier(&self, identifier: &str) -> Result<Option<StoredPassword>, StoreError> {
+        // Outer joins from a one-row table: an unknown identifier reads
+        // the same index and decodes a row of NULLs, never an empty result.
+        let row = sqlx::query(
+            "SELECT i.identity_id, CASE WHEN jsonb_typeof(c.config -> 'hashed_password') = 'string' \
+             THEN c.config ->> 'hashed_password' END AS hashed_password \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN identity_credential_identifiers i ON i.identifier = $1 AND i.type = $2 \
+             LEFT JOIN identity_credentials c ON c.id = i.credential_id",
+        )
         .bind(identifier)
-        .fetch_all(&mut *tx)
+        .bind(CredentialType::Password.as_str())
+        .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        let mut identities = load(&mut tx, rows).await?;
-        tx.commit().await.map_err(backend)?;
-        Ok(identities.pop())
+        let hashed_password: Option<String> = col(&row, "hashed_password")?;
+        let owner: Option<Uuid> = col(&row, "identity_id")?;
+        Ok(owner.map(|identity_id| StoredPassword { identity_id, hashed_password }))
     }
 
     async fn replace_password_hash(

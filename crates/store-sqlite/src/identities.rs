@@ -9,7 +9,7 @@ use latchkey_domain::courier::Message;
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress,
 };
-use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError};
+use latchkey_domain::store::{IdentityQuery, IdentityStore, StoreError, StoredPassword};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, SqliteConnection};
 use uuid::Uuid;
@@ -141,22 +141,27 @@ impl IdentityStore for SqliteStore {
         load(&mut conn, rows).await
     }
 
-    async fn find_identity_by_identifier(
-        &self,
-        kind: CredentialType,
-        identifier: &str,
-    ) -> Result<Option<Identity>, StoreError> {
-        let mut conn = self.pool.begin().await.map_err(backend)?;
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {IDENTITY_COLUMNS} FROM identities WHERE id = \
-             (SELECT identity_id FROM identity_credential_identifiers WHERE type = ? AND identifier = ?)"
-        )))
-        .bind(kind.as_str())
+    async fn password_by_identifier(&self, identifier: &str) -> Result<Option<StoredPassword>, StoreError> {
+        // Outer joins from a one-row table: an unknown identifier reads
+        // the same index and decodes a row of NULLs, never an empty result.
+        let row = sqlx::query(
+            "SELECT i.identity_id, CASE WHEN json_type(c.config, '$.hashed_password') = 'text' \
+             THEN json_extract(c.config, '$.hashed_password') END AS hashed_password \
+             FROM (SELECT 1) AS one \
+             LEFT JOIN identity_credential_identifiers i ON i.identifier = ? AND i.type = ? \
+             LEFT JOIN identity_credentials c ON c.id = i.credential_id",
+        )
         .bind(identifier)
-        .fetch_all(&mut *conn)
+        .bind(CredentialType::Password.as_str())
+        .fetch_one(&self.pool)
         .await
         .map_err(backend)?;
-        Ok(load(&mut conn, rows).await?.pop())
+        let hashed_password: Option<String> = col(&row, "hashed_password")?;
+        let owner: Option<String> = col(&row, "identity_id")?;
+        Ok(match owner {
+            Some(id) => Some(StoredPassword { identity_id: parse_uuid(&id)?, hashed_password }),
+            None => None,
+        })
     }
 
     async fn replace_password_hash(

@@ -23,7 +23,7 @@ use latchkey_domain::session::{
 };
 use latchkey_domain::store::{
     CleanupReport, CleanupStep, CodePurpose, CodeRequest, IdentityQuery, OneTimeCode, RateWindow,
-    SessionQuery, Store, StoreError, WindowCount,
+    SessionQuery, Store, StoreError, StoredPassword, WindowCount,
 };
 use latchkey_domain::text;
 use latchkey_domain::time::{Clock, SystemClock};
@@ -112,20 +112,39 @@ pub async fn identity_round_trips_with_children(store: &dyn Store) {
     store.create_identity(&identity).await.unwrap();
     let loaded = store.get_identity(identity.id).await.unwrap().unwrap();
     assert_eq!(loaded, identity);
-    let found = store
-        .find_identity_by_identifier(CredentialType::Password, &identity.verifiable_addresses[0].value)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(found.id, identity.id);
     assert!(store.get_identity(Uuid::new_v4()).await.unwrap().is_none());
-    assert!(
-        store
-            .find_identity_by_identifier(CredentialType::Password, "nobody@example.com")
-            .await
-            .unwrap()
-            .is_none()
+}
+
+pub async fn password_by_identifier_finds_the_owner_and_hash(store: &dyn Store) {
+    let identity = sample_identity(&unique_email("password"));
+    store.create_identity(&identity).await.unwrap();
+    let email = &identity.verifiable_addresses[0].value;
+    assert_eq!(
+        store.password_by_identifier(email).await.unwrap(),
+        Some(StoredPassword {
+            identity_id: identity.id,
+            hashed_password: Some("$2a$04$abcdefghijklmnopqrstuv".into()),
+        })
     );
+    assert_eq!(store.password_by_identifier(&unique_email("nobody")).await.unwrap(), None);
+
+    // A password credential with identifiers but no hash yet (or a hash
+    // that is not a string) has an owner and no hash.
+    for config in [json!({}), json!({"hashed_password": 12})] {
+        let mut unset = sample_identity(&unique_email("unset"));
+        unset.credentials.get_mut(&CredentialType::Password).unwrap().config = config;
+        store.create_identity(&unset).await.unwrap();
+        let found = store.password_by_identifier(&unset.verifiable_addresses[0].value).await.unwrap();
+        assert_eq!(found, Some(StoredPassword { identity_id: unset.id, hashed_password: None }));
+    }
+
+    // Only password identifiers count.
+    let mut other = sample_identity(&unique_email("other"));
+    let mut credential = other.credentials.remove(&CredentialType::Password).unwrap();
+    credential.kind = CredentialType::Code;
+    other.credentials.insert(CredentialType::Code, credential);
+    store.create_identity(&other).await.unwrap();
+    assert_eq!(store.password_by_identifier(&other.verifiable_addresses[0].value).await.unwrap(), None);
 }
 
 pub async fn duplicate_identifiers_conflict_and_write_nothing(store: &dyn Store) {
@@ -1780,9 +1799,13 @@ pub async fn credentials_are_set_and_removed_alone(store: &dyn Store) {
     identity.credentials.insert(CredentialType::Totp, again.clone());
     identity.updated_at = later;
     assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
-    let found =
-        store.find_identity_by_identifier(CredentialType::Totp, &identity.id.to_string()).await.unwrap();
-    assert_eq!(found.map(|i| i.id), Some(identity.id));
+    let query = IdentityQuery {
+        limit: 10,
+        credentials_identifier: Some(identity.id.to_string()),
+        ..IdentityQuery::default()
+    };
+    let found = store.list_identities(&query).await.unwrap();
+    assert_eq!(found.iter().map(|i| i.id).collect::<Vec<_>>(), vec![identity.id]);
 
     // Identifiers stay unique per type.
     let other = sample_identity(&unique_email("second-factor-other"));

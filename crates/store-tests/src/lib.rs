@@ -26,6 +26,7 @@ macro_rules! contract_checks {
         $crate::__contract_expand! { $($then)* ;
             migrations_are_all_applied,
             identity_round_trips_with_children,
+            password_by_identifier_finds_the_owner_and_hash,
             duplicate_identifiers_conflict_and_write_nothing,
             update_replaces_children,
             list_pages_by_id_and_filters,

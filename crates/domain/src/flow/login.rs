@@ -1,14 +1,19 @@
 //! The login flow: a form asking for an identifier and a password, and the
 //! password method checking them. Unknown identifiers and wrong passwords
-//! answer alike and take the same time. Every attempt passes
-//! [`LoginThrottle`] before its password is hashed.
+//! answer alike and take the same time: up to the verdict every attempt does
+//! the same reads and one verification (of a dummy hash when there is no
+//! stored one), and a failure then waits for the [`FailureFloor`], which
+//! also covers hashes costlier than the configured hasher's. Every attempt
+//! passes [`LoginThrottle`] before its password is hashed.
 
 use std::sync::Arc;
 
 use chrono::Duration;
 use latchkey_hash::{PasswordHasher, SecretPassword};
 use serde_json::Value;
+use tokio::time::Instant;
 
+use super::login_floor::FailureFloor;
 use super::login_throttle::{Admission, Limit, LoginThrottle};
 use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowRequest, FlowState};
@@ -111,6 +116,7 @@ pub struct LoginService {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     hasher: PasswordHasher,
+    floor: FailureFloor,
     throttle: LoginThrottle,
     verification: VerificationService,
     settings: Arc<LoginSettings>,
@@ -121,11 +127,12 @@ impl LoginService {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         hasher: PasswordHasher,
+        floor: FailureFloor,
         throttle: LoginThrottle,
         verification: VerificationService,
         settings: LoginSettings,
     ) -> Self {
-        Self { store, clock, hasher, throttle, verification, settings: Arc::new(settings) }
+        Self { store, clock, hasher, floor, throttle, verification, settings: Arc::new(settings) }
     }
 
     /// A new login flow. A refresh for a signed-in identity (`signed_in`)
@@ -195,6 +202,8 @@ impl LoginService {
         submission: LoginSubmission,
         device: Device,
     ) -> Result<LoginOutcome, FlowError> {
+        // What the failure floor counts from.
+        let started = Instant::now();
         if flow.is_expired(self.clock.now()) {
             return Err(self.expired(&flow).await?);
         }
@@ -220,22 +229,30 @@ impl LoginService {
                 return self.throttled(flow, limit, retry_after).await;
             }
         };
-        let identity =
-            match self.store.find_identity_by_identifier(CredentialType::Password, &normalized).await {
-                Ok(identity) => identity,
-                Err(e) => {
-                    self.throttle.not_judged(ticket).await;
-                    return Err(e.into());
-                }
-            };
-        let hash = identity
-            .as_ref()
-            .and_then(|i| i.credential(CredentialType::Password))
-            .and_then(|c| c.hashed_password())
-            .map(str::to_string);
-        // Unknown users are checked against a dummy hash, so both cost the same.
+        // The same one-row read whether or not the identifier exists; the
+        // identity itself is read only once the password is right.
+        let stored = match self.store.password_by_identifier(&normalized).await {
+            Ok(stored) => stored,
+            Err(e) => {
+                self.throttle.not_judged(ticket).await;
+                return Err(e.into());
+            }
+        };
+        let hash = stored.as_ref().and_then(|s| s.hashed_password.clone());
+        let class = match &hash {
+            Some(hash) => latchkey_hash::cost_class(hash),
+            None => Some(self.hasher.config().cost_class()),
+        };
+        // Unknown users are checked against a dummy hash of the configured
+        // hasher, so both cost the same.
         let verified = match self.hasher.verify_or_dummy(password.clone(), hash.clone()).await {
-            Ok(ok) => ok,
+            Ok(ok) => {
+                if let Some(class) = class {
+                    self.floor.record(&class, started.elapsed());
+                }
+                ok
+            }
+            // Refused before any hashing: the floor covers the difference.
             Err(latchkey_hash::HashError::PasswordTooLong) => false,
             Err(e) => {
                 self.throttle.not_judged(ticket).await;
@@ -243,18 +260,16 @@ impl LoginService {
             }
         };
         // A failure stays recorded: the ticket already counted it.
-        let Some(identity) = identity.filter(|_| verified) else {
-            flow.ui.messages.push(text::invalid_credentials());
-            return self.reject(flow).await;
+        let Some(stored) = stored.filter(|_| verified) else {
+            return self.invalid_credentials(flow, started).await;
         };
         // The check may have queued for a hasher: act on the identity as it
         // is now, so a deactivation or password change made meanwhile stands.
-        let fresh = self.store.get_identity(identity.id).await?.filter(|fresh| {
+        let fresh = self.store.get_identity(stored.identity_id).await?.filter(|fresh| {
             fresh.credential(CredentialType::Password).and_then(|c| c.hashed_password()) == hash.as_deref()
         });
         let Some(mut identity) = fresh else {
-            flow.ui.messages.push(text::invalid_credentials());
-            return self.reject(flow).await;
+            return self.invalid_credentials(flow, started).await;
         };
         // The password was right, whatever happens next.
         self.throttle.succeeded(ticket).await;
@@ -338,6 +353,15 @@ impl LoginService {
         flow.updated_at = at;
         self.store.update_flow(&flow).await?;
         Ok(LoginOutcome::Throttled { flow: Box::new(flow), limit, retry_after_seconds: seconds })
+    }
+
+    /// A wrong password, an unknown identifier or an identity without a
+    /// password: the same message, no sooner than the failure floor after
+    /// `started`, whatever the hash cost.
+    async fn invalid_credentials(&self, mut flow: Flow, started: Instant) -> Result<LoginOutcome, FlowError> {
+        self.floor.wait(started).await;
+        flow.ui.messages.push(text::invalid_credentials());
+        self.reject(flow).await
     }
 
     async fn reject(&self, mut flow: Flow) -> Result<LoginOutcome, FlowError> {

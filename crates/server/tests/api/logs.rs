@@ -241,7 +241,7 @@ async fn store_and_hash_calls_have_spans_that_record_no_secrets() {
 
     let spans = spans.0.lock().unwrap().clone();
     let names: Vec<&str> = spans.iter().map(|(name, _)| name.as_str()).collect();
-    for name in ["request", "store.create_identity", "store.find_identity_by_identifier", "password.hash"] {
+    for name in ["request", "store.create_identity", "store.password_by_identifier", "password.hash"] {
         assert!(names.contains(&name), "{name} in {names:?}");
     }
     assert!(names.iter().any(|n| n.starts_with("password.verify")), "{names:?}");
