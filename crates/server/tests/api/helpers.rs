@@ -475,6 +475,19 @@ pub async fn code_requests_served(http: &reqwest::Client, metrics: &str) {
     }
 }
 
+/// A native settings flow for the session `token`.
+pub async fn settings_flow(app: &TestApp, token: &str) -> serde_json::Value {
+    let response = app
+        .http
+        .get(app.public_path("/self-service/settings/api"))
+        .header("x-session-token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
 /// The names of a flow's nodes, in order.
 pub fn names(flow: &Value) -> Vec<String> {
     flow["ui"]["nodes"]

@@ -13,7 +13,7 @@ use latchkey_domain::second_factor::{LookupSecrets, SecretCipher, Totp};
 use latchkey_domain::time::Clock;
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, register, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, register, settings_flow, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -34,18 +34,6 @@ fn second_factors_on(c: &mut Config) {
     methods.totp.config.issuer = Some("Latchkey Tests".into());
     methods.lookup_secret.enabled = true;
     c.secrets.cipher = vec![CIPHER.into()];
-}
-
-async fn settings_flow(app: &TestApp, token: &str) -> Value {
-    let response = app
-        .http
-        .get(app.public_path("/self-service/settings/api"))
-        .header("x-session-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
 }
 
 async fn submit(app: &TestApp, token: &str, flow: &Value, body: Value) -> (u16, Value) {

@@ -3,7 +3,7 @@
 
 use serde_json::{Value, json};
 
-use crate::helpers::{Backend, PASSWORD, TestApp, login, register, spawn_app, spawn_app_with};
+use crate::helpers::{Backend, PASSWORD, TestApp, login, register, settings_flow, spawn_app, spawn_app_with};
 use crate::on_both_databases;
 
 on_both_databases!(
@@ -11,18 +11,6 @@ on_both_databases!(
     settings_needs_the_owner,
     stale_sessions_must_sign_in_again
 );
-
-async fn settings_flow(app: &TestApp, token: &str) -> Value {
-    let response = app
-        .http
-        .get(app.public_path("/self-service/settings/api"))
-        .header("x-session-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
-}
 
 async fn submit(app: &TestApp, token: &str, flow: &Value, body: Value) -> reqwest::Response {
     app.http
