@@ -146,6 +146,7 @@ impl LoginService {
             store.clone(),
             clock.clone(),
             SecondFactors::default(),
+            throttle.clone(),
             settings.public_base.clone(),
             settings.lifespan,
             settings.session_lifespan,
@@ -246,7 +247,7 @@ impl LoginService {
         let stepping_up = flow.requested_aal == AAL2;
         let (identifier, password) = match (submission, signed_in) {
             (LoginSubmission::SecondFactor(factor), Some(session)) if stepping_up => {
-                return self.second_factor.submit(flow, factor, session).await;
+                return self.second_factor.submit(flow, factor, session, device.ip_address.as_deref()).await;
             }
             (LoginSubmission::Password { identifier, password }, _) if !stepping_up => (identifier, password),
             // A method that cannot complete this flow's level.

@@ -2,6 +2,9 @@
 //! (a TOTP code or a backup recovery code). The flow offers only the
 //! factors the identity has; a right code raises the same session to
 //! `aal2` and records the method on it, so no new token is issued.
+//! Every code passes [`LoginThrottle`] first, counted against the identity
+//! (and the client address) as password guesses are against an identifier:
+//! a six-digit code is no harder to guess than a weak password.
 
 use std::sync::Arc;
 
@@ -9,6 +12,7 @@ use chrono::Duration;
 use serde_json::Value;
 
 use super::login::{LoginOutcome, LoginState};
+use super::login_throttle::{Admission, LoginThrottle};
 use super::{Flow, FlowError, FlowRequest, FlowState};
 use crate::identity::{CredentialType, Identity, IdentityState};
 use crate::second_factor::lookup::Verdict;
@@ -60,6 +64,7 @@ pub struct SecondFactorLogin {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     factors: SecondFactors,
+    throttle: LoginThrottle,
     public_base: String,
     lifespan: Duration,
     session_lifespan: Duration,
@@ -70,11 +75,12 @@ impl SecondFactorLogin {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         factors: SecondFactors,
+        throttle: LoginThrottle,
         public_base: String,
         lifespan: Duration,
         session_lifespan: Duration,
     ) -> Self {
-        Self { store, clock, factors, public_base, lifespan, session_lifespan }
+        Self { store, clock, factors, throttle, public_base, lifespan, session_lifespan }
     }
 
     pub fn with_factors(mut self, factors: SecondFactors) -> Self {
@@ -130,6 +136,7 @@ impl SecondFactorLogin {
         mut flow: Flow,
         submission: SecondFactorSubmission,
         session: &Session,
+        client_ip: Option<&str>,
     ) -> Result<LoginOutcome, FlowError> {
         let now = self.clock.now();
         if flow.is_expired(now) {
@@ -150,32 +157,38 @@ impl SecondFactorLogin {
             flow.ui.messages.push(text::no_login_method());
             return self.reject(flow).await;
         };
-        let refusal = match &submission {
-            SecondFactorSubmission::Totp { code } => match &self.factors.totp {
-                None => Some(text::no_login_method()),
-                Some(totp) => match totp.verify(&identity, code).await.map_err(internal)? {
-                    true => None,
-                    false if identity.credential(CredentialType::Totp).is_none() => {
-                        Some(text::no_totp_device())
-                    }
-                    false => Some(text::totp_code_wrong()),
-                },
-            },
-            SecondFactorSubmission::LookupSecret { code } => match &self.factors.lookup {
-                None => Some(text::no_login_method()),
-                Some(lookup) => match lookup.verify(&identity, code).await.map_err(internal)? {
-                    Verdict::Accepted => None,
-                    Verdict::AlreadyUsed => Some(text::lookup_code_already_used()),
-                    Verdict::Wrong => Some(text::lookup_code_invalid()),
-                    Verdict::NotSetUp => Some(text::no_lookup_codes()),
-                },
-            },
+        // Before the code is looked at: a refused guess learns nothing.
+        let ticket = match self.throttle.admit(&throttle_subject(identity.id), client_ip).await? {
+            Admission::Admitted(ticket) => ticket,
+            Admission::Refused { limit, retry_after } => {
+                let millis = u64::try_from(retry_after.num_milliseconds()).unwrap_or(0);
+                let seconds = millis.div_ceil(1000).max(1);
+                let at = self.clock.now();
+                flow.active = Some(submission.method().into());
+                flow.ui.messages.push(text::login_throttled(seconds, at + retry_after));
+                flow.updated_at = at;
+                self.store.update_flow(&flow).await?;
+                return Ok(LoginOutcome::Throttled {
+                    flow: Box::new(flow),
+                    limit,
+                    retry_after_seconds: seconds,
+                });
+            }
         };
+        let refusal = match self.check(&identity, &submission).await {
+            Ok(refusal) => refusal,
+            Err(e) => {
+                self.throttle.not_judged(ticket).await;
+                return Err(e);
+            }
+        };
+        // A wrong code stays counted: the ticket recorded it.
         if let Some(message) = refusal {
             flow.active = Some(submission.method().into());
             flow.ui.messages.push(message);
             return self.reject(flow).await;
         }
+        self.throttle.succeeded(ticket).await;
         if identity.state != IdentityState::Active {
             flow.ui.messages.push(text::identity_disabled());
             return self.reject(flow).await;
@@ -205,11 +218,47 @@ impl SecondFactorLogin {
         })
     }
 
+    /// `None` when the code is right (and now spent), else the message why not.
+    async fn check(
+        &self,
+        identity: &Identity,
+        submission: &SecondFactorSubmission,
+    ) -> Result<Option<text::Message>, FlowError> {
+        let refusal = match submission {
+            SecondFactorSubmission::Totp { code } => match &self.factors.totp {
+                None => Some(text::no_login_method()),
+                Some(totp) => match totp.verify(identity, code).await.map_err(internal)? {
+                    true => None,
+                    false if identity.credential(CredentialType::Totp).is_none() => {
+                        Some(text::no_totp_device())
+                    }
+                    false => Some(text::totp_code_wrong()),
+                },
+            },
+            SecondFactorSubmission::LookupSecret { code } => match &self.factors.lookup {
+                None => Some(text::no_login_method()),
+                Some(lookup) => match lookup.verify(identity, code).await.map_err(internal)? {
+                    Verdict::Accepted => None,
+                    Verdict::AlreadyUsed => Some(text::lookup_code_already_used()),
+                    Verdict::Wrong => Some(text::lookup_code_invalid()),
+                    Verdict::NotSetUp => Some(text::no_lookup_codes()),
+                },
+            },
+        };
+        Ok(refusal)
+    }
+
     async fn reject(&self, mut flow: Flow) -> Result<LoginOutcome, FlowError> {
         flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(LoginOutcome::Rejected(flow))
     }
+}
+
+/// The identity's subject in the identifier windows: no identifier anyone
+/// can register holds a NUL, so it shares no count with one.
+fn throttle_subject(identity: uuid::Uuid) -> String {
+    format!("\0second_factor\0{identity}")
 }
 
 fn code_input(name: &str, group: Group, label: text::Message) -> Node {

@@ -13,7 +13,7 @@ use crate::helpers::{
 };
 use crate::on_both_databases;
 use crate::second_factors::{
-    group_ids, listed_codes, node, second_factors_on, settings_flow, submit as submit_settings, with_totp,
+    all_at_once, group_ids, listed_codes, node, second_factors_on, settings_flow, submit as submit_settings, with_totp,
 };
 
 on_both_databases!(
@@ -21,6 +21,7 @@ on_both_databases!(
     a_backup_code_steps_up_once,
     no_second_factor_offers_no_method,
     browser_step_up_keeps_the_cookie_and_says_where_to_go,
+    a_burst_of_wrong_codes_gets_only_the_free_guesses_judged,
 );
 
 async fn step_up_flow(app: &TestApp, token: Option<&str>) -> (u16, Value) {
@@ -239,4 +240,62 @@ async fn browser_step_up_keeps_the_cookie_and_says_where_to_go(backend: Backend)
     assert_eq!(response.status(), 303);
     assert!(response.headers()["location"].to_str().unwrap().contains("error?id="));
     app.stop().await;
+}
+
+async fn a_burst_of_wrong_codes_gets_only_the_free_guesses_judged(backend: Backend) {
+    let app = spawn_app_with(backend, second_factors_on).await;
+    let free = app_config_free_per_address();
+    let (token, _, key, _) = with_totp(&app, "burst@example.com").await;
+    let (_, flow) = step_up_flow(&app, Some(&token)).await;
+    let url = app.public_path(&format!("/self-service/login?flow={}", flow["id"].as_str().unwrap()));
+    let now = app.clock.now();
+    // Never the right code, nor one of the steps around it.
+    let right: Vec<String> = (-2..=2).map(|s| key.code_at(now + chrono::Duration::seconds(30 * s))).collect();
+    let wrong = (0..1_000_000u32).map(|n| format!("{n:06}")).find(|c| !right.contains(c)).unwrap();
+    let statuses = all_at_once(50, || {
+        let (http, url, token, wrong) = (app.http.clone(), url.clone(), token.clone(), wrong.clone());
+        async move {
+            let response = http
+                .post(&url)
+                .header("x-session-token", &token)
+                .json(&json!({"method": "totp", "totp_code": wrong}))
+                .send()
+                .await
+                .unwrap();
+            response.status().as_u16()
+        }
+    })
+    .await;
+    let judged = statuses.iter().filter(|s| **s == 400).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!((judged, refused), (free as usize, 50 - free as usize), "{statuses:?}");
+
+    // While the wait lasts even the right code (the next step's, one step
+    // of skew ahead) is not looked at.
+    let code = key.code_at(app.clock.now() + chrono::Duration::seconds(30));
+    let response = app
+        .http
+        .post(&url)
+        .header("x-session-token", &token)
+        .json(&json!({"method": "totp", "totp_code": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 429);
+    assert!(response.headers().contains_key("retry-after"));
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["id"], "rate_limit_exceeded");
+    assert_eq!(whoami(&app, &token).await["authenticator_assurance_level"], "aal1");
+
+    // The first wait past the free guesses is a second; then the right code gets in.
+    app.clock.advance(Duration::from_secs(2));
+    let (status, done) = submit(&app, &token, &flow, json!({"method": "totp", "totp_code": code})).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["session"]["authenticator_assurance_level"], "aal2");
+    app.stop().await;
+}
+
+/// The default free failures of one identifier from one address.
+fn app_config_free_per_address() -> u64 {
+    latchkey::config::Config::default().security.login_throttling.identifier_per_ip.free_failures
 }
