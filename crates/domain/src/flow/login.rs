@@ -169,9 +169,15 @@ impl LoginService {
         self
     }
 
-    /// A flow stepping `session` up to AAL2 (`?aal=aal2`).
-    pub async fn create_step_up(&self, request: &FlowRequest, session: &Session) -> Result<Flow, FlowError> {
-        self.second_factor.create(request, session).await
+    /// A flow stepping `session` up to AAL2 (`?aal=aal2`), or repeating its
+    /// second factor (`refresh`).
+    pub async fn create_step_up(
+        &self,
+        request: &FlowRequest,
+        session: &Session,
+        refresh: bool,
+    ) -> Result<Flow, FlowError> {
+        self.second_factor.create(request, session, refresh).await
     }
 
     /// A new login flow. A refresh for a signed-in identity (`signed_in`)

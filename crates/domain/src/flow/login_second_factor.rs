@@ -91,13 +91,25 @@ impl SecondFactorLogin {
     /// A flow asking `session`'s identity for one of its second factors. An
     /// identity without any gets the flow with no method to submit, as Kratos
     /// answers.
-    pub async fn create(&self, request: &FlowRequest, session: &Session) -> Result<Flow, FlowError> {
-        let flow = self.build(request, session).await?;
+    pub async fn create(
+        &self,
+        request: &FlowRequest,
+        session: &Session,
+        refresh: bool,
+    ) -> Result<Flow, FlowError> {
+        let flow = self.build(request, session, refresh).await?;
         self.store.create_flow(&flow).await?;
         Ok(flow)
     }
 
-    async fn build(&self, request: &FlowRequest, session: &Session) -> Result<Flow, FlowError> {
+    /// A refresh (`refresh=true`) may repeat the second factor of a session
+    /// at `aal2` already; it says so first, as a password refresh does.
+    async fn build(
+        &self,
+        request: &FlowRequest,
+        session: &Session,
+        refresh: bool,
+    ) -> Result<Flow, FlowError> {
         let mut flow = Flow::new(
             request,
             self.clock.now(),
@@ -110,7 +122,13 @@ impl SecondFactorLogin {
         if let Some(identity) = self.store.get_identity(session.identity_id).await? {
             flow.ui.nodes.extend(self.nodes_for(&identity));
         }
-        flow.ui.messages.push(text::login_second_factor_due());
+        flow.refresh = refresh;
+        if refresh {
+            flow.ui.messages.push(text::label_sign_in_refresh());
+        }
+        if session.aal != AAL2 {
+            flow.ui.messages.push(text::login_second_factor_due());
+        }
         Ok(flow)
     }
 
@@ -140,8 +158,7 @@ impl SecondFactorLogin {
     ) -> Result<LoginOutcome, FlowError> {
         let now = self.clock.now();
         if flow.is_expired(now) {
-            let mut replacement = self.build(&flow.replacement_request(), session).await?;
-            replacement.refresh = flow.refresh;
+            let mut replacement = self.build(&flow.replacement_request(), session, flow.refresh).await?;
             replacement.ui.messages.push(text::login_flow_expired(flow.expires_at, now - flow.expires_at));
             self.store.create_flow(&replacement).await?;
             return Err(FlowError::Expired {

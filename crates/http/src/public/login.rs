@@ -68,9 +68,11 @@ async fn init(
             return Ok(flows::already_signed_in(&state, &headers, flow_type, &params));
         }
         let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
-        let mut flow =
-            state.login.create_step_up(&started.request, &hit.session).await.map_err(flows::flow_failure)?;
-        flow.refresh = refresh;
+        let flow = state
+            .login
+            .create_step_up(&started.request, &hit.session, refresh)
+            .await
+            .map_err(flows::flow_failure)?;
         state.metrics.flow_started(flow.kind(), flow.flow_type);
         return Ok(flows::started(flow, started, &headers, &state.web.login_ui_url));
     }

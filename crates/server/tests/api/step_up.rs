@@ -13,7 +13,8 @@ use crate::helpers::{
 };
 use crate::on_both_databases;
 use crate::second_factors::{
-    all_at_once, group_ids, listed_codes, node, second_factors_on, settings_flow, submit as submit_settings, with_totp,
+    all_at_once, group_ids, listed_codes, node, second_factors_on, settings_flow, submit as submit_settings,
+    with_totp,
 };
 
 on_both_databases!(
@@ -134,6 +135,20 @@ async fn native_step_up_with_totp_raises_the_same_session(backend: Backend) {
     let (status, again) = step_up_flow(&app, Some(&token)).await;
     assert_eq!(status, 400, "{again}");
     assert_eq!(again["error"]["id"], "session_already_available");
+    // Unless refreshing: the second factor again, said as a refresh.
+    let response = app
+        .http
+        .get(app.public_path("/self-service/login/api?aal=aal2&refresh=true"))
+        .header("x-session-token", &token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let refresh: Value = response.json().await.unwrap();
+    assert_eq!(refresh["refresh"], true);
+    assert_eq!(refresh["ui"]["messages"].as_array().unwrap().len(), 1);
+    assert_eq!(refresh["ui"]["messages"][0]["id"], 1010003);
+    assert_eq!(group_ids(&refresh, "totp"), ["totp_code", "method=totp"]);
     let (status, replay) = submit(&app, &token, &flow, json!({"method": "totp", "totp_code": code})).await;
     assert_eq!(status, 400, "{replay}");
     app.stop().await;
@@ -229,6 +244,51 @@ async fn browser_step_up_keeps_the_cookie_and_says_where_to_go(backend: Backend)
     assert_eq!(done["continue_with"][0]["action"], "redirect_browser_to");
     assert_eq!(done["continue_with"][0]["redirect_browser_to"], "http://127.0.0.1:4455/welcome");
 
+    // A page posting the form is sent on (303) with its cookie re-sent.
+    let other = login(&app, "browser@example.com", PASSWORD).await.unwrap();
+    let mut jar = Jar::default();
+    let cookie = |jar: &Jar| format!("{}; ory_kratos_session={other}", jar.header());
+    let response = app
+        .http
+        .get(app.public_path("/self-service/login/browser?aal=aal2"))
+        .header("cookie", cookie(&jar))
+        .send()
+        .await
+        .unwrap();
+    jar.store(&response);
+    assert_eq!(response.status(), 303);
+    let location = response.headers()["location"].to_str().unwrap().to_string();
+    let id = location.split("flow=").nth(1).unwrap().to_string();
+    let flow: Value = app
+        .http
+        .get(app.public_path(&format!("/self-service/login/flows?id={id}")))
+        .header("cookie", cookie(&jar))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(flow["requested_aal"], "aal2");
+    app.clock.advance(Duration::from_secs(30));
+    let form = format!(
+        "method=totp&totp_code={}&csrf_token={}",
+        key.code_at(app.clock.now()),
+        urlencoding(&csrf_token_of(&flow))
+    );
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/login?flow={id}")))
+        .header("cookie", cookie(&jar))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "http://127.0.0.1:4455/welcome");
+    assert_eq!(whoami(&app, &other).await["authenticator_assurance_level"], "aal2");
+
     // Without a session a browser cannot step up either: 401 as JSON, the
     // error UI for pages.
     let url = app.public_path("/self-service/login/browser?aal=aal2");
@@ -298,4 +358,14 @@ async fn a_burst_of_wrong_codes_gets_only_the_free_guesses_judged(backend: Backe
 /// The default free failures of one identifier from one address.
 fn app_config_free_per_address() -> u64 {
     latchkey::config::Config::default().security.login_throttling.identifier_per_ip.free_failures
+}
+
+fn urlencoding(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
