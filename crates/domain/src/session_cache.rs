@@ -306,6 +306,17 @@ impl SessionStore for CachingStore {
         let _writing = self.cache.writing(Scope::Session(id));
         self.inner.extend_session(id, expires_at, at).await
     }
+
+    #[tracing::instrument(name = "store.complete_second_factor", level = "debug", skip_all)]
+    async fn complete_second_factor(
+        &self,
+        id: Uuid,
+        method: &crate::session::AuthenticationMethod,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let _writing = self.cache.writing(Scope::Session(id));
+        self.inner.complete_second_factor(id, method, expires_at).await
+    }
 }
 
 #[async_trait]

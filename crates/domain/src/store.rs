@@ -290,6 +290,16 @@ pub trait SessionStore: Send + Sync {
         expires_at: chrono::DateTime<chrono::Utc>,
         at: chrono::DateTime<chrono::Utc>,
     ) -> Result<bool, StoreError>;
+    /// A second factor completed on a live session: in one statement the
+    /// session becomes `aal2`, `method` is appended to its methods, and it
+    /// counts as authenticated at `method.completed_at` until `expires_at`.
+    /// False when the session is gone, revoked or expired.
+    async fn complete_second_factor(
+        &self,
+        id: Uuid,
+        method: &crate::session::AuthenticationMethod,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError>;
 }
 
 /// Which outbox messages to list, newest last (keyset by id).

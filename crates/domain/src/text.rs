@@ -216,6 +216,23 @@ pub fn address_not_verified() -> Message {
     error(4000010, "This account is not active yet: please verify your email address first.", None)
 }
 
+// Second factors at login (1010xxx).
+pub fn login_second_factor_due() -> Message {
+    info(1010004, "Please finish signing in with your second factor.")
+}
+pub fn label_totp_code() -> Message {
+    info(1010006, "Code from your authenticator app")
+}
+pub fn label_lookup_code() -> Message {
+    info(1010007, "One of your backup recovery codes")
+}
+pub fn login_with_totp() -> Message {
+    info(1010009, "Sign in with your authenticator app")
+}
+pub fn login_with_lookup() -> Message {
+    info(1010010, "Sign in with a backup recovery code")
+}
+
 // Second factors in settings (1050xxx) and their errors (4000xxx).
 pub fn label_verify_code() -> Message {
     info(1070006, "Verify code")

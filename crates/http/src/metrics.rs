@@ -117,7 +117,7 @@ pub(crate) trait Classify {
 impl Classify for LoginOutcome {
     fn outcome(&self) -> FlowOutcome {
         match self {
-            LoginOutcome::Accepted { .. } => FlowOutcome::Success,
+            LoginOutcome::Accepted { .. } | LoginOutcome::SteppedUp { .. } => FlowOutcome::Success,
             LoginOutcome::Rejected(_) | LoginOutcome::Unverified { .. } => FlowOutcome::Rejected,
             LoginOutcome::Throttled { .. } => FlowOutcome::Throttled,
         }

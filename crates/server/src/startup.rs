@@ -477,6 +477,7 @@ pub(crate) fn domain_services(
             return_url: web.verification_return_url.clone(),
         },
     );
+    let factors = second_factors(config, store.clone(), clock.clone(), &urls.public)?;
     let login = LoginService::new(
         store.clone(),
         clock.clone(),
@@ -485,14 +486,15 @@ pub(crate) fn domain_services(
         LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config)),
         verification.clone(),
         login_settings(config, &urls, &web, identities.schemas().default_schema()),
-    );
+    )
+    .with_second_factors(factors.clone());
     let settings = SettingsService::new(
         store.clone(),
         clock.clone(),
         identities.clone(),
         templates.clone(),
         verification.clone(),
-        second_factors(config, store.clone(), clock.clone(), &urls.public)?,
+        factors,
         SettingsSettings {
             public_base: urls.public.clone(),
             lifespan: flows.settings.lifespan.chrono(),

@@ -264,4 +264,30 @@ impl SessionStore for PgStore {
             .await?;
         Ok(done.rows_affected() > 0)
     }
+
+    async fn complete_second_factor(
+        &self,
+        id: Uuid,
+        method: &AuthenticationMethod,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let at = method.completed_at;
+        // One statement: the append cannot lose a method written meanwhile.
+        let done = self
+            .execute_announced(
+                sqlx::query(
+                    "UPDATE sessions SET aal = 'aal2', \
+                     authentication_methods = authentication_methods || jsonb_build_array($1::jsonb), \
+                     authenticated_at = $2, expires_at = $3, updated_at = $2 \
+                     WHERE id = $4 AND active AND expires_at > $2",
+                )
+                .bind(Json(method))
+                .bind(at)
+                .bind(expires_at)
+                .bind(id),
+                format!("s:{id}"),
+            )
+            .await?;
+        Ok(done.rows_affected() > 0)
+    }
 }

@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use latchkey_domain::courier::Message;
 use latchkey_domain::identity::Identity;
-use latchkey_domain::session::Session;
+use latchkey_domain::session::{AuthenticationMethod, Session};
 use latchkey_domain::store::{SessionQuery, SessionStore, StoreError};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{AssertSqlSafe, QueryBuilder, Sqlite, SqliteConnection};
@@ -237,6 +237,32 @@ impl SessionStore for SqliteStore {
             .execute(&self.pool)
             .await
             .map_err(backend)?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    async fn complete_second_factor(
+        &self,
+        id: Uuid,
+        method: &AuthenticationMethod,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let at = method.completed_at;
+        // One statement: the append cannot lose a method written meanwhile.
+        let done = sqlx::query(
+            "UPDATE sessions SET aal = 'aal2', \
+             authentication_methods = json_insert(authentication_methods, '$[#]', json(?)), \
+             authenticated_at = ?, expires_at = ?, updated_at = ? \
+             WHERE id = ? AND active = 1 AND expires_at > ?",
+        )
+        .bind(serde_json::to_string(method).map_err(backend)?)
+        .bind(time(at))
+        .bind(time(expires_at))
+        .bind(time(at))
+        .bind(id.to_string())
+        .bind(time(at))
+        .execute(&self.pool)
+        .await
+        .map_err(backend)?;
         Ok(done.rows_affected() > 0)
     }
 }

@@ -607,6 +607,45 @@ pub async fn revoke_extend_and_delete_sessions(store: &dyn Store) {
     assert_eq!(store.get_session(elsewhere.id).await.unwrap(), Some(elsewhere));
 }
 
+pub async fn second_factor_raises_the_session_and_appends_its_method(store: &dyn Store) {
+    let owner = bare_identity();
+    store.create_identity(&owner).await.unwrap();
+    let session = live_session(owner.id);
+    let expired = expired_session(owner.id);
+    let revoked = revoked_session(owner.id);
+    for s in [&session, &expired, &revoked] {
+        store.create_session(s).await.unwrap();
+    }
+    let at = now();
+    let until = at + Duration::hours(24);
+    let method =
+        |name: &str| AuthenticationMethod { method: name.into(), aal: "aal2".into(), completed_at: at };
+    // Parallel completions each append: none is lost.
+    let (totp, lookup) = (method("totp"), method("lookup_secret"));
+    let done = join_all([
+        store.complete_second_factor(session.id, &totp, until),
+        store.complete_second_factor(session.id, &lookup, until),
+    ])
+    .await;
+    assert!(done.into_iter().all(|d| d.unwrap()));
+    let (raised, _) = store.session_by_token(&session.token_hash).await.unwrap().unwrap();
+    assert_eq!(raised.aal, "aal2");
+    assert_eq!((raised.authenticated_at, raised.expires_at, raised.updated_at), (at, until, at));
+    assert_eq!(raised.authentication_methods.len(), session.authentication_methods.len() + 2);
+    assert_eq!(
+        raised.authentication_methods[..session.authentication_methods.len()],
+        session.authentication_methods[..]
+    );
+    let added: Vec<_> = raised.authentication_methods[session.authentication_methods.len()..].to_vec();
+    assert!(added.contains(&totp) && added.contains(&lookup));
+    // Only live sessions step up.
+    for gone in [expired.id, revoked.id, Uuid::new_v4()] {
+        assert!(!store.complete_second_factor(gone, &totp, until).await.unwrap());
+    }
+    assert_eq!(store.get_session(expired.id).await.unwrap().unwrap().aal, expired.aal);
+    assert_eq!(store.get_session(revoked.id).await.unwrap().unwrap().aal, revoked.aal);
+}
+
 pub async fn deleting_an_identity_deletes_its_sessions(store: &dyn Store) {
     let identity = sample_identity(&unique_email("session-cascade"));
     store.create_identity(&identity).await.unwrap();

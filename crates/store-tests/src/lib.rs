@@ -37,6 +37,7 @@ macro_rules! contract_checks {
             session_tokens_are_unique,
             [whole_store] list_and_count_sessions,
             revoke_extend_and_delete_sessions,
+            second_factor_raises_the_session_and_appends_its_method,
             deleting_an_identity_deletes_its_sessions,
             [whole_store] outbox_claims_each_message_once,
             pool_usage_is_plausible,

@@ -14,12 +14,14 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use super::login_floor::FailureFloor;
+use super::login_second_factor::{AAL2, SecondFactorLogin, SecondFactorSubmission};
 use super::login_throttle::{Admission, Limit, LoginThrottle};
 use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowRequest, FlowState};
 use crate::identity::{CredentialType, Identity, IdentityState};
 use crate::schema::{IdentitySchema, normalize};
-use crate::session::{self, Device, IssuedSession};
+use crate::second_factor::SecondFactors;
+use crate::session::{self, Device, IssuedSession, Session};
 use crate::store::Store;
 use crate::text::{self, Message};
 use crate::time::Clock;
@@ -73,7 +75,12 @@ pub enum LoginState {
 
 /// What a client submitted, parsed and typed by method.
 pub enum LoginSubmission {
-    Password { identifier: String, password: SecretPassword },
+    Password {
+        identifier: String,
+        password: SecretPassword,
+    },
+    /// A step-up to AAL2 (`login_second_factor`).
+    SecondFactor(SecondFactorSubmission),
 }
 
 impl LoginSubmission {
@@ -88,7 +95,7 @@ impl LoginSubmission {
                     .to_string(),
                 password: SecretPassword::new(super::field(body, "password").unwrap_or_default()),
             }),
-            _ => None,
+            other => SecondFactorSubmission::read(other, body).map(LoginSubmission::SecondFactor),
         }
     }
 }
@@ -109,6 +116,8 @@ pub enum LoginOutcome {
     /// Too many failed attempts: refused before the password was checked.
     /// The flow carries a message saying how long to wait.
     Throttled { flow: Box<Flow>, limit: Limit, retry_after_seconds: u64 },
+    /// A second factor raised the signed-in session to AAL2.
+    SteppedUp { flow: Box<Flow>, identity: Box<Identity>, session: Box<Session> },
 }
 
 #[derive(Clone)]
@@ -119,6 +128,7 @@ pub struct LoginService {
     floor: FailureFloor,
     throttle: LoginThrottle,
     verification: VerificationService,
+    second_factor: SecondFactorLogin,
     settings: Arc<LoginSettings>,
 }
 
@@ -132,7 +142,42 @@ impl LoginService {
         verification: VerificationService,
         settings: LoginSettings,
     ) -> Self {
-        Self { store, clock, hasher, floor, throttle, verification, settings: Arc::new(settings) }
+        let second_factor = SecondFactorLogin::new(
+            store.clone(),
+            clock.clone(),
+            SecondFactors::default(),
+            throttle.clone(),
+            settings.public_base.clone(),
+            settings.lifespan,
+            settings.session_lifespan,
+        );
+        Self {
+            store,
+            clock,
+            hasher,
+            floor,
+            throttle,
+            verification,
+            second_factor,
+            settings: Arc::new(settings),
+        }
+    }
+
+    /// The second factors an `aal2` flow offers and checks.
+    pub fn with_second_factors(mut self, factors: SecondFactors) -> Self {
+        self.second_factor = self.second_factor.with_factors(factors);
+        self
+    }
+
+    /// A flow stepping `session` up to AAL2 (`?aal=aal2`), or repeating its
+    /// second factor (`refresh`).
+    pub async fn create_step_up(
+        &self,
+        request: &FlowRequest,
+        session: &Session,
+        refresh: bool,
+    ) -> Result<Flow, FlowError> {
+        self.second_factor.create(request, session, refresh).await
     }
 
     /// A new login flow. A refresh for a signed-in identity (`signed_in`)
@@ -201,15 +246,28 @@ impl LoginService {
         mut flow: Flow,
         submission: LoginSubmission,
         device: Device,
+        signed_in: Option<&Session>,
     ) -> Result<LoginOutcome, FlowError> {
         // What the failure floor counts from.
         let started = Instant::now();
+        let stepping_up = flow.requested_aal == AAL2;
+        let (identifier, password) = match (submission, signed_in) {
+            (LoginSubmission::SecondFactor(factor), Some(session)) if stepping_up => {
+                return self.second_factor.submit(flow, factor, session, device.ip_address.as_deref()).await;
+            }
+            (LoginSubmission::Password { identifier, password }, _) if !stepping_up => (identifier, password),
+            // A method that cannot complete this flow's level.
+            _ => {
+                flow.ui.reset_messages();
+                flow.ui.messages.push(text::no_login_method());
+                return self.reject(flow).await;
+            }
+        };
         if flow.is_expired(self.clock.now()) {
             return Err(self.expired(&flow).await?);
         }
         flow.ui.reset_messages();
         flow.active = Some("password".into());
-        let LoginSubmission::Password { identifier, password } = submission;
         flow.ui.set_value("identifier", Value::String(identifier.clone()));
         if identifier.trim().is_empty() || password.is_empty() {
             if identifier.trim().is_empty() {

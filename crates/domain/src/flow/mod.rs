@@ -8,6 +8,7 @@ pub mod code_requests;
 pub mod errors;
 pub mod login;
 pub mod login_floor;
+pub mod login_second_factor;
 pub mod login_throttle;
 pub mod recovery;
 pub mod registration;

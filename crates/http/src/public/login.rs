@@ -10,15 +10,18 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use latchkey_domain::flow::login::{LoginOutcome, LoginSubmission};
+use latchkey_domain::flow::login_second_factor::{AAL1, AAL2};
 use latchkey_domain::flow::login_throttle::Limit;
-use latchkey_domain::flow::{FlowKind, FlowType};
+use latchkey_domain::flow::{Flow, FlowKind, FlowType};
+use latchkey_domain::identity::Identity;
+use latchkey_domain::session::Session;
 use latchkey_domain::text;
 use serde_json::json;
 
 use super::flows;
 use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
-use crate::request::{device, wants_json};
+use crate::request::{device, session_token, wants_json};
 use crate::state::AppState;
 use crate::submit::SubmitBody;
 use crate::views::{ContinueWith, SessionView};
@@ -47,12 +50,32 @@ async fn init(
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
     let refresh = params.first("refresh") == Some("true");
-    if let Some(aal) = params.first("aal").filter(|a| !a.is_empty() && *a != "aal1") {
-        return Err(ApiError::bad_request().with_reason(format!(
-            "Authenticator assurance level `{aal}` is not available: no second factor is configured."
-        )));
-    }
+    let step_up = match params.first("aal").unwrap_or_default() {
+        "" | AAL1 => false,
+        AAL2 => true,
+        other => {
+            return Err(ApiError::bad_request().with_reason(format!(
+                "Unable to parse AuthenticationMethod Assurance Level (AAL): expected one of [aal1, aal2] but got {other}"
+            )));
+        }
+    };
     let signed_in = flows::current_session_hit(&state, &headers).await?;
+    if step_up {
+        let Some(hit) = signed_in else {
+            return Err(aal1_required());
+        };
+        if !refresh && hit.session.aal == AAL2 {
+            return Ok(flows::already_signed_in(&state, &headers, flow_type, &params));
+        }
+        let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
+        let flow = state
+            .login
+            .create_step_up(&started.request, &hit.session, refresh)
+            .await
+            .map_err(flows::flow_failure)?;
+        state.metrics.flow_started(flow.kind(), flow.flow_type);
+        return Ok(flows::started(flow, started, &headers, &state.web.login_ui_url));
+    }
     if !refresh && signed_in.is_some() {
         return Ok(flows::already_signed_in(&state, &headers, flow_type, &params));
     }
@@ -72,8 +95,15 @@ async fn submit(
 ) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
     let mut flow = flows::load_for_submit(&state, &params, &headers, &body, FlowKind::Login).await?;
-    if !flow.refresh && flows::current_session(&state, &headers).await?.is_some() {
-        return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
+    let signed_in = flows::current_session_hit(&state, &headers).await?;
+    let step_up = flow.requested_aal == AAL2;
+    match &signed_in {
+        None if step_up => return Err(aal1_required()),
+        // Signed in already, unless refreshing or stepping up from below aal2.
+        Some(hit) if !(flow.refresh || step_up && hit.session.aal != AAL2) => {
+            return Ok(flows::already_signed_in(&state, &headers, flow.flow_type, &params));
+        }
+        _ => {}
     }
     let Some(submission) = LoginSubmission::read(&body) else {
         flow.ui.reset_messages();
@@ -93,6 +123,7 @@ async fn submit(
             flow,
             submission,
             device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies),
+            signed_in.as_ref().map(|hit| &hit.session),
         )
         .await;
     let outcome = match state.metrics.submitted(FlowKind::Login, submitted) {
@@ -111,6 +142,9 @@ async fn submit(
         }
         LoginOutcome::Accepted { flow, identity, issued, verification } => {
             (flow, identity, issued, verification)
+        }
+        LoginOutcome::SteppedUp { flow, identity, session } => {
+            return Ok(stepped_up(&state, &headers, &flow, &identity, &session));
         }
         LoginOutcome::Throttled { flow, limit, retry_after_seconds } => {
             // Browsers posting the form get it back with the message, as
@@ -187,4 +221,43 @@ async fn submit(
         flows::see_other(&target)
     };
     Ok(flows::with_cookie(response, Some(cookie)))
+}
+
+/// `?aal=aal2` without a session: the first factor comes first.
+fn aal1_required() -> ApiError {
+    ApiError::new(StatusCode::UNAUTHORIZED, "aal2 and aal3 can only be requested if a session exists already")
+        .with_id("session_aal1_required")
+        .with_reason("You can not requested a higher AAL (AAL2/AAL3) without an active session.")
+}
+
+/// The answer to a step-up: the raised session, under the token it already
+/// had (native apps get it back as Kratos sends it; browsers keep their
+/// cookie, renewed for the session's new expiry).
+fn stepped_up(
+    state: &AppState,
+    headers: &HeaderMap,
+    flow: &Flow,
+    identity: &Identity,
+    session: &Session,
+) -> Response {
+    let now = state.clock.now();
+    let view = views::session(session, Some(identity), &state.urls, views::Audience::Public, true, now);
+    let token = session_token(headers, &state.web.session_cookie_name);
+    let mut body = SignedIn { continue_with: None, session: view, session_token: None };
+    if flow.flow_type == FlowType::Api {
+        body.session_token = token;
+        return Json(body).into_response();
+    }
+    let target = flows::after_success(state, flow, None);
+    let response = if wants_json(headers) {
+        body.continue_with = Some(vec![ContinueWith::RedirectBrowserTo { redirect_browser_to: target }]);
+        Json(body).into_response()
+    } else {
+        flows::see_other(&target)
+    };
+    let cookie = token.map(|token| {
+        let max_age = state.web.session_cookie_persistent.then(|| (session.expires_at - now).num_seconds());
+        cookies::set(&state.web.cookies, &state.web.session_cookie_name, token, max_age)
+    });
+    flows::with_cookie(response, cookie)
 }

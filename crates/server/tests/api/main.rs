@@ -40,5 +40,6 @@ mod sessions;
 mod settings;
 mod several_servers;
 mod startup;
+mod step_up;
 mod tracing_export;
 mod verification;

@@ -28,7 +28,7 @@ on_both_databases!(
 
 const CIPHER: &str = "0123456789abcdef0123456789abcdef";
 
-fn second_factors_on(c: &mut Config) {
+pub(crate) fn second_factors_on(c: &mut Config) {
     let methods = &mut c.selfservice.methods;
     methods.totp.enabled = true;
     methods.totp.config.issuer = Some("Latchkey Tests".into());
@@ -36,7 +36,7 @@ fn second_factors_on(c: &mut Config) {
     c.secrets.cipher = vec![CIPHER.into()];
 }
 
-async fn submit(app: &TestApp, token: &str, flow: &Value, body: Value) -> (u16, Value) {
+pub(crate) async fn submit(app: &TestApp, token: &str, flow: &Value, body: Value) -> (u16, Value) {
     let response = app
         .http
         .post(app.public_path(&format!("/self-service/settings?flow={}", flow["id"].as_str().unwrap())))
@@ -49,7 +49,7 @@ async fn submit(app: &TestApp, token: &str, flow: &Value, body: Value) -> (u16, 
 }
 
 /// The node with this name (inputs) or id (images, texts).
-fn node<'a>(flow: &'a Value, id: &str) -> Option<&'a Value> {
+pub(crate) fn node<'a>(flow: &'a Value, id: &str) -> Option<&'a Value> {
     flow["ui"]["nodes"]
         .as_array()
         .unwrap()
@@ -57,7 +57,7 @@ fn node<'a>(flow: &'a Value, id: &str) -> Option<&'a Value> {
         .find(|n| n["attributes"]["name"] == id || n["attributes"]["id"] == id)
 }
 
-fn group_ids(flow: &Value, group: &str) -> Vec<String> {
+pub(crate) fn group_ids(flow: &Value, group: &str) -> Vec<String> {
     flow["ui"]["nodes"]
         .as_array()
         .unwrap()
@@ -72,7 +72,7 @@ fn group_ids(flow: &Value, group: &str) -> Vec<String> {
 }
 
 /// The TOTP key the settings flow shows in its `totp_secret_key` node.
-fn shown_key(flow: &Value) -> (String, TotpKey) {
+pub(crate) fn shown_key(flow: &Value) -> (String, TotpKey) {
     let secret = node(flow, "totp_secret_key").expect("a TOTP key is offered")["attributes"]["text"]["context"]
         ["secret"]
         .as_str()
@@ -83,7 +83,7 @@ fn shown_key(flow: &Value) -> (String, TotpKey) {
 }
 
 /// The codes the `lookup_secret_codes` node lists, "used" for spent ones.
-fn listed_codes(flow: &Value) -> Vec<String> {
+pub(crate) fn listed_codes(flow: &Value) -> Vec<String> {
     let text = &node(flow, "lookup_secret_codes").expect("codes are listed")["attributes"]["text"];
     assert_eq!(text["id"], 1050015);
     text["text"].as_str().unwrap().split(", ").map(str::to_string).collect()
@@ -132,7 +132,7 @@ async fn identity_of(app: &TestApp, id: &str) -> Value {
 
 /// Registers, links TOTP through settings; returns the token, the identity
 /// id, the key and the code that linked it.
-async fn with_totp(app: &TestApp, email: &str) -> (String, String, TotpKey, String) {
+pub(crate) async fn with_totp(app: &TestApp, email: &str) -> (String, String, TotpKey, String) {
     let (token, id) = register(app, email, PASSWORD).await;
     let flow = settings_flow(app, &token).await;
     let (_, key) = shown_key(&flow);
@@ -270,7 +270,7 @@ async fn app_identity(app: &TestApp, id: &str) -> latchkey_domain::Identity {
 }
 
 /// Runs `n` copies of `call` at once and collects their answers.
-async fn all_at_once<T, F>(n: usize, call: impl Fn() -> F) -> Vec<T>
+pub(crate) async fn all_at_once<T, F>(n: usize, call: impl Fn() -> F) -> Vec<T>
 where
     T: Send + 'static,
     F: std::future::Future<Output = T> + Send + 'static,
