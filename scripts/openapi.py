@@ -34,6 +34,7 @@ UNDOCUMENTED = {
     ("/self-service/recovery", "get"),
     ("/self-service/verification", "get"),
     ("/.well-known/ory/openapi.json", "get"),  # this document itself
+    ("/health/config", "get"),  # Latchkey's own: which configuration runs
 }
 
 
@@ -55,6 +56,11 @@ def routes_in(directory):
                     depth += {"(": 1, ")": -1}.get(c, 0)
                 i += 1
             found.append((match.group(1), methods))
+        # `flows::flow_routes(FlowKind::X, ..)` routes a flow's four paths.
+        for match in re.finditer(r'flow_routes\(\s*FlowKind::(\w+)', text):
+            base = "/self-service/" + match.group(1).lower()
+            found += [(base + "/api", {"get"}), (base + "/browser", {"get"}), (base + "/flows", {"get"})]
+            found.append((base, {"get", "post"}))
     return found
 
 
