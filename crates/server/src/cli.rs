@@ -84,8 +84,29 @@ enum Command {
     /// Run the email courier on its own (serve already runs one when SMTP is configured).
     #[command(subcommand)]
     Courier(CourierCommand),
+    /// Check configuration files without starting anything.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration as `serve` would, without opening the database or binding ports.
+    ///
+    /// Checks every key (a key neither Latchkey nor Kratos has stops it, naming the key you may
+    /// have meant), every value, the identity schemas and the mail templates, with the environment
+    /// overrides applied. Names the Kratos keys Latchkey does not implement yet. Exits 0 when
+    /// `serve` would accept the configuration, 1 with the reason when not.
+    Check {
+        /// Config file(s), as for `serve`.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// Check as `serve --dev` would load it.
+        #[arg(long)]
+        dev: bool,
+    },
 }
 
 #[derive(Args)]
@@ -253,6 +274,7 @@ pub fn main() -> ExitCode {
             Command::Courier(CourierCommand::Watch { config, dev, expose_metrics_port }) => {
                 courier_watch(config, dev, expose_metrics_port).await
             }
+            Command::Config(ConfigCommand::Check { config, dev }) => config_check(config, dev),
             Command::Version => {
                 println!("latchkey {VERSION}");
                 Ok(())
@@ -307,6 +329,24 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     telemetry.shutdown().await;
     result?;
     tracing::info!("latchkey stopped");
+    Ok(())
+}
+
+fn config_check(files: Vec<PathBuf>, dev: bool) -> Result<(), String> {
+    let loaded = config::load(&files, std::env::vars(), dev).map_err(|e| e.to_string())?;
+    startup::preflight(&loaded.config).map_err(|e| e.to_string())?;
+    for notice in &loaded.notices {
+        println!("note: {notice}");
+    }
+    if !loaded.unsupported_keys.is_empty() {
+        println!(
+            "note: these Kratos keys have no effect in Latchkey yet: {}",
+            loaded.unsupported_keys.join(", ")
+        );
+    }
+    let named: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let named = if named.is_empty() { "the defaults".to_string() } else { named.join(", ") };
+    println!("configuration is valid: {named}");
     Ok(())
 }
 

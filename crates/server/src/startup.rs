@@ -242,9 +242,8 @@ impl Application {
             .map_err(|e| StartError::Cors(e.to_string()))?;
         // Made first: the store, the hasher and the courier report into it.
         let metrics = Arc::new(Metrics::new());
+        let schemas = preflight(config)?;
         let (store, listener) = open_current_store(config, metrics.clone()).await?;
-        let schemas =
-            Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?);
         let passwords =
             Passwords { hasher: hasher(config, &metrics).await, failure_floor: FailureFloor::new() };
         let (public, admin, urls) = bind_listeners(config).await?;
@@ -415,6 +414,15 @@ async fn open_current_store(
         }
     }
     Ok((store, listener))
+}
+
+/// What can be checked of a configuration without opening its database or
+/// binding its ports: the identity schemas load, the mail templates parse.
+/// Runs before the database opens, so a mistake here leaves no new database
+/// file behind; `latchkey config check` runs it too.
+pub fn preflight(config: &Config) -> Result<Arc<SchemaRegistry>, StartError> {
+    templates(config)?;
+    Ok(Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?))
 }
 
 pub(crate) fn schema_sources(config: &Config) -> Vec<SchemaSource> {

@@ -104,3 +104,53 @@ mod reqwest {
         })
     }
 }
+
+#[test]
+fn config_check_names_the_mistake_and_serve_leaves_no_database_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |file: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["config", "check", "-c"])
+            .arg(file)
+            .env_remove("DSN")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let quickstart =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
+    let (ok, text) = check(&quickstart);
+    assert!(ok && text.contains("configuration is valid"), "{text}");
+
+    let db = dir.path().join("left.db");
+    let typo = dir.path().join("typo.yml");
+    std::fs::write(&typo, format!("dsn: sqlite://{}\nselfservce:\n  flows: {{}}\n", db.display())).unwrap();
+    let (ok, text) = check(&typo);
+    assert!(!ok && text.contains("`selfservce` (did you mean `selfservice`?)"), "{text}");
+
+    // A schema that is not there is found before the database is created.
+    let schema = dir.path().join("schema.yml");
+    std::fs::write(
+        &schema,
+        format!(
+            "dsn: sqlite://{}\nidentity:\n  default_schema_id: d\n  schemas:\n    - id: d\n      url: file://{}/missing.json\n",
+            db.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (ok, text) = check(&schema);
+    assert!(!ok && text.contains("missing.json"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "-c"])
+        .arg(&schema)
+        .env("SERVE_PUBLIC_PORT", "0")
+        .env("SERVE_ADMIN_PORT", "0")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
+    assert!(!db.exists(), "a configuration error left {} behind", db.display());
+}
