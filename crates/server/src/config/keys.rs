@@ -57,7 +57,9 @@ pub fn segments(path: &serde_ignored::Path) -> Vec<Segment> {
                 out.push(Segment::Key(key.clone()));
                 parent
             }
-            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => parent,
+            Path::Some { parent } | Path::NewtypeStruct { parent } | Path::NewtypeVariant { parent } => {
+                parent
+            }
         };
     }
     out.reverse();
@@ -172,7 +174,10 @@ mod tests {
             classify(&path("hashers.argon2.memroy")),
             unknown("hashers.argon2.memroy", Some("hashers.argon2.memory"))
         );
-        assert_eq!(classify(&path("serve.public.prot")), unknown("serve.public.prot", Some("serve.public.port")));
+        assert_eq!(
+            classify(&path("serve.public.prot")),
+            unknown("serve.public.prot", Some("serve.public.port"))
+        );
         // Deeper than the slip: the path is cut where it left the known keys.
         assert_eq!(
             classify(&path("selfservce.flows.recovery.enabled")),

@@ -506,7 +506,8 @@ mod tests {
         let e = write(dir.path(), "e.yml", "log:\n  level: infoo\n");
         let err = load(&[a.clone(), e], Vec::new(), false).unwrap_err().to_string();
         assert!(err.contains("log.level") && err.contains("infoo") && err.contains("warning"), "{err}");
-        let err = load(std::slice::from_ref(&a), vec![("LOG_LEVEL".into(), "loud".into())], false).unwrap_err();
+        let err =
+            load(std::slice::from_ref(&a), vec![("LOG_LEVEL".into(), "loud".into())], false).unwrap_err();
         assert!(err.to_string().contains("log.level"), "{err}");
         // The natural spellings are taken.
         let f = write(dir.path(), "f.yml", "log:\n  level: warn\nhashers:\n  algorithm: argon2id\n");
