@@ -436,6 +436,17 @@ async fn open_current_store(
     Ok((store, listener))
 }
 
+/// The identity use cases on the configured database, for commands that
+/// write identities without serving (`identities import`): SQLite is
+/// migrated as `serve` does, PostgreSQL must be current.
+pub async fn identity_manager(config: &Config) -> Result<IdentityManager, StartError> {
+    let schemas = preflight(config)?;
+    let (store, _listener) = open_current_store(config, Arc::new(Metrics::new())).await?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hasher = PasswordHasher::new(hasher_config(config), cpus);
+    Ok(IdentityManager::new(store, Arc::new(SystemClock), schemas, hasher))
+}
+
 /// What can be checked of a configuration without opening its database or
 /// binding its ports: the identity schemas load, the mail templates parse.
 /// Runs before the database opens, so a mistake here leaves no new database
