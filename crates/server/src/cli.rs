@@ -84,8 +84,58 @@ enum Command {
     /// Run the email courier on its own (serve already runs one when SMTP is configured).
     #[command(subcommand)]
     Courier(CourierCommand),
+    /// Manage identities from the command line.
+    #[command(subcommand)]
+    Identities(IdentitiesCommand),
+    /// Check configuration files without starting anything.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Print the version.
     Version,
+}
+
+#[derive(Subcommand)]
+enum IdentitiesCommand {
+    /// Import identities exported from Ory Kratos, with their password hashes.
+    ///
+    /// FILE holds what Kratos's admin API answers to `GET /admin/identities?include_credential=password`
+    /// (one JSON array, or one identity per line). Each identity keeps its id, schema, traits, state,
+    /// metadata, verified addresses and password hash (bcrypt, argon2, PBKDF2 or scrypt, verified as
+    /// stored and rehashed at the next sign-in). Identities already there (by id) are skipped, so a
+    /// file can be imported again after fixing what failed. Writes to the database the config names,
+    /// migrating SQLite as `serve` does; PostgreSQL must be migrated first. Prints how many were
+    /// imported, skipped and failed (with each reason); exits 1 when any failed.
+    Import {
+        /// The export: a JSON array or JSON lines.
+        file: PathBuf,
+        /// Config file(s), as for `serve` (the DSN and identity schemas are read from them).
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// Development mode, as for `serve`.
+        #[arg(long)]
+        dev: bool,
+        /// Identities written at once.
+        #[arg(long, default_value_t = crate::import::DEFAULT_CONCURRENCY)]
+        concurrency: usize,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration as `serve` would, without opening the database or binding ports.
+    ///
+    /// Checks every key (a key neither Latchkey nor Kratos has stops it, naming the key you may
+    /// have meant), every value, the identity schemas and the mail templates, with the environment
+    /// overrides applied. Names the Kratos keys Latchkey does not implement yet. Exits 0 when
+    /// `serve` would accept the configuration, 1 with the reason when not.
+    Check {
+        /// Config file(s), as for `serve`.
+        #[arg(short = 'c', long = "config", value_name = "FILE")]
+        config: Vec<PathBuf>,
+        /// Check as `serve --dev` would load it.
+        #[arg(long)]
+        dev: bool,
+    },
 }
 
 #[derive(Args)]
@@ -253,6 +303,10 @@ pub fn main() -> ExitCode {
             Command::Courier(CourierCommand::Watch { config, dev, expose_metrics_port }) => {
                 courier_watch(config, dev, expose_metrics_port).await
             }
+            Command::Config(ConfigCommand::Check { config, dev }) => config_check(config, dev),
+            Command::Identities(IdentitiesCommand::Import { file, config, dev, concurrency }) => {
+                import_identities(file, config, dev, concurrency).await
+            }
             Command::Version => {
                 println!("latchkey {VERSION}");
                 Ok(())
@@ -307,6 +361,47 @@ async fn serve(args: ServeArgs) -> Result<(), String> {
     telemetry.shutdown().await;
     result?;
     tracing::info!("latchkey stopped");
+    Ok(())
+}
+
+async fn import_identities(
+    file: PathBuf,
+    files: Vec<PathBuf>,
+    dev: bool,
+    concurrency: usize,
+) -> Result<(), String> {
+    let loaded = config::load(&files, std::env::vars(), dev).map_err(|e| e.to_string())?;
+    let entries = crate::import::read_entries(&file)?;
+    let identities = startup::identity_manager(&loaded.config).await.map_err(|e| e.to_string())?;
+    let bar = indicatif::ProgressBar::new(entries.len() as u64).with_style(
+        indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} identities, {per_sec}, {eta} left")
+            .expect("the template parses"),
+    );
+    let summary = crate::import::import(&identities, entries, concurrency, || bar.inc(1)).await;
+    bar.finish_and_clear();
+    print!("{}", crate::import::report(&summary));
+    if summary.failed.is_empty() {
+        Ok(())
+    } else {
+        Err(format!("{} identities were not imported (reasons above)", summary.failed.len()))
+    }
+}
+
+fn config_check(files: Vec<PathBuf>, dev: bool) -> Result<(), String> {
+    let loaded = config::load(&files, std::env::vars(), dev).map_err(|e| e.to_string())?;
+    startup::preflight(&loaded.config).map_err(|e| e.to_string())?;
+    for notice in &loaded.notices {
+        println!("note: {notice}");
+    }
+    if !loaded.unsupported_keys.is_empty() {
+        println!(
+            "note: these Kratos keys have no effect in Latchkey yet: {}",
+            loaded.unsupported_keys.join(", ")
+        );
+    }
+    let named: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    let named = if named.is_empty() { "the defaults".to_string() } else { named.join(", ") };
+    println!("configuration is valid: {named}");
     Ok(())
 }
 

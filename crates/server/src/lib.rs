@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod import;
 pub mod reload;
 pub mod serve;
 pub mod startup;

@@ -59,14 +59,29 @@ pub enum StartError {
     Courier(#[source] Box<dyn std::error::Error + Send + Sync>),
     #[error("serve.public.cors: {0}")]
     Cors(String),
-    #[error("could not listen on {addr}: {source}")]
-    Bind { addr: String, source: std::io::Error },
+    #[error("could not listen on {addr}{}: {source}{}", key_hint(.key), in_use_hint(.source))]
+    Bind { addr: String, key: Option<&'static str>, source: std::io::Error },
     #[error("courier.smtp.connection_uri is not set: there is nowhere to send to")]
     NoRelay,
     #[error("--expose-metrics-port: {0}")]
     MetricsListener(String),
     #[error("secrets.cipher is not set: selfservice.methods.{0} stores its secrets encrypted with it")]
     NoCipherSecret(&'static str),
+}
+
+/// The key (and its variable) that sets a listener's port.
+fn key_hint(key: &Option<&'static str>) -> String {
+    key.map(|key| format!(" (`{key}`, env {})", key.to_uppercase().replace('.', "_"))).unwrap_or_default()
+}
+
+fn in_use_hint(source: &std::io::Error) -> &'static str {
+    match source.kind() {
+        std::io::ErrorKind::AddrInUse => {
+            "; another process listens there (another latchkey?): stop it or choose another port"
+        }
+        std::io::ErrorKind::AddrNotAvailable => "; this machine has no such address: change the host",
+        _ => "",
+    }
 }
 
 /// Which backend a DSN names.
@@ -95,10 +110,8 @@ async fn open_cached_store(
     metrics: Arc<Metrics>,
 ) -> Result<(Arc<dyn Store>, Backend, Option<JoinHandle<()>>), StartError> {
     let redacted = crate::config::redact_dsn(dsn);
-    let fail = |e: latchkey_domain::StoreError| StartError::Database {
-        dsn: redacted.clone(),
-        reason: e.to_string(),
-    };
+    let fail =
+        |e: latchkey_domain::StoreError| StartError::Database { dsn: redacted.clone(), reason: cause(e) };
     let mut listener = None;
     let (raw, backend, cache): (Arc<dyn Store>, _, _) = match backend_of(dsn) {
         Some(Backend::Sqlite) => {
@@ -128,13 +141,20 @@ async fn open_cached_store(
     Ok((Arc::new(CachingStore::new(raw, cache).with_recorder(metrics)), backend, listener))
 }
 
+/// A store error's cause as start-up reports it: the cause alone, as
+/// "database error" is already said by "could not open the database".
+fn cause(e: latchkey_domain::StoreError) -> String {
+    match e {
+        latchkey_domain::StoreError::Backend(cause) => cause.to_string(),
+        other => other.to_string(),
+    }
+}
+
 /// Connects to the database a DSN names, without migrating.
 pub async fn open_store(dsn: &str) -> Result<(Arc<dyn Store>, Backend), StartError> {
     let redacted = crate::config::redact_dsn(dsn);
-    let fail = |e: latchkey_domain::StoreError| StartError::Database {
-        dsn: redacted.clone(),
-        reason: e.to_string(),
-    };
+    let fail =
+        |e: latchkey_domain::StoreError| StartError::Database { dsn: redacted.clone(), reason: cause(e) };
     match backend_of(dsn) {
         Some(Backend::Sqlite) => {
             Ok((Arc::new(SqliteStore::connect(dsn).await.map_err(fail)?), Backend::Sqlite))
@@ -242,9 +262,8 @@ impl Application {
             .map_err(|e| StartError::Cors(e.to_string()))?;
         // Made first: the store, the hasher and the courier report into it.
         let metrics = Arc::new(Metrics::new());
+        let schemas = preflight(config)?;
         let (store, listener) = open_current_store(config, metrics.clone()).await?;
-        let schemas =
-            Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?);
         let passwords =
             Passwords { hasher: hasher(config, &metrics).await, failure_floor: FailureFloor::new() };
         let (public, admin, urls) = bind_listeners(config).await?;
@@ -397,7 +416,7 @@ async fn open_current_store(
     let listener = listener.map(AbortOnDrop);
     let db_error = |e: latchkey_domain::StoreError| StartError::Database {
         dsn: config.redacted_dsn(),
-        reason: e.to_string(),
+        reason: cause(e),
     };
     match backend {
         // The embedded database belongs to this process: keep it current.
@@ -415,6 +434,26 @@ async fn open_current_store(
         }
     }
     Ok((store, listener))
+}
+
+/// The identity use cases on the configured database, for commands that
+/// write identities without serving (`identities import`): SQLite is
+/// migrated as `serve` does, PostgreSQL must be current.
+pub async fn identity_manager(config: &Config) -> Result<IdentityManager, StartError> {
+    let schemas = preflight(config)?;
+    let (store, _listener) = open_current_store(config, Arc::new(Metrics::new())).await?;
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let hasher = PasswordHasher::new(hasher_config(config), cpus);
+    Ok(IdentityManager::new(store, Arc::new(SystemClock), schemas, hasher))
+}
+
+/// What can be checked of a configuration without opening its database or
+/// binding its ports: the identity schemas load, the mail templates parse.
+/// Runs before the database opens, so a mistake here leaves no new database
+/// file behind; `latchkey config check` runs it too.
+pub fn preflight(config: &Config) -> Result<Arc<SchemaRegistry>, StartError> {
+    templates(config)?;
+    Ok(Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?))
 }
 
 pub(crate) fn schema_sources(config: &Config) -> Vec<SchemaSource> {
@@ -438,8 +477,10 @@ async fn hasher(config: &Config, metrics: &Metrics) -> PasswordHasher {
 /// Both listeners, and the base URLs clients reach them at.
 async fn bind_listeners(config: &Config) -> Result<(TcpListener, TcpListener, BaseUrls), StartError> {
     let (public, admin) = (&config.serve.public, &config.serve.admin);
-    let public_listener = bind(&public.host, public.port.unwrap_or(4433)).await?;
-    let admin_listener = bind(&admin.host, admin.port.unwrap_or(4434)).await?;
+    let public_listener =
+        bind(&public.host, public.port.unwrap_or(4433)).await.map_err(|e| e.for_key("serve.public.port"))?;
+    let admin_listener =
+        bind(&admin.host, admin.port.unwrap_or(4434)).await.map_err(|e| e.for_key("serve.admin.port"))?;
     let urls = BaseUrls::new(
         &base_url(&public.base_url, &public_listener),
         &base_url(&admin.base_url, &admin_listener),
@@ -845,7 +886,17 @@ fn is_loopback(host: &str) -> bool {
 
 pub(crate) async fn bind(host: &str, port: u16) -> Result<TcpListener, StartError> {
     let addr = format!("{host}:{port}");
-    TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, source })
+    TcpListener::bind(&addr).await.map_err(|source| StartError::Bind { addr, key: None, source })
+}
+
+impl StartError {
+    /// A listener's error, naming the key that chose its port.
+    fn for_key(self, key: &'static str) -> Self {
+        match self {
+            StartError::Bind { addr, source, .. } => StartError::Bind { addr, key: Some(key), source },
+            other => other,
+        }
+    }
 }
 
 #[cfg(test)]

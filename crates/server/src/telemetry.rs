@@ -14,16 +14,12 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::layer::{Context, SubscriberExt};
 use tracing_subscriber::util::SubscriberInitExt;
 
-use crate::config::{Log, LogFormat, TracingConfig};
+use crate::config::{Log, LogFormat, LogLevel, TracingConfig};
 
 /// Our crates at the configured level; dependencies only from `warn`.
 /// Kratos's level names (logrus's) map onto tracing's.
-pub fn default_filter(level: &str) -> String {
-    let level = match level {
-        "warning" => "warn",
-        "fatal" | "panic" => "error",
-        other => other,
-    };
+pub fn default_filter(level: LogLevel) -> String {
+    let level = level.filter();
     let ours = ["latchkey", "latchkey_http", "latchkey_domain", "latchkey_hash", "latchkey_courier"];
     let mut filter = String::from("warn");
     for target in ours {
@@ -58,7 +54,7 @@ pub fn init(
     tracing_config: &TracingConfig,
 ) -> Result<Telemetry, crate::trace_export::ExportError> {
     let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter(&log.level)));
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter(log.level)));
     let ansi = std::io::stderr().is_terminal();
     if !tracing_config.exports() {
         // Colour codes only for a person at a terminal, never into files or collectors.

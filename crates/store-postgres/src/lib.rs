@@ -18,7 +18,7 @@ use async_trait::async_trait;
 use latchkey_domain::store::{Database, MigrationState, PoolUsage, StoreError};
 use sqlx::migrate::{Migrate, Migration, MigrationType, Migrator};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::{PgPool, SqlSafeStr};
+use sqlx::{ConnectOptions, PgPool, SqlSafeStr};
 
 use crate::codec::backend;
 use uuid::Uuid;
@@ -65,6 +65,23 @@ impl PgStore {
         if let Some(timeout) = settings.acquire_timeout {
             pool = pool.acquire_timeout(timeout);
         }
+        // One connection first, on its own deadline: the pool would retry a
+        // refused or failed connection until its acquire timeout and then
+        // report only that it timed out.
+        let wait = settings.acquire_timeout.unwrap_or(FIRST_CONNECTION_TIMEOUT).min(FIRST_CONNECTION_TIMEOUT);
+        match tokio::time::timeout(wait, options.connect()).await {
+            Ok(Ok(first)) => drop(first),
+            Ok(Err(e)) => return Err(StoreError::backend(explain_connect_error(&options, &e))),
+            Err(_) => {
+                return Err(StoreError::backend(format!(
+                    "no answer from {}:{} within {}s: check the host and port in `dsn` (env DSN), \
+                     and that no firewall drops the connection",
+                    options.get_host(),
+                    options.get_port(),
+                    wait.as_secs()
+                )));
+            }
+        }
         let pool = pool.connect_with(options).await.map_err(backend)?;
         Ok(Self { pool })
     }
@@ -83,6 +100,43 @@ impl PgStore {
             })
             .collect::<Vec<_>>();
         Migrator { migrations: Cow::Owned(migrations), ..Migrator::DEFAULT }
+    }
+}
+
+/// How long the first connection at start may take.
+const FIRST_CONNECTION_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A failed first connection as the operator needs it: the root cause and
+/// what to change, without the driver's internals.
+fn explain_connect_error(options: &PgConnectOptions, e: &sqlx::Error) -> String {
+    let (host, port) = (options.get_host(), options.get_port());
+    let user = options.get_username();
+    let database = options.get_database().unwrap_or(user);
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => format!(
+            "nothing accepts connections at {host}:{port} (connection refused): is PostgreSQL running, \
+             and on this port? Change the host or port in `dsn` (env DSN)"
+        ),
+        sqlx::Error::Io(io) => {
+            format!("could not reach {host}:{port}: {io}; check the host and port in `dsn` (env DSN)")
+        }
+        sqlx::Error::Database(db) => match db.code().as_deref() {
+            Some("3D000") => format!(
+                "database \"{database}\" does not exist on {host}:{port}: create it with \
+                 `createdb -h {host} -p {port} -U {user} {database}` (or `CREATE DATABASE {database};` in psql), \
+                 or name another in `dsn` (env DSN)"
+            ),
+            Some("28000") if db.message().contains("does not exist") => format!(
+                "PostgreSQL has no role \"{user}\": create it with `createuser -h {host} -p {port} {user}`, \
+                 or name another user in `dsn` (env DSN)"
+            ),
+            Some("28000" | "28P01") => format!(
+                "PostgreSQL refused user \"{user}\": {}; check the user and password in `dsn` (env DSN)",
+                db.message()
+            ),
+            _ => format!("PostgreSQL refused the connection: {}", db.message()),
+        },
+        other => other.to_string(),
     }
 }
 

@@ -72,6 +72,13 @@ impl SqliteStore {
         }
         let pool = {
             let (path, params) = split_dsn(dsn);
+            if let Some(missing) = missing_directory(&path) {
+                return Err(StoreError::backend(format!(
+                    "the directory {} for the SQLite file does not exist: create it (`mkdir -p {0}`) \
+                     or change the path in `dsn` (env DSN)",
+                    missing.display()
+                )));
+            }
             let mut options = base_options()
                 .filename(path)
                 .create_if_missing(true)
@@ -116,6 +123,13 @@ pub fn is_memory(dsn: &str) -> bool {
 /// True for DSNs this crate opens.
 pub fn handles(dsn: &str) -> bool {
     is_memory(dsn) || dsn.starts_with("sqlite:") || dsn.starts_with("file:")
+}
+
+/// The directory a database file would go in, when it is not there
+/// (SQLite would say only "unable to open database file").
+fn missing_directory(path: &str) -> Option<std::path::PathBuf> {
+    let dir = std::path::Path::new(path).parent()?;
+    (!dir.as_os_str().is_empty() && !dir.is_dir()).then(|| dir.to_path_buf())
 }
 
 fn split_dsn(dsn: &str) -> (String, Vec<(String, String)>) {

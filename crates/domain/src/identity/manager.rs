@@ -40,6 +40,10 @@ pub struct AddressClaim {
 /// The fields an administrator sets when creating an identity.
 #[derive(Default)]
 pub struct NewIdentity {
+    /// Kept from another system when moving identities over; new otherwise.
+    pub id: Option<Uuid>,
+    /// When the identity was first made, likewise kept; now otherwise.
+    pub created_at: Option<DateTime<Utc>>,
     pub schema_id: Option<String>,
     pub traits: Value,
     pub state: Option<IdentityState>,
@@ -155,7 +159,7 @@ impl IdentityManager {
         let at = self.clock.now();
         let state = new.state.unwrap_or_default();
         let mut identity = Identity {
-            id: Uuid::new_v4(),
+            id: new.id.unwrap_or_else(Uuid::new_v4),
             schema_id,
             state,
             state_changed_at: Some(at),
@@ -166,7 +170,7 @@ impl IdentityManager {
             credentials: BTreeMap::new(),
             verifiable_addresses: Vec::new(),
             recovery_addresses: Vec::new(),
-            created_at: at,
+            created_at: new.created_at.unwrap_or(at),
             updated_at: at,
         };
         apply_facts(&mut identity, &facts, hashed, &new.verifiable_addresses, at);

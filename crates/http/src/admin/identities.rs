@@ -228,6 +228,7 @@ async fn create_one(state: &AppState, body: CreateBody) -> Result<latchkey_domai
         external_id: body.external_id.filter(|s| !s.is_empty()),
         password: password_of(body.credentials)?,
         verifiable_addresses: claims(body.verifiable_addresses),
+        ..Default::default()
     };
     Ok(state.identities.create(new).await?)
 }

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Map, Value};
 
+use super::keys::{self, Ignored};
 use super::validation::{validate, validate_cleanup};
-use super::{Config, ConfigError, SUPPORTED_HOOKS, invalid};
+use super::{Config, ConfigError, SUPPORTED_HOOKS, UnknownKey, invalid};
 
 /// The loaded configuration plus what the loader noticed along the way.
 #[derive(Debug)]
@@ -167,11 +168,22 @@ fn finish_load(
         merged.as_object_mut().expect("merged config is an object").insert("dev".into(), Value::Bool(true));
     }
 
-    let mut unsupported = Vec::new();
+    let mut ignored = Vec::new();
     let mut track = serde_path_to_error::Track::new();
     let de = serde_path_to_error::Deserializer::new(merged, &mut track);
-    let config: Config = serde_ignored::deserialize(de, |path| unsupported.push(path.to_string()))
+    let config: Config = serde_ignored::deserialize(de, |path| ignored.push(keys::segments(&path)))
         .map_err(|e| invalid(&key_of(&track.path()), e.to_string()))?;
+    let mut unsupported = Vec::new();
+    let mut unknown = Vec::new();
+    for path in ignored {
+        match keys::classify(&path) {
+            Ignored::Unsupported(key) => unsupported.push(key),
+            Ignored::Unknown { key, suggestion } => unknown.push(UnknownKey { key, suggestion }),
+        }
+    }
+    if !unknown.is_empty() {
+        return Err(ConfigError::UnknownKeys(unknown));
+    }
     let notices = validate(&config)?;
     // Any style is accepted, as in Kratos; only `unified` is built.
     if config.selfservice.flows.login.style != "unified" {
@@ -322,6 +334,7 @@ fn apply_defaults(config: &mut Config, notices: &[String]) {
 mod tests {
     use super::super::testing::{MINIMAL, write};
     use super::*;
+    use crate::config::{HashAlgorithm, LogLevel};
 
     #[test]
     fn later_files_and_env_override_earlier_values() {
@@ -438,11 +451,38 @@ mod tests {
             dir.path(),
             "a.yml",
             &format!(
-                "{MINIMAL}courier:\n  channels: []\nselfservice:\n  flows:\n    verification:\n      ttl: 1h\n"
+                "{MINIMAL}courier:\n  channels: []\nselfservice:\n  methods:\n    webauthn:\n      enabled: true\n"
             ),
         );
         let loaded = load(&[a], Vec::new(), false).unwrap();
-        assert_eq!(loaded.unsupported_keys, vec!["courier.channels", "selfservice.flows.verification.ttl"]);
+        assert_eq!(loaded.unsupported_keys, vec!["courier.channels", "selfservice.methods.webauthn"]);
+    }
+
+    #[test]
+    fn unknown_keys_stop_the_load_naming_the_key_meant() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a.yml",
+            &format!(
+                "{MINIMAL}selfservce:\n  flows: {{}}\nhashers:\n  argon2:\n    memroy: 64MB\nserve:\n  public:\n    prot: 80\n"
+            ),
+        );
+        let error = load(&[a], Vec::new(), false).unwrap_err().to_string();
+        for part in [
+            "`selfservce` (did you mean `selfservice`?)",
+            "`hashers.argon2.memroy` (did you mean `hashers.argon2.memory`?)",
+            "`serve.public.prot` (did you mean `serve.public.port`?)",
+        ] {
+            assert!(error.contains(part), "{error}");
+        }
+        // The shipped files name only keys Latchkey reads (the Elements file is layered on the quickstart's).
+        let contrib = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib");
+        let quickstart = contrib.join("quickstart/latchkey.yml");
+        for files in [vec![quickstart.clone()], vec![quickstart, contrib.join("elements/latchkey.yml")]] {
+            let loaded = load(&files, vec![("DSN".into(), "memory".into())], true).unwrap();
+            assert!(loaded.unsupported_keys.is_empty(), "{files:?}: {:?}", loaded.unsupported_keys);
+        }
     }
 
     #[test]
@@ -460,8 +500,20 @@ mod tests {
         assert!(err.to_string().contains("hashers.algorithm"), "{err}");
         // A lifespan past Go's limit would overflow every expiry computed from it.
         let d = write(dir.path(), "d.yml", "session:\n  lifespan: 99999999999h\n");
-        let err = load(&[a, d], Vec::new(), false).unwrap_err();
+        let err = load(&[a.clone(), d], Vec::new(), false).unwrap_err();
         assert!(err.to_string().contains("session.lifespan"), "{err}");
+        // A level the log cannot use would hide every line, "ready" included.
+        let e = write(dir.path(), "e.yml", "log:\n  level: infoo\n");
+        let err = load(&[a.clone(), e], Vec::new(), false).unwrap_err().to_string();
+        assert!(err.contains("log.level") && err.contains("infoo") && err.contains("warning"), "{err}");
+        let err =
+            load(std::slice::from_ref(&a), vec![("LOG_LEVEL".into(), "loud".into())], false).unwrap_err();
+        assert!(err.to_string().contains("log.level"), "{err}");
+        // The natural spellings are taken.
+        let f = write(dir.path(), "f.yml", "log:\n  level: warn\nhashers:\n  algorithm: argon2id\n");
+        let loaded = load(&[a, f], Vec::new(), false).unwrap();
+        assert_eq!(loaded.config.log.level, LogLevel::Warning);
+        assert_eq!(loaded.config.hashers.algorithm, HashAlgorithm::Argon2);
     }
 
     #[test]

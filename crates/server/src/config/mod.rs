@@ -8,6 +8,7 @@
 //! choices typed so they are parsed once, when loaded; `loading` reads
 //! files and the environment; `validation` checks what the types cannot.
 
+mod keys;
 mod loading;
 mod model;
 mod redact;
@@ -30,6 +31,32 @@ pub enum ConfigError {
     Yaml { path: std::path::PathBuf, reason: String },
     #[error("invalid configuration value at `{key}`: {reason}")]
     Invalid { key: String, reason: String },
+    #[error("{}", unknown_keys_message(.0))]
+    UnknownKeys(Vec<UnknownKey>),
+}
+
+/// A key neither Latchkey nor Kratos has, and the known key it may mean.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnknownKey {
+    pub key: String,
+    pub suggestion: Option<String>,
+}
+
+fn unknown_keys_message(keys: &[UnknownKey]) -> String {
+    let named: Vec<String> = keys
+        .iter()
+        .map(|k| match &k.suggestion {
+            Some(meant) => format!("`{}` (did you mean `{meant}`?)", k.key),
+            None => format!("`{}`", k.key),
+        })
+        .collect();
+    let noun = if keys.len() == 1 { "key" } else { "keys" };
+    format!(
+        "unknown configuration {noun} {}: neither Latchkey nor Ory Kratos has {}; \
+         check the spelling and the indentation",
+        named.join(", "),
+        if keys.len() == 1 { "it" } else { "them" }
+    )
 }
 
 fn invalid(key: &str, reason: impl Into<String>) -> ConfigError {

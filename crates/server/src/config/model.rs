@@ -944,14 +944,43 @@ impl Cors {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Log {
-    pub level: String,
+    pub level: LogLevel,
     pub format: LogFormat,
     pub leak_sensitive_values: bool,
 }
 
 impl Default for Log {
     fn default() -> Self {
-        Self { level: "info".into(), format: LogFormat::Text, leak_sensitive_values: false }
+        Self { level: LogLevel::Info, format: LogFormat::Text, leak_sensitive_values: false }
+    }
+}
+
+/// Kratos's levels (`warn` is accepted for `warning`); `fatal` and `panic`
+/// log errors only, as nothing in Latchkey logs above an error.
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    #[default]
+    Info,
+    #[serde(alias = "warn")]
+    Warning,
+    Error,
+    Fatal,
+    Panic,
+}
+
+impl LogLevel {
+    /// The level as `tracing`'s filters spell it.
+    pub fn filter(self) -> &'static str {
+        match self {
+            LogLevel::Trace => "trace",
+            LogLevel::Debug => "debug",
+            LogLevel::Info => "info",
+            LogLevel::Warning => "warn",
+            LogLevel::Error | LogLevel::Fatal | LogLevel::Panic => "error",
+        }
     }
 }
 
@@ -990,6 +1019,8 @@ pub struct Hashers {
 #[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum HashAlgorithm {
+    /// Argon2id, as Kratos's `argon2` is; `argon2id` is taken for it too.
+    #[serde(alias = "argon2id")]
     Argon2,
     #[default]
     Bcrypt,

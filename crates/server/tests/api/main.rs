@@ -19,6 +19,7 @@ mod errors;
 mod health;
 mod hostile;
 mod identities;
+mod import;
 mod login_failures;
 mod login_throttling;
 mod logs;

@@ -104,3 +104,109 @@ mod reqwest {
         })
     }
 }
+
+#[test]
+fn config_check_names_the_mistake_and_serve_leaves_no_database_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |file: &std::path::Path| {
+        let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .args(["config", "check", "-c"])
+            .arg(file)
+            .env_remove("DSN")
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let quickstart =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
+    let (ok, text) = check(&quickstart);
+    assert!(ok && text.contains("configuration is valid"), "{text}");
+
+    let db = dir.path().join("left.db");
+    let typo = dir.path().join("typo.yml");
+    std::fs::write(&typo, format!("dsn: sqlite://{}\nselfservce:\n  flows: {{}}\n", db.display())).unwrap();
+    let (ok, text) = check(&typo);
+    assert!(!ok && text.contains("`selfservce` (did you mean `selfservice`?)"), "{text}");
+
+    // A schema that is not there is found before the database is created.
+    let schema = dir.path().join("schema.yml");
+    std::fs::write(
+        &schema,
+        format!(
+            "dsn: sqlite://{}\nidentity:\n  default_schema_id: d\n  schemas:\n    - id: d\n      url: file://{}/missing.json\n",
+            db.display(),
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let (ok, text) = check(&schema);
+    assert!(!ok && text.contains("missing.json"), "{text}");
+    let out = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["serve", "-c"])
+        .arg(&schema)
+        .env("SERVE_PUBLIC_PORT", "0")
+        .env("SERVE_ADMIN_PORT", "0")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("missing.json"));
+    assert!(!db.exists(), "a configuration error left {} behind", db.display());
+}
+
+#[test]
+fn start_up_failures_name_the_cause_and_what_to_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let taken_port = taken.local_addr().unwrap().port().to_string();
+    let closed_port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap().port()
+    };
+    let quickstart =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../contrib/quickstart/latchkey.yml");
+    let serve = |env: &[(&str, &str)]| {
+        let started = std::time::Instant::now();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        command.args(["serve", "-c"]).arg(&quickstart);
+        command.env("SERVE_PUBLIC_PORT", "0").env("SERVE_ADMIN_PORT", "0").env("NO_COLOR", "1");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        let out = command.output().unwrap();
+        assert!(!out.status.success());
+        let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+        let error = stderr.lines().rfind(|l| l.starts_with("error:")).unwrap_or_default().to_string();
+        (error, started.elapsed())
+    };
+    let pg = std::env::var("TEST_POSTGRES_URL").ok();
+
+    let (error, took) = serve(&[("DSN", &format!("postgres://postgres@127.0.0.1:{closed_port}/test"))]);
+    assert!(error.contains("connection refused") && error.contains("`dsn` (env DSN)"), "{error}");
+    // Said at once, not after the pool's 30 s of retries.
+    assert!(took < std::time::Duration::from_secs(10), "{took:?}");
+
+    if let Some(url) = pg {
+        let base = url.rsplit_once('/').unwrap().0;
+        let (error, _) = serve(&[("DSN", &format!("{base}/latchkey_no_such_database"))]);
+        assert!(
+            error.contains("database \"latchkey_no_such_database\" does not exist")
+                && error.contains("createdb")
+                && !error.contains("at line"),
+            "{error}"
+        );
+    }
+
+    let nested = dir.path().join("no/such/dir/latchkey.db");
+    let (error, _) = serve(&[("DSN", &format!("sqlite://{}", nested.display()))]);
+    assert!(error.contains("does not exist") && error.contains("mkdir -p"), "{error}");
+    assert!(!dir.path().join("no").exists());
+
+    let (error, _) = serve(&[("DSN", "memory"), ("SERVE_PUBLIC_PORT", &taken_port)]);
+    assert!(
+        error.contains("`serve.public.port`, env SERVE_PUBLIC_PORT") && error.contains("another port"),
+        "{error}"
+    );
+    drop(taken);
+}
