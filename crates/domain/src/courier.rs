@@ -233,26 +233,11 @@ impl Outbox {
         self.store.get_message(id).await
     }
 
-    /// The newest `limit` messages, newest first. The store lists by id, so
-    /// this reads the whole outbox a page at a time: it serves the `--dev`
-    /// mail viewer, where the outbox is small, not production sizes.
+    /// The newest `limit` messages, newest first.
     pub async fn newest(&self, limit: usize) -> Result<Vec<Message>, crate::store::StoreError> {
-        const PAGE: u32 = 500;
-        let mut all = Vec::new();
-        let mut after = None;
-        loop {
-            let query = crate::store::MessageQuery { status: None, recipient: None, after, limit: PAGE };
-            let page = self.store.list_messages(&query).await?;
-            let last_page = page.len() < PAGE as usize;
-            after = page.last().map(|m| m.id);
-            all.extend(page);
-            if last_page {
-                break;
-            }
-        }
-        all.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
-        all.truncate(limit);
-        Ok(all)
+        let limit = u32::try_from(limit).unwrap_or(u32::MAX);
+        let query = crate::store::MessageQuery { status: None, recipient: None, after: None, limit };
+        self.store.list_messages(&query).await
     }
 }
 

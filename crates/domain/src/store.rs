@@ -307,8 +307,17 @@ pub trait SessionStore: Send + Sync {
 pub struct MessageQuery {
     pub status: Option<MessageStatus>,
     pub recipient: Option<String>,
-    pub after: Option<Uuid>,
+    /// The last message of the previous page: messages list newest first
+    /// (as Kratos lists them), ties by id.
+    pub after: Option<MessageCursor>,
     pub limit: u32,
+}
+
+/// Where a page of messages ends: its last message's creation time and id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MessageCursor {
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub id: Uuid,
 }
 
 #[async_trait]

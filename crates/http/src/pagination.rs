@@ -110,7 +110,18 @@ pub struct KeysetPage {
 
 impl KeysetPage {
     pub fn from_params(params: &QueryParams, default: u32, max: u32) -> Result<Self, ApiError> {
-        let size = match params.first("page_size").or_else(|| params.first("per_page")) {
+        let size = Self::size(params, default, max)?;
+        let after = match params.first("page_token").filter(|t| !t.is_empty()) {
+            None => None,
+            Some(token) => Some(uuid::Uuid::parse_str(token).map_err(|_| invalid_token())?),
+        }
+        .filter(|id| !id.is_nil());
+        Ok(Self { size, after })
+    }
+
+    /// `page_size` (or `per_page`), within `max`.
+    pub fn size(params: &QueryParams, default: u32, max: u32) -> Result<u32, ApiError> {
+        Ok(match params.first("page_size").or_else(|| params.first("per_page")) {
             None | Some("") => default,
             Some(v) => v
                 .parse::<u32>()
@@ -118,16 +129,7 @@ impl KeysetPage {
                 .filter(|n| *n >= 1)
                 .ok_or_else(|| ApiError::bad_request().with_reason("page_size must be a positive integer."))?
                 .min(max),
-        };
-        let after = match params.first("page_token").filter(|t| !t.is_empty()) {
-            None => None,
-            Some(token) => Some(
-                uuid::Uuid::parse_str(token)
-                    .map_err(|_| ApiError::bad_request().with_reason("The page_token is invalid."))?,
-            ),
-        }
-        .filter(|id| !id.is_nil());
-        Ok(Self { size, after })
+        })
     }
 
     /// The `Link` header: `first` always, `next` when a further page exists
@@ -139,15 +141,30 @@ impl KeysetPage {
         last: Option<uuid::Uuid>,
         has_next: bool,
     ) -> Option<HeaderValue> {
-        let mut links = vec![format!(
-            "<{path}?{}>; rel=\"first\"",
-            params.paged(self.size, &uuid::Uuid::nil().to_string())
-        )];
-        if let (true, Some(last)) = (has_next, last) {
-            links.push(format!("<{path}?{}>; rel=\"next\"", params.paged(self.size, &last.to_string())));
-        }
-        HeaderValue::from_str(&links.join(",")).ok()
+        let next = last.filter(|_| has_next).map(|last| last.to_string());
+        keyset_link(path, params, self.size, &uuid::Uuid::nil().to_string(), next.as_deref())
     }
+}
+
+/// A `page_token` that does not parse.
+pub fn invalid_token() -> ApiError {
+    ApiError::bad_request().with_reason("The page_token is invalid.")
+}
+
+/// The `Link` header of a keyset page: `first` (with `first_token`) always,
+/// `next` when there is a next token.
+pub fn keyset_link(
+    path: &str,
+    params: &QueryParams,
+    size: u32,
+    first_token: &str,
+    next_token: Option<&str>,
+) -> Option<HeaderValue> {
+    let mut links = vec![format!("<{path}?{}>; rel=\"first\"", params.paged(size, first_token))];
+    if let Some(next) = next_token {
+        links.push(format!("<{path}?{}>; rel=\"next\"", params.paged(size, next)));
+    }
+    HeaderValue::from_str(&links.join(",")).ok()
 }
 
 #[cfg(test)]

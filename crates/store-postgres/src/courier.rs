@@ -141,9 +141,11 @@ impl OutboxStore for PgStore {
             sql.push(" AND recipient = ").push_bind(recipient.clone());
         }
         if let Some(after) = query.after {
-            sql.push(" AND id > ").push_bind(after);
+            sql.push(" AND (created_at < ").push_bind(after.created_at);
+            sql.push(" OR (created_at = ").push_bind(after.created_at);
+            sql.push(" AND id > ").push_bind(after.id).push("))");
         }
-        sql.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+        sql.push(" ORDER BY created_at DESC, id LIMIT ").push_bind(i64::from(query.limit));
         let rows = sql.build().fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(message_from_row).collect()
     }

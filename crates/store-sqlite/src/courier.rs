@@ -151,9 +151,12 @@ impl OutboxStore for SqliteStore {
             sql.push(" AND recipient = ").push_bind(recipient.clone());
         }
         if let Some(after) = query.after {
-            sql.push(" AND id > ").push_bind(after.to_string());
+            let at = time(after.created_at);
+            sql.push(" AND (created_at < ").push_bind(at.clone());
+            sql.push(" OR (created_at = ").push_bind(at);
+            sql.push(" AND id > ").push_bind(after.id.to_string()).push("))");
         }
-        sql.push(" ORDER BY id LIMIT ").push_bind(i64::from(query.limit));
+        sql.push(" ORDER BY created_at DESC, id LIMIT ").push_bind(i64::from(query.limit));
         let rows = sql.build().fetch_all(&self.pool).await.map_err(backend)?;
         rows.iter().map(message_from_row).collect()
     }

@@ -814,12 +814,46 @@ pub async fn outbox_records_dispatches_and_filters(store: &dyn Store) {
         sent_only.iter().all(|m| m.status == MessageStatus::Sent)
             && sent_only.iter().any(|m| m.id == message.id)
     );
-    let page = store.list_messages(&MessageQuery { limit: 1, ..Default::default() }).await.unwrap();
-    let next = store
-        .list_messages(&MessageQuery { after: Some(page[0].id), limit: 1, ..Default::default() })
-        .await
-        .unwrap();
-    assert!(next.is_empty() || next[0].id > page[0].id);
+}
+
+/// Messages list newest first, as Kratos lists them, and pages follow on
+/// from a message's time and id without gaps or repeats, same times included.
+pub async fn messages_list_newest_first_in_pages(store: &dyn Store) {
+    use latchkey_domain::courier::Message;
+    use latchkey_domain::store::{MessageCursor, MessageQuery};
+    let recipient = unique_email("pages");
+    let base = now();
+    let mut made = Vec::new();
+    // Two share a time, so the id decides between them.
+    for offset in [0, 1, 1, 2, 3] {
+        let message = Message {
+            id: Uuid::new_v4(),
+            recipient: recipient.clone(),
+            created_at: base + chrono::Duration::seconds(offset),
+            updated_at: base,
+            ..sample_message(&recipient)
+        };
+        store.enqueue_message(&message).await.unwrap();
+        made.push(message);
+    }
+    let mut expected = made.clone();
+    expected.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(a.id.cmp(&b.id)));
+    let expected: Vec<Uuid> = expected.iter().map(|m| m.id).collect();
+    let query =
+        |after| MessageQuery { recipient: Some(recipient.clone()), after, limit: 2, ..Default::default() };
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = store.list_messages(&query(after)).await.unwrap();
+        seen.extend(page.iter().map(|m| m.id));
+        match page.last() {
+            Some(last) if page.len() == 2 => {
+                after = Some(MessageCursor { created_at: last.created_at, id: last.id });
+            }
+            _ => break,
+        }
+    }
+    assert_eq!(seen, expected);
 }
 
 fn one_time_code(

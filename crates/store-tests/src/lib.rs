@@ -42,6 +42,7 @@ macro_rules! contract_checks {
             [whole_store] outbox_claims_each_message_once,
             pool_usage_is_plausible,
             outbox_records_dispatches_and_filters,
+            messages_list_newest_first_in_pages,
             [whole_store] outbox_holds_retries_until_their_time,
             code_and_message_are_one_unit,
             identity_change_and_notices_are_one_unit,

@@ -9,12 +9,12 @@ use axum::{Json, Router};
 use chrono::{DateTime, Utc};
 use latchkey_domain::UnknownValue;
 use latchkey_domain::courier::{Dispatch, Message, MessageStatus};
-use latchkey_domain::store::MessageQuery;
+use latchkey_domain::store::{MessageCursor, MessageQuery};
 use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::ApiError;
-use crate::pagination::KeysetPage;
+use crate::pagination::{self, KeysetPage};
 use crate::query::QueryParams;
 use crate::state::AppState;
 use crate::views;
@@ -69,7 +69,11 @@ fn message<'a>(state: &AppState, m: &'a Message, dispatches: Option<&'a [Dispatc
 
 async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> Result<Response, ApiError> {
     let params = QueryParams::parse(uri.query());
-    let page = KeysetPage::from_params(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let size = KeysetPage::size(&params, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)?;
+    let after = match params.first("page_token").filter(|t| !t.is_empty()) {
+        None => None,
+        Some(token) => read_token(token).ok_or_else(pagination::invalid_token)?,
+    };
     let status = match params.first("status").filter(|s| !s.is_empty()) {
         None => None,
         Some(s) => {
@@ -79,18 +83,39 @@ async fn list(State(state): State<AppState>, OriginalUri(uri): OriginalUri) -> R
     let query = MessageQuery {
         status,
         recipient: params.first("recipient").filter(|r| !r.is_empty()).map(str::to_string),
-        after: page.after,
-        limit: page.size + 1,
+        after,
+        limit: size + 1,
     };
     let mut messages = state.outbox.list(&query).await?;
-    let has_next = messages.len() > page.size as usize;
-    messages.truncate(page.size as usize);
+    let has_next = messages.len() > size as usize;
+    messages.truncate(size as usize);
     let body: Vec<_> = messages.iter().map(|m| message(&state, m, None)).collect();
     let mut response = Json(body).into_response();
-    if let Some(link) = page.link(uri.path(), &params, messages.last().map(|m| m.id), has_next) {
+    let next = messages.last().filter(|_| has_next).map(|m| token(m.created_at, m.id));
+    if let Some(link) = pagination::keyset_link(uri.path(), &params, size, FIRST_TOKEN, next.as_deref()) {
         response.headers_mut().insert(header::LINK, link);
     }
     Ok(response)
+}
+
+/// The first page's token: nothing before it.
+const FIRST_TOKEN: &str = "";
+
+/// Messages list newest first (as Kratos lists them), so a page ends at a
+/// time and an id: the token is the last message's creation time in
+/// microseconds since 1970, a dot, and its id.
+fn token(created_at: DateTime<Utc>, id: Uuid) -> String {
+    format!("{}.{id}", created_at.timestamp_micros())
+}
+
+fn read_token(token: &str) -> Option<Option<MessageCursor>> {
+    // Older links carried a bare nil id for the first page.
+    if Uuid::parse_str(token).is_ok_and(|id| id.is_nil()) {
+        return Some(None);
+    }
+    let (micros, id) = token.split_once('.')?;
+    let created_at = DateTime::from_timestamp_micros(micros.parse().ok()?)?;
+    Some(Some(MessageCursor { created_at, id: Uuid::parse_str(id).ok()? }))
 }
 
 async fn show(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

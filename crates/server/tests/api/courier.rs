@@ -22,7 +22,8 @@ on_both_databases!(
     a_transient_reply_is_retried_and_delivered,
     code_mail_is_abandoned_once_its_code_expired,
     mail_outlives_an_outage_and_a_killed_server,
-    a_backlog_goes_out_on_several_connections_in_order_per_recipient
+    a_backlog_goes_out_on_several_connections_in_order_per_recipient,
+    messages_list_newest_first_page_by_page
 );
 
 fn message(to: &str) -> Message {
@@ -415,4 +416,43 @@ async fn a_backlog_goes_out_on_several_connections_in_order_per_recipient(backen
     assert_eq!(same, expected);
     sending.stop().await;
     queueing.stop().await;
+}
+
+/// As Kratos lists them: newest first, so `.[0]` is the mail just sent;
+/// the `next` links walk the rest without gaps or repeats.
+async fn messages_list_newest_first_page_by_page(backend: Backend) {
+    let app = spawn_app_with(backend, |_| {}).await;
+    let to = format!("pages-{}@example.com", uuid::Uuid::new_v4());
+    let start = SystemClock.now();
+    let mut made = Vec::new();
+    for seconds in [3, 0, 2, 1] {
+        let mut m = message(&to);
+        m.created_at = start + chrono::Duration::seconds(seconds);
+        enqueue(&app, &m).await;
+        made.push((m.created_at, m.id));
+    }
+    made.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut url = app.admin_path(&format!("/admin/courier/messages?recipient={to}&page_size=3"));
+    let mut seen = Vec::new();
+    loop {
+        let response = app.http.get(&url).send().await.unwrap();
+        assert_eq!(response.status(), 200);
+        let link =
+            response.headers().get("link").map(|l| l.to_str().unwrap().to_string()).unwrap_or_default();
+        let page: Vec<Value> = response.json().await.unwrap();
+        seen.extend(page.iter().map(|m| m["id"].as_str().unwrap().parse::<uuid::Uuid>().unwrap()));
+        let next = link.split(',').find(|l| l.contains("rel=\"next\"")).map(|l| {
+            let target = l.split('<').nth(1).unwrap().split('>').next().unwrap();
+            app.admin_path(&format!("/admin{}", target.trim_start_matches("/admin")))
+        });
+        match next {
+            Some(next) => url = next,
+            None => break,
+        }
+    }
+    assert_eq!(seen, made.iter().map(|(_, id)| *id).collect::<Vec<_>>());
+    let refused =
+        app.http.get(app.admin_path("/admin/courier/messages?page_token=nonsense")).send().await.unwrap();
+    assert_eq!(refused.status(), 400);
+    app.stop().await;
 }

@@ -230,7 +230,7 @@ impl TestApp {
         self.hasher.running()
     }
 
-    /// The outbox's messages to `to`, oldest first, as the admin API lists
+    /// The outbox's messages to `to`, newest first, as the admin API lists
     /// them, once every code request made so far is served: then it is
     /// everything the requests answered so far will ever send.
     pub async fn outbox(&self, to: &str) -> Vec<Value> {
