@@ -431,7 +431,7 @@ async fn messages_list_newest_first_page_by_page(backend: Backend) {
         enqueue(&app, &m).await;
         made.push((m.created_at, m.id));
     }
-    made.sort_by(|a, b| b.0.cmp(&a.0));
+    made.sort_by_key(|m| std::cmp::Reverse(m.0));
     let mut url = app.admin_path(&format!("/admin/courier/messages?recipient={to}&page_size=3"));
     let mut seen = Vec::new();
     loop {
