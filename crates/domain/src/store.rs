@@ -344,6 +344,8 @@ pub trait OutboxStore: Send + Sync {
 pub enum CodePurpose {
     Recovery,
     Verification,
+    /// Sign-up by code: the address belongs to no identity yet.
+    Registration,
 }
 
 impl CodePurpose {
@@ -351,6 +353,7 @@ impl CodePurpose {
         match self {
             CodePurpose::Recovery => "recovery",
             CodePurpose::Verification => "verification",
+            CodePurpose::Registration => "registration",
         }
     }
 }
@@ -362,6 +365,7 @@ impl std::str::FromStr for CodePurpose {
         match s {
             "recovery" => Ok(CodePurpose::Recovery),
             "verification" => Ok(CodePurpose::Verification),
+            "registration" => Ok(CodePurpose::Registration),
             other => Err(crate::UnknownValue::new("code purpose", other)),
         }
     }
