@@ -209,7 +209,8 @@ impl RegistrationService {
     /// Whether `submission` would mail a code (so the client's send limit applies).
     pub fn sends_code(&self, flow: &Flow, submission: &RegistrationSubmission) -> bool {
         let sent = matches!(flow.state, FlowState::Registration(RegistrationState::SentEmail { .. }));
-        self.codes.is_some() && matches!(submission, RegistrationSubmission::Code { resend, .. } if *resend || !sent)
+        self.codes.is_some()
+            && matches!(submission, RegistrationSubmission::Code { resend, .. } if *resend || !sent)
     }
 
     async fn submit_profile(

@@ -177,7 +177,8 @@ impl RegistrationService {
             return self.save(flow, RegistrationOutcome::Rejected).await;
         }
         let now = self.clock.now();
-        let checked = codes.codes.check(self.store.as_ref(), CodePurpose::Registration, &flow, &code, now).await?;
+        let checked =
+            codes.codes.check(self.store.as_ref(), CodePurpose::Registration, &flow, &code, now).await?;
         let message = match checked {
             CodeCheck::Right(_) => None,
             CodeCheck::Wrong => Some(text::registration_code_invalid()),
