@@ -346,6 +346,26 @@ mod tests {
     }
 
     #[test]
+    fn sign_up_by_code_is_off_unless_turned_on_and_has_its_own_hooks() {
+        let c = load_str(MINIMAL, Vec::new(), false).unwrap().config;
+        assert!(c.selfservice.methods.code.enabled && !c.selfservice.methods.code.passwordless_enabled);
+        let env = vec![("SELFSERVICE_METHODS_CODE_PASSWORDLESS_ENABLED".to_string(), "true".to_string())];
+        assert!(load_str(MINIMAL, env, false).unwrap().config.selfservice.methods.code.passwordless_enabled);
+        let file = format!(
+            "{MINIMAL}selfservice:\n  flows:\n    registration:\n      after:\n        hooks:\n          - hook: web_hook\n        code:\n          hooks:\n            - hook: session\n"
+        );
+        let loaded = load_str(&file, Vec::new(), false).unwrap();
+        assert!(
+            loaded.unsupported_keys.iter().all(|k| !k.contains("after.code")),
+            "{:?}",
+            loaded.unsupported_keys
+        );
+        let after = &loaded.config.selfservice.flows.registration.after;
+        assert_eq!(after.code_hooks().collect::<Vec<_>>(), ["session"]);
+        assert_eq!(after.password_hooks().collect::<Vec<_>>(), ["web_hook"], "the defaults for the rest");
+    }
+
+    #[test]
     fn the_pages_are_off_unless_turned_on() {
         let dir = tempfile::tempdir().unwrap();
         let a = write(dir.path(), "a.yml", MINIMAL);

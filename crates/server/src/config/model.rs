@@ -145,7 +145,7 @@ pub struct Security {
     pub send_limits: SendLimits,
 }
 
-/// `security.send_limits`: recovery and verification mails per address, and
+/// `security.send_limits`: recovery, verification and sign-up mails per address, and
 /// flows and code requests per client address (see `serve.public.trusted_proxies`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -161,7 +161,7 @@ impl Default for SendLimits {
     }
 }
 
-/// Code mails per address and purpose (recovery, verification) within `window`.
+/// Code mails per address and purpose (recovery, verification, sign-up) within `window`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct AddressSendLimit {

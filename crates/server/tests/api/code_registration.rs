@@ -35,7 +35,7 @@ on_both_databases!(
 
 /// A schema whose email is a password and a code identifier, verifiable and
 /// recoverable, as Kratos's `code.identity.schema.json` stub marks it.
-const SCHEMA: &str = r#"{
+pub const SCHEMA: &str = r#"{
   "$id": "https://latchkey.example/schemas/code-sign-up.json",
   "$schema": "http://json-schema.org/draft-07/schema#",
   "type": "object",
