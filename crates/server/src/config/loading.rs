@@ -184,9 +184,13 @@ fn finish_load(
         ("selfservice.flows.recovery.after", &config.selfservice.flows.recovery.after),
         ("selfservice.flows.verification.after", &config.selfservice.flows.verification.after),
     ] {
-        for (method, hooks) in
-            [("", &after.hooks), (".password", &after.password.hooks), (".profile", &after.profile.hooks)]
-        {
+        let methods = [
+            ("", &after.hooks),
+            (".password", &after.password.hooks),
+            (".code", &after.code.hooks),
+            (".profile", &after.profile.hooks),
+        ];
+        for (method, hooks) in methods {
             for hook in hooks.iter().filter(|h| !SUPPORTED_HOOKS.contains(&h.hook.as_str())) {
                 unsupported.push(format!("{path}{method}.hooks[{}]", hook.hook));
             }

@@ -31,6 +31,8 @@ on_both_databases!(
     password_registration_still_works_beside_it,
     without_the_session_hook_the_identity_is_made_unsigned_in,
     code_requests_count_toward_the_client_limit,
+    past_the_address_cap_no_new_code_is_sent_and_the_old_one_works,
+    a_schema_without_a_code_identifier_is_told_so,
 );
 
 /// A schema whose email is a password and a code identifier, verifiable and
@@ -512,4 +514,33 @@ async fn code_requests_count_toward_the_client_limit(backend: Backend) {
     // Checking a code mails nothing and is not counted.
     let (status, refused) = submit(&app, &id, json!({"method": "code", "code": "123456"})).await;
     assert_eq!(status, 400, "{refused}");
+}
+
+async fn past_the_address_cap_no_new_code_is_sent_and_the_old_one_works(backend: Backend) {
+    let (app, mail, _schema) = code_app(backend, |c| c.security.send_limits.address.max = 1).await;
+    let traits = json!({"email": "capped@example.com"});
+    let id = send_code(&app, traits.clone()).await;
+    let first = code_for(&mail, "capped@example.com", 0).await;
+    // The resend answers as a sent code does, but nothing more is mailed.
+    let (status, resent) =
+        submit(&app, &id, json!({"method": "code", "resend": "code", "traits": traits})).await;
+    assert_eq!((status, message_ids(&resent)), (400, vec![1040005]), "{resent}");
+    let mails = app.outbox("capped@example.com").await;
+    assert_eq!(mails.len(), 1, "{mails:?}");
+    let (status, done) = submit(&app, &id, json!({"method": "code", "code": first})).await;
+    assert_eq!(status, 200, "{done}");
+}
+
+async fn a_schema_without_a_code_identifier_is_told_so(backend: Backend) {
+    let (app, _mail) =
+        spawn_app_with_mail(backend, |c| c.selfservice.methods.code.passwordless_enabled = true).await;
+    let flow = native_flow(&app, "registration").await;
+    let (status, refused) =
+        submit(&app, flow_id(&flow), json!({"method": "code", "traits": {"email": "nocode@example.com"}}))
+            .await;
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(message_ids(&refused), [4000009], "{refused}");
+    assert_eq!(refused["state"], "choose_method");
+    let all: Vec<Value> = app.get_json(&app.admin_path("/admin/courier/messages")).await;
+    assert!(all.is_empty());
 }
