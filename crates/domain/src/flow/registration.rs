@@ -98,10 +98,10 @@ pub struct RegistrationService {
     pub(super) store: Arc<dyn Store>,
     pub(super) clock: Arc<dyn Clock>,
     pub(super) identities: IdentityManager,
-    pub(super) verification: VerificationService,
+    verification: VerificationService,
     pub(super) settings: Arc<RegistrationSettings>,
     /// The `code` method, when `passwordless_enabled` turns it on.
-    pub(super) codes: Option<RegistrationCodes>,
+    codes: Option<RegistrationCodes>,
 }
 
 impl RegistrationService {
@@ -131,7 +131,7 @@ impl RegistrationService {
         Ok(flow)
     }
 
-    pub(super) fn build(&self, request: &FlowRequest) -> Flow {
+    fn build(&self, request: &FlowRequest) -> Flow {
         let mut flow = Flow::new(
             request,
             self.clock.now(),
@@ -143,7 +143,7 @@ impl RegistrationService {
         flow
     }
 
-    pub(super) fn schema(&self) -> Value {
+    fn schema(&self) -> Value {
         let registry = self.identities.schemas();
         registry.get(registry.default_id()).map(|s| s.raw.clone()).unwrap_or(Value::Null)
     }
@@ -169,7 +169,7 @@ impl RegistrationService {
     }
 
     /// Screen two: the accepted traits ride along hidden; a back button returns.
-    pub(super) fn credentials_screen(&self, flow: &mut Flow, traits: &Value) {
+    fn credentials_screen(&self, flow: &mut Flow, traits: &Value) {
         flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
         hidden_traits(flow, traits);
         let mut back = Node::submit(Group::Profile, "profile", text::label_back());

@@ -40,7 +40,16 @@ pub struct RegistrationCodes {
     pub issue_session: bool,
 }
 
-/// What a wrong attempt is told; the flow keeps its code form.
+/// A code submitted to a flow in `sent_email`: the traits and code sent,
+/// and the traits and address the code went out for.
+struct CodeAttempt {
+    given: Value,
+    saved: Value,
+    address: String,
+    code: String,
+}
+
+/// What a refused attempt is told; the flow keeps its code form.
 const TOO_OFTEN: &str = "The request was submitted too often. Please request another code.";
 const ALREADY_USED: &str = "The code was already used. Please request another code.";
 
@@ -57,7 +66,8 @@ impl RegistrationService {
         flow.active = Some("code".into());
         match flow.state.clone() {
             FlowState::Registration(RegistrationState::SentEmail { traits: saved, address }) if !resend => {
-                self.check_code(codes, flow, traits, saved, address, code, device).await
+                let attempt = CodeAttempt { given: traits, saved, address, code };
+                self.check_code(codes, flow, attempt, device).await
             }
             FlowState::Registration(RegistrationState::PassedChallenge) => {
                 flow.ui.messages.push(text::no_registration_method());
@@ -156,17 +166,14 @@ impl RegistrationService {
 
     /// Judges the code; a right one makes the identity with its address
     /// verified and runs the after-registration hooks.
-    #[allow(clippy::too_many_arguments)]
     async fn check_code(
         &self,
         codes: &RegistrationCodes,
         mut flow: Flow,
-        given: Value,
-        saved: Value,
-        address: String,
-        code: String,
+        attempt: CodeAttempt,
         device: Device,
     ) -> Result<RegistrationOutcome, FlowError> {
+        let CodeAttempt { given, saved, address, code } = attempt;
         if code.is_empty() {
             flow.ui.add_message(Some("code"), text::required("code"));
             return self.save(flow, RegistrationOutcome::Rejected).await;
