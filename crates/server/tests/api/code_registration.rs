@@ -9,6 +9,8 @@ use std::sync::{Arc, Mutex};
 
 use latchkey::config::{Config, Hook, SchemaEntry};
 use latchkey_courier::test_smtp::Received;
+use ory_kratos_client::apis::{frontend_api, identity_api};
+use ory_kratos_client::models::session_authentication_method::MethodEnum;
 use serde_json::{Value, json};
 
 use crate::helpers::{
@@ -204,8 +206,16 @@ async fn native_sign_up_by_code_makes_a_verified_identity_and_its_session(backen
     assert_eq!(whoami["identity"]["id"], done["identity"]["id"]);
     assert_eq!(whoami["authentication_methods"][0]["method"], "code");
 
-    // The identity has a code credential for its address, and no password.
+    // The official SDK reads the session and the identity.
+    let session = frontend_api::to_session(&app.public, Some(&token), None, None).await.unwrap();
+    let methods = session.authentication_methods.unwrap_or_default();
+    assert_eq!(methods[0].method, Some(MethodEnum::Code));
     let id = done["identity"]["id"].as_str().unwrap();
+    let identity = identity_api::get_identity(&app.admin, id, None).await.unwrap();
+    let address = &identity.verifiable_addresses.unwrap()[0];
+    assert_eq!((address.value.as_str(), address.verified), ("ada@example.com", true));
+
+    // The identity has a code credential for its address, and no password.
     let stored: Value = app.get_json(&app.admin_path(&format!("/admin/identities/{id}"))).await;
     assert_eq!(stored["credentials"]["code"]["identifiers"], json!(["ada@example.com"]), "{stored}");
     assert_eq!(stored["traits"], json!({"email": "Ada@Example.com", "name": "Ada"}));
@@ -484,6 +494,15 @@ async fn password_registration_still_works_beside_it(backend: Backend) {
     assert_eq!(sent["state"], "sent_email");
     let back = node(&sent, "screen").expect("two steps offer the way back");
     assert_eq!(back["attributes"]["value"], "credential-selection");
+    // Back to the methods, as Kratos's profile strategy takes that button.
+    let (status, methods) = submit(
+        &app,
+        flow_id(&flow),
+        json!({"method": "profile", "screen": "credential-selection", "traits": {"email": "two@example.com"}}),
+    )
+    .await;
+    assert_eq!((status, methods["state"].as_str()), (400, Some("choose_method")), "{methods}");
+    assert!(node(&methods, "password").is_some() && node(&methods, "code").is_none(), "{methods}");
 }
 
 async fn without_the_session_hook_the_identity_is_made_unsigned_in(backend: Backend) {
