@@ -215,9 +215,11 @@ async fn native_sign_up_by_code_makes_a_verified_identity_and_its_session(backen
     let address = &identity.verifiable_addresses.unwrap()[0];
     assert_eq!((address.value.as_str(), address.verified), ("ada@example.com", true));
 
-    // The identity has a code credential for its address, and no password.
+    // The identity has a code credential for its address; its password credential holds no hash.
     let stored: Value = app.get_json(&app.admin_path(&format!("/admin/identities/{id}"))).await;
     assert_eq!(stored["credentials"]["code"]["identifiers"], json!(["ada@example.com"]), "{stored}");
+    let password = &stored["credentials"]["password"];
+    assert!(password.get("config").is_none_or(|c| c.get("hashed_password").is_none()), "{stored}");
     assert_eq!(stored["traits"], json!({"email": "Ada@Example.com", "name": "Ada"}));
     assert_eq!(stored["verifiable_addresses"][0]["verified"], true);
 
