@@ -26,6 +26,7 @@ const TYPES: &[(&str, Option<&str>)] = &[
     ("recovery_code_invalid", Some("recovery_code/invalid")),
     ("verification_code_valid", Some("verification_code/valid")),
     ("verification_code_invalid", Some("verification_code/invalid")),
+    ("registration_code_valid", Some("registration_code/valid")),
     ("password_changed", None),
     ("account_recovered", None),
     ("address_changed", None),
@@ -451,6 +452,21 @@ fn builtin_source(template_type: &str) -> (&'static str, &'static str, &'static 
                  <p>The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
                  <p>If you did not ask for this code, you can ignore this email.</p>\n",
         ),
+        "registration_code_valid" => (
+            "{{ .RegistrationCode }} is your sign-up code",
+            "Hello,\n\n\
+             Enter this code to finish creating your account:\n\n\
+             {{ .RegistrationCode }}\n\n\
+             Someone, hopefully you, is signing up with {{ .To }}. \
+             The code expires in {{ .ExpiresInMinutes }} minutes.\n\n\
+             If you are not signing up, you can ignore this email. No account is made without the code.\n",
+            "<p>Hello,</p>\n\
+                 <p>Enter this code to finish creating your account:</p>\n\
+                 <p style=\"font-size: 24px; font-weight: bold; letter-spacing: 4px;\">{{ .RegistrationCode }}</p>\n\
+                 <p>Someone, hopefully you, is signing up with {{ .To }}. \
+                 The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
+                 <p>If you are not signing up, you can ignore this email. No account is made without the code.</p>\n",
+        ),
         "verification_code_invalid" => (
             "Email verification request",
             "Hello,\n\n\
@@ -699,13 +715,14 @@ mod tests {
         let templates = Templates::builtin();
         let d = data(json!({
             "To": "ada@example.com", "RecoveryCode": "482913", "VerificationCode": "771203",
-            "ExpiresInMinutes": 15
+            "RegistrationCode": "305118", "ExpiresInMinutes": 15
         }));
         for name in [
             "recovery_code_valid",
             "recovery_code_invalid",
             "verification_code_valid",
             "verification_code_invalid",
+            "registration_code_valid",
             "password_changed",
             "account_recovered",
             "address_changed",
@@ -720,7 +737,9 @@ mod tests {
         assert!(r.subject.contains("482913") && r.text.contains("482913") && r.text.contains("15 minutes"));
         let r = templates.render("verification_code_valid", &d).unwrap();
         assert!(r.subject.contains("771203") && r.text.contains("771203"));
-        assert_eq!(templates.types().count(), 8);
+        let r = templates.render("registration_code_valid", &d).unwrap();
+        assert!(r.subject.contains("305118") && r.text.contains("305118") && r.text.contains("15 minutes"));
+        assert_eq!(templates.types().count(), 9);
         // Notices never show a code or a link, whatever data they are given.
         let d = data(json!({
             "To": "ada@example.com", "RecoveryCode": "482913", "VerificationCode": "771203",

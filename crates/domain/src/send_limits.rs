@@ -2,7 +2,7 @@
 //! flows and code requests one client address starts, counted in the
 //! database's rate windows so every server sharing it sees the same counts.
 //!
-//! * Per address and purpose (recovery, verification): at most `max` code
+//! * Per address and purpose (recovery, verification, sign-up): at most `max` code
 //!   mails within `window`. A request past the cap is answered exactly as a
 //!   sent one, and as soon: the cap is applied after the answer, where no
 //!   code and no mail are written, so nothing tells anybody whether an
@@ -170,6 +170,7 @@ fn address_bucket(purpose: CodePurpose) -> &'static str {
     match purpose {
         CodePurpose::Recovery => "send.address.recovery",
         CodePurpose::Verification => "send.address.verification",
+        CodePurpose::Registration => "send.address.registration",
     }
 }
 

@@ -353,6 +353,8 @@ pub trait OutboxStore: Send + Sync {
 pub enum CodePurpose {
     Recovery,
     Verification,
+    /// Sign-up by code: the address belongs to no identity yet.
+    Registration,
 }
 
 impl CodePurpose {
@@ -360,6 +362,7 @@ impl CodePurpose {
         match self {
             CodePurpose::Recovery => "recovery",
             CodePurpose::Verification => "verification",
+            CodePurpose::Registration => "registration",
         }
     }
 }
@@ -371,6 +374,7 @@ impl std::str::FromStr for CodePurpose {
         match s {
             "recovery" => Ok(CodePurpose::Recovery),
             "verification" => Ok(CodePurpose::Verification),
+            "registration" => Ok(CodePurpose::Registration),
             other => Err(crate::UnknownValue::new("code purpose", other)),
         }
     }

@@ -180,6 +180,26 @@ pub fn recovered(privileged_until: chrono::DateTime<chrono::Utc>) -> Message {
     }
 }
 
+// Sign-up by emailed code (1040xxx, 4040xxx).
+pub fn label_send_sign_up_code() -> Message {
+    info(1040006, "Send sign up code")
+}
+pub fn label_registration_code() -> Message {
+    info(1070012, "Registration code")
+}
+pub fn registration_code_sent() -> Message {
+    info(
+        1040005,
+        "An email with a code is on its way to the address you gave. If none arrives, check the address and sign up again.",
+    )
+}
+pub fn registration_code_invalid() -> Message {
+    error(4040003, "The registration code is invalid or has already been used. Please try again.", None)
+}
+pub fn traits_mismatch() -> Message {
+    error(4000036, "The traits sent do not match the ones this flow was started with.", None)
+}
+
 // Verification (1080xxx, 4070xxx).
 pub fn label_verification_code() -> Message {
     info(1070011, "Verification code")

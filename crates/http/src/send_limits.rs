@@ -1,6 +1,6 @@
 //! The per-client send limits at the edge: every flow start
-//! (`GET /self-service/<flow>/{api,browser}`) and every recovery or
-//! verification submit that asks for a code is counted against the client's
+//! (`GET /self-service/<flow>/{api,browser}`) and every recovery,
+//! verification or sign-up submit that asks for a code is counted against the client's
 //! address (see [`crate::client_ip`]); past the limit the answer is 429 with
 //! `Retry-After`, before any other work. The per-address cap on code mails
 //! is the domain's (`latchkey_domain::send_limits`) and never shows.
@@ -53,8 +53,8 @@ fn is_flow_start(path: &str) -> bool {
     )
 }
 
-/// Counts a code request (a recovery or verification submit that would
-/// mail a code) from the client, or refuses it.
+/// Counts a code request (a recovery, verification or sign-up submit that
+/// would mail a code) from the client, or refuses it.
 pub async fn admit_code_request(
     state: &AppState,
     headers: &HeaderMap,

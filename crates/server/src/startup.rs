@@ -22,6 +22,7 @@ use latchkey_domain::flow::login_throttle::{
 };
 use latchkey_domain::flow::recovery::{RecoveryService, RecoverySettings};
 use latchkey_domain::flow::registration::{RegistrationService, RegistrationSettings};
+use latchkey_domain::flow::registration_code::RegistrationCodes;
 use latchkey_domain::flow::settings::{SettingsService, SettingsSettings};
 use latchkey_domain::flow::verification::{VerificationService, VerificationSettings};
 use latchkey_domain::password_policy::PasswordPolicy;
@@ -548,13 +549,22 @@ pub(crate) fn domain_services(
                 .any(|h| h == "revoke_active_sessions"),
         },
     );
-    let registration = RegistrationService::new(
+    let mut registration = RegistrationService::new(
         store.clone(),
         clock.clone(),
         identities.clone(),
         verification.clone(),
         registration_settings(config, &urls, &web),
     );
+    let code_method = &config.selfservice.methods.code;
+    if code_method.enabled && code_method.passwordless_enabled {
+        registration = registration.with_codes(RegistrationCodes {
+            codes: codes.clone(),
+            renderer: templates.clone(),
+            limits: send_limits.clone(),
+            issue_session: flows.registration.after.code_hooks().any(|h| h == "session"),
+        });
+    }
     let recovery = RecoveryService::new(
         store.clone(),
         clock.clone(),

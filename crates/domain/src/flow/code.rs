@@ -182,9 +182,12 @@ impl CodeSettings {
         let live = store.count_live_code_attempt(flow.id, now).await?;
         // Compared whether or not it will be judged, so a refused code costs
         // the same work as a wrong one.
+        // A code sent to an address with no account proves nothing, except
+        // a sign-up code: its address has no account yet by design.
+        let proves = |c: &OneTimeCode| c.identity_id.is_some() || purpose == CodePurpose::Registration;
         let found = live
             .into_iter()
-            .find(|(c, _)| c.identity_id.is_some() && matches(&self.secrets, submitted.trim(), &c.code_hmac));
+            .find(|(c, _)| proves(c) && matches(&self.secrets, submitted.trim(), &c.code_hmac));
         // A wrong or refused code leaves its attempts counted.
         let Some((found, _)) = found.filter(|(_, tries)| !over_budget || *tries == 1) else {
             return Ok(CodeCheck::Wrong);

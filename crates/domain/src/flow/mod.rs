@@ -12,6 +12,7 @@ pub mod login_second_factor;
 pub mod login_throttle;
 pub mod recovery;
 pub mod registration;
+pub mod registration_code;
 pub mod settings;
 pub mod state;
 pub mod verification;

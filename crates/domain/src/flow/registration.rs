@@ -1,5 +1,7 @@
 //! The registration flow: traits from the identity schema plus a password,
 //! in one step or (`profile_first`) two: traits first, then credentials.
+//! Sign-up by emailed code instead of a password lives in
+//! `registration_code`.
 
 use std::sync::Arc;
 
@@ -7,6 +9,7 @@ use chrono::Duration;
 use latchkey_hash::SecretPassword;
 use serde_json::{Value, json};
 
+use super::registration_code::RegistrationCodes;
 use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowRequest, FlowState, field, place_trait_error, show_traits};
 use crate::identity::{Identity, IdentityError, IdentityManager, NewIdentity, PasswordInput};
@@ -35,6 +38,9 @@ pub enum RegistrationState {
     /// Asking for traits and credentials. In two steps, `traits` holds what
     /// screen one accepted, so screen two may send the password alone.
     ChooseMethod { traits: Option<Value> },
+    /// Sign-up by code: a code went to `address`, one of `traits` (what
+    /// was accepted), and the identity is made once it comes back.
+    SentEmail { traits: Value, address: String },
     /// The identity exists; the flow is done.
     PassedChallenge,
 }
@@ -44,6 +50,9 @@ pub enum RegistrationSubmission {
     Password { traits: Value, password: SecretPassword },
     /// Two-step screen one (`screen` `previous` goes back to it).
     Profile { traits: Value, back: bool },
+    /// Sign-up by emailed code: the traits send a code, the code makes
+    /// the identity; `resend` sends a fresh one.
+    Code { traits: Value, code: String, resend: bool },
 }
 
 impl RegistrationSubmission {
@@ -59,6 +68,12 @@ impl RegistrationSubmission {
             "profile" => Some(RegistrationSubmission::Profile {
                 traits,
                 back: field(body, "screen") == Some("previous"),
+            }),
+            "code" => Some(RegistrationSubmission::Code {
+                traits,
+                code: field(body, "code").unwrap_or_default().trim().to_string(),
+                // As Kratos: any casing of `code` asks for a new one.
+                resend: field(body, "resend").is_some_and(|r| r.eq_ignore_ascii_case("code")),
             }),
             _ => None,
         }
@@ -80,11 +95,13 @@ pub enum RegistrationOutcome {
 
 #[derive(Clone)]
 pub struct RegistrationService {
-    store: Arc<dyn Store>,
-    clock: Arc<dyn Clock>,
-    identities: IdentityManager,
+    pub(super) store: Arc<dyn Store>,
+    pub(super) clock: Arc<dyn Clock>,
+    pub(super) identities: IdentityManager,
     verification: VerificationService,
-    settings: Arc<RegistrationSettings>,
+    pub(super) settings: Arc<RegistrationSettings>,
+    /// The `code` method, when `passwordless_enabled` turns it on.
+    codes: Option<RegistrationCodes>,
 }
 
 impl RegistrationService {
@@ -95,7 +112,13 @@ impl RegistrationService {
         verification: VerificationService,
         settings: RegistrationSettings,
     ) -> Self {
-        Self { store, clock, identities, verification, settings: Arc::new(settings) }
+        Self { store, clock, identities, verification, settings: Arc::new(settings), codes: None }
+    }
+
+    /// Offers sign-up by emailed code besides the password.
+    pub fn with_codes(mut self, codes: RegistrationCodes) -> Self {
+        self.codes = Some(codes);
+        self
     }
 
     pub fn enabled(&self) -> bool {
@@ -125,44 +148,35 @@ impl RegistrationService {
         registry.get(registry.default_id()).map(|s| s.raw.clone()).unwrap_or(Value::Null)
     }
 
-    /// Traits, then either the password form (one step) or a continue button.
-    fn first_screen(&self, flow: &mut Flow) {
+    /// Traits, then either the credential methods (one step) or a continue button.
+    pub(super) fn first_screen(&self, flow: &mut Flow) {
         flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
         flow.ui.nodes.extend(trait_nodes(&self.schema(), Group::Default));
         if self.settings.two_step {
             flow.ui.nodes.push(Node::submit(Group::Profile, "profile", text::label_continue_registration()));
         } else {
-            self.password_nodes(flow);
+            self.method_nodes(flow);
         }
     }
 
-    fn password_nodes(&self, flow: &mut Flow) {
+    /// The password form and, when it is on, the button that sends a code.
+    fn method_nodes(&self, flow: &mut Flow) {
         flow.ui.nodes.push(Node::password("new-password"));
         flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_sign_up()));
+        if self.codes.is_some() {
+            flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_send_sign_up_code()));
+        }
     }
 
     /// Screen two: the accepted traits ride along hidden; a back button returns.
     fn credentials_screen(&self, flow: &mut Flow, traits: &Value) {
         flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
-        let mut values = Vec::new();
-        crate::ui::flatten("traits", traits, &mut values);
-        for (name, value) in values {
-            let hidden = Input {
-                name: &name,
-                input_type: "hidden",
-                group: Group::Default,
-                value: Some(value),
-                required: false,
-                autocomplete: None,
-                label: None,
-            };
-            flow.ui.nodes.push(hidden.into_node());
-        }
+        hidden_traits(flow, traits);
         let mut back = Node::submit(Group::Profile, "profile", text::label_back());
         back.attributes["name"] = json!("screen");
         back.attributes["value"] = json!("previous");
         flow.ui.nodes.push(back);
-        self.password_nodes(flow);
+        self.method_nodes(flow);
         flow.ui.messages.push(text::info_choose_credentials());
     }
 
@@ -181,7 +195,22 @@ impl RegistrationService {
             RegistrationSubmission::Password { traits, password } => {
                 self.submit_password(flow, traits, password, device).await
             }
+            RegistrationSubmission::Code { traits, code, resend } => match self.codes.clone() {
+                Some(codes) => self.submit_code(&codes, flow, traits, code, resend, device).await,
+                // Off: answered as a method nobody offers.
+                None => {
+                    flow.ui.messages.push(text::no_registration_method());
+                    self.save(flow, RegistrationOutcome::Rejected).await
+                }
+            },
         }
+    }
+
+    /// Whether `submission` would mail a code (so the client's send limit applies).
+    pub fn sends_code(&self, flow: &Flow, submission: &RegistrationSubmission) -> bool {
+        let sent = matches!(flow.state, FlowState::Registration(RegistrationState::SentEmail { .. }));
+        self.codes.is_some()
+            && matches!(submission, RegistrationSubmission::Code { resend, .. } if *resend || !sent)
     }
 
     async fn submit_profile(
@@ -219,15 +248,7 @@ impl RegistrationService {
     ) -> Result<RegistrationOutcome, FlowError> {
         flow.active = Some("password".into());
         // Two-step clients may send the password alone on screen two.
-        let saved = match &flow.state {
-            FlowState::Registration(RegistrationState::ChooseMethod { traits }) => traits.as_ref(),
-            _ => None,
-        };
-        let traits = match (traits, saved) {
-            (Value::Null, Some(saved)) => saved.clone(),
-            (Value::Object(m), Some(saved)) if m.is_empty() => saved.clone(),
-            (given, _) => given,
-        };
+        let traits = given_or_saved(traits, &flow.state);
         show_traits(&mut flow.ui, &traits);
         let schema_id = self.identities.schemas().default_id().to_string();
         let facts = match self.identities.schemas().validate_traits(&schema_id, &traits) {
@@ -260,7 +281,7 @@ impl RegistrationService {
             password: Some(PasswordInput::Plain(password)),
             ..Default::default()
         };
-        let mut identity = match self.identities.create(new).await {
+        let identity = match self.identities.create(new).await {
             Ok(identity) => identity,
             Err(IdentityError::Conflict) => {
                 flow.ui.messages.push(text::duplicate_credentials());
@@ -287,20 +308,29 @@ impl RegistrationService {
             Err(e) => return Err(FlowError::internal(e)),
         };
 
-        // As in Kratos, the verification hook runs first whenever verification is on.
+        let issue_session = self.settings.issue_session;
+        self.registered(flow, identity, "password", issue_session, device).await
+    }
+
+    /// The after-registration hooks for a new identity, then the flow is done:
+    /// as in Kratos, the verification hook runs first whenever verification
+    /// is on, then `session` (when `issue_session`) signs it in by `method`.
+    pub(super) async fn registered(
+        &self,
+        mut flow: Flow,
+        mut identity: Identity,
+        method: &str,
+        issue_session: bool,
+        device: Device,
+    ) -> Result<RegistrationOutcome, FlowError> {
         let verification = self
             .verification
             .send_for_identity(&flow, &mut identity, AddressPick::Unverified)
             .await?
             .map(Box::new);
-        let issued = if self.settings.issue_session {
-            let issued = session::issue(
-                identity.id,
-                "password",
-                self.clock.now(),
-                self.settings.session_lifespan,
-                device,
-            );
+        let issued = if issue_session {
+            let issued =
+                session::issue(identity.id, method, self.clock.now(), self.settings.session_lifespan, device);
             self.store.create_session(&issued.session).await?;
             Some(issued)
         } else {
@@ -317,7 +347,7 @@ impl RegistrationService {
         })
     }
 
-    async fn save(
+    pub(super) async fn save(
         &self,
         mut flow: Flow,
         outcome: fn(Flow) -> RegistrationOutcome,
@@ -336,5 +366,38 @@ impl RegistrationService {
             .push(text::registration_flow_expired(old.expires_at, self.clock.now() - old.expires_at));
         self.store.create_flow(&replacement).await?;
         Ok(FlowError::Expired { expired_at: old.expires_at, replacement: Box::new(replacement) })
+    }
+}
+
+/// The traits a submit sent or, when it sent none, the ones an earlier step
+/// of the flow accepted (two-step screen two, a code already sent).
+pub(super) fn given_or_saved(given: Value, state: &FlowState) -> Value {
+    let saved = match state {
+        FlowState::Registration(RegistrationState::ChooseMethod { traits }) => traits.as_ref(),
+        FlowState::Registration(RegistrationState::SentEmail { traits, .. }) => Some(traits),
+        _ => None,
+    };
+    match (given, saved) {
+        (Value::Null, Some(saved)) => saved.clone(),
+        (Value::Object(m), Some(saved)) if m.is_empty() => saved.clone(),
+        (given, _) => given,
+    }
+}
+
+/// Accepted traits carried along as hidden inputs.
+pub(super) fn hidden_traits(flow: &mut Flow, traits: &Value) {
+    let mut values = Vec::new();
+    crate::ui::flatten("traits", traits, &mut values);
+    for (name, value) in values {
+        let hidden = Input {
+            name: &name,
+            input_type: "hidden",
+            group: Group::Default,
+            value: Some(value),
+            required: false,
+            autocomplete: None,
+            label: None,
+        };
+        flow.ui.nodes.push(hidden.into_node());
     }
 }

@@ -42,7 +42,8 @@ impl FlowState {
             | FlowState::Registration(RegistrationState::ChooseMethod { .. })
             | FlowState::Recovery(RecoveryState::ChooseMethod)
             | FlowState::Verification(VerificationState::ChooseMethod) => "choose_method",
-            FlowState::Recovery(RecoveryState::SentEmail { .. })
+            FlowState::Registration(RegistrationState::SentEmail { .. })
+            | FlowState::Recovery(RecoveryState::SentEmail { .. })
             | FlowState::Verification(VerificationState::SentEmail { .. }) => "sent_email",
             FlowState::Login(LoginState::PassedChallenge)
             | FlowState::Registration(RegistrationState::PassedChallenge)
@@ -56,7 +57,8 @@ impl FlowState {
     /// Where a code flow sent its code, once it has.
     pub fn code_address(&self) -> Option<&str> {
         match self {
-            FlowState::Recovery(RecoveryState::SentEmail { address, .. })
+            FlowState::Registration(RegistrationState::SentEmail { address, .. })
+            | FlowState::Recovery(RecoveryState::SentEmail { address, .. })
             | FlowState::Verification(VerificationState::SentEmail { address }) => Some(address),
             _ => None,
         }
@@ -67,6 +69,9 @@ impl FlowState {
         match self {
             FlowState::Registration(RegistrationState::ChooseMethod { traits: Some(traits) }) => {
                 json!({ "traits": traits })
+            }
+            FlowState::Registration(RegistrationState::SentEmail { traits, address }) => {
+                json!({ "traits": traits, "address": address })
             }
             FlowState::Recovery(RecoveryState::SentEmail { address, admin_issued: true }) => {
                 json!({ "address": address, "admin": true })
@@ -107,6 +112,10 @@ impl FlowState {
                 let traits = internal.get("traits").cloned();
                 FlowState::Registration(RegistrationState::ChooseMethod { traits })
             }
+            (FlowKind::Registration, "sent_email") => FlowState::Registration(RegistrationState::SentEmail {
+                traits: internal.get("traits").cloned().unwrap_or(Value::Null),
+                address: address(),
+            }),
             (FlowKind::Registration, "passed_challenge") => {
                 FlowState::Registration(RegistrationState::PassedChallenge)
             }
@@ -197,6 +206,10 @@ mod tests {
         round_trip(FlowState::Registration(RegistrationState::ChooseMethod {
             traits: Some(json!({ "email": "a@example.com" })),
         }));
+        round_trip(FlowState::Registration(RegistrationState::SentEmail {
+            traits: json!({ "email": "a@example.com", "name": { "first": "Ada" } }),
+            address: "a@example.com".into(),
+        }));
         round_trip(FlowState::Registration(RegistrationState::PassedChallenge));
         round_trip(FlowState::Settings(SettingsState::ShowForm(PendingFactors::default())));
         round_trip(FlowState::Settings(SettingsState::Success(PendingFactors::default())));
@@ -242,6 +255,18 @@ mod tests {
         let state: FlowState =
             serde_json::from_value(json!({ "kind": "login", "state": "choose_method" })).unwrap();
         assert_eq!(state, FlowState::Login(LoginState::ChooseMethod));
+    }
+
+    #[test]
+    fn a_sign_up_code_flow_keeps_its_traits_and_address() {
+        let state = FlowState::Registration(RegistrationState::SentEmail {
+            traits: json!({ "email": "a@example.com" }),
+            address: "a@example.com".into(),
+        });
+        let stored = serde_json::to_value(&state).unwrap();
+        assert_eq!(stored["state"], "sent_email");
+        assert_eq!(stored["internal"]["traits"]["email"], "a@example.com");
+        assert_eq!(state.code_address(), Some("a@example.com"));
     }
 
     #[test]

@@ -377,6 +377,7 @@ fn apply_facts(
         }
         identity.credentials.insert(CredentialType::Password, c);
     }
+    apply_code_identifiers(identity, facts, at);
 
     let old = std::mem::take(&mut identity.verifiable_addresses);
     identity.verifiable_addresses = facts
@@ -443,4 +444,36 @@ fn apply_facts(
             })
         })
         .collect();
+}
+
+/// As in Kratos, traits marked `credentials.code.identifier` make the `code`
+/// credential: its identifiers are the addresses, its config lists them
+/// with their channel. Without such traits it goes.
+fn apply_code_identifiers(identity: &mut Identity, facts: &TraitFacts, at: DateTime<Utc>) {
+    let existing = identity.credentials.remove(&CredentialType::Code);
+    if facts.code_identifiers.is_empty() {
+        return;
+    }
+    let identifiers: Vec<String> = facts.code_identifiers.iter().map(|a| a.value.clone()).collect();
+    let addresses: Vec<Value> = facts
+        .code_identifiers
+        .iter()
+        .map(|a| json!({ "channel": a.via.as_str(), "address": a.value }))
+        .collect();
+    let config = json!({ "addresses": addresses });
+    let mut credential = existing.unwrap_or_else(|| Credential {
+        id: Uuid::new_v4(),
+        kind: CredentialType::Code,
+        identifiers: Vec::new(),
+        config: json!({}),
+        version: 1,
+        created_at: at,
+        updated_at: at,
+    });
+    if credential.identifiers != identifiers || credential.config != config {
+        credential.identifiers = identifiers;
+        credential.config = config;
+        credential.updated_at = at;
+    }
+    identity.credentials.insert(CredentialType::Code, credential);
 }

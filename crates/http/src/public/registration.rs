@@ -85,20 +85,18 @@ async fn submit(
         return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
     };
     flow.transient_payload = crate::submit::transient_payload(&body)?;
-    let submitted = state
-        .registration
-        .submit(
-            flow,
-            submission,
-            device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies),
-        )
-        .await;
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+    if state.registration.sends_code(&flow, &submission) {
+        crate::send_limits::admit_code_request(&state, &headers, peer).await?;
+    }
+    let device = device(&headers, peer, &state.web.trusted_proxies);
+    let submitted = state.registration.submit(flow, submission, device).await;
     let outcome = match state.metrics.submitted(FlowKind::Registration, submitted) {
         Ok(outcome) => outcome,
         Err(e) => return Ok(flows::flow_failure_response(e, &headers, &ui_url)),
     };
     let (flow, identity, issued, verification) = match outcome {
-        // Kratos answers the next two-step screen with 400 as well.
+        // Kratos answers the next two-step screen, and a code sent, with 400 as well.
         RegistrationOutcome::Rejected(flow) | RegistrationOutcome::NextScreen(flow) => {
             return Ok(flows::show_flow(&state, flow, &headers, StatusCode::BAD_REQUEST, &ui_url));
         }

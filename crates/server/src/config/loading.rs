@@ -196,9 +196,13 @@ fn finish_load(
         ("selfservice.flows.recovery.after", &config.selfservice.flows.recovery.after),
         ("selfservice.flows.verification.after", &config.selfservice.flows.verification.after),
     ] {
-        for (method, hooks) in
-            [("", &after.hooks), (".password", &after.password.hooks), (".profile", &after.profile.hooks)]
-        {
+        let methods = [
+            ("", &after.hooks),
+            (".password", &after.password.hooks),
+            (".code", &after.code.hooks),
+            (".profile", &after.profile.hooks),
+        ];
+        for (method, hooks) in methods {
             for hook in hooks.iter().filter(|h| !SUPPORTED_HOOKS.contains(&h.hook.as_str())) {
                 unsupported.push(format!("{path}{method}.hooks[{}]", hook.hook));
             }
@@ -356,6 +360,26 @@ mod tests {
         assert_eq!(c.secrets.cookie.len(), 2);
         let url = &c.identity.schemas[0].url;
         assert!(url.starts_with("file:///") && url.ends_with("/s.json"), "{url}");
+    }
+
+    #[test]
+    fn sign_up_by_code_is_off_unless_turned_on_and_has_its_own_hooks() {
+        let c = load_str(MINIMAL, Vec::new(), false).unwrap().config;
+        assert!(c.selfservice.methods.code.enabled && !c.selfservice.methods.code.passwordless_enabled);
+        let env = vec![("SELFSERVICE_METHODS_CODE_PASSWORDLESS_ENABLED".to_string(), "true".to_string())];
+        assert!(load_str(MINIMAL, env, false).unwrap().config.selfservice.methods.code.passwordless_enabled);
+        let file = format!(
+            "{MINIMAL}selfservice:\n  flows:\n    registration:\n      after:\n        hooks:\n          - hook: web_hook\n        code:\n          hooks:\n            - hook: session\n"
+        );
+        let loaded = load_str(&file, Vec::new(), false).unwrap();
+        assert!(
+            loaded.unsupported_keys.iter().all(|k| !k.contains("after.code")),
+            "{:?}",
+            loaded.unsupported_keys
+        );
+        let after = &loaded.config.selfservice.flows.registration.after;
+        assert_eq!(after.code_hooks().collect::<Vec<_>>(), ["session"]);
+        assert_eq!(after.password_hooks().collect::<Vec<_>>(), ["web_hook"], "the defaults for the rest");
     }
 
     #[test]

@@ -145,7 +145,7 @@ pub struct Security {
     pub send_limits: SendLimits,
 }
 
-/// `security.send_limits`: recovery and verification mails per address, and
+/// `security.send_limits`: recovery, verification and sign-up mails per address, and
 /// flows and code requests per client address (see `serve.public.trusted_proxies`).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -161,7 +161,7 @@ impl Default for SendLimits {
     }
 }
 
-/// Code mails per address and purpose (recovery, verification) within `window`.
+/// Code mails per address and purpose (recovery, verification, sign-up) within `window`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct AddressSendLimit {
@@ -557,6 +557,8 @@ pub struct After {
     pub default_browser_return_url: String,
     pub hooks: Vec<Hook>,
     pub password: MethodAfter,
+    /// After a sign-up (or sign-in) with an emailed code.
+    pub code: MethodAfter,
     /// Settings only: after a traits change.
     pub profile: MethodAfter,
 }
@@ -579,6 +581,12 @@ impl After {
     /// The password method's hooks when it has its own, else the defaults.
     pub fn password_hooks(&self) -> impl Iterator<Item = &str> {
         let hooks = if self.password.hooks.is_empty() { &self.hooks } else { &self.password.hooks };
+        hooks.iter().map(|h| h.hook.as_str())
+    }
+
+    /// The code method's hooks when it has its own, else the defaults.
+    pub fn code_hooks(&self) -> impl Iterator<Item = &str> {
+        let hooks = if self.code.hooks.is_empty() { &self.hooks } else { &self.code.hooks };
         hooks.iter().map(|h| h.hook.as_str())
     }
 
@@ -687,12 +695,14 @@ pub struct LookupSecretMethod {
 #[serde(default)]
 pub struct CodeMethod {
     pub enabled: bool,
+    /// Kratos's key: sign up (and in) with an emailed code, no password.
+    pub passwordless_enabled: bool,
     pub config: CodeMethodConfig,
 }
 
 impl Default for CodeMethod {
     fn default() -> Self {
-        Self { enabled: true, config: CodeMethodConfig::default() }
+        Self { enabled: true, passwordless_enabled: false, config: CodeMethodConfig::default() }
     }
 }
 

@@ -29,6 +29,7 @@ async fn leave_unserved(app: &TestApp, flow: &Value, purpose: CodePurpose, addre
         CodePurpose::Verification => {
             FlowState::Verification(VerificationState::SentEmail { address: address.into() })
         }
+        other => panic!("{} codes are not asked for by address", other.as_str()),
     };
     let request = CodeRequest {
         id: Uuid::new_v4(),

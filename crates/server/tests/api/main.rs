@@ -9,6 +9,7 @@ mod browser;
 mod cleanup;
 mod code_lockout;
 mod code_races;
+mod code_registration;
 mod code_requests;
 mod config;
 mod cors;

@@ -19,6 +19,7 @@ on_both_databases!(
     a_page_without_its_csrf_cookie_shows_the_error,
     the_dev_mail_viewer_shows_the_code_with_dev_only,
     second_factors_show_on_the_settings_page,
+    sign_up_by_code_on_the_pages,
 );
 
 /// Pages on, and every UI URL and the return URL left to their defaults.
@@ -488,5 +489,44 @@ async fn second_factors_show_on_the_settings_page(backend: Backend) {
         .submit(&saved, "form-lookup_secret-lookup_secret_reveal", &[], "submit-lookup_secret_reveal")
         .await;
     assert_eq!(code_after(&revealed, "id=\"text-lookup_secret_codes\""), first);
+    app.stop().await;
+}
+
+/// Sign-up by emailed code renders from the flow's nodes alone: the send
+/// button beside the password, then the code form and its resend button.
+async fn sign_up_by_code_on_the_pages(backend: Backend) {
+    let mut schema = tempfile::NamedTempFile::new().unwrap();
+    std::io::Write::write_all(&mut schema, crate::code_registration::SCHEMA.as_bytes()).unwrap();
+    let url = format!("file://{}", schema.path().display());
+    let app = spawn_app_with(backend, |c| {
+        pages_on(c);
+        c.identity.schemas = vec![latchkey::config::SchemaEntry { id: "default".into(), url }];
+        c.selfservice.methods.code.passwordless_enabled = true;
+        c.selfservice.flows.registration.after.code.hooks =
+            vec![latchkey::config::Hook { hook: "session".into(), config: None }];
+    })
+    .await;
+    let mut browser = Browser::new(&app, "en");
+    let first = browser.open("/ui/registration").await;
+    assert_a_good_page(&first, "en");
+    assert!(first.has("value=\"code\" formnovalidate>Send sign up code</button>"), "{}", first.html);
+    let sent =
+        browser.submit(&first, "form-main", &[("traits.email", "pages@example.com")], "submit-code").await;
+    assert_a_good_page(&sent, "en");
+    assert!(sent.has("data-testid=\"message-1040005\""), "{}", sent.html);
+    let resent = browser.submit(&sent, "form-code-resend", &[], "submit-resend").await;
+    assert!(resent.has("data-testid=\"message-1040005\""), "{}", resent.html);
+    let list = browser.open("/ui/dev/mail").await;
+    let link =
+        attributes(&list.html[list.html.find("<a data-testid=\"mail-link\"").unwrap()..])["href"].clone();
+    let message = browser.open(&link).await;
+    let body_at = message.html.find("<pre id=\"mail-body\"").unwrap();
+    let code: String = message.html[body_at..].chars().skip_while(|c| !c.is_ascii_digit()).take(6).collect();
+    let welcome = browser.submit(&resent, "form-main", &[("code", &code)], "submit-code").await;
+    assert!(
+        welcome.has("data-testid=\"welcome-signed-in\"") && welcome.has("pages@example.com"),
+        "{}",
+        welcome.html
+    );
     app.stop().await;
 }
