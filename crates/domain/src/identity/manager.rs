@@ -166,6 +166,7 @@ impl IdentityManager {
             credentials: BTreeMap::new(),
             verifiable_addresses: Vec::new(),
             recovery_addresses: Vec::new(),
+            available_aal: Default::default(),
             created_at: at,
             updated_at: at,
         };
