@@ -167,6 +167,33 @@ async fn native_sessions_below_the_available_aal_are_refused_until_they_step_up(
     assert_eq!(status, 200);
     let (status, fetched) = get(&app, &format!("/self-service/settings/flows?id={id}"), &token).await;
     assert_eq!(status, 200, "{fetched}");
+
+    // A refresh by password keeps what the session proved (Kratos adds the
+    // method to that session): still aal2, so nothing is held back.
+    let (status, refresh) = get(&app, "/self-service/login/api?refresh=true", &token).await;
+    assert_eq!(status, 200, "{refresh}");
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/login?flow={}", refresh["id"].as_str().unwrap())))
+        .header("x-session-token", &token)
+        .json(&json!({"method": "password", "identifier": "native-aal@example.com", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let refreshed: Value = response.json().await.unwrap();
+    let session = &refreshed["session"];
+    assert_eq!(session["authenticator_assurance_level"], "aal2");
+    assert!(session["identity"].is_object());
+    let methods: Vec<&str> = session["authentication_methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["password", "totp", "password"]);
+    let (status, _) = get(&app, "/sessions/whoami", refreshed["session_token"].as_str().unwrap()).await;
+    assert_eq!(status, 200);
     app.stop().await;
 }
 
