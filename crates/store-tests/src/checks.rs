@@ -1831,6 +1831,7 @@ pub async fn credentials_are_set_and_removed_alone(store: &dyn Store) {
     assert!(store.set_credential(identity.id, &totp, at).await.unwrap());
     identity.credentials.insert(CredentialType::Totp, totp);
     identity.updated_at = at;
+    identity.available_aal = Aal::Aal2;
     assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity, "the rest is untouched");
 
     // Setting it again replaces it: one credential per type.
@@ -1860,6 +1861,7 @@ pub async fn credentials_are_set_and_removed_alone(store: &dyn Store) {
     assert!(!store.remove_credential(identity.id, CredentialType::Totp, last).await.unwrap());
     identity.credentials.remove(&CredentialType::Totp);
     identity.updated_at = last;
+    identity.available_aal = Aal::Aal1;
     assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
 
     assert!(!store.set_credential(Uuid::new_v4(), &again, last).await.unwrap(), "no such identity");
