@@ -502,6 +502,9 @@ async fn second_factors_show_on_the_settings_page(backend: Backend) {
         "{}",
         step_up.html
     );
+    // Until the code is in, the landing page sends it back there.
+    let again = other.open("/ui/welcome").await;
+    assert!(again.url.contains("/ui/login?flow=") && again.has("id=\"form-totp\""), "{}", again.url);
     app.clock.advance(std::time::Duration::from_secs(30));
     let code = key.code_at(latchkey_domain::time::Clock::now(app.clock.as_ref()));
     let welcome = other.submit(&step_up, "form-totp", &[("totp_code", &code)], "submit-totp").await;
