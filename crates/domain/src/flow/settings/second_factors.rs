@@ -206,7 +206,7 @@ impl SettingsService {
         if !totp.link(identity, &key, step).await? {
             return Err(FlowError::NotFound);
         }
-        self.authenticated_with(session, "totp").await?;
+        self.authenticated_with(session, CredentialType::Totp.as_str()).await?;
         let updated = self.reload(identity.id).await?;
         self.saved(flow, updated, None).await
     }
@@ -240,7 +240,7 @@ impl SettingsService {
                 if !lookup.save(identity, &codes).await? {
                     return Err(FlowError::NotFound);
                 }
-                self.authenticated_with(session, "lookup_secret").await?;
+                self.authenticated_with(session, CredentialType::LookupSecret.as_str()).await?;
                 let updated = self.reload(identity.id).await?;
                 self.saved(flow, updated, None).await
             }
