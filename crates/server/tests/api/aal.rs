@@ -247,7 +247,14 @@ async fn removing_second_factors_lowers_the_available_aal(backend: Backend) {
 
     let (token, _) = sign_in(&app, "lost-phone@example.com").await;
     let (status, _) = get(&app, "/sessions/whoami", &token).await;
-    assert_eq!(status, 403, "cached as refused");
+    assert_eq!(status, 403);
+    // Refusing costs no read: the identity's level comes with the cached session.
+    let misses_before = cache_misses(&app).await;
+    for _ in 0..10 {
+        assert_eq!(get(&app, "/sessions/whoami", &token).await.0, 403);
+    }
+    // (PostgreSQL may evict once more on a late notification of the sign-in's own writes.)
+    assert!(cache_misses(&app).await - misses_before <= 1.0, "refusals were answered from the cache");
     let delete = |kind: &str| {
         app.http.delete(app.admin_path(&format!("/admin/identities/{identity_id}/credentials/{kind}"))).send()
     };
@@ -274,6 +281,13 @@ async fn removing_second_factors_lowers_the_available_aal(backend: Backend) {
     let (_, session) = get(&app, "/sessions/whoami", &linked).await;
     assert_eq!(session["authenticator_assurance_level"], "aal2");
     app.stop().await;
+}
+
+async fn cache_misses(app: &TestApp) -> f64 {
+    let body = app.http.get(app.metrics_url()).send().await.unwrap().text().await.unwrap();
+    let series = "latchkey_whoami_cache_lookups_total{result=\"miss\"} ";
+    let line = body.lines().find(|l| l.starts_with(series)).expect("whoami's cache is measured");
+    line[series.len()..].trim().parse().unwrap()
 }
 
 async fn browser_get(app: &TestApp, url: &str, jar: &mut Jar, json: bool) -> reqwest::Response {
