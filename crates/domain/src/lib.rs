@@ -3,6 +3,7 @@
 //! and mail implement. Nothing here knows about HTTP or SQL (CI checks the
 //! dependency tree), so every rule is the same whichever adapter calls it.
 
+pub mod aal;
 pub mod cleanup;
 pub mod courier;
 pub mod email;

@@ -170,6 +170,7 @@ mod tests {
                     updated_at: at,
                 })
                 .collect(),
+            available_aal: Default::default(),
             created_at: at,
             updated_at: at,
         }

@@ -121,6 +121,16 @@ pub fn issue(
     IssuedSession { session, token, logout_token }
 }
 
+/// A refresh sign-in's new session keeps what the signed-in one proved:
+/// Kratos adds the refreshed method to that same session, so an `aal2`
+/// session stays `aal2` rather than being sent to its second factor again.
+pub fn carry_over(new: &mut Session, current: &Session) {
+    let mut methods = current.authentication_methods.clone();
+    methods.append(&mut new.authentication_methods);
+    new.authentication_methods = methods;
+    new.aal.clone_from(&current.aal);
+}
+
 /// `prefix` + 32 characters from [A-Za-z0-9]: about 190 bits from the OS CSPRNG.
 pub fn random_token(prefix: &str) -> String {
     const ALPHABET: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";

@@ -396,7 +396,8 @@ impl IdentityStore for CachingStore {
         credential: &Credential,
         at: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // The identity's `updated_at` changes, which whoami shows.
+        // The identity's `updated_at` changes, which whoami shows, and so may
+        // its available AAL, which whoami judges the session by.
         let _writing = self.cache.writing(Scope::Identity(identity_id));
         self.inner.set_credential(identity_id, credential, at).await
     }
@@ -741,6 +742,7 @@ mod tests {
             credentials: BTreeMap::new(),
             verifiable_addresses: Vec::new(),
             recovery_addresses: Vec::new(),
+            available_aal: Default::default(),
             created_at: at,
             updated_at: at,
         };

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use chrono::Duration;
 use uuid::Uuid;
 
-use crate::identity::IdentityState;
+use crate::aal::{self, RequiredAal};
+use crate::identity::{Identity, IdentityState};
 use crate::session::{Session, SessionHit, hash_token};
 use crate::store::{SessionQuery, Store, StoreError};
 use crate::time::Clock;
@@ -20,6 +21,7 @@ pub struct SessionService {
     clock: Arc<dyn Clock>,
     lifespan: Duration,
     earliest_possible_extend: Duration,
+    whoami_required_aal: RequiredAal,
 }
 
 /// Why a user could not revoke one of their sessions.
@@ -34,13 +36,23 @@ pub enum RevokeError {
 impl SessionService {
     /// `lifespan` is what an extension grants; a session with more than
     /// `earliest_possible_extend` left is not extended (as in Kratos).
+    /// `whoami_required_aal` is `session.whoami.required_aal`.
     pub fn new(
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
         lifespan: Duration,
         earliest_possible_extend: Duration,
+        whoami_required_aal: RequiredAal,
     ) -> Self {
-        Self { store, clock, lifespan, earliest_possible_extend }
+        Self { store, clock, lifespan, earliest_possible_extend, whoami_required_aal }
+    }
+
+    /// Whether the session is enough for whoami, the session list and a
+    /// sign-in's answer (`session.whoami.required_aal`). Judged from the
+    /// identity as loaded with the session: no read, so a cached whoami
+    /// stays free of the database.
+    pub fn meets_whoami_aal(&self, session: &Session, identity: &Identity) -> bool {
+        aal::satisfies(self.whoami_required_aal, session, identity)
     }
 
     /// The live session `token` carries, with its active identity, shared

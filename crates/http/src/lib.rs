@@ -3,6 +3,7 @@
 //! sessions, recovery codes, courier messages, health, version, metrics),
 //! speaking Ory Kratos's wire format so its SDKs and UIs work unchanged.
 
+mod aal;
 mod admin;
 mod body;
 mod client_ip;

@@ -310,6 +310,7 @@ mod tests {
                 created_at: at(7),
                 updated_at: at(8),
             }],
+            available_aal: Default::default(),
             created_at: at(9),
             updated_at: at(10),
         };

@@ -547,6 +547,7 @@ pub(crate) fn domain_services(
                 .after
                 .password_hooks()
                 .any(|h| h == "revoke_active_sessions"),
+            required_aal: flows.settings.required_aal,
         },
     );
     let mut registration = RegistrationService::new(
@@ -594,6 +595,7 @@ pub(crate) fn domain_services(
             clock.clone(),
             web.session_lifespan,
             web.earliest_possible_extend,
+            config.session.whoami.required_aal,
         ),
         flows: latchkey_domain::flow::Flows::new(store.clone()),
         flow_errors: latchkey_domain::flow::errors::FlowErrors::new(store.clone(), clock.clone()),

@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use latchkey_domain::aal::{Aal, available_aal};
 use latchkey_domain::courier::Message;
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress,
@@ -21,7 +22,7 @@ use crate::codec::{backend, col, enum_col, write_error};
 use crate::courier::insert_message;
 
 pub(crate) const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
-     metadata_admin, external_id, created_at, updated_at";
+     metadata_admin, external_id, available_aal, created_at, updated_at";
 
 impl PgStore {
     /// Reads run in a read-only repeatable-read transaction: an aggregate is
@@ -39,8 +40,8 @@ impl IdentityStore for PgStore {
         let mut tx = self.pool.begin().await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, \
-             metadata_admin, external_id, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+             metadata_admin, external_id, available_aal, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
         )
         .bind(identity.id)
         .bind(&identity.schema_id)
@@ -50,6 +51,7 @@ impl IdentityStore for PgStore {
         .bind(&identity.metadata_public)
         .bind(&identity.metadata_admin)
         .bind(&identity.external_id)
+        .bind(available_aal_of(identity).as_str())
         .bind(identity.created_at)
         .bind(identity.updated_at)
         .execute(&mut *tx)
@@ -73,7 +75,8 @@ impl IdentityStore for PgStore {
         // identity take turns instead of interleaving their children.
         let updated = sqlx::query(
             "UPDATE identities SET schema_id = $1, state = $2, state_changed_at = $3, traits = $4, \
-             metadata_public = $5, metadata_admin = $6, external_id = $7, updated_at = $8 WHERE id = $9",
+             metadata_public = $5, metadata_admin = $6, external_id = $7, available_aal = $8, updated_at = $9 \
+             WHERE id = $10",
         )
         .bind(&identity.schema_id)
         .bind(identity.state.as_str())
@@ -82,6 +85,7 @@ impl IdentityStore for PgStore {
         .bind(&identity.metadata_public)
         .bind(&identity.metadata_admin)
         .bind(&identity.external_id)
+        .bind(available_aal_of(identity).as_str())
         .bind(identity.updated_at)
         .bind(identity.id)
         .execute(&mut *tx)
@@ -279,7 +283,8 @@ impl IdentityStore for PgStore {
             .map_err(backend)?;
         forget_spent_codes(&mut tx, identity_id, credential.kind).await?;
         insert_credential(&mut tx, identity_id, credential).await?;
-        // whoami shows the identity's `updated_at`.
+        refresh_available_aal(&mut tx, identity_id).await?;
+        // whoami shows the identity's `updated_at` and judges its available AAL.
         crate::announce(&mut tx, format!("i:{identity_id}")).await?;
         tx.commit().await.map_err(write_error)?;
         Ok(true)
@@ -308,6 +313,7 @@ impl IdentityStore for PgStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        refresh_available_aal(&mut tx, identity_id).await?;
         crate::announce(&mut tx, format!("i:{identity_id}")).await?;
         tx.commit().await.map_err(backend)?;
         Ok(true)
@@ -552,6 +558,36 @@ pub(crate) async fn load(conn: &mut PgConnection, rows: Vec<PgRow>) -> Result<Ve
     Ok(identities)
 }
 
+/// The available AAL of an identity about to be written whole.
+fn available_aal_of(identity: &Identity) -> Aal {
+    available_aal(identity.credentials.values().map(|c| (c.kind, &c.config)))
+}
+
+/// Derives the identity's available AAL again from the credentials it has
+/// now, in the transaction that changed one of them (which holds the
+/// identity's row lock, so concurrent changes take turns).
+async fn refresh_available_aal(conn: &mut PgConnection, identity_id: Uuid) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT type, config FROM identity_credentials WHERE identity_id = $1")
+        .bind(identity_id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let credentials = rows
+        .iter()
+        .map(|row| {
+            Ok((enum_col::<CredentialType>(row, "type")?, col::<sqlx::types::JsonValue>(row, "config")?))
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let aal = available_aal(credentials.iter().map(|(kind, config)| (*kind, config)));
+    sqlx::query("UPDATE identities SET available_aal = $1 WHERE id = $2")
+        .bind(aal.as_str())
+        .bind(identity_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
+    Ok(())
+}
+
 /// Shared with the session join in `whoami`, which selects the same unprefixed
 /// columns next to its prefixed session ones.
 pub(crate) fn identity_from_row(row: &PgRow) -> Result<Identity, StoreError> {
@@ -567,6 +603,7 @@ pub(crate) fn identity_from_row(row: &PgRow) -> Result<Identity, StoreError> {
         credentials: BTreeMap::new(),
         verifiable_addresses: Vec::new(),
         recovery_addresses: Vec::new(),
+        available_aal: enum_col(row, "available_aal")?,
         created_at: col(row, "created_at")?,
         updated_at: col(row, "updated_at")?,
     })

@@ -39,6 +39,7 @@ pub const MIGRATIONS: &[(i64, &str, &str)] = &[
     (11, "selfservice_errors", include_str!("../migrations/0011_selfservice_errors.sql")),
     (12, "code_requests", include_str!("../migrations/0012_code_requests.sql")),
     (13, "second_factors", include_str!("../migrations/0013_second_factors.sql")),
+    (14, "available_aal", include_str!("../migrations/0014_available_aal.sql")),
 ];
 
 const DEFAULT_MAX_CONNECTIONS: u32 = 16;

@@ -39,7 +39,7 @@ fn utc_text(column: &str) -> String {
 static SESSION_BY_TOKEN: LazyLock<String> = LazyLock::new(|| {
     format!(
         "SELECT {SESSION_COLUMNS}, i.id, i.schema_id, i.state, i.state_changed_at, i.traits, \
-         i.metadata_public, i.metadata_admin, i.external_id, i.created_at, i.updated_at, \
+         i.metadata_public, i.metadata_admin, i.external_id, i.available_aal, i.created_at, i.updated_at, \
          (SELECT COALESCE(json_agg(json_build_object('id', a.id, 'value', a.value, 'verified', a.verified, \
             'via', a.via, 'status', a.status, 'verified_at', {}, 'created_at', {}, 'updated_at', {}) \
             ORDER BY a.value COLLATE \"C\", a.id), '[]') \

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use latchkey_domain::aal::{Aal, available_aal};
 use latchkey_domain::courier::Message;
 use latchkey_domain::identity::{
     AddressStatus, Credential, CredentialType, Identity, RecoveryAddress, VerifiableAddress,
@@ -19,7 +20,7 @@ use crate::codec::*;
 use crate::courier::insert_message;
 
 pub(crate) const IDENTITY_COLUMNS: &str = "id, schema_id, state, state_changed_at, traits, metadata_public, \
-     metadata_admin, external_id, created_at, updated_at";
+     metadata_admin, external_id, available_aal, created_at, updated_at";
 
 #[async_trait]
 impl IdentityStore for SqliteStore {
@@ -27,7 +28,8 @@ impl IdentityStore for SqliteStore {
         let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await.map_err(backend)?;
         sqlx::query(
             "INSERT INTO identities (id, schema_id, state, state_changed_at, traits, metadata_public, \
-             metadata_admin, external_id, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+             metadata_admin, external_id, available_aal, created_at, updated_at) \
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(identity.id.to_string())
         .bind(&identity.schema_id)
@@ -37,6 +39,7 @@ impl IdentityStore for SqliteStore {
         .bind(opt_json(&identity.metadata_public))
         .bind(opt_json(&identity.metadata_admin))
         .bind(&identity.external_id)
+        .bind(available_aal_of(identity).as_str())
         .bind(time(identity.created_at))
         .bind(time(identity.updated_at))
         .execute(&mut *tx)
@@ -59,7 +62,8 @@ impl IdentityStore for SqliteStore {
         let id = identity.id.to_string();
         let updated = sqlx::query(
             "UPDATE identities SET schema_id = ?, state = ?, state_changed_at = ?, traits = ?, \
-             metadata_public = ?, metadata_admin = ?, external_id = ?, updated_at = ? WHERE id = ?",
+             metadata_public = ?, metadata_admin = ?, external_id = ?, available_aal = ?, updated_at = ? \
+             WHERE id = ?",
         )
         .bind(&identity.schema_id)
         .bind(identity.state.as_str())
@@ -68,6 +72,7 @@ impl IdentityStore for SqliteStore {
         .bind(opt_json(&identity.metadata_public))
         .bind(opt_json(&identity.metadata_admin))
         .bind(&identity.external_id)
+        .bind(available_aal_of(identity).as_str())
         .bind(time(identity.updated_at))
         .bind(&id)
         .execute(&mut *tx)
@@ -242,6 +247,7 @@ impl IdentityStore for SqliteStore {
             .map_err(backend)?;
         forget_spent_codes(&mut tx, &id, credential.kind).await?;
         insert_credential(&mut tx, &id, credential).await?;
+        refresh_available_aal(&mut tx, &id).await?;
         tx.commit().await.map_err(write_error)?;
         Ok(true)
     }
@@ -270,6 +276,7 @@ impl IdentityStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(backend)?;
+        refresh_available_aal(&mut tx, &id).await?;
         tx.commit().await.map_err(write_error)?;
         Ok(true)
     }
@@ -354,6 +361,33 @@ async fn forget_spent_codes(
             .await
             .map_err(backend)?;
     }
+    Ok(())
+}
+
+/// The available AAL of an identity about to be written whole.
+fn available_aal_of(identity: &Identity) -> Aal {
+    available_aal(identity.credentials.values().map(|c| (c.kind, &c.config)))
+}
+
+/// Derives the identity's available AAL again from the credentials it has
+/// now, in the transaction that changed one of them.
+async fn refresh_available_aal(conn: &mut SqliteConnection, identity_id: &str) -> Result<(), StoreError> {
+    let rows = sqlx::query("SELECT type, config FROM identity_credentials WHERE identity_id = ?")
+        .bind(identity_id)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(backend)?;
+    let credentials = rows
+        .iter()
+        .map(|row| Ok((enum_col::<CredentialType>(row, "type")?, json_col(row, "config")?)))
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let aal = available_aal(credentials.iter().map(|(kind, config)| (*kind, config)));
+    sqlx::query("UPDATE identities SET available_aal = ? WHERE id = ?")
+        .bind(aal.as_str())
+        .bind(identity_id)
+        .execute(&mut *conn)
+        .await
+        .map_err(backend)?;
     Ok(())
 }
 
@@ -537,6 +571,7 @@ pub(crate) fn identity_from_row(row: &SqliteRow) -> Result<Identity, StoreError>
         credentials: BTreeMap::new(),
         verifiable_addresses: Vec::new(),
         recovery_addresses: Vec::new(),
+        available_aal: enum_col(row, "available_aal")?,
         created_at: time_col(row, "created_at")?,
         updated_at: time_col(row, "updated_at")?,
     })

@@ -123,7 +123,7 @@ impl SessionStore for SqliteStore {
     async fn session_by_token(&self, token_hash: &str) -> Result<Option<(Session, Identity)>, StoreError> {
         let sql = format!(
             "SELECT {SESSION_COLUMNS}, i.id, i.schema_id, i.state, i.state_changed_at, i.traits, \
-             i.metadata_public, i.metadata_admin, i.external_id, i.created_at, i.updated_at, {ADDRESS_COLUMNS} \
+             i.metadata_public, i.metadata_admin, i.external_id, i.available_aal, i.created_at, i.updated_at, {ADDRESS_COLUMNS} \
              FROM sessions s JOIN identities i ON i.id = s.identity_id WHERE s.token_hash = ?"
         );
         let Some(row) = sqlx::query(AssertSqlSafe(sql))

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Duration, Utc};
 use futures_util::future::join_all;
+use latchkey_domain::aal::Aal;
 use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::flow::errors::FlowErrorRecord;
 use latchkey_domain::flow::recovery::RecoveryState;
@@ -91,6 +92,7 @@ pub fn sample_identity(email: &str) -> Identity {
             created_at: at,
             updated_at: at,
         }],
+        available_aal: Default::default(),
         created_at: at,
         updated_at: at,
     }
@@ -1863,6 +1865,7 @@ pub async fn credentials_are_set_and_removed_alone(store: &dyn Store) {
     assert!(store.set_credential(identity.id, &totp, at).await.unwrap());
     identity.credentials.insert(CredentialType::Totp, totp);
     identity.updated_at = at;
+    identity.available_aal = Aal::Aal2;
     assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity, "the rest is untouched");
 
     // Setting it again replaces it: one credential per type.
@@ -1892,6 +1895,7 @@ pub async fn credentials_are_set_and_removed_alone(store: &dyn Store) {
     assert!(!store.remove_credential(identity.id, CredentialType::Totp, last).await.unwrap());
     identity.credentials.remove(&CredentialType::Totp);
     identity.updated_at = last;
+    identity.available_aal = Aal::Aal1;
     assert_eq!(store.get_identity(identity.id).await.unwrap().unwrap(), identity);
 
     assert!(!store.set_credential(Uuid::new_v4(), &again, last).await.unwrap(), "no such identity");
@@ -1954,4 +1958,48 @@ pub async fn lookup_codes_are_spent_once_per_set(store: &dyn Store) {
     assert!(store.remove_credential(identity.id, CredentialType::LookupSecret, now()).await.unwrap());
     assert!(store.used_lookup_codes(identity.id, fresh).await.unwrap().is_empty());
     assert!(!store.spend_lookup_code(identity.id, fresh, 1, at).await.unwrap());
+}
+
+pub async fn available_aal_follows_the_second_factors(store: &dyn Store) {
+    let aal_of = |id: Uuid| async move { store.get_identity(id).await.unwrap().unwrap().available_aal };
+    let mut identity = sample_identity(&unique_email("available-aal"));
+    store.create_identity(&identity).await.unwrap();
+    assert_eq!(aal_of(identity.id).await, Aal::Aal1, "a password is a first factor");
+    let session = live_session(identity.id);
+    store.create_session(&session).await.unwrap();
+
+    let totp = second_factor(CredentialType::Totp, &identity, json!({"sealed_totp_url": "v1.key"}));
+    assert!(store.set_credential(identity.id, &totp, now()).await.unwrap());
+    assert_eq!(aal_of(identity.id).await, Aal::Aal2);
+    // whoami's join reads it too, without the credentials.
+    let (_, joined) = store.session_by_token(&session.token_hash).await.unwrap().unwrap();
+    assert_eq!(joined.available_aal, Aal::Aal2);
+
+    let codes = second_factor(
+        CredentialType::LookupSecret,
+        &identity,
+        json!({"set": Uuid::new_v4(), "sealed_recovery_codes": "v1.codes"}),
+    );
+    assert!(store.set_credential(identity.id, &codes, now()).await.unwrap());
+    assert!(store.remove_credential(identity.id, CredentialType::Totp, now()).await.unwrap());
+    assert_eq!(aal_of(identity.id).await, Aal::Aal2, "the backup codes are left");
+    assert!(store.remove_credential(identity.id, CredentialType::LookupSecret, now()).await.unwrap());
+    assert_eq!(aal_of(identity.id).await, Aal::Aal1);
+
+    // A whole write derives it from the credentials it writes, whatever the field says.
+    identity.credentials.insert(CredentialType::Totp, totp);
+    identity.available_aal = Aal::Aal1;
+    store.update_identity(&identity).await.unwrap();
+    assert_eq!(aal_of(identity.id).await, Aal::Aal2);
+    identity.credentials.remove(&CredentialType::Totp);
+    identity.available_aal = Aal::Aal2;
+    store.update_identity(&identity).await.unwrap();
+    assert_eq!(aal_of(identity.id).await, Aal::Aal1);
+
+    let mut imported = sample_identity(&unique_email("available-aal-import"));
+    let codes =
+        second_factor(CredentialType::LookupSecret, &imported, json!({"sealed_recovery_codes": "v1.codes"}));
+    imported.credentials.insert(CredentialType::LookupSecret, codes);
+    store.create_identity(&imported).await.unwrap();
+    assert_eq!(aal_of(imported.id).await, Aal::Aal2);
 }

@@ -68,6 +68,7 @@ macro_rules! contract_checks {
             credentials_are_set_and_removed_alone,
             totp_steps_pass_only_forward_and_once,
             lookup_codes_are_spent_once_per_set,
+            available_aal_follows_the_second_factors,
             rate_events_are_admitted_atomically,
             rate_windows_count_apart_and_reset,
             [whole_store] cleanup_removes_what_is_due_and_keeps_the_rest,

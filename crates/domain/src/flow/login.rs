@@ -345,7 +345,10 @@ impl LoginService {
         }
 
         let at = self.clock.now();
-        let issued = session::issue(identity.id, "password", at, self.settings.session_lifespan, device);
+        let mut issued = session::issue(identity.id, "password", at, self.settings.session_lifespan, device);
+        if let Some(current) = signed_in.filter(|s| flow.refresh && s.identity_id == identity.id) {
+            session::carry_over(&mut issued.session, current);
+        }
         self.store.create_session(&issued.session).await?;
         if self.settings.revoke_active_sessions {
             self.store.revoke_sessions_of(identity.id, Some(issued.session.id), at).await?;

@@ -170,6 +170,7 @@ impl IdentityManager {
             credentials: BTreeMap::new(),
             verifiable_addresses: Vec::new(),
             recovery_addresses: Vec::new(),
+            available_aal: Default::default(),
             created_at: new.created_at.unwrap_or(at),
             updated_at: at,
         };

@@ -9,6 +9,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::aal::Aal;
+
 /// Whether an identity may sign in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "lowercase")]
@@ -214,6 +216,11 @@ pub struct Identity {
     pub credentials: BTreeMap<CredentialType, Credential>,
     pub verifiable_addresses: Vec<VerifiableAddress>,
     pub recovery_addresses: Vec<RecoveryAddress>,
+    /// The highest AAL its credentials allow, as stored (Kratos's
+    /// `available_aal` column, never on the wire): the stores derive it with
+    /// `aal::available_aal` whenever they write credentials, so it is read,
+    /// never set; a new identity starts at `aal1`.
+    pub available_aal: Aal,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

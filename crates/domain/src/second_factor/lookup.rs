@@ -27,6 +27,12 @@ const ALPHABET: &[u8; 36] = b"abcdefghijklmnopqrstuvwxyz0123456789";
 const SET: &str = "set";
 const SEALED_CODES: &str = "sealed_recovery_codes";
 
+/// Whether a `lookup_secret` credential's config holds codes, used up or
+/// not (what makes it a second factor, see `aal::available_aal`).
+pub fn has_codes(config: &Value) -> bool {
+    config.get(SEALED_CODES).and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+}
+
 pub const NODE_REVEAL: &str = "lookup_secret_reveal";
 pub const NODE_REGENERATE: &str = "lookup_secret_regenerate";
 pub const NODE_CONFIRM: &str = "lookup_secret_confirm";

@@ -33,6 +33,12 @@ const KEY_BYTES: usize = 20;
 /// Where the sealed otpauth URL sits in the credential's `config`.
 const SEALED_URL: &str = "sealed_totp_url";
 
+/// Whether a `totp` credential's config holds a linked key (what makes it
+/// a second factor, see `aal::available_aal`).
+pub fn is_linked(config: &Value) -> bool {
+    config.get(SEALED_URL).and_then(Value::as_str).is_some_and(|s| !s.is_empty())
+}
+
 pub const NODE_QR: &str = "totp_qr";
 pub const NODE_SECRET: &str = "totp_secret_key";
 pub const NODE_CODE: &str = "totp_code";

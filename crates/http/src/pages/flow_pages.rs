@@ -51,6 +51,14 @@ pub async fn show(state: AppState, kind: FlowKind, uri: Uri, headers: HeaderMap)
                 });
             start(&state, kind, return_to.as_deref())
         }
+        // Settings needs the second factor first: the step-up login, which returns here.
+        Err(e) if e.id == Some("session_aal2_required") => {
+            match e.extra.as_ref().and_then(|x| x.siblings.get("redirect_browser_to")).and_then(Value::as_str)
+            {
+                Some(login) => flows::see_other(login),
+                None => error_page::from_api_error(&state, lang, e),
+            }
+        }
         // A lost CSRF cookie, another identity's flow: nothing to retry here.
         Err(e) => error_page::from_api_error(&state, lang, e),
     }

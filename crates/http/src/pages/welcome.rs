@@ -33,6 +33,11 @@ pub async fn show(State(state): State<AppState>, headers: HeaderMap) -> Response
         );
         return render("welcome.html", StatusCode::OK, context);
     };
+    // What whoami would refuse is not signed in yet: on to the second factor,
+    // as Kratos's UIs follow whoami's `redirect_browser_to`.
+    if !state.sessions.meets_whoami_aal(&session, &identity) {
+        return flows::see_other(&crate::aal::step_up_url(&state.urls.public, None, None));
+    }
     let view =
         views::session(&session, Some(&identity), &state.urls, Audience::Public, true, state.clock.now());
     let view = match serde_json::to_value(view) {

@@ -25,7 +25,7 @@ use crate::request::{device, session_token, wants_json};
 use crate::state::AppState;
 use crate::submit::SubmitBody;
 use crate::views::{ContinueWith, SessionView};
-use crate::{cookies, views};
+use crate::{aal, cookies, views};
 
 /// A sign-in's answer to JSON clients: `continue_with` is `null` unless it
 /// names something, `session_token` is for API flows only. Fields in
@@ -184,9 +184,13 @@ async fn submit(
             return Err(error);
         }
     };
+    // As Kratos: a session whoami would refuse until its second factor is in
+    // sends browsers to the step-up login, and shows native apps no identity.
+    let step_up = (!state.sessions.meets_whoami_aal(&issued.session, &identity))
+        .then(|| aal::step_up_url_after(&state.urls.public, &flow.request_url));
     let session = views::session(
         &issued.session,
-        Some(&identity),
+        step_up.is_none().then_some(&identity),
         &state.urls,
         views::Audience::Public,
         true,
@@ -208,7 +212,13 @@ async fn submit(
         .session_cookie_persistent
         .then(|| (issued.session.expires_at - state.clock.now()).num_seconds());
     let cookie = cookies::set(&state.web.cookies, &state.web.session_cookie_name, &issued.token, max_age);
-    let response = if wants_json(&headers) {
+    let response = if let Some(url) = step_up {
+        if wants_json(&headers) {
+            aal::browser_location_change_required(url).into_response()
+        } else {
+            flows::see_other(&url)
+        }
+    } else if wants_json(&headers) {
         // As Kratos: a browser flow answered as JSON names where to go next,
         // which single-page apps (Ory Elements) follow, e.g. back to settings
         // after a refresh.

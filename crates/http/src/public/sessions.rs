@@ -12,6 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use super::flows::{current_session, current_session_hit};
+use crate::aal::{aal2_required, step_up_url};
 use crate::error::ApiError;
 use crate::pagination::OffsetPage;
 use crate::query::QueryParams;
@@ -39,6 +40,9 @@ fn session_inactive() -> ApiError {
 // Takes the request whole: the `HeaderMap` extractor would copy every header.
 async fn whoami(State(state): State<AppState>, request: Request) -> Result<Response, ApiError> {
     let hit = current_session_hit(&state, request.headers()).await?.ok_or_else(no_session)?;
+    if !state.sessions.meets_whoami_aal(&hit.session, &hit.identity) {
+        return Err(aal2_required(step_up_url(&state.urls.public, None, None)));
+    }
     // Rendered once per cache entry: building and serialising the view is
     // most of what a cached whoami would otherwise cost. The entry is
     // replaced, never changed, when the session or identity changes.
@@ -62,6 +66,9 @@ async fn list_mine(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let (current, identity) = current_session(&state, &headers).await?.ok_or_else(session_inactive)?;
+    if !state.sessions.meets_whoami_aal(&current, &identity) {
+        return Err(aal2_required(step_up_url(&state.urls.public, None, None)));
+    }
     let params = QueryParams::parse(uri.query());
     let page = OffsetPage::from_params(&params)?;
     let query = SessionQuery {

@@ -17,12 +17,12 @@ use latchkey_domain::text;
 use serde_json::{Value, json};
 
 use super::flows::{self, current_session};
-use crate::csrf;
 use crate::error::{ApiError, Extra};
 use crate::query::QueryParams;
 use crate::request::{cookie, device, wants_json};
 use crate::state::AppState;
 use crate::views::{self, Audience, ContinueWith, CredentialsView};
+use crate::{aal, csrf};
 
 pub fn router() -> Router<AppState> {
     flows::flow_routes(FlowKind::Settings, init, get(fetch), get(submit).post(submit))
@@ -87,12 +87,22 @@ async fn init(
     headers: HeaderMap,
     flow_type: FlowType,
 ) -> Result<Response, ApiError> {
-    let Some((_, identity)) = current_session(&state, &headers).await? else {
+    let Some((session, identity)) = current_session(&state, &headers).await? else {
         if flow_type == FlowType::Browser && !wants_json(&headers) {
             return Ok(flows::see_other(&state.web.login_ui_url));
         }
         return Err(session_inactive());
     };
+    if !state.settings.meets_required_aal(&session, &identity) {
+        // As Kratos: a browser that named a `return_to` comes back to this very start.
+        let asked_return = QueryParams::parse(uri.query()).first("return_to").is_some_and(|r| !r.is_empty());
+        let back = (flow_type == FlowType::Browser && asked_return).then(|| request_url(&state, &uri));
+        let login = aal::step_up_url(&state.urls.public, None, back.as_deref());
+        if flow_type == FlowType::Browser && !wants_json(&headers) {
+            return Ok(flows::see_other(&login));
+        }
+        return Err(aal::aal2_required(login));
+    }
     let started = flows::flow_request(&state, flow_type, &uri, &headers)?;
     let mut flow = state.settings.create(&started.request, &identity).await.map_err(flows::flow_failure)?;
     state.metrics.flow_started(flow.kind(), flow.flow_type);
@@ -103,6 +113,12 @@ async fn init(
         Json(body(&state, &flow, &identity, Vec::new())?).into_response()
     };
     Ok(flows::with_cookie(response, started.set_cookie))
+}
+
+/// The URL this request was made to, on the public base URL.
+fn request_url(state: &AppState, uri: &Uri) -> String {
+    let path = uri.path_and_query().map_or_else(|| uri.path().to_string(), |p| p.to_string());
+    format!("{}{path}", state.urls.public)
 }
 
 /// The session, and the flow only if it belongs to the session's identity.
@@ -135,7 +151,12 @@ pub async fn fetch_view(state: &AppState, id: uuid::Uuid, headers: &HeaderMap) -
         Err(FlowError::NotFound) => return Err(flows::flow_not_found()),
         other => other.map_err(flows::flow_failure)?,
     };
-    let (_, identity) = owned_flow(state, headers, &flow).await?;
+    let (session, identity) = owned_flow(state, headers, &flow).await?;
+    if !state.settings.meets_required_aal(&session, &identity) {
+        // Back to the settings UI with this flow once the second factor is in.
+        let back = format!("{}?flow={}", state.web.settings_ui_url, flow.id);
+        return Err(aal::aal2_required(aal::step_up_url(&state.urls.public, None, Some(&back))));
+    }
     if flow.flow_type == FlowType::Browser {
         let matches = cookie(headers, &state.web.csrf_cookie_name)
             .is_some_and(|secret| flow.csrf_hash.as_deref() == Some(csrf::hash(secret).as_str()));
@@ -216,6 +237,13 @@ async fn submit(
         return Ok(flows::see_other(&format!("{}/self-service/login/browser", state.urls.public)));
     }
     let (session, identity) = owned_flow(&state, &headers, &flow).await?;
+    if !state.settings.meets_required_aal(&session, &identity) {
+        let login = aal::step_up_url(&state.urls.public, None, Some(&request_url(&state, &uri)));
+        if flow.flow_type == FlowType::Browser && !wants_json(&headers) {
+            return Ok(flows::see_other(&login));
+        }
+        return Err(aal::aal2_required(login));
+    }
     let Some(submission) = SettingsSubmission::read(&body_json, &identity.traits) else {
         flow.ui.reset_messages();
         flow.ui.messages.push(text::no_settings_method());

@@ -431,6 +431,12 @@ mod tests {
         assert_eq!(defaults.pointer("/selfservice/flows/login/lifespan"), Some(&Value::from("1h")));
         assert_eq!(defaults.pointer("/hashers/argon2/memory"), Some(&Value::from("128MB")));
         assert_eq!(defaults.pointer("/cookies/same_site"), Some(&Value::from("Lax")));
+        // Kratos's default for both AAL requirements.
+        assert_eq!(defaults.pointer("/session/whoami/required_aal"), Some(&Value::from("highest_available")));
+        assert_eq!(
+            defaults.pointer("/selfservice/flows/settings/required_aal"),
+            Some(&Value::from("highest_available"))
+        );
         let env = |pairs: &[(&str, &str)]| -> Vec<(String, String)> {
             pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
         };
@@ -442,6 +448,7 @@ mod tests {
             ("HASHERS_ARGON2_MEMORY", "64MB"),
             ("TRACING_PROVIDER", "otel"),
             ("TRACING_PROVIDERS_OTLP_SERVER_URL", "c:4318"),
+            ("SESSION_WHOAMI_REQUIRED_AAL", "aal1"),
         ]);
         let c = load_str(super::super::testing::MINIMAL, env, false).unwrap().config;
         assert_eq!(c.selfservice.flows.login.lifespan.std(), std::time::Duration::from_secs(720 * 3600));
@@ -453,6 +460,7 @@ mod tests {
         assert_eq!(c.selfservice.flows.registration.style, super::super::RegistrationStyle::Unified);
         assert_eq!(c.hashers.argon2.memory.bytes(), 64 << 20);
         assert!(c.tracing.exports());
+        assert_eq!(c.session.whoami.required_aal, super::super::RequiredAal::Aal1);
         for (name, value, key) in [
             ("SELFSERVICE_FLOWS_LOGIN_LIFESPAN", "soon", "selfservice.flows.login.lifespan"),
             ("SESSION_EARLIEST_POSSIBLE_EXTEND", "5", "session.earliest_possible_extend"),
@@ -460,6 +468,7 @@ mod tests {
             ("SELFSERVICE_FLOWS_RECOVERY_USE", "link", "selfservice.flows.recovery.use"),
             ("COURIER_DELIVERY_STRATEGY", "http", "courier.delivery_strategy"),
             ("SELFSERVICE_FLOWS_SETTINGS_REQUIRED_AAL", "aal2", "selfservice.flows.settings.required_aal"),
+            ("SESSION_WHOAMI_REQUIRED_AAL", "aal2", "session.whoami.required_aal"),
             ("HASHERS_ARGON2_DEDICATED_MEMORY", "lots", "hashers.argon2.dedicated_memory"),
         ] {
             let env = vec![(name.to_string(), value.to_string())];

@@ -529,14 +529,8 @@ impl Default for SettingsFlow {
     }
 }
 
-/// Only `highest_available` and `aal1` mean anything without second factors.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RequiredAal {
-    #[default]
-    HighestAvailable,
-    Aal1,
-}
+/// `aal1` or `highest_available` (Kratos's default), for settings and whoami.
+pub use latchkey_domain::aal::RequiredAal;
 
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
@@ -774,6 +768,14 @@ pub struct SessionConfig {
     /// Unset means the lifespan: sessions may always be extended.
     pub earliest_possible_extend: Option<Duration>,
     pub cookie: SessionCookie,
+    pub whoami: SessionWhoami,
+}
+
+/// `session.whoami`: what `GET /sessions/whoami` (and `GET /sessions`) asks of a session.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SessionWhoami {
+    pub required_aal: RequiredAal,
 }
 
 impl Default for SessionConfig {
@@ -782,6 +784,7 @@ impl Default for SessionConfig {
             lifespan: Duration::hours(24),
             earliest_possible_extend: None,
             cookie: SessionCookie::default(),
+            whoami: SessionWhoami::default(),
         }
     }
 }

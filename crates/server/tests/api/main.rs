@@ -4,6 +4,7 @@
 
 mod helpers;
 
+mod aal;
 mod attacks;
 mod browser;
 mod cleanup;

@@ -489,6 +489,29 @@ async fn second_factors_show_on_the_settings_page(backend: Backend) {
         .submit(&saved, "form-lookup_secret-lookup_secret_reveal", &[], "submit-lookup_secret_reveal")
         .await;
     assert_eq!(code_after(&revealed, "id=\"text-lookup_secret_codes\""), first);
+
+    // Signing in elsewhere by password ends on the login page asking for
+    // the second factor (the step-up login), which then lets the browser in.
+    let mut other = Browser::new(&app, "en");
+    let login = other.open("/ui/login").await;
+    let values = [("identifier", "factors@example.com"), ("password", PASSWORD)];
+    let step_up = other.submit(&login, "form-main", &values, "submit-password").await;
+    assert_a_good_page(&step_up, "en");
+    assert!(step_up.url.contains("/ui/login?flow="), "{}", step_up.url);
+    assert!(
+        step_up.has("data-testid=\"message-1010004\"") && step_up.has("id=\"form-totp\""),
+        "{}",
+        step_up.html
+    );
+    // Until the code is in, the landing page sends it back there.
+    let again = other.open("/ui/welcome").await;
+    assert!(again.url.contains("/ui/login?flow=") && again.has("id=\"form-totp\""), "{}", again.url);
+    app.clock.advance(std::time::Duration::from_secs(30));
+    let code = key.code_at(latchkey_domain::time::Clock::now(app.clock.as_ref()));
+    let welcome = other.submit(&step_up, "form-totp", &[("totp_code", &code)], "submit-totp").await;
+    assert!(welcome.has("data-testid=\"welcome-signed-in\""), "{}", welcome.html);
+    let settings = other.open("/ui/settings").await;
+    assert_a_good_page(&settings, "en");
     app.stop().await;
 }
 

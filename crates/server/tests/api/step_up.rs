@@ -45,6 +45,40 @@ async fn submit(app: &TestApp, token: &str, flow: &Value, body: Value) -> (u16, 
     (response.status().as_u16(), response.json().await.unwrap())
 }
 
+/// A fresh aal1 session by password, the identity's second factor set up
+/// by an earlier one (which linking raised to aal2): its token and id.
+async fn sign_in(app: &TestApp, email: &str) -> (String, String) {
+    let flow: Value =
+        app.http.get(app.public_path("/self-service/login/api")).send().await.unwrap().json().await.unwrap();
+    let response = app
+        .http
+        .post(app.public_path(&format!("/self-service/login?flow={}", flow["id"].as_str().unwrap())))
+        .json(&json!({"method": "password", "identifier": email, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let done: Value = response.json().await.unwrap();
+    assert_eq!(done["session"]["authenticator_assurance_level"], "aal1");
+    let token = done["session_token"].as_str().unwrap().to_string();
+    (token, done["session"]["id"].as_str().unwrap().to_string())
+}
+
+/// Whoami refuses an aal1 session of an identity with a second factor
+/// (`session.whoami.required_aal: highest_available`, the default).
+async fn whoami_wants_aal2(app: &TestApp, token: &str) {
+    let response = app
+        .http
+        .get(app.public_path("/sessions/whoami"))
+        .header("x-session-token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["error"]["id"], "session_aal2_required");
+}
+
 async fn whoami(app: &TestApp, token: &str) -> Value {
     let response = app
         .http
@@ -57,7 +91,8 @@ async fn whoami(app: &TestApp, token: &str) -> Value {
     response.json().await.unwrap()
 }
 
-/// Registers and saves backup codes through settings; returns the token and the codes.
+/// Registers and saves backup codes through settings; returns the
+/// (now aal2) token and the codes.
 async fn with_codes(app: &TestApp, email: &str) -> (String, Vec<String>) {
     let (token, _) = register(app, email, PASSWORD).await;
     let flow = settings_flow(app, &token).await;
@@ -70,10 +105,12 @@ async fn with_codes(app: &TestApp, email: &str) -> (String, Vec<String>) {
 
 async fn native_step_up_with_totp_raises_the_same_session(backend: Backend) {
     let app = spawn_app_with(backend, second_factors_on).await;
-    let (token, _, key, _) = with_totp(&app, "stepup@example.com").await;
-    // Cached by whoami before the step-up: the raise must show at once.
-    let before = whoami(&app, &token).await;
-    assert_eq!(before["authenticator_assurance_level"], "aal1");
+    let (linked, _, key, _) = with_totp(&app, "stepup@example.com").await;
+    // Linking proved the app: that session is aal2 already, as in Kratos.
+    assert_eq!(whoami(&app, &linked).await["authenticator_assurance_level"], "aal2");
+    let (token, session_id) = sign_in(&app, "stepup@example.com").await;
+    // Read (and cached) by whoami before the step-up: the raise must show at once.
+    whoami_wants_aal2(&app, &token).await;
 
     // No session: the first factor comes first.
     let (status, refused) = step_up_flow(&app, None).await;
@@ -110,7 +147,7 @@ async fn native_step_up_with_totp_raises_the_same_session(backend: Backend) {
     .await;
     assert_eq!(status, 400, "{password}");
     assert_eq!(password["ui"]["messages"][0]["id"], 4010002);
-    assert_eq!(whoami(&app, &token).await["authenticator_assurance_level"], "aal1");
+    whoami_wants_aal2(&app, &token).await;
 
     // The next step's code (the linking one is spent) raises the session.
     app.clock.advance(Duration::from_secs(30));
@@ -118,7 +155,7 @@ async fn native_step_up_with_totp_raises_the_same_session(backend: Backend) {
     let (status, done) = submit(&app, &token, &flow, json!({"method": "totp", "totp_code": code})).await;
     assert_eq!(status, 200, "{done}");
     let session = &done["session"];
-    assert_eq!(session["id"], before["id"]);
+    assert_eq!(session["id"], session_id.as_str());
     assert_eq!(done["session_token"], token.as_str(), "no new token");
     assert_eq!(session["authenticator_assurance_level"], "aal2");
     let methods = session["authentication_methods"].as_array().unwrap();
@@ -155,7 +192,8 @@ async fn native_step_up_with_totp_raises_the_same_session(backend: Backend) {
 
 async fn a_backup_code_steps_up_once(backend: Backend) {
     let app = spawn_app_with(backend, second_factors_on).await;
-    let (token, codes) = with_codes(&app, "backup@example.com").await;
+    let (_, codes) = with_codes(&app, "backup@example.com").await;
+    let (token, _) = sign_in(&app, "backup@example.com").await;
     let (status, flow) = step_up_flow(&app, Some(&token)).await;
     assert_eq!(status, 200, "{flow}");
     assert!(group_ids(&flow, "totp").is_empty(), "only the identity's own factors");
@@ -179,7 +217,7 @@ async fn a_backup_code_steps_up_once(backend: Backend) {
         submit(&app, &other, &flow, json!({"method": "lookup_secret", "lookup_secret": codes[2]})).await;
     assert_eq!(status, 400, "{spent}");
     assert_eq!(spent["ui"]["messages"][0]["id"], 4000012);
-    assert_eq!(whoami(&app, &other).await["authenticator_assurance_level"], "aal1");
+    whoami_wants_aal2(&app, &other).await;
     app.stop().await;
 }
 
@@ -199,7 +237,8 @@ async fn no_second_factor_offers_no_method(backend: Backend) {
 
 async fn browser_step_up_keeps_the_cookie_and_says_where_to_go(backend: Backend) {
     let app = spawn_app_with(backend, second_factors_on).await;
-    let (token, _, key, _) = with_totp(&app, "browser@example.com").await;
+    let (_, _, key, _) = with_totp(&app, "browser@example.com").await;
+    let (token, _) = sign_in(&app, "browser@example.com").await;
     let mut jar = Jar::default();
     let cookie = |jar: &Jar| format!("{}; ory_kratos_session={token}", jar.header());
     let response = app
@@ -304,7 +343,8 @@ async fn browser_step_up_keeps_the_cookie_and_says_where_to_go(backend: Backend)
 async fn a_burst_of_wrong_codes_gets_only_the_free_guesses_judged(backend: Backend) {
     let app = spawn_app_with(backend, second_factors_on).await;
     let free = app_config_free_per_address();
-    let (token, _, key, _) = with_totp(&app, "burst@example.com").await;
+    let (_, _, key, _) = with_totp(&app, "burst@example.com").await;
+    let (token, _) = sign_in(&app, "burst@example.com").await;
     let (_, flow) = step_up_flow(&app, Some(&token)).await;
     let url = app.public_path(&format!("/self-service/login?flow={}", flow["id"].as_str().unwrap()));
     let now = app.clock.now();
@@ -344,7 +384,7 @@ async fn a_burst_of_wrong_codes_gets_only_the_free_guesses_judged(backend: Backe
     assert!(response.headers().contains_key("retry-after"));
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["error"]["id"], "rate_limit_exceeded");
-    assert_eq!(whoami(&app, &token).await["authenticator_assurance_level"], "aal1");
+    whoami_wants_aal2(&app, &token).await;
 
     // The first wait past the free guesses is a second; then the right code gets in.
     app.clock.advance(Duration::from_secs(2));

@@ -15,6 +15,7 @@ use serde_json::Value;
 
 use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowRequest, FlowState, field, place_trait_error};
+use crate::aal::{self, RequiredAal};
 use crate::courier::{Message, Renderer};
 use crate::identity::{Identity, IdentityError, IdentityManager, IdentityUpdate, PasswordInput};
 use crate::notice;
@@ -34,6 +35,8 @@ pub struct SettingsSettings {
     pub password_policy: PasswordPolicy,
     /// After a password change, end the identity's other sessions.
     pub revoke_sessions_after_password: bool,
+    /// What the session must reach to start, see or submit a settings flow.
+    pub required_aal: RequiredAal,
 }
 
 /// Where a settings flow stands. Either way the form may hold second-factor
@@ -229,6 +232,13 @@ impl SettingsService {
         flow.ui.nodes.push(Node::password("new-password"));
         flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_save()));
         self.second_factor_forms(flow, identity);
+    }
+
+    /// Whether `session` may use settings at all
+    /// (`selfservice.flows.settings.required_aal`); judged from the identity
+    /// as loaded with the session.
+    pub fn meets_required_aal(&self, session: &Session, identity: &Identity) -> bool {
+        aal::satisfies(self.settings.required_aal, session, identity)
     }
 
     fn privileged(&self, session: &Session) -> bool {

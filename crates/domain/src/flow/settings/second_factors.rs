@@ -9,12 +9,13 @@
 use serde_json::Value;
 
 use super::{PendingFactors, SettingsOutcome, SettingsService, SettingsState};
+use crate::flow::login_second_factor::AAL2;
 use crate::flow::{Flow, FlowError, FlowState};
 use crate::identity::{CredentialType, Identity, IdentityError};
 use crate::second_factor::lookup::{self, ShownCode};
 use crate::second_factor::totp::{self, TotpKey};
 use crate::second_factor::{SecondFactorError, SecretCipher};
-use crate::session::Session;
+use crate::session::{AuthenticationMethod, Session};
 use crate::text;
 use crate::ui::{Group, Node};
 
@@ -149,6 +150,17 @@ impl SettingsService {
         }
     }
 
+    /// A factor just set up was just proven, as Kratos counts it: the
+    /// session gets the method at `aal2`, becomes `aal2` and counts as
+    /// authenticated now; its expiry stays. A session that ended meanwhile
+    /// is left alone.
+    async fn authenticated_with(&self, session: &Session, method: &str) -> Result<(), FlowError> {
+        let method =
+            AuthenticationMethod { method: method.into(), aal: AAL2.into(), completed_at: self.clock.now() };
+        self.store.complete_second_factor(session.id, &method, session.expires_at).await?;
+        Ok(())
+    }
+
     pub(super) async fn submit_totp(
         &self,
         mut flow: Flow,
@@ -194,6 +206,7 @@ impl SettingsService {
         if !totp.link(identity, &key, step).await? {
             return Err(FlowError::NotFound);
         }
+        self.authenticated_with(session, CredentialType::Totp.as_str()).await?;
         let updated = self.reload(identity.id).await?;
         self.saved(flow, updated, None).await
     }
@@ -227,6 +240,7 @@ impl SettingsService {
                 if !lookup.save(identity, &codes).await? {
                     return Err(FlowError::NotFound);
                 }
+                self.authenticated_with(session, CredentialType::LookupSecret.as_str()).await?;
                 let updated = self.reload(identity.id).await?;
                 self.saved(flow, updated, None).await
             }
