@@ -170,6 +170,7 @@ fn address_bucket(purpose: CodePurpose) -> &'static str {
     match purpose {
         CodePurpose::Recovery => "send.address.recovery",
         CodePurpose::Verification => "send.address.verification",
+        CodePurpose::Login => "send.address.login",
     }
 }
 

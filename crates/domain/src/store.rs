@@ -344,6 +344,8 @@ pub trait OutboxStore: Send + Sync {
 pub enum CodePurpose {
     Recovery,
     Verification,
+    /// Signing in with an emailed code (passwordless, or as a second factor).
+    Login,
 }
 
 impl CodePurpose {
@@ -351,6 +353,7 @@ impl CodePurpose {
         match self {
             CodePurpose::Recovery => "recovery",
             CodePurpose::Verification => "verification",
+            CodePurpose::Login => "login",
         }
     }
 }
@@ -362,6 +365,7 @@ impl std::str::FromStr for CodePurpose {
         match s {
             "recovery" => Ok(CodePurpose::Recovery),
             "verification" => Ok(CodePurpose::Verification),
+            "login" => Ok(CodePurpose::Login),
             other => Err(crate::UnknownValue::new("code purpose", other)),
         }
     }

@@ -13,6 +13,7 @@ use latchkey_courier::{SmtpConfig, SmtpMailer};
 use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::code::CodeSettings;
+use latchkey_domain::flow::login_code::{CodeLogin, CodeLoginSettings};
 use latchkey_domain::flow::code_requests::{CodeRequestSweeper, sweep_periodically};
 use latchkey_domain::flow::login::RequireVerified;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
@@ -354,6 +355,7 @@ impl Application {
                     clock.clone(),
                     state.recovery.clone(),
                     state.verification.clone(),
+                    state.login.code_login().cloned(),
                 )
             };
             let stop = wait(stop_rx.clone());
@@ -478,16 +480,33 @@ pub(crate) fn domain_services(
         },
     );
     let factors = second_factors(config, store.clone(), clock.clone(), &urls.public)?;
+    let throttle = LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config));
+    let code_method = &config.selfservice.methods.code;
+    let code_login = CodeLogin::new(
+        store.clone(),
+        clock.clone(),
+        templates.clone(),
+        send_limits.clone(),
+        throttle.clone(),
+        CodeLoginSettings {
+            // As in Kratos, passwordless sign-in switches the method on.
+            passwordless: code_method.passwordless_enabled,
+            mfa: code_method.mfa_enabled && code_enabled,
+            codes: codes.clone(),
+            session_lifespan: web.session_lifespan,
+        },
+    );
     let login = LoginService::new(
         store.clone(),
         clock.clone(),
         passwords.hasher,
         passwords.failure_floor,
-        LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config)),
+        throttle,
         verification.clone(),
         login_settings(config, &urls, &web, identities.schemas().default_schema()),
     )
-    .with_second_factors(factors.clone());
+    .with_second_factors(factors.clone())
+    .with_code(code_login);
     let settings = SettingsService::new(
         store.clone(),
         clock.clone(),

@@ -687,12 +687,22 @@ pub struct LookupSecretMethod {
 #[serde(default)]
 pub struct CodeMethod {
     pub enabled: bool,
+    /// Sign in with an emailed code instead of a password (`aal1`).
+    pub passwordless_enabled: bool,
+    /// Step a session up to `aal2` with an emailed code. Kratos allows this
+    /// or `passwordless_enabled`, not both.
+    pub mfa_enabled: bool,
     pub config: CodeMethodConfig,
 }
 
 impl Default for CodeMethod {
     fn default() -> Self {
-        Self { enabled: true, config: CodeMethodConfig::default() }
+        Self {
+            enabled: true,
+            passwordless_enabled: false,
+            mfa_enabled: false,
+            config: CodeMethodConfig::default(),
+        }
     }
 }
 
