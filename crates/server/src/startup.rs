@@ -13,10 +13,10 @@ use latchkey_courier::{SmtpConfig, SmtpMailer};
 use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::code::CodeSettings;
-use latchkey_domain::flow::login_code::{CodeLogin, CodeLoginSettings};
 use latchkey_domain::flow::code_requests::{CodeRequestSweeper, sweep_periodically};
 use latchkey_domain::flow::login::RequireVerified;
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
+use latchkey_domain::flow::login_code::{CodeLogin, CodeLoginSettings};
 use latchkey_domain::flow::login_floor::FailureFloor;
 use latchkey_domain::flow::login_throttle::{
     AddressLimit, IdentifierLimit, LoginThrottle, LoginThrottleSettings,

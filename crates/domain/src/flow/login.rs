@@ -71,7 +71,9 @@ pub enum RequireVerified {
 pub enum LoginState {
     ChooseMethod,
     /// A sign-in code went to `address` (the `code` method).
-    SentEmail { address: String },
+    SentEmail {
+        address: String,
+    },
     /// Signed in; the flow is done.
     PassedChallenge,
 }
@@ -195,7 +197,8 @@ impl LoginService {
     /// method takes it (answered as Kratos answers an unknown method).
     pub fn read(&self, body: &Value) -> Option<LoginSubmission> {
         // A second factor's address button sends `address` without `method`.
-        let address_button = super::field(body, "method").is_none() && super::field(body, "address").is_some();
+        let address_button =
+            super::field(body, "method").is_none() && super::field(body, "address").is_some();
         let submission = match address_button {
             true => LoginSubmission::Code(CodeSubmission::read(body)),
             false => LoginSubmission::read(body)?,
@@ -301,7 +304,9 @@ impl LoginService {
             (LoginSubmission::SecondFactor(factor), Some(session)) if stepping_up => {
                 return self.second_factor.submit(flow, factor, session, device.ip_address.as_deref()).await;
             }
-            (LoginSubmission::Code(code), session) => return self.submit_code(flow, code, device, session).await,
+            (LoginSubmission::Code(code), session) => {
+                return self.submit_code(flow, code, device, session).await;
+            }
             (LoginSubmission::Password { identifier, password }, _) if !stepping_up => (identifier, password),
             // A method that cannot complete this flow's level.
             _ => {

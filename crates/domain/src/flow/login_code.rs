@@ -292,12 +292,19 @@ impl CodeLogin {
                 flow.updated_at = at;
                 self.store.update_flow(&flow).await?;
                 let flow = Box::new(flow);
-                return Ok(CodeStep::Done(LoginOutcome::Throttled { flow, limit, retry_after_seconds: seconds }));
+                return Ok(CodeStep::Done(LoginOutcome::Throttled {
+                    flow,
+                    limit,
+                    retry_after_seconds: seconds,
+                }));
             }
         };
         let now = self.clock.now();
-        let checked =
-            self.settings.codes.check(self.store.as_ref(), CodePurpose::Login, &flow, &submission.code, now).await;
+        let checked = self
+            .settings
+            .codes
+            .check(self.store.as_ref(), CodePurpose::Login, &flow, &submission.code, now)
+            .await;
         let found = match checked {
             Ok(CodeCheck::Right(found)) => found,
             // A wrong code stays counted: the ticket recorded it.
@@ -337,7 +344,12 @@ impl CodeLogin {
     }
 
     /// A right second-factor code raises the signed-in session to `aal2`.
-    async fn raise(&self, mut flow: Flow, identity: Identity, session: &Session) -> Result<CodeStep, FlowError> {
+    async fn raise(
+        &self,
+        mut flow: Flow,
+        identity: Identity,
+        session: &Session,
+    ) -> Result<CodeStep, FlowError> {
         if identity.id != session.identity_id {
             flow.ui.messages.push(text::no_login_method());
             return self.reject(flow).await;

@@ -258,7 +258,8 @@ mod tests {
 
     #[test]
     fn a_login_code_flow_keeps_its_address() {
-        let stored = json!({ "kind": "login", "state": "sent_email", "internal": { "address": "a@example.com" } });
+        let stored =
+            json!({ "kind": "login", "state": "sent_email", "internal": { "address": "a@example.com" } });
         let state: FlowState = serde_json::from_value(stored).unwrap();
         assert_eq!(state, FlowState::Login(LoginState::SentEmail { address: "a@example.com".into() }));
         assert_eq!(state.code_address(), Some("a@example.com"));
