@@ -418,9 +418,9 @@ impl LoginService {
             CodeStep::SignIn { mut flow, identity } => {
                 if identity.state != IdentityState::Active {
                     flow.ui.messages.push(text::identity_disabled());
-                    return self.reject(*flow).await;
+                    return self.reject(flow).await;
                 }
-                self.sign_in(*flow, *identity, "code", device).await
+                self.sign_in(flow, *identity, "code", device).await
             }
         }
     }

@@ -84,7 +84,7 @@ pub enum CodeStep {
     /// Answered: the flow with a code sent, a message, or a raised session.
     Done(LoginOutcome),
     /// A passwordless code was right: sign `identity` in (the login hooks run).
-    SignIn { flow: Box<Flow>, identity: Box<Identity> },
+    SignIn { flow: Flow, identity: Box<Identity> },
 }
 
 #[derive(Clone)]
@@ -338,7 +338,7 @@ impl CodeLogin {
         self.mark_verified(&mut identity, &found.address).await?;
         flow.active = Some("code".into());
         let Some(session) = session.filter(|_| step_up) else {
-            return Ok(CodeStep::SignIn { flow: Box::new(flow), identity: Box::new(identity) });
+            return Ok(CodeStep::SignIn { flow, identity: Box::new(identity) });
         };
         self.raise(flow, identity, session).await
     }
