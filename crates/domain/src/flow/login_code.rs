@@ -198,6 +198,15 @@ impl CodeLogin {
         self.send(flow, address, text::login_code_sent_to_you()).await
     }
 
+    /// Mails a second-factor code to `address` for a step-up flow just
+    /// made, whose only method it is, and answers the flow asking for it.
+    pub(crate) async fn send_at_start(&self, flow: Flow, address: String) -> Result<Flow, FlowError> {
+        match self.send(flow, address, text::login_code_sent_to_you()).await? {
+            CodeStep::Done(LoginOutcome::CodeSent(flow)) => Ok(flow),
+            _ => Err(FlowError::internal("a second-factor code could not be asked for")),
+        }
+    }
+
     /// Moves the flow to `sent_email` and records the code request, which
     /// is served after the answer: the request path is the same whether or
     /// not `named` belongs to anyone.
@@ -210,7 +219,8 @@ impl CodeLogin {
         flow.state = FlowState::Login(LoginState::SentEmail { address: address.clone() });
         flow.active = Some("code".into());
         code_form(&mut flow, &address);
-        flow.ui.messages.push(sent);
+        // The flow says only this, as Kratos's form once a code is sent.
+        flow.ui.messages = vec![sent];
         flow.updated_at = self.clock.now();
         let request = code_requests::new_request(&flow, CodePurpose::Login, &address);
         self.store.record_code_request(&flow, &request).await?;

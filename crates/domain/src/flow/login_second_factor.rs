@@ -107,7 +107,12 @@ impl SecondFactorLogin {
     ) -> Result<Flow, FlowError> {
         let flow = self.build(request, session, refresh).await?;
         self.store.create_flow(&flow).await?;
-        Ok(flow)
+        // As Kratos: when the one thing to offer is a code to one address,
+        // it is mailed at once and the flow asks for it.
+        match (&self.code, only_code_address(&flow)) {
+            (Some(code), Some(address)) => code.send_at_start(flow, address).await,
+            _ => Ok(flow),
+        }
     }
 
     /// A refresh (`refresh=true`) may repeat the second factor of a session
@@ -279,6 +284,17 @@ impl SecondFactorLogin {
         flow.updated_at = self.clock.now();
         self.store.update_flow(&flow).await?;
         Ok(LoginOutcome::Rejected(flow))
+    }
+}
+
+/// The address of the flow's only method, when that is one `address` button.
+fn only_code_address(flow: &Flow) -> Option<String> {
+    let methods: Vec<&Node> = flow.ui.nodes.iter().filter(|n| n.group != Group::Default).collect();
+    match methods.as_slice() {
+        [button] if button.name() == Some("address") => {
+            button.attributes["value"].as_str().map(str::to_string)
+        }
+        _ => None,
     }
 }
 

@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::helpers::{
     Backend, Jar, PASSWORD, TestApp, code_for, create_identity, csrf_token_of, names, native_flow, register,
-    spawn_app_with_mail,
+    spawn_app_with_mail, submit_registration,
 };
 use crate::on_both_databases;
 
@@ -377,32 +377,36 @@ async fn without_passwordless_the_code_is_an_unknown_method(backend: Backend) {
 }
 
 async fn code_steps_a_session_up_to_aal2(backend: Backend) {
+    let dir = tempfile::tempdir().unwrap();
+    let schema = two_addresses(dir.path());
     let (app, received) = app(backend, |c| {
         c.selfservice.methods.code.passwordless_enabled = false;
         c.selfservice.methods.code.mfa_enabled = true;
+        c.identity.schemas = vec![latchkey::config::SchemaEntry { id: "default".into(), url: schema }];
     })
     .await;
-    let email = "second-coder@example.com";
-    let (token, _) = register(&app, email, PASSWORD).await;
+    let (email, work) = ("second-coder@example.com", "second-coder@work.example");
+    let done = submit_registration(&app, json!({ "email": email, "work": work }), PASSWORD).await;
+    let token = done["session_token"].as_str().unwrap().to_string();
     // The first factor offers no code.
     assert!(!names(&native_flow(&app, "login").await).contains(&"address".to_string()));
 
-    let response = app
-        .http
-        .get(app.public_path("/self-service/login/api?aal=aal2"))
-        .header("x-session-token", &token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    let flow: Value = response.json().await.unwrap();
+    let flow = step_up_flow(&app, &token).await;
     assert_eq!(flow["requested_aal"], "aal2");
-    let button = node(&flow, "address");
+    assert_eq!(flow["state"], "choose_method");
+    assert_eq!(message_ids(&flow), [1010004]);
+    let buttons: Vec<&Value> = flow["ui"]["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["attributes"]["name"] == "address")
+        .collect();
+    assert_eq!(buttons.len(), 2, "one per address: {flow}");
+    let button = buttons.iter().find(|b| b["attributes"]["value"] == email).unwrap();
     assert_eq!(
         (button["group"].as_str(), button["attributes"]["type"].as_str()),
         (Some("code"), Some("submit"))
     );
-    assert_eq!(button["attributes"]["value"], email);
     assert_eq!(button["meta"]["label"]["id"], 1010023);
     assert_eq!(button["meta"]["label"]["context"]["address"], email);
 
@@ -423,6 +427,7 @@ async fn code_steps_a_session_up_to_aal2(backend: Backend) {
     assert_eq!(message_ids(&sent), [1010025]);
     assert_eq!(node(&sent, "identifier")["attributes"]["value"], email);
     let code = code_for(&received, email, 0).await;
+    assert!(app.outbox(work).await.is_empty(), "only the address asked for");
     // Without the session nothing is raised.
     let (status, _) = post_with(&app, &flow, json!({"method": "code", "code": code}), None).await;
     assert_eq!(status, 401);
@@ -440,7 +445,51 @@ async fn code_steps_a_session_up_to_aal2(backend: Backend) {
     assert_eq!(methods, [("password".into(), "aal1".into()), ("code".into(), "aal2".into())]);
     let whoami: Value = app.whoami(&token).await.json().await.unwrap();
     assert_eq!(whoami["authenticator_assurance_level"], "aal2");
+
+    // With one address and no other second factor the code goes out at
+    // once, as Kratos's fast path: the flow starts in `sent_email`.
+    let (token, _) = register(&app, "single-coder@example.com", PASSWORD).await;
+    let flow = step_up_flow(&app, &token).await;
+    assert_eq!(flow["state"], "sent_email", "{flow}");
+    assert_eq!(flow["active"], "code");
+    assert_eq!(message_ids(&flow), [1010025]);
+    assert_eq!(node(&flow, "identifier")["attributes"]["value"], "single-coder@example.com");
+    let code = code_for(&received, "single-coder@example.com", 0).await;
+    let (status, done) = post_with(&app, &flow, json!({"method": "code", "code": code}), Some(&token)).await;
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["session"]["authenticator_assurance_level"], "aal2");
     app.stop().await;
+}
+
+async fn step_up_flow(app: &TestApp, token: &str) -> Value {
+    let response = app
+        .http
+        .get(app.public_path("/self-service/login/api?aal=aal2"))
+        .header("x-session-token", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    response.json().await.unwrap()
+}
+
+/// The quickstart's `email` plus `work`, a second verifiable address.
+fn two_addresses(dir: &std::path::Path) -> String {
+    let path = dir.join("two.schema.json");
+    let document = json!({
+        "$schema": "http://json-schema.org/draft-07/schema#",
+        "type": "object",
+        "properties": { "traits": { "type": "object", "required": ["email"], "additionalProperties": false,
+            "properties": {
+                "email": { "type": "string", "format": "email", "ory.sh/kratos": {
+                    "credentials": { "password": { "identifier": true } },
+                    "verification": { "via": "email" } } },
+                "work": { "type": "string", "format": "email", "ory.sh/kratos": {
+                    "verification": { "via": "email" } } }
+            } } }
+    });
+    std::fs::write(&path, document.to_string()).unwrap();
+    format!("file://{}", path.display())
 }
 
 async fn parallel_submits_of_one_code_sign_in_once(backend: Backend) {
