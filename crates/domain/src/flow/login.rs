@@ -5,6 +5,11 @@
 //! stored one), and a failure then waits for the [`FailureFloor`], which
 //! also covers hashes costlier than the configured hasher's. Every attempt
 //! passes [`LoginThrottle`] before its password is hashed.
+//!
+//! The other methods live beside it (second factors in
+//! `login_second_factor`, the emailed code in `login_code`); this module
+//! picks the method for a form and runs what follows any first factor
+//! (`sign_in`: the after-login hooks, then the session).
 
 use std::sync::Arc;
 
