@@ -37,14 +37,25 @@ pub struct LoginSettings {
     pub public_base: String,
     pub lifespan: Duration,
     pub session_lifespan: Duration,
-    /// The `revoke_active_sessions` after-login hook.
-    pub revoke_active_sessions: bool,
-    /// The `require_verified_address` after-login hook.
-    pub require_verified_address: RequireVerified,
-    /// The `verification` after-login hook: mail a code to an unverified address.
-    pub send_verification: bool,
+    /// After a password login (`after.password.hooks`, else `after.hooks`).
+    pub password_hooks: LoginHooks,
+    /// After a code login (`after.code.hooks`, else `after.hooks`).
+    pub code_hooks: LoginHooks,
     /// The `identifier` field's label: see [`identifier_label`].
     pub identifier_label: Message,
+}
+
+/// The hooks that run after a first factor, per method as Kratos configures them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginHooks {
+    /// `revoke_active_sessions`.
+    pub revoke_active_sessions: bool,
+    /// `require_verified_address`.
+    pub require_verified_address: RequireVerified,
+    /// `verification`: mail a code to an unverified address.
+    pub send_verification: bool,
+    /// `show_verification_ui`: `continue_with` names that code's flow.
+    pub show_verification_ui: bool,
 }
 
 /// Kratos's label for the `identifier` field: the trait's title (1070002)
@@ -125,7 +136,8 @@ pub enum LoginOutcome {
         flow: Box<Flow>,
         identity: Box<Identity>,
         issued: IssuedSession,
-        /// The `verification` hook's flow, when a code went out.
+        /// The `verification` hook's flow, when a code went out and the
+        /// `show_verification_ui` hook names it.
         verification: Option<Box<Flow>>,
     },
     /// The credentials were right but no address is verified yet: no
@@ -439,26 +451,31 @@ impl LoginService {
         method: &str,
         device: Device,
     ) -> Result<LoginOutcome, FlowError> {
-        if self.settings.require_verified_address != RequireVerified::Off
+        let hooks = match method {
+            "code" => self.settings.code_hooks,
+            _ => self.settings.password_hooks,
+        };
+        if hooks.require_verified_address != RequireVerified::Off
             && !identity.verifiable_addresses.iter().any(|a| a.verified)
         {
-            return self.refuse_unverified(flow, &mut identity).await;
+            return self.refuse_unverified(flow, &mut identity, hooks.require_verified_address).await;
         }
 
         let at = self.clock.now();
         let issued = session::issue(identity.id, method, at, self.settings.session_lifespan, device);
         self.store.create_session(&issued.session).await?;
-        if self.settings.revoke_active_sessions {
+        if hooks.revoke_active_sessions {
             self.store.revoke_sessions_of(identity.id, Some(issued.session.id), at).await?;
         }
         flow.state = FlowState::Login(LoginState::PassedChallenge);
         flow.updated_at = at;
         self.store.update_flow(&flow).await?;
-        let verification = match self.settings.send_verification {
+        let verification = match hooks.send_verification {
             true => self
                 .verification
                 .send_for_identity(&flow, &mut identity, AddressPick::Unverified)
                 .await?
+                .filter(|_| hooks.show_verification_ui)
                 .map(Box::new),
             false => None,
         };
@@ -474,6 +491,7 @@ impl LoginService {
         &self,
         mut flow: Flow,
         identity: &mut Identity,
+        how: RequireVerified,
     ) -> Result<LoginOutcome, FlowError> {
         if identity.verifiable_addresses.is_empty() {
             return Err(FlowError::internal(
@@ -481,7 +499,7 @@ impl LoginService {
                  address",
             ));
         }
-        let verification = match self.settings.require_verified_address {
+        let verification = match how {
             RequireVerified::SendCode => {
                 self.verification.send_for_identity(&flow, identity, AddressPick::Unverified).await?
             }

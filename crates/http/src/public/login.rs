@@ -198,9 +198,8 @@ async fn submit(
         state.clock.now(),
     );
     // `null` unless the show_verification_ui hook names a flow a code went out in.
-    let show_verification = verification
-        .filter(|_| state.web.login_shows_verification)
-        .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
+    let show_verification =
+        verification.map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
     let target = flows::after_success(&state, &flow, show_verification.as_ref());
     let mut body =
         SignedIn { continue_with: show_verification.map(|item| vec![item]), session, session_token: None };

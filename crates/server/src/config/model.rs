@@ -557,6 +557,8 @@ pub struct After {
     pub default_browser_return_url: String,
     pub hooks: Vec<Hook>,
     pub password: MethodAfter,
+    /// Login only: after a sign-in by emailed code.
+    pub code: MethodAfter,
     /// Settings only: after a traits change.
     pub profile: MethodAfter,
 }
@@ -579,6 +581,12 @@ impl After {
     /// The password method's hooks when it has its own, else the defaults.
     pub fn password_hooks(&self) -> impl Iterator<Item = &str> {
         let hooks = if self.password.hooks.is_empty() { &self.hooks } else { &self.password.hooks };
+        hooks.iter().map(|h| h.hook.as_str())
+    }
+
+    /// The code method's hooks when it has its own, else the defaults.
+    pub fn code_hooks(&self) -> impl Iterator<Item = &str> {
+        let hooks = if self.code.hooks.is_empty() { &self.hooks } else { &self.code.hooks };
         hooks.iter().map(|h| h.hook.as_str())
     }
 

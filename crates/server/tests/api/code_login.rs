@@ -13,8 +13,8 @@ use ory_kratos_client::models::{UpdateLoginFlowBody, UpdateLoginFlowWithCodeMeth
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Jar, PASSWORD, TestApp, code_for, create_identity, csrf_token_of, names, native_flow, register,
-    spawn_app_with_mail, submit_registration,
+    Backend, Jar, PASSWORD, TestApp, code_for, create_identity, csrf_token_of, login, names, native_flow,
+    register, spawn_app_with_mail, submit_registration,
 };
 use crate::on_both_databases;
 
@@ -28,6 +28,7 @@ on_both_databases!(
     without_passwordless_the_code_is_an_unknown_method,
     code_steps_a_session_up_to_aal2,
     parallel_submits_of_one_code_sign_in_once,
+    code_logins_run_their_own_hooks,
 );
 
 async fn app(backend: Backend, adjust: impl FnOnce(&mut Config)) -> (TestApp, Arc<Mutex<Vec<Received>>>) {
@@ -520,5 +521,29 @@ async fn parallel_submits_of_one_code_sign_in_once(backend: Backend) {
     let sessions: Vec<Value> =
         app.get_json(&app.admin_path(&format!("/admin/identities/{identity_id}/sessions"))).await;
     assert_eq!(sessions.len(), 1, "{sessions:?}");
+    app.stop().await;
+}
+
+/// `after.code.hooks`, as Kratos: the code method's own hooks, else the
+/// defaults; the password's hooks do not apply to it.
+async fn code_logins_run_their_own_hooks(backend: Backend) {
+    let (app, received) = app(backend, |c| {
+        let revoke = latchkey::config::Hook { hook: "revoke_active_sessions".into(), config: None };
+        c.selfservice.flows.login.after.code.hooks = vec![revoke];
+    })
+    .await;
+    create_identity(&app, "hooked@example.com").await;
+    let by_password = login(&app, "hooked@example.com", PASSWORD).await.unwrap();
+    let flow = native_flow(&app, "login").await;
+    post(&app, &flow, json!({"method": "code", "identifier": "hooked@example.com"})).await;
+    let code = code_for(&received, "hooked@example.com", 0).await;
+    let (status, done) = post(&app, &flow, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 200, "{done}");
+    let by_code = done["session_token"].as_str().unwrap().to_string();
+    assert_eq!(app.whoami(&by_password).await.status(), 401, "the code login revoked the others");
+    // A password login runs the default hooks (none): the code's session stays.
+    let again = login(&app, "hooked@example.com", PASSWORD).await.unwrap();
+    assert_eq!(app.whoami(&by_code).await.status(), 200);
+    assert_eq!(app.whoami(&again).await.status(), 200);
     app.stop().await;
 }
