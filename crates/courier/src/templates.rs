@@ -27,6 +27,7 @@ const TYPES: &[(&str, Option<&str>)] = &[
     ("verification_code_valid", Some("verification_code/valid")),
     ("verification_code_invalid", Some("verification_code/invalid")),
     ("registration_code_valid", Some("registration_code/valid")),
+    ("login_code_valid", Some("login_code/valid")),
     ("password_changed", None),
     ("account_recovered", None),
     ("address_changed", None),
@@ -426,6 +427,21 @@ fn builtin_source(template_type: &str) -> (&'static str, &'static str, &'static 
                  The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
                  <p>If you did not ask to recover your account, you can ignore this email. Nothing has changed.</p>\n",
         ),
+        "login_code_valid" => (
+            "{{ .LoginCode }} is your sign-in code",
+            "Hello,\n\n\
+             Enter this code to sign in:\n\n\
+             {{ .LoginCode }}\n\n\
+             We received a request to sign in to the account for {{ .To }}. \
+             The code expires in {{ .ExpiresInMinutes }} minutes.\n\n\
+             If you did not ask to sign in, you can ignore this email; nobody can sign in without the code.\n",
+            "<p>Hello,</p>\n\
+                 <p>Enter this code to sign in:</p>\n\
+                 <p style=\"font-size: 24px; font-weight: bold; letter-spacing: 4px;\">{{ .LoginCode }}</p>\n\
+                 <p>We received a request to sign in to the account for {{ .To }}. \
+                 The code expires in {{ .ExpiresInMinutes }} minutes.</p>\n\
+                 <p>If you did not ask to sign in, you can ignore this email; nobody can sign in without the code.</p>\n",
+        ),
         "recovery_code_invalid" => (
             "Account recovery request",
             "Hello,\n\n\
@@ -715,7 +731,7 @@ mod tests {
         let templates = Templates::builtin();
         let d = data(json!({
             "To": "ada@example.com", "RecoveryCode": "482913", "VerificationCode": "771203",
-            "RegistrationCode": "305118", "ExpiresInMinutes": 15
+            "RegistrationCode": "305118", "LoginCode": "305117", "ExpiresInMinutes": 15
         }));
         for name in [
             "recovery_code_valid",
@@ -723,6 +739,7 @@ mod tests {
             "verification_code_valid",
             "verification_code_invalid",
             "registration_code_valid",
+            "login_code_valid",
             "password_changed",
             "account_recovered",
             "address_changed",
@@ -739,7 +756,9 @@ mod tests {
         assert!(r.subject.contains("771203") && r.text.contains("771203"));
         let r = templates.render("registration_code_valid", &d).unwrap();
         assert!(r.subject.contains("305118") && r.text.contains("305118") && r.text.contains("15 minutes"));
-        assert_eq!(templates.types().count(), 9);
+        let r = templates.render("login_code_valid", &d).unwrap();
+        assert!(r.subject.contains("305117") && r.text.contains("305117") && r.text.contains("15 minutes"));
+        assert_eq!(templates.types().count(), 10);
         // Notices never show a code or a link, whatever data they are given.
         let d = data(json!({
             "To": "ada@example.com", "RecoveryCode": "482913", "VerificationCode": "771203",

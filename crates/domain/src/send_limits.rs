@@ -171,6 +171,7 @@ fn address_bucket(purpose: CodePurpose) -> &'static str {
         CodePurpose::Recovery => "send.address.recovery",
         CodePurpose::Verification => "send.address.verification",
         CodePurpose::Registration => "send.address.registration",
+        CodePurpose::Login => "send.address.login",
     }
 }
 

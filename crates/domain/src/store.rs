@@ -355,6 +355,8 @@ pub enum CodePurpose {
     Verification,
     /// Sign-up by code: the address belongs to no identity yet.
     Registration,
+    /// Signing in with an emailed code (passwordless, or as a second factor).
+    Login,
 }
 
 impl CodePurpose {
@@ -363,6 +365,7 @@ impl CodePurpose {
             CodePurpose::Recovery => "recovery",
             CodePurpose::Verification => "verification",
             CodePurpose::Registration => "registration",
+            CodePurpose::Login => "login",
         }
     }
 }
@@ -375,6 +378,7 @@ impl std::str::FromStr for CodePurpose {
             "recovery" => Ok(CodePurpose::Recovery),
             "verification" => Ok(CodePurpose::Verification),
             "registration" => Ok(CodePurpose::Registration),
+            "login" => Ok(CodePurpose::Login),
             other => Err(crate::UnknownValue::new("code purpose", other)),
         }
     }

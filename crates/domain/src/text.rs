@@ -315,3 +315,34 @@ pub fn no_lookup_codes() -> Message {
 pub fn lookup_code_invalid() -> Message {
     error(4000016, "That backup recovery code is not right.", None)
 }
+
+// Login by emailed code (Kratos's `code` method).
+pub fn label_send_sign_in_code() -> Message {
+    info(1010015, "Send sign in code")
+}
+pub fn label_login_code() -> Message {
+    info(1070013, "Login code")
+}
+pub fn login_code_sent() -> Message {
+    info(
+        1010014,
+        "If that address belongs to an account, an email with a sign-in code is on its way. Enter the code below.",
+    )
+}
+/// A code went to an address of the signed-in identity (a second factor).
+pub fn login_code_sent_to_you() -> Message {
+    info(1010025, "A code was sent to your address. If it does not arrive, ask for another one.")
+}
+/// The button sending a second-factor code to `address`.
+pub fn send_code_to(address: &str) -> Message {
+    Message {
+        context: Some(json!({ "address": address, "channel": "email" })),
+        ..info(1010023, &format!("Send code to {address}"))
+    }
+}
+pub fn login_code_invalid() -> Message {
+    error(4010008, "The sign-in code is invalid or was already used. Please try again.", None)
+}
+pub fn login_address_unknown() -> Message {
+    error(4010010, "That address is not one of this account's addresses.", None)
+}

@@ -120,6 +120,7 @@ impl Classify for LoginOutcome {
             LoginOutcome::Accepted { .. } | LoginOutcome::SteppedUp { .. } => FlowOutcome::Success,
             LoginOutcome::Rejected(_) | LoginOutcome::Unverified { .. } => FlowOutcome::Rejected,
             LoginOutcome::Throttled { .. } => FlowOutcome::Throttled,
+            LoginOutcome::CodeSent(_) => FlowOutcome::Continued,
         }
     }
 }

@@ -56,8 +56,6 @@ pub struct WebSettings {
     /// The `show_verification_ui` hook after registration (or the legacy flag):
     /// `continue_with` names the verification flow a code went out in.
     pub registration_shows_verification: bool,
-    /// The same hook after a login (with the `verification` hook).
-    pub login_shows_verification: bool,
     /// The same hook after a settings change.
     pub settings_shows_verification: bool,
     /// How long an admin-issued recovery code lives unless the request says otherwise.

@@ -14,8 +14,9 @@ use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::code::CodeSettings;
 use latchkey_domain::flow::code_requests::{CodeRequestSweeper, sweep_periodically};
-use latchkey_domain::flow::login::RequireVerified;
+use latchkey_domain::flow::login::{LoginHooks, RequireVerified};
 use latchkey_domain::flow::login::{LoginService, LoginSettings};
+use latchkey_domain::flow::login_code::{CodeLogin, CodeLoginSettings};
 use latchkey_domain::flow::login_floor::FailureFloor;
 use latchkey_domain::flow::login_throttle::{
     AddressLimit, IdentifierLimit, LoginThrottle, LoginThrottleSettings,
@@ -374,6 +375,7 @@ impl Application {
                     clock.clone(),
                     state.recovery.clone(),
                     state.verification.clone(),
+                    state.login.code_login().cloned(),
                 )
             };
             let stop = wait(stop_rx.clone());
@@ -520,16 +522,33 @@ pub(crate) fn domain_services(
         },
     );
     let factors = second_factors(config, store.clone(), clock.clone(), &urls.public)?;
+    let throttle = LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config));
+    let code_method = &config.selfservice.methods.code;
+    let code_login = CodeLogin::new(
+        store.clone(),
+        clock.clone(),
+        templates.clone(),
+        send_limits.clone(),
+        throttle.clone(),
+        CodeLoginSettings {
+            // As in Kratos, passwordless sign-in switches the method on.
+            passwordless: code_method.passwordless_enabled,
+            mfa: code_method.mfa_enabled && code_enabled,
+            codes: codes.clone(),
+            session_lifespan: web.session_lifespan,
+        },
+    );
     let login = LoginService::new(
         store.clone(),
         clock.clone(),
         passwords.hasher,
         passwords.failure_floor,
-        LoginThrottle::new(store.clone(), clock.clone(), login_throttle_settings(config)),
+        throttle,
         verification.clone(),
         login_settings(config, &urls, &web, identities.schemas().default_schema()),
     )
-    .with_second_factors(factors.clone());
+    .with_second_factors(factors.clone())
+    .with_code(code_login);
     let settings = SettingsService::new(
         store.clone(),
         clock.clone(),
@@ -694,18 +713,27 @@ fn login_settings(
     schema: &IdentitySchema,
 ) -> LoginSettings {
     let login = &config.selfservice.flows.login;
-    let has_hook = |name: &str| login.after.password_hooks().any(|h| h == name);
+    let hooks = |names: Vec<&str>| {
+        let has_hook = |name: &str| names.contains(&name);
+        LoginHooks {
+            revoke_active_sessions: has_hook("revoke_active_sessions"),
+            send_verification: has_hook("verification"),
+            show_verification_ui: has_hook("show_verification_ui"),
+            require_verified_address: match has_hook("require_verified_address") {
+                false => RequireVerified::Off,
+                true if config.feature_flags.legacy_require_verified_login_error => {
+                    RequireVerified::FormError
+                }
+                true => RequireVerified::SendCode,
+            },
+        }
+    };
     LoginSettings {
         public_base: urls.public.clone(),
         lifespan: login.lifespan.chrono(),
         session_lifespan: web.session_lifespan,
-        revoke_active_sessions: has_hook("revoke_active_sessions"),
-        send_verification: has_hook("verification"),
-        require_verified_address: match has_hook("require_verified_address") {
-            false => RequireVerified::Off,
-            true if config.feature_flags.legacy_require_verified_login_error => RequireVerified::FormError,
-            true => RequireVerified::SendCode,
-        },
+        password_hooks: hooks(login.after.password_hooks().collect()),
+        code_hooks: hooks(login.after.code_hooks().collect()),
         identifier_label: latchkey_domain::flow::login::identifier_label(schema),
     }
 }
@@ -844,7 +872,6 @@ fn web_settings(config: &Config, urls: &BaseUrls) -> WebSettings {
         ),
         registration_shows_verification: config.feature_flags.legacy_continue_with_verification_ui
             || ss.flows.registration.after.password_hooks().any(|h| h == "show_verification_ui"),
-        login_shows_verification: ss.flows.login.after.password_hooks().any(|h| h == "show_verification_ui"),
         settings_shows_verification: ss
             .flows
             .settings

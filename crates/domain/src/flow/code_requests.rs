@@ -1,6 +1,6 @@
 //! Code mails asked for by address, served after the answer.
 //!
-//! A recovery or verification submit that names an address records one
+//! A recovery, verification or code-login submit that names an address records one
 //! request row (with the flow, in one transaction) and answers. Everything
 //! that depends on whether the address has an account happens here, once
 //! the answer is out: finding the identity, the address's send cap, making
@@ -32,6 +32,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use uuid::Uuid;
 
+use super::login_code::CodeLogin;
 use super::recovery::RecoveryService;
 use super::verification::VerificationService;
 use super::{Flow, FlowError};
@@ -112,6 +113,9 @@ pub struct CodeRequestSweeper {
     clock: Arc<dyn Clock>,
     recovery: RecoveryService,
     verification: VerificationService,
+    /// Login by code, when enabled; a login request left over from a
+    /// configuration that had it is ended unserved.
+    login: Option<CodeLogin>,
 }
 
 impl CodeRequestSweeper {
@@ -120,8 +124,9 @@ impl CodeRequestSweeper {
         clock: Arc<dyn Clock>,
         recovery: RecoveryService,
         verification: VerificationService,
+        login: Option<CodeLogin>,
     ) -> Self {
-        Self { store, clock, recovery, verification }
+        Self { store, clock, recovery, verification, login }
     }
 
     /// One batch of stale requests, served in the order they were made;
@@ -146,6 +151,12 @@ impl CodeRequestSweeper {
                 CodePurpose::Registration => {
                     self.store.fulfil_code_request(request.id, None, None).await?;
                 }
+                CodePurpose::Login => match &self.login {
+                    Some(login) => ServesCodeRequests::serve(login, request, flow).await?,
+                    None => {
+                        self.store.fulfil_code_request(request.id, None, None).await?;
+                    }
+                },
             }
         }
         Ok(count)

@@ -5,6 +5,11 @@
 //! stored one), and a failure then waits for the [`FailureFloor`], which
 //! also covers hashes costlier than the configured hasher's. Every attempt
 //! passes [`LoginThrottle`] before its password is hashed.
+//!
+//! The other methods live beside it (second factors in
+//! `login_second_factor`, the emailed code in `login_code`); this module
+//! picks the method for a form and runs what follows any first factor
+//! (`sign_in`: the after-login hooks, then the session).
 
 use std::sync::Arc;
 
@@ -13,6 +18,7 @@ use latchkey_hash::{PasswordHasher, SecretPassword};
 use serde_json::Value;
 use tokio::time::Instant;
 
+use super::login_code::{CodeLogin, CodeStep, CodeSubmission};
 use super::login_floor::FailureFloor;
 use super::login_second_factor::{AAL2, SecondFactorLogin, SecondFactorSubmission};
 use super::login_throttle::{Admission, Limit, LoginThrottle};
@@ -31,14 +37,25 @@ pub struct LoginSettings {
     pub public_base: String,
     pub lifespan: Duration,
     pub session_lifespan: Duration,
-    /// The `revoke_active_sessions` after-login hook.
-    pub revoke_active_sessions: bool,
-    /// The `require_verified_address` after-login hook.
-    pub require_verified_address: RequireVerified,
-    /// The `verification` after-login hook: mail a code to an unverified address.
-    pub send_verification: bool,
+    /// After a password login (`after.password.hooks`, else `after.hooks`).
+    pub password_hooks: LoginHooks,
+    /// After a code login (`after.code.hooks`, else `after.hooks`).
+    pub code_hooks: LoginHooks,
     /// The `identifier` field's label: see [`identifier_label`].
     pub identifier_label: Message,
+}
+
+/// The hooks that run after a first factor, per method as Kratos configures them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginHooks {
+    /// `revoke_active_sessions`.
+    pub revoke_active_sessions: bool,
+    /// `require_verified_address`.
+    pub require_verified_address: RequireVerified,
+    /// `verification`: mail a code to an unverified address.
+    pub send_verification: bool,
+    /// `show_verification_ui`: `continue_with` names that code's flow.
+    pub show_verification_ui: bool,
 }
 
 /// Kratos's label for the `identifier` field: the trait's title (1070002)
@@ -69,6 +86,10 @@ pub enum RequireVerified {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LoginState {
     ChooseMethod,
+    /// A sign-in code went to `address` (the `code` method).
+    SentEmail {
+        address: String,
+    },
     /// Signed in; the flow is done.
     PassedChallenge,
 }
@@ -81,6 +102,8 @@ pub enum LoginSubmission {
     },
     /// A step-up to AAL2 (`login_second_factor`).
     SecondFactor(SecondFactorSubmission),
+    /// An emailed code asked for or entered (`login_code`).
+    Code(CodeSubmission),
 }
 
 impl LoginSubmission {
@@ -95,8 +118,14 @@ impl LoginSubmission {
                     .to_string(),
                 password: SecretPassword::new(super::field(body, "password").unwrap_or_default()),
             }),
+            "code" => Some(LoginSubmission::Code(CodeSubmission::read(body))),
             other => SecondFactorSubmission::read(other, body).map(LoginSubmission::SecondFactor),
         }
+    }
+
+    /// Whether, in `state`, this asks for a code to be mailed.
+    pub fn sends_code(&self, state: &FlowState) -> bool {
+        matches!(self, LoginSubmission::Code(code) if code.sends_code(state))
     }
 }
 
@@ -107,7 +136,8 @@ pub enum LoginOutcome {
         flow: Box<Flow>,
         identity: Box<Identity>,
         issued: IssuedSession,
-        /// The `verification` hook's flow, when a code went out.
+        /// The `verification` hook's flow, when a code went out and the
+        /// `show_verification_ui` hook names it.
         verification: Option<Box<Flow>>,
     },
     /// The credentials were right but no address is verified yet: no
@@ -118,6 +148,9 @@ pub enum LoginOutcome {
     Throttled { flow: Box<Flow>, limit: Limit, retry_after_seconds: u64 },
     /// A second factor raised the signed-in session to AAL2.
     SteppedUp { flow: Box<Flow>, identity: Box<Identity>, session: Box<Session> },
+    /// A sign-in code is on its way (if the address has an account): the
+    /// flow asks for it. Kratos answers this step with 400 to JSON clients.
+    CodeSent(Flow),
 }
 
 #[derive(Clone)]
@@ -129,6 +162,7 @@ pub struct LoginService {
     throttle: LoginThrottle,
     verification: VerificationService,
     second_factor: SecondFactorLogin,
+    code: Option<CodeLogin>,
     settings: Arc<LoginSettings>,
 }
 
@@ -159,7 +193,36 @@ impl LoginService {
             throttle,
             verification,
             second_factor,
+            code: None,
             settings: Arc::new(settings),
+        }
+    }
+
+    /// Login by emailed code (`selfservice.methods.code`), when enabled.
+    pub fn with_code(mut self, code: CodeLogin) -> Self {
+        self.second_factor = self.second_factor.with_code(code.clone());
+        self.code = Some(code).filter(CodeLogin::enabled);
+        self
+    }
+
+    /// The code method, when enabled: it serves its own code requests.
+    pub fn code_login(&self) -> Option<&CodeLogin> {
+        self.code.as_ref()
+    }
+
+    /// The method that handles a submitted form; `None` when no enabled
+    /// method takes it (answered as Kratos answers an unknown method).
+    pub fn read(&self, body: &Value) -> Option<LoginSubmission> {
+        // A second factor's address button sends `address` without `method`.
+        let address_button =
+            super::field(body, "method").is_none() && super::field(body, "address").is_some();
+        let submission = match address_button {
+            true => LoginSubmission::Code(CodeSubmission::read(body)),
+            false => LoginSubmission::read(body)?,
+        };
+        match submission {
+            LoginSubmission::Code(_) if self.code.is_none() => None,
+            submission => Some(submission),
         }
     }
 
@@ -233,6 +296,9 @@ impl LoginService {
         flow.ui.nodes.insert(0, identifier.into_node());
         flow.ui.nodes.push(Node::password("current-password"));
         flow.ui.nodes.push(Node::submit(Group::Password, "password", text::label_sign_in_with_password()));
+        if self.code.as_ref().is_some_and(|code| code.offered(&flow)) {
+            flow.ui.nodes.push(CodeLogin::first_factor_node());
+        }
         if refresh {
             flow.ui.messages.push(text::label_sign_in_refresh());
         }
@@ -254,6 +320,9 @@ impl LoginService {
         let (identifier, password) = match (submission, signed_in) {
             (LoginSubmission::SecondFactor(factor), Some(session)) if stepping_up => {
                 return self.second_factor.submit(flow, factor, session, device.ip_address.as_deref()).await;
+            }
+            (LoginSubmission::Code(code), session) => {
+                return self.submit_code(flow, code, device, session).await;
             }
             (LoginSubmission::Password { identifier, password }, _) if !stepping_up => (identifier, password),
             // A method that cannot complete this flow's level.
@@ -338,29 +407,81 @@ impl LoginService {
         if let Some(hash) = hash.filter(|h| latchkey_hash::needs_rehash(h, self.hasher.config())) {
             self.upgrade_hash(&mut identity, password, &hash).await;
         }
-        if self.settings.require_verified_address != RequireVerified::Off
+        self.sign_in(flow, identity, "password", device, signed_in).await
+    }
+
+    /// A code submission, on a flow that offers the code method.
+    async fn submit_code(
+        &self,
+        mut flow: Flow,
+        submission: CodeSubmission,
+        device: Device,
+        session: Option<&Session>,
+    ) -> Result<LoginOutcome, FlowError> {
+        let Some(code) = self.code.as_ref().filter(|code| code.offered(&flow)) else {
+            flow.ui.reset_messages();
+            flow.ui.messages.push(text::no_login_method());
+            return self.reject(flow).await;
+        };
+        if flow.is_expired(self.clock.now()) {
+            return Err(match (flow.requested_aal == AAL2, session) {
+                (true, Some(session)) => self.second_factor.expired(&flow, session).await?,
+                _ => self.expired(&flow).await?,
+            });
+        }
+        let step = code.submit(flow, submission, session, device.ip_address.as_deref()).await?;
+        match step {
+            CodeStep::Done(outcome) => Ok(outcome),
+            CodeStep::SignIn { mut flow, identity } => {
+                if identity.state != IdentityState::Active {
+                    flow.ui.messages.push(text::identity_disabled());
+                    return self.reject(flow).await;
+                }
+                self.sign_in(flow, *identity, "code", device, session).await
+            }
+        }
+    }
+
+    /// Signs in `identity`, whose first factor (`method`) was right: the
+    /// after-login hooks, then a new session.
+    async fn sign_in(
+        &self,
+        mut flow: Flow,
+        mut identity: Identity,
+        method: &str,
+        device: Device,
+        signed_in: Option<&Session>,
+    ) -> Result<LoginOutcome, FlowError> {
+        let hooks = match method {
+            "code" => self.settings.code_hooks,
+            _ => self.settings.password_hooks,
+        };
+        if hooks.require_verified_address != RequireVerified::Off
             && !identity.verifiable_addresses.iter().any(|a| a.verified)
         {
-            return self.refuse_unverified(flow, &mut identity).await;
+            return self.refuse_unverified(flow, &mut identity, hooks.require_verified_address).await;
         }
 
         let at = self.clock.now();
-        let mut issued = session::issue(identity.id, "password", at, self.settings.session_lifespan, device);
+        let mut issued = session::issue(identity.id, method, at, self.settings.session_lifespan, device);
+        // A refresh keeps what the signed-in session proved (Kratos adds the
+        // method to that session).
         if let Some(current) = signed_in.filter(|s| flow.refresh && s.identity_id == identity.id) {
             session::carry_over(&mut issued.session, current);
         }
         self.store.create_session(&issued.session).await?;
-        if self.settings.revoke_active_sessions {
+        if hooks.revoke_active_sessions {
             self.store.revoke_sessions_of(identity.id, Some(issued.session.id), at).await?;
         }
         flow.state = FlowState::Login(LoginState::PassedChallenge);
         flow.updated_at = at;
         self.store.update_flow(&flow).await?;
-        let verification = match self.settings.send_verification {
+        let verification = match hooks.send_verification {
             true => self
                 .verification
                 .send_for_identity(&flow, &mut identity, AddressPick::Unverified)
                 .await?
+                .filter(|_| hooks.show_verification_ui)
                 .map(Box::new),
             false => None,
         };
@@ -376,6 +497,7 @@ impl LoginService {
         &self,
         mut flow: Flow,
         identity: &mut Identity,
+        how: RequireVerified,
     ) -> Result<LoginOutcome, FlowError> {
         if identity.verifiable_addresses.is_empty() {
             return Err(FlowError::internal(
@@ -383,7 +505,7 @@ impl LoginService {
                  address",
             ));
         }
-        let verification = match self.settings.require_verified_address {
+        let verification = match how {
             RequireVerified::SendCode => {
                 self.verification.send_for_identity(&flow, identity, AddressPick::Unverified).await?
             }

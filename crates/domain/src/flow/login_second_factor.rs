@@ -12,6 +12,7 @@ use chrono::Duration;
 use serde_json::Value;
 
 use super::login::{LoginOutcome, LoginState};
+use super::login_code::CodeLogin;
 use super::login_throttle::{Admission, LoginThrottle};
 use super::{Flow, FlowError, FlowRequest, FlowState};
 use crate::identity::{CredentialType, Identity, IdentityState};
@@ -64,6 +65,8 @@ pub struct SecondFactorLogin {
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
     factors: SecondFactors,
+    /// The emailed code as a second factor (`mfa_enabled`).
+    code: Option<CodeLogin>,
     throttle: LoginThrottle,
     public_base: String,
     lifespan: Duration,
@@ -80,7 +83,12 @@ impl SecondFactorLogin {
         lifespan: Duration,
         session_lifespan: Duration,
     ) -> Self {
-        Self { store, clock, factors, throttle, public_base, lifespan, session_lifespan }
+        Self { store, clock, factors, code: None, throttle, public_base, lifespan, session_lifespan }
+    }
+
+    pub fn with_code(mut self, code: CodeLogin) -> Self {
+        self.code = Some(code);
+        self
     }
 
     pub fn with_factors(mut self, factors: SecondFactors) -> Self {
@@ -99,7 +107,12 @@ impl SecondFactorLogin {
     ) -> Result<Flow, FlowError> {
         let flow = self.build(request, session, refresh).await?;
         self.store.create_flow(&flow).await?;
-        Ok(flow)
+        // As Kratos: when the one thing to offer is a code to one address,
+        // it is mailed at once and the flow asks for it.
+        match (&self.code, only_code_address(&flow)) {
+            (Some(code), Some(address)) => code.send_at_start(flow, address).await,
+            _ => Ok(flow),
+        }
     }
 
     /// A refresh (`refresh=true`) may repeat the second factor of a session
@@ -133,7 +146,7 @@ impl SecondFactorLogin {
     }
 
     fn nodes_for(&self, identity: &Identity) -> Vec<Node> {
-        let mut nodes = Vec::new();
+        let mut nodes = self.code.as_ref().map(|code| code.second_factor_nodes(identity)).unwrap_or_default();
         let has = |kind| identity.credential(kind).is_some();
         if self.factors.totp.is_some() && has(CredentialType::Totp) {
             nodes.push(code_input("totp_code", Group::Totp, text::label_totp_code()));
@@ -156,15 +169,8 @@ impl SecondFactorLogin {
         session: &Session,
         client_ip: Option<&str>,
     ) -> Result<LoginOutcome, FlowError> {
-        let now = self.clock.now();
-        if flow.is_expired(now) {
-            let mut replacement = self.build(&flow.replacement_request(), session, flow.refresh).await?;
-            replacement.ui.messages.push(text::login_flow_expired(flow.expires_at, now - flow.expires_at));
-            self.store.create_flow(&replacement).await?;
-            return Err(FlowError::Expired {
-                expired_at: flow.expires_at,
-                replacement: Box::new(replacement),
-            });
+        if flow.is_expired(self.clock.now()) {
+            return Err(self.expired(&flow, session).await?);
         }
         flow.ui.reset_messages();
         flow.ui.set_value(submission.input(), Value::String(String::new()));
@@ -235,6 +241,15 @@ impl SecondFactorLogin {
         })
     }
 
+    /// A replacement for the expired step-up `old`, carrying the "expired" message.
+    pub(crate) async fn expired(&self, old: &Flow, session: &Session) -> Result<FlowError, FlowError> {
+        let now = self.clock.now();
+        let mut replacement = self.build(&old.replacement_request(), session, old.refresh).await?;
+        replacement.ui.messages.push(text::login_flow_expired(old.expires_at, now - old.expires_at));
+        self.store.create_flow(&replacement).await?;
+        Ok(FlowError::Expired { expired_at: old.expires_at, replacement: Box::new(replacement) })
+    }
+
     /// `None` when the code is right (and now spent), else the message why not.
     async fn check(
         &self,
@@ -272,9 +287,20 @@ impl SecondFactorLogin {
     }
 }
 
+/// The address of the flow's only method, when that is one `address` button.
+fn only_code_address(flow: &Flow) -> Option<String> {
+    let methods: Vec<&Node> = flow.ui.nodes.iter().filter(|n| n.group != Group::Default).collect();
+    match methods.as_slice() {
+        [button] if button.name() == Some("address") => {
+            button.attributes["value"].as_str().map(str::to_string)
+        }
+        _ => None,
+    }
+}
+
 /// The identity's subject in the identifier windows: no identifier anyone
 /// can register holds a NUL, so it shares no count with one.
-fn throttle_subject(identity: uuid::Uuid) -> String {
+pub(crate) fn throttle_subject(identity: uuid::Uuid) -> String {
     format!("\0second_factor\0{identity}")
 }
 

@@ -7,6 +7,7 @@ pub mod code;
 pub mod code_requests;
 pub mod errors;
 pub mod login;
+pub mod login_code;
 pub mod login_floor;
 pub mod login_second_factor;
 pub mod login_throttle;

@@ -43,6 +43,7 @@ impl FlowState {
             | FlowState::Recovery(RecoveryState::ChooseMethod)
             | FlowState::Verification(VerificationState::ChooseMethod) => "choose_method",
             FlowState::Registration(RegistrationState::SentEmail { .. })
+            | FlowState::Login(LoginState::SentEmail { .. })
             | FlowState::Recovery(RecoveryState::SentEmail { .. })
             | FlowState::Verification(VerificationState::SentEmail { .. }) => "sent_email",
             FlowState::Login(LoginState::PassedChallenge)
@@ -58,6 +59,7 @@ impl FlowState {
     pub fn code_address(&self) -> Option<&str> {
         match self {
             FlowState::Registration(RegistrationState::SentEmail { address, .. })
+            | FlowState::Login(LoginState::SentEmail { address })
             | FlowState::Recovery(RecoveryState::SentEmail { address, .. })
             | FlowState::Verification(VerificationState::SentEmail { address }) => Some(address),
             _ => None,
@@ -79,7 +81,8 @@ impl FlowState {
             FlowState::Recovery(RecoveryState::PassedChallenge { admin_issued: true }) => {
                 json!({ "admin": true })
             }
-            FlowState::Recovery(RecoveryState::SentEmail { address, admin_issued: false })
+            FlowState::Login(LoginState::SentEmail { address })
+            | FlowState::Recovery(RecoveryState::SentEmail { address, admin_issued: false })
             | FlowState::Verification(VerificationState::SentEmail { address }) => {
                 json!({ "address": address })
             }
@@ -107,6 +110,7 @@ impl FlowState {
         let admin_issued = internal.get("admin").and_then(Value::as_bool) == Some(true);
         let typed = match (kind, state.as_str()) {
             (FlowKind::Login, "choose_method") => FlowState::Login(LoginState::ChooseMethod),
+            (FlowKind::Login, "sent_email") => FlowState::Login(LoginState::SentEmail { address: address() }),
             (FlowKind::Login, "passed_challenge") => FlowState::Login(LoginState::PassedChallenge),
             (FlowKind::Registration, "choose_method") => {
                 let traits = internal.get("traits").cloned();
@@ -201,6 +205,7 @@ mod tests {
     #[test]
     fn every_state_survives_the_store() {
         round_trip(FlowState::Login(LoginState::ChooseMethod));
+        round_trip(FlowState::Login(LoginState::SentEmail { address: "a@example.com".into() }));
         round_trip(FlowState::Login(LoginState::PassedChallenge));
         round_trip(FlowState::Registration(RegistrationState::ChooseMethod { traits: None }));
         round_trip(FlowState::Registration(RegistrationState::ChooseMethod {
@@ -271,8 +276,17 @@ mod tests {
 
     #[test]
     fn a_state_another_kind_owns_is_refused() {
-        let wrong = json!({ "kind": "login", "state": "sent_email", "internal": null });
+        let wrong = json!({ "kind": "login", "state": "show_form", "internal": null });
         let error = serde_json::from_value::<FlowState>(wrong).unwrap_err();
-        assert!(error.to_string().contains("login flow has no state \"sent_email\""), "{error}");
+        assert!(error.to_string().contains("login flow has no state \"show_form\""), "{error}");
+    }
+
+    #[test]
+    fn a_login_code_flow_keeps_its_address() {
+        let stored =
+            json!({ "kind": "login", "state": "sent_email", "internal": { "address": "a@example.com" } });
+        let state: FlowState = serde_json::from_value(stored).unwrap();
+        assert_eq!(state, FlowState::Login(LoginState::SentEmail { address: "a@example.com".into() }));
+        assert_eq!(state.code_address(), Some("a@example.com"));
     }
 }

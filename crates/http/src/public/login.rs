@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use latchkey_domain::flow::login::{LoginOutcome, LoginSubmission};
+use latchkey_domain::flow::login::LoginOutcome;
 use latchkey_domain::flow::login_second_factor::{AAL1, AAL2};
 use latchkey_domain::flow::login_throttle::Limit;
 use latchkey_domain::flow::{Flow, FlowKind, FlowType};
@@ -105,7 +105,7 @@ async fn submit(
         }
         _ => {}
     }
-    let Some(submission) = LoginSubmission::read(&body) else {
+    let Some(submission) = state.login.read(&body) else {
         flow.ui.reset_messages();
         flow.ui.messages.push(text::no_login_method());
         return Ok(flows::show_flow(
@@ -117,12 +117,16 @@ async fn submit(
         ));
     };
     flow.transient_payload = crate::submit::transient_payload(&body)?;
+    let peer = peer.map(|Extension(ConnectInfo(addr))| addr);
+    if submission.sends_code(&flow.state) {
+        crate::send_limits::admit_code_request(&state, &headers, peer).await?;
+    }
     let submitted = state
         .login
         .submit(
             flow,
             submission,
-            device(&headers, peer.map(|Extension(ConnectInfo(addr))| addr), &state.web.trusted_proxies),
+            device(&headers, peer, &state.web.trusted_proxies),
             signed_in.as_ref().map(|hit| &hit.session),
         )
         .await;
@@ -131,7 +135,8 @@ async fn submit(
         Err(e) => return Ok(flows::flow_failure_response(e, &headers, &state.web.login_ui_url)),
     };
     let (flow, identity, issued, verification) = match outcome {
-        LoginOutcome::Rejected(flow) => {
+        // As Kratos: JSON clients get the flow asking for the code with a 400.
+        LoginOutcome::Rejected(flow) | LoginOutcome::CodeSent(flow) => {
             return Ok(flows::show_flow(
                 &state,
                 flow,
@@ -197,9 +202,8 @@ async fn submit(
         state.clock.now(),
     );
     // `null` unless the show_verification_ui hook names a flow a code went out in.
-    let show_verification = verification
-        .filter(|_| state.web.login_shows_verification)
-        .map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
+    let show_verification =
+        verification.map(|v| views::show_verification_ui(&v, &state.web.verification_ui_url));
     let target = flows::after_success(&state, &flow, show_verification.as_ref());
     let mut body =
         SignedIn { continue_with: show_verification.map(|item| vec![item]), session, session_token: None };

@@ -551,7 +551,7 @@ pub struct After {
     pub default_browser_return_url: String,
     pub hooks: Vec<Hook>,
     pub password: MethodAfter,
-    /// After a sign-up (or sign-in) with an emailed code.
+    /// After a sign-up or sign-in with an emailed code.
     pub code: MethodAfter,
     /// Settings only: after a traits change.
     pub profile: MethodAfter,
@@ -689,14 +689,22 @@ pub struct LookupSecretMethod {
 #[serde(default)]
 pub struct CodeMethod {
     pub enabled: bool,
-    /// Kratos's key: sign up (and in) with an emailed code, no password.
+    /// Sign in with an emailed code instead of a password (`aal1`).
     pub passwordless_enabled: bool,
+    /// Step a session up to `aal2` with an emailed code. Kratos allows this
+    /// or `passwordless_enabled`, not both.
+    pub mfa_enabled: bool,
     pub config: CodeMethodConfig,
 }
 
 impl Default for CodeMethod {
     fn default() -> Self {
-        Self { enabled: true, passwordless_enabled: false, config: CodeMethodConfig::default() }
+        Self {
+            enabled: true,
+            passwordless_enabled: false,
+            mfa_enabled: false,
+            config: CodeMethodConfig::default(),
+        }
     }
 }
 

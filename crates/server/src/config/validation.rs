@@ -106,6 +106,14 @@ pub(super) fn validate(config: &Config) -> Result<Vec<String>, ConfigError> {
             ),
         ));
     }
+    let code = &config.selfservice.methods.code;
+    if code.passwordless_enabled && code.mfa_enabled {
+        return Err(invalid(
+            "selfservice.methods.code.mfa_enabled",
+            "the code method signs in either without a password (passwordless_enabled) or as a second \
+             factor (mfa_enabled), not both",
+        ));
+    }
     for (key, list) in [
         ("secrets.default", &config.secrets.default),
         ("secrets.cookie", &config.secrets.cookie),
@@ -230,6 +238,27 @@ mod tests {
 
     fn d(text: &str) -> Duration {
         text.parse().unwrap()
+    }
+
+    #[test]
+    fn code_login_is_passwordless_or_a_second_factor_not_both() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "s.json", "{}");
+        let a = write(dir.path(), "a.yml", MINIMAL);
+        let code = load(std::slice::from_ref(&a), Vec::new(), false).unwrap().config.selfservice.methods.code;
+        assert!(!code.passwordless_enabled && !code.mfa_enabled, "both off by default, as in Kratos");
+        let env = |pairs: &[(&str, &str)]| {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>()
+        };
+        let on = env(&[("SELFSERVICE_METHODS_CODE_PASSWORDLESS_ENABLED", "true")]);
+        let code = load(std::slice::from_ref(&a), on, false).unwrap().config.selfservice.methods.code;
+        assert!(code.passwordless_enabled && !code.mfa_enabled);
+        let both = env(&[
+            ("SELFSERVICE_METHODS_CODE_PASSWORDLESS_ENABLED", "true"),
+            ("SELFSERVICE_METHODS_CODE_MFA_ENABLED", "true"),
+        ]);
+        let err = load(std::slice::from_ref(&a), both, false).unwrap_err().to_string();
+        assert!(err.contains("selfservice.methods.code.mfa_enabled"), "{err}");
     }
 
     #[test]

@@ -1,10 +1,11 @@
-//! Code requests (`latchkey_domain::flow::code_requests`): a recovery or
-//! verification submit records one request and answers; the code and its
+//! Code requests (`latchkey_domain::flow::code_requests`): a recovery,
+//! verification or code-login submit records one request and answers; the code and its
 //! mail follow, off the request path. A request whose server stopped before
 //! serving it is served by any server's sweep, and its code works.
 
 use chrono::Utc;
 use latchkey_domain::flow::FlowState;
+use latchkey_domain::flow::login::LoginState;
 use latchkey_domain::flow::recovery::RecoveryState;
 use latchkey_domain::flow::verification::VerificationState;
 use latchkey_domain::store::{CodePurpose, CodeRequest};
@@ -29,6 +30,7 @@ async fn leave_unserved(app: &TestApp, flow: &Value, purpose: CodePurpose, addre
         CodePurpose::Verification => {
             FlowState::Verification(VerificationState::SentEmail { address: address.into() })
         }
+        CodePurpose::Login => FlowState::Login(LoginState::SentEmail { address: address.into() }),
         other => panic!("{} codes are not asked for by address", other.as_str()),
     };
     let request = CodeRequest {
@@ -52,6 +54,7 @@ async fn requests_a_stopped_server_left_are_served_by_the_sweep(backend: Backend
     let (app, received) = spawn_app_with_mail(backend, |c| {
         c.selfservice.flows.recovery.enabled = true;
         c.selfservice.flows.verification.enabled = true;
+        c.selfservice.methods.code.passwordless_enabled = true;
     })
     .await;
     let (recovering, verifying) = ("left-recovery@example.com", "left-verification@example.com");
@@ -62,6 +65,10 @@ async fn requests_a_stopped_server_left_are_served_by_the_sweep(backend: Backend
     leave_unserved(&app, &recovery, CodePurpose::Recovery, recovering).await;
     let verification = native_flow(&app, "verification").await;
     leave_unserved(&app, &verification, CodePurpose::Verification, verifying).await;
+    let signing_in = "left-login@example.com";
+    create_identity(&app, signing_in).await;
+    let login = native_flow(&app, "login").await;
+    leave_unserved(&app, &login, CodePurpose::Login, signing_in).await;
 
     // The sweep finds both, issues their codes and mails them.
     let code = code_for(&received, recovering, 0).await;
@@ -80,6 +87,11 @@ async fn requests_a_stopped_server_left_are_served_by_the_sweep(backend: Backend
     assert_eq!(verified["state"], "passed_challenge");
     let identity: Value = app.get_json(&app.admin_path(&format!("/admin/identities/{verifying_id}"))).await;
     assert_eq!(identity["verifiable_addresses"][0]["verified"], true);
+
+    let code = code_for(&received, signing_in, 0).await;
+    let (status, signed_in) = submit(&app, "login", &login, json!({"method": "code", "code": code})).await;
+    assert_eq!(status, 200, "{signed_in}");
+    assert!(signed_in["session_token"].is_string());
     app.code_requests_served().await;
     app.stop().await;
 }

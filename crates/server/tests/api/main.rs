@@ -9,6 +9,7 @@ mod attacks;
 mod browser;
 mod cleanup;
 mod code_lockout;
+mod code_login;
 mod code_races;
 mod code_registration;
 mod code_requests;

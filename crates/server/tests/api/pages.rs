@@ -20,6 +20,7 @@ on_both_databases!(
     the_dev_mail_viewer_shows_the_code_with_dev_only,
     second_factors_show_on_the_settings_page,
     sign_up_by_code_on_the_pages,
+    passwordless_code_login_on_the_pages,
 );
 
 /// Pages on, and every UI URL and the return URL left to their defaults.
@@ -139,7 +140,12 @@ impl<'a> Browser<'a> {
                 None => panic!("the form has no field {name}"),
             }
         }
-        fields.push(form.buttons[button].clone());
+        fields.push(
+            form.buttons
+                .get(button)
+                .unwrap_or_else(|| panic!("no button {button} in {:?}", form.buttons))
+                .clone(),
+        );
         let request = self.app.http.post(&form.action).form(&fields);
         self.follow(request, form.action.clone()).await
     }
@@ -552,4 +558,39 @@ async fn sign_up_by_code_on_the_pages(backend: Backend) {
         welcome.html
     );
     app.stop().await;
+}
+
+/// Sign-in by emailed code renders from its nodes alone: the code button
+/// beside the password, then the code form and its resend form.
+async fn passwordless_code_login_on_the_pages(backend: Backend) {
+    let app = spawn_app_with(backend, |c| {
+        pages_on(c);
+        c.selfservice.methods.code.passwordless_enabled = true;
+    })
+    .await;
+    create_identity(&app, "paged-coder@example.com").await;
+    let mut browser = Browser::new(&app, "en");
+    let login = browser.open("/ui/login").await;
+    assert_a_good_page(&login, "en");
+    let sent = browser
+        .submit(&login, "form-main", &[("identifier", "paged-coder@example.com")], "submit-code")
+        .await;
+    assert_a_good_page(&sent, "en");
+    assert!(sent.has("data-testid=\"message-1010014\""), "{}", sent.html);
+    assert!(sent.has("id=\"form-code-resend\""), "resending is its own form: {}", sent.html);
+    let resent = browser.submit(&sent, "form-code-resend", &[], "submit-resend").await;
+    assert!(resent.has("data-testid=\"message-1010014\""), "{}", resent.html);
+    let code = newest_code(&app, "paged-coder@example.com").await;
+    let done = browser.submit(&resent, "form-main", &[("code", &code)], "submit-code").await;
+    assert_a_good_page(&done, "en");
+    assert!(done.url.contains("/ui/welcome"), "signed in: {} {}", done.url, done.html);
+    app.stop().await;
+}
+
+/// The code in the newest mail queued for `to` (`--dev` shows subjects).
+async fn newest_code(app: &TestApp, to: &str) -> String {
+    let outbox = app.outbox(to).await;
+    let newest = outbox.iter().max_by_key(|m| m["created_at"].as_str().unwrap().to_string()).unwrap();
+    let subject = newest["subject"].as_str().unwrap();
+    subject.split(|c: char| !c.is_ascii_digit()).find(|w| w.len() == 6).unwrap().to_string()
 }
