@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::flow::login_second_factor::AAL2;
-use crate::identity::{CredentialType, Identity};
+use crate::identity::{CredentialType, Identity, Via};
 use crate::second_factor::{lookup, totp};
 use crate::session::Session;
 
@@ -81,11 +81,37 @@ pub fn available_aal<'a>(credentials: impl IntoIterator<Item = (CredentialType, 
     if second_factor { Aal::Aal2 } else { Aal::Aal1 }
 }
 
-/// Whether `session` of `identity` meets `required` (Kratos's
-/// `DoesSessionSatisfy`): an `aal2` session always does; an `aal1` one does
-/// unless the identity could reach `aal2` and the highest is required.
-pub fn satisfies(required: RequiredAal, session: &Session, identity: &Identity) -> bool {
-    session.aal == AAL2 || required == RequiredAal::Aal1 || identity.available_aal < Aal::Aal2
+/// What an endpoint asks of a session, and what counts toward the level an
+/// identity can reach.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AalPolicy {
+    pub required: RequiredAal,
+    /// `selfservice.methods.code.mfa_enabled`: a code emailed to one of the
+    /// identity's addresses is a second factor (Kratos counts the code
+    /// method's addresses then, so `highest_available` asks everyone with
+    /// one for it).
+    pub code_mfa: bool,
+}
+
+impl AalPolicy {
+    /// Whether `session` of `identity` is enough (Kratos's
+    /// `DoesSessionSatisfy`): an `aal2` session always is; an `aal1` one is
+    /// unless the identity could reach `aal2` and the highest is required.
+    pub fn satisfied_by(&self, session: &Session, identity: &Identity) -> bool {
+        session.aal == AAL2 || self.required == RequiredAal::Aal1 || self.reachable(identity) < Aal::Aal2
+    }
+
+    /// The highest level `identity` can reach: its stored second factors,
+    /// or with code MFA an email address the step-up can mail a code to
+    /// (the addresses the step-up offers, so whoever is asked can answer).
+    pub fn reachable(&self, identity: &Identity) -> Aal {
+        let mailable = || identity.verifiable_addresses.iter().any(|a| a.via == Via::Email);
+        if identity.available_aal == Aal::Aal2 || (self.code_mfa && mailable()) {
+            Aal::Aal2
+        } else {
+            Aal::Aal1
+        }
+    }
 }
 
 #[cfg(test)]

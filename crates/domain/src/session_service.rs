@@ -9,7 +9,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use uuid::Uuid;
 
-use crate::aal::{self, RequiredAal};
+use crate::aal::AalPolicy;
 use crate::identity::{Identity, IdentityState};
 use crate::session::{Session, SessionHit, hash_token};
 use crate::store::{SessionQuery, Store, StoreError};
@@ -21,7 +21,7 @@ pub struct SessionService {
     clock: Arc<dyn Clock>,
     lifespan: Duration,
     earliest_possible_extend: Duration,
-    whoami_required_aal: RequiredAal,
+    whoami_aal: AalPolicy,
 }
 
 /// Why a user could not revoke one of their sessions.
@@ -42,9 +42,9 @@ impl SessionService {
         clock: Arc<dyn Clock>,
         lifespan: Duration,
         earliest_possible_extend: Duration,
-        whoami_required_aal: RequiredAal,
+        whoami_aal: AalPolicy,
     ) -> Self {
-        Self { store, clock, lifespan, earliest_possible_extend, whoami_required_aal }
+        Self { store, clock, lifespan, earliest_possible_extend, whoami_aal }
     }
 
     /// Whether the session is enough for whoami, the session list and a
@@ -52,7 +52,7 @@ impl SessionService {
     /// identity as loaded with the session: no read, so a cached whoami
     /// stays free of the database.
     pub fn meets_whoami_aal(&self, session: &Session, identity: &Identity) -> bool {
-        aal::satisfies(self.whoami_required_aal, session, identity)
+        self.whoami_aal.satisfied_by(session, identity)
     }
 
     /// The live session `token` carries, with its active identity, shared

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use crate::serve::Routes;
 use latchkey_courier::{SmtpConfig, SmtpMailer};
+use latchkey_domain::aal::AalPolicy;
 use latchkey_domain::cleanup::{self, CleanupSettings};
 use latchkey_domain::courier::Dispatcher;
 use latchkey_domain::flow::code::CodeSettings;
@@ -533,7 +534,7 @@ pub(crate) fn domain_services(
         CodeLoginSettings {
             // As in Kratos, passwordless sign-in switches the method on.
             passwordless: code_method.passwordless_enabled,
-            mfa: code_method.mfa_enabled && code_enabled,
+            mfa: code_mfa(config),
             codes: codes.clone(),
             session_lifespan: web.session_lifespan,
         },
@@ -566,7 +567,7 @@ pub(crate) fn domain_services(
                 .after
                 .password_hooks()
                 .any(|h| h == "revoke_active_sessions"),
-            required_aal: flows.settings.required_aal,
+            required_aal: AalPolicy { required: flows.settings.required_aal, code_mfa: code_mfa(config) },
         },
     );
     let mut registration = RegistrationService::new(
@@ -614,7 +615,7 @@ pub(crate) fn domain_services(
             clock.clone(),
             web.session_lifespan,
             web.earliest_possible_extend,
-            config.session.whoami.required_aal,
+            AalPolicy { required: config.session.whoami.required_aal, code_mfa: code_mfa(config) },
         ),
         flows: latchkey_domain::flow::Flows::new(store.clone()),
         flow_errors: latchkey_domain::flow::errors::FlowErrors::new(store.clone(), clock.clone()),
@@ -665,6 +666,12 @@ fn templates(config: &Config) -> Result<Arc<dyn latchkey_domain::courier::Render
             .and_then(|t| t.with_config(&courier.templates))
             .map_err(|e| StartError::Courier(e.into()))?;
     Ok(Arc::new(templates))
+}
+
+/// Whether an emailed code is a second factor.
+fn code_mfa(config: &Config) -> bool {
+    let code = &config.selfservice.methods.code;
+    code.enabled && code.mfa_enabled
 }
 
 /// `selfservice.methods.code`.

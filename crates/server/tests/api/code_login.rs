@@ -389,6 +389,13 @@ async fn code_steps_a_session_up_to_aal2(backend: Backend) {
     let (email, work) = ("second-coder@example.com", "second-coder@work.example");
     let done = submit_registration(&app, json!({ "email": email, "work": work }), PASSWORD).await;
     let token = done["session_token"].as_str().unwrap().to_string();
+    // With code MFA every identity with an email address can reach aal2 (as
+    // Kratos counts the code method's addresses), so under the default
+    // `highest_available` whoami asks for the step-up first.
+    let refused = app.whoami(&token).await;
+    assert_eq!(refused.status(), 403);
+    let refused: Value = refused.json().await.unwrap();
+    assert_eq!(refused["error"]["id"], "session_aal2_required", "{refused}");
     // The first factor offers no code.
     assert!(!names(&native_flow(&app, "login").await).contains(&"address".to_string()));
 

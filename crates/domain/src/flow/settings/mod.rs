@@ -15,7 +15,7 @@ use serde_json::Value;
 
 use super::verification::{AddressPick, VerificationService};
 use super::{Flow, FlowError, FlowRequest, FlowState, field, place_trait_error};
-use crate::aal::{self, RequiredAal};
+use crate::aal::AalPolicy;
 use crate::courier::{Message, Renderer};
 use crate::identity::{Identity, IdentityError, IdentityManager, IdentityUpdate, PasswordInput};
 use crate::notice;
@@ -36,7 +36,7 @@ pub struct SettingsSettings {
     /// After a password change, end the identity's other sessions.
     pub revoke_sessions_after_password: bool,
     /// What the session must reach to start, see or submit a settings flow.
-    pub required_aal: RequiredAal,
+    pub required_aal: AalPolicy,
 }
 
 /// Where a settings flow stands. Either way the form may hold second-factor
@@ -238,7 +238,7 @@ impl SettingsService {
     /// (`selfservice.flows.settings.required_aal`); judged from the identity
     /// as loaded with the session.
     pub fn meets_required_aal(&self, session: &Session, identity: &Identity) -> bool {
-        aal::satisfies(self.settings.required_aal, session, identity)
+        self.settings.required_aal.satisfied_by(session, identity)
     }
 
     fn privileged(&self, session: &Session) -> bool {
