@@ -983,7 +983,9 @@ pub async fn session_and_notices_are_one_unit(store: &dyn Store) {
 }
 
 pub async fn code_purpose_round_trips(store: &dyn Store) {
-    for purpose in [CodePurpose::Recovery, CodePurpose::Verification] {
+    for purpose in
+        [CodePurpose::Recovery, CodePurpose::Verification, CodePurpose::Login, CodePurpose::Registration]
+    {
         assert_eq!(purpose.as_str().parse::<CodePurpose>(), Ok(purpose));
         let identity = sample_identity(&unique_email(purpose.as_str()));
         store.create_identity(&identity).await.unwrap();
@@ -993,7 +995,7 @@ pub async fn code_purpose_round_trips(store: &dyn Store) {
         store.create_code(&code, Some(&sample_message(&code.address))).await.unwrap();
         assert_eq!(store.live_codes(flow_id, now()).await.unwrap(), vec![code]);
     }
-    assert!("login".parse::<CodePurpose>().is_err());
+    assert!("settings".parse::<CodePurpose>().is_err());
 }
 
 pub async fn creating_a_code_retires_the_flows_earlier_unused_codes(store: &dyn Store) {

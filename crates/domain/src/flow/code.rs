@@ -222,20 +222,35 @@ pub(crate) fn render(
 /// and a button that sends `email` again.
 pub(crate) fn code_form(flow: &mut Flow, code_label: text::Message, email: &str) {
     flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
-    let mut code = Input {
+    let mut code = code_input(code_label);
+    code.attributes["pattern"] = json!("[0-9]+");
+    code.attributes["maxlength"] = json!(6);
+    flow.ui.nodes.push(code);
+    flow.ui.nodes.push(method_input());
+    flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_continue()));
+    let mut resend = Node::submit(Group::Code, "code", text::label_resend_code());
+    resend.attributes["name"] = json!("email");
+    resend.attributes["value"] = json!(email);
+    flow.ui.nodes.push(resend);
+}
+
+/// The required one-time-code input, labelled `label`.
+pub(crate) fn code_input(label: text::Message) -> Node {
+    Input {
         name: "code",
         input_type: "text",
         group: Group::Code,
         value: None,
         required: true,
         autocomplete: Some("one-time-code"),
-        label: Some(code_label),
+        label: Some(label),
     }
-    .into_node();
-    code.attributes["pattern"] = json!("[0-9]+");
-    code.attributes["maxlength"] = json!(6);
-    flow.ui.nodes.push(code);
-    let hidden = Input {
+    .into_node()
+}
+
+/// The hidden `method: code` every code form posts.
+pub(crate) fn method_input() -> Node {
+    Input {
         name: "method",
         input_type: "hidden",
         group: Group::Code,
@@ -243,12 +258,18 @@ pub(crate) fn code_form(flow: &mut Flow, code_label: text::Message, email: &str)
         required: false,
         autocomplete: None,
         label: None,
-    };
-    flow.ui.nodes.push(hidden.into_node());
+    }
+    .into_node()
+}
+
+/// The hidden method, the code input, Continue and the `resend: code`
+/// button, as sign-in and sign-up by code show them once a code is out.
+pub(crate) fn push_code_entry(flow: &mut Flow, code_label: text::Message) {
+    flow.ui.nodes.push(method_input());
+    flow.ui.nodes.push(code_input(code_label));
     flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_continue()));
     let mut resend = Node::submit(Group::Code, "code", text::label_resend_code());
-    resend.attributes["name"] = json!("email");
-    resend.attributes["value"] = json!(email);
+    resend.attributes["name"] = json!("resend");
     flow.ui.nodes.push(resend);
 }
 

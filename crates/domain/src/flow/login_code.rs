@@ -446,28 +446,5 @@ fn code_form(flow: &mut Flow, address: &str) {
     identifier.attributes["type"] = json!("hidden");
     identifier.attributes["value"] = json!(address);
     flow.ui.nodes.push(identifier);
-    let hidden = Input {
-        name: "method",
-        input_type: "hidden",
-        group: Group::Code,
-        value: Some(json!("code")),
-        required: false,
-        autocomplete: None,
-        label: None,
-    };
-    flow.ui.nodes.push(hidden.into_node());
-    let code = Input {
-        name: "code",
-        input_type: "text",
-        group: Group::Code,
-        value: None,
-        required: true,
-        autocomplete: Some("one-time-code"),
-        label: Some(text::label_login_code()),
-    };
-    flow.ui.nodes.push(code.into_node());
-    flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_continue()));
-    let mut resend = Node::submit(Group::Code, "code", text::label_resend_code());
-    resend.attributes["name"] = json!("resend");
-    flow.ui.nodes.push(resend);
+    code::push_code_entry(flow, text::label_login_code());
 }

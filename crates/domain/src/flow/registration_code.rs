@@ -27,7 +27,7 @@ use crate::send_limits::SendLimits;
 use crate::session::Device;
 use crate::store::CodePurpose;
 use crate::text;
-use crate::ui::{Group, Input, Node};
+use crate::ui::{Group, Node};
 
 /// The `code` method's wiring (`selfservice.methods.code` with
 /// `passwordless_enabled`).
@@ -132,30 +132,7 @@ impl RegistrationService {
     fn code_screen(&self, flow: &mut Flow, traits: &Value) {
         flow.ui.nodes.retain(|n| n.name() == Some("csrf_token"));
         hidden_traits(flow, traits);
-        let method = Input {
-            name: "method",
-            input_type: "hidden",
-            group: Group::Code,
-            value: Some(json!("code")),
-            required: false,
-            autocomplete: None,
-            label: None,
-        };
-        flow.ui.nodes.push(method.into_node());
-        let code = Input {
-            name: "code",
-            input_type: "text",
-            group: Group::Code,
-            value: None,
-            required: true,
-            autocomplete: Some("one-time-code"),
-            label: Some(text::label_registration_code()),
-        };
-        flow.ui.nodes.push(code.into_node());
-        flow.ui.nodes.push(Node::submit(Group::Code, "code", text::label_continue()));
-        let mut resend = Node::submit(Group::Code, "code", text::label_resend_code());
-        resend.attributes["name"] = json!("resend");
-        flow.ui.nodes.push(resend);
+        code::push_code_entry(flow, text::label_registration_code());
         if self.settings.two_step {
             let mut back = Node::submit(Group::Profile, "profile", text::label_back());
             back.attributes["name"] = json!("screen");
