@@ -122,6 +122,9 @@ enum IdentitiesCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
+    /// Print every configuration key (Kratos's and Latchkey's own) with what Latchkey does with it,
+    /// its environment variable and default, as Markdown (docs/configuration.md).
+    Reference,
     /// Validate the configuration as `serve` would, without opening the database or binding ports.
     ///
     /// Checks every key (a key neither Latchkey nor Kratos has stops it, naming the key you may
@@ -304,6 +307,10 @@ pub fn main() -> ExitCode {
                 courier_watch(config, dev, expose_metrics_port).await
             }
             Command::Config(ConfigCommand::Check { config, dev }) => config_check(config, dev),
+            Command::Config(ConfigCommand::Reference) => {
+                print!("{}", config::reference::markdown());
+                Ok(())
+            }
             Command::Identities(IdentitiesCommand::Import { file, config, dev, concurrency }) => {
                 import_identities(file, config, dev, concurrency).await
             }

@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::Config;
 
-static KRATOS_KEYS: LazyLock<Value> = LazyLock::new(|| {
+pub(super) static KRATOS_KEYS: LazyLock<Value> = LazyLock::new(|| {
     serde_json::from_str(include_str!("kratos-keys.json")).expect("kratos-keys.json is JSON")
 });
 

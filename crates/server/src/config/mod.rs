@@ -12,6 +12,7 @@ mod keys;
 mod loading;
 mod model;
 mod redact;
+pub mod reference;
 mod validation;
 mod values;
 
