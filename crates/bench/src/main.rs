@@ -79,6 +79,7 @@ mod attack;
 mod cli;
 mod driver;
 mod hasher;
+mod login_code;
 mod mailbox;
 mod recovery;
 mod report;
