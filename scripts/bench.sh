@@ -26,7 +26,10 @@ cleanup() {
 # (the send limits would refuse it within the first second), and claims a
 # client address per login client (and the attacker's and user's in
 # login-attack) in X-Forwarded-For; trusting loopback lets login throttling
-# count them apart, as it would app users behind a proxy.
+# count them apart, as it would app users behind a proxy. The journeys and
+# login-code need LATCHKEY_BENCH_DEV=1; login-code also passwordless login,
+# which the server takes from SELFSERVICE_METHODS_CODE_PASSWORDLESS_ENABLED=true
+# in this script's environment.
 DSN="$dsn" SERVE_PUBLIC_PORT=14433 SERVE_ADMIN_PORT=14434 LOG_LEVEL=warn SECURITY_SEND_LIMITS_ENABLED=false \
   SERVE_PUBLIC_TRUSTED_PROXIES=127.0.0.1 \
   target/release/latchkey serve -c contrib/quickstart/latchkey.yml ${LATCHKEY_BENCH_DEV:+--dev} >"$dir/server.log" 2>&1 &
