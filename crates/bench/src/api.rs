@@ -236,16 +236,20 @@ impl Api {
         if status != StatusCode::BAD_REQUEST {
             return Err(CallError::Status { call: CALL, status, snippet: snippet(&bytes) });
         }
-        let state = parse::<WithState>(CALL, bytes.as_ref())?.state;
-        if state.as_deref() != Some("sent_email") {
+        let answer = parse::<serde_json::Value>(CALL, bytes.as_ref())?;
+        if answer["state"] != "sent_email" {
             // A server without passwordless code login answers the unknown-method message instead.
+            let messages = answer["ui"]["messages"].as_array().map_or_else(Vec::new, |all| {
+                all.iter().filter_map(|m| m["text"].as_str()).collect::<Vec<_>>()
+            });
             return Err(CallError::Body {
                 call: CALL,
                 problem: format!(
-                    "state {state:?} instead of \"sent_email\": start the server with \
+                    "state {} instead of \"sent_email\" ({:?}): start the server with \
                      selfservice.methods.code.passwordless_enabled: true \
-                     (SELFSERVICE_METHODS_CODE_PASSWORDLESS_ENABLED=true) to run login-code: {}",
-                    snippet(&bytes)
+                     (SELFSERVICE_METHODS_CODE_PASSWORDLESS_ENABLED=true) to run login-code",
+                    answer["state"],
+                    messages.join(" ")
                 ),
             });
         }
