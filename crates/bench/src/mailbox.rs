@@ -13,6 +13,10 @@ const REDACTED: &str = "<redacted-unless-dev-mode>";
 /// code is made off the request path); the wait covers that and a busy server.
 const CODE_WAIT: Duration = Duration::from_secs(2);
 const CODE_POLL: Duration = Duration::from_millis(10);
+/// Longer than Latchkey's pause before it queues a code mail: a code asked
+/// for just before [`prime`] (by a request an earlier scenario abandoned at
+/// its deadline) lands within it, and is then remembered as used.
+const LATE_MAIL: Duration = Duration::from_millis(100);
 /// How many of an address's newest messages a poll reads: a journey's code
 /// is among the last few, whatever piled up before it.
 const NEWEST: usize = 16;
@@ -24,12 +28,13 @@ const CALL: &str = "GET /admin/courier/messages";
 pub struct LastCode(Mutex<Option<String>>);
 
 /// Before a client's first journey, remembers the newest code already
-/// queued for `email` (a registration hook's, say) as used, so that
+/// queued for `email` (a registration hook's, or one still on its way) as used, so that
 /// [`wait_for_code`] waits for the journey's own.
 pub async fn prime(api: &Api, email: &str, last: &LastCode) -> Result<(), CallError> {
     if last.0.lock().expect("last code lock").is_some() {
         return Ok(());
     }
+    tokio::time::sleep(LATE_MAIL).await;
     let messages = api.courier_messages(email, NEWEST).await?;
     if let Some((message, _)) = newest_code(&messages) {
         last.0.lock().expect("last code lock").get_or_insert(message);
