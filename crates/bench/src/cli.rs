@@ -14,14 +14,15 @@ use reqwest::Url;
     version,
     about = "Drive a running Latchkey (or Ory Kratos) server with concurrent clients and report \
 throughput and latency per scenario",
-    after_help = "Scenarios run in this order: health, whoami, login, registration, whoami-under-login, \
+    after_help = "Scenarios run in this order: health, whoami, login, login-code, registration, whoami-under-login, \
 journey-recovery, journey-verification, recovery-request, login-attack. Without --scenario all of them run \
-except the two journeys, recovery-request and login-attack, which run only when named: recovery-request asks \
+except login-code, the two journeys, recovery-request and login-attack, which run only when named: login-code \
+signs the benchmark users in by emailed code (passwordless), which mails them and verifies their addresses; recovery-request asks \
 for recovery codes (half for the benchmark users, half for unknown addresses) and fills the outbox; journey-recovery changes the benchmark users' \
 passwords (and, with a revoke_active_sessions settings hook, ends their sessions), and \
-journey-verification verifies their addresses. Both need a server started with --dev (so the admin \
-courier API shows the codes), journey-recovery with recovery enabled and journey-verification with \
-verification enabled. login-attack sends --attack-attempts wrong passwords for one user from one \
+journey-verification verifies their addresses. These three need a server started with --dev (so the admin \
+courier API shows the codes), login-code with selfservice.methods.code.passwordless_enabled, \
+journey-recovery with recovery enabled and journey-verification with verification enabled. login-attack sends --attack-attempts wrong passwords for one user from one \
 address while that user signs in from another, and reports how many reached the hasher and how long \
 the user was kept out. whoami-under-login also runs plain whoami, because it reports its rate relative \
 to whoami alone.\n\nEach login client sends its own X-Forwarded-For address (10.77.x.y; login-attack: \
@@ -47,7 +48,7 @@ pub struct Cli {
     /// Unmeasured load before each scenario's measured time, to fill connection pools and caches.
     #[arg(long, value_name = "TIME", default_value = "2s", value_parser = parse_duration)]
     pub warmup: Duration,
-    /// Scenario to run; repeat or list several. Default: all but journey-recovery and journey-verification.
+    /// Scenario to run; repeat or list several. Default: all but login-code, the journeys, recovery-request and login-attack.
     #[arg(long = "scenario", value_name = "NAME", value_enum, num_args = 1..)]
     pub scenarios: Vec<Scenario>,
     /// Length of the random passwords given to benchmark users (8 to 72: policy minimum to bcrypt maximum).
@@ -78,6 +79,11 @@ pub enum Scenario {
     Whoami,
     /// Native login: create the flow, submit the password.
     Login,
+    /// Native passwordless login: create the flow, ask for a code by email,
+    /// read it from the admin courier API, submit it; needs a server with
+    /// --dev and selfservice.methods.code.passwordless_enabled. Not run by
+    /// default: it mails the users and verifies their addresses.
+    LoginCode,
     /// Native registration of a fresh identity.
     Registration,
     /// whoami and login at the same time, to see whether hashing starves cheap requests.
@@ -103,6 +109,7 @@ impl Scenario {
             Scenario::Health => "health",
             Scenario::Whoami => "whoami",
             Scenario::Login => "login",
+            Scenario::LoginCode => "login-code",
             Scenario::Registration => "registration",
             Scenario::WhoamiUnderLogin => "whoami-under-login",
             Scenario::JourneyRecovery => "journey-recovery",
@@ -117,7 +124,8 @@ impl Scenario {
     pub fn is_default(self) -> bool {
         !matches!(
             self,
-            Scenario::JourneyRecovery
+            Scenario::LoginCode
+                | Scenario::JourneyRecovery
                 | Scenario::JourneyVerification
                 | Scenario::RecoveryRequest
                 | Scenario::LoginAttack
@@ -335,5 +343,9 @@ mod tests {
             vec![Health, JourneyVerification]
         );
         assert_eq!(plan(&[LoginAttack, Login]), vec![Login, LoginAttack]);
+        assert_eq!(
+            cli(&["--scenario", "login-code", "login", "registration"]).unwrap().plan(),
+            vec![Login, LoginCode, Registration]
+        );
     }
 }

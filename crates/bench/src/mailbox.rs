@@ -1,4 +1,4 @@
-//! Reads the emailed codes the journey scenarios need from the outbox, through the admin courier API.
+//! Reads the emailed codes the journey and login-code scenarios need from the outbox, through the admin courier API.
 
 use std::sync::Mutex;
 use std::time::Duration;
@@ -13,6 +13,13 @@ const REDACTED: &str = "<redacted-unless-dev-mode>";
 /// code is made off the request path); the wait covers that and a busy server.
 const CODE_WAIT: Duration = Duration::from_secs(2);
 const CODE_POLL: Duration = Duration::from_millis(10);
+/// Longer than Latchkey's pause before it queues a code mail: a code asked
+/// for just before [`prime`] (by a request an earlier scenario abandoned at
+/// its deadline) lands within it, and is then remembered as used.
+const LATE_MAIL: Duration = Duration::from_millis(100);
+/// How many of an address's newest messages a poll reads: a journey's code
+/// is among the last few, whatever piled up before it.
+const NEWEST: usize = 16;
 const CALL: &str = "GET /admin/courier/messages";
 
 /// The per-client memory of a journey: the courier message whose code the
@@ -21,13 +28,14 @@ const CALL: &str = "GET /admin/courier/messages";
 pub struct LastCode(Mutex<Option<String>>);
 
 /// Before a client's first journey, remembers the newest code already
-/// queued for `email` (a registration hook's, say) as used, so that
+/// queued for `email` (a registration hook's, or one still on its way) as used, so that
 /// [`wait_for_code`] waits for the journey's own.
 pub async fn prime(api: &Api, email: &str, last: &LastCode) -> Result<(), CallError> {
     if last.0.lock().expect("last code lock").is_some() {
         return Ok(());
     }
-    let messages = api.courier_messages(email).await?;
+    tokio::time::sleep(LATE_MAIL).await;
+    let messages = api.courier_messages(email, NEWEST).await?;
     if let Some((message, _)) = newest_code(&messages) {
         last.0.lock().expect("last code lock").get_or_insert(message);
     }
@@ -39,13 +47,13 @@ pub async fn prime(api: &Api, email: &str, last: &LastCode) -> Result<(), CallEr
 pub async fn wait_for_code(api: &Api, email: &str, last: &LastCode) -> Result<String, CallError> {
     let give_up = Instant::now() + CODE_WAIT;
     loop {
-        let messages = api.courier_messages(email).await?;
+        let messages = api.courier_messages(email, NEWEST).await?;
         if messages.iter().any(|m| m.subject == REDACTED) {
             return Err(CallError::Body {
                 call: CALL,
                 problem: format!(
                     "subjects read {REDACTED}, so the emailed code cannot be read; \
-                     start the server with --dev to run the journey scenarios"
+                     start the server with --dev to run the journey and login-code scenarios"
                 ),
             });
         }
@@ -64,7 +72,9 @@ pub async fn wait_for_code(api: &Api, email: &str, last: &LastCode) -> Result<St
                 call: CALL,
                 problem: format!(
                     "no new message with a 6-digit code in its subject for {email} after {}s \
-                     ({} messages to that address)",
+                     ({} recent messages to that address); with send limits on, the address \
+                     may have had its hourly codes: start the server with \
+                     SECURITY_SEND_LIMITS_ENABLED=false",
                     CODE_WAIT.as_secs(),
                     messages.len()
                 ),

@@ -9,7 +9,8 @@
 //!     [--attack-attempts 1000]
 //! ```
 //!
-//! Scenarios, run in this order (default: all but the two `journey-*` and `login-attack`):
+//! Scenarios, run in this order (default: all but `login-code`, the two
+//! `journey-*`, `recovery-request` and `login-attack`):
 //!
 //! * `health`: `GET /health/alive`, the HTTP baseline.
 //! * `whoami`: `GET /sessions/whoami` with `X-Session-Token`; setup registers
@@ -17,6 +18,13 @@
 //!   when the server does not run the `session` hook after registration).
 //! * `login`: one native login (create the flow, submit the password) per
 //!   request, reported as logins/s.
+//! * `login-code` (only when asked for: it mails the users and verifies
+//!   their addresses): one native passwordless login by emailed code per
+//!   request, reported as logins/s: create the flow, ask for a code for the
+//!   client's own user's address (`method=code`, answered 400 in
+//!   `sent_email`), read it from the outbox as the journeys below do, and
+//!   submit it for a session token. The server must run with `--dev` and
+//!   `selfservice.methods.code.passwordless_enabled`.
 //! * `registration`: one native registration of a new `bench-<uuid>@example.com`
 //!   per request, reported as registrations/s; only 200 counts as success.
 //! * `whoami-under-login`: whoami and login clients (`--clients` of each) at
@@ -79,6 +87,7 @@ mod attack;
 mod cli;
 mod driver;
 mod hasher;
+mod login_code;
 mod mailbox;
 mod recovery;
 mod report;

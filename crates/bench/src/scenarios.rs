@@ -10,6 +10,7 @@ use crate::api::{Api, CallError, Credentials};
 use crate::attack;
 use crate::cli::Scenario;
 use crate::driver::{self, Window};
+use crate::login_code;
 use crate::mailbox::LastCode;
 use crate::recovery;
 use crate::stats::Summary;
@@ -75,6 +76,14 @@ impl Bench {
                 let pool = self.pool().await?;
                 self.api.login(&pool[0].credentials().await).await.map_err(|e| format!("probe: {e}"))?;
                 Ok(vec![line("login", "logins/s", self.measure(self.login(&pool)).await)])
+            }
+            Scenario::LoginCode => {
+                let pool = self.pool().await?;
+                let last: Arc<[LastCode]> = pool.iter().map(|_| LastCode::default()).collect();
+                login_code::login(&self.api, &pool[0], &last[0], None)
+                    .await
+                    .map_err(|e| format!("probe: {e}"))?;
+                Ok(vec![line("login-code", "logins/s", self.measure(self.login_code(&pool, &last)).await)])
             }
             Scenario::Registration => {
                 let probe = Credentials::fresh(self.settings.password_length);
@@ -191,6 +200,24 @@ impl Bench {
             Box::pin(async move {
                 let credentials = pool[client % pool.len()].credentials().await;
                 api.login_from(&credentials, Some(&client_address(client))).await.map(drop)
+            })
+        }
+    }
+
+    /// One request is one whole passwordless login, for the client's own
+    /// user, from the client's own address as in `login`.
+    fn login_code(
+        &self,
+        pool: &Arc<[User]>,
+        last: &Arc<[LastCode]>,
+    ) -> impl Fn(usize) -> RequestFuture + Send + Sync + 'static {
+        let (api, pool, last) = (Arc::clone(&self.api), Arc::clone(pool), Arc::clone(last));
+        move |client| {
+            let (api, pool, last) = (Arc::clone(&api), Arc::clone(&pool), Arc::clone(&last));
+            Box::pin(async move {
+                let index = client % pool.len();
+                let address = client_address(client);
+                login_code::login(&api, &pool[index], &last[index], Some(&address)).await.map(drop)
             })
         }
     }
@@ -348,6 +375,35 @@ mod tests {
             .await
         }
 
+        /// Passwordless login by emailed code on, with the session hook.
+        async fn with_passwordless() -> Self {
+            Server::start(|config| {
+                journey_config(config, true);
+                config.selfservice.methods.code.passwordless_enabled = true;
+            })
+            .await
+        }
+
+        /// The admin API's sessions of the identity `session_token` belongs
+        /// to, each as the methods it was signed in with.
+        async fn session_methods(&self, session_token: &str) -> Vec<Vec<String>> {
+            let http = reqwest::Client::new();
+            let whoami = self.public.join("sessions/whoami").unwrap();
+            let response = http.get(whoami).header("X-Session-Token", session_token).send().await.unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
+            let session: serde_json::Value = response.json().await.unwrap();
+            let id = session["identity"]["id"].as_str().unwrap();
+            let url = self.admin.join(&format!("admin/identities/{id}/sessions")).unwrap();
+            let response = http.get(url).query(&[("page_size", "1000")]).send().await.unwrap();
+            assert_eq!(response.status(), reqwest::StatusCode::OK);
+            let sessions: Vec<serde_json::Value> = response.json().await.unwrap();
+            let methods = |s: &serde_json::Value| {
+                let all = s["authentication_methods"].as_array().unwrap();
+                all.iter().map(|m| m["method"].as_str().unwrap().to_owned()).collect()
+            };
+            sessions.iter().map(methods).collect()
+        }
+
         /// Whether the admin API lists `email`'s identity with its (first) address verified.
         async fn address_verified(&self, email: &str) -> bool {
             let url = self.admin.join("admin/identities").unwrap();
@@ -463,18 +519,60 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn code_logins_run_end_to_end_and_give_working_sessions() {
+        let server = Server::with_passwordless().await;
+        let mut bench = server.bench(2);
+        let users = bench.pool().await.unwrap();
+        let logins = bench.run(Scenario::LoginCode).await.unwrap();
+        assert_eq!(logins.len(), 1);
+        assert_eq!((logins[0].label, logins[0].unit), ("login-code", "logins/s"));
+        assert_clean(&logins[0]);
+        // Every measured login left a session signed in by code (so did the
+        // probe, the warm-up's and any cut off at the deadline).
+        let mut by_code = 0;
+        for user in users.iter() {
+            let sessions = server.session_methods(&user.session_token).await;
+            by_code += sessions.iter().filter(|methods| *methods == &["code"]).count();
+            assert!(server.address_verified(&user.email).await, "{}", user.email);
+        }
+        assert!(by_code as u64 > logins[0].summary.ok, "{by_code} code sessions, {:?}", logins[0].summary);
+        // And the token a code login hands out is a session whoami knows.
+        for user in users.iter() {
+            let token = login_code::login(&bench.api, user, &LastCode::default(), None).await.unwrap();
+            bench.api.whoami(&token).await.unwrap();
+            let sessions = server.session_methods(&token).await;
+            assert!(sessions.iter().any(|methods| methods == &["code"]), "{sessions:?}");
+        }
+        server.stop().await;
+    }
+
+    #[tokio::test]
+    async fn without_passwordless_login_code_asks_for_it() {
+        let server = Server::start(|config| journey_config(config, true)).await;
+        let mut bench = server.bench(1);
+        let error = bench.run(Scenario::LoginCode).await.unwrap_err();
+        assert!(error.starts_with("probe: POST /self-service/login (code, identifier): "), "{error}");
+        assert!(error.contains("SELFSERVICE_METHODS_CODE_PASSWORDLESS_ENABLED=true"), "{error}");
+        server.stop().await;
+    }
+
+    #[tokio::test]
     async fn without_dev_mode_the_journeys_ask_for_it() {
         let server = Server::start(|config| {
             journey_config(config, false);
             config.selfservice.flows.recovery.enabled = true;
             config.selfservice.flows.verification.enabled = true;
+            config.selfservice.methods.code.passwordless_enabled = true;
         })
         .await;
         let mut bench = server.bench(1);
-        for journey in [Scenario::JourneyRecovery, Scenario::JourneyVerification] {
-            let error = bench.run(journey).await.unwrap_err();
+        for scenario in [Scenario::LoginCode, Scenario::JourneyRecovery, Scenario::JourneyVerification] {
+            let error = bench.run(scenario).await.unwrap_err();
             assert!(error.starts_with("probe: GET /admin/courier/messages: "), "{error}");
-            assert!(error.contains("start the server with --dev to run the journey scenarios"), "{error}");
+            assert!(
+                error.contains("start the server with --dev to run the journey and login-code scenarios"),
+                "{error}"
+            );
         }
         server.stop().await;
     }
