@@ -194,6 +194,14 @@ pub fn dispatcher(
     store: Arc<dyn Store>,
     clock: Arc<dyn Clock>,
 ) -> Result<Option<Dispatcher>, StartError> {
+    let Some(mailer) = smtp_mailer(config)? else {
+        return Ok(None);
+    };
+    Ok(Some(Dispatcher::new(store, clock, Arc::new(mailer), config.retry_policy())))
+}
+
+/// The SMTP relay `courier.smtp` names, if any (nothing is connected yet).
+fn smtp_mailer(config: &Config) -> Result<Option<SmtpMailer>, StartError> {
     let smtp = &config.courier.smtp;
     if smtp.connection_uri.is_empty() {
         return Ok(None);
@@ -206,7 +214,7 @@ pub fn dispatcher(
         local_name: smtp.local_name.clone(),
     })
     .map_err(|e| StartError::Courier(e.into()))?;
-    Ok(Some(Dispatcher::new(store, clock, Arc::new(mailer), config.retry_policy())))
+    Ok(Some(mailer))
 }
 
 /// A server with both listeners bound, ready to run.
@@ -452,11 +460,16 @@ pub async fn identity_manager(config: &Config) -> Result<IdentityManager, StartE
 }
 
 /// What can be checked of a configuration without opening its database or
-/// binding its ports: the identity schemas load, the mail templates parse.
+/// binding its ports: the identity schemas load, the mail templates parse,
+/// the SMTP relay's URL reads, second factors have their cipher secret.
 /// Runs before the database opens, so a mistake here leaves no new database
 /// file behind; `latchkey config check` runs it too.
 pub fn preflight(config: &Config) -> Result<Arc<SchemaRegistry>, StartError> {
     templates(config)?;
+    smtp_mailer(config)?;
+    if let Some(method) = config.second_factor_methods().next() {
+        SecretCipher::new(&config.secrets.cipher).ok_or(StartError::NoCipherSecret(method))?;
+    }
     Ok(Arc::new(SchemaRegistry::load(&schema_sources(config), &config.identity.default_schema_id)?))
 }
 
