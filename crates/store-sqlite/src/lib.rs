@@ -217,13 +217,26 @@ mod tests {
     #[tokio::test]
     async fn backend_errors_keep_their_cause() {
         let dir = tempfile::tempdir().unwrap();
-        let dsn = format!("sqlite://{}", dir.path().join("missing/latchkey.db").display());
-        let Err(error) = SqliteStore::connect(&dsn).await else {
-            panic!("opened a file in a missing directory")
-        };
+        // A directory where the file should be: SQLite itself fails.
+        let dsn = format!("sqlite://{}", dir.path().display());
+        let Err(error) = SqliteStore::connect(&dsn).await else { panic!("opened a directory as a database") };
         let StoreError::Backend(cause) = &error else { panic!("not a backend error: {error:?}") };
         assert!(cause.downcast_ref::<sqlx::Error>().is_some(), "{cause:?}");
         let source = std::error::Error::source(&error).expect("a source");
         assert_eq!(error.to_string(), format!("database error: {source}"));
+    }
+
+    /// A file in a missing directory is refused before SQLite tries, with
+    /// what to do, and nothing is created.
+    #[tokio::test]
+    async fn a_missing_directory_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing");
+        let dsn = format!("sqlite://{}", missing.join("latchkey.db").display());
+        let Err(error) = SqliteStore::connect(&dsn).await else {
+            panic!("opened a file in a missing directory")
+        };
+        assert!(error.to_string().contains(&format!("mkdir -p {}", missing.display())), "{error}");
+        assert!(!missing.exists());
     }
 }
