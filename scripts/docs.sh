@@ -3,6 +3,8 @@
 # bash per page (set -euo pipefail), against a fresh server for that page
 # (the quickstart config with --dev on a new SQLite file, at 127.0.0.1:4433
 # and :4434 as the docs say). A page passes when all its blocks exit 0.
+# Pages of measurements (marked <!-- docs.sh: measurements -->) are skipped:
+# their commands are the benchmark runs themselves.
 #   scripts/docs.sh [docs/page.md ...]
 # LATCHKEY_BIN names the binary (default: target/debug/latchkey, built if missing).
 set -euo pipefail
@@ -29,6 +31,10 @@ for page in "${pages[@]}"; do
   script="$(python3 - "$page" <<'PY'
 import re, sys
 text = open(sys.argv[1]).read()
+# A page of measurements names the long benchmark runs that made it; they
+# are their own checks, not steps to follow.
+if "<!-- docs.sh: measurements -->" in text:
+    sys.exit(0)
 blocks = re.findall(r"^```sh\n(.*?)^```", text, re.S | re.M)
 print("\n".join(blocks))
 PY
