@@ -70,7 +70,8 @@ pub fn available_aal<'a>(credentials: impl IntoIterator<Item = (CredentialType, 
     let second_factor = credentials.into_iter().any(|(kind, config)| match kind {
         CredentialType::Totp => totp::is_linked(config),
         CredentialType::LookupSecret => lookup::has_codes(config),
-        // A code sent to an address is a first factor until MFA by code exists.
+        // Code MFA follows the configuration, not the row: `AalPolicy::reachable`
+        // counts it when a session is checked.
         CredentialType::Password
         | CredentialType::Oidc
         | CredentialType::Webauthn
