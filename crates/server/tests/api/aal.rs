@@ -17,8 +17,8 @@ use ory_kratos_client::models::{UpdateLoginFlowBody, UpdateLoginFlowWithPassword
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Jar, PASSWORD, TestApp, code_for, csrf_token_of, native_flow, settings_flow, spawn_app_with,
-    spawn_app_with_mail,
+    Backend, Jar, PASSWORD, TestApp, code_for, csrf_token_of, get_as, native_flow, settings_flow,
+    spawn_app_with, spawn_app_with_mail,
 };
 use crate::on_both_databases;
 use crate::second_factors::{second_factors_on, submit as submit_settings, with_totp};
@@ -68,11 +68,6 @@ async fn sign_in(app: &TestApp, email: &str) -> (String, ory_kratos_client::mode
     (done.session_token.expect("native logins return a token"), *done.session)
 }
 
-async fn get(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
-    let response = app.http.get(app.public_path(path)).header("x-session-token", token).send().await.unwrap();
-    (response.status().as_u16(), response.json().await.unwrap())
-}
-
 /// Kratos's `session_aal2_required` with the step-up login in both places.
 fn assert_aal2_required(body: &Value, redirect_browser_to: &str) {
     assert_eq!(body["error"]["id"], "session_aal2_required", "{body}");
@@ -92,7 +87,7 @@ fn assert_aal2_required(body: &Value, redirect_browser_to: &str) {
 
 /// Steps a native session up with the TOTP code of the next time step.
 async fn step_up(app: &TestApp, token: &str, key: &TotpKey) -> Value {
-    let (status, flow) = get(app, "/self-service/login/api?aal=aal2", token).await;
+    let (status, flow) = get_as(app, "/self-service/login/api?aal=aal2", token).await;
     assert_eq!(status, 200, "{flow}");
     app.clock.advance(Duration::from_secs(30));
     let response = app
@@ -132,17 +127,17 @@ async fn native_sessions_below_the_available_aal_are_refused_until_they_step_up(
         }
         other => panic!("whoami let an aal1 session through: {other:?}"),
     }
-    let (status, body) = get(&app, "/sessions", &token).await;
+    let (status, body) = get_as(&app, "/sessions", &token).await;
     assert_eq!(status, 403);
     assert_aal2_required(&body, &step_up_login(&app));
 
     // Settings too: starting, fetching (back to the settings UI) and submitting (back to the submit).
-    let (status, body) = get(&app, "/self-service/settings/api", &token).await;
+    let (status, body) = get_as(&app, "/self-service/settings/api", &token).await;
     assert_eq!(status, 403);
     assert_aal2_required(&body, &step_up_login(&app));
     let flow = settings_flow(&app, &linked).await;
     let id = flow["id"].as_str().unwrap();
-    let (status, body) = get(&app, &format!("/self-service/settings/flows?id={id}"), &token).await;
+    let (status, body) = get_as(&app, &format!("/self-service/settings/flows?id={id}"), &token).await;
     assert_eq!(status, 403);
     let back = format!("{SETTINGS_UI}?flow={id}");
     assert_aal2_required(&body, &format!("{}&return_to={}", step_up_login(&app), encoded(&back)));
@@ -163,14 +158,14 @@ async fn native_sessions_below_the_available_aal_are_refused_until_they_step_up(
     let session = frontend_api::to_session(&app.public, Some(&token), None, None).await.unwrap();
     assert_eq!(session.authenticator_assurance_level.map(|a| a.to_string()), Some("aal2".into()));
     assert!(session.identity.is_some());
-    let (status, _) = get(&app, "/sessions", &token).await;
+    let (status, _) = get_as(&app, "/sessions", &token).await;
     assert_eq!(status, 200);
-    let (status, fetched) = get(&app, &format!("/self-service/settings/flows?id={id}"), &token).await;
+    let (status, fetched) = get_as(&app, &format!("/self-service/settings/flows?id={id}"), &token).await;
     assert_eq!(status, 200, "{fetched}");
 
     // A refresh by password keeps what the session proved (Kratos adds the
     // method to that session): still aal2, so nothing is held back.
-    let (status, refresh) = get(&app, "/self-service/login/api?refresh=true", &token).await;
+    let (status, refresh) = get_as(&app, "/self-service/login/api?refresh=true", &token).await;
     assert_eq!(status, 200, "{refresh}");
     let response = app
         .http
@@ -192,7 +187,7 @@ async fn native_sessions_below_the_available_aal_are_refused_until_they_step_up(
         .map(|m| m["method"].as_str().unwrap())
         .collect();
     assert_eq!(methods, ["password", "totp", "password"]);
-    let (status, _) = get(&app, "/sessions/whoami", refreshed["session_token"].as_str().unwrap()).await;
+    let (status, _) = get_as(&app, "/sessions/whoami", refreshed["session_token"].as_str().unwrap()).await;
     assert_eq!(status, 200);
     app.stop().await;
 }
@@ -209,7 +204,7 @@ async fn aal1_requirements_let_aal1_sessions_through(backend: Backend) {
     let session = frontend_api::to_session(&app.public, Some(&token), None, None).await.unwrap();
     assert_eq!(session.authenticator_assurance_level.map(|a| a.to_string()), Some("aal1".into()));
     // Settings keeps its own requirement (highest_available).
-    let (status, body) = get(&app, "/self-service/settings/api", &token).await;
+    let (status, body) = get_as(&app, "/self-service/settings/api", &token).await;
     assert_eq!(status, 403);
     assert_aal2_required(&body, &step_up_login(&app));
     app.stop().await;
@@ -221,7 +216,7 @@ async fn aal1_requirements_let_aal1_sessions_through(backend: Backend) {
     .await;
     with_totp(&app, "aal1-settings@example.com").await;
     let (token, _) = sign_in(&app, "aal1-settings@example.com").await;
-    let (status, flow) = get(&app, "/self-service/settings/api", &token).await;
+    let (status, flow) = get_as(&app, "/self-service/settings/api", &token).await;
     assert_eq!(status, 200, "{flow}");
     let (status, saved) = submit_settings(
         &app,
@@ -231,7 +226,7 @@ async fn aal1_requirements_let_aal1_sessions_through(backend: Backend) {
     )
     .await;
     assert_eq!(status, 200, "{saved}");
-    let (status, _) = get(&app, "/sessions/whoami", &token).await;
+    let (status, _) = get_as(&app, "/sessions/whoami", &token).await;
     assert_eq!(status, 403, "whoami keeps highest_available");
     app.stop().await;
 }
@@ -246,12 +241,12 @@ async fn removing_second_factors_lowers_the_available_aal(backend: Backend) {
     assert_eq!(status, 200);
 
     let (token, _) = sign_in(&app, "lost-phone@example.com").await;
-    let (status, _) = get(&app, "/sessions/whoami", &token).await;
+    let (status, _) = get_as(&app, "/sessions/whoami", &token).await;
     assert_eq!(status, 403);
     // Refusing costs no read: the identity's level comes with the cached session.
     let misses_before = cache_misses(&app).await;
     for _ in 0..10 {
-        assert_eq!(get(&app, "/sessions/whoami", &token).await.0, 403);
+        assert_eq!(get_as(&app, "/sessions/whoami", &token).await.0, 403);
     }
     // (PostgreSQL may evict once more on a late notification of the sign-in's own writes.)
     assert!(cache_misses(&app).await - misses_before <= 1.0, "refusals were answered from the cache");
@@ -259,26 +254,26 @@ async fn removing_second_factors_lowers_the_available_aal(backend: Backend) {
         app.http.delete(app.admin_path(&format!("/admin/identities/{identity_id}/credentials/{kind}"))).send()
     };
     assert_eq!(delete("totp").await.unwrap().status(), 204);
-    let (status, _) = get(&app, "/sessions/whoami", &token).await;
+    let (status, _) = get_as(&app, "/sessions/whoami", &token).await;
     assert_eq!(status, 403, "the backup codes still make it aal2");
     assert_eq!(delete("lookup_secret").await.unwrap().status(), 204);
-    let (status, session) = get(&app, "/sessions/whoami", &token).await;
+    let (status, session) = get_as(&app, "/sessions/whoami", &token).await;
     assert_eq!(status, 200, "{session}");
     assert_eq!(session["authenticator_assurance_level"], "aal1");
     assert_eq!(session["identity"]["id"], identity_id.as_str());
-    let (status, _) = get(&app, "/self-service/settings/api", &token).await;
+    let (status, _) = get_as(&app, "/self-service/settings/api", &token).await;
     assert_eq!(status, 200);
 
     // Unlinking in settings lowers it the same way.
     let (linked, _, _, _) = with_totp(&app, "unlink@example.com").await;
     let (token, _) = sign_in(&app, "unlink@example.com").await;
-    assert_eq!(get(&app, "/sessions/whoami", &token).await.0, 403);
+    assert_eq!(get_as(&app, "/sessions/whoami", &token).await.0, 403);
     let flow = settings_flow(&app, &linked).await;
     let (status, _) = submit_settings(&app, &linked, &flow, json!({"totp_unlink": true})).await;
     assert_eq!(status, 200);
-    assert_eq!(get(&app, "/sessions/whoami", &token).await.0, 200);
+    assert_eq!(get_as(&app, "/sessions/whoami", &token).await.0, 200);
     // The session that linked keeps its aal2: removing a factor changes no session.
-    let (_, session) = get(&app, "/sessions/whoami", &linked).await;
+    let (_, session) = get_as(&app, "/sessions/whoami", &linked).await;
     assert_eq!(session["authenticator_assurance_level"], "aal2");
     app.stop().await;
 }
@@ -434,10 +429,11 @@ async fn recovery_asks_for_the_second_factor_before_settings(backend: Backend) {
     let settings_id = done["continue_with"][1]["flow"]["id"].as_str().unwrap().to_string();
 
     // Whoami and the settings flow want the second factor first.
-    let (status, body) = get(&app, "/sessions/whoami", &token).await;
+    let (status, body) = get_as(&app, "/sessions/whoami", &token).await;
     assert_eq!(status, 403);
     assert_aal2_required(&body, &step_up_login(&app));
-    let (status, body) = get(&app, &format!("/self-service/settings/flows?id={settings_id}"), &token).await;
+    let (status, body) =
+        get_as(&app, &format!("/self-service/settings/flows?id={settings_id}"), &token).await;
     assert_eq!(status, 403);
     let back = format!("{SETTINGS_UI}?flow={settings_id}");
     assert_aal2_required(&body, &format!("{}&return_to={}", step_up_login(&app), encoded(&back)));
@@ -450,7 +446,7 @@ async fn recovery_asks_for_the_second_factor_before_settings(backend: Backend) {
         (Some("code_recovery"), Some("totp"))
     );
     let (status, settings) =
-        get(&app, &format!("/self-service/settings/flows?id={settings_id}"), &token).await;
+        get_as(&app, &format!("/self-service/settings/flows?id={settings_id}"), &token).await;
     assert_eq!(status, 200, "{settings}");
     let (status, saved) = submit_settings(
         &app,

@@ -13,8 +13,8 @@ use ory_kratos_client::models::{UpdateLoginFlowBody, UpdateLoginFlowWithCodeMeth
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Jar, PASSWORD, TestApp, code_for, create_identity, csrf_token_of, login, names, native_flow,
-    register, spawn_app_with_mail, submit_registration,
+    Backend, Jar, PASSWORD, TestApp, code_for, create_identity, csrf_token_of, get_as, login, names,
+    native_flow, register, spawn_app_with_mail, submit_registration,
 };
 use crate::on_both_databases;
 
@@ -471,15 +471,9 @@ async fn code_steps_a_session_up_to_aal2(backend: Backend) {
 }
 
 async fn step_up_flow(app: &TestApp, token: &str) -> Value {
-    let response = app
-        .http
-        .get(app.public_path("/self-service/login/api?aal=aal2"))
-        .header("x-session-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let (status, flow) = get_as(app, "/self-service/login/api?aal=aal2", token).await;
+    assert_eq!(status, 200, "{flow}");
+    flow
 }
 
 /// The quickstart's `email` plus `work`, a second verifiable address.

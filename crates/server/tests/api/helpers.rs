@@ -475,17 +475,17 @@ pub async fn code_requests_served(http: &reqwest::Client, metrics: &str) {
     }
 }
 
+/// `GET` of a public `path` as the session `token`: the status and the JSON body.
+pub async fn get_as(app: &TestApp, path: &str, token: &str) -> (u16, Value) {
+    let response = app.http.get(app.public_path(path)).header("x-session-token", token).send().await.unwrap();
+    (response.status().as_u16(), response.json().await.unwrap())
+}
+
 /// A native settings flow for the session `token`.
 pub async fn settings_flow(app: &TestApp, token: &str) -> serde_json::Value {
-    let response = app
-        .http
-        .get(app.public_path("/self-service/settings/api"))
-        .header("x-session-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let (status, flow) = get_as(app, "/self-service/settings/api", token).await;
+    assert_eq!(status, 200, "{flow}");
+    flow
 }
 
 /// The names of a flow's nodes, in order.

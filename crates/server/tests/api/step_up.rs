@@ -9,7 +9,8 @@ use latchkey_domain::time::Clock;
 use serde_json::{Value, json};
 
 use crate::helpers::{
-    Backend, Jar, PASSWORD, TestApp, csrf_token_of, login, names, register, settings_flow, spawn_app_with,
+    Backend, Jar, PASSWORD, TestApp, csrf_token_of, get_as, login, names, register, settings_flow,
+    spawn_app_with,
 };
 use crate::on_both_databases;
 use crate::second_factors::{
@@ -67,28 +68,15 @@ async fn sign_in(app: &TestApp, email: &str) -> (String, String) {
 /// Whoami refuses an aal1 session of an identity with a second factor
 /// (`session.whoami.required_aal: highest_available`, the default).
 async fn whoami_wants_aal2(app: &TestApp, token: &str) {
-    let response = app
-        .http
-        .get(app.public_path("/sessions/whoami"))
-        .header("x-session-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 403);
-    let body: Value = response.json().await.unwrap();
+    let (status, body) = get_as(app, "/sessions/whoami", token).await;
+    assert_eq!(status, 403);
     assert_eq!(body["error"]["id"], "session_aal2_required");
 }
 
 async fn whoami(app: &TestApp, token: &str) -> Value {
-    let response = app
-        .http
-        .get(app.public_path("/sessions/whoami"))
-        .header("x-session-token", token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
-    response.json().await.unwrap()
+    let (status, body) = get_as(app, "/sessions/whoami", token).await;
+    assert_eq!(status, 200, "{body}");
+    body
 }
 
 /// Registers and saves backup codes through settings; returns the
